@@ -1,0 +1,35 @@
+"""The ``gnomon`` command line: one verb group per stage.
+
+This is the only module that parses command lines. Sub-command groups live in
+``gnomon.commands`` (one module each, typer apps) and are mounted here.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from gnomon.commands import campaign, db, generate, jobs, model, phases, relax
+
+app = typer.Typer(
+    name="gnomon",
+    help="GNoME-style active learning for stable inorganic crystals.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db", help="Import entries and inspect the phase database.")
+app.command("phases", help="Query the phases found.")(phases.phases)
+app.command("hull", help="Show (and plot) the convex hull of a chemical system.")(phases.hull)
+app.add_typer(generate.app, name="generate", help="Generate candidate structures.")
+app.command("dedup", help="Remove duplicate structures from a candidate file.")(generate.dedup)
+app.add_typer(model.app, name="model", help="Train, list and run the GNN ensembles.")
+app.command("relax", help="Relax structures with an engine through a dispatcher.")(relax.relax)
+app.add_typer(jobs.app, name="jobs", help="Track relaxations submitted to a dispatcher.")
+app.add_typer(campaign.app, name="campaign", help="Run, schedule and report discovery campaigns.")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

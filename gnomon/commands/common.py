@@ -1,0 +1,50 @@
+"""What every command shares: the ``--db`` option, settings, the console, clean failures."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gnomon.config import ConfigError, Settings, load_settings
+from gnomon.storage import Repository, StorageError, open_repository
+
+console = Console()
+err_console = Console(stderr=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (sqlite:///path, mongodb://host/db); default GNOMON_DB "
+                 "or a SQLite file in GNOMON_HOME.", envvar="GNOMON_DB", show_envvar=False),
+]
+
+
+def settings(db: str | None = None) -> Settings:
+    try:
+        s = load_settings(db=db)
+    except ConfigError as exc:
+        fail(f"configuration error: {exc}")
+    logging.basicConfig(level=s.log_level, format="%(levelname)s %(name)s: %(message)s")
+    return s
+
+
+@contextmanager
+def repository(db: str | None = None) -> Iterator[Repository]:
+    s = settings(db)
+    try:
+        repo = open_repository(s.db_url)
+    except StorageError as exc:
+        fail(str(exc))
+    try:
+        yield repo
+    finally:
+        repo.close()
+
+
+def fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)

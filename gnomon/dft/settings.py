@@ -1,0 +1,54 @@
+"""Site settings for the relaxation engines and batch queues.
+
+They live with the engines that read them; ``gnomon.config.Settings`` nests them so one YAML
+file or ``GNOMON_QE__*`` / ``GNOMON_SLURM__*`` variables configure a site.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class QESettings(BaseModel):
+    """Quantum ESPRESSO: where pw.x and the pseudopotentials are, and the numerical settings."""
+
+    pw_command: str = "pw.x"
+    mpi_command: str | None = None
+    pseudo_dir: Path | None = None
+    pseudo_family: str = "pslibrary"
+    pseudo_map: dict[str, str] = Field(
+        default_factory=dict, description="Element -> UPF file name, overriding discovery."
+    )
+    ecutwfc: float = 40.0
+    ecutrho: float | None = None
+    kspacing: float = Field(0.3, description="k-point spacing in 1/Angstrom (2*pi included).")
+    smearing: str = "mv"
+    degauss: float = 0.02
+    timeout_s: float | None = None
+
+
+class VaspSettings(BaseModel):
+    """VASP: the command custodian runs and whether r2SCAN is used."""
+
+    vasp_command: str = "vasp_std"
+    gamma_command: str = "vasp_gam"
+    use_r2scan: bool = False
+
+
+class SlurmSettings(BaseModel):
+    """A SLURM site: what goes into every batch script."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    walltime: str = "01:00:00"
+    nodes: int = 1
+    ntasks: int = 1
+    cpus_per_task: int = 1
+    modules: list[str] = Field(default_factory=list)
+    environment: dict[str, str] = Field(default_factory=dict)
+    pre_run: list[str] = Field(default_factory=list)
+    max_retries: int = 2
+    pack: int = Field(1, description="Relaxations packed into one batch job.")

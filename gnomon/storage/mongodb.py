@@ -1,0 +1,212 @@
+"""MongoDB backend: for shared and HPC use, where compute nodes and the orchestrator share
+one database.
+
+Indexes are created on first use. MongoDB only has multi-document transactions on replica
+sets, so ``transaction()`` works everywhere by two means: a lease in a ``_locks`` collection
+keeps other gnomon writers out, and an undo log restores every document the block touched if
+it raises. ``mongomock://`` URLs give an in-memory server for tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from pymongo import ASCENDING, ReplaceOne
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from gnomon.storage.documents import INDEXED_FIELDS, RECORD_TYPES, Record
+from gnomon.storage.repository import Filters, Repository, StorageError, check_filters
+
+_LOCK_LEASE_S = 600.0
+
+
+def _mongo_filter(filters: Filters) -> dict[str, Any]:
+    query: dict[str, Any] = {}
+    for field, value in filters.items():
+        key = "_id" if field == "id" else field
+        if isinstance(value, (list, tuple, set, frozenset)):
+            query[key] = {"$in": list(value)}
+        else:
+            query[key] = value
+    return query
+
+
+class MongoRepository(Repository):
+    """Repository in a MongoDB database (``mongodb://host:port/dbname``)."""
+
+    def __init__(self, url: str, client: Any | None = None, database: str | None = None):
+        self.url = url
+        if client is None:
+            if url.startswith("mongomock://"):
+                import mongomock
+
+                client = mongomock.MongoClient()
+            else:
+                from pymongo import MongoClient
+
+                client = MongoClient(url, serverSelectionTimeoutMS=5000, tz_aware=True)
+        self.client = client
+        self._mock = type(client).__module__.startswith("mongomock")
+        name = database or (url.rsplit("/", 1)[-1].split("?")[0] if "/" in url[12:] else "") or "gnomon"
+        self.db = client[name]
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._undo: list[tuple[str, str, dict | None]] | None = None
+        self._depth = 0
+        self._ensure_indexes()
+
+    def _ensure_indexes(self) -> None:
+        try:
+            for name, fields in INDEXED_FIELDS.items():
+                for field in fields:
+                    self.db[name].create_index([(field, ASCENDING)])
+        except PyMongoError as exc:
+            raise StorageError(f"cannot reach MongoDB at {self.url}: {exc}") from exc
+
+    # -- the undo log behind transaction() ------------------------------------------------
+    def _remember(self, collection: str, ids: list[str]) -> None:
+        if self._undo is None:
+            return
+        before = {d["_id"]: d for d in self.db[collection].find({"_id": {"$in": ids}})}
+        for i in ids:
+            self._undo.append((collection, i, before.get(i)))
+
+    @contextmanager
+    def _locked(self):
+        locks = self.db["_locks"]
+        deadline = time.monotonic() + _LOCK_LEASE_S
+        while True:
+            now = time.time()
+            try:
+                locks.update_one(
+                    {"_id": "write", "$or": [{"owner": self._owner}, {"expires": {"$lt": now}}]},
+                    {"$set": {"owner": self._owner, "expires": now + _LOCK_LEASE_S}},
+                    upsert=True,
+                )
+                break
+            except DuplicateKeyError:
+                if time.monotonic() > deadline:
+                    raise StorageError("timed out waiting for the gnomon write lock") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            locks.delete_one({"_id": "write", "owner": self._owner})
+
+    def transaction(self):
+        @contextmanager
+        def _tx():
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self
+                finally:
+                    self._depth -= 1
+                return
+            with self._locked():
+                self._undo, self._depth = [], 1
+                try:
+                    yield self
+                except BaseException:
+                    for collection, rid, doc in reversed(self._undo):
+                        if doc is None:
+                            self.db[collection].delete_one({"_id": rid})
+                        else:
+                            self.db[collection].replace_one({"_id": rid}, doc, upsert=True)
+                    raise
+                finally:
+                    self._undo, self._depth = None, 0
+
+        return _tx()
+
+    # -- writes ---------------------------------------------------------------------------
+    @staticmethod
+    def _doc(record: Record) -> dict[str, Any]:
+        doc = record.to_doc()
+        doc["_id"] = doc["id"]
+        return doc
+
+    def upsert(self, collection: str, records: Sequence[Record]) -> int:
+        if not records:
+            return 0
+        if collection not in RECORD_TYPES:
+            raise StorageError(f"unknown collection {collection!r}")
+        docs = [self._doc(r) for r in records]
+        with self.transaction():
+            self._remember(collection, [d["_id"] for d in docs])
+            if self._mock:  # mongomock's bulk_write lags pymongo's operation classes
+                for d in docs:
+                    self.db[collection].replace_one({"_id": d["_id"]}, d, upsert=True)
+            else:
+                self.db[collection].bulk_write(
+                    [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs], ordered=True
+                )
+        return len(docs)
+
+    def insert_new(self, collection: str, records: Sequence[Record]) -> list[str]:
+        if not records:
+            return []
+        new: list[str] = []
+        with self.transaction():
+            seen = self.existing_ids(collection, [r.id for r in records])
+            fresh = []
+            for record in records:
+                if record.id not in seen:
+                    seen.add(record.id)
+                    fresh.append(self._doc(record))
+            if fresh:
+                self._remember(collection, [d["_id"] for d in fresh])
+                self.db[collection].insert_many(fresh, ordered=True)
+                new = [d["_id"] for d in fresh]
+        return new
+
+    def update_fields(self, collection, record_id, fields, expect=None) -> bool:
+        query: dict[str, Any] = {"_id": record_id}
+        for key, wanted in (expect or {}).items():
+            query[key] = {"$in": list(wanted)} if isinstance(wanted, (list, tuple, set)) else wanted
+        with self.transaction():
+            current = self.db[collection].find_one(query)
+            if current is None:
+                return False
+            doc = {**current, **fields}
+            record = RECORD_TYPES[collection].from_doc(doc)  # validate before writing
+            self._remember(collection, [record_id])
+            result = self.db[collection].replace_one(query, self._doc(record))
+        return result.modified_count == 1 or result.matched_count == 1
+
+    def delete(self, collection: str, ids: Iterable[str]) -> int:
+        ids = list(ids)
+        with self.transaction():
+            self._remember(collection, ids)
+            return self.db[collection].delete_many({"_id": {"$in": ids}}).deleted_count
+
+    # -- reads ----------------------------------------------------------------------------
+    def find(self, collection, filters=None, limit=None) -> Iterator[dict[str, Any]]:
+        query = _mongo_filter(check_filters(collection, filters))
+        cursor = self.db[collection].find(query).sort("_id", ASCENDING)
+        if limit is not None:
+            cursor = cursor.limit(int(limit))
+        for doc in cursor:
+            doc.pop("_id", None)
+            yield doc
+
+    def count(self, collection, filters=None) -> int:
+        return self.db[collection].count_documents(_mongo_filter(check_filters(collection, filters)))
+
+    def distinct(self, collection, field, filters=None) -> list[Any]:
+        query = _mongo_filter(check_filters(collection, filters))
+        key = "_id" if field == "id" else field
+        return [v for v in self.db[collection].distinct(key, query) if v is not None]
+
+    def existing_ids(self, collection, ids) -> set[str]:
+        ids = list(ids)
+        return {d["_id"] for d in self.db[collection].find({"_id": {"$in": ids}}, {"_id": 1})}
+
+    def close(self) -> None:
+        if not self.url.startswith("mongomock://"):
+            self.client.close()

@@ -1,0 +1,258 @@
+"""SQLite backend: the embedded default, one file in the workspace.
+
+One table per collection: the record as JSON plus a column per indexed field. WAL mode lets
+readers run beside a writer; writers take the database lock with ``BEGIN IMMEDIATE`` and wait
+(``busy_timeout``) rather than fail, so several local processes can import at once. Each
+thread gets its own connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gnomon.storage.documents import INDEXED_FIELDS, RECORD_TYPES, Record
+from gnomon.storage.repository import Filters, Repository, StorageError, check_filters
+
+_BUSY_TIMEOUT_MS = 120_000
+_CHUNK = 500  # bound on SQL parameters per IN (...) clause
+
+
+def _column_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return value
+
+
+class SQLiteRepository(Repository):
+    """Repository in a SQLite file (``sqlite:///path/to/gnomon.db``)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.url = f"sqlite:///{self.path.as_posix()}"
+        self._local = threading.local()
+        self._create_schema()
+
+    # -- connections ----------------------------------------------------------------------
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+            self._local.depth = 0
+        return conn
+
+    def _create_schema(self) -> None:
+        with self._write():
+            for name, fields in INDEXED_FIELDS.items():
+                cols = "".join(f", {f}" for f in fields)
+                self._conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {name} (id TEXT PRIMARY KEY, doc BLOB NOT NULL{cols})"
+                )
+                for field in fields:
+                    self._conn.execute(
+                        f"CREATE INDEX IF NOT EXISTS ix_{name}_{field} ON {name} ({field})"
+                    )
+
+    @contextmanager
+    def _write(self):
+        """A write transaction, or a part of the one already open on this thread."""
+        conn = self._conn
+        if self._local.depth > 0:
+            self._local.depth += 1
+            try:
+                yield conn
+            finally:
+                self._local.depth -= 1
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        self._local.depth = 1
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+        finally:
+            self._local.depth = 0
+
+    def transaction(self):
+        @contextmanager
+        def _tx():
+            with self._write():
+                yield self
+
+        return _tx()
+
+    # -- writes ---------------------------------------------------------------------------
+    def _rows(self, collection: str, records: Sequence[Record]) -> list[tuple]:
+        if collection not in RECORD_TYPES:
+            raise StorageError(f"unknown collection {collection!r}")
+        fields = INDEXED_FIELDS[collection]
+        rows = []
+        for record in records:
+            doc = record.to_doc()
+            rows.append(
+                (doc["id"], orjson.dumps(doc), *(_column_value(doc.get(f)) for f in fields))
+            )
+        return rows
+
+    def upsert(self, collection: str, records: Sequence[Record]) -> int:
+        if not records:
+            return 0
+        fields = INDEXED_FIELDS[collection]
+        rows = self._rows(collection, records)
+        cols = ", ".join(("id", "doc", *fields))
+        marks = ", ".join("?" * (2 + len(fields)))
+        updates = ", ".join(f"{c}=excluded.{c}" for c in ("doc", *fields))
+        with self._write() as conn:
+            conn.executemany(
+                f"INSERT INTO {collection} ({cols}) VALUES ({marks}) "
+                f"ON CONFLICT(id) DO UPDATE SET {updates}",
+                rows,
+            )
+        return len(rows)
+
+    def insert_new(self, collection: str, records: Sequence[Record]) -> list[str]:
+        if not records:
+            return []
+        fields = INDEXED_FIELDS[collection]
+        rows = self._rows(collection, records)
+        cols = ", ".join(("id", "doc", *fields))
+        marks = ", ".join("?" * (2 + len(fields)))
+        new: list[str] = []
+        with self._write() as conn:
+            seen = self.existing_ids(collection, [r[0] for r in rows])
+            for row in rows:
+                if row[0] in seen:
+                    continue
+                conn.execute(f"INSERT INTO {collection} ({cols}) VALUES ({marks})", row)
+                seen.add(row[0])
+                new.append(row[0])
+        return new
+
+    def update_fields(self, collection, record_id, fields, expect=None) -> bool:
+        with self._write() as conn:
+            row = conn.execute(f"SELECT doc FROM {collection} WHERE id=?", (record_id,)).fetchone()
+            if row is None:
+                return False
+            doc = orjson.loads(row[0])
+            for key, wanted in (expect or {}).items():
+                allowed = wanted if isinstance(wanted, (list, tuple, set)) else [wanted]
+                if doc.get(key) not in allowed:
+                    return False
+            doc.update(fields)
+            record = RECORD_TYPES[collection].from_doc(doc)
+            self.upsert(collection, [record])
+        return True
+
+    def delete(self, collection: str, ids: Iterable[str]) -> int:
+        ids = list(ids)
+        n = 0
+        with self._write() as conn:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                cur = conn.execute(
+                    f"DELETE FROM {collection} WHERE id IN ({','.join('?' * len(chunk))})", chunk
+                )
+                n += cur.rowcount
+        return n
+
+    # -- reads ----------------------------------------------------------------------------
+    def _where(self, collection: str, filters: Filters | None) -> tuple[str, list[Any], list]:
+        """SQL for scalar filters; list filters larger than one chunk are split by caller."""
+        filters = check_filters(collection, filters)
+        clauses: list[str] = []
+        params: list[Any] = []
+        big: list[tuple[str, list]] = []
+        for field, value in filters.items():
+            if isinstance(value, (list, tuple, set, frozenset)):
+                values = [_column_value(v) for v in value]
+                if len(values) > _CHUNK:
+                    big.append((field, values))
+                    continue
+                clauses.append(f"{field} IN ({','.join('?' * len(values))})" if values else "0")
+                params.extend(values)
+            elif value is None:
+                clauses.append(f"{field} IS NULL")
+            else:
+                clauses.append(f"{field} = ?")
+                params.append(_column_value(value))
+        if len(big) > 1:
+            raise StorageError(f"at most one filter on {collection} may list more than {_CHUNK} values")
+        return " AND ".join(clauses) or "1", params, big
+
+    def find(self, collection, filters=None, limit=None) -> Iterator[dict[str, Any]]:
+        where, params, big = self._where(collection, filters)
+        lim = f" LIMIT {int(limit)}" if limit is not None else ""
+        if not big:
+            sql = f"SELECT doc FROM {collection} WHERE {where} ORDER BY id{lim}"
+            rows = self._conn.execute(sql, params).fetchall()
+            for (doc,) in rows:
+                yield orjson.loads(doc)
+            return
+        field, values = big[0]
+        found = 0
+        for start in range(0, len(values), _CHUNK):
+            chunk = values[start : start + _CHUNK]
+            sql = (
+                f"SELECT doc FROM {collection} WHERE {where} AND "
+                f"{field} IN ({','.join('?' * len(chunk))}) ORDER BY id"
+            )
+            for (doc,) in self._conn.execute(sql, [*params, *chunk]).fetchall():
+                if limit is not None and found >= limit:
+                    return
+                found += 1
+                yield orjson.loads(doc)
+
+    def count(self, collection, filters=None) -> int:
+        where, params, big = self._where(collection, filters)
+        if big:
+            return sum(1 for _ in self.find(collection, filters))
+        return self._conn.execute(f"SELECT COUNT(*) FROM {collection} WHERE {where}", params).fetchone()[0]
+
+    def distinct(self, collection, field, filters=None) -> list[Any]:
+        if field not in INDEXED_FIELDS[collection] and field != "id":
+            raise StorageError(f"distinct needs an indexed field of {collection}, not {field!r}")
+        where, params, big = self._where(collection, filters)
+        if big:
+            return sorted({d.get(field) for d in self.find(collection, filters)} - {None})
+        rows = self._conn.execute(
+            f"SELECT DISTINCT {field} FROM {collection} WHERE {where} AND {field} IS NOT NULL",
+            params,
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def existing_ids(self, collection, ids) -> set[str]:
+        ids = list(ids)
+        found: set[str] = set()
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            rows = self._conn.execute(
+                f"SELECT id FROM {collection} WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            found.update(r[0] for r in rows)
+        return found
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
