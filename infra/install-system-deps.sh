@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# System packages the DFT engines and the local SLURM cluster need (Debian/Ubuntu).
+# Idempotent: installs only what is missing. Used by `make test-deps` and .ci/run.
+set -euo pipefail
+
+PACKAGES=(quantum-espresso quantum-espresso-data slurm-wlm munge)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$pkg")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "system deps: all present (${PACKAGES[*]})"
+    exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+echo "system deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "system deps: done"
