@@ -99,7 +99,9 @@ def phases_of(
             products: list[str] = []
         else:
             products_map, e_hull = pd.get_decomp_and_e_above_hull(entry, allow_negative=True)
-            decomp = e_hull
+            # pymatgen's decomposition enthalpy (Bartel et al. 2020): equal to e_above_hull
+            # unless a polymorph of this composition is on the hull
+            decomp = pd.get_phase_separation_energy(entry)
             products = sorted(p.composition.reduced_formula for p in products_map)
         phases.append(
             Phase(

@@ -1,0 +1,128 @@
+"""`gnomon phases` and `gnomon hull`: what was found, and where it sits."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gnomon.commands.common import DbOption, console, fail, repository
+from gnomon.pipeline.hull import HullEngine, subsystems
+from gnomon.pipeline.phase_query import ROW_FIELDS, PhaseQuery, normalise_chemsys
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+    cif = "cif"
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def phases(
+    chemsys: Annotated[str | None, typer.Option(help="Chemical space, e.g. Li-Mn-O (all its subsystems).")] = None,
+    elements: Annotated[str | None, typer.Option(help="Phases containing all of these, e.g. Li,O.")] = None,
+    scheme: Annotated[str | None, typer.Option(help="Energy scheme.")] = None,
+    stable: Annotated[bool, typer.Option("--stable", help="Only phases on the hull.")] = False,
+    max_e_above_hull: Annotated[float | None, typer.Option(help="eV/atom.")] = None,
+    format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    limit: Annotated[int | None, typer.Option(help="At most this many rows.")] = None,
+    db: DbOption = None,
+) -> None:
+    """List phases with their place on the hull."""
+    query = PhaseQuery(
+        chemsys=chemsys, elements=elements.split(",") if elements else None, scheme=scheme,
+        stable=stable, max_e_above_hull=max_e_above_hull, limit=limit,
+    )
+    with repository(db) as repo:
+        try:
+            rows = query.run(repo)
+        except ValueError as exc:
+            fail(str(exc))
+    if format is OutputFormat.json:
+        print(json.dumps([{k: r[k] for k in ROW_FIELDS} for r in rows], indent=1))
+    elif format is OutputFormat.csv:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=ROW_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, "decomposes_to": " ".join(r["decomposes_to"])})
+        print(buf.getvalue(), end="")
+    elif format is OutputFormat.cif:
+        from pymatgen.core import Structure
+        from pymatgen.io.cif import CifWriter
+
+        for r in rows:
+            if "_structure" not in r:
+                continue
+            text = str(CifWriter(Structure.from_dict(r["_structure"])))
+            print(text.replace("data_", f"data_{r['id']}_", 1))
+    else:
+        table = Table(title=f"{len(rows)} phases")
+        cols = ("formula", "chemsys", "scheme", "energy_per_atom", "formation_energy_per_atom",
+                "e_above_hull", "decomposition_energy", "is_stable", "id")
+        heads = ("formula", "chemsys", "scheme", "E (eV/at)", "E_f (eV/at)", "E_hull (eV/at)",
+                 "E_decomp (eV/at)", "stable", "id")
+        for h in heads:
+            table.add_column(h, justify="right" if h.startswith("E") else "left")
+        for r in rows:
+            style = "bold green" if r["is_stable"] else None
+            table.add_row(*(_fmt(r[c]) for c in cols), style=style)
+        console.print(table)
+
+
+def hull(
+    chemsys: Annotated[str, typer.Argument(help="Chemical system, e.g. Li-Mn-O.")],
+    scheme: Annotated[str | None, typer.Option(help="Energy scheme (required when several exist).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a hull diagram PNG (2 to 4 elements).")] = None,
+    db: DbOption = None,
+) -> None:
+    """The convex hull of a chemical system in one energy scheme."""
+    try:
+        chemsys = normalise_chemsys(chemsys)
+    except ValueError as exc:
+        fail(str(exc))
+    with repository(db) as repo:
+        present = sorted({s for s in repo.distinct("entries", "scheme", {"chemsys": subsystems(chemsys)})})
+        if scheme is None:
+            if not present:
+                fail(f"no entries in {chemsys}")
+            if len(present) > 1:
+                fail(f"{chemsys} has entries in several energy schemes ({', '.join(present)}); "
+                     "hulls never mix schemes: pass --scheme")
+            scheme = present[0]
+        pd = HullEngine(repo).phase_diagram(scheme, chemsys)
+        if pd is None:
+            fail(f"no hull for {chemsys} in scheme {scheme}: an element has no reference entry")
+        rows = PhaseQuery(chemsys=chemsys, scheme=scheme).run(repo)
+    table = Table(title=f"hull of {chemsys} ({scheme}): {len(pd.stable_entries)} stable of {len(pd.all_entries)}")
+    for h in ("formula", "E_f (eV/at)", "E_hull (eV/at)", "stable", "decomposes to"):
+        table.add_column(h)
+    for r in rows:
+        table.add_row(r["formula"], _fmt(r["formation_energy_per_atom"]), _fmt(r["e_above_hull"]),
+                      "yes" if r["is_stable"] else "", _fmt(r["decomposes_to"]),
+                      style="bold green" if r["is_stable"] else None)
+    console.print(table)
+    if plot is not None:
+        n = len(chemsys.split("-"))
+        if not 2 <= n <= 4:
+            fail(f"hull plots need 2 to 4 elements; {chemsys} has {n}")
+        from gnomon.pipeline.plots import plot_hull
+
+        plot_hull(pd, plot)
+        console.print(f"hull diagram written to {plot}")

@@ -1,0 +1,52 @@
+"""Fixtures shared by the whole suite: repositories of every backend, an isolated workspace."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from gnomon.storage import open_repository
+
+BACKENDS = ["sqlite", "mongomock"] + (["mongodb"] if os.environ.get("GNOMON_TEST_MONGO_URI") else [])
+
+
+def pytest_report_header(config):
+    if not os.environ.get("GNOMON_TEST_MONGO_URI"):
+        return "MongoDB: no real server (GNOMON_TEST_MONGO_URI unset); backend tested with mongomock"
+    return f"MongoDB: real server at {os.environ['GNOMON_TEST_MONGO_URI']}"
+
+
+def make_repo_url(backend: str, tmp_path) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'gnomon.db'}"
+    if backend == "mongomock":
+        return f"mongomock://test-{uuid.uuid4().hex[:8]}"
+    base = os.environ["GNOMON_TEST_MONGO_URI"].rstrip("/")
+    return f"{base}/gnomon_test_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(params=BACKENDS)
+def repo(request, tmp_path):
+    url = make_repo_url(request.param, tmp_path)
+    r = open_repository(url)
+    yield r
+    if request.param == "mongodb":
+        r.client.drop_database(r.db.name)
+    r.close()
+
+
+@pytest.fixture
+def sqlite_repo(tmp_path):
+    r = open_repository(f"sqlite:///{tmp_path / 'gnomon.db'}")
+    yield r
+    r.close()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_workspace(tmp_path, monkeypatch):
+    """Every test gets its own GNOMON_HOME so nothing leaks into the checkout."""
+    monkeypatch.setenv("GNOMON_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("GNOMON_DB", raising=False)
+    monkeypatch.delenv("GNOMON_CONFIG", raising=False)

@@ -1,0 +1,157 @@
+"""The hull engine must give pymatgen's numbers, recompute only what changed, and never mix
+energy schemes."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pymatgen.analysis.phase_diagram import PhaseDiagram
+from pymatgen.core import Composition
+from pymatgen.entries.computed_entries import ComputedEntry
+
+from gnomon.pipeline.entries import make_entry
+from gnomon.pipeline.hull import HullEngine, subsystems
+from gnomon.storage import open_repository
+
+POOL = ["Li", "Na", "Mn", "Fe", "O", "S", "Cl", "Mg"]
+
+
+def random_entries(rng: random.Random, elements: list[str], n: int, scheme: str = "test") -> list:
+    """Elemental references plus ``n`` random compounds (polymorphs and unstable ones included)."""
+    entries = [make_entry(el, rng.uniform(-5, -1), scheme, source=f"ref-{el}-{i}")
+               for el in elements for i in range(rng.randint(1, 2))]
+    for i in range(n):
+        k = rng.randint(1, len(elements))
+        chosen = rng.sample(elements, k)
+        comp = Composition({el: rng.randint(1, 4) for el in chosen})
+        ref = sum(-3.0 * amt for amt in comp.values())
+        energy = ref + rng.uniform(-2.0, 1.0) * comp.num_atoms
+        entries.append(make_entry(comp, energy, scheme, source=f"rand-{i}"))
+        if rng.random() < 0.2:  # a polymorph of the same composition
+            entries.append(make_entry(comp, energy + rng.uniform(-0.2, 0.2), scheme, source=f"poly-{i}"))
+    return entries
+
+
+def pymatgen_reference(entries) -> dict[str, tuple[float, float, bool]]:
+    """e_above_hull, decomposition energy, stable for each entry, per chemsys as pymatgen does."""
+    out = {}
+    for chemsys in {e.chemsys for e in entries}:
+        pool = [ComputedEntry(Composition(e.composition), e.energy, entry_id=e.id)
+                for e in entries if set(e.elements) <= set(chemsys.split("-"))]
+        pd = PhaseDiagram(pool)
+        stable = {x.entry_id for x in pd.stable_entries}
+        for x in pool:
+            if set(x.composition.chemical_system.split("-")) != set(chemsys.split("-")):
+                continue
+            out[x.entry_id] = (pd.get_e_above_hull(x, allow_negative=True),
+                               pd.get_phase_separation_energy(x), x.entry_id in stable)
+    return out
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31), nel=st.integers(1, 5), n=st.integers(0, 25),
+       batches=st.integers(1, 3))
+def test_hull_equals_pymatgen(tmp_path_factory, seed, nel, n, batches):
+    rng = random.Random(seed)
+    elements = rng.sample(POOL, nel)
+    entries = random_entries(rng, elements, n)
+    repo = open_repository(f"sqlite:///{tmp_path_factory.mktemp('h') / 'g.db'}")
+    engine = HullEngine(repo)
+    rng.shuffle(entries)
+    # references first so every batch has a hull to land on
+    entries.sort(key=lambda e: len(e.elements) > 1)
+    cuts = sorted(rng.sample(range(1, len(entries)), min(batches - 1, len(entries) - 1))) if len(entries) > 1 else []
+    start = 0
+    for cut in [*cuts, len(entries)]:
+        engine.ingest(entries[start:cut])
+        start = cut
+    expected = pymatgen_reference(list({e.id: e for e in entries}.values()))
+    phases = {p.id: p for p in repo.phases()}
+    assert set(phases) == set(expected)
+    for eid, (e_hull, decomp, stable) in expected.items():
+        p = phases[eid]
+        assert p.e_above_hull == pytest.approx(e_hull, abs=1e-6)
+        assert p.decomposition_energy == pytest.approx(decomp, abs=1e-6)
+        assert p.is_stable == stable
+        if stable:
+            assert p.decomposition_energy <= 1e-9
+    repo.close()
+
+
+def test_ingest_recomputes_only_systems_containing_the_change(sqlite_repo):
+    engine = HullEngine(sqlite_repo)
+    rng = random.Random(1)
+    engine.ingest(random_entries(rng, ["Li", "O"], 5) + random_entries(rng, ["Na", "Cl"], 5)
+                  + random_entries(rng, ["Li", "Mn", "O"], 8))
+    report = engine.ingest([make_entry("LiO2", -20.0, "test")])
+    recomputed = set(report.recomputed["test"])
+    assert "Li-O" in recomputed
+    assert recomputed <= {"Li-O", "Li-Mn-O"}
+    assert not recomputed & {"Cl-Na", "Na", "Cl", "Li", "O", "Mn", "Mn-O", "Li-Mn"}
+    # and the stored result equals a full rebuild
+    before = {p.id: (p.e_above_hull, p.decomposition_energy, p.is_stable) for p in sqlite_repo.phases()}
+    engine.rebuild()
+    after = {p.id: (p.e_above_hull, p.decomposition_energy, p.is_stable) for p in sqlite_repo.phases()}
+    assert before.keys() == after.keys()
+    for k in before:
+        assert before[k][2] == after[k][2]
+        assert before[k][0] == pytest.approx(after[k][0], abs=1e-9)
+
+
+def test_stable_before_ingest_flag(sqlite_repo):
+    engine = HullEngine(sqlite_repo)
+    engine.ingest([make_entry("Li", -2.0, "t"), make_entry("O2", -10.0, "t")])
+    low = make_entry("Li2O", -20.0, "t")      # far below the Li-O tie line
+    high = make_entry("LiO", -5.0, "t", source="x")        # above the tie line
+    report = engine.ingest([low, high])
+    assert report.stable_at_ingest == [low.id]
+    phases = {p.id: p for p in sqlite_repo.phases()}
+    assert phases[low.id].stable_at_ingest is True and phases[low.id].is_stable
+    assert phases[high.id].stable_at_ingest is False and not phases[high.id].is_stable
+    # a later, lower polymorph dethrones Li2O, but Li2O keeps its at-ingest verdict
+    engine.ingest([make_entry("Li2O", -21.0, "t", source="poly")])
+    phases = {p.id: p for p in sqlite_repo.phases()}
+    assert phases[low.id].is_stable is False
+    assert phases[low.id].stable_at_ingest is True
+
+
+def test_reingest_is_a_no_op(sqlite_repo):
+    engine = HullEngine(sqlite_repo)
+    entries = random_entries(random.Random(3), ["Fe", "S"], 6)
+    engine.ingest(entries)
+    n = sqlite_repo.count("entries")
+    report = engine.ingest(entries)
+    assert report.new_entry_ids == [] and len(report.known_entry_ids) == len(entries)
+    assert sqlite_repo.count("entries") == n
+
+
+def test_schemes_never_share_a_hull(sqlite_repo):
+    engine = HullEngine(sqlite_repo)
+    engine.ingest([make_entry("Li", -2.0, "a"), make_entry("O2", -10.0, "a"), make_entry("Li2O", -20.0, "a")])
+    # scheme b has references of its own and a much lower Li2O energy scale
+    engine.ingest([make_entry("Li", -1.0, "b"), make_entry("O2", -4.0, "b"), make_entry("Li2O", -4.5, "b")])
+    a = {p.reduced_formula: p for p in sqlite_repo.phases(scheme="a")}
+    b = {p.reduced_formula: p for p in sqlite_repo.phases(scheme="b")}
+    assert a["Li2O"].is_stable and a["Li2O"].formation_energy_per_atom == pytest.approx((-20 + 2 * 2 + 5) / 3)
+    assert b["Li2O"].is_stable and b["Li2O"].formation_energy_per_atom == pytest.approx((-4.5 + 2 * 1 + 2) / 3)
+    assert engine.e_above_hull("a", "Li2O", -20 / 3) == pytest.approx(0.0, abs=1e-9)
+    assert engine.e_above_hull("b", "Li2O", -20 / 3) < -4
+
+
+def test_missing_reference_gives_phase_without_hull(sqlite_repo):
+    engine = HullEngine(sqlite_repo)
+    engine.ingest([make_entry("Li", -2.0, "t"), make_entry("Li2O", -14.0, "t")])
+    p = sqlite_repo.phases(chemsys="Li-O")[0]
+    assert p.e_above_hull is None and p.is_stable is None
+    assert "O" in p.note
+    assert engine.e_above_hull("t", "Li2O", -5.0) is None
+    engine.ingest([make_entry("O2", -10.0, "t")])
+    p = sqlite_repo.phases(chemsys="Li-O")[0]
+    assert p.is_stable is True
+
+
+def test_subsystems():
+    assert sorted(subsystems("Li-Mn-O")) == sorted(["Li", "Mn", "O", "Li-Mn", "Li-O", "Mn-O", "Li-Mn-O"])
