@@ -1,0 +1,165 @@
+"""The GNoME-style graph network.
+
+Following the methods of Merchant et al. (Nature 2023): atoms are embedded by element, edges
+carry their length expanded in a radial basis, and L interaction blocks update edges and
+nodes with SiLU multilayer perceptrons. Messages summed at a node are divided by the average
+number of neighbours in the training set, which keeps activations on the same scale for
+sparse and dense crystals. A per-atom readout gives the energy per atom:
+
+    e_ij^0 = W_e · rbf(d_ij)                           h_i^0 = Embed(Z_i)
+    e_ij^{l+1} = e_ij^l + φ_e(h_i^l, h_j^l, e_ij^l)
+    m_i^l = (1 / <n_nbr>) Σ_j u(d_ij) e_ij^{l+1}
+    h_i^{l+1} = h_i^l + φ_v(h_i^l, m_i^l)
+    E / N = (1/N) Σ_i ψ(h_i^L)                        (readout = "sum": atomic energies)
+    E / N = ψ((1/N) Σ_i h_i^L)                        (readout = "mean": pooled features)
+
+where u is a smooth envelope that takes each message to zero at the cutoff, so energies are
+continuous as atoms cross it (and test-time volume scalings can reuse one neighbour list).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.utils import scatter
+
+
+def mlp(sizes: list[int], activate_last: bool = False) -> nn.Sequential:
+    """Linear layers joined by SiLU."""
+    layers: list[nn.Module] = []
+    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if k < len(sizes) - 2 or activate_last:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+def _reset(module: nn.Module) -> None:
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear | nn.Embedding | nn.LayerNorm):
+            layer.reset_parameters()
+
+
+class PolynomialEnvelope(nn.Module):
+    """u(d) = 1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2), x = d / cutoff; 0 beyond."""
+
+    def __init__(self, cutoff: float, exponent: int = 5):
+        super().__init__()
+        self.cutoff = cutoff
+        self.p = exponent
+
+    def forward(self, dist: Tensor) -> Tensor:
+        p = self.p
+        x = dist / self.cutoff
+        u = (
+            1.0
+            - (p + 1) * (p + 2) / 2 * x.pow(p)
+            + p * (p + 2) * x.pow(p + 1)
+            - p * (p + 1) / 2 * x.pow(p + 2)
+        )
+        return torch.where(x < 1.0, u, torch.zeros_like(u))
+
+
+class BesselBasis(nn.Module):
+    """rbf_n(d) = sqrt(2/c) sin(nπ d / c) / d, n = 1..num_radial (DimeNet's radial basis)."""
+
+    def __init__(self, cutoff: float, num_radial: int = 16):
+        super().__init__()
+        self.cutoff = cutoff
+        self.register_buffer(
+            "freq", torch.arange(1, num_radial + 1, dtype=torch.float32) * math.pi / cutoff
+        )
+
+    def forward(self, dist: Tensor) -> Tensor:
+        d = dist.clamp_min(1e-3).unsqueeze(-1)
+        return math.sqrt(2.0 / self.cutoff) * torch.sin(self.freq * d) / d
+
+
+class GNoMEInteraction(nn.Module):
+    """One message-passing block: an edge update then a node update, both residual."""
+
+    def __init__(self, hidden: int, avg_num_neighbors: float = 1.0):
+        super().__init__()
+        self.avg_num_neighbors = float(avg_num_neighbors)
+        self.edge_mlp = mlp([3 * hidden, hidden, hidden])
+        self.node_mlp = mlp([2 * hidden, hidden, hidden])
+        self.norm = nn.LayerNorm(hidden)
+
+    def reset_parameters(self) -> None:
+        _reset(self)
+
+    def forward(
+        self, h: Tensor, e: Tensor, edge_index: Tensor, envelope: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        src, dst = edge_index  # j -> i
+        e = e + self.edge_mlp(torch.cat([h[dst], h[src], e], dim=-1))
+        m = scatter(envelope.unsqueeze(-1) * e, dst, dim=0, dim_size=h.shape[0], reduce="sum")
+        m = m / self.avg_num_neighbors
+        h = h + self.node_mlp(torch.cat([self.norm(h), m], dim=-1))
+        return h, e
+
+
+class GNoMENet(nn.Module):
+    """Energy per atom of a crystal graph (in the units the caller normalised targets to).
+
+    Args:
+        hidden: width of node and edge features.
+        num_layers: number of interaction blocks L.
+        num_radial: size of the radial basis.
+        cutoff: neighbour cutoff in Å (graphs must be built with at least this cutoff).
+        avg_num_neighbors: the training set's mean number of neighbours per atom.
+        readout: ``"sum"`` (atomic energies, averaged) or ``"mean"`` (pooled features, then MLP).
+        num_elements: size of the element embedding (atomic numbers 1..num_elements).
+    """
+
+    def __init__(
+        self,
+        hidden: int = 64,
+        num_layers: int = 3,
+        num_radial: int = 16,
+        cutoff: float = 5.0,
+        avg_num_neighbors: float = 30.0,
+        readout: str = "sum",
+        num_elements: int = 94,
+    ):
+        super().__init__()
+        if readout not in ("sum", "mean"):
+            raise ValueError(f"readout must be 'sum' or 'mean', not {readout!r}")
+        self.hparams: dict[str, Any] = dict(
+            hidden=hidden,
+            num_layers=num_layers,
+            num_radial=num_radial,
+            cutoff=float(cutoff),
+            avg_num_neighbors=float(avg_num_neighbors),
+            readout=readout,
+            num_elements=num_elements,
+        )
+        self.cutoff = float(cutoff)
+        self.readout = readout
+        self.embedding = nn.Embedding(num_elements + 1, hidden)
+        self.rbf = BesselBasis(cutoff, num_radial)
+        self.envelope = PolynomialEnvelope(cutoff)
+        self.edge_embedding = nn.Linear(num_radial, hidden)
+        self.layers = nn.ModuleList(
+            GNoMEInteraction(hidden, avg_num_neighbors) for _ in range(num_layers)
+        )
+        self.output = mlp([hidden, hidden, 1])
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        _reset(self)
+
+    def forward(self, z: Tensor, edge_index: Tensor, dist: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        envelope = self.envelope(dist)
+        h = self.embedding(z)
+        e = self.edge_embedding(self.rbf(dist)) * envelope.unsqueeze(-1)
+        for layer in self.layers:
+            h, e = layer(h, e, edge_index, envelope)
+        if self.readout == "sum":
+            atomic = self.output(h).squeeze(-1)
+            return scatter(atomic, batch, dim=0, dim_size=num_graphs, reduce="mean")
+        pooled = scatter(h, batch, dim=0, dim_size=num_graphs, reduce="mean")
+        return self.output(pooled).squeeze(-1)
