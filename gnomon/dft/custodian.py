@@ -1,0 +1,163 @@
+"""pw.x under custodian: the Job that runs it and the handlers for its common failures.
+
+| failure (in pw.out)                              | correction                                  |
+| ------------------------------------------------ | ------------------------------------------- |
+| ``convergence NOT achieved`` (SCF)               | halve mixing_beta (to 0.1), then switch     |
+|                                                  | diagonalization david -> cg, then more steps |
+| ``bfgs failed`` / history reset / nstep reached  | restart from the last geometry              |
+| ``Maximum CPU time exceeded`` (max_seconds)      | restart from the last geometry              |
+
+Every handler edits ``qe_input.json`` and re-renders ``pw.in``; custodian records what it
+did in ``custodian.json`` and the task document keeps the list.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from custodian.custodian import Custodian, CustodianError, ErrorHandler, Job, Validator
+
+from gnomon.dft.errors import RelaxationError
+from gnomon.dft.parsing import parse_pw_output
+from gnomon.dft.qe import PW_ERR, PW_IN, PW_OUT, read_input, render_input, write_input
+
+log = logging.getLogger(__name__)
+
+MIN_MIXING_BETA = 0.1
+
+
+class PWJob(Job):
+    """Runs ``pw_command -in pw.in > pw.out`` in a directory holding ``qe_input.json``."""
+
+    def __init__(self, pw_command: list[str], timeout_s: float | None = None):
+        self.pw_command = list(pw_command)
+        self.timeout_s = timeout_s
+
+    def setup(self, directory: str = "./") -> None:
+        inp = read_input(directory)
+        (Path(directory) / PW_IN).write_text(render_input(inp))
+
+    def run(self, directory: str = "./"):
+        directory = Path(directory)
+        cmd = [*self.pw_command, "-in", PW_IN]
+        log.info("running %s in %s", " ".join(cmd), directory)
+        with open(directory / PW_OUT, "w") as out, open(directory / PW_ERR, "w") as err:
+            return subprocess.Popen(cmd, cwd=directory, stdout=out, stderr=err)
+
+    def postprocess(self, directory: str = "./") -> None:
+        return None
+
+
+def _restart_from_last_geometry(directory: str, reason: str) -> dict[str, Any]:
+    out = parse_pw_output(Path(directory) / PW_OUT)
+    if not out.images:
+        return {"errors": [reason], "actions": None}
+    inp = read_input(directory)
+    inp["structure"] = out.final_structure.as_dict()
+    write_input(inp, directory)
+    return {"errors": [reason], "actions": [{"dict": "qe_input.json", "action": {"_set": {"structure": "last geometry"}}}]}
+
+
+class QEScfHandler(ErrorHandler):
+    """SCF not converged: lower mixing_beta, then change diagonalization, then more steps."""
+
+    is_monitor = False
+
+    def check(self, directory: str = "./") -> bool:
+        return parse_pw_output(Path(directory) / PW_OUT).scf_failed
+
+    def correct(self, directory: str = "./") -> dict[str, Any]:
+        inp = read_input(directory)
+        el = inp["electrons"]
+        actions: list[dict[str, Any]] = []
+        beta = float(el.get("mixing_beta", 0.7))
+        if beta > MIN_MIXING_BETA + 1e-9:
+            el["mixing_beta"] = max(MIN_MIXING_BETA, round(beta / 2, 4))
+            actions.append({"dict": "electrons", "action": {"_set": {"mixing_beta": el["mixing_beta"]}}})
+        elif el.get("diagonalization", "david") != "cg":
+            el["diagonalization"] = "cg"
+            actions.append({"dict": "electrons", "action": {"_set": {"diagonalization": "cg"}}})
+        elif int(el.get("electron_maxstep", 100)) < 400:
+            el["electron_maxstep"] = int(el.get("electron_maxstep", 100)) * 2
+            actions.append({"dict": "electrons", "action": {"_set": {"electron_maxstep": el["electron_maxstep"]}}})
+        else:
+            return {"errors": ["scf_not_converged"], "actions": None}
+        # keep the geometry the run reached, so ionic progress is not thrown away
+        out = parse_pw_output(Path(directory) / PW_OUT)
+        if len(out.images) > 1:
+            inp["structure"] = out.final_structure.as_dict()
+        write_input(inp, directory)
+        return {"errors": ["scf_not_converged"], "actions": actions}
+
+
+class QEBfgsHandler(ErrorHandler):
+    """BFGS failed (or history reset, or nstep reached): restart from the last geometry."""
+
+    is_monitor = False
+
+    def check(self, directory: str = "./") -> bool:
+        out = parse_pw_output(Path(directory) / PW_OUT)
+        return out.bfgs_failed and not out.bfgs_converged and not out.scf_failed
+
+    def correct(self, directory: str = "./") -> dict[str, Any]:
+        return _restart_from_last_geometry(directory, "bfgs_failed")
+
+
+class QEWalltimeHandler(ErrorHandler):
+    """pw.x stopped at max_seconds: restart from the last geometry."""
+
+    is_monitor = False
+
+    def check(self, directory: str = "./") -> bool:
+        out = parse_pw_output(Path(directory) / PW_OUT)
+        return out.walltime_reached and not out.bfgs_converged
+
+    def correct(self, directory: str = "./") -> dict[str, Any]:
+        return _restart_from_last_geometry(directory, "walltime")
+
+
+class PWDoneValidator(Validator):
+    """pw.x must have printed JOB DONE; otherwise it crashed (see pw.err)."""
+
+    def check(self, directory: str = "./") -> bool:
+        return not parse_pw_output(Path(directory) / PW_OUT).job_done
+
+
+def default_handlers() -> list[ErrorHandler]:
+    return [QEScfHandler(), QEBfgsHandler(), QEWalltimeHandler()]
+
+
+def run_pw_custodian(directory: str | Path, pw_command: list[str], max_errors: int = 5) -> list[dict[str, Any]]:
+    """Run pw.x in ``directory`` under custodian; returns the corrections made.
+
+    Raises RelaxationError with custodian's reason (and the tail of pw.err) on failure.
+    """
+    directory = Path(directory)
+    c = Custodian(
+        default_handlers(),
+        [PWJob(pw_command)],
+        validators=[PWDoneValidator()],
+        max_errors=max_errors,
+        polling_time_step=1,
+        monitor_freq=30,
+        terminate_on_nonzero_returncode=False,
+        directory=str(directory),
+    )
+    try:
+        corrections = c.run()
+    except CustodianError as exc:
+        err = (directory / PW_ERR).read_text(errors="replace")[-500:] if (directory / PW_ERR).exists() else ""
+        raise RelaxationError(f"pw.x failed under custodian in {directory}: {exc}" + (f" | {err.strip()}" if err.strip() else "")) from exc
+    return [_plain(c) for c in corrections]
+
+
+def _plain(correction: dict[str, Any]) -> dict[str, Any]:
+    handler = correction.get("handler")
+    return {
+        "handler": type(handler).__name__ if handler is not None else None,
+        "errors": list(correction.get("errors") or []),
+        "actions": correction.get("actions"),
+    }
