@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -46,7 +47,7 @@ def import_(
         fail(f"{exc}\nnothing was imported")
     if result.rejected:
         for r in result.rejected:
-            err_console.print(f"[yellow]rejected[/] {r}", highlight=False)
+            err_console.print(f"[yellow]rejected[/] {escape(str(r))}", highlight=False)
         if not skip_invalid:
             fail(f"{len(result.rejected)} of {result.records} records are invalid; nothing was "
                  "imported (use --skip-invalid to import the valid ones)")

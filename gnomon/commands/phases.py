@@ -114,7 +114,7 @@ def hull(
     for h in ("formula", "E_f (eV/at)", "E_hull (eV/at)", "stable", "decomposes to"):
         table.add_column(h)
     for r in rows:
-        table.add_row(r["formula"], _fmt(r["formation_energy_per_atom"]), _fmt(r["e_above_hull"]),
+        table.add_row(r["reduced_formula"], _fmt(r["formation_energy_per_atom"]), _fmt(r["e_above_hull"]),
                       "yes" if r["is_stable"] else "", _fmt(r["decomposes_to"]),
                       style="bold green" if r["is_stable"] else None)
     console.print(table)

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 import numpy as np
-from pymatgen.core import Composition, Structure
+from pymatgen.core import Composition, Element, Structure
 from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 
 from gnomon.pipeline.identity import structure_hash
@@ -100,6 +100,10 @@ def make_entry(
         comp = Composition(composition) if structure is None else structure.composition
     except (ValueError, KeyError) as exc:
         raise EntryValidationError(record, f"composition {composition!r}: {exc}") from None
+    unknown = [str(el) for el in comp.elements if not Element.is_valid_symbol(getattr(el, "symbol", str(el)))]
+    if unknown:
+        raise EntryValidationError(record, f"composition {comp.formula!r} has unknown elements {unknown}")
+    comp = comp.element_composition  # oxidation states are not part of an energy's identity
     if comp.num_atoms <= 0:
         raise EntryValidationError(record, "composition has no atoms")
     if structure is not None:

@@ -122,6 +122,7 @@ def _frame_energy(atoms) -> float | None:
 
 def read_extxyz(path: Path, scheme: str, **provenance: Any) -> ImportResult:
     from ase.io import read
+    from ase.io.extxyz import XYZError
     from pymatgen.io.ase import AseAtomsAdaptor
 
     result = ImportResult()
@@ -129,7 +130,7 @@ def read_extxyz(path: Path, scheme: str, **provenance: Any) -> ImportResult:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             frames = read(str(path), index=":", format="extxyz")
-    except (ValueError, KeyError, IndexError, StopIteration) as exc:
+    except (ValueError, KeyError, IndexError, StopIteration, XYZError) as exc:
         raise ImportFormatError(f"{path}: malformed extended XYZ: {type(exc).__name__}: {exc}") from None
     for i, atoms in enumerate(frames):
         label = f"{path}[frame {i}]"
@@ -174,7 +175,9 @@ def _cif_structures(path: Path) -> Iterator[tuple[str, Structure | Exception]]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             parser = CifParser(str(path), occupancy_tolerance=1.0)
-    except (ValueError, KeyError, IndexError, AssertionError) as exc:
+    # pymatgen's CIF reader raises whatever its parsing hits (ZeroDivisionError included) on
+    # a malformed file; at this boundary any such error means "this file is not a CIF"
+    except Exception as exc:  # noqa: BLE001
         raise ImportFormatError(f"{path}: malformed CIF: {exc}") from None
     blocks = list(parser._cif.data.keys())
     if not blocks:
@@ -186,9 +189,10 @@ def _cif_structures(path: Path) -> Iterator[tuple[str, Structure | Exception]]:
                 structure = parser._get_structure(parser._cif.data[block], primitive=False, symmetrized=False)
             if structure is None:
                 raise ValueError("no structure could be read from this block")
-            yield block, structure
-        except (ValueError, KeyError, IndexError, TypeError, AssertionError) as exc:
+        except Exception as exc:  # noqa: BLE001 - see above: a malformed block, named by the caller
             yield block, exc
+            continue
+        yield block, structure
 
 
 def read_cif(path: Path, scheme: str, table: dict[tuple[str, str | None], dict[str, str]] | None,

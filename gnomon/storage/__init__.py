@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from gnomon.storage.documents import (
-    Calculation,
     CalcState,
+    Calculation,
     Campaign,
     Candidate,
     Entry,

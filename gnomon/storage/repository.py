@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 from gnomon.storage.documents import (
     INDEXED_FIELDS,
     RECORD_TYPES,
-    Calculation,
     CalcState,
+    Calculation,
     Candidate,
     Entry,
     ModelVersion,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gnomon.storage import (
-    Calculation,
     CalcState,
+    Calculation,
     Campaign,
     Candidate,
     Entry,
