@@ -1,0 +1,436 @@
+"""SAPS: symmetry-aware partial substitutions of template structures.
+
+GNoME's structural pipeline (Merchant et al., Nature 2023) grows its candidate pool by
+substituting ions of known crystals by similar ions, replacing either all sites of an
+element or only some of them, chosen so that the outcomes are distinct up to the template's
+symmetry. This module does that:
+
+1. **Which substitutions.** Element A of the template may become element B when pymatgen's
+   data-mined ionic substitution probability (Hautier et al., Inorg. Chem. 2011;
+   :class:`~pymatgen.core.structure_prediction.substitution_probability.SubstitutionProbability`)
+   ``P(B | A)`` reaches ``threshold`` for some pair of their ions with charges of the same sign.
+   A's ion is taken from the template's most likely oxidation states; B's is the best-scoring
+   one. Up to ``max_species`` template elements may be substituted at once (full replacement
+   each); ``elements`` names the substituents and, with ``within_elements``, the chemical
+   space every outcome must lie in.
+2. **Which sites.** For a single-element substitution with ``partial`` on, the A sites to
+   replace are enumerated up to the symmetry of the template cell (its space-group operations,
+   lattice translations of a supercell included, as permutations of the sites):
+
+   * ``partial_mode="wyckoff"`` (GNoME's choice): every non-empty union of the Wyckoff orbits
+     the A sites occupy. The group maps each orbit onto itself, so distinct unions are
+     distinct decorations.
+   * ``partial_mode="sites"``: every non-empty subset of the A sites, one per orbit of the
+     group acting on subsets (Burnside's classes). In a supercell this gives the orderings a
+     crystallographer enumerates: rock salt's conventional cell gives the 1/4, 1/2 (CuAu-type
+     layers), 3/4 and full substitutions; a 2x2x2 perovskite's B sites give 1, 3, 3, 6, 3, 3,
+     1, 1 decorations for 1..8 replaced sites (rock-salt, layered and columnar orderings among
+     the 6 at one half). Capped at ``max_enumerated_sites`` A sites; above it the Wyckoff
+     unions are used.
+
+   With ``verify`` (default) the outcomes of one template are also compared pairwise with
+   StructureMatcher, so two outcomes that are equivalent through an operation outside the
+   template's group (its normalizer) are reported once.
+3. **Charge balance.** With ``charge_balance`` set (``strict``/``relaxed``), outcomes whose
+   composition SMACT cannot balance are dropped (:mod:`.compositions`).
+4. **Volume.** The lattice is scaled isotropically by the ratio of the summed cubed radii of
+   the new and old sites (reference-lattice scaling, as pymatgen's RLSVolumePredictor), ionic
+   radii where the oxidation state is known, atomic radii otherwise.
+
+Every candidate records ``template_id``, ``substitution`` (``{A: B}`` for every substituted
+element), ``replaced_fraction`` (of the partially substituted element's sites; 1.0 for full
+substitutions), ``generator_version`` and ``seed``; ``extra`` holds the replaced site indices,
+the substitution probability, the template's space group and the supercell.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+from pymatgen.core import Element, Species, Structure
+
+from gnomon import __version__
+from gnomon.pipeline.generation.compositions import BalanceMode, is_balanced, parse_elements
+from gnomon.pipeline.generation.streaming import parallel_map
+from gnomon.pipeline.generation.templates import SkippedTemplate, Template, TemplateResult
+from gnomon.storage import Candidate
+
+logger = logging.getLogger(__name__)
+
+SAPS_VERSION = "1"
+GENERATOR = "saps"
+_COMBO_CHUNK = 2048
+
+
+# -- substitution probabilities ---------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _probability_table():
+    from pymatgen.core.structure_prediction.substitution_probability import SubstitutionProbability
+
+    table = SubstitutionProbability()
+    by_element: dict[str, list[Species]] = {}
+    for sp in table.species:
+        by_element.setdefault(sp.symbol, []).append(sp)
+    return table, by_element
+
+
+def table_elements() -> list[str]:
+    """Elements that appear in pymatgen's ionic substitution table."""
+    return sorted(_probability_table()[1])
+
+
+@lru_cache(maxsize=200_000)
+def substitution_probability(a: str, b: str, a_oxidation: float | None = None) -> tuple[float, float | None]:
+    """``(P(B|A), charge of B's best ion)`` over observed ion pairs with same-sign charges.
+
+    ``a_oxidation`` fixes A's charge (rounded to the nearest ion in the table); without it all
+    of A's ions are tried. Pairs never observed together score 0.
+    """
+    table, by_element = _probability_table()
+    a_ions = by_element.get(a, [])
+    if a_oxidation is not None and a_ions:
+        target = round(a_oxidation)
+        exact = [s for s in a_ions if s.oxi_state == target]
+        if exact:
+            a_ions = exact
+    best, best_charge = 0.0, None
+    for sa in a_ions:
+        for sb in by_element.get(b, []):
+            if sa.oxi_state * sb.oxi_state <= 0 or frozenset((sa, sb)) not in table._l:
+                continue
+            p = table.cond_prob(sb, sa)
+            if p > best:
+                best, best_charge = p, float(sb.oxi_state)
+    return best, best_charge
+
+
+def _radius(element: str, oxidation: float | None) -> float:
+    el = Element(element)
+    if oxidation is not None and oxidation == round(oxidation) and oxidation != 0:
+        try:
+            r = Species(element, int(oxidation)).ionic_radius
+            if r:
+                return float(r)
+        except ValueError:
+            pass
+    return float(el.atomic_radius or el.atomic_radius_calculated or 1.5)
+
+
+def oxidation_guess(structure: Structure) -> dict[str, float]:
+    """The most likely oxidation state of each element (empty where none is neutral)."""
+    comp = structure.composition.reduced_composition
+    try:
+        guesses = comp.oxi_state_guesses(max_sites=-1) if comp.num_atoms > 30 else comp.oxi_state_guesses()
+    except (ValueError, KeyError):
+        return {}
+    return dict(guesses[0]) if guesses else {}
+
+
+# -- symmetry of the template cell -------------------------------------------------------------
+def site_permutations(structure: Structure, symprec: float = 0.01) -> np.ndarray:
+    """The template's symmetry operations as site permutations, shape ``(n_ops, n_sites)``.
+
+    Row ``g`` maps site ``i`` to site ``perm[g, i]``. Lattice translations that are symmetry
+    operations of a supercell are included (spglib returns them).
+    """
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    n = len(structure)
+    identity = np.arange(n)[None, :]
+    try:
+        ops = SpacegroupAnalyzer(structure, symprec=symprec).get_symmetry_operations(cartesian=False)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        logger.debug("no symmetry for %s (%s); using the identity", structure.formula, exc)
+        return identity
+    frac = structure.frac_coords
+    species = np.array([s.species_string for s in structure])
+    lattice = structure.lattice.matrix
+    perms = []
+    for op in ops:
+        image = frac @ op.rotation_matrix.T + op.translation_vector
+        diff = image[:, None, :] - frac[None, :, :]
+        diff -= np.round(diff)
+        dist = np.linalg.norm(diff @ lattice, axis=-1)
+        perm = dist.argmin(axis=1)
+        if dist[np.arange(n), perm].max() > 10 * symprec + 1e-3 or not np.array_equal(species[perm], species):
+            continue  # an operation spglib found at a looser tolerance than the sites allow
+        if len(set(perm.tolist())) == n:
+            perms.append(perm)
+    return np.unique(np.array(perms), axis=0) if perms else identity
+
+
+def site_orbits(perms: np.ndarray, sites: Sequence[int]) -> list[list[int]]:
+    """The orbits (Wyckoff orbits of the cell) that ``sites`` fall into, each sorted."""
+    remaining = set(sites)
+    orbits = []
+    for i in sorted(sites):
+        if i not in remaining:
+            continue
+        orbit = sorted(set(perms[:, i].tolist()))
+        orbits.append(orbit)
+        remaining -= set(orbit)
+    return orbits
+
+
+def distinct_subsets(perms: np.ndarray, sites: Sequence[int], sizes: Iterable[int] | None = None) -> Iterator[tuple[int, ...]]:
+    """One subset of ``sites`` per class of subsets related by the permutation group.
+
+    For each size, every combination is mapped through every operation; the class is named by
+    its smallest bitmask and the first combination of each class (lexicographic) is yielded.
+    ``sites`` must be closed under the group (all sites of one element).
+    """
+    sites = sorted(sites)
+    n = len(sites)
+    if n > 62:
+        raise ValueError("at most 62 sites can be enumerated")
+    local = {s: k for k, s in enumerate(sites)}
+    group = np.array([[local[p[s]] for s in sites] for p in perms], dtype=np.int64)  # (G, n)
+    weights = np.left_shift(np.int64(1), np.arange(n, dtype=np.int64))
+    for k in sizes if sizes is not None else range(1, n + 1):
+        seen: set[int] = set()
+        combos = itertools.combinations(range(n), k)
+        while block := list(itertools.islice(combos, _COMBO_CHUNK)):
+            arr = np.array(block, dtype=np.int64)  # (C, k)
+            images = group[:, arr]  # (G, C, k)
+            canon = weights[images].sum(axis=2).min(axis=0)  # (C,)
+            for combo, key in zip(block, canon.tolist(), strict=True):
+                if key not in seen:
+                    seen.add(key)
+                    yield tuple(sites[j] for j in combo)
+
+
+# -- the generator ----------------------------------------------------------------------------
+@dataclass
+class SAPSGenerator:
+    """Symmetry-aware partial substitutions of templates (see the module docstring).
+
+    Example::
+
+        saps = SAPSGenerator(elements=("Li", "Mn", "O"), max_species=2)
+        for candidate in saps.generate(prototype_templates()):
+            ...
+    """
+
+    elements: tuple[str, ...] | None = None
+    within_elements: bool = True
+    threshold: float = 0.01
+    max_species: int = 1
+    partial: bool = True
+    partial_mode: str = "wyckoff"
+    supercell: tuple[int, int, int] | None = None
+    max_enumerated_sites: int = 16
+    max_per_template: int | None = None
+    charge_balance: BalanceMode | None = None
+    rescale_volume: bool = True
+    verify: bool = True
+    symprec: float = 0.01
+    seed: int = 0
+    campaign: str | None = None
+    round: int | None = None
+    skipped: list[SkippedTemplate] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.elements is not None:
+            self.elements = tuple(parse_elements(self.elements))
+        if self.partial_mode not in ("wyckoff", "sites"):
+            raise ValueError(f"partial_mode must be 'wyckoff' or 'sites', not {self.partial_mode!r}")
+        if self.max_species < 1:
+            raise ValueError("max_species must be at least 1")
+        if self.charge_balance is not None:
+            self.charge_balance = BalanceMode(self.charge_balance)
+
+    @property
+    def version(self) -> str:
+        return f"gnomon-{__version__}/saps-{SAPS_VERSION}"
+
+    # -- streaming over templates -----------------------------------------------------
+    def generate(
+        self, templates: Iterable[TemplateResult], limit: int | None = None, processes: int = 1
+    ) -> Iterator[Candidate]:
+        """Candidates from each template in turn; skipped templates are logged and kept in
+        ``self.skipped``. ``processes > 1`` expands templates in a process pool (same output,
+        same order)."""
+        n = 0
+        usable = self._usable(templates)
+        for batch in parallel_map(self._expand_or_skip, usable, processes):
+            if isinstance(batch, SkippedTemplate):
+                self._skip(batch)
+                continue
+            for candidate in batch:
+                yield candidate
+                n += 1
+                if limit is not None and n >= limit:
+                    return
+
+    def _usable(self, templates: Iterable[TemplateResult]) -> Iterator[Template]:
+        for t in templates:
+            if isinstance(t, SkippedTemplate):
+                self._skip(t)
+            else:
+                yield t
+
+    def _skip(self, skipped: SkippedTemplate) -> None:
+        logger.warning("template %s skipped: %s", skipped.id, skipped.reason)
+        self.skipped.append(skipped)
+
+    def _expand_or_skip(self, template: Template) -> list[Candidate] | SkippedTemplate:
+        try:
+            return list(self.expand(template))
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            return SkippedTemplate(template.id, f"substitution failed: {exc}")
+
+    # -- one template -----------------------------------------------------------------
+    def substitution_maps(self, structure: Structure, oxidation: dict[str, float]) -> list[tuple[dict[str, str], float]]:
+        """``({A: B, ...}, probability)`` for every allowed map, most probable first."""
+        present = sorted({el.symbol for el in structure.composition.elements})
+        pool = list(self.elements) if self.elements is not None else table_elements()
+        options: dict[str, list[tuple[str, float]]] = {}
+        for a in present:
+            opts = []
+            for b in pool:
+                if b == a:
+                    continue
+                p, _ = substitution_probability(a, b, oxidation.get(a))
+                if p >= self.threshold:
+                    opts.append((b, p))
+            options[a] = opts
+        outside = [a for a in present if self.within_elements and self.elements and a not in self.elements]
+        if len(outside) > self.max_species:
+            return []  # cannot reach the chemical space
+        maps: list[tuple[dict[str, str], float]] = []
+        for r in range(1, self.max_species + 1):
+            for species in itertools.combinations(present, r):
+                if not set(outside) <= set(species):
+                    continue
+                for choice in itertools.product(*(options[a] for a in species)):
+                    mapping = {a: b for a, (b, _) in zip(species, choice, strict=True)}
+                    prob = math.prod(p for _, p in choice)
+                    maps.append((mapping, prob))
+        maps.sort(key=lambda mp: (-mp[1], sorted(mp[0].items())))
+        return maps
+
+    def expand(self, template: Template) -> Iterator[Candidate]:
+        """Every distinct substitution outcome of one template."""
+        from pymatgen.analysis.structure_matcher import StructureMatcher
+
+        from gnomon.pipeline.fingerprint import fingerprint
+        from gnomon.pipeline.generation.templates import template_problem
+        from gnomon.pipeline.identity import candidate_from_structure
+
+        problem = template_problem(template.structure)
+        if problem is not None:
+            raise ValueError(problem)
+        structure = template.structure.copy()
+        if self.supercell is not None:
+            structure.make_supercell(self.supercell)
+        oxidation = oxidation_guess(structure)
+        maps = self.substitution_maps(structure, oxidation)
+        if not maps:
+            return
+        perms = site_permutations(structure, self.symprec)
+        spacegroup = _spacegroup_symbol(structure, self.symprec)
+        matcher = StructureMatcher(primitive_cell=True, scale=True, attempt_supercell=False)
+        kept: dict[str, list[Structure]] = {}
+        n_out = 0
+        for mapping, prob in maps:
+            for sites_by_element, fraction in self._site_choices(structure, mapping, perms):
+                new = self._substitute(structure, mapping, sites_by_element, oxidation)
+                if new is None:
+                    continue
+                formula = new.composition.reduced_formula
+                if self.within_elements and self.elements is not None and not (
+                    {e.symbol for e in new.composition.elements} <= set(self.elements)
+                ):
+                    continue
+                if self.charge_balance is not None and not is_balanced(formula, self.charge_balance):
+                    continue
+                if self.verify:
+                    same_formula = kept.setdefault(formula, [])
+                    if any(matcher.fit(new, other) for other in same_formula):
+                        continue
+                    same_formula.append(new)
+                replaced = sorted(i for sites in sites_by_element.values() for i in sites)
+                yield candidate_from_structure(
+                    new,
+                    GENERATOR,
+                    generator_version=self.version,
+                    template_id=template.id,
+                    substitution=dict(mapping),
+                    replaced_fraction=fraction,
+                    seed=self.seed,
+                    campaign=self.campaign,
+                    round=self.round,
+                    fingerprint=fingerprint(new),
+                    extra={
+                        "replaced_sites": replaced,
+                        "probability": prob,
+                        "template_spacegroup": spacegroup,
+                        "supercell": list(self.supercell) if self.supercell else None,
+                        "partial_mode": self.partial_mode if fraction < 1 else None,
+                    },
+                )
+                n_out += 1
+                if self.max_per_template is not None and n_out >= self.max_per_template:
+                    return
+
+    def _site_choices(
+        self, structure: Structure, mapping: dict[str, str], perms: np.ndarray
+    ) -> Iterator[tuple[dict[str, tuple[int, ...]], float]]:
+        """Which sites of each substituted element to replace, and the replaced fraction."""
+        sites = {a: [i for i, s in enumerate(structure) if s.specie.symbol == a] for a in mapping}
+        if len(mapping) > 1 or not self.partial:
+            yield {a: tuple(ix) for a, ix in sites.items()}, 1.0
+            return
+        (a,) = mapping
+        a_sites = sites[a]
+        if self.partial_mode == "sites" and len(a_sites) <= self.max_enumerated_sites:
+            subsets: Iterable[tuple[int, ...]] = distinct_subsets(perms, a_sites)
+        else:
+            if self.partial_mode == "sites":
+                logger.info("%d %s sites exceed max_enumerated_sites=%d; using Wyckoff orbits",
+                            len(a_sites), a, self.max_enumerated_sites)
+            orbits = site_orbits(perms, a_sites)
+            subsets = (
+                tuple(sorted(i for orbit in chosen for i in orbit))
+                for r in range(1, len(orbits) + 1)
+                for chosen in itertools.combinations(orbits, r)
+            )
+        for subset in subsets:
+            yield {a: subset}, len(subset) / len(a_sites)
+
+    def _substitute(
+        self,
+        structure: Structure,
+        mapping: dict[str, str],
+        sites_by_element: dict[str, tuple[int, ...]],
+        oxidation: dict[str, float],
+    ) -> Structure | None:
+        new = structure.copy()
+        old_r3 = sum(_radius(s.specie.symbol, oxidation.get(s.specie.symbol)) ** 3 for s in structure)
+        new_r3 = old_r3
+        for a, indices in sites_by_element.items():
+            b = mapping[a]
+            _, b_charge = substitution_probability(a, b, oxidation.get(a))
+            ra = _radius(a, oxidation.get(a))
+            rb = _radius(b, b_charge)
+            for i in indices:
+                new.replace(i, b)
+            new_r3 += len(indices) * (rb**3 - ra**3)
+        if self.rescale_volume and old_r3 > 0 and new_r3 > 0:
+            new.scale_lattice(structure.volume * new_r3 / old_r3)
+        return new
+
+
+def _spacegroup_symbol(structure: Structure, symprec: float) -> str | None:
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        return SpacegroupAnalyzer(structure, symprec=symprec).get_space_group_symbol()
+    except (ValueError, TypeError, RuntimeError):
+        return None
