@@ -1,7 +1,345 @@
-"""`gnomon model` commands (being built)."""
+"""`gnomon model`: train, list, show, run and evaluate the GNN ensembles."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gnomon.commands.common import DbOption, console, err_console, fail, repository, settings
 
 app = typer.Typer(no_args_is_help=True)
+
+KindOption = Annotated[str, typer.Option("--kind", help="gnn (structures) or composition.")]
+ModelOption = Annotated[
+    str | None, typer.Option("--model", "-m", help="Model version (default: the latest).")
+]
+SchemeOption = Annotated[str | None, typer.Option("--scheme", help="Energy scheme.")]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err_console,
+        transient=True,
+    )
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _pick_scheme(repo, scheme: str | None) -> str:
+    if scheme:
+        return scheme
+    schemes = repo.schemes()
+    if len(schemes) == 1:
+        return schemes[0]
+    if not schemes:
+        fail("the database holds no entries to train on (gnomon db import ...)")
+    fail(f"several energy schemes are stored ({', '.join(schemes)}); choose one with --scheme")
+    raise AssertionError  # unreachable
+
+
+def _resolve(registry, model: str | None, scheme: str | None, kind: str | None):
+    from gnomon.models.registry import ModelNotFound
+
+    try:
+        record = registry.get(model) if model else registry.latest(scheme=scheme, kind=kind)
+        return record, registry.load(record)
+    except ModelNotFound as exc:
+        fail(str(exc))
+    except (OSError, ValueError, RuntimeError) as exc:
+        fail(f"cannot load model: {exc}")
+    raise AssertionError  # unreachable
+
+
+def _metrics_table(title: str, reports: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    for col in ("set", "n", "MAE eV/atom", "RMSE", "mean σ", "±1σ cover", "±2σ cover", "miscal. area"):
+        table.add_column(col, justify="right" if col != "set" else "left")
+    for name, r in reports.items():
+        if not r:
+            continue
+        table.add_row(
+            name, _fmt(r.get("n")), _fmt(r.get("mae")), _fmt(r.get("rmse")), _fmt(r.get("mean_sigma")),
+            _fmt(r.get("coverage_1sigma"), 3), _fmt(r.get("coverage_2sigma"), 3),
+            _fmt(r.get("miscalibration_area"), 3),
+        )
+    return table
+
+
+@app.command()
+def train(
+    scheme: SchemeOption = None,
+    kind: KindOption = "gnn",
+    ensemble: Annotated[int, typer.Option(help="Number of members K.")] = 5,
+    hidden: Annotated[int, typer.Option(help="Feature width.")] = 64,
+    layers: Annotated[int, typer.Option(help="Message-passing layers.")] = 3,
+    cutoff: Annotated[float, typer.Option(help="Neighbour cutoff (Å).")] = 5.0,
+    readout: Annotated[str, typer.Option(help="sum (atomic energies) or mean (pooled features).")] = "sum",
+    epochs: Annotated[int, typer.Option(help="Most epochs per member.")] = 300,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).")] = 30,
+    batch_size: Annotated[int, typer.Option(help="Structures per batch.")] = 32,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 2e-3,
+    group_by: Annotated[str, typer.Option(help="Split by composition or chemsys.")] = "composition",
+    val_fraction: Annotated[float, typer.Option(help="Share of groups for validation/calibration.")] = 0.15,
+    test_fraction: Annotated[float, typer.Option(help="Share of groups held out for testing.")] = 0.0,
+    bootstrap: Annotated[bool, typer.Option(help="Train each member on a bootstrap resample.")] = False,
+    seed: Annotated[int, typer.Option(help="Base seed (member k uses seed + 1000k).")] = 0,
+    retrain: Annotated[str, typer.Option(help="fine-tune the latest version, or scratch.")] = "fine-tune",
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: CUDA if present).")] = None,
+    checkpoints: Annotated[bool, typer.Option(help="Write per-member checkpoints.")] = True,
+    db: DbOption = None,
+) -> None:
+    """Train an ensemble on the stored entries of one energy scheme and register it."""
+    from gnomon.models.ensemble import ModelSpec
+    from gnomon.models.training import TrainConfig, train_scheme
+
+    s = settings(db)
+    try:
+        spec = ModelSpec(kind=kind, hidden=hidden, num_layers=layers, cutoff=cutoff, readout=readout)
+        config = TrainConfig(
+            ensemble_size=ensemble, seed=seed, bootstrap=bootstrap, max_epochs=epochs,
+            patience=patience, batch_size=batch_size, lr=lr, group_by=group_by,
+            val_fraction=val_fraction, test_fraction=test_fraction, device=device,
+            checkpoint_dir=str(s.models_dir / "checkpoints" / f"{kind}-latest") if checkpoints else None,
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    with repository(db) as repo:
+        scheme = _pick_scheme(repo, scheme)
+        with _progress() as progress:
+            task = progress.add_task("training", total=epochs, info="")
+
+            def report(name: str, epoch: int, total: int, val_mae: float) -> None:
+                progress.update(task, description=name, completed=epoch, total=total,
+                                info=f"val MAE {val_mae:.4f}")
+
+            try:
+                record, result = train_scheme(
+                    repo, s.models_dir, scheme, spec, config, retrain=retrain, progress=report
+                )
+            except ValueError as exc:
+                fail(str(exc))
+    m = result.metrics
+    console.print(
+        f"registered [bold]{record.id}[/] ({record.kind}, {config.ensemble_size} members, "
+        f"{m['n_train']} train / {m['n_val']} val / {m['n_test']} test, "
+        f"{m['n_rejected']} set aside, parent {record.parent or 'none'}, {m['device']})"
+    )
+    console.print(_metrics_table(
+        f"{record.id}: σ scale {m['sigma_scale']:.3g}",
+        {"val (raw σ)": m.get("val_uncalibrated", {}), "val (calibrated)": m.get("val", {}),
+         "test": m.get("test", {})},
+    ))
+
+
+@app.command("list")
+def list_(scheme: SchemeOption = None, kind: Annotated[str | None, typer.Option()] = None,
+          db: DbOption = None) -> None:
+    """Model versions, oldest first."""
+    from gnomon.models.registry import ModelRegistry
+
+    s = settings(db)
+    with repository(db) as repo:
+        versions = ModelRegistry(repo, s.models_dir).versions(scheme=scheme, kind=kind)
+    if not versions:
+        console.print("no models yet (gnomon model train)")
+        return
+    table = Table(title="model versions")
+    for col in ("version", "kind", "scheme", "K", "n train", "val MAE", "±1σ", "parent", "created"):
+        table.add_column(col)
+    for v in versions:
+        val = v.metrics.get("val") or {}
+        table.add_row(
+            v.id, v.kind, v.scheme, _fmt(v.config.get("ensemble_size")), _fmt(v.n_train),
+            _fmt(val.get("mae")), _fmt(val.get("coverage_1sigma"), 2), v.parent or "-",
+            v.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table)
+
+
+@app.command()
+def show(version: Annotated[str, typer.Argument(help="Model version.")], db: DbOption = None) -> None:
+    """Everything recorded about one version."""
+    from gnomon.models.registry import ModelNotFound, ModelRegistry
+
+    s = settings(db)
+    with repository(db) as repo:
+        try:
+            v = ModelRegistry(repo, s.models_dir).get(version)
+        except ModelNotFound as exc:
+            fail(str(exc))
+    table = Table(title=f"model {v.id}", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("kind", v.kind)
+    table.add_row("scheme", v.scheme)
+    table.add_row("weights", v.weights_path)
+    table.add_row("training data", f"{v.n_train} train entries, hash {v.training_data_hash}")
+    table.add_row("parent", v.parent or "-")
+    table.add_row("hyperparameters", json.dumps(v.config.get("hparams", {})))
+    train_cfg = {k: val for k, val in v.config.get("train", {}).items() if val is not None}
+    table.add_row("training", json.dumps(train_cfg))
+    table.add_row("σ scale", _fmt(v.calibration.get("sigma_scale"), 4))
+    table.add_row("created", v.created_at.isoformat())
+    console.print(table)
+    console.print(_metrics_table("metrics", {
+        "val (raw σ)": v.metrics.get("val_uncalibrated", {}), "val (calibrated)": v.metrics.get("val", {}),
+        "test": v.metrics.get("test", {}),
+    }))
+
+
+def read_structures(path: Path) -> list[tuple[str, Any]]:
+    """(label, Structure) pairs from a CIF, POSCAR, or JSON (a Structure dict or a list)."""
+    from pymatgen.core import Structure
+
+    if path.suffix.lower() == ".json":
+        data = json.loads(path.read_text())
+        items = data if isinstance(data, list) else [data]
+        out = []
+        for k, item in enumerate(items):
+            if isinstance(item, dict) and "structure" in item and "lattice" not in item:
+                item = item["structure"]
+            out.append((f"{path.name}[{k}]" if len(items) > 1 else path.name,
+                        Structure.from_dict(item)))
+        return out
+    return [(path.name, Structure.from_file(path))]
+
+
+@app.command()
+def predict(
+    files: Annotated[list[Path] | None, typer.Argument(help="CIF, POSCAR or JSON structure files.")] = None,
+    model: ModelOption = None,
+    scheme: SchemeOption = None,
+    kind: Annotated[str | None, typer.Option(help="Kind of the latest model to use.")] = None,
+    tta: Annotated[bool, typer.Option(help="Test-time augmentation over volume scalings.")] = False,
+    aggregate: Annotated[str, typer.Option(help="TTA aggregate: min or mean.")] = "min",
+    candidates: Annotated[bool, typer.Option("--candidates", help="Screen the stored candidates "
+                                             "without a prediction from this model; write "
+                                             "Prediction records.")] = False,
+    campaign: Annotated[str | None, typer.Option(help="Only candidates of this campaign.")] = None,
+    round_: Annotated[int | None, typer.Option("--round", help="Only candidates of this round.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Structures per batch.")] = 128,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Energy per atom, calibrated σ and e_above_hull of structure files (or stored candidates)."""
+    from gnomon.models.ensemble import TTA
+    from gnomon.models.registry import ModelRegistry
+    from gnomon.models.screening import Screener, hull_function
+
+    if not files and not candidates:
+        fail("give structure files, or --candidates to screen the stored candidates")
+    try:
+        augment = TTA(aggregate=aggregate) if tta else None
+    except ValueError as exc:
+        fail(str(exc))
+    s = settings(db)
+    with repository(db) as repo:
+        record, ens = _resolve(ModelRegistry(repo, s.models_dir), model, scheme, kind)
+        if candidates:
+            _screen_stored(repo, record, ens, augment, campaign, round_, batch_size)
+            return
+        structures: list[tuple[str, Any]] = []
+        for path in files or []:
+            try:
+                structures.extend(read_structures(path))
+            except (OSError, ValueError, KeyError) as exc:
+                fail(f"cannot read {path}: {exc}")
+        ehull = hull_function(repo, record.scheme)
+        results = Screener(ens, batch_size=batch_size, tta=augment).predict(
+            [st for _, st in structures]
+        )
+        rows = []
+        for (label, st), r in zip(structures, results, strict=True):
+            formula = st.composition.reduced_formula
+            e_hull = ehull(st.composition.formula, r.energy_per_atom) if r.rejected is None else None
+            rows.append({"file": label, "formula": formula, "energy_per_atom": r.energy_per_atom,
+                         "sigma": r.sigma, "e_above_hull": e_hull, "rejected": r.rejected})
+    if as_json:
+        console.print_json(json.dumps({"model": record.id, "predictions": rows}))
+        return
+    table = Table(title=f"{record.id} ({record.scheme}){' with TTA ' + aggregate if tta else ''}")
+    for col in ("structure", "formula", "E eV/atom", "σ", "E above hull"):
+        table.add_column(col)
+    for r in rows:
+        if r["rejected"]:
+            table.add_row(r["file"], r["formula"], f"[red]rejected: {r['rejected']}[/]", "", "")
+        else:
+            table.add_row(r["file"], r["formula"], _fmt(r["energy_per_atom"]), _fmt(r["sigma"]),
+                          _fmt(r["e_above_hull"]))
+    console.print(table)
+    if any(r["rejected"] for r in rows):
+        raise typer.Exit(2)
+
+
+def _screen_stored(repo, record, ens, augment, campaign, round_, batch_size) -> None:
+    from gnomon.models.screening import screen_candidates
+    from gnomon.storage import Candidate
+
+    filters = {k: v for k, v in {"campaign": campaign, "round": round_}.items() if v is not None}
+    total = repo.count("candidates", filters)
+    done = set(repo.distinct("predictions", "candidate_id", {"model_version": record.id}))
+
+    def todo():
+        for c in repo.query(Candidate, filters):
+            if c.id not in done:
+                yield c
+
+    with _progress() as progress:
+        task = progress.add_task("screening", total=max(total - len(done), 0), info="")
+        stats = screen_candidates(
+            repo, todo(), ens, record.id, record.scheme, tta=augment, batch_size=batch_size,
+            campaign=campaign, round=round_, progress=lambda n: progress.advance(task, n),
+        )
+    console.print(f"screened {stats.screened} candidates with {record.id}; "
+                  f"{stats.written} predictions written, {stats.rejected} rejected")
+    for reason, n in sorted(stats.reasons.items(), key=lambda kv: -kv[1])[:10]:
+        console.print(f"  {n} x {reason}", highlight=False)
+
+
+@app.command()
+def evaluate(
+    model: ModelOption = None,
+    scheme: SchemeOption = None,
+    kind: Annotated[str | None, typer.Option(help="Kind of the latest model to use.")] = None,
+    chemsys: Annotated[list[str] | None, typer.Option(help="Only entries of these chemical systems.")] = None,
+    include_training: Annotated[bool, typer.Option(help="Also score the entries the model was "
+                                                   "trained on.")] = False,
+    tta: Annotated[bool, typer.Option(help="Test-time augmentation over volume scalings.")] = False,
+    db: DbOption = None,
+) -> None:
+    """MAE and σ calibration of a model on stored entries of its scheme (held-out by default)."""
+    from gnomon.models.ensemble import TTA
+    from gnomon.models.registry import ModelRegistry
+    from gnomon.models.training import Sample
+    from gnomon.models.training import evaluate as evaluate_model
+
+    s = settings(db)
+    with repository(db) as repo:
+        registry = ModelRegistry(repo, s.models_dir)
+        record, ens = _resolve(registry, model, scheme, kind)
+        entries = repo.entries(scheme=record.scheme, chemsys=chemsys)
+        if not include_training:
+            seen = registry.training_keys(record)
+            entries = [e for e in entries if e.id not in seen]
+    if not entries:
+        fail("no entries to evaluate on (all were used for training? try --include-training)")
+    report = evaluate_model(ens, [Sample.from_entry(e) for e in entries], TTA() if tta else None)
+    console.print(_metrics_table(
+        f"{record.id} on {len(entries)} entries of {record.scheme}"
+        f"{' (incl. training)' if include_training else ' (held out)'}",
+        {"entries": report},
+    ))
+    if report.get("n_rejected"):
+        console.print(f"{report['n_rejected']} entries could not be judged by the model")

@@ -72,6 +72,17 @@ def _atomic_number(symbol: str) -> int:
     return z
 
 
+def symbol_of(z: int) -> str:
+    if z in SYMBOL:
+        return SYMBOL[z]
+    from pymatgen.core import Element
+
+    try:
+        return Element.from_Z(z).symbol
+    except ValueError:
+        return f"Z={z}"
+
+
 def arrays_from_dict(structure: Mapping[str, Any]) -> CrystalArrays:
     """Read a pymatgen ``Structure.as_dict()`` payload without building a Structure."""
     try:
@@ -189,8 +200,8 @@ def crystal_graph(
     bad = arrays.z[(arrays.z < 1) | (arrays.z > max_z)]
     if bad.size:
         raise GraphRejected(
-            f"unsupported element {SYMBOL.get(int(bad[0]), f'Z={int(bad[0])}')} "
-            f"(supported: H to {SYMBOL[max_z]}, Z <= {max_z})"
+            f"unsupported element {symbol_of(int(bad[0]))} (Z={int(bad[0])}; "
+            f"supported: H to {SYMBOL[max_z]}, Z <= {max_z})"
         )
     if allowed_z is not None:
         unseen = sorted({int(z) for z in arrays.z if not allowed_z[z]})

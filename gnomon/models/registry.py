@@ -3,7 +3,8 @@
 Each trained ensemble gets a version id ``<kind>-<scheme>-v<N>`` and a directory
 ``<models_dir>/<version>/`` holding ``ensemble.pt`` (weights, hyperparameters,
 normalisation, σ scale; loadable with ``torch.load(weights_only=True)``) and ``version.json``
-(the ModelVersion record, for people and for recovery). The database's ModelVersion record
+(the ModelVersion record, for people and for recovery) and ``split.json`` (which entries were
+train, validation and test). The database's ModelVersion record
 names the weights file, the training-data hash, normalisation, calibration and metrics.
 """
 
@@ -57,6 +58,7 @@ class ModelRegistry:
         round: int | None = None,
         version: str | None = None,
         extra_config: dict[str, Any] | None = None,
+        split: dict[str, list[str]] | None = None,
     ) -> ModelVersion:
         """Write the weights and record the version; returns the stored record."""
         version = version or self.next_version(ensemble.kind, scheme)
@@ -84,6 +86,8 @@ class ModelRegistry:
             campaign=campaign,
             round=round,
         )
+        if split is not None:
+            (folder / "split.json").write_text(json.dumps(split))
         (folder / "version.json").write_text(json.dumps(record.to_doc(), indent=1, default=str))
         self.repo.put([record])
         log.info("registered model %s (%s, %d members) at %s", version, scheme, ensemble.size, weights)
@@ -105,6 +109,13 @@ class ModelRegistry:
     def versions(self, scheme: str | None = None, kind: str | None = None) -> list[ModelVersion]:
         filters = {k: v for k, v in {"scheme": scheme, "kind": kind}.items() if v is not None}
         return sorted(self.repo.query(ModelVersion, filters), key=lambda m: m.created_at)
+
+    def training_keys(self, record: ModelVersion) -> set[str]:
+        """Ids of the entries a version was fitted on (train split), when recorded."""
+        path = Path(record.weights_path).parent / "split.json"
+        if not path.exists():
+            return set()
+        return set(json.loads(path.read_text()).get("train", []))
 
     def load(self, version: str | ModelVersion, device: str | None = "cpu") -> Ensemble:
         record = self.get(version) if isinstance(version, str) else version

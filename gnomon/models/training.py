@@ -147,7 +147,7 @@ def split_by_group(
     rng.shuffle(names)
     n = len(names)
     n_test = int(round(test_fraction * n)) if test_fraction > 0 else 0
-    n_val = max(1, int(round(val_fraction * n))) if val_fraction > 0 and n > 1 else 0
+    n_val = max(1, int(round(val_fraction * n))) if val_fraction > 0 else 0
     if n_val + n_test >= n:
         raise ValueError(
             f"cannot split {n} distinct {'formulas' if by == 'composition' else 'chemical systems'} "
@@ -461,5 +461,6 @@ def train_scheme(
         campaign=campaign,
         round=round,
         extra_config={"retrain": retrain, "split": {k: len(v) for k, v in result.split.items()}},
+        split=result.split,
     )
     return record, result
