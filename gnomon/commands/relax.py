@@ -1,7 +1,146 @@
-"""`gnomon relax` (being built)."""
+"""`gnomon relax`: relax structures with an engine through a dispatcher."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
 
-def relax() -> None:
-    """Relax structures."""
+import typer
+from rich.table import Table
+
+from gnomon.commands.common import DbOption, console, fail, repository, settings
+
+
+def read_structures(paths: list[Path]):
+    """Structures from CIF/POSCAR/JSON files (one each) or multi-frame files (extxyz, json list)."""
+    import json
+
+    from pymatgen.core import Structure
+
+    out = []
+    for path in paths:
+        if not path.exists():
+            fail(f"{path}: no such file")
+        try:
+            if path.suffix == ".json":
+                data = json.loads(path.read_text())
+                items = data if isinstance(data, list) else [data]
+                out += [Structure.from_dict(d.get("structure", d)) for d in items]
+            elif path.suffix in (".extxyz", ".xyz", ".traj"):
+                from ase.io import read
+                from pymatgen.io.ase import AseAtomsAdaptor
+
+                out += [AseAtomsAdaptor.get_structure(a) for a in read(path, index=":")]
+            else:
+                out.append(Structure.from_file(path))
+        except (ValueError, KeyError, OSError) as exc:
+            fail(f"{path}: cannot read a structure: {exc}")
+    if not out:
+        fail("no structures given")
+    return out
+
+
+def service_for(repo, s, dispatchers: list[str], workers: int | None = None, pack: int | None = None):
+    from gnomon.dft.dispatcher import make_dispatcher
+    from gnomon.dft.service import Relaxations
+
+    return Relaxations(
+        repo,
+        s.runs_dir,
+        {name: make_dispatcher(name, s, workers=workers) for name in dispatchers},
+        max_retries=s.slurm.max_retries,
+        pack=pack or s.slurm.pack,
+    )
+
+
+def relax(
+    files: Annotated[list[Path], typer.Argument(help="Structure files: CIF, POSCAR, JSON, extxyz.")],
+    engine: Annotated[str, typer.Option("--engine", "-e", help="mlip (CHGNet), qe or vasp.")] = "mlip",
+    dispatch: Annotated[str, typer.Option("--dispatch", "-d", help="local, slurm or jobflow-remote.")] = "local",
+    wait: Annotated[bool, typer.Option("--wait", help="Track until every relaxation ended.")] = False,
+    workers: Annotated[int, typer.Option(help="Concurrent local relaxations.")] = 2,
+    pack: Annotated[int | None, typer.Option(help="Relaxations per batch job (default slurm.pack).")] = None,
+    poll: Annotated[float, typer.Option(help="Seconds between polls with --wait.")] = 5.0,
+    timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
+    campaign: Annotated[str | None, typer.Option(help="Campaign the calculations belong to.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Relax structures: every input is checked first, then queued and submitted once."""
+    from gnomon.dft.dispatcher import DISPATCHERS
+    from gnomon.dft.engine import ENGINES, make_engine
+    from gnomon.dft.errors import DispatchError, InputError
+
+    if engine not in ENGINES:
+        fail(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if dispatch not in DISPATCHERS:
+        fail(f"unknown dispatcher {dispatch!r}: choose one of {', '.join(DISPATCHERS)}")
+    s = settings(db)
+    structures = read_structures(files)
+    eng = make_engine(engine, s)
+    with repository(db) as repo:
+        svc = service_for(repo, s, [dispatch], workers=workers, pack=pack)
+        try:
+            report = svc.submit(structures, eng, dispatch, campaign=campaign)
+        except (InputError, DispatchError) as exc:
+            fail(f"nothing submitted: {exc}")
+        console.print(
+            f"{len(report.new)} relaxation(s) queued ({eng.scheme}, {dispatch}), "
+            f"{len(report.existing)} already known; batches started: {len(report.submitted_batches)}"
+        )
+        if not wait:
+            console.print("track them with [bold]gnomon jobs status[/]")
+            return
+        _wait(svc, poll, timeout)
+        ids = [*report.new, *report.existing]
+        show_calculations(repo, ids)
+
+
+def _wait(svc, poll: float, timeout: float | None) -> None:
+    from rich.progress import Progress
+
+    from gnomon.dft.errors import DispatchError
+
+    total = svc.pending_work()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("relaxing", total=max(total, 1))
+
+        def update(rep) -> None:
+            progress.update(task, completed=max(0, total - svc.pending_work()),
+                            description=f"relaxing: {len(rep.running)} running, {len(rep.pending)} pending")
+
+        try:
+            svc.wait(poll_s=poll, timeout_s=timeout, on_track=update)
+        except TimeoutError as exc:
+            fail(str(exc))
+        except DispatchError as exc:
+            fail(f"tracking stopped: {exc}")
+
+
+def short_id(calc_id: str) -> str:
+    """``<candidate[:8]>:<settings[:6]>``; ``gnomon jobs`` accepts it (and any unique prefix)."""
+    cand, _, settings_hash = calc_id.partition(":")
+    return f"{cand[:8]}:{settings_hash[:6]}"
+
+
+def show_calculations(repo, ids: list[str] | None = None, state: str | None = None) -> None:
+    from gnomon.storage.documents import Calculation, Entry
+
+    if ids is not None:
+        calcs = list(repo.query(Calculation, {"id": ids})) if ids else []
+    else:
+        calcs = repo.calculations(state=state)
+    table = Table(title=f"{len(calcs)} calculation(s)")
+    for col in ("id", "formula", "scheme", "state", "via", "batch", "tries", "E/atom (eV)"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("reason", overflow="fold")
+    entries = {e.id: e for e in repo.query(Entry, {"id": [c.entry_id for c in calcs if c.entry_id]})} if calcs else {}
+    for c in sorted(calcs, key=lambda c: c.created_at):
+        e = entries.get(c.entry_id or "")
+        formula = e.reduced_formula if e else ""
+        color = {"done": "green", "failed": "red", "cancelled": "yellow"}.get(c.state.value, "cyan")
+        table.add_row(
+            short_id(c.id), formula, c.scheme, f"[{color}]{c.state.value}[/]", c.dispatcher or "",
+            c.batch_id or "", str(c.attempts), f"{e.energy_per_atom:.4f}" if e else "",
+            c.failure_reason or "",
+        )
+    console.print(table)

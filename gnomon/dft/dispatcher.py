@@ -71,3 +71,27 @@ def worker_command(workdirs: Sequence[Path], python: str | None = None) -> list[
 
 def shell_command(workdirs: Sequence[Path], python: str | None = None) -> str:
     return shlex.join(worker_command(workdirs, python))
+
+
+DISPATCHERS = ("local", "slurm", "jobflow-remote")
+
+
+def make_dispatcher(name: str, settings=None, workers: int | None = None) -> Dispatcher:
+    """The dispatcher called ``name`` configured from a site's Settings."""
+    from gnomon.config import Settings
+
+    settings = settings or Settings()
+    if name == "local":
+        from gnomon.dft.local import LocalDispatcher
+
+        return LocalDispatcher(max_workers=workers or 2, python=settings.slurm.python)
+    if name == "slurm":
+        from gnomon.dft.slurm import SlurmDispatcher
+
+        return SlurmDispatcher(settings.slurm)
+    if name == "jobflow-remote":
+        from gnomon.dft.jobflow_remote import JobflowRemoteDispatcher, project_config
+
+        config = project_config(settings.db_url, settings.slurm, settings.runs_dir) if settings.db_url.startswith("mongodb") else {}
+        return JobflowRemoteDispatcher(python=settings.slurm.python, config=config)
+    raise ValueError(f"unknown dispatcher {name!r}: choose one of {', '.join(DISPATCHERS)}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymatgen.core import Structure
 
 
@@ -40,6 +40,14 @@ class TaskDocument(BaseModel):
     )
     dir_name: str | None = None
     native: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_json(cls, data: Any) -> Any:
+        """numpy scalars/arrays (pymatgen, ASE, torch outputs) become plain JSON values."""
+        from monty.json import jsanitize
+
+        return jsanitize(data, strict=False) if isinstance(data, dict) else data
 
     @property
     def final_structure(self) -> Structure:

@@ -79,13 +79,14 @@ def run_one(workdir: Path) -> bool:
     try:
         engine = engine_from_spec(job["engine"])
         doc = engine.relax(Structure.from_dict(job["structure"]), workdir)
+        text = doc.model_dump_json()
     except RelaxationError as exc:
         reason = exc.reason
     except Exception as exc:  # noqa: BLE001 - recorded as the calculation's failure reason
         log.error("relaxation in %s raised:\n%s", workdir, traceback.format_exc())
         reason = f"{type(exc).__name__}: {exc}"
     else:
-        write_atomic(workdir / RESULT, doc.model_dump_json())
+        write_atomic(workdir / RESULT, text)
         log.info("%s done: E = %.6f eV (%s)", workdir, doc.energy, doc.scheme)
         return True
     write_atomic(workdir / ERROR, json.dumps({"reason": reason}))
