@@ -64,8 +64,10 @@ def _resolve(registry, model: str | None, scheme: str | None, kind: str | None):
 
 def _metrics_table(title: str, reports: dict[str, dict[str, Any]]) -> Table:
     table = Table(title=title)
-    for col in ("set", "n", "MAE eV/atom", "RMSE", "mean σ", "±1σ cover", "±2σ cover", "miscal. area"):
-        table.add_column(col, justify="right" if col != "set" else "left")
+    table.caption = "energies in eV/atom; cover = share of |error| within ±kσ (Gaussian: 0.683, 0.954)"
+    table.add_column("set", no_wrap=True)
+    for col in ("n", "MAE", "RMSE", "mean σ", "±1σ", "±2σ", "miscal."):
+        table.add_column(col, justify="right", no_wrap=True)
     for name, r in reports.items():
         if not r:
             continue
@@ -156,7 +158,8 @@ def list_(scheme: SchemeOption = None, kind: Annotated[str | None, typer.Option(
         console.print("no models yet (gnomon model train)")
         return
     table = Table(title="model versions")
-    for col in ("version", "kind", "scheme", "K", "n train", "val MAE", "±1σ", "parent", "created"):
+    table.add_column("version", no_wrap=True)
+    for col in ("kind", "scheme", "K", "n train", "val MAE", "±1σ", "parent", "created"):
         table.add_column(col)
     for v in versions:
         val = v.metrics.get("val") or {}

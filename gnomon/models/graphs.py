@@ -206,7 +206,7 @@ def crystal_graph(
     if allowed_z is not None:
         unseen = sorted({int(z) for z in arrays.z if not allowed_z[z]})
         if unseen:
-            names = ", ".join(SYMBOL[z] for z in unseen)
+            names = ", ".join(sorted(SYMBOL[z] for z in unseen))
             raise GraphRejected(f"unsupported element {names}: not in the model's training data")
     volume = abs(float(np.linalg.det(arrays.lattice)))
     if not np.isfinite(volume) or volume < 1e-6:
