@@ -68,6 +68,8 @@ def parse_composition(formula: str) -> Composition:
     if comp.num_atoms <= 0:
         raise CompositionError(f"composition {formula!r} has no atoms")
     for el, amount in comp.items():
+        if not isinstance(el, Element):
+            raise CompositionError(f"cannot read composition {formula!r}: unknown element {str(el)!r}")
         if amount < 0:
             raise CompositionError(f"composition {formula!r} has a negative amount of {el}")
         if not math.isclose(amount, round(amount), abs_tol=1e-6):

@@ -156,6 +156,22 @@ class RandomSearch:
             )
         return reduced
 
+    def check_packing(self, reduced: Composition) -> None:
+        """Fail early when no arrangement can keep the separations at the target volume.
+
+        Spheres of diameter ``d`` (the smallest allowed separation) fill at most the density
+        of close packing, one sphere per ``d**3 / sqrt(2)``.
+        """
+        minsep = min_separations([e.symbol for e in reduced.elements], self.min_separation)
+        vpa = self.volume_per_atom or estimate_volume_per_atom(reduced)
+        d = min(minsep.values())
+        densest = d**3 / math.sqrt(2)
+        if vpa < densest:
+            raise RandomSearchError(
+                f"{reduced.reduced_formula}: {vpa:.2f} Å^3 per atom cannot hold atoms {d:.2f} Å "
+                f"apart (close packing needs {densest:.2f} Å^3 per atom)"
+            )
+
     def formula_unit_choices(self, reduced: Composition) -> list[int]:
         zmax = int(self.max_atoms // reduced.num_atoms)
         choices = [z for z in (self.formula_units or range(1, zmax + 1)) if 1 <= z <= zmax]
@@ -172,9 +188,19 @@ class RandomSearch:
         Work is split into (composition, index) items, so ``processes`` workers share even a
         single composition; output order and content do not depend on ``processes``.
         """
+        if self.backend == "airss":
+            import shutil
+
+            if shutil.which(self.buildcell) is None:
+                raise RandomSearchError(
+                    f"{self.buildcell!r} is not on PATH: install AIRSS "
+                    "(https://airss-docs.github.io) or use the pyxtal backend"
+                )
+
         def items() -> Iterator[tuple[str, int]]:
             for formula in compositions:
                 reduced = self.check_composition(formula)
+                self.check_packing(reduced)
                 for i in range(self.n_per_composition):
                     yield reduced.formula.replace(" ", ""), i
 
@@ -240,11 +266,14 @@ class RandomSearch:
     # -- backends -------------------------------------------------------------------------
     def _draw(self, comp: Composition, minsep, vpa: float, rng: np.random.Generator):
         if self.backend == "airss":
-            from gnomon.pipeline.generation.airss import run_buildcell, seed_text
+            from gnomon.pipeline.generation.airss import BuildcellError, run_buildcell, seed_text
 
             text = seed_text(comp, vpa, minsep)
-            structure = run_buildcell(text, self.buildcell, self.buildcell_timeout,
-                                      label=comp.reduced_formula)
+            try:
+                structure = run_buildcell(text, self.buildcell, self.buildcell_timeout,
+                                          label=comp.formula.replace(" ", ""))
+            except BuildcellError as exc:
+                return None, {"reason": str(exc)}
             return structure, {"backend": "airss"}
         return self._draw_pyxtal(comp, minsep, vpa, rng)
 
