@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
+import numpy as np
 from pymatgen.analysis.phase_diagram import PhaseDiagram
 from pymatgen.core import Composition, Element
 from pymatgen.entries.computed_entries import ComputedEntry
 
+from gnomon.pipeline.hull_geometry import HullGeometry
 from gnomon.storage.documents import Entry, Phase
 from gnomon.storage.repository import Repository
 
@@ -67,49 +69,132 @@ def phase_diagram(entries: Sequence[ComputedEntry], chemsys: str) -> PhaseDiagra
     return PhaseDiagram(entries, elements=[Element(el) for el in chemsys.split("-")])
 
 
+def _e_above(pd: PhaseDiagram | None, entries: Sequence[ComputedEntry]) -> list[float | None]:
+    """Energy above (negative: below) ``pd``'s hull of entries that need not be in it."""
+    if pd is None:
+        return [None] * len(entries)
+    geometry = HullGeometry(pd)
+    hull_e, facets, _ = geometry.hull_energies(geometry.coords([e.composition for e in entries]))
+    return [
+        float(e.energy_per_atom - h) if f >= 0 else pd.get_e_above_hull(e, allow_negative=True)
+        for e, h, f in zip(entries, hull_e, facets, strict=True)
+    ]
+
+
+def _hull_without(pool: Sequence[ComputedEntry], comp: Composition) -> float:
+    """Hull energy per atom at ``comp`` from every entry of its subspace but its own
+    composition: the reference of pymatgen's decomposition (phase separation) energy.
+
+    The lower hull at a point is the cheapest mixture of competing phases with that
+    composition, a linear program; HiGHS solves it exactly, where pymatgen runs SLSQP.
+    """
+    from scipy.optimize import linprog
+
+    elements = sorted(comp.elements)
+    frac = comp.fractional_composition
+
+    def same_composition(other: Composition) -> bool:  # pymatgen's test, not almost_equals' 10%
+        return len(other) == len(frac) and all(
+            abs(v - other.get_atomic_fraction(el)) <= Composition.amount_tolerance for el, v in frac.items()
+        )
+
+    competing = [
+        e for e in pool if set(e.composition.elements) <= set(elements) and not same_composition(e.composition)
+    ]
+    x = np.array([[e.composition.get_atomic_fraction(el) for el in elements] for e in competing]).T
+    energies = np.array([e.energy_per_atom for e in competing])
+    target = np.array([frac.get_atomic_fraction(el) for el in elements])
+    result = linprog(energies, A_eq=x, b_eq=target, bounds=(0, None), method="highs")
+    if not result.success:
+        raise RuntimeError(f"no decomposition of {comp.reduced_formula} into competing phases: {result.message}")
+    return float(result.fun)
+
+
+def _lowest_per_composition(pool: Sequence[ComputedEntry], docs: dict[str, dict[str, Any]]) -> list[ComputedEntry]:
+    """The lowest entry of each reduced composition, first one on ties, as pymatgen keeps.
+
+    Only these can be on the hull, and building the PhaseDiagram from them alone spares
+    pymatgen sorting every polymorph by composition.
+    """
+    best: dict[str, ComputedEntry] = {}
+    for e in pool:
+        key = docs[e.entry_id]["reduced_formula"]
+        if key not in best or e.energy_per_atom < best[key].energy_per_atom:
+            best[key] = e
+    return list(best.values())
+
+
 def phases_of(
     pd: PhaseDiagram | None,
+    pool: Sequence[ComputedEntry],
     targets: Sequence[ComputedEntry],
     scheme: str,
     chemsys: str,
     docs: dict[str, dict[str, Any]],
 ) -> list[Phase]:
-    """Phase records for ``targets`` (entries of exactly ``chemsys``) on ``pd``."""
-    phases = []
-    stable_ids = {e.entry_id for e in pd.stable_entries} if pd is not None else set()
-    for entry in targets:
-        doc = docs[entry.entry_id]
-        base = dict(
-            id=entry.entry_id,
+    """Phase records for ``targets`` (entries of exactly ``chemsys``) on ``pd``.
+
+    Numbers are pymatgen's: e_above_hull as ``get_e_above_hull``, decomposition energy as
+    ``get_phase_separation_energy``, formation energy per atom as ``get_form_energy_per_atom``;
+    computed for all targets at once on the hull's facets.
+    """
+    if not targets:
+        return []
+    base = [
+        dict(
+            id=e.entry_id,
             scheme=scheme,
             chemsys=chemsys,
-            reduced_formula=doc["reduced_formula"],
-            energy_per_atom=entry.energy_per_atom,
-            stable_at_ingest=doc.get("_stable_at_ingest"),
+            reduced_formula=docs[e.entry_id]["reduced_formula"],
+            energy_per_atom=e.energy_per_atom,
+            stable_at_ingest=docs[e.entry_id].get("_stable_at_ingest"),
         )
-        if pd is None:
-            missing = set(chemsys.split("-")) - {
-                str(el) for d in docs.values() if len(d["elements"]) == 1 for el in d["elements"]
-            }
-            phases.append(Phase(**base, note=f"no hull: no elemental reference for {', '.join(sorted(missing)) or 'some element'}"))
-            continue
-        if entry.entry_id in stable_ids:
-            e_hull = 0.0
-            decomp = pd.get_phase_separation_energy(entry)
-            products: list[str] = []
-        else:
+        for e in targets
+    ]
+    if pd is None:
+        present = {el for d in docs.values() if len(d["elements"]) == 1 for el in d["elements"]}
+        missing = ", ".join(sorted(set(chemsys.split("-")) - present)) or "some element"
+        return [Phase(**b, note=f"no hull: no elemental reference for {missing}") for b in base]
+
+    geometry = HullGeometry(pd)
+    comps = [e.composition for e in targets]
+    hull_e, facets, weights = geometry.hull_energies(geometry.coords(comps))
+    epa = np.array([e.energy_per_atom for e in targets])
+    refs = {el: pd.el_refs[el].energy_per_atom for el in pd.elements}
+    form = epa - np.array([sum(c.get_atomic_fraction(el) * refs[el] for el in pd.elements) for c in comps])
+    stable_ids = {e.entry_id for e in pd.stable_entries}
+    stable_comps = {
+        e.composition.reduced_composition for e in pd.stable_entries if not e.composition.is_element
+    }
+    reference_without: dict[Composition, float] = {}
+    phases = []
+    for i, (entry, b) in enumerate(zip(targets, base, strict=True)):
+        if facets[i] < 0:  # rounding put it outside every facet: ask pymatgen directly
             products_map, e_hull = pd.get_decomp_and_e_above_hull(entry, allow_negative=True)
-            # pymatgen's decomposition enthalpy (Bartel et al. 2020): equal to e_above_hull
-            # unless a polymorph of this composition is on the hull
-            decomp = pd.get_phase_separation_energy(entry)
-            products = sorted(p.composition.reduced_formula for p in products_map)
+            products = sorted({p.composition.reduced_formula for p in products_map})
+        else:
+            e_hull = float(epa[i] - hull_e[i])
+            products = sorted({
+                pd.qhull_entries[j].composition.reduced_formula
+                for j in geometry.decomposition(int(facets[i]), weights[i])
+            })
+        stable = entry.entry_id in stable_ids
+        reduced = entry.composition.reduced_composition
+        if stable:
+            e_hull, products = 0.0, []
+        if reduced in stable_comps:
+            if reduced not in reference_without:
+                reference_without[reduced] = _hull_without(pool, entry.composition)
+            decomp = float(epa[i] - reference_without[reduced])
+        else:
+            decomp = e_hull
         phases.append(
             Phase(
-                **base,
-                formation_energy_per_atom=pd.get_form_energy_per_atom(entry),
+                **b,
+                formation_energy_per_atom=float(form[i]),
                 e_above_hull=float(e_hull),
-                decomposition_energy=float(decomp),
-                is_stable=entry.entry_id in stable_ids,
+                decomposition_energy=decomp,
+                is_stable=stable,
                 decomposes_to=products,
             )
         )
@@ -195,25 +280,21 @@ class HullEngine:
             subs = subsystems(chemsys)
             pool = [computed[d["id"]] for s in subs for d in docs_by_sys.get(s, [])]
             docs = {d["id"]: d for s in subs for d in docs_by_sys.get(s, [])}
-            pd = phase_diagram(pool, chemsys)
+            pd = phase_diagram(_lowest_per_composition(pool, docs), chemsys)
             targets = [computed[d["id"]] for d in docs_by_sys.get(chemsys, [])]
             new_here = [e for e in targets if e.entry_id in fresh]
             if new_here:
                 old_pool = [e for e in pool if e.entry_id not in fresh]
-                old_pd = phase_diagram(old_pool, chemsys)
-                for e in new_here:
-                    if old_pd is None:
-                        docs[e.entry_id]["_stable_at_ingest"] = None
-                        continue
-                    e_old = old_pd.get_e_above_hull(e, allow_negative=True)
-                    stable = e_old is not None and e_old <= STABILITY_TOL
+                old_pd = phase_diagram(_lowest_per_composition(old_pool, docs), chemsys)
+                for e, e_old in zip(new_here, _e_above(old_pd, new_here), strict=True):
+                    stable = None if e_old is None else bool(e_old <= STABILITY_TOL)
                     docs[e.entry_id]["_stable_at_ingest"] = stable
                     if stable:
                         report.stable_at_ingest.append(e.entry_id)
             for e in targets:
                 if e.entry_id not in fresh and e.entry_id in previous:
                     docs[e.entry_id]["_stable_at_ingest"] = previous[e.entry_id].get("stable_at_ingest")
-            phases.extend(phases_of(pd, targets, scheme, chemsys, docs))
+            phases.extend(phases_of(pd, pool, targets, scheme, chemsys, docs))
             if progress is not None:
                 progress(i + 1, len(affected))
         return phases

@@ -51,7 +51,7 @@ def pymatgen_reference(entries) -> dict[str, tuple[float, float, bool]]:
     return out
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**31), nel=st.integers(1, 5), n=st.integers(0, 25),
        batches=st.integers(1, 3))
 def test_hull_equals_pymatgen(tmp_path_factory, seed, nel, n, batches):
