@@ -147,11 +147,11 @@ def run_pw_custodian(directory: str | Path, pw_command: list[str], max_errors: i
         directory=str(directory),
     )
     try:
-        corrections = c.run()
+        run_log = c.run()
     except CustodianError as exc:
         err = (directory / PW_ERR).read_text(errors="replace")[-500:] if (directory / PW_ERR).exists() else ""
         raise RelaxationError(f"pw.x failed under custodian in {directory}: {exc}" + (f" | {err.strip()}" if err.strip() else "")) from exc
-    return [_plain(c) for c in corrections]
+    return [_plain(corr) for job_log in run_log or [] for corr in job_log.get("corrections", [])]
 
 
 def _plain(correction: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,220 @@
+"""Quantum ESPRESSO without pw.x: pseudopotential discovery, input generation, output parsing,
+custodian handlers, and the Maker end to end against a stand-in pw.x script."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from dft_helpers import si_diamond
+
+from gnomon.dft.custodian import QEBfgsHandler, QEScfHandler, QEWalltimeHandler, run_pw_custodian
+from gnomon.dft.errors import InputError, RelaxationError
+from gnomon.dft.parsing import parse_pw_output
+from gnomon.dft.qe import (
+    INPUT_JSON,
+    PW_OUT,
+    QEEngine,
+    build_input,
+    find_pseudos,
+    kpoint_grid,
+    read_input,
+    render_input,
+    write_input,
+)
+from gnomon.dft.settings import QESettings
+
+DATA = Path(__file__).parent / "data"
+FIXTURE = DATA / "si_vcrelax.pw.out"
+SCF_FAIL = """
+     Program PWSCF v.6.7MaX starts on 23Nov2026 at  4: 1:34
+     iteration #  3     ecut=    25.00 Ry     beta= 0.50
+     convergence NOT achieved after   3 iterations: stopping
+"""
+
+
+@pytest.fixture
+def pseudo_dir(tmp_path) -> Path:
+    d = tmp_path / "pseudo"
+    d.mkdir()
+    for name in ("Si.pbe-nl-rrkjus_psl.1.0.0.UPF", "Si.pbe-rrkj.UPF", "Si.pz-vbc.UPF",
+                 "Fe.pbe-spn-rrkjus_psl.0.2.1.UPF", "Fe.pbesol-spn-kjpaw_psl.1.0.0.UPF",
+                 "O.pbe-n-kjpaw_psl.0.1.UPF", "O.pbe-n-kjpaw_psl.1.0.0.UPF", "Si_r.upf"):
+        (d / name).write_text('<UPF version="2.0.1">\n<PP_HEADER pseudo_type="US"/>\n')
+    return d
+
+
+def test_pseudopotentials_of_a_family(pseudo_dir):
+    got = find_pseudos(["Si", "Fe", "O"], pseudo_dir, "pslibrary", "pbe", {})
+    assert got == {
+        "Si": "Si.pbe-nl-rrkjus_psl.1.0.0.UPF",
+        "Fe": "Fe.pbe-spn-rrkjus_psl.0.2.1.UPF",  # not the pbesol one
+        "O": "O.pbe-n-kjpaw_psl.1.0.0.UPF",  # the newest library version
+    }
+    assert find_pseudos(["Si"], pseudo_dir, "pslibrary", "pbe", {"Si": "Si.pbe-rrkj.UPF"}) == {"Si": "Si.pbe-rrkj.UPF"}
+    with pytest.raises(InputError, match="no PBE pslibrary pseudopotential for Ga, Na"):
+        find_pseudos(["Si", "Na", "Ga"], pseudo_dir, "pslibrary", "pbe", {})
+    with pytest.raises(InputError, match="missing.UPF not in"):
+        find_pseudos(["Si"], pseudo_dir, "pslibrary", "pbe", {"Si": "missing.UPF"})
+
+
+def test_input_generation(pseudo_dir, tmp_path):
+    settings = QESettings(pseudo_dir=pseudo_dir, ecutwfc=30, kspacing=0.5)
+    si = si_diamond(5.43)
+    inp = build_input(si, settings, {"Si": "Si.pbe-nl-rrkjus_psl.1.0.0.UPF"}, pseudo_dir)
+    assert inp["control"]["calculation"] == "vc-relax"
+    assert inp["system"]["ecutrho"] == 240.0  # ultrasoft: 8 x ecutwfc
+    assert "nspin" not in inp["system"]
+    assert inp["kpoints"] == kpoint_grid(si, 0.5) == [5, 5, 5]
+    text = render_input(inp)
+    for needle in ("calculation = 'vc-relax'", "tstress = .true.", "CELL_PARAMETERS angstrom",
+                   "ATOMIC_POSITIONS crystal", "K_POINTS automatic", "5 5 5 0 0 0",
+                   "Si 28.0855 Si.pbe-nl-rrkjus_psl.1.0.0.UPF"):
+        assert needle in text
+    write_input(inp, tmp_path)
+    assert read_input(tmp_path)["system"] == inp["system"]
+
+    feo = si_diamond(4.3)
+    feo.replace_species({"Si": "Fe"})
+    feo.replace(1, "O")
+    inp = build_input(feo, settings, {"Fe": "Fe.pbe-spn-rrkjus_psl.0.2.1.UPF", "O": "O.pbe-n-kjpaw_psl.1.0.0.UPF"}, pseudo_dir)
+    assert inp["system"]["nspin"] == 2
+    assert inp["system"]["starting_magnetization(1)"] == 0.5  # Fe
+    assert inp["system"]["starting_magnetization(2)"] == 0.0  # O
+
+
+def test_engine_identity_and_checks(pseudo_dir):
+    engine = QEEngine(QESettings(pseudo_dir=pseudo_dir, pw_command="sh"))
+    assert engine.scheme == "qe-pbe-pslibrary"
+    # where binaries live does not change the settings hash; a cutoff does
+    moved = QEEngine(QESettings(pseudo_dir=pseudo_dir, pw_command="/opt/qe/bin/pw.x"))
+    assert moved.settings_hash == engine.settings_hash
+    assert QEEngine(QESettings(pseudo_dir=pseudo_dir, ecutwfc=60)).settings_hash != engine.settings_hash
+    assert engine.inputs_hash(si_diamond(5.43)) != engine.inputs_hash(si_diamond(5.5))
+    engine.check([si_diamond()])
+    nacl = si_diamond()
+    nacl.replace_species({"Si": "Na"})
+    with pytest.raises(InputError, match="pseudopotential for Na"):
+        engine.check([nacl])
+    with pytest.raises(InputError, match="pw.x not found"):
+        QEEngine(QESettings(pseudo_dir=pseudo_dir, pw_command="no-such-pw.x")).check([si_diamond()])
+
+
+def test_parse_pw_output():
+    out = parse_pw_output(FIXTURE)
+    assert out.job_done and out.bfgs_converged
+    assert not (out.scf_failed or out.bfgs_failed or out.walltime_reached)
+    assert out.code_version == "6.7MaX"
+    a = out.final_structure.lattice.abc[0] * 2**0.5
+    assert a == pytest.approx(5.47, rel=0.02)
+    assert out.energy == pytest.approx(-277.88, abs=0.05)
+    assert len(out.forces) == 2 and len(out.stress_kbar) == 3
+    assert len(out.images) >= 3
+    assert parse_pw_output(DATA / "nonexistent.out").images == []
+
+
+def _run_dir(tmp_path, pw_out_text: str | None = None) -> Path:
+    d = tmp_path / "run"
+    d.mkdir()
+    settings = QESettings(pseudo_dir=tmp_path, ecutwfc=25)
+    (tmp_path / "Si.UPF").write_text('<PP_HEADER pseudo_type="NC"/>')
+    inp = build_input(si_diamond(5.6), settings, {"Si": "Si.UPF"}, tmp_path)
+    write_input(inp, d)
+    if pw_out_text is not None:
+        (d / PW_OUT).write_text(pw_out_text)
+    return d
+
+
+def test_scf_handler_lowers_mixing_then_changes_diagonalization(tmp_path):
+    d = _run_dir(tmp_path, SCF_FAIL)
+    h = QEScfHandler()
+    assert h.check(str(d))
+    betas = []
+    for _ in range(3):
+        h.correct(str(d))
+        betas.append(read_input(d)["electrons"]["mixing_beta"])
+    assert betas == [0.25, 0.125, 0.1]
+    assert read_input(d)["electrons"]["diagonalization"] == "david"
+    h.correct(str(d))
+    assert read_input(d)["electrons"]["diagonalization"] == "cg"
+    assert "diagonalization = 'cg'" in (d / "pw.in").read_text()
+    assert not QEBfgsHandler().check(str(d))
+
+
+def _truncated_fixture(extra: str) -> str:
+    text = FIXTURE.read_text()
+    return text[: text.index("     bfgs converged")] + extra
+
+
+def test_bfgs_and_walltime_handlers_restart_from_last_geometry(tmp_path):
+    d = _run_dir(tmp_path, _truncated_fixture("     bfgs failed after   3 scf cycles\n"))
+    h = QEBfgsHandler()
+    assert h.check(str(d))
+    last = parse_pw_output(d / PW_OUT).final_structure
+    result = h.correct(str(d))
+    assert result["errors"] == ["bfgs_failed"] and result["actions"]
+    restarted = read_input(d)["structure"]
+    assert restarted["lattice"]["a"] == pytest.approx(last.lattice.a)
+
+    d2 = tmp_path / "wall"
+    d2.mkdir()
+    (d2 / INPUT_JSON).write_text((d / INPUT_JSON).read_text())
+    (d2 / PW_OUT).write_text(_truncated_fixture("     Maximum CPU time exceeded\n"))
+    assert QEWalltimeHandler().check(str(d2)) and not QEScfHandler().check(str(d2))
+    assert QEWalltimeHandler().correct(str(d2))["errors"] == ["walltime"]
+
+
+def _fake_pw(tmp_path, script_body: str) -> Path:
+    exe = tmp_path / "fake_pw.sh"
+    exe.write_text("#!/bin/bash\n" + script_body)
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    return exe
+
+
+def test_custodian_corrects_scf_failure_and_reruns(tmp_path):
+    """A stand-in pw.x fails its SCF once, then prints a converged vc-relax."""
+    failed = tmp_path / "scf_fail.out"
+    failed.write_text(SCF_FAIL)
+    exe = _fake_pw(tmp_path, f"if [ ! -f calls ]; then touch calls; cat {failed}; exit 1; fi\ncat {FIXTURE}\n")
+    d = _run_dir(tmp_path)
+    corrections = run_pw_custodian(d, [str(exe)], max_errors=3)
+    assert [c["handler"] for c in corrections] == ["QEScfHandler"]
+    assert corrections[0]["errors"] == ["scf_not_converged"]
+    assert read_input(d)["electrons"]["mixing_beta"] == 0.25
+    assert json.loads((d / "custodian.json").read_text())
+
+
+def test_custodian_gives_up_with_a_reason(tmp_path):
+    exe = _fake_pw(tmp_path, "echo 'segmentation fault' >&2\nexit 139\n")
+    d = _run_dir(tmp_path)
+    with pytest.raises(RelaxationError, match="segmentation fault"):
+        run_pw_custodian(d, [str(exe)], max_errors=2)
+
+
+def test_maker_end_to_end_with_stand_in_pw(tmp_path, pseudo_dir):
+    exe = _fake_pw(tmp_path, f"cat {FIXTURE}\n")
+    engine = QEEngine(QESettings(pseudo_dir=pseudo_dir, pw_command=str(exe), ecutwfc=25, kspacing=0.5))
+    si = si_diamond(5.6)
+    doc = engine.relax(si, tmp_path / "calc")
+    assert doc.scheme == "qe-pbe-pslibrary" and doc.code == "pw.x" and doc.code_version == "6.7MaX"
+    assert doc.converged and doc.electronic_converged
+    assert doc.inputs_hash == engine.inputs_hash(si) and doc.settings_hash == engine.settings_hash
+    assert doc.parameters["pseudos"] == {"Si": "Si.pbe-nl-rrkjus_psl.1.0.0.UPF"}
+    assert doc.final_structure.lattice.abc[0] * 2**0.5 == pytest.approx(5.47, rel=0.02)
+
+    from gnomon.dft.parsing import entry_from_task
+
+    entry = entry_from_task(doc, candidate_id="c1", calculation_id="c1:s")
+    assert entry.scheme == "qe-pbe-pslibrary" and entry.correction == 0.0
+    assert entry.inputs_hash == doc.inputs_hash and entry.code_version == "pw.x 6.7MaX"
+
+
+def test_maker_reports_an_unconverged_relaxation(tmp_path, pseudo_dir):
+    truncated = tmp_path / "trunc.out"
+    truncated.write_text(_truncated_fixture("\n   JOB DONE.\n"))
+    exe = _fake_pw(tmp_path, f"cat {truncated}\n")
+    engine = QEEngine(QESettings(pseudo_dir=pseudo_dir, pw_command=str(exe)))
+    with pytest.raises(RelaxationError, match="did not converge"):
+        engine.relax(si_diamond(), tmp_path / "calc")
