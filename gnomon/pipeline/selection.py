@@ -1,0 +1,142 @@
+"""Selection policies: which screened candidates get a relaxation this round.
+
+Every policy is a small dataclass with one verb, ``select``. They differ in how they rank
+(predicted e_above_hull; mean - k*sigma; nothing at all) and share the rest of what a
+campaign needs: a relaxation budget, a share of the budget spent on exploration, and a cap
+per group (composition or template prototype) so one rich vein does not eat the round.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A screened candidate, as a policy sees it."""
+
+    candidate_id: str
+    e_above_hull: float | None  # predicted, eV/atom; None when no hull could be built
+    sigma: float = 0.0  # calibrated ensemble spread, eV/atom
+    group: str = ""  # diversity key: reduced formula or template prototype
+
+
+@dataclass
+class SelectionPolicy(ABC):
+    """Ranks candidates, then fills the budget: exploitation first, exploration after."""
+
+    budget: int = 20
+    exploration: float = 0.0  # share of the budget drawn at random from the rest
+    max_per_group: int | None = None
+    seed: int = 0
+    name: ClassVar[str] = "policy"
+
+    @abstractmethod
+    def score(self, c: Scored) -> float | None:
+        """Lower is more promising; None excludes the candidate from exploitation."""
+
+    def select(self, candidates: Sequence[Scored], round_index: int = 0) -> list[Scored]:
+        """The candidates to relax, best first, at most ``budget`` of them."""
+        rng = random.Random(f"{self.seed}:{round_index}:{self.name}")
+        n_explore = int(round(self.budget * self.exploration))
+        n_exploit = self.budget - n_explore
+        ranked = sorted(
+            (c for c in candidates if self.score(c) is not None),
+            key=lambda c: (self.score(c), c.candidate_id),
+        )
+        chosen: list[Scored] = []
+        groups: Counter[str] = Counter()
+
+        def take(c: Scored) -> bool:
+            if self.max_per_group is not None and groups[c.group] >= self.max_per_group:
+                return False
+            chosen.append(c)
+            groups[c.group] += 1
+            return True
+
+        for c in ranked:
+            if len(chosen) >= n_exploit:
+                break
+            take(c)
+        picked = {c.candidate_id for c in chosen}
+        rest = [c for c in sorted(candidates, key=lambda c: c.candidate_id) if c.candidate_id not in picked]
+        rng.shuffle(rest)
+        # exploration gets its own share only: budget the filter left unused stays unspent,
+        # as GNoME relaxed only what passed its filter
+        explore_until = len(chosen) + n_explore
+        for c in rest:
+            if len(chosen) >= explore_until:
+                break
+            take(c)
+        return chosen
+
+
+@dataclass
+class ThresholdPolicy(SelectionPolicy):
+    """GNoME's filter: predicted e_above_hull below a threshold, lowest first."""
+
+    threshold: float = 0.05
+    name: ClassVar[str] = "threshold"
+
+    def score(self, c: Scored) -> float | None:
+        if c.e_above_hull is None or c.e_above_hull > self.threshold:
+            return None
+        return c.e_above_hull
+
+
+@dataclass
+class GreedyPolicy(SelectionPolicy):
+    """Lowest predicted e_above_hull first, no threshold."""
+
+    name: ClassVar[str] = "greedy"
+
+    def score(self, c: Scored) -> float | None:
+        return c.e_above_hull
+
+
+@dataclass
+class UncertaintyPolicy(SelectionPolicy):
+    """Optimism under uncertainty: rank by mean - k*sigma (a lower confidence bound)."""
+
+    k: float = 1.0
+    threshold: float | None = None
+    name: ClassVar[str] = "uncertainty"
+
+    def score(self, c: Scored) -> float | None:
+        if c.e_above_hull is None:
+            return None
+        lcb = c.e_above_hull - self.k * c.sigma
+        if self.threshold is not None and lcb > self.threshold:
+            return None
+        return lcb
+
+
+@dataclass
+class RandomPolicy(SelectionPolicy):
+    """The baseline every filter must beat: a uniform draw."""
+
+    exploration: float = field(default=1.0)
+    name: ClassVar[str] = "random"
+
+    def score(self, c: Scored) -> float | None:
+        return None
+
+
+POLICIES: dict[str, type[SelectionPolicy]] = {
+    p.name: p for p in (ThresholdPolicy, GreedyPolicy, UncertaintyPolicy, RandomPolicy)
+}
+
+
+def make_policy(name: str, **options) -> SelectionPolicy:
+    try:
+        cls = POLICIES[name]
+    except KeyError:
+        raise ValueError(f"unknown selection policy {name!r}; choose one of {sorted(POLICIES)}") from None
+    if cls is RandomPolicy:
+        options = {**options, "exploration": 1.0}
+    return cls(**options)
