@@ -107,8 +107,8 @@ def read_candidates(path: str | Path) -> Iterator[Candidate]:
         yield from _read_xyz(path)
         return
     if fmt in ("json", "jsonl"):
-        for n, item in enumerate(_json_items(path)):
-            where = f"{path} record {n}"
+        for label, item in _json_items(path):
+            where = f"{path} {label}"
             if isinstance(item, dict) and "generator" in item and "structure" in item:
                 try:
                     yield Candidate.from_doc(item)
@@ -138,24 +138,27 @@ def read_structures(path: str | Path) -> Iterator[tuple[str, Structure]]:
     yield path.name, structure
 
 
-def _json_items(path: Path) -> Iterator[Any]:
+def _json_items(path: Path) -> Iterator[tuple[str, Any]]:
+    """``(where, item)``: ``line N`` of a JSON-lines file, ``record N`` of a JSON array."""
     if file_format(path) == "jsonl":
         with path.open("rb") as fh:
             for lineno, line in enumerate(fh, 1):
                 if line.strip():
                     try:
-                        yield orjson.loads(line)
+                        item = orjson.loads(line)
                     except orjson.JSONDecodeError as exc:
                         raise CandidateFileError(f"{path} line {lineno}: invalid JSON ({exc})") from exc
+                    yield f"line {lineno}", item
         return
     try:
         data = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as exc:
         raise CandidateFileError(f"{path}: invalid JSON ({exc})") from exc
     if isinstance(data, list):
-        yield from data
+        for n, item in enumerate(data):
+            yield f"record {n}", item
     else:
-        yield data
+        yield "record 0", data
 
 
 def _structure(doc: dict[str, Any], where: str) -> Structure:
