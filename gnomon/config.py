@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gnomon.dft.settings import QESettings, SlurmSettings, VaspSettings
@@ -109,3 +109,120 @@ def load_settings(**overrides: Any) -> Settings:
         raise
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+# -- discovery campaigns ---------------------------------------------------------------------
+class _Section(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class SapsConfig(_Section):
+    enabled: bool = True
+    max_candidates: int = Field(200, ge=0, description="SAPS candidates per round.")
+    threshold: float = Field(0.01, gt=0, description="Ionic substitution probability cut-off.")
+    partial: bool = True
+    max_template_sites: int = Field(8, ge=1)
+    max_per_template: int | None = 20
+    prototypes: bool = True
+    database_templates: bool = True
+    charge_balance: str | None = None
+
+
+class RandomSearchConfig(_Section):
+    enabled: bool = True
+    backend: str = Field("pyxtal", pattern="^(pyxtal|airss)$")
+    n_per_composition: int = Field(4, ge=1)
+    max_compositions: int = Field(6, ge=0, description="Compositions searched per round.")
+    max_atoms: int = Field(10, ge=1)
+
+
+class CompositionsConfig(_Section):
+    max_atoms: int = Field(8, ge=2)
+    relaxed: bool = False
+
+
+class ModelConfig(_Section):
+    ensemble_size: int = Field(5, ge=1)
+    hidden: int = Field(64, ge=4)
+    layers: int = Field(3, ge=1)
+    cutoff: float = Field(5.0, gt=0)
+    max_epochs: int = Field(150, ge=1)
+    patience: int = Field(20, ge=1)
+    retrain: str = Field("fine-tune", pattern="^(fine-tune|scratch)$")
+    tta: bool = False
+    min_entries: int = Field(8, ge=2, description="Train once this many entries exist.")
+
+
+class SelectionConfig(_Section):
+    policy: str = Field("threshold", pattern="^(threshold|greedy|uncertainty|random)$")
+    budget: int = Field(10, ge=1, description="Relaxations per round.")
+    threshold: float = Field(0.05, description="eV/atom, predicted e_above_hull (threshold policy).")
+    k: float = Field(1.0, ge=0, description="mean - k*sigma (uncertainty policy).")
+    exploration: float = Field(0.1, ge=0, le=1)
+    max_per_group: int | None = Field(3, ge=1)
+
+
+class EngineConfig(_Section):
+    name: str = Field("mlip", pattern="^(mlip|qe|vasp)$")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DispatchConfig(_Section):
+    name: str = Field("local", pattern="^(local|slurm|jobflow-remote)$")
+    workers: int = Field(2, ge=1)
+    pack: int = Field(1, ge=1, description="Relaxations per batch job (amortises start-up).")
+    poll_interval: float = Field(2.0, gt=0)
+
+
+class StoppingConfig(_Section):
+    max_relaxations: int | None = Field(None, ge=1)
+    patience: int | None = Field(None, ge=1, description="Stop after this many rounds without a new stable phase.")
+
+
+class CampaignConfig(_Section):
+    """A discovery campaign, as written in its YAML file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    elements: list[str] = Field(min_length=1)
+    rounds: int = Field(3, ge=1)
+    seed: int = 0
+    saps: SapsConfig = Field(default_factory=SapsConfig)
+    random_search: RandomSearchConfig = Field(default_factory=RandomSearchConfig)
+    compositions: CompositionsConfig = Field(default_factory=CompositionsConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
+    stopping: StoppingConfig = Field(default_factory=StoppingConfig)
+    task_runner: str = Field("thread", pattern="^(thread|dask)$")
+
+    @field_validator("elements")
+    @classmethod
+    def _real_elements(cls, value: list[str]) -> list[str]:
+        from pymatgen.core import Element
+
+        bad = [e for e in value if not Element.is_valid_symbol(e)]
+        if bad:
+            raise ValueError(f"unknown elements {bad}")
+        return sorted(set(value))
+
+    @property
+    def chemsys(self) -> str:
+        return "-".join(self.elements)
+
+
+def load_campaign(path: str | Path) -> CampaignConfig:
+    """A campaign config from YAML, with every problem named (file, field, reason)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such campaign file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a campaign file is a mapping of settings")
+    try:
+        return CampaignConfig.model_validate(data)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

@@ -1,7 +1,226 @@
-"""`gnomon campaign` commands (being built)."""
+"""`gnomon campaign`: run, resume, inspect, report, schedule and simulate campaigns."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.table import Table
+
+from gnomon.commands.common import DbOption, console, fail, repository, settings
+from gnomon.config import CampaignConfig, ConfigError, load_campaign
 
 app = typer.Typer(no_args_is_help=True)
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml"
+
+
+def _config(path: Path) -> CampaignConfig:
+    try:
+        return load_campaign(path)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def _run(cfg: CampaignConfig, db: str | None, rounds: int | None) -> dict:
+    from gnomon.flows.campaign import CampaignError, campaign_flow, settings_payload
+
+    s = settings(db)
+    try:
+        return campaign_flow(cfg.model_dump(mode="json"), settings_payload(s), rounds)
+    except CampaignError as exc:
+        fail(str(exc))
+
+
+def _metrics_table(db: str | None, name: str) -> Table:
+    from gnomon.flows.report import METRIC_COLUMNS, _fmt, metric_rows
+
+    with repository(db) as repo:
+        rows = metric_rows(repo, name)
+    table = Table(title=f"campaign {name}")
+    for _, head in METRIC_COLUMNS:
+        table.add_column(head, justify="right")
+    for r in rows:
+        table.add_row(*(_fmt(r.get(k)) for k, _ in METRIC_COLUMNS))
+    return table
+
+
+def _finish(cfg: CampaignConfig, db: str | None, result: dict) -> None:
+    from gnomon.flows.report import write_report
+
+    console.print(_metrics_table(db, cfg.name))
+    with repository(db) as repo:
+        path = write_report(repo, settings(db), cfg)
+    console.print(f"campaign {cfg.name}: {result['status']}"
+                  + (f" ({result['reason']})" if result.get("reason") else "")
+                  + f", {result['relaxations']} relaxations")
+    console.print(f"report: [bold]{path}[/]")
+
+
+@app.command("run")
+def run(
+    config: Annotated[Path, typer.Argument(help="Campaign YAML file.")],
+    rounds: Annotated[int | None, typer.Option(help="Run this many rounds (default: the config's).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Run a campaign (resuming it if it was interrupted)."""
+    cfg = _config(config)
+    _finish(cfg, db, _run(cfg, db, rounds))
+
+
+@app.command("resume")
+def resume(
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
+    rounds: Annotated[int | None, typer.Option(help="Run up to this many rounds in total.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Resume a stored campaign at its first unfinished step."""
+    from gnomon.storage import Campaign
+
+    with repository(db) as repo:
+        record = repo.get(Campaign, name)
+    if record is None:
+        fail(f"no campaign named {name!r} in this database")
+    cfg = CampaignConfig.model_validate(record.config)
+    _finish(cfg, db, _run(cfg, db, rounds))
+
+
+@app.command("status")
+def status(
+    name: Annotated[str | None, typer.Argument(help="Campaign name (all when omitted).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Campaigns, their rounds and the state of every step."""
+    from gnomon.flows.report import campaign_rounds
+    from gnomon.flows.steps import STEPS
+    from gnomon.storage import Campaign
+
+    with repository(db) as repo:
+        campaigns = [repo.get(Campaign, name)] if name else list(repo.query(Campaign))
+        if name and campaigns[0] is None:
+            fail(f"no campaign named {name!r} in this database")
+        for c in campaigns:
+            table = Table(title=f"{c.name}: {c.status}, {c.rounds_done} rounds done")
+            table.add_column("round")
+            for s in STEPS:
+                table.add_column(s)
+            for r in campaign_rounds(repo, c.name):
+                table.add_row(str(r.index), *(str(r.steps.get(s, "pending")) for s in STEPS))
+            console.print(table)
+
+
+@app.command("report")
+def report(
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
+    out: Annotated[Path | None, typer.Option(help="Directory for report.md and its PNGs.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Write the campaign report (Markdown + PNG)."""
+    from gnomon.flows.report import write_report
+    from gnomon.storage import Campaign
+
+    with repository(db) as repo:
+        record = repo.get(Campaign, name)
+        if record is None:
+            fail(f"no campaign named {name!r} in this database")
+        path = write_report(repo, settings(db), CampaignConfig.model_validate(record.config), out)
+    console.print(_metrics_table(db, name))
+    console.print(f"report: [bold]{path}[/]")
+
+
+@app.command("quickstart")
+def quickstart(db: DbOption = None) -> None:
+    """The quickstart campaign (examples/quickstart.yaml) on embedded defaults."""
+    from gnomon.pipeline.phase_query import PhaseQuery
+
+    cfg = _config(QUICKSTART)
+    result = _run(cfg, db, None)
+    _finish(cfg, db, result)
+    from gnomon.dft.engine import make_engine
+
+    scheme = make_engine(cfg.engine.name, settings(db), **cfg.engine.options).scheme
+    with repository(db) as repo:
+        rows = PhaseQuery(chemsys=cfg.chemsys, scheme=scheme, stable=True).run(repo)
+    table = Table(title=f"stable phases of {cfg.chemsys} ({scheme})")
+    for h in ("formula", "chemsys", "E_f (eV/atom)", "decomposition energy", "found by campaign"):
+        table.add_column(h)
+    for r in rows:
+        table.add_row(r["formula"], r["chemsys"], f"{r['formation_energy_per_atom']:.3f}",
+                      f"{r['decomposition_energy']:.3f}", "yes" if r.get("candidate_id") else "")
+    console.print(table)
+
+
+@app.command("schedule")
+def schedule(
+    config: Annotated[Path, typer.Argument(help="Campaign YAML file.")],
+    cron: Annotated[str, typer.Option(help="Cron schedule, e.g. '0 2 * * *' (daily at 02:00).")],
+    db: DbOption = None,
+) -> None:
+    """Create a Prefect deployment that runs the campaign on a schedule."""
+    from gnomon.flows.campaign import CampaignError
+    from gnomon.flows.deploy import schedule as make_schedule
+
+    cfg = _config(config)
+    try:
+        deployment_id = make_schedule(cfg, settings(db), cron)
+    except (ValueError, CampaignError) as exc:
+        fail(str(exc))
+    console.print(f"deployment gnomon-campaign/{cfg.name} ({deployment_id}) scheduled '{cron}'; "
+                  "run `gnomon campaign serve` to execute it")
+
+
+@app.command("serve")
+def serve(
+    names: Annotated[list[str] | None, typer.Argument(help="Campaigns to serve (default: all scheduled).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Run scheduled campaigns when they come due (until interrupted)."""
+    from gnomon.flows.deploy import serve as serve_deployments
+
+    try:
+        serve_deployments(settings(db), names)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+@app.command("simulate")
+def simulate(
+    config: Annotated[Path, typer.Argument(help="Campaign YAML file (selection and model settings).")],
+    labels: Annotated[Path, typer.Option(help="Labelled structures: JSON entries or extxyz with energies.")],
+    policies: Annotated[str, typer.Option(help="Comma-separated policies to compare.")] = "random,greedy,uncertainty",
+    rounds: Annotated[int | None, typer.Option(help="Rounds (default: the config's).")] = None,
+    initial: Annotated[int, typer.Option(help="Labelled compounds known before round 0.")] = 20,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
+) -> None:
+    """Replay the loop on a labelled set to compare selection policies (no engine runs)."""
+    import json
+
+    from gnomon.flows.simulate import load_labels
+    from gnomon.flows.simulate import simulate as run_simulation
+
+    cfg = _config(config)
+    try:
+        items = load_labels(labels)
+    except ValueError as exc:
+        fail(str(exc))
+    results = []
+    for name in [p.strip() for p in policies.split(",") if p.strip()]:
+        options = {"uncertainty": {"k": cfg.selection.k}, "threshold": {"threshold": cfg.selection.threshold}}.get(name, {})
+        try:
+            results.append(run_simulation(items, name, rounds or cfg.rounds, cfg.selection.budget, initial, cfg.seed,
+                                          options, {"ensemble_size": cfg.model.ensemble_size, "hidden": cfg.model.hidden,
+                                                    "layers": cfg.model.layers, "max_epochs": cfg.model.max_epochs,
+                                                    "patience": cfg.model.patience}))
+        except ValueError as exc:
+            fail(str(exc))
+    table = Table(title=f"simulation on {labels} ({len(items)} labelled, {results[0].n_stable_total if results else 0} stable)")
+    for h in ("policy", "evaluations", "stable found", "stable per 100", "hit rate per round"):
+        table.add_column(h)
+    for r in results:
+        hits = " ".join("–" if h is None else f"{h:.2f}" for h in r.hits)
+        table.add_row(r.policy, str(r.evaluations[-1] if r.evaluations else 0), str(r.stable_found[-1] if r.stable_found else 0),
+                      f"{r.per_100:.1f}", hits)
+    console.print(table)
+    if json_out:
+        json_out.write_text(json.dumps([r.as_dict() for r in results], indent=1))

@@ -213,6 +213,7 @@ class Campaign(Record):
     config: dict[str, Any]
     status: str = "created"
     rounds_done: int = 0
+    schedule: str | None = None  # cron of its Prefect deployment, when scheduled
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
