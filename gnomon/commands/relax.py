@@ -130,17 +130,23 @@ def show_calculations(repo, ids: list[str] | None = None, state: str | None = No
     else:
         calcs = repo.calculations(state=state)
     table = Table(title=f"{len(calcs)} calculation(s)")
-    for col in ("id", "formula", "scheme", "state", "via", "batch", "tries", "E/atom (eV)"):
-        table.add_column(col, no_wrap=True)
+    table.add_column("id", no_wrap=True, min_width=15)
+    table.add_column("formula", overflow="fold")
+    table.add_column("scheme", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_column("batch", overflow="fold")
+    table.add_column("tries", justify="right")
+    table.add_column("eV/atom", justify="right", no_wrap=True)
     table.add_column("reason", overflow="fold")
     entries = {e.id: e for e in repo.query(Entry, {"id": [c.entry_id for c in calcs if c.entry_id]})} if calcs else {}
     for c in sorted(calcs, key=lambda c: c.created_at):
         e = entries.get(c.entry_id or "")
-        formula = e.reduced_formula if e else ""
         color = {"done": "green", "failed": "red", "cancelled": "yellow"}.get(c.state.value, "cyan")
+        batch = ""
+        if c.batch_id:
+            batch = ":".join(c.batch_id.split(":")[:2]) if c.batch_id.startswith("local:") else f"{c.dispatcher}:{c.batch_id}"
         table.add_row(
-            short_id(c.id), formula, c.scheme, f"[{color}]{c.state.value}[/]", c.dispatcher or "",
-            c.batch_id or "", str(c.attempts), f"{e.energy_per_atom:.4f}" if e else "",
-            c.failure_reason or "",
+            short_id(c.id), e.reduced_formula if e else "", c.scheme, f"[{color}]{c.state.value}[/]",
+            batch, str(c.attempts), f"{e.energy_per_atom:.4f}" if e else "", c.failure_reason or "",
         )
     console.print(table)
