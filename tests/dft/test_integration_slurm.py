@@ -62,6 +62,8 @@ def test_scancel_is_detected_and_retried(slurm, sqlite_repo, tmp_path):
     (calc,) = sqlite_repo.calculations()
     wait_for(lambda: (Path(calc.workdir) / "started").exists(), timeout=120, what="job start")
     first = sqlite_repo.get(Calculation, calc.id).batch_id
+    assert svc.track().running == [calc.id]
+    assert sqlite_repo.get(Calculation, calc.id).state == CalcState.running
     subprocess.run(["scancel", first], check=True)
 
     svc.wait(poll_s=1.0, timeout_s=180)
