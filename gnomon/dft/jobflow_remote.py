@@ -152,10 +152,11 @@ class JobflowRemoteDispatcher(Dispatcher):
         if problems:
             raise DispatchError("jobflow-remote project invalid: " + "; ".join(problems))
         from jobflow_remote import JobController
+        from pymongo.errors import PyMongoError
 
         try:
             JobController.from_project_name(self.project).queue_store.connect()
-        except Exception as exc:  # noqa: BLE001 - pymongo's many connection errors
+        except PyMongoError as exc:
             raise DispatchError(f"jobflow-remote queue (MongoDB) unreachable: {exc}") from exc
 
     def submit(self, workdirs: Sequence[Path], label: str, batch_dir: Path) -> str:

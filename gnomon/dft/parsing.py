@@ -49,7 +49,7 @@ def task_from_forcefield(
     converged = bool(doc.is_force_converged)
     stress = None
     if out.stress is not None:
-        # atomate2 reports CHGNet stress in kBar already (stress_unit handled by the maker)
+        # atomate2 reports stress in kBar with VASP's sign already
         stress = np.asarray(out.stress, dtype=float).reshape(3, 3).tolist()
     return TaskDocument(
         engine=engine,
@@ -137,14 +137,16 @@ class PWOutput:
     def forces(self) -> list[list[float]] | None:
         if not self.images:
             return None
+        from ase.calculators.calculator import PropertyNotImplementedError
+
         try:
             return np.asarray(self.images[-1].get_forces(), dtype=float).tolist()
-        except Exception:  # noqa: BLE001 - ASE raises PropertyNotImplementedError/RuntimeError
+        except (PropertyNotImplementedError, RuntimeError):
             return None
 
     @property
     def stress_kbar(self) -> list[list[float]] | None:
-        """Stress in kBar, VASP sign convention (positive = compressive... as pw.x prints)."""
+        """Stress in kBar with VASP's (and atomate2's) sign: ASE's eV/A^3 times -1602.18."""
         if not self.images:
             return None
         calc = self.images[-1].calc

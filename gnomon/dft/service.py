@@ -329,11 +329,19 @@ class Relaxations:
         timeout_s: float | None = None,
         on_track: Callable[[TrackReport], None] | None = None,
     ) -> TrackReport:
-        """Track until nothing is queued, submitted or running; returns the merged report."""
+        """Track until nothing is queued, submitted or running; returns the merged report.
+
+        A dispatcher that cannot be asked for a while (squeue failing during a controller
+        restart) is logged and asked again at the next poll; nothing is declared lost for it.
+        """
         total = TrackReport()
         start = time.monotonic()
         while True:
-            rep = self.track()
+            try:
+                rep = self.track()
+            except DispatchError as exc:
+                log.warning("tracking: %s; asking again in %.0f s", exc, poll_s)
+                rep = TrackReport()
             for name in ("done", "failed", "retried", "reattached", "entries", "submitted_batches"):
                 getattr(total, name).extend(getattr(rep, name))
             total.running, total.pending = rep.running, rep.pending

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from qtoolkit.core.exceptions import QTKError
+
 from gnomon.dft.dispatcher import BatchState, BatchStatus, Dispatcher, shell_command
 from gnomon.dft.errors import DispatchError
 from gnomon.dft.settings import SlurmSettings
@@ -93,7 +95,7 @@ class SlurmDispatcher(Dispatcher):
         stdout, stderr, code = self.manager.execute_cmd(self.manager.scheduler_io.get_submit_cmd(script), batch_dir)
         try:
             result = self.manager.scheduler_io.parse_submit_output(exit_code=code, stdout=stdout, stderr=stderr)
-        except Exception as exc:  # noqa: BLE001 - qtoolkit raises its own CommandFailedError/parsing errors
+        except QTKError as exc:
             raise DispatchError(f"sbatch failed for {label}: {exc}") from exc
         if result.status != SubmissionStatus.SUCCESSFUL or not result.job_id:
             raise DispatchError(f"sbatch failed for {label}: {(stderr or stdout).strip()}")
@@ -123,7 +125,7 @@ class SlurmDispatcher(Dispatcher):
             return {}
         try:
             jobs = {str(j.job_id): j for j in self.manager.get_jobs_list(list(ids))}
-        except Exception as exc:  # noqa: BLE001 - qtoolkit's CommandFailedError: squeue unreachable
+        except QTKError as exc:
             raise DispatchError(f"squeue failed: {exc}") from exc
         out: dict[str, BatchStatus] = {}
         for b in ids:
@@ -141,7 +143,7 @@ class SlurmDispatcher(Dispatcher):
     def find(self, label: str) -> str | None:
         try:
             jobs = self.manager.get_jobs_list()
-        except Exception as exc:  # noqa: BLE001 - see poll
+        except QTKError as exc:
             raise DispatchError(f"squeue failed: {exc}") from exc
         for job in jobs:
             if job.name == label:
