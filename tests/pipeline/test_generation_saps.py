@@ -199,3 +199,19 @@ def test_distinct_subsets_without_symmetry_enumerates_every_subset():
     perms = np.arange(5)[None, :]
     subsets = list(distinct_subsets(perms, [0, 1, 2, 3, 4]))
     assert len(subsets) == 2**5 - 1
+
+
+def test_substitution_table_reproduces_pymatgens_probabilities():
+    from pymatgen.core import Species
+    from pymatgen.core.structure_prediction.substitution_probability import SubstitutionProbability
+
+    from gnomon.pipeline.generation.saps import _probability_table
+
+    ours, theirs = _probability_table(), SubstitutionProbability()
+    for old, new in [("Li+", "Na+"), ("Co3+", "Mn3+"), ("O2-", "S2-"), ("Ti4+", "Zr4+"),
+                     ("Li+", "Mn3+"), ("Li+", "Xe+")]:
+        expected = theirs.cond_prob(Species.from_str(new), Species.from_str(old))
+        assert ours.cond_prob(new, old) == pytest.approx(expected, rel=1e-12)
+    # element level: the best same-sign observed pair, A's charge from the template
+    assert substitution_probability("Li", "Na", 1) == (pytest.approx(0.09499, rel=1e-3), 1.0)
+    assert substitution_probability("O", "Na", -2)[0] == 0.0  # an anion for a cation: never

@@ -12,7 +12,9 @@ symmetry. This module does that:
    A's ion is taken from the template's most likely oxidation states; B's is the best-scoring
    one. Up to ``max_species`` template elements may be substituted at once (full replacement
    each); ``elements`` names the substituents and, with ``within_elements``, the chemical
-   space every outcome must lie in.
+   space every outcome must lie in. A full substitution never maps two elements onto one (that
+   is another structure type); a partial one may put B on A sites when the template already
+   holds B (excess Li on the Mn sites of LiMnO2, say).
 2. **Which sites.** For a single-element substitution with ``partial`` on, the A sites to
    replace are enumerated up to the symmetry of the template cell (its space-group operations,
    lattice translations of a supercell included, as permutations of the sites):
@@ -48,6 +50,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -69,20 +72,60 @@ _COMBO_CHUNK = 2048
 
 
 # -- substitution probabilities ---------------------------------------------------------------
-@lru_cache(maxsize=1)
-def _probability_table():
-    from pymatgen.core.structure_prediction.substitution_probability import SubstitutionProbability
+class IonicSubstitutionTable:
+    """pymatgen's data-mined substitution probabilities, keyed by ion strings.
 
-    table = SubstitutionProbability()
-    by_element: dict[str, list[Species]] = {}
-    for sp in table.species:
-        by_element.setdefault(sp.symbol, []).append(sp)
-    return table, by_element
+    The same numbers as
+    :class:`~pymatgen.core.structure_prediction.substitution_probability.SubstitutionProbability`
+    (its ``lambda.json``, ``alpha=-5`` for unseen pairs, ``cond_prob``), computed on strings
+    instead of ``Species`` objects: building pymatgen's table hashes Species ~500,000 times
+    (seconds, paid again in every worker process); this takes a few hundredths of one.
+    """
+
+    def __init__(self, alpha: float = -5.0):
+        from importlib.resources import files
+
+        import orjson
+
+        path = files("pymatgen.core.structure_prediction") / "data" / "lambda.json"
+        rows = orjson.loads(path.read_bytes())
+        self.alpha = alpha
+        self.lambdas: dict[frozenset[str], float] = {}
+        ions: set[str] = set()
+        for row in rows:
+            if "D1+" in row:
+                continue
+            a, b = str(Species.from_str(row[0])), str(Species.from_str(row[1]))
+            ions.update((a, b))
+            self.lambdas[frozenset((a, b))] = float(row[2])
+        self.ions = sorted(ions)
+        self.px: dict[str, float] = dict.fromkeys(self.ions, 0.0)
+        for a in self.ions:
+            for b in self.ions:
+                value = math.exp(self.lambdas.get(frozenset((a, b)), alpha))
+                self.px[a] += value / 2
+                self.px[b] += value / 2
+        self.by_element: dict[str, list[tuple[str, float]]] = {}
+        for ion in self.ions:
+            sp = Species.from_str(ion)
+            self.by_element.setdefault(sp.symbol, []).append((ion, float(sp.oxi_state)))
+
+    def observed(self, a: str, b: str) -> bool:
+        return frozenset((a, b)) in self.lambdas
+
+    def cond_prob(self, new: str, old: str) -> float:
+        """P(ion ``new`` replaces ion ``old``), pymatgen's ``cond_prob(new, old)``."""
+        return math.exp(self.lambdas.get(frozenset((new, old)), self.alpha)) / self.px[old]
+
+
+@lru_cache(maxsize=1)
+def _probability_table() -> IonicSubstitutionTable:
+    return IonicSubstitutionTable()
 
 
 def table_elements() -> list[str]:
     """Elements that appear in pymatgen's ionic substitution table."""
-    return sorted(_probability_table()[1])
+    return sorted(_probability_table().by_element)
 
 
 @lru_cache(maxsize=200_000)
@@ -92,33 +135,35 @@ def substitution_probability(a: str, b: str, a_oxidation: float | None = None) -
     ``a_oxidation`` fixes A's charge (rounded to the nearest ion in the table); without it all
     of A's ions are tried. Pairs never observed together score 0.
     """
-    table, by_element = _probability_table()
-    a_ions = by_element.get(a, [])
+    table = _probability_table()
+    a_ions = table.by_element.get(a, [])
     if a_oxidation is not None and a_ions:
-        target = round(a_oxidation)
-        exact = [s for s in a_ions if s.oxi_state == target]
+        exact = [ion for ion in a_ions if ion[1] == round(a_oxidation)]
         if exact:
             a_ions = exact
     best, best_charge = 0.0, None
-    for sa in a_ions:
-        for sb in by_element.get(b, []):
-            if sa.oxi_state * sb.oxi_state <= 0 or frozenset((sa, sb)) not in table._l:
+    for ion_a, qa in a_ions:
+        for ion_b, qb in table.by_element.get(b, []):
+            if qa * qb <= 0 or not table.observed(ion_a, ion_b):
                 continue
-            p = table.cond_prob(sb, sa)
+            p = table.cond_prob(ion_b, ion_a)
             if p > best:
-                best, best_charge = p, float(sb.oxi_state)
+                best, best_charge = p, qb
     return best, best_charge
 
 
+@lru_cache(maxsize=4096)
 def _radius(element: str, oxidation: float | None) -> float:
     el = Element(element)
     if oxidation is not None and oxidation == round(oxidation) and oxidation != 0:
-        try:
-            r = Species(element, int(oxidation)).ionic_radius
-            if r:
-                return float(r)
-        except ValueError:
-            pass
+        with warnings.catch_warnings():  # pymatgen warns for every ion without tabulated radius
+            warnings.simplefilter("ignore")
+            try:
+                r = Species(element, int(oxidation)).ionic_radius
+            except ValueError:
+                r = None
+        if r:
+            return float(r)
     return float(el.atomic_radius or el.atomic_radius_calculated or 1.5)
 
 
@@ -286,6 +331,13 @@ class SAPSGenerator:
             return SkippedTemplate(template.id, f"substitution failed: {exc}")
 
     # -- one template -----------------------------------------------------------------
+    def reachable(self, structure: Structure) -> bool:
+        """Whether substituting at most ``max_species`` elements can land in ``elements``."""
+        if not (self.within_elements and self.elements):
+            return True
+        present = {el.symbol for el in structure.composition.elements}
+        return len(present - set(self.elements)) <= self.max_species
+
     def substitution_maps(self, structure: Structure, oxidation: dict[str, float]) -> list[tuple[dict[str, str], float]]:
         """``({A: B, ...}, probability)`` for every allowed map, most probable first."""
         present = sorted({el.symbol for el in structure.composition.elements})
@@ -308,8 +360,13 @@ class SAPSGenerator:
             for species in itertools.combinations(present, r):
                 if not set(outside) <= set(species):
                     continue
+                kept_species = set(present) - set(species)
                 for choice in itertools.product(*(options[a] for a in species)):
-                    mapping = {a: b for a, (b, _) in zip(species, choice, strict=True)}
+                    targets = [b for b, _ in choice]
+                    merges = len(set(targets)) < len(targets) or bool(kept_species & set(targets))
+                    if merges and not (self.partial and r == 1):
+                        continue  # two elements would merge into one: a different structure type
+                    mapping = {a: b for a, b in zip(species, targets, strict=True)}
                     prob = math.prod(p for _, p in choice)
                     maps.append((mapping, prob))
         maps.sort(key=lambda mp: (-mp[1], sorted(mp[0].items())))
@@ -329,17 +386,23 @@ class SAPSGenerator:
         structure = template.structure.copy()
         if self.supercell is not None:
             structure.make_supercell(self.supercell)
+        if not self.reachable(structure):
+            return
         oxidation = oxidation_guess(structure)
         maps = self.substitution_maps(structure, oxidation)
         if not maps:
             return
         perms = site_permutations(structure, self.symprec)
+        present = {el.symbol for el in structure.composition.elements}
         spacegroup = _spacegroup_symbol(structure, self.symprec)
         matcher = StructureMatcher(primitive_cell=True, scale=True, attempt_supercell=False)
         kept: dict[str, list[Structure]] = {}
         n_out = 0
         for mapping, prob in maps:
+            merges = bool(set(mapping.values()) & (present - set(mapping)))
             for sites_by_element, fraction in self._site_choices(structure, mapping, perms):
+                if merges and fraction == 1.0:
+                    continue  # all A onto B already present: only the partial outcomes are new
                 new = self._substitute(structure, mapping, sites_by_element, oxidation)
                 if new is None:
                     continue
