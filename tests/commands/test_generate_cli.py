@@ -19,11 +19,17 @@ def invoke(*args: str):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
+def said(result) -> str:
+    """What the command printed, with rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
 @pytest.fixture
 def db(tmp_path):
     return f"sqlite:///{tmp_path / 'cli.db'}"
 
 
+@pytest.mark.slow
 def test_saps_from_a_prototype_to_a_file_and_to_the_database(tmp_path, db):
     out = tmp_path / "saps.json"
     r = invoke("generate", "saps", "--elements", "K,Br", "--prototype", "B1", "--out", str(out))
@@ -31,13 +37,13 @@ def test_saps_from_a_prototype_to_a_file_and_to_the_database(tmp_path, db):
     (c,) = json.loads(out.read_text())
     assert c["reduced_formula"] == "KBr" and c["template_id"] == "aflow:AB_cF8_225_a_b"
     assert c["substitution"] == {"Cl": "Br", "Na": "K"} and c["generator"] == "saps"
-    assert "1 written" in r.output
+    assert "1 written" in said(r)
 
     for _ in range(2):  # the second run finds everything stored already
         r = invoke("generate", "saps", "--elements", "K,Br", "--prototype", "B1", "--to-db",
                    "--db", db, "--campaign", "c1", "--round", "0")
         assert r.exit_code == 0, r.output
-    assert "1 duplicates dropped, 0 written" in r.output
+    assert "1 duplicates dropped, 0 written" in said(r)
     with open_repository(db) as repo:
         (stored,) = list(repo.query(Candidate))
         assert stored.campaign == "c1" and stored.round == 0 and stored.template_id == c["template_id"]
@@ -57,17 +63,17 @@ def test_saps_partial_sites_on_a_template_file_as_extxyz(tmp_path):
 
 def test_saps_bad_input(tmp_path):
     r = runner.invoke(app, ["generate", "saps", "--elements", "Li,Zz", "--out", str(tmp_path / "x.json")])
-    assert r.exit_code == 1 and "unknown element 'Zz'" in r.output
+    assert r.exit_code == 1 and "unknown element 'Zz'" in said(r)
     r = runner.invoke(app, ["generate", "saps", "--elements", "Li,O"])
-    assert r.exit_code == 1 and "--out FILE or --to-db" in r.output
+    assert r.exit_code == 1 and "--out FILE or --to-db" in said(r)
     r = runner.invoke(app, ["generate", "saps", "--out", str(tmp_path / "x.cif")])
-    assert r.exit_code == 1 and ".json, .jsonl or .extxyz" in r.output
+    assert r.exit_code == 1 and ".json, .jsonl or .extxyz" in said(r)
     bad = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3])
     bad.replace(0, {"Na": 0.5, "K": 0.5})
     bad.to(filename=str(tmp_path / "dis.cif"))
     r = runner.invoke(app, ["generate", "saps", "--elements", "Na,K,Cl", "--templates",
                             str(tmp_path / "dis.cif"), "--out", str(tmp_path / "x.json")])
-    assert r.exit_code == 0 and "skipped template" in r.output and "disordered" in r.output
+    assert r.exit_code == 0 and "skipped template" in said(r) and "disordered" in said(r)
 
 
 def test_random_to_a_file_and_bad_compositions(tmp_path):
@@ -76,15 +82,15 @@ def test_random_to_a_file_and_bad_compositions(tmp_path):
                "--seed", "5", "--min-sep", "Na-Cl=2.2,Na-Na=2.8,Cl-Cl=2.8", "--out", str(out))
     assert r.exit_code == 0, r.output
     got = list(read_candidates(out))
-    assert len(got) <= 2 and all(c.reduced_formula == "NaCl" and c.seed == 5 for c in got)
+    assert len(got) == 2 and all(c.reduced_formula == "NaCl" and c.seed == 5 for c in got)
     r = runner.invoke(app, ["generate", "random", "--composition", "Qx2O", "--out", str(out)])
-    assert r.exit_code == 1 and "unknown element" in r.output
+    assert r.exit_code == 1 and "unknown element" in said(r)
     r = runner.invoke(app, ["generate", "random", "--composition", "NaCl", "--volume-per-atom", "2",
                             "--min-sep", "3", "--out", str(out)])
-    assert r.exit_code == 1 and "cannot hold atoms" in r.output
+    assert r.exit_code == 1 and "cannot hold atoms" in said(r)
     r = runner.invoke(app, ["generate", "random", "--composition", "NaCl", "--backend", "airss",
                             "--out", str(out)], env={"PATH": str(tmp_path)})
-    assert r.exit_code == 1 and "not on PATH" in r.output
+    assert r.exit_code == 1 and "not on PATH" in said(r)
 
 
 def test_compositions_table_and_known_skipping(tmp_path, db):
@@ -100,7 +106,7 @@ def test_compositions_table_and_known_skipping(tmp_path, db):
     assert set(formulas) < set(relaxed.read_text().split())
     r = runner.invoke(app, ["generate", "compositions", "--elements", "Li,Mn,O", "--max-atoms", "2",
                             "--db", db])
-    assert r.exit_code == 1 and "at least 3 atoms" in r.output
+    assert r.exit_code == 1 and "at least 3 atoms" in said(r)
 
 
 def test_dedup_file(tmp_path, db):
@@ -117,7 +123,7 @@ def test_dedup_file(tmp_path, db):
     assert r.exit_code == 0, r.output
     unique = list(read_candidates(tmp_path / "cands.unique.json"))
     assert len(unique) == 2
-    assert "4 candidates, 1 identical, 1 matched" in r.output
+    assert "4 candidates, 1 identical, 1 matched" in said(r)
     with open_repository(db) as repo:
         repo.add_candidates([unique[0]])
     r = invoke("dedup", str(path), "--against-db", "--db", db, "--out", str(tmp_path / "new.jsonl"))
@@ -125,4 +131,4 @@ def test_dedup_file(tmp_path, db):
     assert len(list(read_candidates(tmp_path / "new.jsonl"))) == 1
     (tmp_path / "broken.json").write_text('[{"id": "x", "generator": "g", "structure": {}}]')
     r = runner.invoke(app, ["dedup", str(tmp_path / "broken.json")])
-    assert r.exit_code == 1 and "record 0 (id x)" in r.output
+    assert r.exit_code == 1 and "record 0 (id x)" in said(r)
