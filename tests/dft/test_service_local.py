@@ -90,6 +90,7 @@ def test_failure_in_the_code_is_recorded_not_retried(service, sqlite_repo):
     assert sqlite_repo.count("entries") == 0
 
 
+@pytest.mark.slow
 def test_killed_worker_is_retried_with_failure_recorded(service, sqlite_repo):
     svc = service()
     svc.submit([si_diamond()], FakeEngine(sleep_s=30, sleep_first_attempt_only=True), "local")
@@ -105,6 +106,7 @@ def test_killed_worker_is_retried_with_failure_recorded(service, sqlite_repo):
     assert "signal 9" in calc.failures[0]
 
 
+@pytest.mark.slow
 def test_gives_up_after_max_retries(service, sqlite_repo):
     svc = service(max_retries=1)
     svc.submit([si_diamond()], FakeEngine(sleep_s=30), "local")
@@ -124,6 +126,7 @@ def test_gives_up_after_max_retries(service, sqlite_repo):
     assert "gave up after 2 attempts" in calc.failure_reason
 
 
+@pytest.mark.slow
 def test_concurrency_limit_and_packing(service, sqlite_repo):
     structures = [si_diamond(a) for a in (5.5, 5.6, 5.7)]
     svc = service(workers=1)
@@ -141,6 +144,7 @@ def test_concurrency_limit_and_packing(service, sqlite_repo):
     packed.wait(poll_s=0.2, timeout_s=120)
 
 
+@pytest.mark.slow
 def test_cancel_and_retry(service, sqlite_repo):
     svc = service(workers=1)
     svc.submit([si_diamond(), rocksalt()], FakeEngine(sleep_s=30, sleep_first_attempt_only=True), "local")
