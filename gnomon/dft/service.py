@@ -241,8 +241,8 @@ class Relaxations:
                 calcs.append(c)
         statuses: dict[tuple[str, str], BatchStatus] = {}
         by_disp: dict[str, set[str]] = defaultdict(set)
-        for c in calcs:
-            if c.batch_id:
+        for c in calcs:  # a calculation with its result on disk needs no question to the queue
+            if c.batch_id and not (Path(c.workdir) / files.RESULT).exists():
                 by_disp[c.dispatcher].add(c.batch_id)
         for name, ids in by_disp.items():
             for bid, st in self.dispatchers[name].poll(sorted(ids)).items():
