@@ -218,3 +218,20 @@ def test_maker_reports_an_unconverged_relaxation(tmp_path, pseudo_dir):
     engine = QEEngine(QESettings(pseudo_dir=pseudo_dir, pw_command=str(exe)))
     with pytest.raises(RelaxationError, match="did not converge"):
         engine.relax(si_diamond(), tmp_path / "calc")
+
+
+def test_resubmitted_job_restarts_from_the_last_geometry(tmp_path, pseudo_dir):
+    """A batch killed at walltime left a pw.out without JOB DONE: the next attempt goes on
+    from its last geometry instead of the starting structure."""
+    calc = tmp_path / "calc"
+    calc.mkdir()
+    (calc / PW_OUT).write_text(_truncated_fixture(""))
+    last = parse_pw_output(calc / PW_OUT).final_structure
+    exe = _fake_pw(tmp_path, f"cat {FIXTURE}\n")
+    engine = QEEngine(QESettings(pseudo_dir=pseudo_dir, pw_command=str(exe)))
+    start = si_diamond(5.8)
+    doc = engine.relax(start, calc)
+    assert doc.converged
+    restarted = read_input(calc)["structure"]["lattice"]["a"]
+    assert restarted == pytest.approx(last.lattice.a) and restarted != pytest.approx(start.lattice.a)
+    assert doc.inputs_hash == engine.inputs_hash(start)  # identity is the submitted input
