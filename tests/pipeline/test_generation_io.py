@@ -172,5 +172,5 @@ def test_generators_are_lazy_and_memory_stays_flat():
         tracemalloc.stop()
         return top
 
-    small, large = peak(200), peak(2_000)
+    small, large = peak(100), peak(1_000)
     assert large < 1.5 * small
