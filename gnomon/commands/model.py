@@ -84,7 +84,7 @@ def train(
     scheme: SchemeOption = None,
     kind: KindOption = "gnn",
     ensemble: Annotated[int, typer.Option(help="Number of members K.")] = 5,
-    hidden: Annotated[int, typer.Option(help="Feature width.")] = 64,
+    hidden: Annotated[int, typer.Option(help="Feature width.")] = 48,
     layers: Annotated[int, typer.Option(help="Message-passing layers.")] = 3,
     cutoff: Annotated[float, typer.Option(help="Neighbour cutoff (Å).")] = 5.0,
     readout: Annotated[str, typer.Option(help="sum (atomic energies) or mean (pooled features).")] = "sum",

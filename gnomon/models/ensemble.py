@@ -263,7 +263,7 @@ class ModelSpec:
     """Hyperparameters of a new ensemble (what ``gnomon model train`` exposes)."""
 
     kind: str = "gnn"
-    hidden: int = 64
+    hidden: int = 48
     num_layers: int = 3
     num_radial: int = 16
     cutoff: float = 5.0

@@ -1,0 +1,335 @@
+"""Screening throughput of the 5-model ensemble against CHGNet, and a learning check.
+
+    .venv/bin/python bench/screening.py                 # both parts, a few minutes on 2 cores
+    .venv/bin/python bench/screening.py --part speed    # throughput only
+    .venv/bin/python bench/screening.py --part learn    # learning check only
+
+Part 1 (speed): the same generated structures go through (a) gnomon's 5-model GNN ensemble,
+end to end from stored structure dicts (graph building in a background thread overlapped with
+the network), without and with test-time augmentation (5 volume scalings), and (b) CHGNet's
+``predict_structure`` (energy only, batched: its fastest setting). Structures and atoms per
+second are printed in one table, with the device; on a CUDA host the ensemble is timed on the
+GPU as well. Neighbour-list backends (compiled cell lists vs vectorised numpy) are compared.
+
+Part 2 (learn): structures in binary and ternary chemical systems are generated from a few
+prototypes (rocksalt, CsCl, zincblende, wurtzite, fluorite, anti-fluorite, rutile, perovskite)
+with random bond lengths, strains and rattles; CHGNet static energies label them. Whole
+chemical systems are held out; the ensemble trains on the rest (calibrating σ on validation
+systems it did not train on) and reports held-out MAE and σ calibration.
+
+Prints tables; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+import warnings
+
+import numpy as np
+import torch
+from pymatgen.core import Lattice, Structure
+
+from gnomon.models.calibration import calibration_report
+from gnomon.models.ensemble import TTA, Ensemble, ModelSpec, Normalization, pick_device
+from gnomon.models.graphs import MAX_Z, crystal_graph, neighbor_list, numpy_neighbor_list
+from gnomon.models.screening import Screener
+from gnomon.models.training import Sample, TrainConfig, Trainer
+
+RADII = {  # rough ionic radii (Å) for bond-length guesses
+    "Li": 0.76, "Na": 1.02, "K": 1.38, "Rb": 1.52, "Mg": 0.72, "Ca": 1.00, "Sr": 1.18,
+    "Ba": 1.35, "Zn": 0.74, "Al": 0.54, "Ga": 0.62, "Ti": 0.61, "Zr": 0.72, "Nb": 0.64,
+    "O": 1.40, "S": 1.84, "Se": 1.98, "F": 1.33, "Cl": 1.81, "Br": 1.96, "N": 1.46,
+}
+CATIONS = ["Li", "Na", "K", "Mg", "Ca", "Sr", "Zn", "Al", "Ga", "Ba"]
+ANIONS = ["O", "S", "Se", "F", "Cl", "Br"]
+PEROV_A = ["K", "Sr", "Ca", "Na", "Ba"]
+PEROV_B = ["Ti", "Zr", "Nb", "Al", "Mg"]
+
+
+def _prototype(name: str, a_el: str, b_el: str, d: float) -> Structure:
+    """A binary prototype with cation-anion bond length ``d`` (Å)."""
+    if name == "rocksalt":
+        return Structure.from_spacegroup("Fm-3m", Lattice.cubic(2 * d), [a_el, b_el],
+                                         [[0, 0, 0], [0.5, 0.5, 0.5]])
+    if name == "cscl":
+        return Structure(Lattice.cubic(2 * d / 3**0.5), [a_el, b_el], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    if name == "zincblende":
+        return Structure.from_spacegroup("F-43m", Lattice.cubic(4 * d / 3**0.5), [a_el, b_el],
+                                         [[0, 0, 0], [0.25, 0.25, 0.25]])
+    if name == "wurtzite":
+        a = d * (8 / 3) ** 0.5
+        return Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(a, 1.633 * a), [a_el, b_el],
+                                         [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.375]])
+    if name == "fluorite":
+        return Structure.from_spacegroup("Fm-3m", Lattice.cubic(4 * d / 3**0.5), [a_el, b_el],
+                                         [[0, 0, 0], [0.25, 0.25, 0.25]])
+    if name == "antifluorite":
+        return Structure.from_spacegroup("Fm-3m", Lattice.cubic(4 * d / 3**0.5), [b_el, a_el],
+                                         [[0, 0, 0], [0.25, 0.25, 0.25]])
+    if name == "rutile":
+        a = 2.3 * d
+        return Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(a, 0.64 * a), [a_el, b_el],
+                                         [[0, 0, 0], [0.305, 0.305, 0]])
+    raise ValueError(name)
+
+
+BINARY_PROTOTYPES = ["rocksalt", "cscl", "zincblende", "wurtzite", "fluorite", "antifluorite", "rutile"]
+
+
+def perovskite(a_el: str, b_el: str, x_el: str, d: float) -> Structure:
+    a = 2 * d
+    return Structure(Lattice.cubic(a), [a_el, b_el, x_el, x_el, x_el],
+                     [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]])
+
+
+def _perturb(s: Structure, rng: np.random.Generator) -> Structure:
+    s = s.get_primitive_structure() if len(s) > 6 else s.copy()
+    strain = np.eye(3) + rng.normal(0, 0.03, (3, 3))
+    s = Structure(Lattice(s.lattice.matrix @ strain), s.species, s.frac_coords)
+    s.perturb(0.08 * rng.random())
+    if rng.random() < 0.25:
+        s.make_supercell([1, 1, 2])
+        s.perturb(0.05)
+    return s
+
+
+def chemical_systems() -> list[tuple[str, list[tuple[str, ...]]]]:
+    """(chemsys, recipes) for every binary and perovskite system."""
+    systems = []
+    for c in CATIONS:
+        for x in ANIONS:
+            systems.append(("-".join(sorted([c, x])), [("binary", c, x)]))
+    for a in PEROV_A:
+        for b in PEROV_B:
+            if a != b:
+                systems.append(("-".join(sorted([a, b, "O"])), [("perovskite", a, b, "O")]))
+    return systems
+
+
+def generate(recipes: list[tuple[str, ...]], per_system: int, rng: np.random.Generator) -> list[Structure]:
+    out = []
+    for recipe in recipes:
+        for _ in range(per_system):
+            if recipe[0] == "binary":
+                _, c, x = recipe
+                proto = BINARY_PROTOTYPES[int(rng.integers(len(BINARY_PROTOTYPES)))]
+                d = (RADII[c] + RADII[x]) * rng.uniform(0.9, 1.15)
+                out.append(_perturb(_prototype(proto, c, x, d), rng))
+            else:
+                _, a, b, x = recipe
+                d = (RADII[b] + RADII[x]) * rng.uniform(0.93, 1.12)
+                out.append(_perturb(perovskite(a, b, x, d), rng))
+    return out
+
+
+def chgnet_model():
+    from chgnet.model import CHGNet
+
+    return CHGNet.load(verbose=False)
+
+
+def chgnet_energies(model, structures: list[Structure], batch_size: int = 64) -> np.ndarray:
+    preds = model.predict_structure(structures, task="e", batch_size=batch_size)
+    return np.array([float(p["e"]) for p in preds])
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    return "\n".join([f"\n{title}", line, sep, *body])
+
+
+# -- part 1: speed -------------------------------------------------------------------------
+def fresh_ensemble(structures: list[Structure], size: int = 5) -> Ensemble:
+    """A default-sized ensemble (hidden 48, 3 layers, cutoff 5 Å); speed does not need training."""
+    spec = ModelSpec()
+    graphs = [crystal_graph(s, spec.cutoff) for s in structures[:50]]
+    avg = sum(g.edge_index.shape[1] for g in graphs) / sum(g.num_nodes for g in graphs)
+    norm = Normalization(np.zeros(MAX_Z + 1), np.ones(MAX_Z + 1, bool), -4.0, 1.0)
+    return Ensemble.create("gnn", spec.hparams(avg), size, norm, seeds=list(range(size))).eval()
+
+
+def time_ensemble(ens: Ensemble, dicts: list[dict], tta: TTA | None, batch_size: int, repeats: int = 2) -> float:
+    screener = Screener(ens, batch_size=batch_size, tta=tta)
+    screener.predict(dicts[:batch_size])  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in screener.stream(enumerate(dicts)):
+            pass
+        if ens.device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def speed(n_structures: int, threads: int, ensemble: Ensemble | None, seed: int = 0,
+          rounds: int = 3) -> None:
+    rng = np.random.default_rng(seed)
+    systems = chemical_systems()
+    picks = rng.choice(len(systems), size=n_structures)
+    structures = [generate(systems[i][1], 1, rng)[0] for i in picks]
+    dicts = [s.as_dict() for s in structures]
+    n_atoms = sum(len(s) for s in structures)
+    ens = ensemble if ensemble is not None else fresh_ensemble(structures)
+    params = sum(p.numel() for p in ens.members[0].parameters())
+    print(f"\n{n_structures} structures, {n_atoms} atoms ({n_atoms / n_structures:.1f} per structure); "
+          f"torch threads {torch.get_num_threads()}; ensemble of {ens.size} x {params:,} parameters "
+          f"(hidden {ens.hparams['hidden']}, {ens.hparams['num_layers']} layers, cutoff {ens.cutoff} Å)")
+
+    # neighbour-list backends
+    t0 = time.perf_counter()
+    for s in structures:
+        neighbor_list(s.frac_coords, s.lattice.matrix, 5.0)
+    t_cell = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for s in structures:
+        numpy_neighbor_list(s.frac_coords, s.lattice.matrix, 5.0)
+    t_np = time.perf_counter() - t0
+    print(table("neighbour lists (5 Å), per structure", ["backend", "µs/structure"], [
+        ["pymatgen find_points_in_spheres on arrays (used)", f"{1e6 * t_cell / n_structures:.0f}"],
+        ["vectorised numpy over images", f"{1e6 * t_np / n_structures:.0f}"],
+    ]))
+
+    rows = []
+    cpu = torch.device("cpu")
+    ens = ens.to(cpu)
+    tta = TTA()
+    model = chgnet_model()
+    sub = structures[: max(32, n_structures // 4)]  # CHGNet is slow: time a quarter of them
+    sub_atoms = sum(len(s) for s in sub)
+    chgnet_energies(model, sub[:4])  # warm-up
+    # Interleave the contenders and keep each one's best round, so a busy host penalises
+    # neither more than the other.
+    best = {"plain": float("inf"), "tta": float("inf"), "chgnet": float("inf")}
+    for _ in range(rounds):
+        best["plain"] = min(best["plain"], time_ensemble(ens, dicts, None, 128, repeats=1))
+        t0 = time.perf_counter()
+        chgnet_energies(model, sub, batch_size=64)
+        best["chgnet"] = min(best["chgnet"], time.perf_counter() - t0)
+        best["tta"] = min(best["tta"], time_ensemble(ens, dicts, tta, 128, repeats=1))
+    chg_atoms = sub_atoms / best["chgnet"]
+    rows.append(["gnomon 5-model ensemble", "cpu", f"{n_structures / best['plain']:.1f}",
+                 f"{n_atoms / best['plain']:.0f}"])
+    rows.append(["gnomon 5-model ensemble + TTA x5", "cpu", f"{n_structures / best['tta']:.1f}",
+                 f"{n_atoms / best['tta']:.0f}"])
+    rows.append([f"CHGNet predict_structure (energy only, batch 64; {len(sub)} of the structures)",
+                 "cpu", f"{len(sub) / best['chgnet']:.1f}", f"{chg_atoms:.0f}"])
+    if torch.cuda.is_available():
+        gpu = pick_device("cuda")
+        name = torch.cuda.get_device_name(gpu)
+        ens_gpu = ens.to(gpu)
+        for label, aug in (("gnomon 5-model ensemble", None), ("gnomon 5-model ensemble + TTA x5", tta)):
+            dt = time_ensemble(ens_gpu, dicts, aug, batch_size=512)
+            rows.append([label, f"cuda ({name}, AMP)", f"{n_structures / dt:.1f}", f"{n_atoms / dt:.0f}"])
+        ens.to(cpu)
+        model = model.to("cuda")
+        chgnet_energies(model, sub[:4])
+        t0 = time.perf_counter()
+        chgnet_energies(model, sub, batch_size=64)
+        torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        rows.append(["CHGNet predict_structure (energy only, batch 64)", f"cuda ({name})",
+                     f"{len(sub) / dt:.1f}", f"{sub_atoms / dt:.0f}"])
+    print(table("screening throughput (same structures, same run)",
+                ["model", "device", "structures/s", "atoms/s", "x CHGNet (atoms/s, cpu)"],
+                [r[:4] + [f"{float(r[3]) / chg_atoms:.1f}"] for r in rows]))
+
+
+# -- part 2: learning check ----------------------------------------------------------------
+def learn(per_system: int, held_out_fraction: float, epochs: int, threads: int, seed: int = 0,
+          args_hidden: int = 32):
+    rng = np.random.default_rng(seed)
+    systems = chemical_systems()
+    order = rng.permutation(len(systems))
+    n_test = int(round(held_out_fraction * len(systems)))
+    test_sys = {systems[i][0] for i in order[:n_test]}
+    print(f"\n{len(systems)} chemical systems ({len(test_sys)} held out: {', '.join(sorted(test_sys))}), "
+          f"{per_system} structures each")
+    structures, systems_of = [], []
+    for chemsys, recipes in systems:
+        for s in generate(recipes, per_system, rng):
+            structures.append(s)
+            systems_of.append(chemsys)
+    model = chgnet_model()
+    t0 = time.perf_counter()
+    energies = chgnet_energies(model, structures)
+    t_label = time.perf_counter() - t0
+    samples = [Sample.from_structure(f"s{i}", s, e) for i, (s, e) in enumerate(zip(structures, energies, strict=True))]
+    train = [s for s, cs in zip(samples, systems_of, strict=True) if cs not in test_sys]
+    test = [s for s, cs in zip(samples, systems_of, strict=True) if cs in test_sys]
+    print(f"labelled {len(samples)} structures with CHGNet static energies in {t_label:.0f} s "
+          f"(energy per atom spans {energies.min():.2f} to {energies.max():.2f} eV)")
+    spec = ModelSpec(hidden=args_hidden, num_layers=3, num_radial=16, cutoff=5.0)
+    config = TrainConfig(ensemble_size=5, seed=seed, max_epochs=epochs, patience=15, batch_size=32,
+                         lr=3e-3, group_by="chemsys", val_fraction=0.2, threads=threads)
+    t0 = time.perf_counter()
+    result = Trainer(spec, config).fit(train)
+    t_train = time.perf_counter() - t0
+    ens = result.ensemble
+    m = result.metrics
+    print(f"trained 5 members in {t_train:.0f} s on {m['n_train']} structures "
+          f"(validation/calibration: {m['n_val']} structures in unseen systems); "
+          f"fitted σ scale {ens.sigma_scale:.2f}; best epochs {[h['best_epoch'] for h in m['members']]}")
+    rows = []
+    held = Screener(ens, batch_size=256).predict([s.structure for s in test])
+    err = np.array([r.energy_per_atom - s.energy_per_atom for r, s in zip(held, test, strict=True)])
+    sig = np.array([r.sigma for r in held])
+    raw = calibration_report(err, sig / ens.sigma_scale)
+    cal = calibration_report(err, sig)
+    held_tta = Screener(ens, batch_size=256, tta=TTA(aggregate="mean")).predict([s.structure for s in test])
+    err_t = np.array([r.energy_per_atom - s.energy_per_atom for r, s in zip(held_tta, test, strict=True)])
+    cal_t = calibration_report(err_t, np.array([r.sigma for r in held_tta]))
+    ref = _reference_only(ens, test)
+    for name, r in (("validation systems, calibrated", m["val"]),
+                    ("held-out systems, raw σ", raw),
+                    ("held-out systems, calibrated σ", cal),
+                    ("held-out systems, calibrated, TTA mean", cal_t)):
+        rows.append([name, str(r["n"]), f"{1000 * r['mae']:.0f}", f"{1000 * r['mean_sigma']:.0f}",
+                     f"{r['coverage_1sigma']:.2f}", f"{r['coverage_2sigma']:.2f}",
+                     f"{r['miscalibration_area']:.3f}"])
+    print(table("learning check: CHGNet energies, held-out chemical systems",
+                ["set", "n", "MAE meV/atom", "mean σ meV", "±1σ cover", "±2σ cover", "miscal. area"],
+                rows))
+    print(f"element-reference baseline alone on held-out systems: MAE {1000 * ref:.0f} meV/atom; "
+          f"spread of held-out energies (MAD from mean): "
+          f"{1000 * np.mean(np.abs([s.energy_per_atom for s in test] - np.mean([s.energy_per_atom for s in test]))):.0f} meV/atom")
+    return ens
+
+
+def _reference_only(ens: Ensemble, samples: list[Sample]) -> float:
+    from gnomon.models.composition import fraction_matrix
+
+    x = fraction_matrix([s.composition for s in samples]).astype(float)
+    pred = x @ ens.normalization.element_refs + ens.normalization.shift
+    return float(np.mean(np.abs(pred - np.array([s.energy_per_atom for s in samples]))))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=["speed", "learn", "all"], default="all")
+    parser.add_argument("--structures", type=int, default=400, help="structures timed (speed)")
+    parser.add_argument("--per-system", type=int, default=8, help="structures per chemical system (learn)")
+    parser.add_argument("--held-out", type=float, default=0.2, help="share of chemical systems held out")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--hidden", type=int, default=32, help="width of the learning-check model")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared, busy host)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.threads)
+    print(f"device: cpu ({torch.get_num_threads()} threads)"
+          + (f"; cuda: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "; no CUDA device"))
+    if args.part in ("learn", "all"):
+        learn(args.per_system, args.held_out, args.epochs, args.threads, args.seed, args.hidden)
+    if args.part in ("speed", "all"):
+        speed(args.structures, args.threads, None, args.seed)
+
+
+if __name__ == "__main__":
+    main()
