@@ -38,6 +38,8 @@ SeedOption = Annotated[int, typer.Option(help="Seed: the same seed gives the sam
 ProcessesOption = Annotated[int, typer.Option("--processes", "-j", min=1, help="Worker processes.")]
 CampaignOption = Annotated[str | None, typer.Option(help="Campaign to record on the candidates.")]
 RoundOption = Annotated[int | None, typer.Option("--round", help="Round to record on the candidates.")]
+ShardOption = Annotated[str | None, typer.Option("--shard", help="I/N: do the I-th of N equal "
+                                                 "shares of the work (I from 0), for N batch jobs.")]
 DedupOption = Annotated[bool, typer.Option("--dedup/--no-dedup", help="Drop duplicates (within "
                                            "the run, and against the database with --to-db).")]
 
@@ -150,6 +152,19 @@ def _parse_minsep(text: str | None) -> float | dict[str, float] | None:
     return out
 
 
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    index, _, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i, n = -1, 0
+    if n < 1 or not 0 <= i < n:
+        fail(f"--shard {text!r}: give I/N with 0 <= I < N, e.g. 0/4")
+    return i, n
+
+
 def _report_skipped(skipped) -> None:
     for s in skipped:
         err_console.print(f"[yellow]skipped template[/] {escape(s.id)}: {escape(s.reason)}",
@@ -182,6 +197,7 @@ def saps(
     dedup: DedupOption = True,
     seed: SeedOption = 0,
     processes: ProcessesOption = 1,
+    shard_: ShardOption = None,
     campaign: CampaignOption = None,
     round_: RoundOption = None,
     out: OutOption = None,
@@ -229,7 +245,8 @@ def saps(
         if use_prototypes:
             yield from prototype_templates(prototype)
 
-    stream = generator.generate(sources(), limit=max_candidates, processes=processes)
+    stream = generator.generate(sources(), limit=max_candidates, processes=processes,
+                                shard_of=_parse_shard(shard_))
     _emit(stream, out, to_db, db, dedup, "SAPS", limit=max_candidates)
     _report_skipped(generator.skipped)
 
@@ -249,6 +266,7 @@ def random_(
     dedup: DedupOption = True,
     seed: SeedOption = 0,
     processes: ProcessesOption = 1,
+    shard_: ShardOption = None,
     campaign: CampaignOption = None,
     round_: RoundOption = None,
     out: OutOption = None,
@@ -268,7 +286,7 @@ def random_(
         )
         for formula in composition:  # check every request before drawing anything
             search.check_packing(search.check_composition(formula))
-        stream = search.generate(composition, processes=processes)
+        stream = search.generate(composition, processes=processes, shard_of=_parse_shard(shard_))
         _emit(stream, out, to_db, db, dedup, f"random ({backend})", limit=n * len(composition))
     except (CompositionError, RandomSearchError, ValueError) as exc:
         fail(str(exc))

@@ -83,6 +83,9 @@ def test_random_to_a_file_and_bad_compositions(tmp_path):
     assert r.exit_code == 0, r.output
     got = list(read_candidates(out))
     assert len(got) == 2 and all(c.reduced_formula == "NaCl" and c.seed == 5 for c in got)
+    r = runner.invoke(app, ["generate", "random", "--composition", "NaCl", "--shard", "2/2",
+                            "--out", str(out)])
+    assert r.exit_code == 1 and "0 <= I < N" in said(r)
     r = runner.invoke(app, ["generate", "random", "--composition", "Qx2O", "--out", str(out)])
     assert r.exit_code == 1 and "unknown element" in said(r)
     r = runner.invoke(app, ["generate", "random", "--composition", "NaCl", "--volume-per-atom", "2",

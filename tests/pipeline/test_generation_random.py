@@ -57,10 +57,11 @@ def test_random_structures_keep_minimum_separation_composition_and_volume(li2mno
 
 def test_same_seed_same_structures_other_seed_others(li2mno3_batch):
     search, out = li2mno3_batch
-    # structure i depends only on (seed, composition, i): a shorter run repeats the start
-    again = RandomSearch(n_per_composition=2, **{k: getattr(search, k) for k in (
-        "seed", "max_atoms", "volume_per_atom", "min_separation")})
-    assert [c.id for c in again.generate(["Li2MnO3"])] == [c.id for c in out[:2]]
+    # structure i depends only on (seed, composition, i): a shard of the run (items 1 and 3
+    # of 4, as batch job 1 of 2 would draw them) repeats those structures exactly
+    again = RandomSearch(**{k: getattr(search, k) for k in (
+        "n_per_composition", "seed", "max_atoms", "volume_per_atom", "min_separation")})
+    assert [c.id for c in again.generate(["Li2MnO3"], shard_of=(1, 2))] == [out[1].id, out[3].id]
     other = RandomSearch(n_per_composition=1, seed=4, max_atoms=12, volume_per_atom=11.0,
                          min_separation=search.min_separation)
     assert {c.id for c in other.generate(["Li2MnO3"])}.isdisjoint({c.id for c in out})

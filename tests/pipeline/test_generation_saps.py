@@ -193,6 +193,8 @@ def test_limit_and_processes_give_the_same_stream():
     assert [c.id for c in saps.generate(templates, limit=3)] == serial[:3]
     parallel = [c.id for c in saps.generate(templates, processes=2)]
     assert parallel == serial
+    shards = [[c.id for c in saps.generate(templates, shard_of=(i, 2))] for i in range(2)]
+    assert shards[0] + shards[1] == serial and shards[0] and shards[1]
 
 
 def test_distinct_subsets_without_symmetry_enumerates_every_subset():

@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -33,7 +34,7 @@ from pymatgen.core import Composition, Element, Structure
 
 from gnomon import __version__
 from gnomon.pipeline.generation.compositions import CompositionError, parse_composition
-from gnomon.pipeline.generation.streaming import derive_seed, parallel_map
+from gnomon.pipeline.generation.streaming import derive_seed, parallel_map, shard
 from gnomon.storage import Candidate
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,9 @@ def estimate_volume_per_atom(composition: Composition) -> float:
     """Target volume per atom: atomic-sphere volumes times a packing factor."""
     total = 0.0
     for el, amount in composition.element_composition.items():
-        r = float(Element(el.symbol).atomic_radius or Element(el.symbol).atomic_radius_calculated or 1.5)
+        with warnings.catch_warnings():  # pymatgen warns for elements without a calculated radius
+            warnings.simplefilter("ignore")
+            r = float(Element(el.symbol).atomic_radius or Element(el.symbol).atomic_radius_calculated or 1.5)
         total += amount * 4.0 / 3.0 * math.pi * r**3
     return PACKING_FACTOR * total / composition.num_atoms
 
@@ -182,11 +185,18 @@ class RandomSearch:
         return choices
 
     # -- streaming ------------------------------------------------------------------------
-    def generate(self, compositions: Iterable[str | Composition], processes: int = 1) -> Iterator[Candidate]:
+    def generate(
+        self,
+        compositions: Iterable[str | Composition],
+        processes: int = 1,
+        shard_of: tuple[int, int] | None = None,
+    ) -> Iterator[Candidate]:
         """``n_per_composition`` candidates for each composition, in order.
 
         Work is split into (composition, index) items, so ``processes`` workers share even a
         single composition; output order and content do not depend on ``processes``.
+        ``shard_of=(i, n)`` keeps every n-th item from the i-th: n batch jobs with the same
+        seed together draw exactly the structures one job would.
         """
         if self.backend == "airss":
             import shutil
@@ -204,7 +214,8 @@ class RandomSearch:
                 for i in range(self.n_per_composition):
                     yield reduced.formula.replace(" ", ""), i
 
-        for result in parallel_map(self._one, items(), processes):
+        work = items() if shard_of is None else shard(items(), *shard_of)
+        for result in parallel_map(self._one, work, processes):
             if isinstance(result, str):
                 self.failures.append(result)
                 logger.warning("%s", result)

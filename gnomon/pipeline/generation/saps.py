@@ -60,7 +60,7 @@ from pymatgen.core import Element, Species, Structure
 
 from gnomon import __version__
 from gnomon.pipeline.generation.compositions import BalanceMode, is_balanced, parse_elements
-from gnomon.pipeline.generation.streaming import parallel_map
+from gnomon.pipeline.generation.streaming import parallel_map, shard
 from gnomon.pipeline.generation.templates import SkippedTemplate, Template, TemplateResult
 from gnomon.storage import Candidate
 
@@ -164,7 +164,9 @@ def _radius(element: str, oxidation: float | None) -> float:
                 r = None
         if r:
             return float(r)
-    return float(el.atomic_radius or el.atomic_radius_calculated or 1.5)
+    with warnings.catch_warnings():  # and for every element without a calculated radius
+        warnings.simplefilter("ignore")
+        return float(el.atomic_radius or el.atomic_radius_calculated or 1.5)
 
 
 def oxidation_guess(structure: Structure) -> dict[str, float]:
@@ -296,12 +298,19 @@ class SAPSGenerator:
 
     # -- streaming over templates -----------------------------------------------------
     def generate(
-        self, templates: Iterable[TemplateResult], limit: int | None = None, processes: int = 1
+        self,
+        templates: Iterable[TemplateResult],
+        limit: int | None = None,
+        processes: int = 1,
+        shard_of: tuple[int, int] | None = None,
     ) -> Iterator[Candidate]:
         """Candidates from each template in turn; skipped templates are logged and kept in
         ``self.skipped``. ``processes > 1`` expands templates in a process pool (same output,
-        same order)."""
+        same order); ``shard_of=(i, n)`` takes every n-th template from the i-th, so n batch
+        jobs together produce what one would."""
         n = 0
+        if shard_of is not None:
+            templates = shard(templates, *shard_of)
         usable = self._usable(templates)
         for batch in parallel_map(self._expand_or_skip, usable, processes):
             if isinstance(batch, SkippedTemplate):
