@@ -1,0 +1,18 @@
+"""Campaign tests share one Prefect home per session (its database migrates once)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def prefect_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("prefect-home")
+
+
+@pytest.fixture(autouse=True)
+def _prefect_env(prefect_home, monkeypatch):
+    monkeypatch.setenv("PREFECT_HOME", str(prefect_home))
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)

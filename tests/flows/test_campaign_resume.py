@@ -1,0 +1,109 @@
+"""A campaign killed mid-round (SIGKILL) and resumed ends with the database an uninterrupted
+run produces, and repeats no relaxation. Real components: Prefect's engine, CHGNet
+relaxations in local worker processes, SQLite."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gnomon.storage import Calculation, CalcState, Candidate, Entry, Phase, Round, open_repository
+
+pytestmark = [pytest.mark.slow]
+
+CONFIG = {
+    "name": "resume-test",
+    "elements": ["Li", "O"],
+    "rounds": 2,
+    "seed": 3,
+    "saps": {"max_candidates": 12, "max_template_sites": 4, "max_per_template": 4},
+    "random_search": {"n_per_composition": 1, "max_compositions": 1, "max_atoms": 6},
+    "compositions": {"max_atoms": 4},
+    "model": {"ensemble_size": 2, "hidden": 16, "layers": 1, "max_epochs": 15, "patience": 5, "min_entries": 4},
+    "selection": {"policy": "threshold", "threshold": 1.0, "budget": 3, "exploration": 0.0, "max_per_group": 2},
+    "engine": {"name": "mlip", "options": {"fmax": 0.5, "steps": 15}},
+    "dispatch": {"name": "local", "workers": 2, "pack": 1, "poll_interval": 0.5},
+}
+
+
+def _campaign(home: Path, config: Path, extra_env: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, "GNOMON_HOME": str(home), **(extra_env or {})}
+    return subprocess.Popen([sys.executable, "-m", "gnomon.cli", "campaign", "run", str(config)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _snapshot(home: Path) -> dict:
+    repo = open_repository(f"sqlite:///{home / 'gnomon.db'}")
+    try:
+        return {
+            "candidates": sorted(c.id for c in repo.query(Candidate)),
+            "calculations": sorted((c.id, c.state.value) for c in repo.query(Calculation)),
+            "entries": sorted((e.id, round(e.energy, 5)) for e in repo.query(Entry)),
+            "phases": sorted((p.id, round(p.e_above_hull, 5), p.is_stable) for p in repo.query(Phase)),
+            "rounds": sorted((r.index, tuple(sorted(r.outputs.get("select", {}).get("selected", []))))
+                             for r in repo.query(Round)),
+        }
+    finally:
+        repo.close()
+
+
+def _state(home: Path) -> tuple[int, int]:
+    """(round-1 calculations done, rounds finished) as the database says right now."""
+    db = home / "gnomon.db"
+    if not db.exists():
+        return 0, 0
+    repo = open_repository(f"sqlite:///{db}")
+    try:
+        done = repo.count("calculations", {"round": 1, "state": "done"})
+        finished = sum(1 for r in repo.query(Round) if r.finished_at is not None)
+        return done, finished
+    finally:
+        repo.close()
+
+
+def test_sigkill_mid_round_then_resume_equals_uninterrupted(tmp_path):
+    config = tmp_path / "campaign.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+
+    straight = tmp_path / "straight"
+    proc = _campaign(straight, config)
+    out, _ = proc.communicate(timeout=1500)
+    assert proc.returncode == 0, out
+    assert "report:" in out
+
+    killed = tmp_path / "killed"
+    proc = _campaign(killed, config)
+    deadline = time.monotonic() + 1500
+    while time.monotonic() < deadline:  # wait until round 1 is part-way through its relaxations
+        done, finished = _state(killed)
+        if done >= 1 and finished == 1:
+            break
+        assert proc.poll() is None, proc.communicate()[0]
+        time.sleep(0.3)
+    else:
+        pytest.fail("round 1 never started relaxing")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {c.id: (c.state, c.attempts) for c in open_repository(f"sqlite:///{killed / 'gnomon.db'}").query(Calculation)}
+    assert any(state is CalcState.done for state, _ in before.values())
+
+    proc = _campaign(killed, config)
+    out, _ = proc.communicate(timeout=1500)
+    assert proc.returncode == 0, out
+
+    assert _snapshot(killed) == _snapshot(straight)
+    repo = open_repository(f"sqlite:///{killed / 'gnomon.db'}")
+    after = {c.id: c for c in repo.query(Calculation)}
+    for cid, (state, attempts) in before.items():
+        if state is CalcState.done:  # finished before the kill: never run again
+            assert after[cid].attempts == attempts
+    assert all(c.attempts == 1 for c in after.values())
+    runs = [line for c in after.values() for line in Path(c.workdir, "attempts.log").read_text().splitlines()]
+    assert len(runs) == len(after)  # one relaxation started per calculation, none repeated
