@@ -33,6 +33,7 @@ bench: install
 	$(PY) bench/generation.py
 	$(PY) bench/screening.py
 	$(PY) bench/dispatch.py
+	$(PY) bench/policies.py
 
 lint: install
 	$(VENV)/bin/ruff check gnomon tests bench
