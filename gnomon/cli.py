@@ -27,6 +27,14 @@ app.add_typer(jobs.app, name="jobs", help="Track relaxations submitted to a disp
 app.add_typer(campaign.app, name="campaign", help="Run, schedule and report discovery campaigns.")
 
 
+@app.command("worker", hidden=True)
+def worker(workdirs: list[str]) -> None:
+    """Run prepared calculation directories (what a batch job executes)."""
+    from gnomon.dft.worker import run_batch
+
+    raise typer.Exit(run_batch(workdirs))
+
+
 def main() -> None:
     app()
 

@@ -1,6 +1,6 @@
 """The one interface every dispatcher offers: submit, poll, cancel, find (to re-attach).
 
-A dispatcher runs *batches*: one batch job runs the worker (``python -m gnomon.dft.worker``)
+A dispatcher runs *batches*: one batch job runs the worker (``python -m gnomon.cli worker``)
 over one or more calculation directories. It knows nothing about the database: the
 :class:`~gnomon.dft.service.Relaxations` service stores each batch id on the Calculation
 record, so a restarted orchestrator polls the same batches instead of submitting again.
@@ -66,7 +66,7 @@ class Dispatcher(ABC):
 
 def worker_command(workdirs: Sequence[Path], python: str | None = None) -> list[str]:
     """The command a batch runs: the gnomon worker over each calculation directory."""
-    return [python or sys.executable, "-m", "gnomon.dft.worker", *[str(Path(w).resolve()) for w in workdirs]]
+    return [python or sys.executable, "-m", "gnomon.cli", "worker", *[str(Path(w).resolve()) for w in workdirs]]
 
 
 def shell_command(workdirs: Sequence[Path], python: str | None = None) -> str:

@@ -201,8 +201,8 @@ def run_worker(workdirs: list[str]):
 
     @job
     def gnomon_worker(dirs: list[str]) -> int:
-        from gnomon.dft.worker import main
+        from gnomon.dft.worker import run_batch
 
-        return main(dirs)
+        return run_batch(dirs)
 
     return gnomon_worker(workdirs)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -94,16 +93,12 @@ def run_one(workdir: Path) -> bool:
     return False
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def run_batch(workdirs: list[str]) -> int:
+    """Run every calculation directory of a batch; exit status 0 when all succeeded.
+
+    Reached through ``gnomon worker DIR...`` (the command a batch job runs).
+    """
     logging.basicConfig(level=os.environ.get("GNOMON_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not argv:
-        log.error("usage: python -m gnomon.dft.worker WORKDIR [WORKDIR ...]")
-        return 2
-    ok = [run_one(Path(w)) for w in argv]
+    ok = [run_one(Path(w)) for w in workdirs]
     return 0 if all(ok) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

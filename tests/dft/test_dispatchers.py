@@ -33,7 +33,7 @@ def test_slurm_script_carries_the_site_settings(tmp_path):
                  "#SBATCH --job-name=gnomon-abc-1", f"#SBATCH --output={tmp_path}/batches/gnomon-abc-1.out",
                  "module load quantum-espresso/7.2", "module load openmpi", "export OMP_NUM_THREADS=1",
                  "source /opt/site/env.sh",
-                 f"/opt/gnomon/bin/python -m gnomon.dft.worker {tmp_path}/a {tmp_path}/b"):
+                 f"/opt/gnomon/bin/python -m gnomon.cli worker {tmp_path}/a {tmp_path}/b"):
         assert line in script.splitlines(), line
     minimal = SlurmDispatcher(SlurmSettings()).script([tmp_path], "x", tmp_path)
     assert "--partition" not in minimal and "--account" not in minimal and "module" not in minimal
