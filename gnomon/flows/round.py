@@ -8,6 +8,7 @@ The flow keeps no state of its own: ``run_step`` reads and writes the Round docu
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 from prefect import flow, task
@@ -63,7 +64,11 @@ def generate_task(generator: str, settings: dict[str, Any], config: dict[str, An
     try:
         if ctx.round().steps.get("generate") == "done":
             return ctx.outputs("generate").get(generator, {})
-        return GENERATORS[generator](ctx)
+        with warnings.catch_warnings():
+            # pymatgen warns once per species lacking a tabulated ionic radius; thousands of
+            # identical lines bury the flow's log without telling a user anything new
+            warnings.filterwarnings("ignore", message=".*ionic radius.*")
+            return GENERATORS[generator](ctx)
     finally:
         ctx.close()
 
