@@ -30,6 +30,8 @@ def settings(db: str | None = None) -> Settings:
     except ConfigError as exc:
         fail(f"configuration error: {exc}")
     logging.basicConfig(level=s.log_level, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "urllib3", "numexpr", "distributed", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     return s
 
 
