@@ -105,3 +105,9 @@ def test_composition_kind_trains():
     spec = ModelSpec(kind="composition", hidden=8, num_layers=2)
     result = Trainer(spec, tiny_config(max_epochs=2)).fit(toy_samples(40))
     assert result.ensemble.kind == "composition" and result.metrics["val"]["n"] > 0
+    from gnomon.models.screening import Screener
+
+    by_formula, by_structure, unseen = Screener(result.ensemble).predict(
+        ["LiCl", toy_samples(1)[0].structure, "FeS"])
+    assert by_formula.rejected is None and by_structure.rejected is None
+    assert unseen.rejected == "unsupported element Fe, S: not in the model's training data"
