@@ -210,6 +210,20 @@ def time_naive_dedup(repo, query: list[Candidate]) -> tuple[float, int]:
     return clock() - t, new
 
 
+class Rows(list):
+    """Table rows, each also written to stderr as soon as it is measured (a long run shows
+    where it is)."""
+
+    def append(self, row: tuple[str, str, str]) -> None:
+        print(" | ".join(x for x in row if x), file=sys.stderr, flush=True)
+        super().append(row)
+
+    def __iadd__(self, rows):
+        for row in rows:
+            self.append(row)
+        return self
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="DB sizes 10^3 and 10^4 only")
@@ -219,7 +233,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
-    rows: list[tuple[str, str, str]] = []
+    rows = Rows()
     t_wall = time.perf_counter()
     query_saps, saps = bench_saps()
     rows += [
