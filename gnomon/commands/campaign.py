@@ -23,6 +23,17 @@ def _config(path: Path) -> CampaignConfig:
         fail(str(exc))
 
 
+def _stored_config(name: str, db: str | None) -> CampaignConfig:
+    """The configuration a stored campaign was run with."""
+    from gnomon.storage import Campaign
+
+    with repository(db) as repo:
+        record = repo.get(Campaign, name)
+    if record is None:
+        fail(f"no campaign named {name!r} in this database")
+    return CampaignConfig.model_validate(record.config)
+
+
 def _run(cfg: CampaignConfig, db: str | None, rounds: int | None) -> dict:
     from gnomon.flows.campaign import CampaignError, campaign_flow, settings_payload
 
@@ -76,13 +87,7 @@ def resume(
     db: DbOption = None,
 ) -> None:
     """Resume a stored campaign at its first unfinished step."""
-    from gnomon.storage import Campaign
-
-    with repository(db) as repo:
-        record = repo.get(Campaign, name)
-    if record is None:
-        fail(f"no campaign named {name!r} in this database")
-    cfg = CampaignConfig.model_validate(record.config)
+    cfg = _stored_config(name, db)
     _finish(cfg, db, _run(cfg, db, rounds))
 
 
@@ -118,13 +123,10 @@ def report(
 ) -> None:
     """Write the campaign report (Markdown + PNG)."""
     from gnomon.flows.report import write_report
-    from gnomon.storage import Campaign
 
+    cfg = _stored_config(name, db)
     with repository(db) as repo:
-        record = repo.get(Campaign, name)
-        if record is None:
-            fail(f"no campaign named {name!r} in this database")
-        path = write_report(repo, settings(db), CampaignConfig.model_validate(record.config), out)
+        path = write_report(repo, settings(db), cfg, out)
     console.print(_metrics_table(db, name))
     console.print(f"report: [bold]{path}[/]")
 
