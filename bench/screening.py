@@ -265,7 +265,7 @@ def learn(per_system: int, held_out_fraction: float, epochs: int, threads: int, 
     print(f"labelled {len(samples)} structures with CHGNet static energies in {t_label:.0f} s "
           f"(energy per atom spans {energies.min():.2f} to {energies.max():.2f} eV)")
     spec = ModelSpec(hidden=args_hidden, num_layers=3, num_radial=16, cutoff=5.0)
-    config = TrainConfig(ensemble_size=5, seed=seed, max_epochs=epochs, patience=30, batch_size=32,
+    config = TrainConfig(ensemble_size=5, seed=seed, max_epochs=epochs, patience=15, batch_size=32,
                          lr=3e-3, group_by="chemsys", val_fraction=0.2, threads=threads)
     t0 = time.perf_counter()
     result = Trainer(spec, config).fit(train)
