@@ -1,6 +1,6 @@
 """Screening throughput of the 5-model ensemble against CHGNet, and a learning check.
 
-    .venv/bin/python bench/screening.py                 # both parts, a few minutes on 2 cores
+    .venv/bin/python bench/screening.py                 # both parts: ~5 CPU-minutes, 1 thread
     .venv/bin/python bench/screening.py --part speed    # throughput only
     .venv/bin/python bench/screening.py --part learn    # learning check only
 
