@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gnomon.storage import Calculation, CalcState, Candidate, Entry, Phase, Round, open_repository
+from gnomon.storage import CalcState, Calculation, Candidate, Entry, Phase, Round, open_repository
 
 pytestmark = [pytest.mark.slow]
 
