@@ -23,6 +23,13 @@ def _config(path: Path) -> CampaignConfig:
         fail(str(exc))
 
 
+def found_by(row: dict) -> str:
+    """How a stable phase got into the database: campaign compound, reference or import."""
+    if not row.get("candidate_id"):
+        return "imported"
+    return "reference" if len(row["chemsys"].split("-")) == 1 else "campaign"
+
+
 def _stored_config(name: str, db: str | None) -> CampaignConfig:
     """The configuration a stored campaign was run with."""
     from gnomon.storage import Campaign
@@ -145,11 +152,11 @@ def quickstart(db: DbOption = None) -> None:
     with repository(db) as repo:
         rows = PhaseQuery(chemsys=cfg.chemsys, scheme=scheme, stable=True).run(repo)
     table = Table(title=f"stable phases of {cfg.chemsys} ({scheme})")
-    for h in ("formula", "chemsys", "E_f (eV/atom)", "decomposition energy", "found by campaign"):
+    for h in ("formula", "chemsys", "E_f (eV/atom)", "decomposition energy", "source"):
         table.add_column(h)
     for r in rows:
         table.add_row(r["formula"], r["chemsys"], f"{r['formation_energy_per_atom']:.3f}",
-                      f"{r['decomposition_energy']:.3f}", "yes" if r.get("candidate_id") else "")
+                      f"{r['decomposition_energy']:.3f}", found_by(r))
     console.print(table)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -14,7 +15,9 @@ from rich.markup import escape
 from gnomon.config import ConfigError, Settings, load_settings
 from gnomon.storage import Repository, StorageError, open_repository
 
-console = Console()
+# Piped output (CI logs, `| tee`) gets a wide console instead of rich's 80 columns, so
+# metric tables are not truncated into ellipses.
+console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, soft_wrap=True)
 
 DbOption = Annotated[
