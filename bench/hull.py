@@ -69,27 +69,31 @@ def main() -> None:
     base = [make_entry(el, refs[el], SCHEME, source="ref") for el in ELEMENTS]
     while len(base) < args.entries:
         base.append(random_entry(rng, rng.choice(systems), refs, f"b{len(base)}"))
-    console.print(f"{len(base)} synthetic entries over {len(systems)} chemical systems "
-                  f"(+{len(ELEMENTS)} elemental references)")
+    print(f"{len(base)} synthetic entries over {len(systems)} chemical systems "
+          f"(+{len(ELEMENTS)} elemental references)", flush=True)
 
     workdir = Path(tempfile.mkdtemp(prefix="gnomon-bench-hull-"))
     repo = open_repository(f"sqlite:///{workdir / 'bench.db'}")
     engine = HullEngine(repo)
     rows: list[tuple[str, str, str]] = []
 
+    def note(row: tuple[str, str, str]) -> None:
+        rows.append(row)
+        print(" | ".join(row), flush=True)
+
     # 1. raw import throughput (entries stored, no hull), in batches
     t0 = time.perf_counter()
     for k in range(0, len(base), args.batch):
         repo.insert_new("entries", base[k : k + args.batch])
     t_import = time.perf_counter() - t0
-    rows.append(("import into SQLite (no hull)", f"{t_import:.2f} s", f"{len(base) / t_import:,.0f} entries/s"))
+    note(("import into SQLite (no hull)", f"{t_import:.2f} s", f"{len(base) / t_import:,.0f} entries/s"))
 
     # 2. full rebuild of every hull at this size
     t0 = time.perf_counter()
     full = engine.rebuild(SCHEME)
     t_rebuild = time.perf_counter() - t0
     n_sys = len(full.recomputed[SCHEME])
-    rows.append(("full rebuild: every hull", f"{t_rebuild:.2f} s", f"{n_sys} systems, {full.phases_written:,} phases"))
+    note(("full rebuild: every hull", f"{t_rebuild:.2f} s", f"{n_sys} systems, {full.phases_written:,} phases"))
 
     # 3. incremental ingest of one campaign batch (three chemical spaces)
     spaces = [s for s in systems if len(s) == 3][:3]
@@ -98,7 +102,7 @@ def main() -> None:
     t0 = time.perf_counter()
     rep = engine.ingest(campaign)
     t_campaign = time.perf_counter() - t0
-    rows.append(("incremental: campaign batch", f"{t_campaign:.2f} s",
+    note(("incremental: campaign batch", f"{t_campaign:.2f} s",
                  f"{len(rep.recomputed[SCHEME])} systems; {t_rebuild / t_campaign:,.0f}x faster than rebuild; "
                  f"{args.batch / t_campaign:,.0f} entries/s"))
 
@@ -107,7 +111,7 @@ def main() -> None:
     t0 = time.perf_counter()
     rep = engine.ingest(scattered)
     t_scattered = time.perf_counter() - t0
-    rows.append(("incremental: scattered batch", f"{t_scattered:.2f} s",
+    note(("incremental: scattered batch", f"{t_scattered:.2f} s",
                  f"{len(rep.recomputed[SCHEME])} systems; {t_rebuild / t_scattered:,.1f}x faster than rebuild; "
                  f"{args.batch / t_scattered:,.0f} entries/s"))
 
@@ -123,9 +127,9 @@ def main() -> None:
     for e in probe:
         ppd.get_e_above_hull(e, allow_negative=True)
     t_probe = time.perf_counter() - t0
-    rows.append(("pymatgen PatchedPhaseDiagram build", f"{t_ppd:.2f} s",
+    note(("pymatgen PatchedPhaseDiagram build", f"{t_ppd:.2f} s",
                  f"{len(ppd.pds)} patches; campaign batch is {t_ppd / t_campaign:,.0f}x faster"))
-    rows.append(("  + e_above_hull of the campaign batch", f"{t_probe:.2f} s", "(no decomposition energies, nothing stored)"))
+    note(("  + e_above_hull of the campaign batch", f"{t_probe:.2f} s", "(no decomposition energies, nothing stored)"))
 
     table = Table(title=f"bench/hull.py: {repo.count('entries'):,} entries, batches of {args.batch:,} (SQLite, 1 process)")
     table.add_column("operation")
