@@ -98,3 +98,11 @@ def test_campaign_config_errors_are_named(tmp_path):
     good = tmp_path / "ok.yaml"
     good.write_text("name: ok\nelements: [O, Li]\nrounds: 2\n")
     assert load_campaign(good).chemsys == "Li-O"
+
+
+def test_quickstart_config_is_valid():
+    from pathlib import Path
+
+    cfg = load_campaign(Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml")
+    assert cfg.engine.name == "mlip" and cfg.dispatch.name == "local" and cfg.rounds == 3
+    assert cfg.chemsys == "Li-Mn-O"
