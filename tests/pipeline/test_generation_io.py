@@ -173,5 +173,7 @@ def test_generators_are_lazy_and_memory_stays_flat():
         return top
 
     peak(100)  # first-use allocations (pydantic, imports) are not the stream's
-    small, large = peak(100), peak(1_000)
-    assert large < 2 * small, (small, large)
+    # both runs span many chunks (a chunk being built while the last is still referenced
+    # is the steady state), so a stream that holds what it yielded would show 10x here
+    medium, large = peak(1_000), peak(10_000)
+    assert large < 1.5 * medium, (medium, large)
