@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from itertools import combinations
+from math import comb
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -42,7 +43,8 @@ def chemical_systems(rng: random.Random, n_systems: int) -> list[tuple[str, ...]
     shares = {2: 0.4, 3: 0.35, 4: 0.18, 5: 0.07}
     systems: set[tuple[str, ...]] = set()
     for k, share in shares.items():
-        target = len(systems) + int(n_systems * share)
+        # never ask for more k-element systems than there are (30 choose 2 is only 435)
+        target = len(systems) + min(int(n_systems * share), comb(len(ELEMENTS), k) // 2)
         while len(systems) < target:
             systems.add(tuple(sorted(rng.sample(ELEMENTS, k))))
     return sorted(systems)
