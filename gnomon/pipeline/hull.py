@@ -22,7 +22,7 @@ from pymatgen.analysis.phase_diagram import PhaseDiagram
 from pymatgen.core import Composition, Element
 from pymatgen.entries.computed_entries import ComputedEntry
 
-from gnomon.pipeline.hull_geometry import HullGeometry
+from gnomon.pipeline.array_hull import ArrayHull, fractions
 from gnomon.storage.documents import Entry, Phase
 from gnomon.storage.repository import Repository
 
@@ -69,135 +69,70 @@ def phase_diagram(entries: Sequence[ComputedEntry], chemsys: str) -> PhaseDiagra
     return PhaseDiagram(entries, elements=[Element(el) for el in chemsys.split("-")])
 
 
-def _e_above(pd: PhaseDiagram | None, entries: Sequence[ComputedEntry]) -> list[float | None]:
-    """Energy above (negative: below) ``pd``'s hull of entries that need not be in it."""
-    if pd is None:
-        return [None] * len(entries)
-    geometry = HullGeometry(pd)
-    hull_e, facets, _ = geometry.hull_energies(geometry.coords([e.composition for e in entries]))
-    return [
-        float(e.energy_per_atom - h) if f >= 0 else pd.get_e_above_hull(e, allow_negative=True)
-        for e, h, f in zip(entries, hull_e, facets, strict=True)
-    ]
+def _array_hull(elements: list[str], pool: list[dict[str, Any]]) -> ArrayHull | None:
+    """The hull over ``pool``, or None when an element has no reference entry."""
+    present = {d["elements"][0] for d in pool if len(d["elements"]) == 1}
+    if not set(elements) <= present:
+        return None
+    return ArrayHull(elements, pool)
 
 
-def _hull_without(pool: Sequence[ComputedEntry], comp: Composition) -> float:
-    """Hull energy per atom at ``comp`` from every entry of its subspace but its own
-    composition: the reference of pymatgen's decomposition (phase separation) energy.
-
-    The lower hull at a point is the cheapest mixture of competing phases with that
-    composition, a linear program; HiGHS solves it exactly, where pymatgen runs SLSQP.
-    """
-    from scipy.optimize import linprog
-
-    elements = sorted(comp.elements)
-    frac = comp.fractional_composition
-
-    def same_composition(other: Composition) -> bool:  # pymatgen's test, not almost_equals' 10%
-        return len(other) == len(frac) and all(
-            abs(v - other.get_atomic_fraction(el)) <= Composition.amount_tolerance for el, v in frac.items()
-        )
-
-    competing = [
-        e for e in pool if set(e.composition.elements) <= set(elements) and not same_composition(e.composition)
-    ]
-    x = np.array([[e.composition.get_atomic_fraction(el) for el in elements] for e in competing]).T
-    energies = np.array([e.energy_per_atom for e in competing])
-    target = np.array([frac.get_atomic_fraction(el) for el in elements])
-    result = linprog(energies, A_eq=x, b_eq=target, bounds=(0, None), method="highs")
-    if not result.success:
-        raise RuntimeError(f"no decomposition of {comp.reduced_formula} into competing phases: {result.message}")
-    return float(result.fun)
-
-
-def _lowest_per_composition(pool: Sequence[ComputedEntry], docs: dict[str, dict[str, Any]]) -> list[ComputedEntry]:
-    """The lowest entry of each reduced composition, first one on ties, as pymatgen keeps.
-
-    Only these can be on the hull, and building the PhaseDiagram from them alone spares
-    pymatgen sorting every polymorph by composition.
-    """
-    best: dict[str, ComputedEntry] = {}
-    for e in pool:
-        key = docs[e.entry_id]["reduced_formula"]
-        if key not in best or e.energy_per_atom < best[key].energy_per_atom:
-            best[key] = e
-    return list(best.values())
+def _pymatgen_e_above(hull: ArrayHull, frac: np.ndarray, doc: dict[str, Any]) -> float:
+    """pymatgen's answer, for the rare point rounding puts outside every facet."""
+    pd = PhaseDiagram([_computed(d) for d in hull.docs], elements=[Element(e) for e in hull.elements])
+    return pd.get_e_above_hull(_computed(doc), allow_negative=True)
 
 
 def phases_of(
-    pd: PhaseDiagram | None,
-    pool: Sequence[ComputedEntry],
-    targets: Sequence[ComputedEntry],
+    hull: ArrayHull | None,
+    pool: Sequence[dict[str, Any]],
+    rows: Sequence[int],
     scheme: str,
     chemsys: str,
-    docs: dict[str, dict[str, Any]],
+    at_ingest: dict[str, bool | None],
 ) -> list[Phase]:
-    """Phase records for ``targets`` (entries of exactly ``chemsys``) on ``pd``.
+    """Phase records for the entries ``pool[rows]`` (exactly ``chemsys``) on ``hull``.
 
-    Numbers are pymatgen's: e_above_hull as ``get_e_above_hull``, decomposition energy as
+    The numbers are pymatgen's: e_above_hull as ``get_e_above_hull``, decomposition energy as
     ``get_phase_separation_energy``, formation energy per atom as ``get_form_energy_per_atom``;
-    computed for all targets at once on the hull's facets.
+    computed for all rows at once on the hull's facets.
     """
-    if not targets:
+    if not rows:
         return []
     base = [
-        dict(
-            id=e.entry_id,
-            scheme=scheme,
-            chemsys=chemsys,
-            reduced_formula=docs[e.entry_id]["reduced_formula"],
-            energy_per_atom=e.energy_per_atom,
-            stable_at_ingest=docs[e.entry_id].get("_stable_at_ingest"),
-        )
-        for e in targets
+        dict(id=pool[r]["id"], scheme=scheme, chemsys=chemsys, reduced_formula=pool[r]["reduced_formula"],
+             energy_per_atom=pool[r]["energy_per_atom"], stable_at_ingest=at_ingest.get(pool[r]["id"]))
+        for r in rows
     ]
-    if pd is None:
-        present = {el for d in docs.values() if len(d["elements"]) == 1 for el in d["elements"]}
+    if hull is None:
+        present = {d["elements"][0] for d in pool if len(d["elements"]) == 1}
         missing = ", ".join(sorted(set(chemsys.split("-")) - present)) or "some element"
         return [Phase(**b, note=f"no hull: no elemental reference for {missing}") for b in base]
-
-    geometry = HullGeometry(pd)
-    comps = [e.composition for e in targets]
-    hull_e, facets, weights = geometry.hull_energies(geometry.coords(comps))
-    epa = np.array([e.energy_per_atom for e in targets])
-    refs = {el: pd.el_refs[el].energy_per_atom for el in pd.elements}
-    form = epa - np.array([sum(c.get_atomic_fraction(el) * refs[el] for el in pd.elements) for c in comps])
-    stable_ids = {e.entry_id for e in pd.stable_entries}
-    stable_comps = {
-        e.composition.reduced_composition for e in pd.stable_entries if not e.composition.is_element
-    }
-    reference_without: dict[Composition, float] = {}
+    frac = hull.frac[list(rows)]
+    epa = hull.epa[list(rows)]
+    hull_e, facets, weights = hull.hull_energies(frac)
+    form = epa - frac @ hull.ref_epa
+    stable_formulas = {pool[r]["reduced_formula"] for r in hull.stable if len(pool[r]["elements"]) > 1}
+    reference_without: dict[str, float] = {}
     phases = []
-    for i, (entry, b) in enumerate(zip(targets, base, strict=True)):
-        if facets[i] < 0:  # rounding put it outside every facet: ask pymatgen directly
-            products_map, e_hull = pd.get_decomp_and_e_above_hull(entry, allow_negative=True)
-            products = sorted({p.composition.reduced_formula for p in products_map})
-        else:
-            e_hull = float(epa[i] - hull_e[i])
-            products = sorted({
-                pd.qhull_entries[j].composition.reduced_formula
-                for j in geometry.decomposition(int(facets[i]), weights[i])
-            })
-        stable = entry.entry_id in stable_ids
-        reduced = entry.composition.reduced_composition
+    for k, (r, b) in enumerate(zip(rows, base, strict=True)):
+        stable = r in hull.stable
         if stable:
             e_hull, products = 0.0, []
-        if reduced in stable_comps:
-            if reduced not in reference_without:
-                reference_without[reduced] = _hull_without(pool, entry.composition)
-            decomp = float(epa[i] - reference_without[reduced])
+        elif facets[k] < 0:
+            e_hull, products = _pymatgen_e_above(hull, frac[k], pool[r]), []
+        else:
+            e_hull = float(epa[k] - hull_e[k])
+            products = sorted({pool[j]["reduced_formula"] for j in hull.products(int(facets[k]), weights[k])})
+        formula = pool[r]["reduced_formula"]
+        if formula in stable_formulas:
+            if formula not in reference_without:
+                reference_without[formula] = hull.hull_without(r)
+            decomp = float(epa[k] - reference_without[formula])
         else:
             decomp = e_hull
-        phases.append(
-            Phase(
-                **b,
-                formation_energy_per_atom=float(form[i]),
-                e_above_hull=float(e_hull),
-                decomposition_energy=decomp,
-                is_stable=stable,
-                decomposes_to=products,
-            )
-        )
+        phases.append(Phase(**b, formation_energy_per_atom=float(form[k]), e_above_hull=float(e_hull),
+                            decomposition_energy=decomp, is_stable=stable, decomposes_to=products))
     return phases
 
 
@@ -266,9 +201,6 @@ class HullEngine:
         docs_by_sys: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for doc in self.repo.find("entries", {"scheme": scheme, "chemsys": needed}):
             docs_by_sys[doc["chemsys"]].append(doc)
-        computed: dict[str, ComputedEntry] = {
-            d["id"]: _computed(d) for ds in docs_by_sys.values() for d in ds
-        }
         previous: dict[str, dict[str, Any]] = {}
         if not everything:
             previous = {
@@ -277,24 +209,30 @@ class HullEngine:
         phases: list[Phase] = []
         log.info("scheme %s: recomputing %d chemical systems", scheme, len(affected))
         for i, chemsys in enumerate(affected):
-            subs = subsystems(chemsys)
-            pool = [computed[d["id"]] for s in subs for d in docs_by_sys.get(s, [])]
-            docs = {d["id"]: d for s in subs for d in docs_by_sys.get(s, [])}
-            pd = phase_diagram(_lowest_per_composition(pool, docs), chemsys)
-            targets = [computed[d["id"]] for d in docs_by_sys.get(chemsys, [])]
-            new_here = [e for e in targets if e.entry_id in fresh]
-            if new_here:
-                old_pool = [e for e in pool if e.entry_id not in fresh]
-                old_pd = phase_diagram(_lowest_per_composition(old_pool, docs), chemsys)
-                for e, e_old in zip(new_here, _e_above(old_pd, new_here), strict=True):
-                    stable = None if e_old is None else bool(e_old <= STABILITY_TOL)
-                    docs[e.entry_id]["_stable_at_ingest"] = stable
-                    if stable:
-                        report.stable_at_ingest.append(e.entry_id)
-            for e in targets:
-                if e.entry_id not in fresh and e.entry_id in previous:
-                    docs[e.entry_id]["_stable_at_ingest"] = previous[e.entry_id].get("stable_at_ingest")
-            phases.extend(phases_of(pd, pool, targets, scheme, chemsys, docs))
+            elements = chemsys.split("-")
+            pool = [d for s in subsystems(chemsys) for d in docs_by_sys.get(s, [])]
+            rows = [r for r, d in enumerate(pool) if d["chemsys"] == chemsys]
+            at_ingest: dict[str, bool | None] = {}
+            new_rows = [r for r in rows if pool[r]["id"] in fresh]
+            if new_rows:
+                old = _array_hull(elements, [d for d in pool if d["id"] not in fresh])
+                if old is None:
+                    at_ingest.update({pool[r]["id"]: None for r in new_rows})
+                else:
+                    frac = old_fracs = fractions([pool[r] for r in new_rows], elements)
+                    hull_e, facets, _ = old.hull_energies(old_fracs)
+                    for k, r in enumerate(new_rows):
+                        epa = pool[r]["energy_per_atom"]
+                        e_old = epa - hull_e[k] if facets[k] >= 0 else _pymatgen_e_above(old, frac[k], pool[r])
+                        stable = bool(e_old <= STABILITY_TOL)
+                        at_ingest[pool[r]["id"]] = stable
+                        if stable:
+                            report.stable_at_ingest.append(pool[r]["id"])
+            for r in rows:
+                rid = pool[r]["id"]
+                if rid not in fresh and rid in previous:
+                    at_ingest[rid] = previous[rid].get("stable_at_ingest")
+            phases.extend(phases_of(_array_hull(elements, pool), pool, rows, scheme, chemsys, at_ingest))
             if progress is not None:
                 progress(i + 1, len(affected))
         return phases

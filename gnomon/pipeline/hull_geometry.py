@@ -23,11 +23,20 @@ class HullGeometry:
     """The lower hull of ``pd`` as arrays: facet vertices, energies, inverse edge matrices."""
 
     def __init__(self, pd: PhaseDiagram):
-        self.pd = pd
-        self.elements = list(pd.elements)
+        self._setup(list(pd.elements), pd.qhull_data, pd.facets)
+
+    @classmethod
+    def from_arrays(cls, elements: Sequence, qhull_data: np.ndarray, facets: Sequence) -> HullGeometry:
+        """From a hull built outside pymatgen (rows: fractions of elements[1:], energy)."""
+        geometry = cls.__new__(cls)
+        geometry._setup(list(elements), qhull_data, facets)
+        return geometry
+
+    def _setup(self, elements: list, qhull_data, facets) -> None:
+        self.elements = elements
         self.dim = len(self.elements)
-        data = np.asarray(pd.qhull_data, dtype=float)
-        facets = np.asarray(pd.facets, dtype=int).reshape(len(pd.facets), -1)
+        data = np.asarray(qhull_data, dtype=float)
+        facets = np.asarray(facets, dtype=int).reshape(len(facets), -1)
         self.facets = facets
         if self.dim == 1:
             self._min_e = float(data[facets[0][0], -1])

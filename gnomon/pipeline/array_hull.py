@@ -1,0 +1,114 @@
+"""pymatgen's PhaseDiagram construction on plain arrays.
+
+Recomputing many chemical systems spends most of its time in pymatgen's Composition objects
+(sorting entries by reduced composition, atomic fractions one element at a time), not in
+the convex hull itself. This module rebuilds the same hull, step for step as
+``PhaseDiagram._compute`` does (lowest entry per composition, elemental references,
+negative formation energies only, qhull with "Qt i", facets without the extra point and
+without degenerate simplices), from arrays of atomic fractions and energies per atom.
+The property tests hold it to pymatgen's numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pymatgen.analysis.phase_diagram import PhaseDiagram, get_facets
+
+from gnomon.pipeline.hull_geometry import HullGeometry
+
+FORMATION_TOL = PhaseDiagram.formation_energy_tol
+AMOUNT_TOL = 1e-8  # pymatgen's Composition.amount_tolerance
+
+
+def fractions(docs: Sequence[dict[str, Any]], elements: Sequence[str]) -> np.ndarray:
+    """Atomic fractions (rows: entries, columns: ``elements``) from stored compositions."""
+    out = np.zeros((len(docs), len(elements)))
+    col = {el: i for i, el in enumerate(elements)}
+    for r, d in enumerate(docs):
+        comp = d["composition"]
+        total = sum(abs(v) for v in comp.values())
+        for el, amt in comp.items():
+            out[r, col[el]] = abs(amt) / total
+    return out
+
+
+@dataclass
+class ArrayHull:
+    """The hull of one chemical system over stored entry documents."""
+
+    elements: list[str]
+    docs: list[dict[str, Any]]
+    frac: np.ndarray = field(init=False)
+    epa: np.ndarray = field(init=False)
+    ref_epa: np.ndarray = field(init=False)
+    qhull: list[int] = field(init=False)  # rows of docs that went into qhull
+    stable: set[int] = field(init=False)  # rows of docs on the hull
+    geometry: HullGeometry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.frac = fractions(self.docs, self.elements)
+        self.epa = np.array([d["energy"] / sum(abs(v) for v in d["composition"].values()) for d in self.docs])
+        lowest: dict[str, int] = {}
+        for i, d in enumerate(self.docs):  # first of equal energies wins, as in pymatgen
+            key = d["reduced_formula"]
+            if key not in lowest or self.epa[i] < self.epa[lowest[key]]:
+                lowest[key] = i
+        mins = list(lowest.values())
+        refs: dict[int, int] = {}
+        for i in mins:
+            nonzero = np.flatnonzero(self.frac[i] > 0)
+            if len(nonzero) == 1:
+                refs[int(nonzero[0])] = i
+        missing = set(range(len(self.elements))) - set(refs)
+        if missing:
+            raise ValueError(f"no elemental reference for {sorted(self.elements[m] for m in missing)}")
+        self.ref_epa = np.array([self.epa[refs[k]] for k in range(len(self.elements))])
+        form = self.epa[mins] - self.frac[mins] @ self.ref_epa
+        chosen = [m for m, f in zip(mins, form, strict=True) if f < -FORMATION_TOL]
+        chosen += [refs[k] for k in sorted(refs, key=lambda k: mins.index(refs[k]))]
+        self.qhull = chosen
+        dim = len(self.elements)
+        data = np.column_stack([self.frac[chosen][:, 1:], self.epa[chosen]])
+        extra = np.zeros(dim) + 1 / dim
+        extra[-1] = np.max(data) + 1
+        data = np.concatenate([data, [extra]], axis=0)
+        if dim == 1:
+            facets = [data.argmin(axis=0)]
+        else:
+            facets = []
+            for facet in get_facets(data):
+                if max(facet) == len(data) - 1:
+                    continue
+                mat = data[facet].copy()
+                mat[:, -1] = 1
+                if abs(np.linalg.det(mat)) > 1e-14:
+                    facets.append(facet)
+        self.stable = {chosen[i] for f in facets for i in f}
+        self.geometry = HullGeometry.from_arrays(self.elements, data, facets)
+
+    def hull_energies(self, frac: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Hull energy per atom at each row of atomic fractions; facet and weights too."""
+        return self.geometry.hull_energies(frac[:, 1:])
+
+    def products(self, facet: int, weights: np.ndarray) -> list[int]:
+        """Rows of docs the point on ``facet`` decomposes into."""
+        return [self.qhull[j] for j in self.geometry.decomposition(facet, weights)]
+
+    def hull_without(self, row: int) -> float:
+        """Hull energy per atom at row's composition from every entry of its subspace except
+        those of the same composition: the reference of the decomposition energy."""
+        from scipy.optimize import linprog
+
+        target = self.frac[row]
+        inside = target > 0
+        same = np.all(np.abs(self.frac - target) <= AMOUNT_TOL, axis=1)
+        sub = np.all(self.frac[:, ~inside] == 0, axis=1) & ~same
+        result = linprog(self.epa[sub], A_eq=self.frac[sub][:, inside].T, b_eq=target[inside],
+                         bounds=(0, None), method="highs")
+        if not result.success:
+            raise RuntimeError(f"no decomposition of {self.docs[row]['reduced_formula']} into competing phases")
+        return float(result.fun)
