@@ -192,13 +192,20 @@ class HullEngine:
         everything: bool = False,
     ) -> list[Phase]:
         stored = self.repo.distinct("entries", "chemsys", {"scheme": scheme})
+        docs_by_sys: dict[str, list[dict[str, Any]]] = defaultdict(list)
         if everything:
             affected = sorted(stored)
         else:
-            affected = sorted(t for t in stored if any(_contains(t, s) for s in changed))
+            # The hull of T restricted to a subsystem S is the hull of S, so new entries that
+            # all sit above the old hull of their own system S leave every larger hull as it
+            # was (and can never enter a decomposition there); only systems holding a new
+            # entry on or below its old hull pass the change on to their supersets.
+            for doc in self.repo.find("entries", {"scheme": scheme, "chemsys": sorted({x for s in changed for x in subsystems(s)})}):
+                docs_by_sys[doc["chemsys"]].append(doc)
+            moving = {s for s in changed if self._moves_hull(s, docs_by_sys, fresh)}
+            affected = sorted(t for t in stored if t in changed or any(_contains(t, s) for s in moving))
         report.recomputed[scheme] = affected
-        needed = sorted({sub for t in affected for sub in subsystems(t)})
-        docs_by_sys: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        needed = sorted({sub for t in affected for sub in subsystems(t)} - set(docs_by_sys))
         for doc in self.repo.find("entries", {"scheme": scheme, "chemsys": needed}):
             docs_by_sys[doc["chemsys"]].append(doc)
         previous: dict[str, dict[str, Any]] = {}
@@ -236,6 +243,20 @@ class HullEngine:
             if progress is not None:
                 progress(i + 1, len(affected))
         return phases
+
+    @staticmethod
+    def _moves_hull(chemsys: str, docs_by_sys: dict[str, list[dict[str, Any]]], fresh: set[str]) -> bool:
+        """Whether a new entry of ``chemsys`` lies on or below the hull it found there."""
+        pool = [d for s in subsystems(chemsys) for d in docs_by_sys.get(s, [])]
+        new = [d for d in docs_by_sys.get(chemsys, []) if d["id"] in fresh]
+        if not new:
+            return False
+        old = _array_hull(chemsys.split("-"), [d for d in pool if d["id"] not in fresh])
+        if old is None:
+            return True
+        hull_e, facets, _ = old.hull_energies(fractions(new, chemsys.split("-")))
+        epa = np.array([d["energy_per_atom"] for d in new])
+        return bool(np.any((facets < 0) | (epa - hull_e <= STABILITY_TOL)))
 
     # -- queries --------------------------------------------------------------------------
     def phase_diagram(self, scheme: str, chemsys: str | Iterable[str]) -> PhaseDiagram | None:

@@ -155,3 +155,22 @@ def test_missing_reference_gives_phase_without_hull(sqlite_repo):
 
 def test_subsystems():
     assert sorted(subsystems("Li-Mn-O")) == sorted(["Li", "Mn", "O", "Li-Mn", "Li-O", "Mn-O", "Li-Mn-O"])
+
+
+def test_entries_above_their_hull_leave_supersets_alone(sqlite_repo):
+    engine = HullEngine(sqlite_repo)
+    rng = random.Random(5)
+    engine.ingest(random_entries(rng, ["Li", "Mn", "O"], 30))
+    before = {p.id: p for p in sqlite_repo.phases()}
+    high = make_entry("LiO", 10.0, "test", source="far above")  # above any Li-O hull
+    report = engine.ingest([high])
+    assert report.recomputed["test"] == ["Li-O"]
+    after = {p.id: p for p in sqlite_repo.phases()}
+    engine.rebuild()
+    rebuilt = {p.id: p for p in sqlite_repo.phases()}
+    for pid, p in after.items():
+        assert p.e_above_hull == pytest.approx(rebuilt[pid].e_above_hull, abs=1e-9)
+        assert p.decomposition_energy == pytest.approx(rebuilt[pid].decomposition_energy, abs=1e-6)
+        assert p.is_stable == rebuilt[pid].is_stable
+    assert after[high.id].stable_at_ingest is False
+    assert all(after[k].e_above_hull == before[k].e_above_hull for k in before)
