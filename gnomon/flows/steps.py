@@ -215,7 +215,10 @@ def generate_saps(ctx: RoundContext) -> dict[str, Any]:
         seed=ctx.seed("saps"), campaign=ctx.campaign, round=ctx.index,
         max_species=len(ctx.config.elements),
     )
-    n = write_candidates(path, _new_only(ctx, generator.generate(templates()), cfg.max_candidates))
+    # substituting every site of a template by one element gives an elemental polymorph; the
+    # references already cover the elements, so a compound campaign spends no budget there
+    compounds = (c for c in generator.generate(templates()) if "-" in c.chemsys)
+    n = write_candidates(path, _new_only(ctx, compounds, cfg.max_candidates))
     return {"file": str(path), "count": n, "skipped_templates": len(generator.skipped)}
 
 
