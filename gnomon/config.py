@@ -195,6 +195,9 @@ class CampaignConfig(_Section):
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     stopping: StoppingConfig = Field(default_factory=StoppingConfig)
     task_runner: str = Field("thread", pattern="^(thread|dask)$")
+    dask_cluster_class: str | None = Field(
+        None, description="e.g. dask_jobqueue.SLURMCluster; default a LocalCluster.")
+    dask_cluster_kwargs: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("elements")
     @classmethod

@@ -76,7 +76,10 @@ def _task_runner(config: CampaignConfig):
     if config.task_runner == "dask":
         from prefect_dask import DaskTaskRunner
 
-        return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True})
+        if config.dask_cluster_class:
+            return DaskTaskRunner(cluster_class=config.dask_cluster_class, cluster_kwargs=config.dask_cluster_kwargs)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True,
+                                              **config.dask_cluster_kwargs})
     from prefect.task_runners import ThreadPoolTaskRunner
 
     return ThreadPoolTaskRunner(max_workers=2)
