@@ -153,9 +153,11 @@ def fresh_ensemble(structures: list[Structure], size: int = 5) -> Ensemble:
     return Ensemble.create("gnn", spec.hparams(avg), size, norm, seeds=list(range(size))).eval()
 
 
-def time_ensemble(ens: Ensemble, dicts: list[dict], tta: TTA | None, batch_size: int, repeats: int = 2) -> float:
+def time_ensemble(ens: Ensemble, dicts: list[dict], tta: TTA | None, batch_size: int | None,
+                  repeats: int = 2) -> float:
+    """Best wall time to screen ``dicts``; ``batch_size=None`` takes the Screener's default."""
     screener = Screener(ens, batch_size=batch_size, tta=tta)
-    screener.predict(dicts[:batch_size])  # warm-up
+    screener.predict(dicts[: screener.batch_size])  # warm-up
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -207,11 +209,11 @@ def speed(n_structures: int, threads: int, ensemble: Ensemble | None, seed: int 
     # neither more than the other.
     best = {"plain": float("inf"), "tta": float("inf"), "chgnet": float("inf")}
     for _ in range(rounds):
-        best["plain"] = min(best["plain"], time_ensemble(ens, dicts, None, 128, repeats=1))
+        best["plain"] = min(best["plain"], time_ensemble(ens, dicts, None, None, repeats=1))
         t0 = time.perf_counter()
         chgnet_energies(model, sub, batch_size=64)
         best["chgnet"] = min(best["chgnet"], time.perf_counter() - t0)
-        best["tta"] = min(best["tta"], time_ensemble(ens, dicts, tta, 128, repeats=1))
+        best["tta"] = min(best["tta"], time_ensemble(ens, dicts, tta, None, repeats=1))
     chg_atoms = sub_atoms / best["chgnet"]
     rows.append(["gnomon 5-model ensemble", "cpu", f"{n_structures / best['plain']:.1f}",
                  f"{n_atoms / best['plain']:.0f}"])

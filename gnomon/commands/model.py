@@ -232,7 +232,8 @@ def predict(
                                              "Prediction records.")] = False,
     campaign: Annotated[str | None, typer.Option(help="Only candidates of this campaign.")] = None,
     round_: Annotated[int | None, typer.Option("--round", help="Only candidates of this round.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Structures per batch.")] = 128,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Structures per batch (default: 64 on CPU, 512 on CUDA).", min=1)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     db: DbOption = None,
 ) -> None:

@@ -226,8 +226,12 @@ class Ensemble(nn.Module):
         if self.kind == "composition":
             return torch.stack([m(batch.fractions) for m in self.members])
         dist = batch.dist if length_factor == 1.0 else batch.dist * length_factor
+        basis = self.members[0].edge_basis(dist)
         return torch.stack(
-            [m(batch.z, batch.edge_index, dist, batch.batch, batch.num_graphs) for m in self.members]
+            [
+                m(batch.z, batch.edge_index, dist, batch.batch, batch.num_graphs, basis)
+                for m in self.members
+            ]
         )
 
     def energies(self, batch: Data, tta: TTA | None = None, amp: bool = True) -> Tensor:

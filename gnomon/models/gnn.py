@@ -103,15 +103,39 @@ class GNoMEInteraction(nn.Module):
     def forward(
         self, h: Tensor, e: Tensor, edge_index: Tensor, envelope: Tensor
     ) -> tuple[Tensor, Tensor]:
+        if not torch.is_grad_enabled():
+            return self._forward_inference(h, e, edge_index, envelope)
         src, dst = edge_index  # j -> i
-        # e_ij <- e_ij + W_2 SiLU(W_i h_i + W_j h_j + W_e e_ij + b), with fused multiply-adds
+        # e_ij <- e_ij + W_2 SiLU(W_i h_i + W_j h_j + W_e e_ij + b)
         pre = self.center_in(h).index_select(0, dst) + self.neighbor_in(h).index_select(0, src)
         pre = torch.addmm(pre, e, self.edge_in.weight.t())
-        e = torch.addmm(e, F.silu(pre, inplace=not torch.is_grad_enabled()), self.edge_out.weight.t())
+        e = torch.addmm(e, F.silu(pre), self.edge_out.weight.t())
         m = scatter(envelope.unsqueeze(-1) * e, dst, dim=0, dim_size=h.shape[0], reduce="sum")
+        return self._node_update(h, m), e
+
+    def _forward_inference(
+        self, h: Tensor, e: Tensor, edge_index: Tensor, envelope: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The same arithmetic with every per-edge step in place.
+
+        Per-edge tensors dominate screening time and are memory-bound on a CPU: writing each
+        intermediate into the buffer it came from (the gathered centre term, then ``e`` itself)
+        halves the traffic; measured 1.5x faster per batch (``bench/screening.py``). Only
+        valid without autograd, and ``e`` is overwritten, so callers pass a tensor they own.
+        """
+        src, dst = edge_index
+        pre = self.center_in(h).index_select(0, dst)
+        pre.add_(self.neighbor_in(h).index_select(0, src))
+        pre.addmm_(e, self.edge_in.weight.t())
+        F.silu(pre, inplace=True)
+        e.addmm_(pre, self.edge_out.weight.t())
+        del pre
+        m = scatter(envelope.unsqueeze(-1) * e, dst, dim=0, dim_size=h.shape[0], reduce="sum")
+        return self._node_update(h, m), e
+
+    def _node_update(self, h: Tensor, m: Tensor) -> Tensor:
         m = m / self.avg_num_neighbors
-        h = h + self.node_mlp(torch.cat([self.norm(h), m], dim=-1))
-        return h, e
+        return h + self.node_mlp(torch.cat([self.norm(h), m], dim=-1))
 
 
 class GNoMENet(nn.Module):
@@ -164,10 +188,26 @@ class GNoMENet(nn.Module):
     def reset_parameters(self) -> None:
         _reset(self)
 
-    def forward(self, z: Tensor, edge_index: Tensor, dist: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-        envelope = self.envelope(dist)
+    def edge_basis(self, dist: Tensor) -> tuple[Tensor, Tensor]:
+        """Radial basis and envelope of the edge lengths.
+
+        Members of an ensemble share both (same cutoff and basis), so the ensemble computes
+        them once per batch and passes them to every member.
+        """
+        return self.rbf(dist), self.envelope(dist)
+
+    def forward(
+        self,
+        z: Tensor,
+        edge_index: Tensor,
+        dist: Tensor,
+        batch: Tensor,
+        num_graphs: int,
+        basis: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        rbf, envelope = basis if basis is not None else self.edge_basis(dist)
         h = self.embedding(z)
-        e = self.edge_embedding(self.rbf(dist)) * envelope.unsqueeze(-1)
+        e = self.edge_embedding(rbf) * envelope.unsqueeze(-1)
         for layer in self.layers:
             h, e = layer(h, e, edge_index, envelope)
         if self.readout == "sum":

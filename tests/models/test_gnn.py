@@ -98,3 +98,18 @@ def test_composition_model_depends_only_on_fractions():
     with torch.no_grad():
         e = net(x).numpy()
     assert e[0] == pytest.approx(e[1], abs=1e-6) and e[0] != pytest.approx(e[2], abs=1e-6)
+
+
+def test_in_place_inference_path_equals_the_autograd_path(model):
+    """Screening runs an in-place variant of each block; it must compute the same numbers."""
+    b = collate([crystal_graph(crystal(seed), 4.0) for seed in range(3)])
+    with torch.enable_grad():
+        trained_path = model(b.z, b.edge_index, b.dist, b.batch, b.num_graphs)
+    assert trained_path.requires_grad
+    with torch.inference_mode():
+        fast = model(b.z, b.edge_index, b.dist, b.batch, b.num_graphs)
+        shared_basis = model(b.z, b.edge_index, b.dist, b.batch, b.num_graphs, model.edge_basis(b.dist))
+    assert torch.allclose(fast, trained_path.detach(), atol=1e-6)
+    assert torch.equal(fast, shared_basis)
+    # the inputs a caller passes are left untouched by the in-place arithmetic
+    assert torch.equal(b.dist, collate([crystal_graph(crystal(seed), 4.0) for seed in range(3)]).dist)
