@@ -79,14 +79,11 @@ class ArrayHull:
         if dim == 1:
             facets = [data.argmin(axis=0)]
         else:
-            facets = []
-            for facet in get_facets(data):
-                if max(facet) == len(data) - 1:
-                    continue
-                mat = data[facet].copy()
-                mat[:, -1] = 1
-                if abs(np.linalg.det(mat)) > 1e-14:
-                    facets.append(facet)
+            found = np.asarray(get_facets(data), dtype=int).reshape(-1, dim)
+            found = found[found.max(axis=1) != len(data) - 1]  # facets through the extra point
+            mats = data[found]
+            mats[:, :, -1] = 1
+            facets = list(found[np.abs(np.linalg.det(mats)) > 1e-14]) if len(found) else []
         self.stable = {chosen[i] for f in facets for i in f}
         self.geometry = HullGeometry.from_arrays(self.elements, data, facets)
 
@@ -98,17 +95,72 @@ class ArrayHull:
         """Rows of docs the point on ``facet`` decomposes into."""
         return [self.qhull[j] for j in self.geometry.decomposition(facet, weights)]
 
-    def hull_without(self, row: int) -> float:
-        """Hull energy per atom at row's composition from every entry of its subspace except
-        those of the same composition: the reference of the decomposition energy."""
-        from scipy.optimize import linprog
+    def products_of(self, facets: np.ndarray, weights: np.ndarray, tol: float = 1e-8) -> list[list[int]]:
+        """:meth:`products` of many points at once (rows of docs; empty for facet -1)."""
+        if len(facets) == 0:
+            return []
+        qhull = np.asarray(self.qhull)
+        vertices = qhull[self.geometry.facets[np.maximum(facets, 0)]]  # (n, dim)
+        keep = (weights > tol) & (facets >= 0)[:, None]
+        return [v[k].tolist() for v, k in zip(vertices, keep, strict=True)]
 
+    def separation_problem(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The linear program behind ``row``'s decomposition energy: ``min c·x`` subject to
+        ``A x = b``, ``x >= 0``, over every entry of its subspace except those of its
+        composition (pymatgen's competing phases); the minimum is the hull energy per atom at
+        row's composition without it."""
         target = self.frac[row]
         inside = target > 0
         same = np.all(np.abs(self.frac - target) <= AMOUNT_TOL, axis=1)
         sub = np.all(self.frac[:, ~inside] == 0, axis=1) & ~same
-        result = linprog(self.epa[sub], A_eq=self.frac[sub][:, inside].T, b_eq=target[inside],
-                         bounds=(0, None), method="highs")
+        return self.epa[sub], self.frac[sub][:, inside].T, target[inside]
+
+    def hull_without(self, row: int) -> float:
+        """Hull energy per atom at row's composition from every entry of its subspace except
+        those of the same composition: the reference of the decomposition energy."""
+        batch = SeparationLP()
+        batch.add(self, row)
+        return float(batch.solve()[0])
+
+
+class SeparationLP:
+    """Many decomposition-energy linear programs solved as one.
+
+    Each stable phase needs the hull energy at its composition without it, a small linear
+    program; an ingest has hundreds of them and scipy's ``linprog`` costs milliseconds per
+    call before HiGHS starts. Independent programs stacked block-diagonally have the sum of
+    their minima as minimum, reached when every block is at its own minimum, so one solve
+    answers them all.
+    """
+
+    def __init__(self) -> None:
+        self._problems: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []
+
+    def __len__(self) -> int:
+        return len(self._problems)
+
+    def add(self, hull: ArrayHull, row: int) -> int:
+        """Queue ``row``'s problem; returns its index in :meth:`solve`'s result."""
+        c, a, b = hull.separation_problem(row)
+        self._problems.append((c, a, b, hull.docs[row]["reduced_formula"]))
+        return len(self._problems) - 1
+
+    def solve(self) -> np.ndarray:
+        """The minimum of every queued problem, in the order they were added."""
+        from scipy.optimize import linprog
+        from scipy.sparse import block_diag
+
+        if not self._problems:
+            return np.zeros(0)
+        empty = [p[3] for p in self._problems if p[0].size == 0]
+        if empty:
+            raise RuntimeError(f"no decomposition of {empty[0]} into competing phases")
+        c = np.concatenate([p[0] for p in self._problems])
+        a = block_diag([p[1] for p in self._problems], format="csc")
+        b = np.concatenate([p[2] for p in self._problems])
+        result = linprog(c, A_eq=a, b_eq=b, bounds=(0, None), method="highs")
         if not result.success:
-            raise RuntimeError(f"no decomposition of {self.docs[row]['reduced_formula']} into competing phases")
-        return float(result.fun)
+            raise RuntimeError(f"no decomposition into competing phases for one of "
+                               f"{sorted({p[3] for p in self._problems})}: {result.message}")
+        bounds = np.cumsum([0] + [p[0].size for p in self._problems])
+        return np.array([c[s:e] @ result.x[s:e] for s, e in zip(bounds[:-1], bounds[1:], strict=True)])

@@ -22,7 +22,7 @@ from pymatgen.analysis.phase_diagram import PhaseDiagram
 from pymatgen.core import Composition, Element
 from pymatgen.entries.computed_entries import ComputedEntry
 
-from gnomon.pipeline.array_hull import ArrayHull, fractions
+from gnomon.pipeline.array_hull import ArrayHull, SeparationLP, fractions
 from gnomon.storage.documents import Entry, Phase
 from gnomon.storage.repository import Repository
 
@@ -39,6 +39,7 @@ class IngestReport:
     known_entry_ids: list[str] = field(default_factory=list)
     recomputed: dict[str, list[str]] = field(default_factory=dict)  # scheme -> chemsys
     phases_written: int = 0
+    phases_unchanged: int = 0  # recomputed, equal to the stored phase, so not rewritten
     stable_at_ingest: list[str] = field(default_factory=list)
 
 
@@ -90,13 +91,18 @@ def phases_of(
     scheme: str,
     chemsys: str,
     at_ingest: dict[str, bool | None],
+    separations: Separations | None = None,
 ) -> list[Phase]:
     """Phase records for the entries ``pool[rows]`` (exactly ``chemsys``) on ``hull``.
 
     The numbers are pymatgen's: e_above_hull as ``get_e_above_hull``, decomposition energy as
     ``get_phase_separation_energy``, formation energy per atom as ``get_form_energy_per_atom``;
-    computed for all rows at once on the hull's facets.
+    computed for all rows at once on the hull's facets. Decomposition energies of stable
+    formulas need a linear program each; with ``separations`` given they are queued there and
+    filled in when it is flushed, else solved before returning.
     """
+    own = separations is None
+    separations = separations if separations is not None else Separations()
     if not rows:
         return []
     base = [
@@ -113,8 +119,9 @@ def phases_of(
     hull_e, facets, weights = hull.hull_energies(frac)
     form = epa - frac @ hull.ref_epa
     stable_formulas = {pool[r]["reduced_formula"] for r in hull.stable if len(pool[r]["elements"]) > 1}
-    reference_without: dict[str, float] = {}
+    reference_without: dict[str, int] = {}
     phases = []
+    product_rows = hull.products_of(facets, weights)
     for k, (r, b) in enumerate(zip(rows, base, strict=True)):
         stable = r in hull.stable
         if stable:
@@ -123,17 +130,196 @@ def phases_of(
             e_hull, products = _pymatgen_e_above(hull, frac[k], pool[r]), []
         else:
             e_hull = float(epa[k] - hull_e[k])
-            products = sorted({pool[j]["reduced_formula"] for j in hull.products(int(facets[k]), weights[k])})
+            products = sorted({pool[j]["reduced_formula"] for j in product_rows[k]})
         formula = pool[r]["reduced_formula"]
+        phase = Phase(**b, formation_energy_per_atom=float(form[k]), e_above_hull=float(e_hull),
+                      decomposition_energy=e_hull, is_stable=stable, decomposes_to=products)
         if formula in stable_formulas:
             if formula not in reference_without:
-                reference_without[formula] = hull.hull_without(r)
-            decomp = float(epa[k] - reference_without[formula])
-        else:
-            decomp = e_hull
-        phases.append(Phase(**b, formation_energy_per_atom=float(form[k]), e_above_hull=float(e_hull),
-                            decomposition_energy=decomp, is_stable=stable, decomposes_to=products))
+                reference_without[formula] = separations.queue(hull, r)
+            separations.defer(phase, float(epa[k]), reference_without[formula])
+        phases.append(phase)
+    if own:
+        separations.flush()
     return phases
+
+
+class Separations:
+    """Decomposition energies of stable phases, solved in batches of linear programs.
+
+    A queued problem's phase gets ``energy_per_atom - minimum`` when the batch is flushed;
+    batches flush themselves at ``batch`` problems so a rebuild's memory stays bounded.
+    """
+
+    def __init__(self, batch: int = 256):
+        self.batch = batch
+        self._lp = SeparationLP()
+        self._deferred: list[tuple[Phase, float, int]] = []
+
+    def queue(self, hull: ArrayHull, row: int) -> int:
+        return self._lp.add(hull, row)
+
+    def defer(self, phase: Phase, energy_per_atom: float, problem: int) -> None:
+        self._deferred.append((phase, energy_per_atom, problem))
+
+    def maybe_flush(self) -> None:
+        if len(self._lp) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        minima = self._lp.solve()
+        for phase, epa, problem in self._deferred:
+            phase.decomposition_energy = float(epa - minima[problem])
+        self._lp = SeparationLP()
+        self._deferred = []
+
+
+_VALUE_FIELDS = ("energy_per_atom", "formation_energy_per_atom", "e_above_hull", "decomposition_energy")
+_EXACT_FIELDS = ("is_stable", "stable_at_ingest", "decomposes_to", "note", "reduced_formula", "chemsys")
+SAME_VALUE_TOL = 1e-12  # eV/atom: a recomputed value this close to the stored one is the same
+
+
+def _differs(phase: Phase, stored: dict[str, Any] | None) -> bool:
+    """Whether ``phase`` says anything the stored phase document does not."""
+    if stored is None:
+        return True
+    for name in _EXACT_FIELDS:
+        if stored.get(name) != getattr(phase, name):
+            return True
+    for name in _VALUE_FIELDS:
+        a, b = stored.get(name), getattr(phase, name)
+        if (a is None) != (b is None) or (a is not None and abs(a - b) > SAME_VALUE_TOL):
+            return True
+    return False
+
+
+class _Pools:
+    """The entries each recomputed hull needs, read from the store once per ingest.
+
+    The hull of T needs every entry of T itself but, of each proper subsystem S, only the
+    vertices of S's hull: the hull of T restricted to S is the hull of S, so an entry above
+    it is above T's hull too and can be neither a vertex, a decomposition product, nor part
+    of the cheapest mixture of competing phases. A quinary's pool shrinks from every entry of
+    its 31 subsystems to its own entries plus a few vertices each, which is what makes
+    recomputing the large systems an ingest touches cheap. Vertices of systems this ingest
+    does not recompute are the stored phases marked stable; of those it does, the vertices
+    just computed (smaller systems are recomputed first).
+    """
+
+    def __init__(self, repo: Repository, scheme: str, fresh: set[str]):
+        self.repo = repo
+        self.scheme = scheme
+        self.fresh = fresh
+        self.own: dict[str, list[dict[str, Any]]] = {}  # every entry of exactly this system
+        self.previous: dict[str, dict[str, Any]] = {}  # entry id -> its stored phase
+        self.vertices_before: dict[str, list[dict[str, Any]]] = {}  # stored stable entries
+        self.vertices: dict[str, list[dict[str, Any]]] = {}  # recomputed in this pass
+        self.stale: set[str] = set()  # systems whose stored phases are incomplete
+        self._hulls_before: dict[str, ArrayHull | None] = {}
+
+    def load_all(self) -> None:
+        """Every entry and phase of the scheme (a rebuild recomputes everything)."""
+        for doc in self.repo.find("entries", {"scheme": self.scheme}):
+            self.own.setdefault(doc["chemsys"], []).append(doc)
+        self.previous = {d["id"]: d for d in self.repo.find("phases", {"scheme": self.scheme})}
+
+    def load(self, systems: Iterable[str]) -> set[str]:
+        """Read the entries of ``systems`` and the stored vertices of their subsystems.
+
+        Returns the subsystems whose stored phases do not cover their entries (written by
+        something other than this engine, or interrupted before phases existed); their
+        entries are read too, and the caller recomputes them.
+        """
+        systems = set(systems)
+        self._load_own(systems)
+        subs = {x for t in systems for x in subsystems(t)} - set(self.own) - set(self.vertices_before)
+        stale = self._stale(subs)
+        if stale:
+            log.warning("scheme %s: %d chemical systems have entries without phases; recomputing them",
+                        self.scheme, len(stale))
+            self._load_own(stale)
+            subs -= stale
+            self.stale |= stale
+        stable_ids = [
+            d["id"] for d in self.repo.find(
+                "phases", {"scheme": self.scheme, "chemsys": sorted(subs), "is_stable": True}
+            )
+        ]
+        for s in subs:
+            self.vertices_before[s] = []
+        for doc in self.repo.find("entries", {"id": stable_ids}) if stable_ids else ():
+            self.vertices_before[doc["chemsys"]].append(doc)
+        return stale
+
+    def _load_own(self, systems: set[str]) -> None:
+        todo = sorted(set(systems) - set(self.own))
+        if not todo:
+            return
+        for s in todo:
+            self.own[s] = []
+        for doc in self.repo.find("entries", {"scheme": self.scheme, "chemsys": todo}):
+            self.own[doc["chemsys"]].append(doc)
+        for ph in self.repo.find("phases", {"scheme": self.scheme, "chemsys": todo}):
+            self.previous[ph["id"]] = ph
+        for s in todo:
+            self.vertices_before[s] = [
+                d for d in self.own[s] if self.previous.get(d["id"], {}).get("is_stable")
+            ]
+
+    def _stale(self, systems: set[str], chunk: int = 400) -> set[str]:
+        """Systems among ``systems`` with fewer stored phases than entries."""
+        stale: set[str] = set()
+        ordered = sorted(systems)
+        for start in range(0, len(ordered), chunk):
+            part = ordered[start : start + chunk]
+            where = {"scheme": self.scheme, "chemsys": part}
+            if self.repo.count("entries", where) == self.repo.count("phases", where):
+                continue
+            for s in part:
+                one = {"scheme": self.scheme, "chemsys": s}
+                if self.repo.count("entries", one) != self.repo.count("phases", one):
+                    stale.add(s)
+        return stale
+
+    def set_vertices(self, chemsys: str, docs: list[dict[str, Any]]) -> None:
+        self.vertices[chemsys] = docs
+
+    def pool(self, chemsys: str, before_ingest: bool = False) -> list[dict[str, Any]]:
+        """Entries of ``chemsys`` plus the hull vertices of its subsystems, smallest first.
+
+        ``before_ingest`` gives the pool as it was before this ingest's new entries.
+        """
+        out: list[dict[str, Any]] = []
+        for s in subsystems(chemsys):
+            if s == chemsys:
+                own = self.own.get(s, [])
+                out.extend([d for d in own if d["id"] not in self.fresh] if before_ingest else own)
+            elif before_ingest or s not in self.vertices:
+                out.extend(self.vertices_before.get(s, []))
+            else:
+                out.extend(self.vertices[s])
+        return out
+
+    def hull_before(self, chemsys: str) -> ArrayHull | None:
+        """The hull ``chemsys`` had before this ingest (built once, asked for twice)."""
+        if chemsys not in self._hulls_before:
+            self._hulls_before[chemsys] = _array_hull(
+                chemsys.split("-"), self.pool(chemsys, before_ingest=True)
+            )
+        return self._hulls_before[chemsys]
+
+    def moves_hull(self, chemsys: str) -> bool:
+        """Whether a new entry of ``chemsys`` lies on or below the hull it found there."""
+        new = [d for d in self.own.get(chemsys, []) if d["id"] in self.fresh]
+        if not new:
+            return False
+        elements = chemsys.split("-")
+        old = self.hull_before(chemsys)
+        if old is None:
+            return True
+        hull_e, facets, _ = old.hull_energies(fractions(new, elements))
+        epa = np.array([d["energy_per_atom"] for d in new])
+        return bool(np.any((facets < 0) | (epa - hull_e <= STABILITY_TOL)))
 
 
 class HullEngine:
@@ -191,43 +377,40 @@ class HullEngine:
         progress: Callable[[int, int], None] | None,
         everything: bool = False,
     ) -> list[Phase]:
-        stored = self.repo.distinct("entries", "chemsys", {"scheme": scheme})
-        docs_by_sys: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        stored = set(self.repo.distinct("entries", "chemsys", {"scheme": scheme}))
+        pools = _Pools(self.repo, scheme, fresh)
         if everything:
-            affected = sorted(stored)
+            affected = stored
+            pools.load_all()
         else:
             # The hull of T restricted to a subsystem S is the hull of S, so new entries that
             # all sit above the old hull of their own system S leave every larger hull as it
             # was (and can never enter a decomposition there); only systems holding a new
             # entry on or below its old hull pass the change on to their supersets.
-            for doc in self.repo.find("entries", {"scheme": scheme, "chemsys": sorted({x for s in changed for x in subsystems(s)})}):
-                docs_by_sys[doc["chemsys"]].append(doc)
-            moving = {s for s in changed if self._moves_hull(s, docs_by_sys, fresh)}
-            affected = sorted(t for t in stored if t in changed or any(_contains(t, s) for s in moving))
-        report.recomputed[scheme] = affected
-        needed = sorted({sub for t in affected for sub in subsystems(t)} - set(docs_by_sys))
-        for doc in self.repo.find("entries", {"scheme": scheme, "chemsys": needed}):
-            docs_by_sys[doc["chemsys"]].append(doc)
-        previous: dict[str, dict[str, Any]] = {}
-        if not everything:
-            previous = {
-                d["id"]: d for d in self.repo.find("phases", {"id": [d["id"] for ds in docs_by_sys.values() for d in ds]})
-            }
+            pools.load(changed)
+            moving = {s for s in changed if pools.moves_hull(s)}
+            affected = {t for t in stored if t in changed or any(_contains(t, s) for s in moving)}
+            affected |= pools.load(affected)
+            affected |= pools.stale
+        order = sorted(affected, key=lambda t: (t.count("-"), t))
+        report.recomputed[scheme] = sorted(affected)
         phases: list[Phase] = []
-        log.info("scheme %s: recomputing %d chemical systems", scheme, len(affected))
-        for i, chemsys in enumerate(affected):
+        separations = Separations()
+        log.info("scheme %s: recomputing %d chemical systems", scheme, len(order))
+        # Smaller systems first: each system's new vertices feed the pools of its supersets.
+        for i, chemsys in enumerate(order):
             elements = chemsys.split("-")
-            pool = [d for s in subsystems(chemsys) for d in docs_by_sys.get(s, [])]
+            pool = pools.pool(chemsys)
             rows = [r for r, d in enumerate(pool) if d["chemsys"] == chemsys]
             at_ingest: dict[str, bool | None] = {}
             new_rows = [r for r in rows if pool[r]["id"] in fresh]
             if new_rows:
-                old = _array_hull(elements, [d for d in pool if d["id"] not in fresh])
+                old = pools.hull_before(chemsys)
                 if old is None:
                     at_ingest.update({pool[r]["id"]: None for r in new_rows})
                 else:
-                    frac = old_fracs = fractions([pool[r] for r in new_rows], elements)
-                    hull_e, facets, _ = old.hull_energies(old_fracs)
+                    frac = fractions([pool[r] for r in new_rows], elements)
+                    hull_e, facets, _ = old.hull_energies(frac)
                     for k, r in enumerate(new_rows):
                         epa = pool[r]["energy_per_atom"]
                         e_old = epa - hull_e[k] if facets[k] >= 0 else _pymatgen_e_above(old, frac[k], pool[r])
@@ -237,26 +420,22 @@ class HullEngine:
                             report.stable_at_ingest.append(pool[r]["id"])
             for r in rows:
                 rid = pool[r]["id"]
-                if rid not in fresh and rid in previous:
-                    at_ingest[rid] = previous[rid].get("stable_at_ingest")
-            phases.extend(phases_of(_array_hull(elements, pool), pool, rows, scheme, chemsys, at_ingest))
+                if rid not in fresh and rid in pools.previous:
+                    at_ingest[rid] = pools.previous[rid].get("stable_at_ingest")
+            hull = _array_hull(elements, pool)
+            pools.set_vertices(chemsys, [pool[r] for r in rows if hull is not None and r in hull.stable])
+            phases.extend(phases_of(hull, pool, rows, scheme, chemsys, at_ingest, separations))
+            separations.maybe_flush()
             if progress is not None:
-                progress(i + 1, len(affected))
-        return phases
-
-    @staticmethod
-    def _moves_hull(chemsys: str, docs_by_sys: dict[str, list[dict[str, Any]]], fresh: set[str]) -> bool:
-        """Whether a new entry of ``chemsys`` lies on or below the hull it found there."""
-        pool = [d for s in subsystems(chemsys) for d in docs_by_sys.get(s, [])]
-        new = [d for d in docs_by_sys.get(chemsys, []) if d["id"] in fresh]
-        if not new:
-            return False
-        old = _array_hull(chemsys.split("-"), [d for d in pool if d["id"] not in fresh])
-        if old is None:
-            return True
-        hull_e, facets, _ = old.hull_energies(fractions(new, chemsys.split("-")))
-        epa = np.array([d["energy_per_atom"] for d in new])
-        return bool(np.any((facets < 0) | (epa - hull_e <= STABILITY_TOL)))
+                progress(i + 1, len(order))
+        separations.flush()
+        if everything:
+            return phases
+        # A superset recomputed because one face of it moved keeps most of its phases as they
+        # were; rewriting those would cost more than computing them.
+        kept = [p for p in phases if _differs(p, pools.previous.get(p.id))]
+        report.phases_unchanged += len(phases) - len(kept)
+        return kept
 
     # -- queries --------------------------------------------------------------------------
     def phase_diagram(self, scheme: str, chemsys: str | Iterable[str]) -> PhaseDiagram | None:

@@ -20,7 +20,13 @@ from typing import Any
 from pymongo import ASCENDING, ReplaceOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from gnomon.storage.documents import INDEXED_FIELDS, RECORD_TYPES, Record
+from gnomon.storage.documents import (
+    COMPOUND_INDEXES,
+    INDEXED_FIELDS,
+    RECORD_TYPES,
+    Record,
+    single_field_indexes,
+)
 from gnomon.storage.repository import Filters, Repository, StorageError, check_filters
 
 _LOCK_LEASE_S = 600.0
@@ -62,9 +68,11 @@ class MongoRepository(Repository):
 
     def _ensure_indexes(self) -> None:
         try:
-            for name, fields in INDEXED_FIELDS.items():
-                for field in fields:
+            for name in INDEXED_FIELDS:
+                for field in single_field_indexes(name):
                     self.db[name].create_index([(field, ASCENDING)])
+                for compound in COMPOUND_INDEXES.get(name, ()):
+                    self.db[name].create_index([(f, ASCENDING) for f in compound])
         except PyMongoError as exc:
             raise StorageError(f"cannot reach MongoDB at {self.url}: {exc}") from exc
 

@@ -17,7 +17,14 @@ from typing import Any
 
 import orjson
 
-from gnomon.storage.documents import INDEXED_FIELDS, RECORD_TYPES, Record
+from gnomon.storage.documents import (
+    COMPOUND_INDEXES,
+    FIXED_BY_ID,
+    INDEXED_FIELDS,
+    RECORD_TYPES,
+    Record,
+    single_field_indexes,
+)
 from gnomon.storage.repository import Filters, Repository, StorageError, check_filters
 
 _BUSY_TIMEOUT_MS = 120_000
@@ -65,9 +72,14 @@ class SQLiteRepository(Repository):
                 self._conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {name} (id TEXT PRIMARY KEY, doc BLOB NOT NULL{cols})"
                 )
-                for field in fields:
+                for field in single_field_indexes(name):
                     self._conn.execute(
                         f"CREATE INDEX IF NOT EXISTS ix_{name}_{field} ON {name} ({field})"
+                    )
+                for compound in COMPOUND_INDEXES.get(name, ()):
+                    self._conn.execute(
+                        f"CREATE INDEX IF NOT EXISTS ix_{name}_{'_'.join(compound)} "
+                        f"ON {name} ({', '.join(compound)})"
                     )
 
     @contextmanager
@@ -121,7 +133,8 @@ class SQLiteRepository(Repository):
         rows = self._rows(collection, records)
         cols = ", ".join(("id", "doc", *fields))
         marks = ", ".join("?" * (2 + len(fields)))
-        updates = ", ".join(f"{c}=excluded.{c}" for c in ("doc", *fields))
+        fixed = FIXED_BY_ID.get(collection, ())
+        updates = ", ".join(f"{c}=excluded.{c}" for c in ("doc", *fields) if c not in fixed)
         with self._write() as conn:
             conn.executemany(
                 f"INSERT INTO {collection} ({cols}) VALUES ({marks}) "
