@@ -30,6 +30,10 @@ FORMAT = "gnomon-ensemble/1"
 KINDS = ("gnn", "composition")
 
 
+class IncompatibleWeights(ValueError):
+    """A saved ensemble whose weights this version's networks cannot take."""
+
+
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """CUDA when present (or asked for), else CPU."""
     if device is not None and str(device) != "auto":
@@ -191,7 +195,17 @@ class Ensemble(nn.Module):
         members = []
         for weights in state["members"]:
             member = build_member(state["kind"], state["hparams"])
-            member.load_state_dict(weights)
+            expected, saved = set(member.state_dict()), set(weights)
+            if expected != saved:
+                raise IncompatibleWeights(
+                    f"weights do not fit this version's {state['kind']} network (missing "
+                    f"{sorted(expected - saved)[:3]}, unexpected {sorted(saved - expected)[:3]}): "
+                    "saved by an older gnomon; retrain it (gnomon model train --retrain scratch)"
+                )
+            try:
+                member.load_state_dict(weights)
+            except RuntimeError as exc:  # same names, other shapes
+                raise IncompatibleWeights(f"weights do not fit the saved hyperparameters: {exc}") from None
             members.append(member)
         ens = cls(
             state["kind"],

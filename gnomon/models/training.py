@@ -39,6 +39,7 @@ from gnomon.models.ensemble import (
     TTA,
     Ensemble,
     EnsembleOutput,
+    IncompatibleWeights,
     ModelSpec,
     Normalization,
     autocast,
@@ -449,7 +450,16 @@ def train_scheme(
     if not entries:
         raise ValueError(f"no entries of scheme {scheme!r} to train on")
     parent_record = repo.latest_model(scheme=scheme, kind=spec.kind) if retrain == "fine-tune" else None
-    parent = registry.load(parent_record) if parent_record is not None else None
+    parent, refused = None, None
+    if parent_record is not None:
+        try:
+            parent = registry.load(parent_record)
+        except IncompatibleWeights as exc:
+            # A campaign must not stop at a round boundary because the network changed
+            # under an old model; it starts afresh and records why.
+            refused = f"{parent_record.id}: {exc}"
+            log.warning("cannot fine-tune from %s; training from scratch", refused)
+            parent_record = None
     result = Trainer(spec, config, progress).fit([Sample.from_entry(e) for e in entries], parent)
     record = registry.register(
         result.ensemble,
@@ -460,7 +470,11 @@ def train_scheme(
         parent=parent_record.id if parent_record is not None else None,
         campaign=campaign,
         round=round,
-        extra_config={"retrain": retrain, "split": {k: len(v) for k, v in result.split.items()}},
+        extra_config={
+            "retrain": "scratch" if refused else retrain,
+            "split": {k: len(v) for k, v in result.split.items()},
+            **({"fine_tune_refused": refused} if refused else {}),
+        },
         split=result.split,
     )
     return record, result

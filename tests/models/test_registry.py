@@ -94,3 +94,25 @@ def test_train_scheme_fine_tunes_the_previous_version(tmp_path):
     with pytest.raises(ValueError, match="no entries"):
         train_scheme(repo, tmp_path / "models", "other-scheme", TINY_SPEC, cfg)
     repo.close()
+
+
+def test_an_old_network_layout_is_refused_clearly_and_retraining_starts_afresh(tmp_path):
+    repo = open_repository(f"sqlite:///{tmp_path / 'g.db'}")
+    structures = toy_structures(40, seed=29)
+    repo.put([entry_from_structure(s, toy_energy(s) * len(s), SCHEME, source=f"t{i}")
+              for i, s in enumerate(structures)])
+    cfg = tiny_config(ensemble_size=1, max_epochs=1)
+    first, _ = train_scheme(repo, tmp_path / "models", SCHEME, TINY_SPEC, cfg)
+    # rewrite its weights as an older gnomon laid the network out (one renamed layer)
+    path = tmp_path / "models" / first.id / "ensemble.pt"
+    state = torch.load(path, weights_only=True)
+    state["members"] = [{k.replace("center_in", "node_in"): v for k, v in m.items()} for m in state["members"]]
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="node_in.*older gnomon"):
+        Ensemble.load(path)
+    second, result = train_scheme(repo, tmp_path / "models", SCHEME, TINY_SPEC, cfg)
+    assert second.parent is None
+    assert second.config["retrain"] == "scratch"
+    assert first.id in second.config["fine_tune_refused"]
+    assert len(result.ensemble.members) == 1
+    repo.close()
