@@ -147,19 +147,19 @@ class SQLiteRepository(Repository):
         if not records:
             return []
         fields = INDEXED_FIELDS[collection]
-        rows = self._rows(collection, records)
         cols = ", ".join(("id", "doc", *fields))
         marks = ", ".join("?" * (2 + len(fields)))
-        new: list[str] = []
         with self._write() as conn:
-            seen = self.existing_ids(collection, [r[0] for r in rows])
-            for row in rows:
-                if row[0] in seen:
-                    continue
-                conn.execute(f"INSERT INTO {collection} ({cols}) VALUES ({marks})", row)
-                seen.add(row[0])
-                new.append(row[0])
-        return new
+            seen = self.existing_ids(collection, [r.id for r in records])
+            fresh = []
+            for record in records:  # the first of repeated ids in one call wins
+                if record.id not in seen:
+                    seen.add(record.id)
+                    fresh.append(record)
+            conn.executemany(
+                f"INSERT INTO {collection} ({cols}) VALUES ({marks})", self._rows(collection, fresh)
+            )
+        return [record.id for record in fresh]
 
     def update_fields(self, collection, record_id, fields, expect=None) -> bool:
         with self._write() as conn:
