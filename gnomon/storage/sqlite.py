@@ -26,9 +26,11 @@ from gnomon.storage.documents import (
     single_field_indexes,
 )
 from gnomon.storage.repository import Filters, Repository, StorageError, check_filters
+from gnomon.storage.sqlite_checkpoint import Checkpointer
 
 _BUSY_TIMEOUT_MS = 120_000
 _CHUNK = 500  # bound on SQL parameters per IN (...) clause
+_AUTOCHECKPOINT_PAGES = 10_000
 
 
 def _column_value(value: Any) -> Any:
@@ -47,6 +49,7 @@ class SQLiteRepository(Repository):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.url = f"sqlite:///{self.path.as_posix()}"
         self._local = threading.local()
+        self.checkpointer = Checkpointer(self.path, _BUSY_TIMEOUT_MS / 1000)
         self._create_schema()
 
     # -- connections ----------------------------------------------------------------------
@@ -61,6 +64,9 @@ class SQLiteRepository(Repository):
             conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoints run in the background (sqlite_checkpoint); SQLite's own stays as a
+            # backstop at 10x its default, should that thread be unable to keep up.
+            conn.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
             self._local.conn = conn
             self._local.depth = 0
         return conn
@@ -95,6 +101,7 @@ class SQLiteRepository(Repository):
             return
         conn.execute("BEGIN IMMEDIATE")
         self._local.depth = 1
+        before = conn.total_changes
         try:
             yield conn
         except BaseException:
@@ -102,6 +109,7 @@ class SQLiteRepository(Repository):
             raise
         else:
             conn.execute("COMMIT")
+            self.checkpointer.changed(conn.total_changes - before)
         finally:
             self._local.depth = 0
 
@@ -265,6 +273,7 @@ class SQLiteRepository(Repository):
         return found
 
     def close(self) -> None:
+        self.checkpointer.stop()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
