@@ -60,22 +60,31 @@ def random_entry(rng: random.Random, system: tuple[str, ...], refs: dict[str, fl
     return make_entry(comp, ref + e_form, SCHEME, source=tag)
 
 
+def timed_write(source: Path, target: Path, write) -> tuple[float, float, object]:
+    """Copy ``source`` to ``target``, time ``write(engine)`` on the copy, then time the wait for
+    the background WAL checkpoint that follows (not part of the write: the caller goes on
+    while it flushes, but it is shown)."""
+    shutil.copyfile(source, target)
+    repo = open_repository(f"sqlite:///{target}")
+    t0 = time.perf_counter()
+    result = write(HullEngine(repo))
+    elapsed = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    repo.checkpointer.stop()
+    flush = time.perf_counter() - t0
+    repo.close()
+    return elapsed, flush, result
+
+
 def ingest_time(base_db: Path, batch: list, trials: int) -> tuple[float, list[float], object, float]:
     """Best and all wall times of ingesting ``batch`` into fresh copies of ``base_db``, and the
-    longest wait for the background WAL checkpoint that followed (not part of the ingest: the
-    caller goes on while it flushes, but it is shown)."""
+    longest background checkpoint after one."""
     times, flushes, report = [], [], None
     for k in range(trials):
         copy = base_db.with_name(f"trial-{k}.db")
-        shutil.copyfile(base_db, copy)
-        repo = open_repository(f"sqlite:///{copy}")
-        t0 = time.perf_counter()
-        report = HullEngine(repo).ingest(batch)
-        times.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        repo.checkpointer.stop()
-        flushes.append(time.perf_counter() - t0)
-        repo.close()
+        elapsed, flush, report = timed_write(base_db, copy, lambda engine: engine.ingest(batch))
+        times.append(elapsed)
+        flushes.append(flush)
         for path in copy.parent.glob(f"{copy.name}*"):
             path.unlink()
     return min(times), times, report, max(flushes)
@@ -120,15 +129,8 @@ def main() -> None:
     rebuilds = []
     base_db = workdir / "base.db"
     for _ in range(args.trials):
-        shutil.copyfile(raw_db, base_db)
-        repo = open_repository(f"sqlite:///{base_db}")
-        t0 = time.perf_counter()
-        full = HullEngine(repo).rebuild(SCHEME)
-        rebuilds.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        repo.checkpointer.stop()
-        rebuild_flush = time.perf_counter() - t0
-        repo.close()
+        elapsed, rebuild_flush, full = timed_write(raw_db, base_db, lambda engine: engine.rebuild(SCHEME))
+        rebuilds.append(elapsed)
     t_rebuild = min(rebuilds)
     n_sys = len(full.recomputed[SCHEME])
     note(("full rebuild: every hull", f"{t_rebuild:.2f} s",

@@ -79,12 +79,17 @@ def test_reloaded_in_another_process_predicts_identically(tiny_ensemble, tmp_pat
     assert json.loads(out.stdout) == here
 
 
-def test_train_scheme_fine_tunes_the_previous_version(tmp_path):
+def _toy_database(tmp_path, seed: int):
+    """A database of 40 toy entries and the one-member, one-epoch training config for it."""
     repo = open_repository(f"sqlite:///{tmp_path / 'g.db'}")
-    structures = toy_structures(40, seed=23)
+    structures = toy_structures(40, seed=seed)
     repo.put([entry_from_structure(s, toy_energy(s) * len(s), SCHEME, source=f"t{i}")
               for i, s in enumerate(structures)])
-    cfg = tiny_config(ensemble_size=1, max_epochs=1)
+    return repo, tiny_config(ensemble_size=1, max_epochs=1)
+
+
+def test_train_scheme_fine_tunes_the_previous_version(tmp_path):
+    repo, cfg = _toy_database(tmp_path, seed=23)
     first, _ = train_scheme(repo, tmp_path / "models", SCHEME, TINY_SPEC, cfg)
     second, _ = train_scheme(repo, tmp_path / "models", SCHEME, TINY_SPEC, cfg)
     third, _ = train_scheme(repo, tmp_path / "models", SCHEME, TINY_SPEC, cfg, retrain="scratch")
@@ -97,11 +102,7 @@ def test_train_scheme_fine_tunes_the_previous_version(tmp_path):
 
 
 def test_an_old_network_layout_is_refused_clearly_and_retraining_starts_afresh(tmp_path):
-    repo = open_repository(f"sqlite:///{tmp_path / 'g.db'}")
-    structures = toy_structures(40, seed=29)
-    repo.put([entry_from_structure(s, toy_energy(s) * len(s), SCHEME, source=f"t{i}")
-              for i, s in enumerate(structures)])
-    cfg = tiny_config(ensemble_size=1, max_epochs=1)
+    repo, cfg = _toy_database(tmp_path, seed=29)
     first, _ = train_scheme(repo, tmp_path / "models", SCHEME, TINY_SPEC, cfg)
     # rewrite its weights as an older gnomon laid the network out (one renamed layer)
     path = tmp_path / "models" / first.id / "ensemble.pt"
