@@ -136,12 +136,8 @@ def phases_of(
             e_hull = float(epa[k] - hull_e[k])
             products = sorted({pool[j]["reduced_formula"] for j in product_rows[k]})
         formula = pool[r]["reduced_formula"]
-        # Every value is computed here with its type, so pydantic's validation is skipped:
-        # it was a tenth of the time of recomputing a large system.
-        phase = Phase.model_construct(
-            **b, formation_energy_per_atom=float(form[k]), e_above_hull=float(e_hull),
-            decomposition_energy=float(e_hull), is_stable=bool(stable), decomposes_to=products,
-        )
+        phase = Phase(**b, formation_energy_per_atom=float(form[k]), e_above_hull=float(e_hull),
+                      decomposition_energy=float(e_hull), is_stable=bool(stable), decomposes_to=products)
         if formula in stable_formulas:
             if formula not in reference_without:
                 reference_without[formula] = separations.queue(hull, r)
