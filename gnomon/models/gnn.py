@@ -20,6 +20,7 @@ continuous as atoms cross it (and test-time volume scalings can reuse one neighb
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -79,6 +80,30 @@ class BesselBasis(nn.Module):
         return math.sqrt(2.0 / self.cutoff) * torch.sin(self.freq * d) / d
 
 
+def _in_place_ok(x: Tensor) -> bool:
+    """The in-place inference arithmetic is for CPU inference: it needs no autograd, and on a
+    GPU mixed precision would hand in-place products operands of two dtypes."""
+    return not torch.is_grad_enabled() and x.device.type == "cpu"
+
+
+def envelope_gather(envelope: Tensor, dst: Tensor, num_nodes: int) -> Tensor | None:
+    """The (nodes x edges) matrix whose product with edge features sums u(d_ij) e_ij into each
+    centre i, as compressed sparse rows; None unless edges come sorted by centre (as
+    :func:`gnomon.models.graphs.collate` leaves them).
+
+    One sparse-dense product per layer replaces an envelope multiply (an edges x features
+    temporary) and a scatter; built once per batch, shared by every member and layer.
+    """
+    if dst.numel() == 0 or bool((dst[1:] < dst[:-1]).any()):
+        return None
+    rows = torch.zeros(num_nodes + 1, dtype=torch.long, device=dst.device)
+    torch.cumsum(torch.bincount(dst, minlength=num_nodes), 0, out=rows[1:])
+    cols = torch.arange(dst.numel(), device=dst.device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(rows, cols, envelope, size=(num_nodes, dst.numel()))
+
+
 class GNoMEInteraction(nn.Module):
     """One message-passing block: an edge update then a node update, both residual.
 
@@ -101,10 +126,10 @@ class GNoMEInteraction(nn.Module):
         _reset(self)
 
     def forward(
-        self, h: Tensor, e: Tensor, edge_index: Tensor, envelope: Tensor
+        self, h: Tensor, e: Tensor, edge_index: Tensor, envelope: Tensor, gather: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        if not torch.is_grad_enabled():
-            return self._forward_inference(h, e, edge_index, envelope)
+        if _in_place_ok(h):
+            return self._forward_inference(h, e, edge_index, envelope, gather)
         src, dst = edge_index  # j -> i
         # e_ij <- e_ij + W_2 SiLU(W_i h_i + W_j h_j + W_e e_ij + b)
         pre = self.center_in(h).index_select(0, dst) + self.neighbor_in(h).index_select(0, src)
@@ -114,7 +139,7 @@ class GNoMEInteraction(nn.Module):
         return self._node_update(h, m), e
 
     def _forward_inference(
-        self, h: Tensor, e: Tensor, edge_index: Tensor, envelope: Tensor
+        self, h: Tensor, e: Tensor, edge_index: Tensor, envelope: Tensor, gather: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """The same arithmetic with every per-edge step in place.
 
@@ -130,7 +155,10 @@ class GNoMEInteraction(nn.Module):
         F.silu(pre, inplace=True)
         e.addmm_(pre, self.edge_out.weight.t())
         del pre
-        m = scatter(envelope.unsqueeze(-1) * e, dst, dim=0, dim_size=h.shape[0], reduce="sum")
+        if gather is not None:  # Σ_j u(d_ij) e_ij as one sparse-dense product, no temporary
+            m = gather @ e
+        else:
+            m = scatter(envelope.unsqueeze(-1) * e, dst, dim=0, dim_size=h.shape[0], reduce="sum")
         return self._node_update(h, m), e
 
     def _node_update(self, h: Tensor, m: Tensor) -> Tensor:
@@ -204,12 +232,17 @@ class GNoMENet(nn.Module):
         batch: Tensor,
         num_graphs: int,
         basis: tuple[Tensor, Tensor] | None = None,
+        gather: Tensor | None = None,
     ) -> Tensor:
+        """Energy per atom of each graph; ``basis`` and ``gather`` (see :meth:`edge_basis`,
+        :func:`envelope_gather`) may be passed in when several members share one batch."""
         rbf, envelope = basis if basis is not None else self.edge_basis(dist)
+        if gather is None and _in_place_ok(dist):
+            gather = envelope_gather(envelope, edge_index[1], z.shape[0])
         h = self.embedding(z)
         e = self.edge_embedding(rbf) * envelope.unsqueeze(-1)
         for layer in self.layers:
-            h, e = layer(h, e, edge_index, envelope)
+            h, e = layer(h, e, edge_index, envelope, gather)
         if self.readout == "sum":
             atomic = self.output(h).squeeze(-1)
             return scatter(atomic, batch, dim=0, dim_size=num_graphs, reduce="mean")
