@@ -91,18 +91,10 @@ class ArrayHull:
         """Hull energy per atom at each row of atomic fractions; facet and weights too."""
         return self.geometry.hull_energies(frac[:, 1:])
 
-    def products(self, facet: int, weights: np.ndarray) -> list[int]:
-        """Rows of docs the point on ``facet`` decomposes into."""
-        return [self.qhull[j] for j in self.geometry.decomposition(facet, weights)]
-
-    def products_of(self, facets: np.ndarray, weights: np.ndarray, tol: float = 1e-8) -> list[list[int]]:
-        """:meth:`products` of many points at once (rows of docs; empty for facet -1)."""
-        if len(facets) == 0:
-            return []
+    def products_of(self, facets: np.ndarray, weights: np.ndarray) -> list[list[int]]:
+        """Rows of docs each point (facet and weights from :meth:`hull_energies`) decomposes into."""
         qhull = np.asarray(self.qhull)
-        vertices = qhull[self.geometry.facets[np.maximum(facets, 0)]]  # (n, dim)
-        keep = (weights > tol) & (facets >= 0)[:, None]
-        return [v[k].tolist() for v, k in zip(vertices, keep, strict=True)]
+        return [qhull[v].tolist() for v in self.geometry.decompositions(facets, weights)]
 
     def separation_problem(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The linear program behind ``row``'s decomposition energy: ``min c·x`` subject to
@@ -114,13 +106,6 @@ class ArrayHull:
         same = np.all(np.abs(self.frac - target) <= AMOUNT_TOL, axis=1)
         sub = np.all(self.frac[:, ~inside] == 0, axis=1) & ~same
         return self.epa[sub], self.frac[sub][:, inside].T, target[inside]
-
-    def hull_without(self, row: int) -> float:
-        """Hull energy per atom at row's composition from every entry of its subspace except
-        those of the same composition: the reference of the decomposition energy."""
-        batch = SeparationLP()
-        batch.add(self, row)
-        return float(batch.solve()[0])
 
 
 class SeparationLP:

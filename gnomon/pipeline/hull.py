@@ -220,6 +220,7 @@ class _Pools:
         self.vertices: dict[str, list[dict[str, Any]]] = {}  # recomputed in this pass
         self.stale: set[str] = set()  # systems whose stored phases are incomplete
         self._hulls_before: dict[str, ArrayHull | None] = {}
+        self._at_ingest: dict[str, dict[str, bool | None]] = {}
 
     def load_all(self) -> None:
         """Every entry and phase of the scheme (a rebuild recomputes everything)."""
@@ -285,9 +286,6 @@ class _Pools:
                     stale.add(s)
         return stale
 
-    def set_vertices(self, chemsys: str, docs: list[dict[str, Any]]) -> None:
-        self.vertices[chemsys] = docs
-
     def pool(self, chemsys: str, before_ingest: bool = False) -> list[dict[str, Any]]:
         """Entries of ``chemsys`` plus the hull vertices of its subsystems, smallest first.
 
@@ -305,25 +303,36 @@ class _Pools:
         return out
 
     def hull_before(self, chemsys: str) -> ArrayHull | None:
-        """The hull ``chemsys`` had before this ingest (built once, asked for twice)."""
+        """The hull ``chemsys`` had before this ingest."""
         if chemsys not in self._hulls_before:
             self._hulls_before[chemsys] = _array_hull(
                 chemsys.split("-"), self.pool(chemsys, before_ingest=True)
             )
         return self._hulls_before[chemsys]
 
+    def stable_at_ingest(self, chemsys: str) -> dict[str, bool | None]:
+        """For each new entry of ``chemsys``: whether it lay on or below the hull it found
+        there (None when there was no hull: an element had no reference yet)."""
+        if chemsys not in self._at_ingest:
+            new = [d for d in self.own.get(chemsys, []) if d["id"] in self.fresh]
+            old = self.hull_before(chemsys) if new else None
+            if old is None:
+                verdicts: dict[str, bool | None] = {d["id"]: None for d in new}
+            else:
+                frac = fractions(new, chemsys.split("-"))
+                hull_e, facets, _ = old.hull_energies(frac)
+                verdicts = {}
+                for k, d in enumerate(new):
+                    e_old = (d["energy_per_atom"] - hull_e[k] if facets[k] >= 0
+                             else _pymatgen_e_above(old, frac[k], d))
+                    verdicts[d["id"]] = bool(e_old <= STABILITY_TOL)
+            self._at_ingest[chemsys] = verdicts
+        return self._at_ingest[chemsys]
+
     def moves_hull(self, chemsys: str) -> bool:
-        """Whether a new entry of ``chemsys`` lies on or below the hull it found there."""
-        new = [d for d in self.own.get(chemsys, []) if d["id"] in self.fresh]
-        if not new:
-            return False
-        elements = chemsys.split("-")
-        old = self.hull_before(chemsys)
-        if old is None:
-            return True
-        hull_e, facets, _ = old.hull_energies(fractions(new, elements))
-        epa = np.array([d["energy_per_atom"] for d in new])
-        return bool(np.any((facets < 0) | (epa - hull_e <= STABILITY_TOL)))
+        """Whether a new entry of ``chemsys`` lies on or below the hull it found there (or
+        found none), so the hulls of its supersets move too."""
+        return any(stable is not False for stable in self.stable_at_ingest(chemsys).values())
 
 
 class HullEngine:
@@ -366,8 +375,7 @@ class HullEngine:
         self._pd_cache.clear()
         with self.repo.transaction():
             for s in [scheme] if scheme else self.repo.schemes():
-                systems = set(self.repo.distinct("entries", "chemsys", {"scheme": s}))
-                phases = self._recompute(s, systems, set(), report, progress, everything=True)
+                phases = self._recompute(s, set(), set(), report, progress, everything=True)
                 self.repo.upsert("phases", phases)
                 report.phases_written += len(phases)
         return report
@@ -381,12 +389,12 @@ class HullEngine:
         progress: Callable[[int, int], None] | None,
         everything: bool = False,
     ) -> list[Phase]:
-        stored = set(self.repo.distinct("entries", "chemsys", {"scheme": scheme}))
         pools = _Pools(self.repo, scheme, fresh)
         if everything:
-            affected = stored
             pools.load_all()
+            affected = set(pools.own)
         else:
+            stored = set(self.repo.distinct("entries", "chemsys", {"scheme": scheme}))
             # The hull of T restricted to a subsystem S is the hull of S, so new entries that
             # all sit above the old hull of their own system S leave every larger hull as it
             # was (and can never enter a decomposition there); only systems holding a new
@@ -406,28 +414,15 @@ class HullEngine:
             elements = chemsys.split("-")
             pool = pools.pool(chemsys)
             rows = [r for r, d in enumerate(pool) if d["chemsys"] == chemsys]
-            at_ingest: dict[str, bool | None] = {}
-            new_rows = [r for r in rows if pool[r]["id"] in fresh]
-            if new_rows:
-                old = pools.hull_before(chemsys)
-                if old is None:
-                    at_ingest.update({pool[r]["id"]: None for r in new_rows})
-                else:
-                    frac = fractions([pool[r] for r in new_rows], elements)
-                    hull_e, facets, _ = old.hull_energies(frac)
-                    for k, r in enumerate(new_rows):
-                        epa = pool[r]["energy_per_atom"]
-                        e_old = epa - hull_e[k] if facets[k] >= 0 else _pymatgen_e_above(old, frac[k], pool[r])
-                        stable = bool(e_old <= STABILITY_TOL)
-                        at_ingest[pool[r]["id"]] = stable
-                        if stable:
-                            report.stable_at_ingest.append(pool[r]["id"])
+            verdicts = pools.stable_at_ingest(chemsys)
+            report.stable_at_ingest.extend(rid for rid, stable in verdicts.items() if stable)
+            at_ingest: dict[str, bool | None] = dict(verdicts)
             for r in rows:
                 rid = pool[r]["id"]
                 if rid not in fresh and rid in pools.previous:
                     at_ingest[rid] = pools.previous[rid].get("stable_at_ingest")
             hull = _array_hull(elements, pool)
-            pools.set_vertices(chemsys, [pool[r] for r in rows if hull is not None and r in hull.stable])
+            pools.vertices[chemsys] = [pool[r] for r in rows if hull is not None and r in hull.stable]
             phases.extend(phases_of(hull, pool, rows, scheme, chemsys, at_ingest, separations))
             separations.maybe_flush()
             if progress is not None:

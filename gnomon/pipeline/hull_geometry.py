@@ -79,8 +79,11 @@ class HullGeometry:
             weights[start : start + len(x)] = bary[best, cols]
         return energy, facet, weights
 
-    def decomposition(self, facet: int, weights: np.ndarray, tol: float = 1e-8) -> list[int]:
-        """Indices into ``pd.qhull_entries`` of the phases a point on ``facet`` splits into."""
-        if facet < 0:
+    def decompositions(self, facets: np.ndarray, weights: np.ndarray, tol: float = 1e-8) -> list[np.ndarray]:
+        """For each point (its facet and barycentric weights from :meth:`hull_energies`), the
+        indices into ``pd.qhull_entries`` of the phases it splits into; none for facet -1."""
+        if len(facets) == 0:
             return []
-        return [int(i) for i, w in zip(self.facets[facet], weights, strict=True) if w > tol]
+        vertices = self.facets[np.maximum(facets, 0)]  # (n, dim)
+        keep = (weights > tol) & (facets >= 0)[:, None]
+        return [v[k] for v, k in zip(vertices, keep, strict=True)]
