@@ -22,7 +22,7 @@ from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
 from gnomon.models.composition import CompositionNet
-from gnomon.models.gnn import GNoMENet, envelope_gather
+from gnomon.models.gnn import GNoMENet
 
 log = logging.getLogger(__name__)
 
@@ -240,15 +240,9 @@ class Ensemble(nn.Module):
         if self.kind == "composition":
             return torch.stack([m(batch.fractions) for m in self.members])
         dist = batch.dist if length_factor == 1.0 else batch.dist * length_factor
-        basis = self.members[0].edge_basis(dist)
-        gather = None
-        if not torch.is_grad_enabled() and dist.device.type == "cpu":
-            gather = envelope_gather(basis[1], batch.edge_index[1], int(batch.z.shape[0]))
+        edges = self.members[0].edge_inputs(dist, batch.edge_index, int(batch.z.shape[0]))
         return torch.stack(
-            [
-                m(batch.z, batch.edge_index, dist, batch.batch, batch.num_graphs, basis, gather)
-                for m in self.members
-            ]
+            [m(batch.z, batch.edge_index, dist, batch.batch, batch.num_graphs, edges) for m in self.members]
         )
 
     def energies(self, batch: Data, tta: TTA | None = None, amp: bool = True) -> Tensor:

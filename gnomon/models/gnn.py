@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +78,14 @@ class BesselBasis(nn.Module):
     def forward(self, dist: Tensor) -> Tensor:
         d = dist.clamp_min(1e-3).unsqueeze(-1)
         return math.sqrt(2.0 / self.cutoff) * torch.sin(self.freq * d) / d
+
+
+class EdgeInputs(NamedTuple):
+    """What every interaction block reads of a batch's edges besides their features."""
+
+    rbf: Tensor
+    envelope: Tensor
+    gather: Tensor | None  # see envelope_gather; None off the CPU-inference path
 
 
 def _in_place_ok(x: Tensor) -> bool:
@@ -216,13 +224,15 @@ class GNoMENet(nn.Module):
     def reset_parameters(self) -> None:
         _reset(self)
 
-    def edge_basis(self, dist: Tensor) -> tuple[Tensor, Tensor]:
-        """Radial basis and envelope of the edge lengths.
+    def edge_inputs(self, dist: Tensor, edge_index: Tensor, num_nodes: int) -> EdgeInputs:
+        """Radial basis, envelope and (for CPU inference) envelope gather of a batch's edges.
 
-        Members of an ensemble share both (same cutoff and basis), so the ensemble computes
-        them once per batch and passes them to every member.
+        Members of an ensemble share all three (same cutoff and basis), so the ensemble
+        computes them once per batch and passes them to every member.
         """
-        return self.rbf(dist), self.envelope(dist)
+        envelope = self.envelope(dist)
+        gather = envelope_gather(envelope, edge_index[1], num_nodes) if _in_place_ok(dist) else None
+        return EdgeInputs(self.rbf(dist), envelope, gather)
 
     def forward(
         self,
@@ -231,14 +241,11 @@ class GNoMENet(nn.Module):
         dist: Tensor,
         batch: Tensor,
         num_graphs: int,
-        basis: tuple[Tensor, Tensor] | None = None,
-        gather: Tensor | None = None,
+        edges: EdgeInputs | None = None,
     ) -> Tensor:
-        """Energy per atom of each graph; ``basis`` and ``gather`` (see :meth:`edge_basis`,
-        :func:`envelope_gather`) may be passed in when several members share one batch."""
-        rbf, envelope = basis if basis is not None else self.edge_basis(dist)
-        if gather is None and _in_place_ok(dist):
-            gather = envelope_gather(envelope, edge_index[1], z.shape[0])
+        """Energy per atom of each graph; ``edges`` (see :meth:`edge_inputs`) may be passed in
+        when several members share one batch."""
+        rbf, envelope, gather = edges if edges is not None else self.edge_inputs(dist, edge_index, z.shape[0])
         h = self.embedding(z)
         e = self.edge_embedding(rbf) * envelope.unsqueeze(-1)
         for layer in self.layers:
