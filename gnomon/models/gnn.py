@@ -86,6 +86,8 @@ class EdgeInputs(NamedTuple):
     rbf: Tensor
     envelope: Tensor
     gather: Tensor | None  # see envelope_gather; None off the CPU-inference path
+    weighted: Tensor | None  # [u(d) rbf(d), u(d)] per edge on the CPU-inference path, else None
+    scratch: Tensor | None  # (3, edges, hidden) buffers the CPU-inference path reuses, else None
 
 
 def _in_place_ok(x: Tensor) -> bool:
@@ -112,6 +114,13 @@ def envelope_gather(envelope: Tensor, dst: Tensor, num_nodes: int) -> Tensor | N
         return torch.sparse_csr_tensor(rows, cols, envelope, size=(num_nodes, dst.numel()))
 
 
+def _weighted_sum(x: Tensor, edges: EdgeInputs, dst: Tensor, num_nodes: int) -> Tensor:
+    """Σ_j u(d_ij) x_ij at each centre i: one sparse-dense product when the gather matrix exists."""
+    if edges.gather is not None:
+        return edges.gather @ x
+    return scatter(edges.envelope.unsqueeze(-1) * x, dst, dim=0, dim_size=num_nodes, reduce="sum")
+
+
 class GNoMEInteraction(nn.Module):
     """One message-passing block: an edge update then a node update, both residual.
 
@@ -133,11 +142,8 @@ class GNoMEInteraction(nn.Module):
     def reset_parameters(self) -> None:
         _reset(self)
 
-    def forward(
-        self, h: Tensor, e: Tensor, edge_index: Tensor, envelope: Tensor, gather: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        if _in_place_ok(h):
-            return self._forward_inference(h, e, edge_index, envelope, gather)
+    def forward(self, h: Tensor, e: Tensor, edge_index: Tensor, envelope: Tensor) -> tuple[Tensor, Tensor]:
+        """The differentiable block, for training (and anywhere off the CPU-inference path)."""
         src, dst = edge_index  # j -> i
         # e_ij <- e_ij + W_2 SiLU(W_i h_i + W_j h_j + W_e e_ij + b)
         pre = self.center_in(h).index_select(0, dst) + self.neighbor_in(h).index_select(0, src)
@@ -147,27 +153,41 @@ class GNoMEInteraction(nn.Module):
         return self._node_update(h, m), e
 
     def _forward_inference(
-        self, h: Tensor, e: Tensor, edge_index: Tensor, envelope: Tensor, gather: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """The same arithmetic with every per-edge step in place.
+        self,
+        h: Tensor,
+        e: Tensor,
+        edge_index: Tensor,
+        edges: EdgeInputs,
+        edge_proj: tuple[Tensor, Tensor] | None = None,
+        last: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """The same arithmetic with every per-edge step in place, and none that is not needed.
 
-        Per-edge tensors dominate screening time and are memory-bound on a CPU: writing each
-        intermediate into the buffer it came from (the gathered centre term, then ``e`` itself)
-        halves the traffic; measured 1.5x faster per batch (``bench/screening.py``). Only
-        valid without autograd, and ``e`` is overwritten, so callers pass a tensor they own.
+        Per-edge tensors dominate screening time and are memory-bound on a CPU, so each
+        intermediate is written into a buffer of ``edges.scratch`` (allocated once per batch,
+        not per block and member: fresh multi-megabyte tensors cost page faults) and then into
+        ``e`` itself. Edge features enter everything downstream linearly, which buys two more
+        savings: ``edge_proj`` = (x, W) with W_e e_ij = x_ij W^T, x narrower than e (see
+        :meth:`GNoMENet._inference_layers`), replaces this block's edge projection, and the
+        ``last`` block, whose edges nobody reads, projects the envelope-weighted sum per node
+        (Σ_j u_ij W_2 s_ij = W_2 Σ_j u_ij s_ij) instead of every edge. Only valid without
+        autograd; ``e`` is overwritten.
         """
+        assert edges.scratch is not None
         src, dst = edge_index
-        pre = self.center_in(h).index_select(0, dst)
-        pre.add_(self.neighbor_in(h).index_select(0, src))
-        pre.addmm_(e, self.edge_in.weight.t())
+        n = h.shape[0]
+        pre, neighbor = edges.scratch[0], edges.scratch[1]
+        torch.index_select(self.center_in(h), 0, dst, out=pre)
+        pre.add_(torch.index_select(self.neighbor_in(h), 0, src, out=neighbor))
+        x, w = edge_proj if edge_proj is not None else (e, self.edge_in.weight)
+        pre.addmm_(x, w.t())
         F.silu(pre, inplace=True)
+        if last:
+            m = _weighted_sum(e, edges, dst, n)
+            m.addmm_(_weighted_sum(pre, edges, dst, n), self.edge_out.weight.t())
+            return self._node_update(h, m), None
         e.addmm_(pre, self.edge_out.weight.t())
-        del pre
-        if gather is not None:  # Σ_j u(d_ij) e_ij as one sparse-dense product, no temporary
-            m = gather @ e
-        else:
-            m = scatter(envelope.unsqueeze(-1) * e, dst, dim=0, dim_size=h.shape[0], reduce="sum")
-        return self._node_update(h, m), e
+        return self._node_update(h, _weighted_sum(e, edges, dst, n)), e
 
     def _node_update(self, h: Tensor, m: Tensor) -> Tensor:
         m = m / self.avg_num_neighbors
@@ -231,8 +251,32 @@ class GNoMENet(nn.Module):
         computes them once per batch and passes them to every member.
         """
         envelope = self.envelope(dist)
-        gather = envelope_gather(envelope, edge_index[1], num_nodes) if _in_place_ok(dist) else None
-        return EdgeInputs(self.rbf(dist), envelope, gather)
+        rbf = self.rbf(dist)
+        if not _in_place_ok(dist):
+            return EdgeInputs(rbf, envelope, None, None, None)
+        gather = envelope_gather(envelope, edge_index[1], num_nodes)
+        weighted = torch.cat([rbf * envelope.unsqueeze(-1), envelope.unsqueeze(-1)], dim=-1)
+        scratch = dist.new_empty((3, dist.shape[0], self.hparams["hidden"]))
+        return EdgeInputs(rbf, envelope, gather, weighted, scratch)
+
+    def _inference_layers(self, h: Tensor, edge_index: Tensor, edges: EdgeInputs) -> Tensor:
+        """The interaction blocks on the CPU-inference path.
+
+        e_ij^0 = u (W rbf + b) is linear in w_ij = [u rbf, u] (16 + 1 wide), so both it and the
+        first block's projection W_e e_ij^0 are products of w with (hidden x 17) matrices, not
+        of the 48-wide e^0 with a (48 x 48) one.
+        """
+        assert edges.weighted is not None and edges.scratch is not None
+        emb = torch.cat([self.edge_embedding.weight, self.edge_embedding.bias.unsqueeze(-1)], dim=-1)
+        e: Tensor | None = torch.mm(edges.weighted, emb.t(), out=edges.scratch[2])
+        edge_proj = (edges.weighted, self.layers[0].edge_in.weight @ emb)
+        last = len(self.layers) - 1
+        for k, layer in enumerate(self.layers):
+            assert e is not None
+            h, e = layer._forward_inference(
+                h, e, edge_index, edges, edge_proj if k == 0 else None, k == last
+            )
+        return h
 
     def forward(
         self,
@@ -245,11 +289,15 @@ class GNoMENet(nn.Module):
     ) -> Tensor:
         """Energy per atom of each graph; ``edges`` (see :meth:`edge_inputs`) may be passed in
         when several members share one batch."""
-        rbf, envelope, gather = edges if edges is not None else self.edge_inputs(dist, edge_index, z.shape[0])
+        if edges is None:
+            edges = self.edge_inputs(dist, edge_index, z.shape[0])
         h = self.embedding(z)
-        e = self.edge_embedding(rbf) * envelope.unsqueeze(-1)
-        for layer in self.layers:
-            h, e = layer(h, e, edge_index, envelope, gather)
+        if edges.scratch is not None and _in_place_ok(h):
+            h = self._inference_layers(h, edge_index, edges)
+        else:
+            e = self.edge_embedding(edges.rbf) * edges.envelope.unsqueeze(-1)
+            for layer in self.layers:
+                h, e = layer(h, e, edge_index, edges.envelope)
         if self.readout == "sum":
             atomic = self.output(h).squeeze(-1)
             return scatter(atomic, batch, dim=0, dim_size=num_graphs, reduce="mean")

@@ -114,3 +114,34 @@ def test_in_place_inference_path_equals_the_autograd_path(model):
     assert torch.equal(fast, shared_basis)
     # the inputs a caller passes are left untouched by the in-place arithmetic
     assert torch.equal(b.dist, collate([crystal_graph(crystal(seed), 4.0) for seed in range(3)]).dist)
+
+
+def test_inference_path_without_sorted_edges_equals_the_autograd_path(model):
+    """Edges not sorted by centre get no gather matrix: the scatter fallback (last block
+    included, where the edge projection moves to the nodes) must give the same energies."""
+    b = collate([crystal_graph(crystal(seed), 4.0) for seed in range(3)])
+    order = torch.randperm(b.edge_index.shape[1], generator=torch.Generator().manual_seed(0))
+    edge_index, dist = b.edge_index[:, order], b.dist[order]
+    with torch.inference_mode():
+        edges = model.edge_inputs(dist, edge_index, b.num_nodes)
+        shuffled = model(b.z, edge_index, dist, b.batch, b.num_graphs, edges)
+        sorted_ = model(b.z, b.edge_index, b.dist, b.batch, b.num_graphs)
+    assert edges.gather is None and edges.scratch is not None
+    with torch.enable_grad():
+        reference = model(b.z, b.edge_index, b.dist, b.batch, b.num_graphs).detach()
+    assert torch.allclose(shuffled, reference, atol=1e-6)
+    assert torch.allclose(sorted_, reference, atol=1e-6)
+
+
+def test_members_sharing_edge_inputs_do_not_disturb_each_other():
+    """An ensemble's members reuse one batch's scratch buffers in turn."""
+    torch.manual_seed(3)
+    members = [GNoMENet(hidden=16, num_layers=3, num_radial=8, cutoff=4.0, avg_num_neighbors=10).eval()
+               for _ in range(3)]
+    b = collate([crystal_graph(crystal(seed), 4.0) for seed in range(2)])
+    with torch.inference_mode():
+        alone = [m(b.z, b.edge_index, b.dist, b.batch, b.num_graphs) for m in members]
+        edges = members[0].edge_inputs(b.dist, b.edge_index, b.num_nodes)
+        shared = [m(b.z, b.edge_index, b.dist, b.batch, b.num_graphs, edges) for m in members]
+    assert all(torch.equal(a, s) for a, s in zip(alone, shared, strict=True))
+    assert not torch.allclose(alone[0], alone[1])
