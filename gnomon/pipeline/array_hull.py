@@ -24,16 +24,26 @@ FORMATION_TOL = PhaseDiagram.formation_energy_tol
 AMOUNT_TOL = 1e-8  # pymatgen's Composition.amount_tolerance
 
 
+def _amounts(docs: Sequence[dict[str, Any]], elements: Sequence[str]) -> np.ndarray:
+    """Absolute amounts of ``elements`` (columns) in each stored composition (rows)."""
+    col = {el: i for i, el in enumerate(elements)}
+    rows: list[int] = []
+    cols: list[int] = []
+    values: list[float] = []
+    for r, d in enumerate(docs):
+        for el, amt in d["composition"].items():
+            rows.append(r)
+            cols.append(col[el])
+            values.append(amt)
+    out = np.zeros((len(docs), len(elements)))
+    out[rows, cols] = np.abs(values)
+    return out
+
+
 def fractions(docs: Sequence[dict[str, Any]], elements: Sequence[str]) -> np.ndarray:
     """Atomic fractions (rows: entries, columns: ``elements``) from stored compositions."""
-    out = np.zeros((len(docs), len(elements)))
-    col = {el: i for i, el in enumerate(elements)}
-    for r, d in enumerate(docs):
-        comp = d["composition"]
-        total = sum(abs(v) for v in comp.values())
-        for el, amt in comp.items():
-            out[r, col[el]] = abs(amt) / total
-    return out
+    amounts = _amounts(docs, elements)
+    return amounts / amounts.sum(axis=1, keepdims=True)
 
 
 @dataclass
@@ -50,26 +60,30 @@ class ArrayHull:
     geometry: HullGeometry = field(init=False)
 
     def __post_init__(self) -> None:
-        self.frac = fractions(self.docs, self.elements)
-        self.epa = np.array([d["energy"] / sum(abs(v) for v in d["composition"].values()) for d in self.docs])
+        amounts = _amounts(self.docs, self.elements)
+        atoms = amounts.sum(axis=1)
+        self.frac = amounts / atoms[:, None]
+        self.epa = np.array([d["energy"] for d in self.docs], dtype=float) / atoms
+        epa = self.epa.tolist()
         lowest: dict[str, int] = {}
         for i, d in enumerate(self.docs):  # first of equal energies wins, as in pymatgen
             key = d["reduced_formula"]
-            if key not in lowest or self.epa[i] < self.epa[lowest[key]]:
+            if key not in lowest or epa[i] < epa[lowest[key]]:
                 lowest[key] = i
         mins = list(lowest.values())
-        refs: dict[int, int] = {}
-        for i in mins:
-            nonzero = np.flatnonzero(self.frac[i] > 0)
-            if len(nonzero) == 1:
-                refs[int(nonzero[0])] = i
+        present = self.frac[mins] > 0
+        single = np.flatnonzero(present.sum(axis=1) == 1)
+        refs: dict[int, int] = {
+            int(present[k].argmax()): mins[k] for k in single.tolist()
+        }
         missing = set(range(len(self.elements))) - set(refs)
         if missing:
             raise ValueError(f"no elemental reference for {sorted(self.elements[m] for m in missing)}")
         self.ref_epa = np.array([self.epa[refs[k]] for k in range(len(self.elements))])
         form = self.epa[mins] - self.frac[mins] @ self.ref_epa
         chosen = [m for m, f in zip(mins, form, strict=True) if f < -FORMATION_TOL]
-        chosen += [refs[k] for k in sorted(refs, key=lambda k: mins.index(refs[k]))]
+        position = {m: k for k, m in enumerate(mins)}
+        chosen += [refs[k] for k in sorted(refs, key=lambda k: position[refs[k]])]
         self.qhull = chosen
         dim = len(self.elements)
         data = np.column_stack([self.frac[chosen][:, 1:], self.epa[chosen]])
