@@ -213,3 +213,39 @@ def test_entries_stored_without_phases_are_recomputed_by_the_next_ingest(sqlite_
     for eid, (e_hull, _, stable, _) in expected.items():
         assert phases[eid].e_above_hull == pytest.approx(e_hull, abs=1e-6)
         assert phases[eid].is_stable == stable
+
+
+def test_ingest_pauses_the_cyclic_collector_and_restores_it(sqlite_repo, monkeypatch):
+    """The collector is off while hulls are recomputed, back on afterwards, also after a failure,
+    and left off for a caller that had turned it off."""
+    import gc
+
+    import gnomon.pipeline.hull as hull_module
+
+    seen = []
+    real = hull_module.phases_of
+
+    def spy(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hull_module, "phases_of", spy)
+    engine = HullEngine(sqlite_repo)
+    assert gc.isenabled()
+    engine.ingest(random_entries(random.Random(0), ["Li", "O"], 6))
+    assert seen and not any(seen) and gc.isenabled()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(hull_module, "phases_of", broken)
+    with pytest.raises(RuntimeError):
+        engine.ingest(random_entries(random.Random(1), ["Li", "O"], 4))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        monkeypatch.setattr(hull_module, "phases_of", real)
+        engine.rebuild()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
