@@ -164,9 +164,8 @@ class GNoMEInteraction(nn.Module):
         """The same arithmetic with every per-edge step in place, and none that is not needed.
 
         Per-edge tensors dominate screening time and are memory-bound on a CPU, so each
-        intermediate is written into a buffer of ``edges.scratch`` (allocated once per batch,
-        not per block and member: fresh multi-megabyte tensors cost page faults) and then into
-        ``e`` itself. Edge features enter everything downstream linearly, which buys two more
+        intermediate is written into a buffer of ``edges.scratch`` (allocated once per batch
+        and reused by every block of every member) and then into ``e`` itself. Edge features enter everything downstream linearly, which buys two more
         savings: ``edge_proj`` = (x, W) with W_e e_ij = x_ij W^T, x narrower than e (see
         :meth:`GNoMENet._inference_layers`), replaces this block's edge projection, and the
         ``last`` block, whose edges nobody reads, projects the envelope-weighted sum per node
