@@ -73,9 +73,7 @@ class ArrayHull:
         mins = list(lowest.values())
         present = self.frac[mins] > 0
         single = np.flatnonzero(present.sum(axis=1) == 1)
-        refs: dict[int, int] = {
-            int(present[k].argmax()): mins[k] for k in single.tolist()
-        }
+        refs: dict[int, int] = {int(present[k].argmax()): mins[k] for k in single.tolist()}
         missing = set(range(len(self.elements))) - set(refs)
         if missing:
             raise ValueError(f"no elemental reference for {sorted(self.elements[m] for m in missing)}")
