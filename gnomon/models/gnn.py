@@ -54,15 +54,27 @@ class PolynomialEnvelope(nn.Module):
         self.p = exponent
 
     def forward(self, dist: Tensor) -> Tensor:
+        """Horner's form, u = 1 + x^p (a + x (b + c x)), with x^p by repeated squaring:
+        ``Tensor.pow`` with these exponents takes a scalar path that cost more than the rest
+        of the basis."""
         p = self.p
         x = dist / self.cutoff
-        u = (
-            1.0
-            - (p + 1) * (p + 2) / 2 * x.pow(p)
-            + p * (p + 2) * x.pow(p + 1)
-            - p * (p + 1) / 2 * x.pow(p + 2)
-        )
+        a, b, c = -(p + 1) * (p + 2) / 2, p * (p + 2), -p * (p + 1) / 2
+        u = 1.0 + _int_power(x, p) * (a + x * (b + c * x))
         return torch.where(x < 1.0, u, torch.zeros_like(u))
+
+
+def _int_power(x: Tensor, p: int) -> Tensor:
+    """x ** p for a positive integer p, by repeated squaring."""
+    result: Tensor | None = None
+    while True:
+        if p & 1:
+            result = x if result is None else result * x
+        p >>= 1
+        if not p:
+            assert result is not None
+            return result
+        x = x * x
 
 
 class BesselBasis(nn.Module):
