@@ -79,6 +79,19 @@ def test_energy_is_continuous_across_the_cutoff(model):
     assert abs(e[0] - e[1]) < 1e-3 and abs(e[2] - e[1]) < 1e-3
 
 
+@pytest.mark.parametrize("exponent", [1, 2, 5, 6, 7])
+def test_envelope_is_its_polynomial(exponent):
+    """Horner's form with powers by squaring gives the textbook polynomial (float64 reference)."""
+    d = torch.linspace(0.0, 5.5, 401)
+    x = d.double() / 5.0
+    p = exponent
+    ref = (1 - (p + 1) * (p + 2) / 2 * x**p + p * (p + 2) * x ** (p + 1) - p * (p + 1) / 2 * x ** (p + 2))
+    ref = torch.where(x < 1, ref, torch.zeros_like(ref))
+    got = PolynomialEnvelope(5.0, exponent)(d).double()
+    assert torch.allclose(got, ref, atol=1e-5)
+    assert got[0] == 1.0
+
+
 def test_reset_parameters_reinitialises(model):
     before = [p.clone() for p in model.parameters()]
     model.reset_parameters()
