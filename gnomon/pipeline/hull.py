@@ -75,11 +75,22 @@ def subsystems(chemsys: str) -> list[str]:
 
 
 def supersets(systems: Iterable[str], of: Iterable[str]) -> set[str]:
-    """The systems among ``systems`` that contain at least one of ``of`` (or equal it)."""
-    inner = [frozenset(s.split("-")) for s in of]
+    """The systems among ``systems`` that contain at least one of ``of`` (or equal it).
+
+    Found by intersecting, per system of ``of``, the sets of systems holding each of its
+    elements: one pass over ``systems`` rather than one subset test per pair.
+    """
+    inner = [s.split("-") for s in of]
     if not inner:
         return set()
-    return {t for t in systems if any(s <= frozenset(t.split("-")) for s in inner)}
+    holding: dict[str, set[str]] = defaultdict(set)
+    for t in systems:
+        for el in t.split("-"):
+            holding[el].add(t)
+    found: set[str] = set()
+    for elements in inner:
+        found |= set.intersection(*(holding.get(el, set()) for el in elements))
+    return found
 
 
 def _computed(doc: dict[str, Any]) -> ComputedEntry:

@@ -14,7 +14,7 @@ from pymatgen.core import Composition
 from pymatgen.entries.computed_entries import ComputedEntry
 
 from gnomon.pipeline.entries import make_entry
-from gnomon.pipeline.hull import HullEngine, subsystems
+from gnomon.pipeline.hull import HullEngine, subsystems, supersets
 from gnomon.storage import Entry, open_repository
 
 POOL = ["Li", "Na", "Mn", "Fe", "O", "S", "Cl", "Mg"]
@@ -249,3 +249,12 @@ def test_ingest_pauses_the_cyclic_collector_and_restores_it(sqlite_repo, monkeyp
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@given(st.sets(st.frozensets(st.sampled_from(POOL), min_size=1, max_size=5), max_size=40),
+       st.sets(st.frozensets(st.sampled_from(POOL), min_size=1, max_size=3), max_size=6))
+def test_supersets_are_the_systems_containing_one_of_the_given(systems, of):
+    stored = {"-".join(sorted(t)) for t in systems}
+    inner = {"-".join(sorted(s)) for s in of}
+    expected = {t for t in stored if any(set(s.split("-")) <= set(t.split("-")) for s in inner)}
+    assert supersets(stored, inner) == expected
