@@ -188,13 +188,12 @@ class GNoMEInteraction(nn.Module):
 
         Per-edge tensors dominate screening time and are memory-bound on a CPU, so the node
         terms are summed per edge in one pass (:func:`_node_terms`) and every later step writes
-        into that array or into ``e`` itself. Edge features
-        enter everything downstream linearly, which buys two more savings: ``edge_proj`` =
-        (x, W) with W_e e_ij = x_ij W^T, x narrower than e (see
-        :meth:`GNoMENet._inference_layers`), replaces this block's edge projection, and the
-        ``last`` block, whose edges nobody reads, projects the envelope-weighted sum per node
-        (Σ_j u_ij W_2 s_ij = W_2 Σ_j u_ij s_ij) instead of every edge. Only valid without
-        autograd; ``e`` is overwritten.
+        into that array or into ``e`` itself. Edge features enter everything downstream
+        linearly, which buys two more savings: ``edge_proj`` = (x, W) with W_e e_ij = x_ij W^T,
+        x narrower than e (see :meth:`GNoMENet._inference_layers`), replaces this block's edge
+        projection, and the ``last`` block, whose edges nobody reads, projects the
+        envelope-weighted sum per node (Σ_j u_ij W_2 s_ij = W_2 Σ_j u_ij s_ij) instead of every
+        edge. Only valid without autograd; ``e`` is overwritten.
         """
         assert edges.pairs is not None
         dst = edge_index[1]
