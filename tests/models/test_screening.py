@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
@@ -80,13 +82,34 @@ def test_tta_refuses_bad_settings():
         TTA(volume_scales=(0.0, 1.0))
 
 
-def test_worker_processes_give_the_same_batches(tiny_ensemble):
+def test_threads_worker_processes_and_inline_give_the_same_batches(tiny_ensemble):
     feat = Featurizer.for_ensemble(tiny_ensemble)
     items = list(enumerate(toy_structures(9, seed=16)))
     threaded = list(prefetch(feat, items, 4))
     pooled = list(prefetch(feat, items, 4, workers=1))
-    assert [b.keys for b in threaded] == [b.keys for b in pooled] == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
-    assert all(np.array_equal(a.batch.dist.numpy(), b.batch.dist.numpy()) for a, b in zip(threaded, pooled, strict=True))
+    inline = list(prefetch(feat, items, 4, depth=0))
+    assert ([b.keys for b in threaded] == [b.keys for b in pooled] == [b.keys for b in inline]
+            == [[0, 1, 2, 3], [4, 5, 6, 7], [8]])
+    for other in (pooled, inline):
+        assert all(np.array_equal(a.batch.dist.numpy(), b.batch.dist.numpy())
+                   for a, b in zip(threaded, other, strict=True))
+
+
+def test_cpu_screening_featurizes_inline_unless_given_workers(tiny_ensemble):
+    """On a CPU a featurizing thread only contends with the network for the GIL."""
+    assert Screener(tiny_ensemble).depth == 0
+    assert Screener(tiny_ensemble, workers=2).depth == 4
+    assert Screener(tiny_ensemble, depth=2).depth == 2
+    structures = toy_structures(12, seed=3)  # more batches than a thread's queue holds
+    before = threading.active_count()
+    threaded = Screener(tiny_ensemble, batch_size=1, depth=4).stream(enumerate(structures))
+    next(threaded)
+    assert threading.active_count() == before + 1  # its producer waits on the full queue
+    threaded.close()
+    stream = Screener(tiny_ensemble, batch_size=1).stream(enumerate(structures))
+    first = next(stream)
+    assert threading.active_count() == before  # no featurizing thread was started
+    assert len(first) == 1 and len([r for chunk in stream for r in chunk]) == 11
 
 
 def test_prefetch_hands_errors_to_the_consumer(tiny_ensemble):
