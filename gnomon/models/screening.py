@@ -146,13 +146,15 @@ def prefetch(
 
     With ``workers > 0`` the thread farms chunks out to that many processes (keeping at most
     ``depth`` in flight), for hosts where one core cannot keep the device fed. With
-    ``depth=0`` and no workers, batches are built inline, when the consumer asks for them.
+    ``depth=0`` and no workers, batches are built inline, when the consumer asks for them;
+    with workers, at least one batch is kept ahead.
     """
     if depth == 0 and workers == 0:
         for chunk in _chunks(items, batch_size):
             yield featurize_chunk(featurizer, chunk)
         return
-    out: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    ahead = max(1, depth)
+    out: queue.Queue = queue.Queue(maxsize=ahead)
     stop = threading.Event()
 
     def produce() -> None:
@@ -162,7 +164,7 @@ def prefetch(
                     pending = []
                     for chunk in _chunks(items, batch_size):
                         pending.append(pool.submit(featurize_chunk, featurizer, chunk))
-                        while len(pending) >= depth:
+                        while len(pending) >= ahead:
                             out.put(pending.pop(0).result())
                         if stop.is_set():
                             return
@@ -218,8 +220,9 @@ def default_batch_size(device: torch.device) -> int:
     return CUDA_BATCH_SIZE if device.type == "cuda" else CPU_BATCH_SIZE
 
 
-def default_depth(device: torch.device) -> int:
-    """Batches featurized ahead of the network: 4 on a GPU, none (inline) on a CPU.
+def default_depth(device: torch.device, workers: int = 0) -> int:
+    """Batches featurized ahead of the network: 4 on a GPU or with worker processes, none
+    (inline) on a CPU.
 
     A GPU runs the network asynchronously, so a featurizing thread keeps it fed. On a CPU the
     network runs in this process's own threads, and a featurizing thread only contends with
@@ -229,7 +232,7 @@ def default_depth(device: torch.device) -> int:
     20 interleaved rounds), while the network alone took two thirds of the threaded time. Hosts
     with cores to spare featurize in worker processes instead (``workers``).
     """
-    return 4 if device.type == "cuda" else 0
+    return 4 if device.type == "cuda" or workers > 0 else 0
 
 
 @dataclass
@@ -251,7 +254,7 @@ class Screener:
         if self.batch_size is None:
             self.batch_size = default_batch_size(self.ensemble.device)
         if self.depth is None:
-            self.depth = default_depth(self.ensemble.device) if self.workers == 0 else 4
+            self.depth = default_depth(self.ensemble.device, self.workers)
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, not {self.batch_size}")
         self.featurizer = Featurizer.for_ensemble(self.ensemble, self.tta)

@@ -88,6 +88,7 @@ def test_threads_worker_processes_and_inline_give_the_same_batches(tiny_ensemble
     threaded = list(prefetch(feat, items, 4))
     pooled = list(prefetch(feat, items, 4, workers=1))
     inline = list(prefetch(feat, items, 4, depth=0))
+    assert [b.keys for b in prefetch(feat, items, 4, depth=0, workers=1)] == [b.keys for b in threaded]
     assert ([b.keys for b in threaded] == [b.keys for b in pooled] == [b.keys for b in inline]
             == [[0, 1, 2, 3], [4, 5, 6, 7], [8]])
     for other in (pooled, inline):
