@@ -212,8 +212,8 @@ def main() -> None:
     args = p.parse_args()
     os.environ.setdefault("GNOMON_LOG_LEVEL", "WARNING")
     import gnomon.dft.parsing  # noqa: F401 - imports out of the timings
-    import gnomon.pipeline.entries  # noqa: F401
-    import gnomon.pipeline.hull  # noqa: F401
+    import gnomon.pipeline.thermo.entries  # noqa: F401
+    import gnomon.pipeline.thermo.hull  # noqa: F401
 
     table = Table(title="gnomon dispatch benchmark")
     table.add_column("measure")

@@ -38,8 +38,8 @@ from pymatgen.entries.computed_entries import ComputedEntry  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from gnomon.pipeline.entries import make_entry  # noqa: E402
-from gnomon.pipeline.hull import HullEngine  # noqa: E402
+from gnomon.pipeline.thermo.entries import make_entry  # noqa: E402
+from gnomon.pipeline.thermo.hull import HullEngine  # noqa: E402
 from gnomon.storage import open_repository  # noqa: E402
 
 ELEMENTS = ["Li", "Na", "K", "Mg", "Ca", "Sr", "Ba", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni",

@@ -141,7 +141,7 @@ def report(
 @app.command("quickstart")
 def quickstart(db: DbOption = None) -> None:
     """The quickstart campaign (examples/quickstart.yaml) on embedded defaults."""
-    from gnomon.pipeline.phase_query import PhaseQuery
+    from gnomon.pipeline.thermo.phase_query import PhaseQuery
 
     cfg = _config(QUICKSTART)
     result = _run(cfg, db, None)

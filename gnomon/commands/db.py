@@ -11,9 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gnomon.commands.common import DbOption, console, err_console, fail, repository
-from gnomon.pipeline.hull import HullEngine
-from gnomon.pipeline.importing import ImportFormatError, read_files
-from gnomon.pipeline.schemes import IMPORTED, SchemeError, check_scheme
+from gnomon.pipeline.thermo.hull import HullEngine
+from gnomon.pipeline.thermo.importing import ImportFormatError, read_files
+from gnomon.pipeline.thermo.schemes import IMPORTED, SchemeError, check_scheme
 from gnomon.storage import StorageError
 
 app = typer.Typer(no_args_is_help=True)

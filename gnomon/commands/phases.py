@@ -13,8 +13,8 @@ import typer
 from rich.table import Table
 
 from gnomon.commands.common import DbOption, console, fail, repository
-from gnomon.pipeline.hull import HullEngine, subsystems
-from gnomon.pipeline.phase_query import ROW_FIELDS, PhaseQuery, normalise_chemsys
+from gnomon.pipeline.thermo.hull import HullEngine, subsystems
+from gnomon.pipeline.thermo.phase_query import ROW_FIELDS, PhaseQuery, normalise_chemsys
 
 
 class OutputFormat(StrEnum):
@@ -122,7 +122,7 @@ def hull(
         n = len(chemsys.split("-"))
         if not 2 <= n <= 4:
             fail(f"hull plots need 2 to 4 elements; {chemsys} has {n}")
-        from gnomon.pipeline.plots import plot_hull
+        from gnomon.pipeline.thermo.plots import plot_hull
 
         plot_hull(pd, plot)
         console.print(f"hull diagram written to {plot}")

@@ -19,7 +19,7 @@ from gnomon.dft.engine import RelaxEngine
 from gnomon.dft.errors import InputError
 from gnomon.dft.parsing import task_from_forcefield
 from gnomon.dft.task import TaskDocument
-from gnomon.pipeline.schemes import mlip_scheme
+from gnomon.pipeline.thermo.schemes import mlip_scheme
 from gnomon.storage.documents import stable_hash
 
 log = logging.getLogger(__name__)

@@ -225,10 +225,10 @@ def entry_from_task(
 ) -> Entry:
     """A validated Entry of the document's scheme (corrections of that scheme applied).
 
-    Raises ``gnomon.pipeline.entries.EntryValidationError`` for an energy or final structure
+    Raises ``gnomon.pipeline.thermo.entries.EntryValidationError`` for an energy or final structure
     the hull must not see.
     """
-    from gnomon.pipeline.entries import entry_from_structure
+    from gnomon.pipeline.thermo.entries import entry_from_structure
 
     return entry_from_structure(
         doc.final_structure,

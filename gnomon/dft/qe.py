@@ -32,7 +32,7 @@ from gnomon.dft.errors import InputError, RelaxationError
 from gnomon.dft.parsing import parse_pw_output
 from gnomon.dft.settings import QESettings
 from gnomon.dft.task import TaskDocument
-from gnomon.pipeline.schemes import qe_scheme
+from gnomon.pipeline.thermo.schemes import qe_scheme
 from gnomon.storage.documents import stable_hash
 
 log = logging.getLogger(__name__)

@@ -293,8 +293,8 @@ class Relaxations:
     def collect(self, calcs: Sequence[Calculation], report: TrackReport | None = None) -> TrackReport:
         """Parse finished results into entries, ingest them in one go, mark the calcs done."""
         from gnomon.dft.parsing import entry_from_task
-        from gnomon.pipeline.entries import EntryValidationError
-        from gnomon.pipeline.hull import HullEngine
+        from gnomon.pipeline.thermo.entries import EntryValidationError
+        from gnomon.pipeline.thermo.hull import HullEngine
 
         report = report or TrackReport()
         entries, done = [], []

@@ -24,7 +24,7 @@ from gnomon.dft.errors import InputError
 from gnomon.dft.parsing import task_from_vasp
 from gnomon.dft.settings import VaspSettings
 from gnomon.dft.task import TaskDocument
-from gnomon.pipeline.schemes import VASP_MP2020, VASP_R2SCAN
+from gnomon.pipeline.thermo.schemes import VASP_MP2020, VASP_R2SCAN
 from gnomon.storage.documents import stable_hash
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from gnomon.config import CampaignConfig, Settings  # noqa: E402
-from gnomon.pipeline.hull import HullEngine  # noqa: E402
-from gnomon.pipeline.phase_query import PhaseQuery  # noqa: E402
+from gnomon.pipeline.thermo.hull import HullEngine  # noqa: E402
+from gnomon.pipeline.thermo.phase_query import PhaseQuery  # noqa: E402
 from gnomon.storage import Repository, Round  # noqa: E402
 
 METRIC_COLUMNS = (
@@ -62,7 +62,7 @@ def _curves(rows: list[dict[str, Any]], path: Path) -> None:
 def write_report(repo: Repository, settings: Settings, config: CampaignConfig, out: Path | None = None) -> Path:
     """Write ``report.md`` (and its PNGs) for a campaign; returns the Markdown path."""
     from gnomon.dft.engine import make_engine
-    from gnomon.pipeline.plots import plot_hull
+    from gnomon.pipeline.thermo.plots import plot_hull
 
     out = Path(out or settings.home / "reports" / config.name)
     out.mkdir(parents=True, exist_ok=True)

@@ -21,9 +21,9 @@ from pymatgen.analysis.phase_diagram import PhaseDiagram
 from pymatgen.core import Composition, Structure
 from pymatgen.entries.computed_entries import ComputedEntry
 
-from gnomon.pipeline.hull import phase_diagram
-from gnomon.pipeline.hull_geometry import HullGeometry
-from gnomon.pipeline.importing import read_files
+from gnomon.pipeline.thermo.hull import phase_diagram
+from gnomon.pipeline.thermo.hull_geometry import HullGeometry
+from gnomon.pipeline.thermo.importing import read_files
 from gnomon.pipeline.selection import Scored, make_policy
 
 log = logging.getLogger(__name__)

@@ -287,7 +287,7 @@ class ScreenStats:
 
 def hull_function(repo: Repository, scheme: str) -> Callable[[str, float], float | None]:
     """e_above_hull(formula, energy_per_atom) against the stored hull of ``scheme``."""
-    from gnomon.pipeline.hull import HullEngine
+    from gnomon.pipeline.thermo.hull import HullEngine
 
     engine = HullEngine(repo)
 

@@ -10,7 +10,7 @@ from pymatgen.core import Lattice, Structure
 from typer.testing import CliRunner
 
 from gnomon.cli import app
-from gnomon.pipeline.entries import entry_from_structure
+from gnomon.pipeline.thermo.entries import entry_from_structure
 from gnomon.pipeline.identity import candidate_from_structure
 from gnomon.storage import Prediction, open_repository
 from tests.models.conftest import cscl, toy_energy, toy_structures
@@ -31,7 +31,7 @@ def make_db(url: str) -> str:
     structures += [Structure(Lattice.cubic(3.0), [el], [[0, 0, 0]]) for el in ("Li", "Na", "Cl")]
     repo.put([entry_from_structure(s, toy_energy(s) * len(s), SCHEME, source=f"t{i}")
               for i, s in enumerate(structures)])
-    from gnomon.pipeline.hull import HullEngine
+    from gnomon.pipeline.thermo.hull import HullEngine
 
     HullEngine(repo).rebuild(SCHEME)
     repo.close()

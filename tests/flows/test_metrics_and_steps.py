@@ -7,8 +7,8 @@ import pytest
 from gnomon.config import CampaignConfig, ConfigError, Settings, load_campaign
 from gnomon.flows.report import write_report
 from gnomon.flows.steps import STEPS, RoundContext, run_step
-from gnomon.pipeline.entries import make_entry
-from gnomon.pipeline.hull import HullEngine
+from gnomon.pipeline.thermo.entries import make_entry
+from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.pipeline.metrics import e_above_previous_hull, round_metrics
 from gnomon.storage import Prediction, Round, StepState
 

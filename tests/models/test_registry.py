@@ -13,7 +13,7 @@ from gnomon.models.ensemble import Ensemble
 from gnomon.models.registry import ModelNotFound, ModelRegistry
 from gnomon.models.screening import Screener
 from gnomon.models.training import train_scheme
-from gnomon.pipeline.entries import entry_from_structure
+from gnomon.pipeline.thermo.entries import entry_from_structure
 from gnomon.storage import ModelVersion, open_repository
 from tests.models.conftest import TINY_SPEC, tiny_config, toy_energy, toy_structures
 

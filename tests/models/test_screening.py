@@ -11,8 +11,8 @@ from pymatgen.core import Lattice, Structure
 from gnomon.models.ensemble import TTA
 from gnomon.models.screening import Screener, prefetch, screen_candidates
 from gnomon.models.training import Featurizer
-from gnomon.pipeline.entries import entry_from_structure
-from gnomon.pipeline.hull import HullEngine
+from gnomon.pipeline.thermo.entries import entry_from_structure
+from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.pipeline.identity import candidate_from_structure
 from gnomon.storage import Prediction
 from tests.models.conftest import cscl, toy_energy, toy_structures

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gnomon.pipeline.entries import make_entry
+from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.storage import open_repository
 from gnomon.storage.sqlite_checkpoint import ROWS_PER_CHECKPOINT
 

@@ -24,7 +24,7 @@ from pymatgen.analysis.phase_diagram import PhaseDiagram
 from pymatgen.core import Composition, Element
 from pymatgen.entries.computed_entries import ComputedEntry
 
-from gnomon.pipeline.array_hull import ArrayHull, SeparationLP, fractions
+from gnomon.pipeline.thermo.array_hull import ArrayHull, SeparationLP, fractions
 from gnomon.storage.documents import Entry, Phase, utcnow
 from gnomon.storage.repository import Repository
 

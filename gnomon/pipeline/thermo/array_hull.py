@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from pymatgen.analysis.phase_diagram import PhaseDiagram, get_facets
 
-from gnomon.pipeline.hull_geometry import HullGeometry
+from gnomon.pipeline.thermo.hull_geometry import HullGeometry
 
 FORMATION_TOL = PhaseDiagram.formation_energy_tol
 AMOUNT_TOL = 1e-8  # pymatgen's Composition.amount_tolerance

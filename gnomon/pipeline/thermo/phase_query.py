@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gnomon.pipeline.hull import subsystems
+from gnomon.pipeline.thermo.hull import subsystems
 from gnomon.storage.documents import Entry, Phase
 from gnomon.storage.repository import Repository
 

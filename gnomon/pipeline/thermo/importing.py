@@ -23,7 +23,7 @@ from typing import Any
 from pymatgen.core import Structure
 from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 
-from gnomon.pipeline.entries import EntryValidationError, entry_from_computed, make_entry
+from gnomon.pipeline.thermo.entries import EntryValidationError, entry_from_computed, make_entry
 from gnomon.storage.documents import Entry
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from pymatgen.analysis.phase_diagram import PhaseDiagram
 from pymatgen.core import Composition
 from pymatgen.entries.computed_entries import ComputedEntry
 
-from gnomon.pipeline.entries import make_entry
-from gnomon.pipeline.hull import HullEngine, subsystems, supersets
+from gnomon.pipeline.thermo.entries import make_entry
+from gnomon.pipeline.thermo.hull import HullEngine, subsystems, supersets
 from gnomon.storage import Entry, open_repository
 
 POOL = ["Li", "Na", "Mn", "Fe", "O", "S", "Cl", "Mg"]
@@ -220,7 +220,7 @@ def test_ingest_pauses_the_cyclic_collector_and_restores_it(sqlite_repo, monkeyp
     and left off for a caller that had turned it off."""
     import gc
 
-    import gnomon.pipeline.hull as hull_module
+    import gnomon.pipeline.thermo.hull as hull_module
 
     seen = []
     real = hull_module.phases_of

@@ -16,7 +16,7 @@ from pymatgen.core import Composition, Element, Structure
 from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 
 from gnomon.pipeline.identity import structure_hash
-from gnomon.pipeline.schemes import apply_corrections, check_scheme
+from gnomon.pipeline.thermo.schemes import apply_corrections, check_scheme
 from gnomon.storage.documents import Entry, stable_hash
 
 MIN_DISTANCE = 0.5  # Angstrom; closer pairs are overlapping atoms, not a crystal
