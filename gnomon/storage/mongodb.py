@@ -27,7 +27,14 @@ from gnomon.storage.documents import (
     Record,
     single_field_indexes,
 )
-from gnomon.storage.repository import Filters, Repository, StorageError, check_filters
+from gnomon.storage.repository import (
+    Filters,
+    Repository,
+    StorageError,
+    check_collection,
+    check_distinct_field,
+    check_filters,
+)
 
 _LOCK_LEASE_S = 600.0
 
@@ -140,10 +147,9 @@ class MongoRepository(Repository):
         return doc
 
     def upsert(self, collection: str, records: Sequence[Record]) -> int:
+        check_collection(collection)
         if not records:
             return 0
-        if collection not in RECORD_TYPES:
-            raise StorageError(f"unknown collection {collection!r}")
         docs = [self._doc(r) for r in records]
         with self.transaction():
             self._remember(collection, [d["_id"] for d in docs])
@@ -157,6 +163,7 @@ class MongoRepository(Repository):
         return len(docs)
 
     def insert_new(self, collection: str, records: Sequence[Record]) -> list[str]:
+        check_collection(collection)
         if not records:
             return []
         new: list[str] = []
@@ -174,6 +181,7 @@ class MongoRepository(Repository):
         return new
 
     def update_fields(self, collection, record_id, fields, expect=None) -> bool:
+        check_collection(collection)
         query: dict[str, Any] = {"_id": record_id}
         for key, wanted in (expect or {}).items():
             query[key] = {"$in": list(wanted)} if isinstance(wanted, (list, tuple, set)) else wanted
@@ -188,6 +196,7 @@ class MongoRepository(Repository):
         return result.modified_count == 1 or result.matched_count == 1
 
     def delete(self, collection: str, ids: Iterable[str]) -> int:
+        check_collection(collection)
         ids = list(ids)
         with self.transaction():
             self._remember(collection, ids)
@@ -207,11 +216,13 @@ class MongoRepository(Repository):
         return self.db[collection].count_documents(_mongo_filter(check_filters(collection, filters)))
 
     def distinct(self, collection, field, filters=None) -> list[Any]:
+        check_distinct_field(collection, field)
         query = _mongo_filter(check_filters(collection, filters))
         key = "_id" if field == "id" else field
         return [v for v in self.db[collection].distinct(key, query) if v is not None]
 
     def existing_ids(self, collection, ids) -> set[str]:
+        check_collection(collection)
         ids = list(ids)
         return {d["_id"] for d in self.db[collection].find({"_id": {"$in": ids}}, {"_id": 1})}
 

@@ -41,7 +41,19 @@ def collection_of(record_type: type[Record]) -> str:
     raise StorageError(f"{record_type.__name__} is not a stored record type")
 
 
+def check_collection(collection: str) -> str:
+    """``collection`` if it is one gnomon keeps, else StorageError.
+
+    Every verb of every backend calls this before anything else: the name is part of SQL text
+    on SQLite and would silently create a collection on MongoDB.
+    """
+    if collection not in RECORD_TYPES:
+        raise StorageError(f"unknown collection {collection!r}: gnomon keeps {sorted(RECORD_TYPES)}")
+    return collection
+
+
 def check_filters(collection: str, filters: Filters | None) -> Filters:
+    check_collection(collection)
     filters = dict(filters or {})
     allowed = set(INDEXED_FIELDS[collection]) | {"id"}
     unknown = set(filters) - allowed
@@ -50,6 +62,14 @@ def check_filters(collection: str, filters: Filters | None) -> Filters:
             f"cannot filter {collection} by {sorted(unknown)}: indexed fields are {sorted(allowed)}"
         )
     return filters
+
+
+def check_distinct_field(collection: str, field: str) -> str:
+    """``field`` if ``distinct`` may read it (an indexed field or the id), else StorageError."""
+    check_collection(collection)
+    if field not in INDEXED_FIELDS[collection] and field != "id":
+        raise StorageError(f"distinct needs an indexed field of {collection}, not {field!r}")
+    return field
 
 
 class Repository(ABC):

@@ -25,7 +25,14 @@ from gnomon.storage.documents import (
     Record,
     single_field_indexes,
 )
-from gnomon.storage.repository import Filters, Repository, StorageError, check_filters
+from gnomon.storage.repository import (
+    Filters,
+    Repository,
+    StorageError,
+    check_collection,
+    check_distinct_field,
+    check_filters,
+)
 from gnomon.storage.sqlite_checkpoint import Checkpointer
 
 _BUSY_TIMEOUT_MS = 120_000
@@ -123,8 +130,6 @@ class SQLiteRepository(Repository):
 
     # -- writes ---------------------------------------------------------------------------
     def _rows(self, collection: str, records: Sequence[Record]) -> list[tuple]:
-        if collection not in RECORD_TYPES:
-            raise StorageError(f"unknown collection {collection!r}")
         fields = INDEXED_FIELDS[collection]
         rows = []
         for record in records:
@@ -135,6 +140,7 @@ class SQLiteRepository(Repository):
         return rows
 
     def upsert(self, collection: str, records: Sequence[Record]) -> int:
+        check_collection(collection)
         if not records:
             return 0
         fields = INDEXED_FIELDS[collection]
@@ -152,6 +158,7 @@ class SQLiteRepository(Repository):
         return len(rows)
 
     def insert_new(self, collection: str, records: Sequence[Record]) -> list[str]:
+        check_collection(collection)
         if not records:
             return []
         fields = INDEXED_FIELDS[collection]
@@ -170,6 +177,7 @@ class SQLiteRepository(Repository):
         return [record.id for record in fresh]
 
     def update_fields(self, collection, record_id, fields, expect=None) -> bool:
+        check_collection(collection)
         with self._write() as conn:
             row = conn.execute(f"SELECT doc FROM {collection} WHERE id=?", (record_id,)).fetchone()
             if row is None:
@@ -185,6 +193,7 @@ class SQLiteRepository(Repository):
         return True
 
     def delete(self, collection: str, ids: Iterable[str]) -> int:
+        check_collection(collection)
         ids = list(ids)
         n = 0
         with self._write() as conn:
@@ -250,8 +259,7 @@ class SQLiteRepository(Repository):
         return self._conn.execute(f"SELECT COUNT(*) FROM {collection} WHERE {where}", params).fetchone()[0]
 
     def distinct(self, collection, field, filters=None) -> list[Any]:
-        if field not in INDEXED_FIELDS[collection] and field != "id":
-            raise StorageError(f"distinct needs an indexed field of {collection}, not {field!r}")
+        check_distinct_field(collection, field)
         where, params, big = self._where(collection, filters)
         if big:
             return sorted({d.get(field) for d in self.find(collection, filters)} - {None})
@@ -262,6 +270,7 @@ class SQLiteRepository(Repository):
         return [r[0] for r in rows]
 
     def existing_ids(self, collection, ids) -> set[str]:
+        check_collection(collection)
         ids = list(ids)
         found: set[str] = set()
         for start in range(0, len(ids), _CHUNK):

@@ -145,3 +145,35 @@ def test_latest_model_and_predictions_for(repo):
     repo.put([Prediction(id=Prediction.key(c, "m2"), candidate_id=c, model_version="m2", scheme="s",
                          energy_per_atom=-1.0, sigma=0.1) for c in ("a", "b")])
     assert set(repo.predictions_for(["a", "b", "z"], "m2")) == {"a", "b"}
+
+
+UNKNOWN_COLLECTION_CALLS = {
+    "upsert": lambda repo: repo.upsert("phase", [_phase(1)]),
+    "upsert nothing": lambda repo: repo.upsert("phase", []),
+    "insert_new": lambda repo: repo.insert_new("phase", [_phase(1)]),
+    "insert_new nothing": lambda repo: repo.insert_new("phase", []),
+    "update_fields": lambda repo: repo.update_fields("phase", "p00001", {"is_stable": True}),
+    "delete": lambda repo: repo.delete("phase", ["p00001"]),
+    "find": lambda repo: list(repo.find("phase")),
+    "find filtered": lambda repo: list(repo.find("phase", {"chemsys": "Li-O"})),
+    "count": lambda repo: repo.count("phase"),
+    "distinct": lambda repo: repo.distinct("phase", "chemsys"),
+    "existing_ids": lambda repo: repo.existing_ids("phase", ["p00001"]),
+    "stored table name": lambda repo: repo.count("sqlite_master"),
+}
+
+
+@pytest.mark.parametrize("call", list(UNKNOWN_COLLECTION_CALLS), ids=list(UNKNOWN_COLLECTION_CALLS))
+def test_unknown_collection_is_a_storage_error_and_writes_nothing(repo, call):
+    repo.put([_phase(1)])
+    with pytest.raises(StorageError, match="unknown collection"):
+        UNKNOWN_COLLECTION_CALLS[call](repo)
+    assert repo.stats() == {**dict.fromkeys(repo.stats(), 0), "phases": 1}
+    if hasattr(repo, "db"):  # MongoDB creates a collection on first write: none may appear
+        assert "phase" not in repo.db.list_collection_names()
+
+
+def test_distinct_needs_an_indexed_field(repo):
+    repo.put([_phase(1)])
+    with pytest.raises(StorageError, match="indexed field"):
+        repo.distinct("phases", "e_above_hull")
