@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gnomon.dft.registry import DISPATCHERS, ENGINES
 from gnomon.dft.settings import QESettings, SlurmSettings, VaspSettings
 
 DEFAULT_HOME = Path(".gnomon")
@@ -162,13 +163,18 @@ class SelectionConfig(_Section):
     max_per_group: int | None = Field(3, ge=1)
 
 
+#: The names gnomon.dft.registry lists: one place names engines and dispatchers.
+EngineName = Literal[ENGINES.builtin_names]  # type: ignore[valid-type]
+DispatcherName = Literal[DISPATCHERS.builtin_names]  # type: ignore[valid-type]
+
+
 class EngineConfig(_Section):
-    name: str = Field("mlip", pattern="^(mlip|qe|vasp)$")
+    name: EngineName = "mlip"
     options: dict[str, Any] = Field(default_factory=dict)
 
 
 class DispatchConfig(_Section):
-    name: str = Field("local", pattern="^(local|slurm|jobflow-remote)$")
+    name: DispatcherName = "local"
     workers: int = Field(2, ge=1)
     pack: int = Field(1, ge=1, description="Relaxations per batch job (amortises start-up).")
     poll_interval: float = Field(2.0, gt=0)

@@ -1,13 +1,19 @@
 """Relaxations: engines (CHGNet, Quantum ESPRESSO, VASP) as atomate2/jobflow Makers,
 custodian handlers for pw.x, dispatchers (local, SLURM, jobflow-remote), parsing into
-entries, and the service that ties submit -> track -> collect -> ingest together."""
+entries, and the service that ties submit -> track -> collect -> ingest together.
 
-from gnomon.dft.dispatcher import BatchState, BatchStatus, Dispatcher
-from gnomon.dft.engine import ENGINES, RelaxEngine, engine_from_spec, make_engine
+Engines and dispatchers are found by name in :mod:`gnomon.dft.registry`; the factories take
+the site's settings explicitly (any object shaped like :class:`~gnomon.dft.settings.SiteSettings`).
+"""
+
+from gnomon.dft.dispatcher import BatchState, BatchStatus, Dispatcher, make_dispatcher
+from gnomon.dft.engine import RelaxEngine, engine_from_spec, make_engine
 from gnomon.dft.errors import DispatchError, InputError, RelaxationError
+from gnomon.dft.registry import DISPATCHERS, ENGINES
 from gnomon.dft.task import TaskDocument
 
 __all__ = [
+    "DISPATCHERS",
     "ENGINES",
     "BatchState",
     "BatchStatus",
@@ -18,5 +24,6 @@ __all__ = [
     "RelaxationError",
     "TaskDocument",
     "engine_from_spec",
+    "make_dispatcher",
     "make_engine",
 ]

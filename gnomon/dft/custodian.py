@@ -21,8 +21,15 @@ from typing import Any
 from custodian.custodian import Custodian, CustodianError, ErrorHandler, Job, Validator
 
 from gnomon.dft.errors import RelaxationError
-from gnomon.dft.parsing import parse_pw_output
-from gnomon.dft.qe import PW_ERR, PW_IN, PW_OUT, read_input, render_input, write_input
+from gnomon.dft.qe_io import (
+    PW_ERR,
+    PW_IN,
+    PW_OUT,
+    parse_pw_output,
+    read_input,
+    render_input,
+    write_input,
+)
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,9 @@ A dispatcher runs *batches*: one batch job runs the worker (``python -m gnomon.c
 over one or more calculation directories. It knows nothing about the database: the
 :class:`~gnomon.dft.service.Relaxations` service stores each batch id on the Calculation
 record, so a restarted orchestrator polls the same batches instead of submitting again.
+
+Each concrete dispatcher registers itself by ``name`` in
+:data:`gnomon.dft.registry.DISPATCHERS`; this module imports none of them.
 """
 
 from __future__ import annotations
@@ -15,7 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from gnomon.dft.registry import DISPATCHERS
+
+if TYPE_CHECKING:
+    from gnomon.dft.settings import SiteSettings
 
 
 class BatchState(StrEnum):
@@ -42,6 +50,18 @@ class Dispatcher(ABC):
     name: ClassVar[str]
     #: how many batches may be active at once (None: no limit, the queue decides)
     max_active: int | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass that names itself is a dispatcher: it joins the registry under that name."""
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            DISPATCHERS.register(cls)
+
+    @classmethod
+    def from_settings(cls, settings: SiteSettings, workers: int | None = None) -> Dispatcher:
+        """This dispatcher configured from a site's settings (``workers``: concurrency, where it
+        has a say in it). The default suits a dispatcher that needs no site settings."""
+        return cls()
 
     @abstractmethod
     def check(self) -> None:
@@ -73,25 +93,10 @@ def shell_command(workdirs: Sequence[Path], python: str | None = None) -> str:
     return shlex.join(worker_command(workdirs, python))
 
 
-DISPATCHERS = ("local", "slurm", "jobflow-remote")
+def make_dispatcher(name: str, settings: SiteSettings, workers: int | None = None) -> Dispatcher:
+    """The dispatcher called ``name`` (see :data:`DISPATCHERS`) configured from a site's settings.
 
-
-def make_dispatcher(name: str, settings=None, workers: int | None = None) -> Dispatcher:
-    """The dispatcher called ``name`` configured from a site's Settings."""
-    from gnomon.config import Settings
-
-    settings = settings or Settings()
-    if name == "local":
-        from gnomon.dft.local import LocalDispatcher
-
-        return LocalDispatcher(max_workers=workers or 2, python=settings.slurm.python)
-    if name == "slurm":
-        from gnomon.dft.slurm import SlurmDispatcher
-
-        return SlurmDispatcher(settings.slurm)
-    if name == "jobflow-remote":
-        from gnomon.dft.jobflow_remote import JobflowRemoteDispatcher, project_config
-
-        config = project_config(settings.db_url, settings.slurm, settings.runs_dir) if settings.db_url.startswith("mongodb") else {}
-        return JobflowRemoteDispatcher(python=settings.slurm.python, config=config)
-    raise ValueError(f"unknown dispatcher {name!r}: choose one of {', '.join(DISPATCHERS)}")
+    ``settings`` is required: defaulting it would silently read the environment here, far
+    from where the caller chose its site.
+    """
+    return DISPATCHERS.resolve(name).from_settings(settings, workers=workers)

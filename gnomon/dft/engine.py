@@ -1,8 +1,9 @@
 """The one interface every relaxation engine offers.
 
 An engine turns a structure into a :class:`~gnomon.dft.task.TaskDocument` by running a
-jobflow Maker (``engine.maker()``), and names the energy scheme, the settings hash (what
-makes two calculations "the same") and the inputs hash (what exactly was fed to the code)::
+jobflow Maker (``engine.maker(structure).make(structure)``), and names the energy scheme, the
+settings hash (what makes two calculations "the same") and the inputs hash (what exactly was
+fed to the code)::
 
     engine = make_engine("mlip", settings)
     engine.check([structure])                  # InputError before anything is submitted
@@ -10,24 +11,31 @@ makes two calculations "the same") and the inputs hash (what exactly was fed to 
     entry = entry_from_task(doc, candidate_id=...)
 
 Engines are rebuilt on compute nodes from ``engine.spec()`` (plain JSON), so everything that
-decides a result lives in the spec.
+decides a result lives in the spec. Each concrete engine registers itself by ``name`` in
+:data:`gnomon.dft.registry.ENGINES`; this module imports none of them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pymatgen.core import Structure
 
 from gnomon.dft.errors import RelaxationError
+from gnomon.dft.registry import ENGINES
 from gnomon.dft.task import TaskDocument
 from gnomon.storage.documents import stable_hash
+
+if TYPE_CHECKING:
+    from jobflow import Maker
+
+    from gnomon.dft.settings import SiteSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +44,22 @@ class RelaxEngine(ABC):
     """A relaxation engine: a jobflow Maker plus what gnomon records about it."""
 
     name: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass that names itself is an engine: it joins the registry under that name."""
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            ENGINES.register(cls)
+
+    @classmethod
+    def from_settings(cls, settings: SiteSettings, **options: Any) -> RelaxEngine:
+        """This engine configured from a site's settings; ``options`` override single fields."""
+        return cls(**options)
+
+    @classmethod
+    def from_spec(cls, settings: dict[str, Any]) -> RelaxEngine:
+        """The engine back from the ``"settings"`` part of its :meth:`spec`."""
+        return cls(**settings)
 
     @property
     @abstractmethod
@@ -55,8 +79,12 @@ class RelaxEngine(ABC):
         """Raise InputError for anything that would fail before the code starts."""
 
     @abstractmethod
-    def maker(self):
-        """The jobflow Maker that relaxes one structure."""
+    def maker(self, structure: Structure) -> Maker:
+        """The jobflow Maker whose ``make(structure)`` relaxes ``structure``.
+
+        It is given the structure because some codes' inputs depend on it (pw.x's
+        pseudopotentials, cutoffs and k-points); the others ignore it.
+        """
 
     @abstractmethod
     def inputs_hash(self, structure: Structure) -> str:
@@ -79,8 +107,8 @@ class RelaxEngine(ABC):
 
         workdir = Path(workdir).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
-        job = self.maker().make(structure)
-        with _chdir(workdir):
+        job = self.maker(structure).make(structure)
+        with contextlib.chdir(workdir):
             responses = run_locally(job, create_folders=False, log=False, raise_immediately=True)
         response = responses.get(job.uuid, {})
         if not response:
@@ -91,37 +119,13 @@ class RelaxEngine(ABC):
         return self.to_task_document(output, structure, workdir)
 
 
-@contextmanager
-def _chdir(path: Path):
-    old = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
+def make_engine(name: str, settings: SiteSettings, **options: Any) -> RelaxEngine:
+    """The engine called ``name`` (see :data:`ENGINES`) configured from a site's settings.
 
-
-ENGINES = ("mlip", "qe", "vasp")
-
-
-def make_engine(name: str, settings=None, **options: Any) -> RelaxEngine:
-    """The engine called ``name`` (mlip, qe, vasp) configured from a site's Settings."""
-    from gnomon.config import Settings
-
-    settings = settings or Settings()
-    if name == "mlip":
-        from gnomon.dft.mlip import CHGNetEngine
-
-        return CHGNetEngine(**options)
-    if name == "qe":
-        from gnomon.dft.qe import QEEngine
-
-        return QEEngine(settings.qe.model_copy(update=options))
-    if name == "vasp":
-        from gnomon.dft.vasp import VaspEngine
-
-        return VaspEngine(settings.vasp.model_copy(update=options))
-    raise ValueError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")
+    ``settings`` is required: defaulting it would silently read the environment here, far
+    from where the caller chose its site.
+    """
+    return ENGINES.resolve(name).from_settings(settings, **options)
 
 
 def engine_from_spec(spec: dict[str, Any]) -> RelaxEngine:
@@ -131,23 +135,6 @@ def engine_from_spec(spec: dict[str, Any]) -> RelaxEngine:
     or a test double); it is built as ``Name(**spec["settings"])``.
     """
     if "class" in spec:
-        import importlib
-
         module, _, attr = spec["class"].partition(":")
         return getattr(importlib.import_module(module), attr)(**spec.get("settings", {}))
-    name = spec["engine"]
-    if name == "mlip":
-        from gnomon.dft.mlip import CHGNetEngine
-
-        return CHGNetEngine(**spec["settings"])
-    if name == "qe":
-        from gnomon.dft.qe import QEEngine
-        from gnomon.dft.settings import QESettings
-
-        return QEEngine(QESettings.model_validate(spec["settings"]))
-    if name == "vasp":
-        from gnomon.dft.settings import VaspSettings
-        from gnomon.dft.vasp import VaspEngine
-
-        return VaspEngine(VaspSettings.model_validate(spec["settings"]))
-    raise ValueError(f"unknown engine {name!r} in spec")
+    return ENGINES.resolve(spec["engine"]).from_spec(spec["settings"])

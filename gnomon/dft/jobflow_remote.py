@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from jobflow import Flow, Job, job
+
 from gnomon.dft.dispatcher import BatchState, BatchStatus, Dispatcher
 from gnomon.dft.errors import DispatchError
-from gnomon.dft.settings import SlurmSettings
+from gnomon.dft.settings import SiteSettings, SlurmSettings
+from gnomon.dft.worker import run_batch
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +143,19 @@ class JobflowRemoteDispatcher(Dispatcher):
     python: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_settings(
+        cls, settings: SiteSettings, workers: int | None = None
+    ) -> JobflowRemoteDispatcher:
+        """A project generated from the site's MongoDB and SLURM settings; none without MongoDB
+        (``check`` then says jobflow-remote cannot run). ``workers`` is ignored."""
+        config = (
+            project_config(settings.db_url, settings.slurm, settings.runs_dir)
+            if settings.db_url.startswith("mongodb")
+            else {}
+        )
+        return cls(python=settings.slurm.python, config=config)
+
     def check(self) -> None:
         try:
             import jobflow_remote  # noqa: F401
@@ -160,13 +176,12 @@ class JobflowRemoteDispatcher(Dispatcher):
             raise DispatchError(f"jobflow-remote queue (MongoDB) unreachable: {exc}") from exc
 
     def submit(self, workdirs: Sequence[Path], label: str, batch_dir: Path) -> str:
-        from jobflow import Flow
         from jobflow_remote import submit_flow
 
-        job = run_worker([str(Path(w).resolve()) for w in workdirs])
-        job.name = label
-        submit_flow(Flow([job], name=label), worker=self.worker, project=self.project)
-        return job.uuid
+        batch = run_worker([str(Path(w).resolve()) for w in workdirs])
+        batch.name = label
+        submit_flow(Flow([batch], name=label), worker=self.worker, project=self.project)
+        return batch.uuid
 
     def poll(self, batch_ids: Sequence[str]) -> dict[str, BatchStatus]:
         from jobflow_remote import JobController
@@ -195,14 +210,16 @@ class JobflowRemoteDispatcher(Dispatcher):
         JobController.from_project_name(self.project).cancel_jobs(job_ids=[batch_id])
 
 
-def run_worker(workdirs: list[str]):
+@job
+def gnomon_worker(dirs: list[str]) -> int:
+    """The remote side of a batch: gnomon's worker over ``dirs`` (exit status as output).
+
+    It lives at module level because jobflow serializes a job's function by its import path
+    (``gnomon.dft.jobflow_remote:gnomon_worker``) and the runner imports it by that name.
+    """
+    return run_batch(dirs)
+
+
+def run_worker(workdirs: list[str]) -> Job:
     """A jobflow Job running gnomon's worker over ``workdirs`` on the remote side."""
-    from jobflow import job
-
-    @job
-    def gnomon_worker(dirs: list[str]) -> int:
-        from gnomon.dft.worker import run_batch
-
-        return run_batch(dirs)
-
     return gnomon_worker(workdirs)

@@ -14,10 +14,13 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from gnomon.dft.dispatcher import BatchState, BatchStatus, Dispatcher, worker_command
 from gnomon.dft.errors import DispatchError
+
+if TYPE_CHECKING:
+    from gnomon.dft.settings import SiteSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,11 @@ class LocalDispatcher(Dispatcher):
     max_workers: int = 2
     python: str | None = None
     env: dict[str, str] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: SiteSettings, workers: int | None = None) -> LocalDispatcher:
+        """``workers`` processes at most (2 by default), each on the site's worker Python."""
+        return cls(max_workers=workers or 2, python=settings.slurm.python)
 
     @property
     def max_active(self) -> int:  # type: ignore[override]

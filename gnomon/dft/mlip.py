@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pymatgen.core import Element, Structure
 
@@ -21,6 +21,9 @@ from gnomon.dft.parsing import task_from_forcefield
 from gnomon.dft.task import TaskDocument
 from gnomon.pipeline.thermo.schemes import mlip_scheme
 from gnomon.storage.documents import stable_hash
+
+if TYPE_CHECKING:
+    from atomate2.forcefields.jobs import ForceFieldRelaxMaker
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,7 @@ class CHGNetEngine(RelaxEngine):
                     "an ordered structure is required"
                 )
 
-    def maker(self):
+    def maker(self, structure: Structure) -> ForceFieldRelaxMaker:
         from atomate2.forcefields.jobs import ForceFieldRelaxMaker
 
         return ForceFieldRelaxMaker(

@@ -1,18 +1,15 @@
 """Parsing: engine outputs into task documents, task documents into entries.
 
 - ``task_from_forcefield``: atomate2's ForceFieldTaskDocument (CHGNet).
-- ``parse_pw_output``: a pw.x output file (ASE's espresso-out reader for the images, plain
-  text for the flags ASE does not report: convergence, job done, code version).
 - ``task_from_vasp``: emmet's TaskDoc as atomate2's VASP makers produce it.
 - ``entry_from_task``: a task document into a validated Entry of its scheme.
+
+pw.x's output file is read in :mod:`gnomon.dft.qe_io`, beside its input files.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,8 +20,6 @@ from gnomon.dft.task import TaskDocument
 from gnomon.storage.documents import Entry
 
 log = logging.getLogger(__name__)
-
-EV_PER_A3_TO_KBAR = 1602.1766208
 
 
 def task_from_forcefield(
@@ -70,109 +65,6 @@ def task_from_forcefield(
         dir_name=dir_name,
         native={"forcefield_name": str(doc.forcefield_name), "forcefield_version": doc.forcefield_version},
     )
-
-
-# -- Quantum ESPRESSO ---------------------------------------------------------------------------
-
-_VERSION = re.compile(r"Program PWSCF v\.?\s*([^\s]+)")
-_SCF_FAIL = re.compile(r"convergence NOT achieved after\s+(\d+)\s+iterations")
-_WALLTIME = re.compile(r"Maximum CPU time exceeded", re.I)
-_BFGS_FAIL = re.compile(
-    r"(bfgs failed|history already reset at previous step|"
-    r"The maximum number of steps has been reached)",
-    re.I,
-)
-_BFGS_OK = re.compile(r"bfgs converged", re.I)
-_JOB_DONE = re.compile(r"JOB DONE")
-
-
-@dataclass
-class PWOutput:
-    """What one pw.x output says."""
-
-    path: Path
-    text: str
-    images: list = field(default_factory=list)  # ase.Atoms with single-point results
-
-    @property
-    def code_version(self) -> str | None:
-        m = _VERSION.search(self.text)
-        return m.group(1) if m else None
-
-    @property
-    def job_done(self) -> bool:
-        return bool(_JOB_DONE.search(self.text))
-
-    @property
-    def scf_failed(self) -> bool:
-        return bool(_SCF_FAIL.search(self.text))
-
-    @property
-    def walltime_reached(self) -> bool:
-        return bool(_WALLTIME.search(self.text))
-
-    @property
-    def bfgs_failed(self) -> bool:
-        return bool(_BFGS_FAIL.search(self.text))
-
-    @property
-    def bfgs_converged(self) -> bool:
-        return bool(_BFGS_OK.search(self.text))
-
-    @property
-    def final_structure(self) -> Structure | None:
-        if not self.images:
-            return None
-        from pymatgen.io.ase import AseAtomsAdaptor
-
-        return AseAtomsAdaptor.get_structure(self.images[-1])
-
-    @property
-    def energy(self) -> float | None:
-        if not self.images:
-            return None
-        return float(self.images[-1].get_potential_energy())
-
-    @property
-    def forces(self) -> list[list[float]] | None:
-        if not self.images:
-            return None
-        from ase.calculators.calculator import PropertyNotImplementedError
-
-        try:
-            return np.asarray(self.images[-1].get_forces(), dtype=float).tolist()
-        except (PropertyNotImplementedError, RuntimeError):
-            return None
-
-    @property
-    def stress_kbar(self) -> list[list[float]] | None:
-        """Stress in kBar with VASP's (and atomate2's) sign: ASE's eV/A^3 times -1602.18."""
-        if not self.images:
-            return None
-        calc = self.images[-1].calc
-        stress = None if calc is None else calc.results.get("stress")
-        if stress is None:
-            return None
-        from ase.stress import voigt_6_to_full_3x3_stress
-
-        full = voigt_6_to_full_3x3_stress(np.asarray(stress)) if np.shape(stress) == (6,) else np.asarray(stress)
-        return (-full * EV_PER_A3_TO_KBAR).tolist()
-
-
-def parse_pw_output(path: str | Path) -> PWOutput:
-    """Read a pw.x output file; images are empty if pw.x stopped before the first SCF."""
-    from ase.io import read
-
-    path = Path(path)
-    text = path.read_text(errors="replace") if path.exists() else ""
-    images: list = []
-    if text:
-        try:
-            images = read(path, format="espresso-out", index=":")
-        except (ValueError, IndexError, StopIteration, KeyError, AssertionError) as exc:
-            log.debug("no complete image in %s: %s", path, exc)
-            images = []
-    return PWOutput(path=path, text=text, images=list(images))
 
 
 # -- VASP ----------------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 Inputs come from the structure and the site's :class:`~gnomon.dft.settings.QESettings`
 (pseudopotential directory and family, cutoffs, k-point spacing, smearing, spin). The input
-lives as JSON (``qe_input.json``) so custodian's handlers can change it and re-render
-``pw.in``; see :mod:`gnomon.dft.custodian` for the handlers::
+lives as JSON (``qe_input.json``, files in :mod:`gnomon.dft.qe_io`) so custodian's handlers
+can change it and re-render ``pw.in``; see :mod:`gnomon.dft.custodian` for the handlers::
 
     engine = QEEngine(QESettings(pseudo_dir="/usr/share/espresso/pseudo", ecutwfc=30))
     engine.check([si])                     # InputError: pw.x missing, a pseudopotential missing
@@ -12,7 +12,6 @@ lives as JSON (``qe_input.json``) so custodian's handlers can change it and re-r
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -25,22 +24,18 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from jobflow import Maker, job
-from pymatgen.core import Element, Structure
+from pymatgen.core import Structure
 
+from gnomon.dft.custodian import run_pw_custodian
 from gnomon.dft.engine import RelaxEngine
 from gnomon.dft.errors import InputError, RelaxationError
-from gnomon.dft.parsing import parse_pw_output
-from gnomon.dft.settings import QESettings
+from gnomon.dft.qe_io import PW_OUT, parse_pw_output, read_input, render_input, write_input
+from gnomon.dft.settings import QESettings, SiteSettings
 from gnomon.dft.task import TaskDocument
 from gnomon.pipeline.thermo.schemes import qe_scheme
 from gnomon.storage.documents import stable_hash
 
 log = logging.getLogger(__name__)
-
-INPUT_JSON = "qe_input.json"
-PW_IN = "pw.in"
-PW_OUT = "pw.out"
-PW_ERR = "pw.err"
 
 DEFAULT_PSEUDO_DIRS = ("~/espresso/pseudo", "/usr/share/espresso/pseudo")
 USPP_PAW_DUAL = 8.0  # ecutrho / ecutwfc for ultrasoft and PAW pseudopotentials
@@ -177,47 +172,6 @@ def build_input(structure: Structure, settings: QESettings, pseudos: dict[str, s
     }
 
 
-def _fortran(value: Any) -> str:
-    if isinstance(value, bool):
-        return ".true." if value else ".false."
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value).replace("e", "d")
-    return f"'{value}'"
-
-
-def render_input(inp: dict[str, Any]) -> str:
-    """pw.in text from :func:`build_input`'s JSON."""
-    structure = Structure.from_dict(inp["structure"])
-    lines: list[str] = []
-    for name in ("control", "system", "electrons", "ions", "cell"):
-        lines.append(f"&{name.upper()}")
-        lines += [f"  {k} = {_fortran(v)}" for k, v in inp[name].items()]
-        lines.append("/")
-    lines.append("ATOMIC_SPECIES")
-    for el, upf in sorted(inp["pseudos"].items()):
-        lines.append(f"  {el} {Element(el).atomic_mass:.4f} {upf}")
-    lines.append("CELL_PARAMETERS angstrom")
-    lines += ["  " + " ".join(f"{x:.10f}" for x in row) for row in structure.lattice.matrix]
-    lines.append("ATOMIC_POSITIONS crystal")
-    for site in structure:
-        lines.append(f"  {site.specie.symbol} " + " ".join(f"{x:.10f}" for x in site.frac_coords))
-    lines.append("K_POINTS automatic")
-    lines.append("  " + " ".join(str(k) for k in inp["kpoints"]) + " 0 0 0")
-    return "\n".join(lines) + "\n"
-
-
-def write_input(inp: dict[str, Any], directory: str | Path) -> None:
-    directory = Path(directory)
-    (directory / INPUT_JSON).write_text(json.dumps(inp, indent=1))
-    (directory / PW_IN).write_text(render_input(inp))
-
-
-def read_input(directory: str | Path) -> dict[str, Any]:
-    return json.loads((Path(directory) / INPUT_JSON).read_text())
-
-
 # -- the Maker ------------------------------------------------------------------------------------
 
 
@@ -238,8 +192,6 @@ class QERelaxMaker(Maker):
 
     @job
     def make(self, structure: Structure) -> dict[str, Any]:
-        from gnomon.dft.custodian import run_pw_custodian
-
         directory = Path.cwd()
         start = structure
         previous = parse_pw_output(directory / PW_OUT)
@@ -276,6 +228,14 @@ class QEEngine(RelaxEngine):
 
     name: ClassVar[str] = "qe"
     settings: QESettings = field(default_factory=QESettings)
+
+    @classmethod
+    def from_settings(cls, settings: SiteSettings, **options: Any) -> QEEngine:
+        return cls(settings.qe.model_copy(update=options))
+
+    @classmethod
+    def from_spec(cls, settings: dict[str, Any]) -> QEEngine:
+        return cls(QESettings.model_validate(settings))
 
     @property
     def scheme(self) -> str:
@@ -324,8 +284,9 @@ class QEEngine(RelaxEngine):
                                self.settings.functional, self.settings.pseudo_map)
         return build_input(structure, self.settings, pseudos, pseudo_dir)
 
-    def maker(self, structure: Structure | None = None) -> QERelaxMaker:
-        inp = self.input_for(structure) if structure is not None else {}
+    def maker(self, structure: Structure) -> QERelaxMaker:
+        """The Maker with ``structure``'s pw.x input (pseudopotentials, cutoffs, k-points)."""
+        inp = self.input_for(structure)
         inp.pop("structure", None)
         return QERelaxMaker(input=inp, pw_command=self.pw_command, max_errors=self.settings.max_errors)
 
@@ -334,19 +295,6 @@ class QEEngine(RelaxEngine):
         inp["control"].pop("pseudo_dir", None)
         inp["control"].pop("max_seconds", None)
         return stable_hash({"pw.in": render_input(inp)})
-
-    def relax(self, structure: Structure, workdir: str | Path) -> TaskDocument:
-        from jobflow import run_locally
-
-        from gnomon.dft.engine import _chdir
-
-        workdir = Path(workdir).resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
-        made = self.maker(structure).make(structure)
-        with _chdir(workdir):
-            responses = run_locally(made, create_folders=False, log=False, raise_immediately=True)
-        output = responses[made.uuid][max(responses[made.uuid])].output
-        return self.to_task_document(output, structure, workdir)
 
     def to_task_document(self, output: Any, structure: Structure, workdir: Path) -> TaskDocument:
         inp = output["input"]

@@ -1,13 +1,15 @@
 """Site settings for the relaxation engines and batch queues.
 
 They live with the engines that read them; ``gnomon.config.Settings`` nests them so one YAML
-file or ``GNOMON_QE__*`` / ``GNOMON_SLURM__*`` variables configure a site.
+file or ``GNOMON_QE__*`` / ``GNOMON_SLURM__*`` variables configure a site. The engine and
+dispatcher factories take any object shaped like :class:`SiteSettings` (``gnomon.config.Settings``
+is one), so gnomon.dft never imports the configuration layer above it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -76,3 +78,22 @@ class SlurmSettings(BaseModel):
     python: str | None = Field(
         None, description="Python on the compute nodes (default: the orchestrator's interpreter)."
     )
+
+
+class SiteSettings(Protocol):
+    """What the engine and dispatcher factories read from a site's settings."""
+
+    @property
+    def qe(self) -> QESettings: ...
+
+    @property
+    def vasp(self) -> VaspSettings: ...
+
+    @property
+    def slurm(self) -> SlurmSettings: ...
+
+    @property
+    def db_url(self) -> str: ...
+
+    @property
+    def runs_dir(self) -> Path: ...

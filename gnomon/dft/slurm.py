@@ -22,7 +22,7 @@ from qtoolkit.core.exceptions import QTKError
 
 from gnomon.dft.dispatcher import BatchState, BatchStatus, Dispatcher, shell_command
 from gnomon.dft.errors import DispatchError
-from gnomon.dft.settings import SlurmSettings
+from gnomon.dft.settings import SiteSettings, SlurmSettings
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,11 @@ class SlurmDispatcher(Dispatcher):
     name: ClassVar[str] = "slurm"
     settings: SlurmSettings = field(default_factory=SlurmSettings)
     timeout_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: SiteSettings, workers: int | None = None) -> SlurmDispatcher:
+        """The site's SLURM settings; ``workers`` is ignored (the queue decides concurrency)."""
+        return cls(settings.slurm)
 
     def __post_init__(self) -> None:
         from qtoolkit.io.slurm import SlurmIO

@@ -15,17 +15,20 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pymatgen.core import Structure
 
 from gnomon.dft.engine import RelaxEngine
 from gnomon.dft.errors import InputError
 from gnomon.dft.parsing import task_from_vasp
-from gnomon.dft.settings import VaspSettings
+from gnomon.dft.settings import SiteSettings, VaspSettings
 from gnomon.dft.task import TaskDocument
 from gnomon.pipeline.thermo.schemes import VASP_MP2020, VASP_R2SCAN
 from gnomon.storage.documents import stable_hash
+
+if TYPE_CHECKING:
+    from atomate2.vasp.jobs.base import BaseVaspMaker
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,14 @@ class VaspEngine(RelaxEngine):
 
     name: ClassVar[str] = "vasp"
     settings: VaspSettings = field(default_factory=VaspSettings)
+
+    @classmethod
+    def from_settings(cls, settings: SiteSettings, **options: Any) -> VaspEngine:
+        return cls(settings.vasp.model_copy(update=options))
+
+    @classmethod
+    def from_spec(cls, settings: dict[str, Any]) -> VaspEngine:
+        return cls(VaspSettings.model_validate(settings))
 
     @property
     def scheme(self) -> str:
@@ -66,7 +77,7 @@ class VaspEngine(RelaxEngine):
             user_incar_settings=dict(self.settings.user_incar_settings),
         )
 
-    def maker(self):
+    def maker(self, structure: Structure) -> BaseVaspMaker:
         from atomate2.vasp.jobs.mp import MPGGARelaxMaker, MPMetaGGARelaxMaker
 
         cls = MPMetaGGARelaxMaker if self.settings.use_r2scan else MPGGARelaxMaker

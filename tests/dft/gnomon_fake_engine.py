@@ -70,7 +70,7 @@ class FakeEngine(RelaxEngine):
             if "Og" in {str(e) for e in s.composition.elements}:
                 raise InputError("fake engine does not support Og")
 
-    def maker(self):
+    def maker(self, structure: Structure) -> FakeRelaxMaker:
         return FakeRelaxMaker(sleep_s=self.sleep_s, sleep_first_attempt_only=self.sleep_first_attempt_only,
                               fail=self.fail, scale=self.scale)
 

@@ -3,12 +3,18 @@ project configuration, the dispatcher factory."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
+from dft_helpers import si_diamond
 
 from gnomon.config import Settings
-from gnomon.dft.dispatcher import BatchState, make_dispatcher
+from gnomon.dft.dispatcher import BatchState, BatchStatus, make_dispatcher
 from gnomon.dft.errors import DispatchError
 from gnomon.dft.jobflow_remote import (
     JobflowRemoteDispatcher,
@@ -66,6 +72,28 @@ def test_jobflow_remote_without_mongodb_says_so():
         JobflowRemoteDispatcher().check()
 
 
+def test_jobflow_remote_job_is_found_by_name_on_the_remote_side(tmp_path):
+    """A runner receives the Flow as JSON and must import the job's function by its name; the
+    decoded job then runs gnomon's worker (here over one calculation of the fake engine)."""
+    from gnomon_fake_engine import FakeEngine
+    from jobflow import Flow, run_locally
+    from monty.json import MontyDecoder, MontyEncoder
+
+    from gnomon.dft import jobflow_remote, worker
+
+    calc = tmp_path / "calc"
+    worker.write_job(calc, "c1", FakeEngine().spec(), si_diamond().as_dict())
+    sent = json.dumps(Flow([jobflow_remote.run_worker([str(calc)])], name="b").as_dict(), cls=MontyEncoder)
+
+    received = json.loads(sent, cls=MontyDecoder)
+    assert isinstance(received, Flow)
+    (job,) = received.jobs
+    assert getattr(job.function, "original", job.function) is jobflow_remote.gnomon_worker.original
+    responses = run_locally(received, root_dir=tmp_path, log=False, raise_immediately=True)
+    assert responses[job.uuid][1].output == 0
+    assert worker.read_result(calc).engine == "fake"
+
+
 def test_factory(tmp_path):
     s = Settings(slurm={"partition": "debug"})
     assert isinstance(make_dispatcher("local", s, workers=3), LocalDispatcher)
@@ -76,17 +104,46 @@ def test_factory(tmp_path):
         make_dispatcher("pbs", s)
 
 
-def test_local_dispatcher_polls_and_cancels(tmp_path):
-    disp = LocalDispatcher(max_workers=1, python="/bin/sleep")
-    # the "worker" here is `sleep <dir>`: an invalid duration, so it exits at once
-    bid = disp.submit([Path("0.1")], "x", tmp_path)
-    assert bid.startswith("local:")
-    import time
+def _wait_until_ended(disp: LocalDispatcher, bid: str, polls: int = 200) -> BatchStatus:
+    """Poll until the batch is no longer active (bounded, so a batch that never ends fails the
+    caller's assertion instead of hanging the test)."""
+    for _ in range(polls):
+        status = disp.poll([bid])[bid]
+        if not status.active:
+            return status
+        time.sleep(0.05)
+    return disp.poll([bid])[bid]
 
-    for _ in range(50):
-        if not disp.poll([bid])[bid].active:
-            break
-        time.sleep(0.1)
-    assert disp.poll([bid])[bid].state in (BatchState.finished, BatchState.failed)
+
+def _sleeper(tmp_path: Path, seconds: int) -> str:
+    """A stand-in for the worker's Python: ignores its arguments and sleeps."""
+    exe = tmp_path / "sleeper"
+    exe.write_text(f"#!/bin/sh\nexec sleep {seconds}\n")
+    exe.chmod(0o755)
+    return str(exe)
+
+
+def test_local_dispatcher_cancels_a_running_batch(tmp_path):
+    disp = LocalDispatcher(max_workers=1, python=_sleeper(tmp_path, 600))
+    bid = disp.submit([tmp_path / "calc"], "x", tmp_path / "batches")
+    pid = int(bid.split(":")[1])
+    try:
+        assert bid.startswith("local:")
+        assert disp.poll([bid])[bid] == BatchStatus(BatchState.running)
+        disp.cancel(bid)
+        status = _wait_until_ended(disp, bid)
+        assert status.state == BatchState.failed
+        assert status.reason == f"killed by signal {int(signal.SIGTERM)}"
+        disp.cancel(bid)  # an ended batch: no error
+        assert disp.poll([bid])[bid].state != BatchState.running
+    finally:  # a broken cancel must not leave a sleeper behind
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def test_local_dispatcher_sees_a_batch_end(tmp_path):
+    disp = LocalDispatcher(max_workers=1, python=_sleeper(tmp_path, 0))
+    bid = disp.submit([tmp_path / "calc"], "x", tmp_path / "batches")
+    assert _wait_until_ended(disp, bid) == BatchStatus(BatchState.finished, "exit code 0")
     assert disp.poll(["local:1:0"])["local:1:0"].state == BatchState.finished  # pid reused: not ours
-    disp.cancel(bid)  # an ended batch: no error
+    assert disp.poll(["nonsense"])["nonsense"].state == BatchState.unknown

@@ -12,14 +12,11 @@ from dft_helpers import si_diamond
 
 from gnomon.dft.custodian import QEBfgsHandler, QEScfHandler, QEWalltimeHandler, run_pw_custodian
 from gnomon.dft.errors import InputError, RelaxationError
-from gnomon.dft.parsing import parse_pw_output
-from gnomon.dft.qe import (
+from gnomon.dft.qe import QEEngine, build_input, find_pseudos, kpoint_grid
+from gnomon.dft.qe_io import (
     INPUT_JSON,
     PW_OUT,
-    QEEngine,
-    build_input,
-    find_pseudos,
-    kpoint_grid,
+    parse_pw_output,
     read_input,
     render_input,
     write_input,
