@@ -200,6 +200,9 @@ class CampaignConfig(_Section):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     stopping: StoppingConfig = Field(default_factory=StoppingConfig)
+    known_phases: bool = Field(
+        True, description="Relax the published phases gnomon ships for this space (gnomon/data/known) "
+        "before round 0, so new stable phases are new against them.")
     task_runner: str = Field("thread", pattern="^(thread|dask)$")
     dask_cluster_class: str | None = Field(
         None, description="e.g. dask_jobqueue.SLURMCluster; default a LocalCluster.")
