@@ -100,8 +100,10 @@ def test_factory(tmp_path):
     assert make_dispatcher("local", s, workers=3).max_active == 3
     assert make_dispatcher("slurm", s).settings.partition == "debug"
     assert make_dispatcher("jobflow-remote", s).config == {}  # SQLite database: no MongoDB
-    with pytest.raises(ValueError, match="unknown dispatcher"):
+    with pytest.raises(ValueError, match="unknown dispatcher 'pbs': choose one of local, slurm"):
         make_dispatcher("pbs", s)
+    with pytest.raises(TypeError):
+        make_dispatcher("local")  # settings are never read behind the caller's back
 
 
 def _wait_until_ended(disp: LocalDispatcher, bid: str, polls: int = 200) -> BatchStatus:

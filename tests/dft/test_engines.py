@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
 from dft_helpers import rocksalt, si_diamond
+from jobflow import Maker, job
+from pydantic import ValidationError
 from pymatgen.core import Lattice, Structure
 
 from gnomon.config import Settings
 from gnomon.dft.engine import engine_from_spec, make_engine
-from gnomon.dft.errors import InputError
+from gnomon.dft.errors import InputError, RelaxationError
 from gnomon.dft.mlip import CHGNetEngine
 from gnomon.dft.parsing import entry_from_task, task_from_vasp
+from gnomon.dft.qe import QEEngine
+from gnomon.dft.registry import DISPATCHERS, ENGINES
 from gnomon.dft.settings import VaspSettings
 from gnomon.dft.task import TaskDocument
 from gnomon.dft.vasp import VaspEngine
@@ -84,8 +89,51 @@ def test_engine_specs_round_trip(tmp_path):
         engine = make_engine(name, s)
         again = engine_from_spec(engine.spec())
         assert type(again) is type(engine) and again.settings_hash == engine.settings_hash
-    with pytest.raises(ValueError, match="unknown engine"):
+    with pytest.raises(ValueError, match="unknown engine 'abacus': choose one of mlip, qe, vasp"):
         make_engine("abacus", s)
+    with pytest.raises(TypeError):
+        make_engine("mlip")  # settings are never read behind the caller's back
+
+
+def test_one_registry_names_engines_and_config_takes_its_names():
+    from typing import get_args
+
+    from gnomon.config import DispatchConfig, EngineConfig
+
+    assert ENGINES.builtin_names == ("mlip", "qe", "vasp")
+    assert ENGINES.resolve("qe") is QEEngine and ENGINES.resolve("vasp") is VaspEngine
+    assert get_args(EngineConfig.model_fields["name"].annotation) == ENGINES.builtin_names
+    assert get_args(DispatchConfig.model_fields["name"].annotation) == DISPATCHERS.builtin_names
+    with pytest.raises(ValidationError):
+        EngineConfig(name="abacus")
+
+
+def test_a_class_cannot_take_a_builtin_engine_name():
+    with pytest.raises(TypeError, match="'qe' belongs to gnomon.dft.qe"):
+
+        class Impostor(CHGNetEngine):
+            name = "qe"
+
+    assert ENGINES.resolve("qe") is QEEngine
+
+
+@dataclass
+class NothingMaker(Maker):
+    """A Maker whose job returns no output, as a crashed job wrapper might."""
+
+    name: str = "nothing"
+
+    @job
+    def make(self, structure: Structure) -> None:
+        return None
+
+
+def test_qe_relax_has_the_base_checks_for_a_job_without_output(tmp_path, monkeypatch):
+    """QEEngine runs through RelaxEngine.relax (no copy of its own), so a job that returned
+    nothing is a RelaxationError with the reason, not a TypeError in the parsing."""
+    monkeypatch.setattr(QEEngine, "maker", lambda self, structure: NothingMaker())
+    with pytest.raises(RelaxationError, match="qe job returned nothing"):
+        QEEngine().relax(si_diamond(), tmp_path)
 
 
 def test_task_document_is_plain_json():
