@@ -9,7 +9,8 @@ The recipe, in order:
 3. Per-element reference energies are fitted first, by least squares of energy per atom on
    atomic fractions, on the training split only. The networks learn the standardised residual.
 4. K members (different seeds; bootstrap resamples optionally) train with AdamW and a cosine
-   schedule, early-stopping on validation MAE and keeping their best weights; checkpoints are
+   schedule, early-stopping on validation MAE (on the training loss when there is no
+   validation split; the history names which) and keeping their best weights; checkpoints are
    written per member when a directory is given. CUDA with mixed precision when present.
 5. The ensemble's σ is calibrated on the validation split (a fitted scale, see
    :mod:`gnomon.models.calibration`); test-split metrics are reported with that scale.
@@ -24,7 +25,8 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +118,8 @@ class TrainConfig:
             raise ValueError(f"group_by must be 'composition' or 'chemsys', not {self.group_by!r}")
         if self.ensemble_size < 1:
             raise ValueError("ensemble_size must be at least 1")
+        if self.max_epochs < 1:
+            raise ValueError("max_epochs must be at least 1 (the best epoch's weights are kept)")
 
 
 @dataclass
@@ -201,21 +205,107 @@ def predict_graphs(
     return EnsembleOutput(np.concatenate(means), np.concatenate(sigmas), np.concatenate(members, 1))
 
 
+ProgressCallback = Callable[[str, int, int, str, float], None]
+"""Called after every epoch with (member label, epoch, most epochs, monitor, value); ``monitor``
+names what ``value`` measures, one of :data:`MONITORS`."""
+
+MONITORS = {
+    "val_mae": "validation MAE of energy per atom (eV/atom)",
+    "train_loss": "training Huber loss on the standardised residual (unitless; no validation split)",
+}
+"""What early stopping watches and best weights are picked by, with its meaning and unit."""
+
+
+def early_stopping(metrics: dict[str, Any]) -> tuple[str, list[float | None]]:
+    """(monitor, each member's best value) from a training run's metrics.
+
+    Also reads metrics stored before the monitor was recorded: those kept the best value as
+    ``best_val_mae`` even when there was no validation split, where it was the training loss.
+    """
+    monitor = metrics.get("monitor") or ("val_mae" if metrics.get("n_val") else "train_loss")
+    best = [h.get(f"best_{monitor}", h.get("best_val_mae")) for h in metrics.get("members", [])]
+    return monitor, best
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the body with ``threads`` intra-op threads, then give the caller back its own.
+
+    ``torch.set_num_threads`` is process-wide: a campaign that trains with one thread must not
+    leave a screening or relaxation that runs next in the same process on one thread too.
+    """
+    if not threads:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class Prepared:
+    """Everything the members of one ensemble train on, computed once before the first member.
+
+    ``targets`` are the standardised residuals ``(E/N - reference - shift) / scale`` of every
+    kept sample; ``baseline`` is the per-element reference energy of each.
+    """
+
+    kind: str
+    hparams: dict[str, Any]
+    featurizer: Featurizer
+    samples: list[Sample]
+    graphs: list[Any]
+    rejected: dict[str, str]
+    split: Split
+    energies: np.ndarray
+    baseline: np.ndarray
+    norm: Normalization
+    targets: torch.Tensor
+
+    @property
+    def monitor(self) -> str:
+        """What early stopping watches: validation MAE, or training loss without a split."""
+        return "val_mae" if self.split.val else "train_loss"
+
+    def residual_mae(self, part: list[int]) -> float | None:
+        """MAE of the reference energies plus shift alone (what the network must beat)."""
+        if not part:
+            return None
+        residual = self.energies[part] - self.baseline[part] - self.norm.shift
+        return float(np.mean(np.abs(residual)))
+
+    def names(self) -> dict[str, list[str]]:
+        return {
+            part: [self.samples[i].key for i in getattr(self.split, part)]
+            for part in ("train", "val", "test")
+        }
+
+
 class Trainer:
-    """Trains (or fine-tunes) an ensemble of ``spec`` under ``config``."""
+    """Trains (or fine-tunes) an ensemble of ``spec`` under ``config``.
+
+    :meth:`fit` runs the recipe of this module in three parts, each usable alone:
+    :meth:`prepare` (graphs, split, normalisation, hyperparameters), :meth:`train_member` (one
+    member, early-stopped) and :meth:`calibrate` (σ scale and held-out metrics).
+    """
 
     def __init__(
         self,
         spec: ModelSpec | None = None,
         config: TrainConfig | None = None,
-        progress: Callable[[str, int, int, float], None] | None = None,
+        progress: ProgressCallback | None = None,
     ):
         self.spec = spec or ModelSpec()
         self.config = config or TrainConfig()
         self.progress = progress
 
     # -- data -----------------------------------------------------------------------------
-    def featurize(self, samples: Sequence[Sample], featurizer: Featurizer):
+    def featurize(
+        self, samples: Sequence[Sample], featurizer: Featurizer
+    ) -> tuple[list[Any], list[Sample], dict[str, str]]:
         graphs, kept, rejected = [], [], {}
         for s in samples:
             item = s.composition if featurizer.kind == "composition" else s.structure
@@ -235,31 +325,76 @@ class Trainer:
 
     # -- the recipe -----------------------------------------------------------------------
     def fit(self, samples: Sequence[Sample], parent: Ensemble | None = None) -> TrainResult:
+        """Prepare, train ``ensemble_size`` members (from ``parent``'s weights when given),
+        and calibrate on the validation split."""
         cfg = self.config
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        device = pick_device(cfg.device)
-        spec = self.spec
+        with torch_threads(cfg.threads):
+            t0 = time.perf_counter()
+            device = pick_device(cfg.device)
+            data = self.prepare(samples, parent)
+            log.info(
+                "training %d x %s on %d samples (%d val, %d test), reference MAE %.4f eV/atom",
+                cfg.ensemble_size, data.kind, len(data.split.train), len(data.split.val),
+                len(data.split.test), data.residual_mae(data.split.train),
+            )
+            lr = cfg.lr * (cfg.fine_tune_lr_factor if parent is not None else 1.0)
+            members, histories = [], []
+            for k in range(cfg.ensemble_size):
+                seed = cfg.seed + 1000 * k
+                torch.manual_seed(seed)
+                model = build_member(data.kind, data.hparams)
+                if parent is not None:
+                    model.load_state_dict(parent.members[k % parent.size].state_dict())
+                model, history = self.train_member(
+                    data, model, index=k, seed=seed, lr=lr, device=device
+                )
+                members.append(model.cpu())
+                histories.append(history)
+            ensemble = Ensemble(
+                data.kind, data.hparams, members, data.norm, train_config=asdict(cfg)
+            ).to(device)
+            metrics: dict[str, Any] = {
+                "n_train": len(data.split.train),
+                "n_val": len(data.split.val),
+                "n_test": len(data.split.test),
+                "n_rejected": len(data.rejected),
+                "reference_mae_val": data.residual_mae(data.split.val),
+                "monitor": data.monitor,
+                "members": histories,
+            }
+            metrics.update(self.calibrate(ensemble, data))
+            metrics["train_seconds"] = time.perf_counter() - t0
+            metrics["device"] = str(device)
+        return TrainResult(
+            ensemble.cpu().eval(), metrics, data.names(), training_data_hash(data.samples),
+            data.rejected,
+        )
+
+    def prepare(self, samples: Sequence[Sample], parent: Ensemble | None = None) -> Prepared:
+        """Graphs, the split by group, reference energies and normalisation, hyperparameters.
+
+        A parent fixes the kind, cutoff and hyperparameters (its weights must fit); otherwise
+        the spec does, with the GNN's average neighbour count measured on the training graphs.
+        """
+        cfg, spec = self.config, self.spec
         kind = parent.kind if parent is not None else spec.kind
         cutoff = float(parent.hparams.get("cutoff", spec.cutoff)) if parent else spec.cutoff
         featurizer = Featurizer(kind, cutoff)
-        t0 = time.perf_counter()
-        graphs, samples, rejected = self.featurize(samples, featurizer)
-        if len(samples) < 3:
-            raise ValueError(f"need at least 3 usable samples to train, got {len(samples)}")
-        split = split_by_group(samples, cfg.val_fraction, cfg.test_fraction, cfg.group_by, cfg.seed)
-        energies = np.array([s.energy_per_atom for s in samples])
+        graphs, kept, rejected = self.featurize(samples, featurizer)
+        if len(kept) < 3:
+            raise ValueError(f"need at least 3 usable samples to train, got {len(kept)}")
+        split = split_by_group(kept, cfg.val_fraction, cfg.test_fraction, cfg.group_by, cfg.seed)
+        energies = np.array([s.energy_per_atom for s in kept])
         refs, seen = fit_element_references(
-            [samples[i].composition for i in split.train], energies[split.train], cfg.ridge
+            [kept[i].composition for i in split.train], energies[split.train], cfg.ridge
         )
         # Held-out samples with elements the training split never saw cannot be judged.
-        split.val = [i for i in split.val if self._all_seen(samples[i], seen)]
-        split.test = [i for i in split.test if self._all_seen(samples[i], seen)]
-        baseline = self._reference_energies(samples, refs)
+        split.val = [i for i in split.val if self._all_seen(kept[i], seen)]
+        split.test = [i for i in split.test if self._all_seen(kept[i], seen)]
+        baseline = self._reference_energies(kept, refs)
         residual = energies - baseline
         shift = float(residual[split.train].mean())
         scale = float(max(residual[split.train].std(), 1e-3))
-        norm = Normalization(refs, seen, shift, scale)
         if parent is not None:
             hparams = dict(parent.hparams)
         elif kind == "gnn":
@@ -268,58 +403,44 @@ class Trainer:
             hparams = spec.hparams(avg_num_neighbors=edges / max(nodes, 1))
         else:
             hparams = spec.hparams(avg_num_neighbors=1.0)
-        targets = torch.tensor((residual - shift) / scale, dtype=torch.float32)
-        log.info(
-            "training %d x %s on %d samples (%d val, %d test), reference MAE %.4f eV/atom",
-            cfg.ensemble_size, kind, len(split.train), len(split.val), len(split.test),
-            float(np.mean(np.abs(residual[split.train] - shift))),
+        return Prepared(
+            kind=kind,
+            hparams=hparams,
+            featurizer=featurizer,
+            samples=kept,
+            graphs=graphs,
+            rejected=rejected,
+            split=split,
+            energies=energies,
+            baseline=baseline,
+            norm=Normalization(refs, seen, shift, scale),
+            targets=torch.tensor((residual - shift) / scale, dtype=torch.float32),
         )
-        members, histories = [], []
-        for k in range(cfg.ensemble_size):
-            seed = cfg.seed + 1000 * k
-            torch.manual_seed(seed)
-            model = build_member(kind, hparams)
-            if parent is not None:
-                model.load_state_dict(parent.members[k % parent.size].state_dict())
-            model, history = self._train_member(
-                k, model, graphs, targets, split, energies, baseline, norm, featurizer, seed,
-                device, lr=cfg.lr * (cfg.fine_tune_lr_factor if parent is not None else 1.0),
-            )
-            members.append(model.cpu())
-            histories.append(history)
-        ensemble = Ensemble(kind, hparams, members, norm, train_config=asdict(cfg)).to(device)
-        metrics: dict[str, Any] = {
-            "n_train": len(split.train),
-            "n_val": len(split.val),
-            "n_test": len(split.test),
-            "n_rejected": len(rejected),
-            "reference_mae_val": float(np.mean(np.abs(residual[split.val] - shift)))
-            if split.val else None,
-            "members": histories,
-        }
+
+    def calibrate(self, ensemble: Ensemble, data: Prepared) -> dict[str, Any]:
+        """Fit the ensemble's σ scale on the validation split and report held-out metrics.
+
+        Sets ``ensemble.sigma_scale`` and ``ensemble.calibration``; returns the metrics
+        (``val_uncalibrated``, ``val``, ``test`` where those splits exist, and ``sigma_scale``).
+        """
+        split, featurizer = data.split, data.featurizer
+        metrics: dict[str, Any] = {}
         if split.val:
-            out = predict_graphs(ensemble, [graphs[i] for i in split.val], featurizer)
-            err = out.mean - energies[split.val]
+            out = predict_graphs(ensemble, [data.graphs[i] for i in split.val], featurizer)
+            err = out.mean - data.energies[split.val]
             metrics["val_uncalibrated"] = calibration_report(err, out.sigma)
             ensemble.sigma_scale = fit_sigma_scale(err, out.sigma)
             metrics["val"] = calibration_report(err, out.sigma * ensemble.sigma_scale)
         if split.test:
-            out = predict_graphs(ensemble, [graphs[i] for i in split.test], featurizer)
-            metrics["test"] = calibration_report(out.mean - energies[split.test], out.sigma)
+            out = predict_graphs(ensemble, [data.graphs[i] for i in split.test], featurizer)
+            metrics["test"] = calibration_report(out.mean - data.energies[split.test], out.sigma)
         metrics["sigma_scale"] = ensemble.sigma_scale
-        metrics["train_seconds"] = time.perf_counter() - t0
-        metrics["device"] = str(device)
         ensemble.calibration = {
             "sigma_scale": ensemble.sigma_scale,
             "fitted_on": "validation split",
-            **{k: v for k, v in metrics.get("val", {}).items()},
+            **metrics.get("val", {}),
         }
-        names = {
-            "train": [samples[i].key for i in split.train],
-            "val": [samples[i].key for i in split.val],
-            "test": [samples[i].key for i in split.test],
-        }
-        return TrainResult(ensemble.cpu().eval(), metrics, names, training_data_hash(samples), rejected)
+        return metrics
 
     @staticmethod
     def _all_seen(sample: Sample, seen: np.ndarray) -> bool:
@@ -331,12 +452,25 @@ class Trainer:
     def _reference_energies(samples: Sequence[Sample], refs: np.ndarray) -> np.ndarray:
         return fraction_matrix([s.composition for s in samples], MAX_Z).astype(np.float64) @ refs
 
-    def _train_member(
-        self, k, model, graphs, targets, split, energies, baseline, norm, featurizer, seed, device, lr
-    ):
+    def train_member(
+        self,
+        data: Prepared,
+        model: torch.nn.Module,
+        *,
+        index: int,
+        seed: int,
+        lr: float,
+        device: torch.device,
+    ) -> tuple[torch.nn.Module, dict[str, Any]]:
+        """Train member ``index`` from ``model``'s weights; return it with its best weights.
+
+        The best epoch is the one with the lowest validation MAE, or, without a validation
+        split, the lowest training loss; the history records which (``monitor``) and the
+        value under ``best_<monitor>``. ``seed`` drives the member's shuffling and bootstrap.
+        """
         cfg = self.config
         rng = np.random.default_rng(seed)
-        train_idx = np.asarray(split.train)
+        train_idx = np.asarray(data.split.train)
         if cfg.bootstrap:
             train_idx = rng.choice(train_idx, size=len(train_idx), replace=True)
         model = model.to(device)
@@ -344,62 +478,76 @@ class Trainer:
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.max_epochs, eta_min=lr * 0.01)
         use_scaler = device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
         scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-        val_graphs = [graphs[i] for i in split.val]
-        val_true = energies[split.val]
-        val_base = baseline[split.val]
+        monitor = data.monitor
         best = (math.inf, None, 0)
-        history = {"seed": seed, "epochs": 0, "best_epoch": 0, "best_val_mae": None}
+        history: dict[str, Any] = {
+            "seed": seed, "epochs": 0, "best_epoch": 0, "monitor": monitor, f"best_{monitor}": None,
+        }
         ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
         if ckpt_dir:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
         for epoch in range(cfg.max_epochs):
-            model.train()
-            order = rng.permutation(train_idx)
-            total = 0.0
-            for sel, batch in _batches(graphs, order, cfg.batch_size, featurizer):
-                batch = batch.to(device)
-                y = targets[sel].to(device)
-                with autocast(device, cfg.amp):
-                    pred = self._forward(model, batch, featurizer.kind)
-                loss = F.huber_loss(pred.float(), y, delta=cfg.huber_delta)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-                scaler.step(opt)
-                scaler.update()
-                total += float(loss.detach()) * len(sel)
+            train_loss = self._train_epoch(model, data, rng.permutation(train_idx), opt, scaler, device)
             sched.step()
-            val_mae = self._val_mae(model, val_graphs, val_true, val_base, norm, featurizer, device)
-            if val_mae is None:  # no validation split: keep the last weights
-                val_mae = total / max(len(order), 1)
-            if val_mae < best[0] - 1e-6:
-                best = (val_mae, copy.deepcopy(model.state_dict()), epoch)
+            value = self._val_mae(model, data, device) if monitor == "val_mae" else train_loss
+            if value < best[0] - 1e-6:
+                best = (value, copy.deepcopy(model.state_dict()), epoch)
                 if ckpt_dir:
-                    torch.save(model.state_dict(), ckpt_dir / f"member{k}-best.pt")
+                    torch.save(model.state_dict(), ckpt_dir / f"member{index}-best.pt")
             if ckpt_dir:
                 torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict()},
-                           ckpt_dir / f"member{k}-last.pt")
+                           ckpt_dir / f"member{index}-last.pt")
             history["epochs"] = epoch + 1
             if self.progress is not None:
-                self.progress(f"member {k + 1}/{cfg.ensemble_size}", epoch + 1, cfg.max_epochs, val_mae)
+                self.progress(f"member {index + 1}/{cfg.ensemble_size}", epoch + 1, cfg.max_epochs,
+                              monitor, value)
             if epoch - best[2] >= cfg.patience:
-                log.info("member %d: early stop at epoch %d (best %d)", k, epoch, best[2])
+                log.info("member %d: early stop at epoch %d (best %d)", index, epoch, best[2])
                 break
         model.load_state_dict(best[1])
         history["best_epoch"] = best[2] + 1
-        history["best_val_mae"] = float(best[0])
+        history[f"best_{monitor}"] = float(best[0])
         return model.eval(), history
 
+    def _train_epoch(
+        self,
+        model: torch.nn.Module,
+        data: Prepared,
+        order: np.ndarray,
+        opt: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        device: torch.device,
+    ) -> float:
+        """One pass over ``order``; returns the mean Huber loss per sample."""
+        cfg, featurizer = self.config, data.featurizer
+        model.train()
+        total = 0.0
+        for sel, batch in _batches(data.graphs, order, cfg.batch_size, featurizer):
+            batch = batch.to(device)
+            y = data.targets[sel].to(device)
+            with autocast(device, cfg.amp):
+                pred = self._forward(model, batch, featurizer.kind)
+            loss = F.huber_loss(pred.float(), y, delta=cfg.huber_delta)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            scaler.step(opt)
+            scaler.update()
+            total += float(loss.detach()) * len(sel)
+        return total / max(len(order), 1)
+
     @staticmethod
-    def _forward(model, batch, kind):
+    def _forward(model: torch.nn.Module, batch: Any, kind: str) -> torch.Tensor:
         if kind == "composition":
             return model(batch.fractions)
         return model(batch.z, batch.edge_index, batch.dist, batch.batch, batch.num_graphs)
 
-    def _val_mae(self, model, graphs, true, base, norm, featurizer, device) -> float | None:
-        if not graphs:
-            return None
+    def _val_mae(self, model: torch.nn.Module, data: Prepared, device: torch.device) -> float:
+        """MAE (eV/atom) of one member on the validation split."""
+        val = data.split.val
+        featurizer = data.featurizer
+        graphs = [data.graphs[i] for i in val]
         model.eval()
         preds = []
         with torch.inference_mode():
@@ -407,8 +555,8 @@ class Trainer:
                 batch = batch.to(device)
                 with autocast(device, self.config.amp):
                     preds.append(self._forward(model, batch, featurizer.kind).float().cpu().numpy())
-        pred = base + norm.shift + norm.scale * np.concatenate(preds)
-        return float(np.mean(np.abs(pred - true)))
+        pred = data.baseline[val] + data.norm.shift + data.norm.scale * np.concatenate(preds)
+        return float(np.mean(np.abs(pred - data.energies[val])))
 
 
 def evaluate(
@@ -433,7 +581,7 @@ def train_scheme(
     retrain: str = "fine-tune",
     campaign: str | None = None,
     round: int | None = None,
-    progress: Callable[[str, int, int, float], None] | None = None,
+    progress: ProgressCallback | None = None,
 ):
     """Train on every entry of ``scheme`` in ``repo`` and register the new version.
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from gnomon.models.ensemble import ModelSpec
+from gnomon.models.ensemble import ModelSpec, build_member
 from gnomon.models.training import (
     Sample,
+    TrainConfig,
     Trainer,
+    early_stopping,
     fit_element_references,
     split_by_group,
     training_data_hash,
@@ -70,6 +73,7 @@ def test_training_is_reproducible_with_a_seed():
     a = Trainer(TINY_SPEC, tiny_config(ensemble_size=1, max_epochs=2)).fit(samples)
     b = Trainer(TINY_SPEC, tiny_config(ensemble_size=1, max_epochs=2)).fit(samples)
     assert a.metrics["val"]["mae"] == b.metrics["val"]["mae"]
+    assert _same_weights(a.ensemble.members[0], b.ensemble.members[0])
     assert a.training_data_hash == b.training_data_hash == training_data_hash(samples)
 
 
@@ -81,13 +85,95 @@ def test_training_learns_the_volume_dependence():
     assert result.metrics["val"]["mae"] < 0.6 * result.metrics["reference_mae_val"]
 
 
-def test_fine_tune_starts_from_the_parent_and_checkpoints(tiny_result, tmp_path):
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_fine_tune_starts_from_the_parent(tiny_result):
+    # with a learning rate of 0 an epoch moves no weight: what a member ends with is what it
+    # started from
+    parent = tiny_result.ensemble
+    samples = toy_samples(48) + toy_samples(16, seed=9)
+    cfg = tiny_config(max_epochs=1, lr=0.0)
+    child = Trainer(TINY_SPEC, cfg).fit(samples, parent=parent).ensemble
+    scratch = Trainer(TINY_SPEC, cfg).fit(samples).ensemble
+    assert child.hparams == parent.hparams
+    for k in range(parent.size):
+        assert _same_weights(child.members[k], parent.members[k])
+        assert not _same_weights(scratch.members[k], parent.members[k])
+    # and the weights of a child that did train moved away from the parent's
+    trained = Trainer(TINY_SPEC, tiny_config(max_epochs=1)).fit(samples, parent=parent).ensemble
+    assert not _same_weights(trained.members[0], parent.members[0])
+
+
+def test_members_write_best_and_last_checkpoints(tiny_result, tmp_path):
     samples = toy_samples(48) + toy_samples(16, seed=9)
     cfg = tiny_config(max_epochs=1, checkpoint_dir=str(tmp_path / "ckpt"), bootstrap=True)
     child = Trainer(TINY_SPEC, cfg).fit(samples, parent=tiny_result.ensemble)
-    assert child.ensemble.hparams == tiny_result.ensemble.hparams
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
         "member0-best.pt", "member0-last.pt", "member1-best.pt", "member1-last.pt"]
+    best = torch.load(tmp_path / "ckpt" / "member1-best.pt", weights_only=True)
+    assert all(torch.equal(best[k], v) for k, v in child.ensemble.members[1].state_dict().items())
+
+
+def test_without_a_validation_split_the_training_loss_picks_the_epoch():
+    seen: list[tuple[str, float]] = []
+    trainer = Trainer(TINY_SPEC, tiny_config(ensemble_size=1, val_fraction=0.0, max_epochs=3),
+                      progress=lambda name, epoch, total, monitor, value: seen.append((monitor, value)))
+    result = trainer.fit(toy_samples(24))
+    m = result.metrics
+    history = m["members"][0]
+    assert m["n_val"] == 0 and m["monitor"] == history["monitor"] == "train_loss"
+    assert "best_val_mae" not in history and "val" not in m
+    assert {monitor for monitor, _ in seen} == {"train_loss"}
+    assert history["best_train_loss"] == pytest.approx(min(v for _, v in seen), abs=1e-6)
+    assert history["best_epoch"] == 1 + min(range(len(seen)), key=lambda i: seen[i][1])
+    assert early_stopping(m) == ("train_loss", [history["best_train_loss"]])
+
+
+def test_with_a_validation_split_the_validation_mae_picks_the_epoch(tiny_result):
+    m = tiny_result.metrics
+    assert m["monitor"] == "val_mae"
+    assert all(h["monitor"] == "val_mae" and h["best_val_mae"] > 0 for h in m["members"])
+
+
+def test_early_stopping_reads_histories_stored_before_the_monitor_was():
+    old = {"seed": 0, "epochs": 3, "best_epoch": 2, "best_val_mae": 0.25}
+    assert early_stopping({"n_val": 5, "members": [old]}) == ("val_mae", [0.25])
+    # without a validation split that number was the training loss, whatever its name said
+    assert early_stopping({"n_val": 0, "members": [old]}) == ("train_loss", [0.25])
+
+
+def test_training_threads_are_given_back_to_the_caller():
+    during: list[int] = []
+    trainer = Trainer(TINY_SPEC, tiny_config(ensemble_size=1, max_epochs=1, threads=1),
+                      progress=lambda *_: during.append(torch.get_num_threads()))
+    caller = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        trainer.fit(toy_samples(24))
+        assert during == [1] and torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="at least 3 usable samples"):
+            trainer.fit(toy_samples(2))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(caller)
+
+
+def test_refactored_recipe_gives_the_weights_of_fit():
+    """prepare / train_member / calibrate, called by hand, give what fit gives (same seeds)."""
+    samples = toy_samples(24, seed=5)
+    cfg = tiny_config(ensemble_size=1, max_epochs=2)
+    fitted = Trainer(TINY_SPEC, cfg).fit(samples)
+    trainer = Trainer(TINY_SPEC, cfg)
+    data = trainer.prepare(samples)
+    torch.manual_seed(cfg.seed)
+    model = build_member(data.kind, data.hparams)
+    model, history = trainer.train_member(data, model, index=0, seed=cfg.seed, lr=cfg.lr,
+                                          device=torch.device("cpu"))
+    assert _same_weights(model, fitted.ensemble.members[0])
+    assert history == fitted.metrics["members"][0]
 
 
 def test_unusable_samples_are_set_aside_with_reasons():
@@ -111,3 +197,8 @@ def test_composition_kind_trains():
         ["LiCl", toy_samples(1)[0].structure, "FeS"])
     assert by_formula.rejected is None and by_structure.rejected is None
     assert unseen.rejected == "unsupported element Fe, S: not in the model's training data"
+
+
+def test_config_refuses_a_training_without_epochs():
+    with pytest.raises(ValueError, match="max_epochs must be at least 1"):
+        TrainConfig(max_epochs=0)
