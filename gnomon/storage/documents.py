@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 def utcnow() -> datetime:
@@ -27,9 +28,22 @@ def stable_hash(payload: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def chemsys_of(elements: list[str] | set[str] | tuple[str, ...]) -> str:
-    """The chemical system string, elements sorted alphabetically and joined by '-'."""
-    return "-".join(sorted(set(elements)))
+_AMOUNT_OF_ONE = re.compile(r"(?<=[A-Za-z])1(?![\d.])")
+
+
+def cell_formula(formula: str) -> str:
+    """A cell's formula written as pymatgen writes formulas: no spaces, no amounts of one.
+
+    Producers build it from ``Composition.formula`` ("Li3 Mn1 O3"); stored as "Li3Mn1O3" it
+    was what people saw. Normalising in the record type fixes every producer, and records
+    stored that way read back as "Li3MnO3". Fractional amounts ("Li0.5O") are kept.
+    """
+    return _AMOUNT_OF_ONE.sub("", formula.replace(" ", ""))
+
+
+# The formula of the stored cell (``Li6Mn2O6`` for two formula units); people are shown the
+# reduced formula (``reduced_formula``, pymatgen's: ``Li3MnO3``, ``Li``).
+CellFormula = Annotated[str, AfterValidator(cell_formula)]
 
 
 class Record(BaseModel):
@@ -52,7 +66,7 @@ class Candidate(Record):
     """A generated structure and where it came from. ``id`` is its structure hash."""
 
     structure: dict[str, Any]
-    formula: str
+    formula: CellFormula
     reduced_formula: str
     chemsys: str
     nsites: int
@@ -134,7 +148,7 @@ class Entry(Record):
     """
 
     scheme: str
-    formula: str
+    formula: CellFormula
     reduced_formula: str
     chemsys: str
     elements: list[str]
@@ -155,15 +169,6 @@ class Entry(Record):
     round: int | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)
-
-    def to_computed_entry(self):
-        """The pymatgen entry whose energy is this record's corrected energy."""
-        from pymatgen.core import Composition
-        from pymatgen.entries.computed_entries import ComputedEntry
-
-        return ComputedEntry(
-            Composition(self.composition), self.energy, entry_id=self.id, parameters={}
-        )
 
 
 class Phase(Record):

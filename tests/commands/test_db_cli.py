@@ -50,14 +50,15 @@ def test_import_json_then_phases_json_equals_pymatgen(tmp_path, db):
     assert len(rows) == len(entries)
     by_source = {}
     for r in rows:
-        for key in ("id", "formula", "reduced_formula", "chemsys", "scheme", "energy_per_atom",
-                    "formation_energy_per_atom", "e_above_hull", "decomposition_energy", "is_stable"):
+        for key in ("id", "formula", "reduced_formula", "cell_formula", "chemsys", "scheme",
+                    "energy_per_atom", "formation_energy_per_atom", "e_above_hull",
+                    "decomposition_energy", "is_stable"):
             assert key in r
         by_source[r["id"]] = r
     pd = PhaseDiagram(entries)
     # match rows to pymatgen entries by composition and energy
     for e in entries:
-        matches = [r for r in rows if Composition(r["formula"]).almost_equals(e.composition)
+        matches = [r for r in rows if Composition(r["cell_formula"]).almost_equals(e.composition)
                    and abs(r["energy_per_atom"] - e.energy_per_atom) < 1e-9]
         assert len(matches) == 1, e
         assert matches[0]["e_above_hull"] == pytest.approx(pd.get_e_above_hull(e), abs=1e-6)

@@ -11,7 +11,7 @@ from gnomon.storage.documents import Entry, Phase
 from gnomon.storage.repository import Repository
 
 ROW_FIELDS = (
-    "id", "formula", "reduced_formula", "chemsys", "scheme", "energy_per_atom",
+    "id", "formula", "reduced_formula", "cell_formula", "chemsys", "scheme", "energy_per_atom",
     "formation_energy_per_atom", "e_above_hull", "decomposition_energy", "is_stable",
     "stable_at_ingest", "decomposes_to", "nsites", "source", "candidate_id",
 )
@@ -69,10 +69,13 @@ class PhaseQuery:
 
 
 def phase_row(phase: Phase, entry: Entry | None) -> dict[str, Any]:
+    """A phase as people read it: ``formula`` is pymatgen's reduced formula (``Li3MnO3``,
+    ``Li``), ``cell_formula`` the computed cell's (``Li6Mn2O6``; None without its entry)."""
     row = {
         "id": phase.id,
-        "formula": entry.formula if entry else phase.reduced_formula,
+        "formula": phase.reduced_formula,
         "reduced_formula": phase.reduced_formula,
+        "cell_formula": entry.formula if entry else None,
         "chemsys": phase.chemsys,
         "scheme": phase.scheme,
         "energy_per_atom": phase.energy_per_atom,
