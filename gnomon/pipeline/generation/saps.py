@@ -340,12 +340,18 @@ class SAPSGenerator:
             return SkippedTemplate(template.id, f"substitution failed: {exc}")
 
     # -- one template -----------------------------------------------------------------
+    def outside(self, structure: Structure) -> set[str]:
+        """The elements of ``structure`` outside the chemical space outcomes must lie in.
+
+        Empty when the space is not constrained (no ``elements``, or ``within_elements`` off).
+        """
+        if not (self.within_elements and self.elements):
+            return set()
+        return {el.symbol for el in structure.composition.elements} - set(self.elements)
+
     def reachable(self, structure: Structure) -> bool:
         """Whether substituting at most ``max_species`` elements can land in ``elements``."""
-        if not (self.within_elements and self.elements):
-            return True
-        present = {el.symbol for el in structure.composition.elements}
-        return len(present - set(self.elements)) <= self.max_species
+        return len(self.outside(structure)) <= self.max_species
 
     def substitution_maps(self, structure: Structure, oxidation: dict[str, float]) -> list[tuple[dict[str, str], float]]:
         """``({A: B, ...}, probability)`` for every allowed map, most probable first."""
@@ -361,13 +367,13 @@ class SAPSGenerator:
                 if p >= self.threshold:
                     opts.append((b, p))
             options[a] = opts
-        outside = [a for a in present if self.within_elements and self.elements and a not in self.elements]
+        outside = self.outside(structure)
         if len(outside) > self.max_species:
             return []  # cannot reach the chemical space
         maps: list[tuple[dict[str, str], float]] = []
         for r in range(1, self.max_species + 1):
             for species in itertools.combinations(present, r):
-                if not set(outside) <= set(species):
+                if not outside <= set(species):
                     continue
                 kept_species = set(present) - set(species)
                 for choice in itertools.product(*(options[a] for a in species)):
@@ -413,13 +419,9 @@ class SAPSGenerator:
                 if merges and fraction == 1.0:
                     continue  # all A onto B already present: only the partial outcomes are new
                 new = self._substitute(structure, mapping, sites_by_element, oxidation)
-                if new is None:
+                if self.outside(new):
                     continue
                 formula = new.composition.reduced_formula
-                if self.within_elements and self.elements is not None and not (
-                    {e.symbol for e in new.composition.elements} <= set(self.elements)
-                ):
-                    continue
                 if self.charge_balance is not None and not is_balanced(formula, self.charge_balance):
                     continue
                 if self.verify:
@@ -482,7 +484,8 @@ class SAPSGenerator:
         mapping: dict[str, str],
         sites_by_element: dict[str, tuple[int, ...]],
         oxidation: dict[str, float],
-    ) -> Structure | None:
+    ) -> Structure:
+        """``structure`` with the chosen sites replaced, its volume rescaled (module docstring)."""
         new = structure.copy()
         old_r3 = sum(_radius(s.specie.symbol, oxidation.get(s.specie.symbol)) ** 3 for s in structure)
         new_r3 = old_r3

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
-import numpy as np
 from pymatgen.analysis.phase_diagram import PhaseDiagram
 from pymatgen.core import Composition, Element
 from pymatgen.entries.computed_entries import ComputedEntry
@@ -94,6 +93,11 @@ def supersets(systems: Iterable[str], of: Iterable[str]) -> set[str]:
 
 
 def _computed(doc: dict[str, Any]) -> ComputedEntry:
+    """The pymatgen entry of a stored entry document (its corrected energy).
+
+    The hull engine reads raw documents, not :class:`Entry` records: validating every record of
+    a chemical space would cost more than the hull itself.
+    """
     return ComputedEntry(Composition(doc["composition"]), doc["energy"], entry_id=doc["id"])
 
 
@@ -114,8 +118,12 @@ def _array_hull(elements: list[str], pool: list[dict[str, Any]]) -> ArrayHull | 
     return ArrayHull(elements, pool)
 
 
-def _pymatgen_e_above(hull: ArrayHull, frac: np.ndarray, doc: dict[str, Any]) -> float:
-    """pymatgen's answer, for the rare point rounding puts outside every facet."""
+def _pymatgen_e_above(hull: ArrayHull, doc: dict[str, Any]) -> float:
+    """pymatgen's e_above_hull of the entry ``doc`` on ``hull``'s entries (negative below it).
+
+    The fallback for the rare point that rounding puts outside every facet of the array hull;
+    pymatgen reads the composition and energy from ``doc`` itself.
+    """
     pd = PhaseDiagram([_computed(d) for d in hull.docs], elements=[Element(e) for e in hull.elements])
     return pd.get_e_above_hull(_computed(doc), allow_negative=True)
 
@@ -167,7 +175,7 @@ def phases_of(
         if stable:
             e_hull, products = 0.0, []
         elif facets[k] < 0:
-            e_hull, products = _pymatgen_e_above(hull, frac[k], pool[r]), []
+            e_hull, products = _pymatgen_e_above(hull, pool[r]), []
         else:
             e_hull = above[k]
             products = sorted({pool[j]["reduced_formula"] for j in product_rows[k]})
@@ -360,7 +368,7 @@ class _Pools:
                 verdicts = {}
                 for k, d in enumerate(new):
                     e_old = (d["energy_per_atom"] - hull_e[k] if facets[k] >= 0
-                             else _pymatgen_e_above(old, frac[k], d))
+                             else _pymatgen_e_above(old, d))
                     verdicts[d["id"]] = bool(e_old <= STABILITY_TOL)
             self._at_ingest[chemsys] = verdicts
         return self._at_ingest[chemsys]

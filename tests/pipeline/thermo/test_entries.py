@@ -9,7 +9,13 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.entries.computed_entries import ComputedEntry
 
 from gnomon.pipeline.thermo.entries import EntryValidationError, entry_from_computed, make_entry
-from gnomon.pipeline.thermo.schemes import VASP_MP2020, SchemeError, check_scheme, mlip_scheme, qe_scheme
+from gnomon.pipeline.thermo.schemes import (
+    VASP_MP2020,
+    SchemeError,
+    check_scheme,
+    mlip_scheme,
+    qe_scheme,
+)
 
 
 def rocksalt(a: float = 4.2) -> Structure:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -258,3 +259,41 @@ def test_supersets_are_the_systems_containing_one_of_the_given(systems, of):
     inner = {"-".join(sorted(s)) for s in of}
     expected = {t for t in stored if any(set(s.split("-")) <= set(t.split("-")) for s in inner)}
     assert supersets(stored, inner) == expected
+
+
+def test_points_outside_every_facet_get_pymatgens_numbers(tmp_path, monkeypatch):
+    """Rounding can put a point outside every facet of the array hull (facet -1); such points
+    take pymatgen's e_above_hull, both for their phase and for their stable-at-ingest verdict.
+    Forcing every point outside gives what the facet path gives."""
+    from gnomon.pipeline.thermo.array_hull import ArrayHull
+
+    rng = random.Random(11)
+    entries = random_entries(rng, ["Li", "Mn", "O"], 20)
+    entries.sort(key=lambda e: len(e.elements) > 1)
+    batches = [entries[:12], entries[12:]]
+
+    def run(name: str) -> tuple[dict[str, tuple], list[str]]:
+        repo = open_repository(f"sqlite:///{tmp_path / name}")
+        engine = HullEngine(repo)
+        at_ingest = [eid for batch in batches for eid in engine.ingest(batch).stable_at_ingest]
+        phases = {p.id: (p.e_above_hull, p.is_stable, p.stable_at_ingest) for p in repo.phases()}
+        repo.close()
+        return phases, at_ingest
+
+    facet_path = run("facets.db")
+    original = ArrayHull.hull_energies
+
+    def outside_every_facet(self, frac):
+        energy, facets, weights = original(self, frac)
+        return np.full_like(energy, np.nan), np.full_like(facets, -1), weights
+
+    monkeypatch.setattr(ArrayHull, "hull_energies", outside_every_facet)
+    fallback = run("fallback.db")
+    assert fallback[1] == facet_path[1]
+    assert fallback[0].keys() == facet_path[0].keys()
+    expected = pymatgen_reference(entries)
+    assert any(not stable for _, stable, _ in fallback[0].values())
+    for eid, (e_hull, stable, at_ingest) in fallback[0].items():
+        assert e_hull == pytest.approx(expected[eid][0], abs=1e-6)
+        assert e_hull == pytest.approx(facet_path[0][eid][0], abs=1e-6)
+        assert (stable, at_ingest) == facet_path[0][eid][1:]
