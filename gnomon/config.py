@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from gnomon.dft.registry import DISPATCHERS, ENGINES
 from gnomon.dft.settings import QESettings, SlurmSettings, VaspSettings
+from gnomon.models.spec import ModelSpec, TrainConfig
 
 DEFAULT_HOME = Path(".gnomon")
 
@@ -143,12 +144,14 @@ class CompositionsConfig(_Section):
 
 
 class ModelConfig(_Section):
-    ensemble_size: int = Field(5, ge=1)
-    hidden: int = Field(64, ge=4)
-    layers: int = Field(3, ge=1)
-    cutoff: float = Field(5.0, gt=0)
-    max_epochs: int = Field(150, ge=1)
-    patience: int = Field(20, ge=1)
+    """The ensemble a campaign retrains; unset fields take gnomon.models.spec's defaults."""
+
+    ensemble_size: int = Field(TrainConfig.ensemble_size, ge=1)
+    hidden: int = Field(ModelSpec.hidden, ge=4)
+    layers: int = Field(ModelSpec.num_layers, ge=1)
+    cutoff: float = Field(ModelSpec.cutoff, gt=0)
+    max_epochs: int = Field(TrainConfig.max_epochs, ge=1)
+    patience: int = Field(TrainConfig.patience, ge=1)
     retrain: str = Field("fine-tune", pattern="^(fine-tune|scratch)$")
     tta: bool = False
     min_entries: int = Field(8, ge=2, description="Train once this many entries exist.")

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gnomon.commands.common import DbOption, console, err_console, fail, repository, settings
+from gnomon.models.spec import ModelSpec, TrainConfig
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -19,6 +20,9 @@ ModelOption = Annotated[
     str | None, typer.Option("--model", "-m", help="Model version (default: the latest).")
 ]
 SchemeOption = Annotated[str | None, typer.Option("--scheme", help="Energy scheme.")]
+
+MONITOR_LABELS = {"val_mae": "val MAE", "train_loss": "train loss"}
+"""How the CLI names what picked each member's best epoch (gnomon.models.training.MONITORS)."""
 
 
 def _progress() -> Progress:
@@ -83,28 +87,34 @@ def _metrics_table(title: str, reports: dict[str, dict[str, Any]]) -> Table:
 def train(
     scheme: SchemeOption = None,
     kind: KindOption = "gnn",
-    ensemble: Annotated[int, typer.Option(help="Number of members K.")] = 5,
-    hidden: Annotated[int, typer.Option(help="Feature width.")] = 48,
-    layers: Annotated[int, typer.Option(help="Message-passing layers.")] = 3,
-    cutoff: Annotated[float, typer.Option(help="Neighbour cutoff (Å).")] = 5.0,
-    readout: Annotated[str, typer.Option(help="sum (atomic energies) or mean (pooled features).")] = "sum",
-    epochs: Annotated[int, typer.Option(help="Most epochs per member.")] = 300,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).")] = 30,
-    batch_size: Annotated[int, typer.Option(help="Structures per batch.")] = 32,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 2e-3,
-    group_by: Annotated[str, typer.Option(help="Split by composition or chemsys.")] = "composition",
-    val_fraction: Annotated[float, typer.Option(help="Share of groups for validation/calibration.")] = 0.15,
-    test_fraction: Annotated[float, typer.Option(help="Share of groups held out for testing.")] = 0.0,
-    bootstrap: Annotated[bool, typer.Option(help="Train each member on a bootstrap resample.")] = False,
-    seed: Annotated[int, typer.Option(help="Base seed (member k uses seed + 1000k).")] = 0,
+    ensemble: Annotated[int, typer.Option(help="Number of members K.")] = TrainConfig.ensemble_size,
+    hidden: Annotated[int, typer.Option(help="Feature width.")] = ModelSpec.hidden,
+    layers: Annotated[int, typer.Option(help="Message-passing layers.")] = ModelSpec.num_layers,
+    cutoff: Annotated[float, typer.Option(help="Neighbour cutoff (Å).")] = ModelSpec.cutoff,
+    readout: Annotated[str, typer.Option(
+        help="sum (atomic energies) or mean (pooled features).")] = ModelSpec.readout,
+    epochs: Annotated[int, typer.Option(help="Most epochs per member.")] = TrainConfig.max_epochs,
+    patience: Annotated[int, typer.Option(
+        help="Early-stopping patience (epochs).")] = TrainConfig.patience,
+    batch_size: Annotated[int, typer.Option(help="Structures per batch.")] = TrainConfig.batch_size,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = TrainConfig.lr,
+    group_by: Annotated[str, typer.Option(
+        help="Split by composition or chemsys.")] = TrainConfig.group_by,
+    val_fraction: Annotated[float, typer.Option(
+        help="Share of groups for validation/calibration; 0: the best epoch is the one with the "
+        "lowest training loss.")] = TrainConfig.val_fraction,
+    test_fraction: Annotated[float, typer.Option(
+        help="Share of groups held out for testing.")] = TrainConfig.test_fraction,
+    bootstrap: Annotated[bool, typer.Option(
+        help="Train each member on a bootstrap resample.")] = TrainConfig.bootstrap,
+    seed: Annotated[int, typer.Option(help="Base seed (member k uses seed + 1000k).")] = TrainConfig.seed,
     retrain: Annotated[str, typer.Option(help="fine-tune the latest version, or scratch.")] = "fine-tune",
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: CUDA if present).")] = None,
     checkpoints: Annotated[bool, typer.Option(help="Write per-member checkpoints.")] = True,
     db: DbOption = None,
 ) -> None:
     """Train an ensemble on the stored entries of one energy scheme and register it."""
-    from gnomon.models.ensemble import ModelSpec
-    from gnomon.models.training import TrainConfig, train_scheme
+    from gnomon.models.training import early_stopping, train_scheme
 
     s = settings(db)
     try:
@@ -122,9 +132,9 @@ def train(
         with _progress() as progress:
             task = progress.add_task("training", total=epochs, info="")
 
-            def report(name: str, epoch: int, total: int, val_mae: float) -> None:
+            def report(name: str, epoch: int, total: int, monitor: str, value: float) -> None:
                 progress.update(task, description=name, completed=epoch, total=total,
-                                info=f"val MAE {val_mae:.4f}")
+                                info=f"{MONITOR_LABELS[monitor]} {value:.4f}")
 
             try:
                 record, result = train_scheme(
@@ -137,6 +147,13 @@ def train(
         f"registered [bold]{record.id}[/] ({record.kind}, {config.ensemble_size} members, "
         f"{m['n_train']} train / {m['n_val']} val / {m['n_test']} test, "
         f"{m['n_rejected']} set aside, parent {record.parent or 'none'}, {m['device']})"
+    )
+    monitor, best = early_stopping(m)
+    console.print(
+        f"best epoch of each member by {MONITOR_LABELS[monitor]}"
+        f"{' (no validation split)' if monitor == 'train_loss' else ' (eV/atom)'}: "
+        + ", ".join(_fmt(b) for b in best),
+        highlight=False,
     )
     console.print(_metrics_table(
         f"{record.id}: σ scale {m['sigma_scale']:.3g}",

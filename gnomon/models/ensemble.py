@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from torch_geometric.utils import scatter
 
 from gnomon.models.composition import CompositionNet
 from gnomon.models.gnn import GNoMENet
+from gnomon.models.spec import ModelSpec as ModelSpec  # re-exported: its old home
 
 log = logging.getLogger(__name__)
 
@@ -270,30 +271,4 @@ class Ensemble(nn.Module):
             mean.double().cpu().numpy(),
             (self.sigma_scale * std).double().cpu().numpy(),
             e.double().cpu().numpy(),
-        )
-
-
-@dataclass
-class ModelSpec:
-    """Hyperparameters of a new ensemble (what ``gnomon model train`` exposes)."""
-
-    kind: str = "gnn"
-    hidden: int = 48
-    num_layers: int = 3
-    num_radial: int = 16
-    cutoff: float = 5.0
-    readout: str = "sum"
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def hparams(self, avg_num_neighbors: float) -> dict[str, Any]:
-        if self.kind == "composition":
-            return dict(hidden=self.hidden, num_layers=max(1, self.num_layers - 1), **self.extra)
-        return dict(
-            hidden=self.hidden,
-            num_layers=self.num_layers,
-            num_radial=self.num_radial,
-            cutoff=self.cutoff,
-            avg_num_neighbors=float(avg_num_neighbors),
-            readout=self.readout,
-            **self.extra,
         )

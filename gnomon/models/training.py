@@ -42,7 +42,6 @@ from gnomon.models.ensemble import (
     Ensemble,
     EnsembleOutput,
     IncompatibleWeights,
-    ModelSpec,
     Normalization,
     autocast,
     build_member,
@@ -50,6 +49,7 @@ from gnomon.models.ensemble import (
 )
 from gnomon.models.graphs import MAX_Z, GraphRejected
 from gnomon.models.screening import Featurizer
+from gnomon.models.spec import ModelSpec, TrainConfig
 from gnomon.storage.documents import Entry, stable_hash
 
 log = logging.getLogger(__name__)
@@ -88,38 +88,6 @@ class Sample:
             comp.reduced_formula,
             comp.chemical_system,
         )
-
-
-@dataclass
-class TrainConfig:
-    """How an ensemble is trained (recorded with the model version)."""
-
-    ensemble_size: int = 5
-    seed: int = 0
-    bootstrap: bool = False
-    max_epochs: int = 300
-    patience: int = 30
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-5
-    huber_delta: float = 0.1
-    val_fraction: float = 0.15
-    test_fraction: float = 0.0
-    group_by: str = "composition"  # or "chemsys"
-    ridge: float = 1e-6
-    device: str | None = None  # None: CUDA when present
-    amp: bool = True
-    threads: int | None = None
-    checkpoint_dir: str | None = None
-    fine_tune_lr_factor: float = 0.3
-
-    def __post_init__(self):
-        if self.group_by not in ("composition", "chemsys"):
-            raise ValueError(f"group_by must be 'composition' or 'chemsys', not {self.group_by!r}")
-        if self.ensemble_size < 1:
-            raise ValueError("ensemble_size must be at least 1")
-        if self.max_epochs < 1:
-            raise ValueError("max_epochs must be at least 1 (the best epoch's weights are kept)")
 
 
 @dataclass

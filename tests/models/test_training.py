@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -202,3 +206,27 @@ def test_composition_kind_trains():
 def test_config_refuses_a_training_without_epochs():
     with pytest.raises(ValueError, match="max_epochs must be at least 1"):
         TrainConfig(max_epochs=0)
+
+
+def test_settings_and_cli_take_their_model_defaults_from_the_dataclasses():
+    from gnomon.commands.model import train as train_command
+    from gnomon.config import ModelConfig
+
+    spec, train, campaign = ModelSpec(), TrainConfig(), ModelConfig()
+    assert (campaign.hidden, campaign.layers, campaign.cutoff) == (
+        spec.hidden, spec.num_layers, spec.cutoff)
+    assert (campaign.ensemble_size, campaign.max_epochs, campaign.patience) == (
+        train.ensemble_size, train.max_epochs, train.patience)
+    cli = {name: p.default for name, p in inspect.signature(train_command).parameters.items()}
+    assert (cli["hidden"], cli["layers"], cli["cutoff"], cli["readout"]) == (
+        spec.hidden, spec.num_layers, spec.cutoff, spec.readout)
+    assert (cli["ensemble"], cli["epochs"], cli["patience"], cli["lr"], cli["val_fraction"]) == (
+        train.ensemble_size, train.max_epochs, train.patience, train.lr, train.val_fraction)
+
+
+def test_reading_the_defaults_does_not_load_torch():
+    """Every `gnomon` command reads the settings; only those that run a network need torch."""
+    code = ("import sys, gnomon.config, gnomon.commands.model, gnomon.models; "
+            "print(sorted(m for m in ('torch', 'torch_geometric') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
