@@ -331,36 +331,110 @@ def _screen_stored(repo, record, ens, augment, campaign, round_, batch_size) -> 
 
 @app.command()
 def evaluate(
-    model: ModelOption = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Evaluate this registered version (default: train a fresh ensemble "
+        "per split).")] = None,
     scheme: SchemeOption = None,
-    kind: Annotated[str | None, typer.Option(help="Kind of the latest model to use.")] = None,
+    split: Annotated[str, typer.Option(help="random (in-distribution), chemsys (held-out "
+                                       "systems) or both, side by side.")] = "both",
+    test_fraction: Annotated[float, typer.Option(help="Share of entries (random) or of chemical "
+                                                 "systems (chemsys) held out.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the splits and of the fresh ensemble.")] = 0,
+    kind: Annotated[str, typer.Option(help="Fresh ensemble: gnn or composition.")] = "gnn",
+    ensemble: Annotated[int, typer.Option(help="Fresh ensemble: members K.")] = 3,
+    hidden: Annotated[int, typer.Option(help="Fresh ensemble: feature width.")] = 32,
+    layers: Annotated[int, typer.Option(help="Fresh ensemble: message-passing layers.")] = 2,
+    cutoff: Annotated[float, typer.Option(help="Fresh ensemble: neighbour cutoff (Å).")] = 5.0,
+    epochs: Annotated[int, typer.Option(help="Fresh ensemble: most epochs per member.")] = 100,
+    patience: Annotated[int, typer.Option(help="Fresh ensemble: early-stopping patience.")] = 15,
+    batch_size: Annotated[int, typer.Option(help="Fresh ensemble: structures per batch.")] = 32,
     chemsys: Annotated[list[str] | None, typer.Option(help="Only entries of these chemical systems.")] = None,
-    include_training: Annotated[bool, typer.Option(help="Also score the entries the model was "
-                                                   "trained on.")] = False,
+    include_training: Annotated[bool, typer.Option(help="With --model: also score the entries "
+                                                   "it was trained on.")] = False,
     tta: Annotated[bool, typer.Option(help="Test-time augmentation over volume scalings.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     db: DbOption = None,
 ) -> None:
-    """MAE and σ calibration of a model on stored entries of its scheme (held-out by default)."""
-    from gnomon.models.ensemble import TTA
-    from gnomon.models.registry import ModelRegistry
-    from gnomon.models.training import Sample
-    from gnomon.models.training import evaluate as evaluate_model
+    """Energy, stability (Matbench Discovery) and σ metrics on splits that do not leak.
 
+    Without --model a fresh ensemble is trained on each split's training side: a random split
+    (in-distribution) and a split by whole chemical system (held-out systems), reported side by
+    side. With --model the registered version is scored on the stored entries it was not
+    trained on, split into systems its training data held and systems it never saw (--split,
+    --test-fraction and --seed then do not apply: its own training split decides).
+    """
+    from gnomon.models.ensemble import TTA, ModelSpec
+    from gnomon.models.evaluation import NotEnoughData, evaluate_fresh, evaluate_version
+    from gnomon.models.registry import ModelRegistry
+    from gnomon.models.training import TrainConfig
+
+    if split not in ("both", "random", "chemsys"):
+        fail(f"--split must be random, chemsys or both, not {split!r}")
+    augment = TTA() if tta else None
     s = settings(db)
     with repository(db) as repo:
-        registry = ModelRegistry(repo, s.models_dir)
-        record, ens = _resolve(registry, model, scheme, kind)
-        entries = repo.entries(scheme=record.scheme, chemsys=chemsys)
-        if not include_training:
-            seen = registry.training_keys(record)
-            entries = [e for e in entries if e.id not in seen]
-    if not entries:
-        fail("no entries to evaluate on (all were used for training? try --include-training)")
-    report = evaluate_model(ens, [Sample.from_entry(e) for e in entries], TTA() if tta else None)
-    console.print(_metrics_table(
-        f"{record.id} on {len(entries)} entries of {record.scheme}"
-        f"{' (incl. training)' if include_training else ' (held out)'}",
-        {"entries": report},
-    ))
-    if report.get("n_rejected"):
-        console.print(f"{report['n_rejected']} entries could not be judged by the model")
+        try:
+            if model:
+                registry = ModelRegistry(repo, s.models_dir)
+                record, ens = _resolve(registry, model, scheme, None)
+                entries = repo.entries(scheme=record.scheme, chemsys=chemsys)
+                reference = repo.entries(scheme=record.scheme) if chemsys else entries
+                result = evaluate_version(record, ens, entries, registry.training_keys(record),
+                                          reference=reference, include_training=include_training,
+                                          tta=augment)
+            else:
+                scheme = _pick_scheme(repo, scheme)
+                spec = ModelSpec(kind=kind, hidden=hidden, num_layers=layers, cutoff=cutoff)
+                config = TrainConfig(ensemble_size=ensemble, max_epochs=epochs, patience=patience,
+                                     batch_size=batch_size, checkpoint_dir=None)
+                entries = repo.entries(scheme=scheme, chemsys=chemsys)
+                reference = repo.entries(scheme=scheme) if chemsys else entries
+                with err_console.status("training") as status:
+                    result = evaluate_fresh(
+                        scheme, entries, reference=reference,
+                        splits=("random", "chemsys") if split == "both" else (split,),
+                        test_fraction=test_fraction, seed=seed, spec=spec, config=config,
+                        tta=augment, progress=status.update,
+                    )
+        except NotEnoughData as exc:
+            fail(str(exc))
+        except ValueError as exc:
+            fail(f"cannot evaluate: {exc}")
+    if as_json:
+        from gnomon.models.registry import _jsonable
+
+        console.print_json(json.dumps(_jsonable(result)))
+        return
+    console.print(_evaluation_table(result, include_training))
+
+
+def _evaluation_table(result: dict[str, Any], include_training: bool) -> Table:
+    from gnomon.models.evaluation import SET_LABELS
+
+    if result["mode"] == "fresh":
+        title = f"fresh ensemble on {result['n_entries']} entries of {result['scheme']}"
+    else:
+        title = (f"{result['model']} on {result['n_entries']} stored entries of {result['scheme']}"
+                 f"{' (incl. training)' if include_training else ' (held out)'}")
+        if not result["split_known"]:
+            title += "; its training split is not recorded"
+    table = Table(title=title)
+    table.caption = ("energies in eV/atom; stable: e_above_hull <= 0 against the hull of the true "
+                     "energies; DAF = precision / prevalence; cover = share of |error| within ±kσ")
+    table.add_column("metric", no_wrap=True)
+    sets = result["sets"]
+    for name, r in sets.items():
+        label = SET_LABELS.get(name, name)
+        table.add_column(f"{label} ({r['split']} split)" if "split" in r else label, justify="right")
+    rows = [("entries", "n", 0), ("systems", "n_systems", 0), ("no prediction", "n_missing", 0),
+            ("MAE", "mae", 4), ("RMSE", "rmse", 4), ("R²", "r2", 3), ("stable (true)", "prevalence", 3),
+            ("precision", "precision", 3), ("recall", "recall", 3), ("F1", "f1", 3),
+            ("accuracy", "accuracy", 3), ("DAF", "daf", 2), ("mean σ", "mean_sigma", 4),
+            ("±1σ cover", "coverage_1sigma", 3), ("±2σ cover", "coverage_2sigma", 3),
+            ("miscal. area", "miscalibration_area", 3)]
+    for label, key, digits in rows:
+        values = [r.get(key) for r in sets.values()]
+        cells = [_fmt(v, digits) if isinstance(v, float) and v == v else
+                 ("-" if isinstance(v, float) else _fmt(v)) for v in values]
+        table.add_row(label, *cells)
+    return table

@@ -132,8 +132,9 @@ def test_predict_stored_candidates_writes_predictions(trained):
 
 
 def test_evaluate_on_held_out_entries(trained):
-    result = invoke("model", "evaluate", "--db", trained)
+    result = invoke("model", "evaluate", "--model", "gnn-mlip-toy-1-v1", "--db", trained)
     assert result.exit_code == 0, result.output
     assert "held out" in result.output and "MAE" in result.output
-    everything = invoke("model", "evaluate", "--include-training", "--db", trained)
+    everything = invoke("model", "evaluate", "--model", "gnn-mlip-toy-1-v1", "--include-training",
+                        "--db", trained)
     assert everything.exit_code == 0 and "incl. training" in everything.output
