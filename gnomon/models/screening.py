@@ -134,6 +134,9 @@ def _chunks(items: Iterable[tuple[Any, Any]], size: int) -> Iterator[list[tuple[
 
 _DONE = object()
 
+FEATURIZE_THREAD = "gnomon-featurize"
+"""Name of the thread :func:`prefetch` builds batches in (one per stream, ended with it)."""
+
 
 def prefetch(
     featurizer: Featurizer,
@@ -180,7 +183,7 @@ def prefetch(
         finally:
             out.put(_DONE)
 
-    thread = threading.Thread(target=produce, name="gnomon-featurize", daemon=True)
+    thread = threading.Thread(target=produce, name=FEATURIZE_THREAD, daemon=True)
     thread.start()
     try:
         while True:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
 from gnomon.models.ensemble import TTA
-from gnomon.models.screening import Screener, prefetch, screen_candidates
+from gnomon.models.screening import FEATURIZE_THREAD, Screener, prefetch, screen_candidates
 from gnomon.models.training import Featurizer
+from gnomon.pipeline.identity import candidate_from_structure
 from gnomon.pipeline.thermo.entries import entry_from_structure
 from gnomon.pipeline.thermo.hull import HullEngine
-from gnomon.pipeline.identity import candidate_from_structure
 from gnomon.storage import Prediction
 from tests.models.conftest import cscl, toy_energy, toy_structures
 
@@ -96,20 +97,27 @@ def test_threads_worker_processes_and_inline_give_the_same_batches(tiny_ensemble
                    for a, b in zip(threaded, other, strict=True))
 
 
+def _featurizing_threads(before: Collection[threading.Thread] = ()) -> list[threading.Thread]:
+    """Featurizing threads alive now that were not in ``before`` (others' threads ignored)."""
+    return [t for t in threading.enumerate() if t.name == FEATURIZE_THREAD and t not in before]
+
+
 def test_cpu_screening_featurizes_inline_unless_given_workers(tiny_ensemble):
     """On a CPU a featurizing thread only contends with the network for the GIL."""
     assert Screener(tiny_ensemble).depth == 0
     assert Screener(tiny_ensemble, workers=2).depth == 4
     assert Screener(tiny_ensemble, depth=2).depth == 2
     structures = toy_structures(12, seed=3)  # more batches than a thread's queue holds
-    before = threading.active_count()
+    before = set(_featurizing_threads())
     threaded = Screener(tiny_ensemble, batch_size=1, depth=4).stream(enumerate(structures))
     next(threaded)
-    assert threading.active_count() == before + 1  # its producer waits on the full queue
+    started = _featurizing_threads(before)
+    assert len(started) == 1 and started[0].is_alive()  # its producer waits on the full queue
     threaded.close()
+    assert not started[0].is_alive()  # closing the stream ends its thread
     stream = Screener(tiny_ensemble, batch_size=1).stream(enumerate(structures))
     first = next(stream)
-    assert threading.active_count() == before  # no featurizing thread was started
+    assert _featurizing_threads(before) == []  # no featurizing thread was started
     assert len(first) == 1 and len([r for chunk in stream for r in chunk]) == 11
 
 
