@@ -23,12 +23,13 @@ from torch_geometric.utils import scatter
 
 from gnomon.models.composition import CompositionNet
 from gnomon.models.gnn import GNoMENet
+from gnomon.models.peers import PEERS
 from gnomon.models.spec import ModelSpec as ModelSpec  # re-exported: its old home
 
 log = logging.getLogger(__name__)
 
 FORMAT = "gnomon-ensemble/1"
-KINDS = ("gnn", "composition")
+KINDS = ("gnn", "composition", *PEERS)  # peers: SchNet and CGCNN, see gnomon.models.peers
 
 
 class IncompatibleWeights(ValueError):
@@ -108,6 +109,8 @@ def build_member(kind: str, hparams: dict[str, Any]) -> nn.Module:
         return GNoMENet(**hparams)
     if kind == "composition":
         return CompositionNet(**hparams)
+    if kind in PEERS:
+        return PEERS[kind](**hparams)
     raise ValueError(f"unknown model kind {kind!r}; expected one of {KINDS}")
 
 
