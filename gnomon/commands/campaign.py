@@ -23,10 +23,14 @@ def _config(path: Path) -> CampaignConfig:
         fail(str(exc))
 
 
-def found_by(row: dict) -> str:
-    """How a stable phase got into the database: campaign compound, reference or import."""
+def found_by(row: dict, generator: str | None) -> str:
+    """How a stable phase got into the database: found by the campaign, an elemental
+    reference, a known (published) phase relaxed before round 0, or an import.
+    ``generator`` is that of the row's candidate (None without one)."""
     if not row.get("candidate_id"):
         return "imported"
+    if generator == "known":
+        return "known"
     return "reference" if len(row["chemsys"].split("-")) == 1 else "campaign"
 
 
@@ -105,7 +109,7 @@ def status(
 ) -> None:
     """Campaigns, their rounds and the state of every step."""
     from gnomon.flows.report import campaign_rounds
-    from gnomon.flows.steps import STEPS
+    from gnomon.flows.steps import STEPS, with_current_step_names
     from gnomon.storage import Campaign
 
     with repository(db) as repo:
@@ -117,7 +121,7 @@ def status(
             table.add_column("round")
             for s in STEPS:
                 table.add_column(s)
-            for r in campaign_rounds(repo, c.name):
+            for r in map(with_current_step_names, campaign_rounds(repo, c.name)):
                 table.add_row(str(r.index), *(str(r.steps.get(s, "pending")) for s in STEPS))
             console.print(table)
 
@@ -142,6 +146,7 @@ def report(
 def quickstart(db: DbOption = None) -> None:
     """The quickstart campaign (examples/quickstart.yaml) on embedded defaults."""
     from gnomon.pipeline.thermo.phase_query import PhaseQuery
+    from gnomon.storage import Candidate
 
     cfg = _config(QUICKSTART)
     result = _run(cfg, db, None)
@@ -151,12 +156,14 @@ def quickstart(db: DbOption = None) -> None:
     scheme = make_engine(cfg.engine.name, settings(db), **cfg.engine.options).scheme
     with repository(db) as repo:
         rows = PhaseQuery(chemsys=cfg.chemsys, scheme=scheme, stable=True).run(repo)
+        ids = [r["candidate_id"] for r in rows if r.get("candidate_id")]
+        generators = {c.id: c.generator for c in repo.query(Candidate, {"id": ids})}
     table = Table(title=f"stable phases of {cfg.chemsys} ({scheme})")
     for h in ("formula", "chemsys", "E_f (eV/atom)", "decomposition energy", "source"):
         table.add_column(h)
     for r in rows:
         table.add_row(r["formula"], r["chemsys"], f"{r['formation_energy_per_atom']:.3f}",
-                      f"{r['decomposition_energy']:.3f}", found_by(r))
+                      f"{r['decomposition_energy']:.3f}", found_by(r, generators.get(r.get("candidate_id"))))
     console.print(table)
 
 
@@ -207,6 +214,7 @@ def simulate(
 
     from gnomon.flows.simulate import load_labels
     from gnomon.flows.simulate import simulate as run_simulation
+    from gnomon.flows.steps import policy_options
 
     cfg = _config(config)
     try:
@@ -215,9 +223,9 @@ def simulate(
         fail(str(exc))
     results = []
     for name in [p.strip() for p in policies.split(",") if p.strip()]:
-        options = {"uncertainty": {"k": cfg.selection.k}, "threshold": {"threshold": cfg.selection.threshold}}.get(name, {})
         try:
-            results.append(run_simulation(items, name, rounds or cfg.rounds, cfg.selection.budget, initial, cfg.seed,
+            options = policy_options(cfg.selection, name)
+            results.append(run_simulation(items, name, rounds or cfg.rounds, options.pop("budget"), initial, cfg.seed,
                                           options, {"ensemble_size": cfg.model.ensemble_size, "hidden": cfg.model.hidden,
                                                     "layers": cfg.model.layers, "max_epochs": cfg.model.max_epochs,
                                                     "patience": cfg.model.patience}))

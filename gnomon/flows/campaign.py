@@ -11,8 +11,8 @@ from prefect import flow
 
 from gnomon.config import CampaignConfig, Settings
 from gnomon.flows.round import round_flow
-from gnomon.flows.steps import STEPS
-from gnomon.storage import Campaign, Round, StepState, open_repository
+from gnomon.flows.steps import round_finished
+from gnomon.storage import Campaign, Round, open_repository
 from gnomon.storage.documents import utcnow
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def register_campaign(settings: Settings, config: CampaignConfig) -> Campaign:
             record = Campaign(id=config.name, name=config.name, config=doc, status="running")
             repo.insert_new("campaigns", [record])
             return record
-        stored = {k: v for k, v in existing.config.items() if k != "rounds"}
+        stored = {k: v for k, v in _current_form(existing.config).items() if k != "rounds"}
         if stored != {k: v for k, v in doc.items() if k != "rounds"}:
             raise CampaignError(
                 f"campaign {config.name!r} exists with a different configuration; resume it with "
@@ -45,11 +45,19 @@ def register_campaign(settings: Settings, config: CampaignConfig) -> Campaign:
         repo.close()
 
 
+def _current_form(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config as today's CampaignConfig writes it: an option added since (with its
+    default) does not make an old campaign look different from the same YAML run again."""
+    try:
+        return CampaignConfig.model_validate(stored).model_dump(mode="json")
+    except ValueError:
+        return stored
+
+
 def round_done(settings: Settings, campaign: str, index: int) -> bool:
     repo = open_repository(settings.db_url)
     try:
-        record = repo.get(Round, Round.key(campaign, index))
-        return record is not None and all(record.steps.get(s) == StepState.done for s in STEPS)
+        return round_finished(repo.get(Round, Round.key(campaign, index)))
     finally:
         repo.close()
 

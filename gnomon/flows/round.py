@@ -19,19 +19,6 @@ from gnomon.flows import steps
 
 log = logging.getLogger(__name__)
 
-STEP_FUNCTIONS = {
-    "references": steps.references,
-    "dedup": steps.dedup,
-    "screen": steps.screen,
-    "select": steps.select,
-    "relax": steps.relax,
-    "ingest": steps.ingest,
-    "hull": steps.hull,
-    "retrain": steps.retrain,
-    "report": steps.report,
-}
-GENERATORS = {"saps": steps.generate_saps, "random": steps.generate_random}
-
 # What is worth retrying: storage hiccups and lost connections, not bad input.
 RETRY = dict(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
              retry_condition_fn=lambda task, run, state: not isinstance(_exception(state), steps.StepError | ValueError))
@@ -53,7 +40,7 @@ def context(settings: dict[str, Any], config: dict[str, Any], index: int) -> ste
 def step_task(step: str, settings: dict[str, Any], config: dict[str, Any], index: int) -> dict[str, Any]:
     ctx = context(settings, config, index)
     try:
-        return steps.run_step(ctx, step, STEP_FUNCTIONS[step])
+        return steps.run_step(ctx, step, steps.STEP_FUNCTIONS[step])
     finally:
         ctx.close()
 
@@ -68,7 +55,7 @@ def generate_task(generator: str, settings: dict[str, Any], config: dict[str, An
             # pymatgen warns once per species lacking a tabulated ionic radius; thousands of
             # identical lines bury the flow's log without telling a user anything new
             warnings.filterwarnings("ignore", message=".*ionic radius.*")
-            return GENERATORS[generator](ctx)
+            return steps.GENERATORS[generator](ctx)
     finally:
         ctx.close()
 
@@ -84,13 +71,12 @@ def record_generate(outputs: dict[str, Any], settings: dict[str, Any], config: d
 
 @flow(name="gnomon-round", flow_run_name="{config[name]}-round-{index}")
 def round_flow(settings: dict[str, Any], config: dict[str, Any], index: int) -> dict[str, Any]:
-    """generate → dedup → screen → select → relax → ingest → hull → retrain → report."""
-    step_task("references", settings, config, index)
-    futures = {g: generate_task.submit(g, settings, config, index) for g in GENERATORS}
-    record_generate({g: f.result() for g, f in futures.items()}, settings, config, index)
-    for step in ("dedup", "screen", "select", "relax", "ingest"):
-        step_task(step, settings, config, index)
-    metrics = step_task("hull", settings, config, index)
-    step_task("retrain", settings, config, index)
-    step_task("report", settings, config, index)
-    return metrics
+    """The steps of ``steps.STEPS`` in order, the generators side by side; returns the metrics."""
+    outputs: dict[str, dict[str, Any]] = {}
+    for step in steps.STEPS:
+        if step == "generate":
+            futures = {g: generate_task.submit(g, settings, config, index) for g in steps.GENERATORS}
+            outputs[step] = record_generate({g: f.result() for g, f in futures.items()}, settings, config, index)
+        else:
+            outputs[step] = step_task(step, settings, config, index)
+    return outputs["metrics"]

@@ -5,8 +5,8 @@ record of its outputs; ``run_step`` stores that record and marks the step done o
 document in one write. A rerun after a crash skips every step marked done and repeats the
 first unfinished one, which is written to be repeatable: generation is seeded, candidates,
 calculations and entries are keyed by content, and relaxations already submitted are
-re-attached rather than resubmitted. Prefect (``gnomon.flows.round``) only wires these
-together; nothing here imports it.
+re-attached rather than resubmitted. ``STEP_FUNCTIONS`` (at the end) is the round, in order;
+Prefect (``gnomon.flows.round``) only wires these together; nothing here imports it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import Any
 
 from pymatgen.core import Structure
 
-from gnomon.config import CampaignConfig, Settings
+from gnomon.config import CampaignConfig, SelectionConfig, Settings
+from gnomon.pipeline.selection import POLICIES, Scored, SelectionPolicy, make_policy
 from gnomon.storage import (
     CalcState,
     Calculation,
@@ -37,7 +38,9 @@ from gnomon.storage.documents import utcnow
 
 log = logging.getLogger(__name__)
 
-STEPS = ("references", "generate", "dedup", "screen", "select", "relax", "ingest", "hull", "retrain", "report")
+# Steps renamed since rounds were first stored: a resumed round reads its old records under
+# the new names ("hull" only ever computed the round's metrics against the hull).
+LEGACY_STEP_NAMES = {"hull": "metrics"}
 
 
 class StepError(RuntimeError):
@@ -87,12 +90,16 @@ class RoundContext:
         return derive_seed(self.config.seed, self.index, *keys) % (2**31)
 
     def round(self) -> Round:
+        """This round's record (created on first use), with legacy step names migrated."""
         record = self.repo.get(Round, self.round_id)
         if record is None:
             record = Round(id=self.round_id, campaign=self.campaign, index=self.index,
                            steps={s: StepState.pending for s in STEPS})
             self.repo.insert_new("rounds", [record])
             record = self.repo.get(Round, self.round_id)
+        if any(old in record.steps or old in record.outputs for old in LEGACY_STEP_NAMES):
+            record = with_current_step_names(record)
+            self.repo.update_fields("rounds", self.round_id, {"steps": _steps(record), "outputs": record.outputs})
         return record
 
     def outputs(self, step: str) -> dict[str, Any]:
@@ -138,12 +145,35 @@ def _steps(record: Round) -> dict[str, str]:
     return {k: StepState(v).value for k, v in record.steps.items()}
 
 
+def _renamed(mapping: dict[str, Any]) -> dict[str, Any]:
+    return {LEGACY_STEP_NAMES.get(k, k): v for k, v in mapping.items()}
+
+
+def with_current_step_names(record: Round) -> Round:
+    """``record`` with steps and outputs stored under a legacy name moved to the current one."""
+    return record.model_copy(update={"steps": _renamed(record.steps), "outputs": _renamed(record.outputs)})
+
+
+def round_finished(record: Round | None) -> bool:
+    """Whether every step of a stored round is done (steps run in order, the last one last)."""
+    if record is None:
+        return False
+    steps = with_current_step_names(record).steps
+    return all(steps.get(s) == StepState.done for s in STEPS)
+
+
 # -- references ---------------------------------------------------------------------------------
 def references(ctx: RoundContext) -> dict[str, Any]:
-    """Elemental reference energies: ase's dcdft structures relaxed by the campaign's engine.
+    """The hull a campaign starts from, relaxed by the campaign's own engine.
 
-    Only elements with no elemental entry in the scheme are relaxed, so this is a no-op
-    after the first round (and for a database that already has references).
+    Elemental references are ase's dcdft structures; known compounds are the published phases
+    gnomon ships for the campaign's space (``gnomon.pipeline.thermo.known``; config
+    ``known_phases``), so a compound found later is "new stable" against what is already
+    known, not against a hull of bare elements. Both go through the relaxation service as
+    ordinary calculations: stored, resumable, and never run twice for the same engine
+    settings. Only what has no finished relaxation yet is submitted, so after the first round
+    this is a no-op. A failed element stops the round (no hull without it); a failed known
+    compound is reported in the outputs and the campaign goes on without it.
     """
     from ase.collections import dcdft
     from pymatgen.io.ase import AseAtomsAdaptor
@@ -151,22 +181,49 @@ def references(ctx: RoundContext) -> dict[str, Any]:
     from gnomon.pipeline.identity import candidate_from_structure
 
     missing = [el for el in ctx.config.elements if not ctx.repo.count("entries", {"scheme": ctx.scheme, "chemsys": el})]
-    if not missing:
-        return {"relaxed": []}
-    candidates = []
+    elements = []
     for el in missing:
         if el not in dcdft.names:
             raise StepError(f"references: ase.collections.dcdft has no structure for {el}")
         structure = AseAtomsAdaptor.get_structure(dcdft[el])
-        candidates.append(candidate_from_structure(structure, "reference", campaign=ctx.campaign, round=ctx.index,
-                                                   extra={"source": "ase.collections.dcdft"}))
-    relax = ctx.relaxations()
-    relax.submit(candidates, ctx.engine, ctx.config.dispatch.name, campaign=ctx.campaign, round=ctx.index)
-    relax.wait(poll_s=ctx.config.dispatch.poll_interval)
-    failed = [c.id for c in candidates if _calc(ctx, c.id).state is not CalcState.done]
+        elements.append(candidate_from_structure(structure, "reference", campaign=ctx.campaign, round=ctx.index,
+                                                 extra={"source": "ase.collections.dcdft"}))
+    known = [c for c in known_candidates(ctx) if not _done(ctx, c.id)]
+    if elements or known:
+        relax = ctx.relaxations()
+        relax.submit(elements + known, ctx.engine, ctx.config.dispatch.name, campaign=ctx.campaign, round=ctx.index)
+        relax.wait(poll_s=ctx.config.dispatch.poll_interval)
+    failed = [c.id for c in elements if not _done(ctx, c.id)]
     if failed:
         raise StepError(f"references: relaxation of elemental references failed for {failed}")
-    return {"relaxed": [c.id for c in candidates]}
+    known_failed = {}
+    for c in known:
+        if not _done(ctx, c.id):
+            calc = _calc(ctx, c.id)
+            known_failed[c.reduced_formula] = calc.failure_reason if calc is not None else "not relaxed"
+            log.warning("known phase %s (%s) could not be relaxed: %s; the hull goes on without it",
+                        c.reduced_formula, c.id, known_failed[c.reduced_formula])
+    return {"relaxed": [c.id for c in elements], "known": [c.id for c in known if c.reduced_formula not in known_failed],
+            "known_failed": known_failed}
+
+
+def known_candidates(ctx: RoundContext) -> list[Candidate]:
+    """Candidates for the shipped known phases of the campaign's space (none when switched off)."""
+    from gnomon.pipeline.identity import candidate_from_structure
+    from gnomon.pipeline.thermo.known import known_phases_in
+
+    if not ctx.config.known_phases:
+        return []
+    return [
+        candidate_from_structure(phase.structure(), "known", campaign=ctx.campaign, round=ctx.index,
+                                 extra={"name": phase.name, "spacegroup": phase.spacegroup, "source": phase.source})
+        for phase in known_phases_in(ctx.config.elements)
+    ]
+
+
+def _done(ctx: RoundContext, candidate_id: str) -> bool:
+    calc = _calc(ctx, candidate_id)
+    return calc is not None and calc.state is CalcState.done
 
 
 def _calc(ctx: RoundContext, candidate_id: str) -> Calculation:
@@ -301,10 +358,25 @@ def screen(ctx: RoundContext) -> dict[str, Any]:
     return {"model_version": record.id, "screened": len(done) + stats.written, "rejected": stats.reasons}
 
 
-def select(ctx: RoundContext) -> dict[str, Any]:
-    from gnomon.pipeline.selection import Scored, make_policy
+def policy_options(selection: SelectionConfig, name: str) -> dict[str, Any]:
+    """The arguments of policy ``name`` that a campaign's selection settings give: every field
+    of the policy's dataclass that the settings also have (budget, exploration, threshold, k...)."""
+    from dataclasses import fields
 
-    cfg = ctx.config.selection
+    if name not in POLICIES:
+        raise ValueError(f"unknown selection policy {name!r}; choose one of {sorted(POLICIES)}")
+    settings = selection.model_dump()
+    return {f.name: settings[f.name] for f in fields(POLICIES[name]) if f.init and f.name in settings}
+
+
+def selection_policy(config: CampaignConfig, name: str | None = None) -> SelectionPolicy:
+    """The policy ``name`` (default: the campaign's) as the campaign's settings configure it."""
+    name = name or config.selection.policy
+    return make_policy(name, **policy_options(config.selection, name), seed=config.seed)
+
+
+def select(ctx: RoundContext) -> dict[str, Any]:
+    """Pick the round's relaxations; a random draw while no model has screened anything."""
     ids = ctx.outputs("dedup").get("unique", [])
     version = ctx.outputs("screen").get("model_version")
     candidates = {c.id: c for c in ctx.repo.query(Candidate, {"id": ids})}
@@ -314,20 +386,12 @@ def select(ctx: RoundContext) -> dict[str, Any]:
                group=candidates[cid].template_id or candidates[cid].reduced_formula)
         for cid in ids if cid in candidates
     ]
-    common = dict(budget=cfg.budget, max_per_group=cfg.max_per_group, seed=ctx.config.seed)
-    if version is None:
-        policy = make_policy("random", **common)
-    elif cfg.policy == "threshold":
-        policy = make_policy("threshold", threshold=cfg.threshold, exploration=cfg.exploration, **common)
-    elif cfg.policy == "uncertainty":
-        policy = make_policy("uncertainty", k=cfg.k, exploration=cfg.exploration, **common)
-    else:
-        policy = make_policy(cfg.policy, exploration=cfg.exploration, **common) if cfg.policy != "random" else make_policy("random", **common)
+    policy = selection_policy(ctx.config, None if version else "random")
     chosen = policy.select(scored, round_index=ctx.index)
     return {"policy": policy.name, "selected": [c.candidate_id for c in chosen]}
 
 
-# -- relax, ingest, hull ------------------------------------------------------------------------
+# -- relax, ingest, metrics --------------------------------------------------------------------
 def relax(ctx: RoundContext) -> dict[str, Any]:
     selected = ctx.outputs("select").get("selected", [])
     if not selected:
@@ -357,8 +421,10 @@ def ingest(ctx: RoundContext) -> dict[str, Any]:
     return {"entries": entries, "failed": failed}
 
 
-def hull(ctx: RoundContext) -> dict[str, Any]:
-    """Per-round metrics against the hull as it stood before the round."""
+def metrics(ctx: RoundContext) -> dict[str, Any]:
+    """Per-round metrics against the hull as it stood before the round (stored on the Round).
+
+    The hull itself is kept current by ``ingest``; this step only measures the round."""
     from gnomon.pipeline.metrics import round_metrics
 
     out = ctx.round().outputs
@@ -373,11 +439,11 @@ def hull(ctx: RoundContext) -> dict[str, Any]:
         "screened": out.get("screen", {}).get("screened", 0),
         "selected": len(out.get("select", {}).get("selected", [])),
     }
-    metrics = round_metrics(ctx.repo, ctx.scheme, entries, preds, counts, len(out.get("ingest", {}).get("failed", {})))
-    metrics["policy"] = out.get("select", {}).get("policy")
-    metrics["model_version"] = version
-    ctx.repo.update_fields("rounds", ctx.round_id, {"metrics": metrics})
-    return metrics
+    result = round_metrics(ctx.repo, ctx.scheme, entries, preds, counts, len(out.get("ingest", {}).get("failed", {})))
+    result["policy"] = out.get("select", {}).get("policy")
+    result["model_version"] = version
+    ctx.repo.update_fields("rounds", ctx.round_id, {"metrics": result})
+    return result
 
 
 # -- retrain and report -------------------------------------------------------------------------
@@ -408,3 +474,29 @@ def report(ctx: RoundContext) -> dict[str, Any]:
         ctx.repo.update_fields("campaigns", ctx.campaign, {"rounds_done": max(campaign.rounds_done, ctx.index + 1),
                                                              "updated_at": utcnow().isoformat()})
     return {"report": str(path)}
+
+
+# -- the round, as one table ---------------------------------------------------------------------
+GENERATORS: dict[str, Callable[[RoundContext], dict[str, Any]]] = {"saps": generate_saps, "random": generate_random}
+
+
+def generate(ctx: RoundContext) -> dict[str, Any]:
+    """Every generator in turn, outputs keyed by generator (the Prefect flow runs them side by side)."""
+    return {name: fn(ctx) for name, fn in GENERATORS.items()}
+
+
+STEP_FUNCTIONS: dict[str, Callable[[RoundContext], dict[str, Any]]] = {
+    "references": references,
+    "generate": generate,
+    "dedup": dedup,
+    "screen": screen,
+    "select": select,
+    "relax": relax,
+    "ingest": ingest,
+    "metrics": metrics,
+    "retrain": retrain,
+    "report": report,
+}
+"""The steps of a round, in the order they run: the one list every caller reads."""
+
+STEPS: tuple[str, ...] = tuple(STEP_FUNCTIONS)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 
@@ -16,3 +19,17 @@ def _prefect_env(prefect_home, monkeypatch):
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+
+
+DFT_TESTS = Path(__file__).resolve().parents[1] / "dft"
+
+
+@pytest.fixture
+def fake_engine(monkeypatch):
+    """The instant test-double engine of tests/dft, importable here and in worker processes
+    (the local dispatcher passes its environment on)."""
+    monkeypatch.syspath_prepend(str(DFT_TESTS))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(DFT_TESTS), os.environ.get("PYTHONPATH")])))
+    from gnomon_fake_engine import FakeEngine
+
+    return FakeEngine()

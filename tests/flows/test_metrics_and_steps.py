@@ -7,9 +7,9 @@ import pytest
 from gnomon.config import CampaignConfig, ConfigError, Settings, load_campaign
 from gnomon.flows.report import write_report
 from gnomon.flows.steps import STEPS, RoundContext, run_step
+from gnomon.pipeline.metrics import e_above_previous_hull, round_metrics
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.pipeline.thermo.hull import HullEngine
-from gnomon.pipeline.metrics import e_above_previous_hull, round_metrics
 from gnomon.storage import Prediction, Round, StepState
 
 
@@ -106,3 +106,52 @@ def test_quickstart_config_is_valid():
     cfg = load_campaign(Path(__file__).resolve().parents[2] / "examples" / "quickstart.yaml")
     assert cfg.engine.name == "mlip" and cfg.dispatch.name == "local" and cfg.rounds == 3
     assert cfg.chemsys == "Li-Mn-O"
+
+
+def test_one_table_names_the_steps_in_order():
+    from gnomon.flows import steps
+
+    assert STEPS == tuple(steps.STEP_FUNCTIONS)
+    assert STEPS[0] == "references" and STEPS[-1] == "report" and "metrics" in STEPS and "hull" not in STEPS
+    assert steps.generate.__name__ == steps.STEP_FUNCTIONS["generate"].__name__
+
+
+def test_a_round_stored_under_the_old_step_name_resumes(ctx):
+    from gnomon.flows.campaign import round_done
+    from gnomon.flows.steps import round_finished
+
+    legacy = {s: StepState.done for s in STEPS if s != "metrics"} | {"hull": StepState.done}
+    ctx.repo.put([Round(id=Round.key("t", 0), campaign="t", index=0, steps=legacy,
+                        outputs={"hull": {"new_stable": 2}})])
+    assert round_done(ctx.settings, "t", 0)
+    calls = []
+    assert run_step(ctx, "metrics", lambda c: calls.append(1) or {}) == {"new_stable": 2}
+    assert not calls  # done under its old name: not computed again
+    record = ctx.repo.get(Round, Round.key("t", 0))
+    assert record.steps["metrics"] == StepState.done and "hull" not in record.steps
+    assert round_finished(record)
+    half = {s: StepState.done for s in ("references", "generate")} | {"hull": StepState.pending}
+    ctx.repo.put([Round(id=Round.key("t", 1), campaign="t", index=1, steps=half)])
+    assert not round_done(ctx.settings, "t", 1)
+
+
+def test_selection_takes_every_policy_argument_from_the_config():
+    from dataclasses import fields
+
+    from gnomon.flows.steps import selection_policy
+    from gnomon.pipeline.selection import POLICIES
+
+    selection = {"policy": "uncertainty", "budget": 7, "threshold": 0.02, "k": 2.5, "exploration": 0.3,
+                 "max_per_group": 1}
+    config = CampaignConfig(name="t", elements=["Li", "O"], seed=11, selection=selection)
+    assert selection_policy(config).name == "uncertainty"
+    for name in POLICIES:
+        policy = selection_policy(config, name)
+        assert policy.name == name and policy.seed == 11
+        shared = {f.name for f in fields(policy)} & set(selection)
+        assert shared >= {"budget", "exploration", "max_per_group"}
+        for field in shared:
+            expected = 1.0 if (name, field) == ("random", "exploration") else selection[field]
+            assert getattr(policy, field) == expected, (name, field)
+    with pytest.raises(ValueError, match="clairvoyant"):
+        selection_policy(config, "clairvoyant")

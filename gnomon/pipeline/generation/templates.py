@@ -87,7 +87,20 @@ def make_template(template_id: str, structure: Structure, source: str, **tags: A
     problem = template_problem(structure)
     if problem is not None:
         return SkippedTemplate(template_id, problem)
-    return Template(template_id, structure, source, dict(tags))
+    return Template(template_id, geometry_only(structure), source, dict(tags))
+
+
+def geometry_only(structure: Structure) -> Structure:
+    """``structure`` without site properties: lattice, species and positions are the template.
+
+    A relaxed entry carries what its calculation found per site (final magnetic moments,
+    forces); those belong to that calculation, not to the structures substituted from it, and
+    a substitution that leaves them on some sites only makes pymatgen warn at every later
+    ``Structure.from_dict`` or ``StructureMatcher.fit`` of the candidate."""
+    if not structure.site_properties:
+        return structure
+    return Structure(structure.lattice, structure.species_and_occu, structure.frac_coords,
+                     charge=structure.charge, properties=structure.properties)
 
 
 # -- pymatgen's prototype library --------------------------------------------------------------
