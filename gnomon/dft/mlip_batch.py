@@ -1,0 +1,175 @@
+"""Many CHGNet relaxations in lock-step: one batched model call per optimiser step.
+
+A single small cell spends most of a CHGNet step in Python and tiny tensor kernels, so
+relaxing thousands of candidates one after another (the engine's ``relax``) leaves the CPU
+mostly idle between kernels. :class:`BatchRelaxer` keeps up to ``batch_size`` relaxations
+in flight, evaluates all of them with one ``predict_graph`` call, then lets each take its own
+ASE optimiser step: the dynamics of every structure are exactly those of the engine (the same
+calculator object, FIRE on a FrechetCellFilter with ASE's defaults, the engine's ``fmax``
+and ``steps``, ASE's ``irun`` order of check-then-step); only the scheduling differs.
+Finished relaxations leave the batch and new ones join it, so the batch stays full.
+
+Used where throughput matters more than per-calculation records: building the benchmark
+world (``bench/world.py``) and simulation. Campaign relaxations go through the engine and
+its dispatchers, which record every calculation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+from pymatgen.core import Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from gnomon.dft.mlip import CHGNetEngine
+
+log = logging.getLogger(__name__)
+
+
+class _Precomputed(Calculator):
+    """Holds the results the batch computed for exactly these positions and cell."""
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def hold(self, atoms, results: dict[str, Any]) -> None:
+        self.atoms = atoms.copy()
+        self.results = dict(results)
+
+    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+        raise RuntimeError("positions changed without a batched evaluation")
+
+
+@dataclass
+class BatchResult:
+    """One finished relaxation."""
+
+    structure: Structure
+    energy: float  # eV, at the final structure
+    initial_energy: float  # eV, at the input structure
+    steps: int
+    converged: bool
+
+
+@dataclass
+class _Run:
+    key: Hashable
+    atoms: Any
+    optimizer: Any
+    calc: _Precomputed
+    graph_source: Structure | None = None
+    steps: int = 0
+    initial_energy: float | None = None
+    energy: float = float("nan")
+
+
+@dataclass
+class BatchRelaxer:
+    """Relax many structures with a CHGNet engine's settings, ``batch_size`` at a time.
+
+    Example::
+
+        relaxer = BatchRelaxer(CHGNetEngine(fmax=0.1, steps=150), batch_size=32)
+        for key, result in relaxer.relax((s.formula, s) for s in structures):
+            ...
+
+    Structures CHGNet cannot take (an isolated atom beyond its cutoff, an unsupported element)
+    come back as ``(key, reason)`` strings instead of results, never as exceptions.
+    """
+
+    engine: CHGNetEngine = field(default_factory=CHGNetEngine)
+    batch_size: int = 32
+    _calculator: Any = field(default=None, init=False, repr=False)
+
+    @property
+    def calculator(self):
+        """The engine's own CHGNet calculator (loaded once)."""
+        if self._calculator is None:
+            probe = Structure([[3, 0, 0], [0, 3, 0], [0, 0, 3]], ["H"], [[0, 0, 0]])
+            self._calculator = self.engine.maker(probe).calculator
+        return self._calculator
+
+    def relax(
+        self, items: Iterable[tuple[Hashable, Structure]]
+    ) -> Iterator[tuple[Hashable, BatchResult | str]]:
+        from ase.filters import FrechetCellFilter
+        from ase.optimize import FIRE
+
+        if self.engine.optimizer != "FIRE" or not self.engine.relax_cell:
+            raise ValueError("BatchRelaxer reproduces FIRE with a relaxed cell only")
+        pending = iter(items)
+        active: list[_Run] = []
+        exhausted = False
+        while active or not exhausted:
+            while not exhausted and len(active) < self.batch_size:
+                try:
+                    key, structure = next(pending)
+                except StopIteration:
+                    exhausted = True
+                    break
+                atoms = AseAtomsAdaptor.get_atoms(structure)
+                calc = _Precomputed()
+                atoms.calc = calc
+                optimizer = FIRE(FrechetCellFilter(atoms), logfile=None)
+                optimizer.fmax = self.engine.fmax  # what Optimizer.run(fmax=...) sets
+                active.append(_Run(key, atoms, optimizer, calc))
+            if not active:
+                break
+            failed = self._evaluate(active)
+            for run, reason in failed:
+                active.remove(run)
+                yield run.key, reason
+            still: list[_Run] = []
+            for run in active:
+                gradient = run.optimizer.optimizable.get_gradient()
+                converged = bool(run.optimizer.converged(gradient=gradient))
+                if converged or run.steps >= self.engine.steps:
+                    yield run.key, self._result(run, converged)
+                    continue
+                run.optimizer.step()
+                run.steps += 1
+                still.append(run)
+            active = still
+
+    def _evaluate(self, runs: list[_Run]) -> list[tuple[_Run, str]]:
+        calc = self.calculator
+        model = calc.model
+        graphs, ok, failed = [], [], []
+        for run in runs:
+            structure = AseAtomsAdaptor.get_structure(run.atoms)
+            try:
+                graphs.append(model.graph_converter(structure))
+                ok.append(run)
+            except (ValueError, RuntimeError) as exc:
+                failed.append((run, f"CHGNet graph: {exc}"))
+        if not ok:
+            return failed
+        predictions = model.predict_graph(graphs, task="efs", batch_size=len(graphs))
+        if isinstance(predictions, dict):
+            predictions = [predictions]
+        for run, pred in zip(ok, predictions, strict=True):
+            n = len(run.atoms)
+            energy = float(pred["e"]) * (n if model.is_intensive else 1)
+            if not np.isfinite(energy):
+                failed.append((run, "CHGNet returned a non-finite energy"))
+                continue
+            run.calc.hold(run.atoms, {
+                "energy": energy, "free_energy": energy,
+                "forces": np.asarray(pred["f"], dtype=float),
+                "stress": np.asarray(pred["s"], dtype=float) * calc.stress_weight,
+            })
+            run.energy = energy
+            if run.initial_energy is None:
+                run.initial_energy = energy
+        return failed
+
+    @staticmethod
+    def _result(run: _Run, converged: bool) -> BatchResult:
+        structure = AseAtomsAdaptor.get_structure(run.atoms)
+        return BatchResult(structure=structure, energy=run.energy,
+                           initial_energy=float(run.initial_energy), steps=run.steps,
+                           converged=converged)
