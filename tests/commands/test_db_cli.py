@@ -103,7 +103,7 @@ def test_import_extxyz_and_csv_export(tmp_path, db):
     write(path, frames, format="extxyz")
     assert invoke("db", "import", str(path), "--scheme", "qe-pbe-test", "--db", db).exit_code == 0
     csv_out = invoke("phases", "--format", "csv", "--db", db).stdout.splitlines()
-    assert csv_out[0].startswith("id,formula,reduced_formula,chemsys,scheme")
+    assert csv_out[0].startswith("id,formula,reduced_formula,cell_formula,chemsys,scheme")
     assert len(csv_out) == 4
     cif_out = invoke("phases", "--format", "cif", "--stable", "--db", db).stdout
     assert cif_out.count("data_") == 3
