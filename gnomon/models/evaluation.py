@@ -31,8 +31,9 @@ Predicted e_above_hull (:func:`predicted_e_above_hull`)
     so a stable structure's value is negative (how far below its competitors it lies).
 
 Learning curves (:func:`learning_curve`)
-    Training is a callable, so any model (the gnomon ensemble, a peer) plugs in; this module
-    never imports the training code for it.
+    Training is a callable, so any model (the gnomon ensemble, a peer) plugs in;
+    :func:`learning_curve` never imports training code. :func:`trainer_fit_predict` is that
+    callable for gnomon's own ensemble, predicting relaxed and (optionally) unrelaxed inputs.
 """
 
 from __future__ import annotations
@@ -463,6 +464,38 @@ def predict_samples(
         rows = [where[s.key] for s in kept]
         energy[rows], sigma[rows] = out.mean, out.sigma
     return Predictions(energy, sigma)
+
+
+def trainer_fit_predict(
+    samples: Sequence[Sample],
+    spec: Any = None,
+    config: Any = None,
+    *,
+    inputs: Mapping[str, Sequence[Sample]] | None = None,
+    tta: TTA | None = None,
+) -> FitPredict:
+    """A :data:`FitPredict` that trains gnomon's ensemble (:class:`~gnomon.models.training.Trainer`
+    with ``spec`` and ``config``) on ``samples[train_idx]`` and predicts ``samples[test_idx]``.
+
+    ``inputs`` names other versions of the same samples to predict as well, position for
+    position: ``{"unrelaxed": [...]}`` holds the unrelaxed structures labelled with the relaxed
+    energies, which is what screening really sees. The trainer validates on part of the
+    training items only, so nothing of the test side reaches training or calibration.
+    """
+    from gnomon.models.training import Trainer
+
+    for name, other in (inputs or {}).items():
+        if len(other) != len(samples):
+            raise ValueError(f"input {name!r} has {len(other)} samples, not {len(samples)}")
+
+    def fit_predict(train_idx: np.ndarray, test_idx: np.ndarray) -> dict[str, Predictions]:
+        ensemble = Trainer(spec, config).fit([samples[i] for i in train_idx]).ensemble
+        out = {"relaxed": predict_samples(ensemble, [samples[i] for i in test_idx], tta)}
+        for name, other in (inputs or {}).items():
+            out[name] = predict_samples(ensemble, [other[i] for i in test_idx], tta)
+        return out
+
+    return fit_predict
 
 
 def hull_distances(

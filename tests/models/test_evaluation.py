@@ -367,3 +367,28 @@ def test_evaluate_names_what_is_missing(tmp_path, monkeypatch):
     result = _invoke("model", "evaluate", "--split", "chemsys", "--db", narrow)
     assert result.exit_code == 1
     assert "2 chemical system" in result.output and f"at least {MIN_SYSTEMS}" in result.output
+
+
+def test_learning_curve_of_the_gnomon_ensemble_with_unrelaxed_inputs():
+    from gnomon.models.evaluation import trainer_fit_predict
+    from gnomon.models.training import Sample
+    from tests.models.conftest import TINY_SPEC, tiny_config, toy_samples
+
+    samples = toy_samples(48, seed=3)
+    unrelaxed = []
+    for s in samples:  # the same labels on a strained input structure
+        structure = Structure.from_dict(s.structure)
+        structure.scale_lattice(structure.volume * 1.1)
+        unrelaxed.append(Sample.from_structure(s.key, structure, s.energy_per_atom))
+    chemsys = [s.chemsys for s in samples]
+    split = chemsys_split(chemsys, 0.25, seed=0)
+    fit_predict = trainer_fit_predict(samples, TINY_SPEC, tiny_config(ensemble_size=1, max_epochs=2),
+                                      inputs={"unrelaxed": unrelaxed})
+    curve = learning_curve(chemsys, [s.energy_per_atom for s in samples], split, fit_predict,
+                           sizes=[3, len(split.train_systems)])
+    assert [(r["input"], r["n_systems"]) for r in curve.rows] == [
+        ("relaxed", 3), ("unrelaxed", 3), ("relaxed", len(split.train_systems)),
+        ("unrelaxed", len(split.train_systems))]
+    assert all(r["n"] == len(split.test) and np.isfinite(r["mae"]) for r in curve.rows)
+    assert curve.rows[0]["mae"] != curve.rows[1]["mae"]  # the inputs differ, so do the errors
+    assert set(curve.slopes) == {"relaxed", "unrelaxed"}
