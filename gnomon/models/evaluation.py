@@ -630,7 +630,8 @@ def evaluate_version(
     wanted = sorted({i for idx in parts.values() for i in idx})
     pred = predict_samples(ensemble, [Sample.from_entry(entries[i]) for i in wanted], tta)
     where = {i: k for k, i in enumerate(wanted)}
-    hull = hull_distances(entries, reference)
+    hull = np.full(len(entries), np.nan)
+    hull[wanted] = hull_distances([entries[i] for i in wanted], reference or entries)
     sets: dict[str, Any] = {}
     for name, idx in parts.items():
         if not idx:
@@ -677,7 +678,7 @@ def evaluate_fresh(
     config = config or TrainConfig(ensemble_size=3, max_epochs=100, patience=15, checkpoint_dir=None)
     chemsys = [e.chemsys for e in entries]
     samples = [Sample.from_entry(e) for e in entries]
-    hull = hull_distances(entries, reference)
+    hull = np.full(len(entries), np.nan)
     sets: dict[str, Any] = {}
     for kind in splits:
         split = (chemsys_split(chemsys, test_fraction, seed) if kind == "chemsys"
@@ -688,6 +689,7 @@ def evaluate_fresh(
                       group_by="chemsys" if kind == "chemsys" else "composition")
         result = Trainer(spec, cfg).fit([samples[i] for i in split.train])
         pred = predict_samples(result.ensemble, [samples[i] for i in split.test], tta)
+        hull[split.test] = hull_distances([entries[i] for i in split.test], reference or entries)
         report = _report(entries, split.test, pred, hull)
         report.update(split=kind, n_train=len(split.train),
                       n_train_systems=len(split.train_systems), test_systems=split.test_systems,
