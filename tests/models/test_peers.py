@@ -8,7 +8,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from gnomon.models.ensemble import Ensemble, ModelSpec, build_member
+from gnomon.models.ensemble import Ensemble, build_member
 from gnomon.models.graphs import collate, crystal_graph
 from gnomon.models.peers import (
     CGCNN,
@@ -19,9 +19,9 @@ from gnomon.models.peers import (
     peer_hparams,
 )
 from gnomon.models.screening import Featurizer
+from gnomon.models.spec import ModelSpec
 from gnomon.models.training import Trainer, predict_graphs
-
-from .conftest import tiny_config, toy_samples
+from tests.models.conftest import tiny_config, toy_samples
 
 STRUCTURAL = ["schnet", "cgcnn"]
 CUTOFF = 4.0
@@ -101,7 +101,9 @@ def test_batched_equals_one_at_a_time(model):
 
 def test_edges_beyond_the_cutoff_are_ignored(model):
     """Test-time augmentation builds graphs past the model's cutoff; those edges carry nothing."""
-    structures = [crystal(seed) for seed in range(2)]
+    stretched = crystal(1)
+    stretched.scale_lattice(stretched.volume * 2.0)  # fewer than CGCNN's 12 within the cutoff
+    structures = [crystal(0), stretched]
     assert np.allclose(energy(model, structures, cutoff=CUTOFF + 1.5),
                        energy(model, structures), atol=1e-5)
 
