@@ -44,8 +44,7 @@ def _campaign(home: Path, config: Path, extra_env: dict | None = None) -> subpro
 
 
 def _snapshot(home: Path) -> dict:
-    repo = open_repository(f"sqlite:///{home / 'gnomon.db'}")
-    try:
+    with open_repository(f"sqlite:///{home / 'gnomon.db'}") as repo:
         return {
             "candidates": sorted(c.id for c in repo.query(Candidate)),
             "calculations": sorted((c.id, c.state.value) for c in repo.query(Calculation)),
@@ -54,8 +53,6 @@ def _snapshot(home: Path) -> dict:
             "rounds": sorted((r.index, tuple(sorted(r.outputs.get("select", {}).get("selected", []))))
                              for r in repo.query(Round)),
         }
-    finally:
-        repo.close()
 
 
 def _state(home: Path) -> tuple[int, int]:
@@ -63,11 +60,8 @@ def _state(home: Path) -> tuple[int, int]:
     db = home / "gnomon.db"
     if not db.exists():
         return 0, 0
-    repo = open_repository(f"sqlite:///{db}")
-    try:
+    with open_repository(f"sqlite:///{db}") as repo:
         return repo.count("calculations", {"round": 1, "state": "done"}), repo.count("calculations", {"round": 1})
-    finally:
-        repo.close()
 
 
 def test_sigkill_mid_round_then_resume_equals_uninterrupted(tmp_path):
@@ -104,7 +98,8 @@ def test_sigkill_mid_round_then_resume_equals_uninterrupted(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    before = {c.id: (c.state, c.attempts) for c in open_repository(f"sqlite:///{killed / 'gnomon.db'}").query(Calculation)}
+    with open_repository(f"sqlite:///{killed / 'gnomon.db'}") as repo:
+        before = {c.id: (c.state, c.attempts) for c in repo.query(Calculation)}
     assert any(state is CalcState.done for state, _ in before.values())
 
     proc = _campaign(killed, config)
@@ -112,8 +107,8 @@ def test_sigkill_mid_round_then_resume_equals_uninterrupted(tmp_path):
     assert proc.returncode == 0, out
 
     assert _snapshot(killed) == _snapshot(straight)
-    repo = open_repository(f"sqlite:///{killed / 'gnomon.db'}")
-    after = {c.id: c for c in repo.query(Calculation)}
+    with open_repository(f"sqlite:///{killed / 'gnomon.db'}") as repo:
+        after = {c.id: c for c in repo.query(Calculation)}
     for cid, (state, attempts) in before.items():
         if state is CalcState.done:  # finished before the kill: never run again
             assert after[cid].attempts == attempts

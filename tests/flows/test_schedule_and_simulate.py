@@ -63,13 +63,28 @@ def _labels(n_per: int = 12) -> list[Labelled]:
 
 def test_simulation_counts_and_reproducibility():
     labels = _labels()
+    compounds = [it for it in labels if not it.key.startswith("ref-")]
     stable = true_stable(labels)
-    assert stable
+    # every compound is AB, so each of the four A-B systems has exactly one stable phase: its
+    # lowest-energy structure
+    lowest = {chemsys: min((it for it in compounds if it.chemsys == chemsys), key=lambda it: it.energy_per_atom).key
+              for chemsys in {it.chemsys for it in compounds}}
+    assert stable == set(lowest.values()) and len(stable) == 4
+    # a run that evaluates every compound must have found every stable one, round by round
+    # no fewer than before and never more than it evaluated
+    full = simulate(labels, "random", rounds=3, budget=len(compounds) // 2, initial=0, seed=1)
+    assert full.evaluations == [len(compounds) // 2, len(compounds)]  # the pool ran dry after two rounds
+    assert full.stable_found[-1] == len(stable) == full.n_stable_total
+    assert full.stable_found[0] <= full.stable_found[1]
+    assert all(found <= n for found, n in zip(full.stable_found, full.evaluations, strict=True))
+    # the first round's picks are judged against a hull of bare elements, on which every
+    # compound here (formation energy below -0.6 eV/atom) is stable
+    assert full.hits[0] == 1.0
     kw = dict(rounds=2, budget=4, initial=6, model_options={"ensemble_size": 2, "hidden": 8, "layers": 1,
                                                             "max_epochs": 10, "patience": 3})
     rand = simulate(labels, "random", seed=1, **kw)
     assert rand.evaluations == [4, 8]
-    assert 0 <= rand.stable_found[-1] <= len(stable)
+    assert rand.as_dict() == simulate(labels, "random", seed=1, **kw).as_dict()
     greedy = simulate(labels, "greedy", seed=1, **kw)
     assert greedy.evaluations == [4, 8]
     assert greedy.as_dict() == simulate(labels, "greedy", seed=1, **kw).as_dict()
