@@ -23,17 +23,6 @@ def _config(path: Path) -> CampaignConfig:
         fail(str(exc))
 
 
-def found_by(row: dict, generator: str | None) -> str:
-    """How a stable phase got into the database: found by the campaign, an elemental
-    reference, a known (published) phase relaxed before round 0, or an import.
-    ``generator`` is that of the row's candidate (None without one)."""
-    if not row.get("candidate_id"):
-        return "imported"
-    if generator == "known":
-        return "known"
-    return "reference" if len(row["chemsys"].split("-")) == 1 else "campaign"
-
-
 def _stored_config(name: str, db: str | None) -> CampaignConfig:
     """The configuration a stored campaign was run with."""
     from gnomon.storage import Campaign
@@ -145,8 +134,8 @@ def report(
 @app.command("quickstart")
 def quickstart(db: DbOption = None) -> None:
     """The quickstart campaign (examples/quickstart.yaml) on embedded defaults."""
+    from gnomon.pipeline.thermo.known import phase_origins
     from gnomon.pipeline.thermo.phase_query import PhaseQuery
-    from gnomon.storage import Candidate
 
     cfg = _config(QUICKSTART)
     result = _run(cfg, db, None)
@@ -156,14 +145,13 @@ def quickstart(db: DbOption = None) -> None:
     scheme = make_engine(cfg.engine.name, settings(db), **cfg.engine.options).scheme
     with repository(db) as repo:
         rows = PhaseQuery(chemsys=cfg.chemsys, scheme=scheme, stable=True).run(repo)
-        ids = [r["candidate_id"] for r in rows if r.get("candidate_id")]
-        generators = {c.id: c.generator for c in repo.query(Candidate, {"id": ids})}
+        origins = phase_origins(repo, rows)
     table = Table(title=f"stable phases of {cfg.chemsys} ({scheme})")
     for h in ("formula", "chemsys", "E_f (eV/atom)", "decomposition energy", "source"):
         table.add_column(h)
-    for r in rows:
+    for r, origin in zip(rows, origins, strict=True):
         table.add_row(r["formula"], r["chemsys"], f"{r['formation_energy_per_atom']:.3f}",
-                      f"{r['decomposition_energy']:.3f}", found_by(r, generators.get(r.get("candidate_id"))))
+                      f"{r['decomposition_energy']:.3f}", origin)
     console.print(table)
 
 

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from gnomon.config import CampaignConfig, Settings  # noqa: E402
 from gnomon.pipeline.thermo.hull import HullEngine  # noqa: E402
+from gnomon.pipeline.thermo.known import phase_origins  # noqa: E402
 from gnomon.pipeline.thermo.phase_query import PhaseQuery  # noqa: E402
 from gnomon.storage import Repository, Round  # noqa: E402
 
@@ -80,7 +81,7 @@ def write_report(repo: Repository, settings: Settings, config: CampaignConfig, o
         _curves(rows, out / "metrics.png")
         lines += ["![hit rate and MAE per round](metrics.png)", ""]
     stable = PhaseQuery(chemsys=config.chemsys, scheme=scheme, stable=True).run(repo)
-    found = [r for r in stable if r.get("candidate_id") and len(r["chemsys"].split("-")) > 1]
+    found = [r for r, origin in zip(stable, phase_origins(repo, stable), strict=True) if origin == "campaign"]
     lines += ["## Stable phases", "", f"{len(stable)} phases on the hull of {config.chemsys}; "
               f"{len(found)} compounds found by this campaign.", "",
               "| formula | chemsys | E_f (eV/atom) | decomposition energy (eV/atom) | id |", "|---|---|---|---|---|"]

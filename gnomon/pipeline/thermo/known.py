@@ -27,6 +27,8 @@ from typing import Any
 import yaml
 from pymatgen.core import Composition, Lattice, Structure
 
+from gnomon.storage import Candidate, Repository
+
 HEXAGONAL_PREFIXES = ("P6", "P-6", "P3", "P-3", "R")
 
 
@@ -142,3 +144,24 @@ def known_phases_in(elements: Iterable[str], phases: Sequence[KnownPhase] | None
     """The known compounds whose elements all lie in ``elements`` (a campaign's space)."""
     space = frozenset(elements)
     return [p for p in (load_known_phases() if phases is None else phases) if p.elements <= space]
+
+
+def phase_origins(repo: Repository, rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Where each phase row (``PhaseQuery`` output) came from: ``known`` (a shipped phase
+    relaxed before round 0), ``reference`` (an element), ``campaign`` (found by a campaign's
+    generators) or ``imported`` (no candidate behind it). A report counts only ``campaign``
+    rows as discoveries."""
+    ids = [r["candidate_id"] for r in rows if r.get("candidate_id")]
+    generators = {c.id: c.generator for c in repo.query(Candidate, {"id": ids})} if ids else {}
+    out = []
+    for r in rows:
+        generator = generators.get(r.get("candidate_id"))
+        if not r.get("candidate_id"):
+            out.append("imported")
+        elif generator == "known":
+            out.append("known")
+        elif generator == "reference" or len(r["chemsys"].split("-")) == 1:
+            out.append("reference")
+        else:
+            out.append("campaign")
+    return out
