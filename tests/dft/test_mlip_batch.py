@@ -1,0 +1,66 @@
+"""Lock-step batched CHGNet relaxations follow the engine's own dynamics, structure by structure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from gnomon.dft.mlip import CHGNetEngine
+from gnomon.dft.mlip_batch import BatchRelaxer, BatchResult
+
+
+def _rattled(seed: int) -> list[Structure]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for a, b, lat in [("Na", "Cl", 5.5), ("Mg", "O", 4.3), ("Li", "F", 3.8), ("K", "Br", 6.3)]:
+        s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(lat), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]])
+        s = s.get_primitive_structure()
+        s.make_supercell([1, 1, 2])
+        s.perturb(0.15, seed=int(rng.integers(1000)))
+        out.append(s)
+    return out
+
+
+@pytest.mark.slow
+def test_batched_relaxation_equals_the_engine_one_by_one():
+    engine = CHGNetEngine(fmax=0.1, steps=60)
+    structures = _rattled(3)
+    relaxer = BatchRelaxer(engine, batch_size=3)  # smaller than the input: refills the batch
+    batched = dict(relaxer.relax(enumerate(structures)))
+    assert sorted(batched) == list(range(len(structures)))
+
+    maker = engine.maker(structures[0])
+    maker.relax_kwargs = {**maker.relax_kwargs, "final_atoms_object_file": None}
+    for i, structure in enumerate(structures):
+        single = maker._run_ase_safe(structure)  # what the engine's job runs
+        result = batched[i]
+        assert isinstance(result, BatchResult)
+        # atomate2's observer records the start, each step, and the end once more
+        steps = len(single.trajectory) - 2
+        assert result.steps == steps
+        assert result.converged == bool(single.is_force_converged)
+        final = single.trajectory.frame_properties[-1]["energy"]
+        assert result.energy == pytest.approx(final, abs=1e-4 * len(structure))
+        assert result.structure.lattice.volume == pytest.approx(
+            single.final_mol_or_struct.lattice.volume, rel=1e-4)
+        assert result.initial_energy == pytest.approx(
+            single.trajectory.frame_properties[0]["energy"], abs=1e-4 * len(structure))
+
+
+@pytest.mark.slow
+def test_an_impossible_structure_is_reported_not_raised():
+    lonely = Structure(Lattice.cubic(30.0), ["Na"], [[0, 0, 0]])  # no neighbour within the cutoff
+    good = _rattled(1)[0]
+    out = dict(BatchRelaxer(CHGNetEngine(fmax=0.1, steps=5), batch_size=4).relax(
+        [("lonely", lonely), ("good", good)]))
+    assert isinstance(out["good"], BatchResult)
+    assert isinstance(out["lonely"], (str, BatchResult))
+    if isinstance(out["lonely"], str):
+        assert "CHGNet" in out["lonely"]
+
+
+def test_only_fire_with_a_relaxed_cell_is_reproduced():
+    relaxer = BatchRelaxer(CHGNetEngine(optimizer="BFGS"))
+    with pytest.raises(ValueError, match="FIRE"):
+        list(relaxer.relax([("x", _rattled(0)[0])]))
