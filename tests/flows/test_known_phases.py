@@ -12,6 +12,8 @@ from gnomon.config import CampaignConfig, Settings
 from gnomon.flows.steps import RoundContext, references, run_step
 from gnomon.pipeline.metrics import e_above_previous_hull
 from gnomon.pipeline.thermo.entries import make_entry
+from gnomon.pipeline.thermo.known import phase_origins
+from gnomon.pipeline.thermo.phase_query import PhaseQuery
 from gnomon.storage import CalcState, Calculation, Candidate, Entry, Phase
 
 
@@ -60,6 +62,10 @@ def test_known_phases_are_relaxed_ingested_and_never_repeated(contexts, fake_eng
         entry = ctx.repo.get(Entry, calc.entry_id)
         assert entry.scheme == fake_engine.scheme
         assert ctx.repo.get(Phase, entry.id).e_above_hull == pytest.approx(0.0, abs=1e-8)
+
+    rows = PhaseQuery(chemsys="Li-O", scheme=fake_engine.scheme).run(ctx.repo)
+    origins = dict(zip((r["reduced_formula"] for r in rows), phase_origins(ctx.repo, rows), strict=True))
+    assert origins == {"Li": "reference", "O2": "reference", "Li2O": "known", "Li2O2": "known"}
 
     # "new stable" is judged against the known phases: the fake engine gives every binary
     # -1.2 eV/atom and every element -1.0, so with Li2O known the hull at Li3O (x_O = 1/4)
