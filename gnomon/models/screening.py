@@ -52,7 +52,7 @@ class Featurizer:
     @classmethod
     def for_ensemble(cls, ensemble: Ensemble, tta: TTA | None = None) -> Featurizer:
         cutoff = ensemble.cutoff
-        if tta is not None and ensemble.kind == "gnn":
+        if tta is not None and ensemble.kind != "composition":
             cutoff = tta.graph_cutoff(cutoff)
         return cls(ensemble.kind, cutoff, ensemble.normalization.seen.copy())
 
@@ -116,7 +116,7 @@ def featurize_chunk(featurizer: Featurizer, chunk: Sequence[tuple[Any, Any]]) ->
             continue
         graphs.append(g)
         keys.append(key)
-        natoms.append(int(g.num_nodes) if featurizer.kind == "gnn" else 0)
+        natoms.append(int(g.num_nodes) if featurizer.kind != "composition" else 0)
     batch = featurizer.collate(graphs) if graphs else None
     return Featurized(keys, batch, natoms, rejected)
 
