@@ -155,3 +155,15 @@ def test_selection_takes_every_policy_argument_from_the_config():
             assert getattr(policy, field) == expected, (name, field)
     with pytest.raises(ValueError, match="clairvoyant"):
         selection_policy(config, "clairvoyant")
+
+
+def test_a_campaign_stored_before_an_option_existed_resumes_under_the_same_config(ctx):
+    from gnomon.flows.campaign import CampaignError, register_campaign
+    from gnomon.storage import Campaign
+
+    stored = ctx.config.model_dump(mode="json")
+    del stored["known_phases"]  # written by a gnomon without the option
+    ctx.repo.put([Campaign(id="t", name="t", config=stored, status="stopped")])
+    assert register_campaign(ctx.settings, ctx.config).status == "running"
+    with pytest.raises(CampaignError, match="different configuration"):
+        register_campaign(ctx.settings, ctx.config.model_copy(update={"seed": 99}))
