@@ -155,7 +155,7 @@ def with_current_step_names(record: Round) -> Round:
 
 
 def round_finished(record: Round | None) -> bool:
-    """Whether every step of a stored round is done (steps run in order, the last one last)."""
+    """Whether every step of a stored round is done, whichever names it was stored under."""
     if record is None:
         return False
     steps = with_current_step_names(record).steps
