@@ -319,7 +319,7 @@ def dedup(ctx: RoundContext) -> dict[str, Any]:
 
     files = [v["file"] for v in ctx.outputs("generate").values() if isinstance(v, dict) and v.get("file")]
     already = {c.id for c in ctx.repo.query(Candidate, {"campaign": ctx.campaign, "round": ctx.index})
-               if c.generator != "reference"}
+               if c.generator not in ("reference", "known")}
     deduper = Deduplicator(repository=ctx.repo)
     unique: list[str] = []
     seen = 0
