@@ -196,6 +196,9 @@ def simulate(
     rounds: Annotated[int | None, typer.Option(help="Rounds (default: the config's).")] = None,
     initial: Annotated[int, typer.Option(help="Labelled compounds known before round 0.")] = 20,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
+    model: Annotated[Path | None, typer.Option(
+        help="Ensemble file to start from: it screens round 0 and is fine-tuned each round "
+             "(default: from scratch, round 0 trained on the initial compounds).")] = None,
 ) -> None:
     """Replay the loop on a labelled set to compare selection policies (no engine runs)."""
     import json
@@ -216,7 +219,8 @@ def simulate(
             results.append(run_simulation(items, name, rounds or cfg.rounds, options.pop("budget"), initial, cfg.seed,
                                           options, {"ensemble_size": cfg.model.ensemble_size, "hidden": cfg.model.hidden,
                                                     "layers": cfg.model.layers, "max_epochs": cfg.model.max_epochs,
-                                                    "patience": cfg.model.patience}))
+                                                    "patience": cfg.model.patience},
+                                          initial_model=model))
         except ValueError as exc:
             fail(str(exc))
     table = Table(title=f"simulation on {labels} ({len(items)} labelled, {results[0].n_stable_total if results else 0} stable)")
