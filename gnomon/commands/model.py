@@ -189,9 +189,14 @@ def list_(scheme: SchemeOption = None, kind: Annotated[str | None, typer.Option(
 
 
 @app.command()
-def show(version: Annotated[str, typer.Argument(help="Model version.")], db: DbOption = None) -> None:
-    """Everything recorded about one version."""
-    from gnomon.models.registry import ModelNotFound, ModelRegistry
+def show(
+    version: Annotated[str, typer.Argument(help="Model version, or 'pretrained' (the model "
+                                           "shipped with gnomon: its card).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Everything recorded about one version; for the pretrained model, its card."""
+    from gnomon.models.registry import ModelNotFound, ModelRegistry, _jsonable
 
     s = settings(db)
     with repository(db) as repo:
@@ -199,6 +204,13 @@ def show(version: Annotated[str, typer.Argument(help="Model version.")], db: DbO
             v = ModelRegistry(repo, s.models_dir).get(version)
         except ModelNotFound as exc:
             fail(str(exc))
+    card = v.config.get("card")
+    if as_json:
+        console.print_json(json.dumps(_jsonable(card or v.to_doc()), default=str))
+        return
+    if card:
+        _show_card(v.id, card)
+        return
     table = Table(title=f"model {v.id}", show_header=False)
     table.add_column("field")
     table.add_column("value")
@@ -217,6 +229,49 @@ def show(version: Annotated[str, typer.Argument(help="Model version.")], db: DbO
         "val (raw σ)": v.metrics.get("val_uncalibrated", {}), "val (calibrated)": v.metrics.get("val", {}),
         "test": v.metrics.get("test", {}),
     }))
+
+
+def _show_card(version: str, card: dict[str, Any]) -> None:
+    """The pretrained model's card: data, split, scheme, hyperparameters, held-out metrics."""
+    data, split = card.get("data", {}), card.get("split", {})
+    table = Table(title=f"model {version}: pretrained, shipped with gnomon", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("scheme it predicts", card.get("scheme", "-"))
+    table.add_row("kind", f"{card.get('kind', '-')}, {card.get('ensemble_size', '-')} members")
+    table.add_row("data", f"{data.get('name', '-')}: {data.get('n_structures', '-')} structures, "
+                  f"{data.get('n_systems', '-')} chemical systems ({data.get('file', '-')})")
+    table.add_row("data hashes", f"world sha256 {str(data.get('sha256', '-'))[:16]}…, manifest "
+                  f"sha256 {str(data.get('manifest_sha256', '-'))[:16]}…")
+    table.add_row("oracle", json.dumps(data.get("oracle", {})))
+    held = split.get("heldout_systems", [])
+    table.add_row("split", f"{split.get('kind', '-')}: trained on {len(split.get('train_systems', []))} "
+                  f"systems ({split.get('n_train', '-')} structures; {split.get('validation', '')}); "
+                  f"{len(held)} held-out systems never seen ({split.get('n_heldout', '-')} structures)")
+    table.add_row("held-out systems", ", ".join(held))
+    table.add_row("hyperparameters", json.dumps(card.get("hyperparameters", {})))
+    table.add_row("training", json.dumps(card.get("training", {})))
+    table.add_row("date", str(card.get("date", "-")))
+    table.add_row("code version", str(card.get("code_version", "-")))
+    table.add_row("weights", f"gnomon/data/pretrained/{card.get('weights')} (sha256 "
+                  f"{str(card.get('weights_sha256', '-'))[:16]}…)")
+    console.print(table)
+    sets = card.get("metrics", {}).get("heldout", {})
+    if not sets:
+        return
+    metrics = Table(title="metrics on the held-out systems (never trained on)")
+    metrics.caption = ("energies in eV/atom; stable: e_above_hull <= 0 against the world's hull; "
+                       "DAF = precision / prevalence; cover = share of |error| within ±kσ")
+    metrics.add_column("metric", no_wrap=True)
+    for name in sets:
+        metrics.add_column(f"{name} input", justify="right")
+    rows = [("structures", "n", 0), ("MAE", "mae", 4), ("RMSE", "rmse", 4), ("R²", "r2", 3),
+            ("precision", "precision", 3), ("recall", "recall", 3), ("F1", "f1", 3),
+            ("DAF", "daf", 2), ("±1σ cover", "coverage_1sigma", 3),
+            ("±2σ cover", "coverage_2sigma", 3), ("miscal. area", "miscalibration_area", 3)]
+    for label, key, digits in rows:
+        metrics.add_row(label, *(_fmt(r.get(key), digits) for r in sets.values()))
+    console.print(metrics)
 
 
 def read_structures(path: Path) -> list[tuple[str, Any]]:

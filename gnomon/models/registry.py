@@ -94,7 +94,16 @@ class ModelRegistry:
         return record
 
     def get(self, version: str) -> ModelVersion:
+        """The version's record; ``"pretrained"`` (or the shipped model's version id) is the
+        model shipped with gnomon, registered here on first use (gnomon.models.pretrained)."""
+        from gnomon.models import pretrained
+
+        if version == pretrained.ALIAS:
+            return pretrained.ensure_registered(self.repo)
         record = self.repo.get(ModelVersion, version)
+        if record is None and version.startswith("pretrained-") and pretrained.available():
+            if pretrained.read_card()["version"] == version:
+                return pretrained.ensure_registered(self.repo)
         if record is None:
             raise ModelNotFound(f"no model version {version!r} in {self.repo.url}")
         return record
@@ -103,7 +112,8 @@ class ModelRegistry:
         record = self.repo.latest_model(scheme=scheme, kind=kind)
         if record is None:
             what = " ".join(x for x in (kind, "model", f"for scheme {scheme}" if scheme else "") if x)
-            raise ModelNotFound(f"no {what} has been trained yet (gnomon model train)")
+            raise ModelNotFound(f"no {what} has been trained yet (gnomon model train; "
+                                "or --model pretrained, the model shipped with gnomon)")
         return record
 
     def versions(self, scheme: str | None = None, kind: str | None = None) -> list[ModelVersion]:
@@ -119,6 +129,10 @@ class ModelRegistry:
 
     def load(self, version: str | ModelVersion, device: str | None = "cpu") -> Ensemble:
         record = self.get(version) if isinstance(version, str) else version
+        if record.config.get("package_data"):  # shipped with gnomon: read from package data
+            from gnomon.models.pretrained import load_weights
+
+            return load_weights(record.config["package_data"], device=device)
         path = Path(record.weights_path)
         if not path.exists():
             raise ModelNotFound(f"weights of {record.id} are missing: {path}")

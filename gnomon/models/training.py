@@ -292,14 +292,21 @@ class Trainer:
         return graphs, kept, rejected
 
     # -- the recipe -----------------------------------------------------------------------
-    def fit(self, samples: Sequence[Sample], parent: Ensemble | None = None) -> TrainResult:
+    def fit(
+        self,
+        samples: Sequence[Sample],
+        parent: Ensemble | None = None,
+        normalization: Normalization | None = None,
+    ) -> TrainResult:
         """Prepare, train ``ensemble_size`` members (from ``parent``'s weights when given),
-        and calibrate on the validation split."""
+        and calibrate on the validation split. ``normalization`` fixes the reference energies,
+        shift and scale instead of fitting them (fine-tuning keeps its parent's; see
+        :func:`gnomon.models.pretrained.fine_tune_normalization`)."""
         cfg = self.config
         with torch_threads(cfg.threads):
             t0 = time.perf_counter()
             device = pick_device(cfg.device)
-            data = self.prepare(samples, parent)
+            data = self.prepare(samples, parent, normalization)
             log.info(
                 "training %d x %s on %d samples (%d val, %d test), reference MAE %.4f eV/atom",
                 cfg.ensemble_size, data.kind, len(data.split.train), len(data.split.val),
@@ -338,11 +345,18 @@ class Trainer:
             data.rejected,
         )
 
-    def prepare(self, samples: Sequence[Sample], parent: Ensemble | None = None) -> Prepared:
+    def prepare(
+        self,
+        samples: Sequence[Sample],
+        parent: Ensemble | None = None,
+        normalization: Normalization | None = None,
+    ) -> Prepared:
         """Graphs, the split by group, reference energies and normalisation, hyperparameters.
 
         A parent fixes the kind, cutoff and hyperparameters (its weights must fit); otherwise
         the spec does, with the GNN's average neighbour count measured on the training graphs.
+        A given ``normalization`` is used as it is; otherwise references, shift and scale are
+        fitted on the training split.
         """
         cfg, spec = self.config, self.spec
         kind = parent.kind if parent is not None else spec.kind
@@ -353,16 +367,22 @@ class Trainer:
             raise ValueError(f"need at least 3 usable samples to train, got {len(kept)}")
         split = split_by_group(kept, cfg.val_fraction, cfg.test_fraction, cfg.group_by, cfg.seed)
         energies = np.array([s.energy_per_atom for s in kept])
-        refs, seen = fit_element_references(
-            [kept[i].composition for i in split.train], energies[split.train], cfg.ridge
-        )
+        if normalization is not None:
+            refs, seen = normalization.element_refs, normalization.seen
+        else:
+            refs, seen = fit_element_references(
+                [kept[i].composition for i in split.train], energies[split.train], cfg.ridge
+            )
         # Held-out samples with elements the training split never saw cannot be judged.
         split.val = [i for i in split.val if self._all_seen(kept[i], seen)]
         split.test = [i for i in split.test if self._all_seen(kept[i], seen)]
         baseline = self._reference_energies(kept, refs)
         residual = energies - baseline
-        shift = float(residual[split.train].mean())
-        scale = float(max(residual[split.train].std(), 1e-3))
+        if normalization is not None:
+            shift, scale = normalization.shift, normalization.scale
+        else:
+            shift = float(residual[split.train].mean())
+            scale = float(max(residual[split.train].std(), 1e-3))
         if parent is not None:
             hparams = dict(parent.hparams)
         elif kind == "gnn":
@@ -550,12 +570,18 @@ def train_scheme(
     campaign: str | None = None,
     round: int | None = None,
     progress: ProgressCallback | None = None,
+    parent: str | None = None,
 ):
     """Train on every entry of ``scheme`` in ``repo`` and register the new version.
 
-    ``retrain="fine-tune"`` starts from the latest version of the same kind and scheme when
-    there is one; ``"scratch"`` always initialises afresh. Returns (ModelVersion, TrainResult).
+    ``retrain="fine-tune"`` starts from ``parent`` (a version, or ``"pretrained"``) when given,
+    else from the latest version of the same kind and scheme when there is one; ``"scratch"``
+    always initialises afresh. A fine-tuned child keeps its parent's normalisation, with the
+    element references refitted on this scheme's entries
+    (:func:`gnomon.models.pretrained.fine_tune_normalization`); a parent of another scheme is
+    recorded as ``transfer_from``. Returns (ModelVersion, TrainResult).
     """
+    from gnomon.models.pretrained import fine_tune_normalization
     from gnomon.models.registry import ModelRegistry
 
     if retrain not in ("fine-tune", "scratch"):
@@ -565,18 +591,29 @@ def train_scheme(
     entries = repo.entries(scheme=scheme)
     if not entries:
         raise ValueError(f"no entries of scheme {scheme!r} to train on")
-    parent_record = repo.latest_model(scheme=scheme, kind=spec.kind) if retrain == "fine-tune" else None
-    parent, refused = None, None
+    if retrain != "fine-tune":
+        parent_record = None
+    elif parent is not None:
+        parent_record = registry.get(parent)
+    else:
+        parent_record = repo.latest_model(scheme=scheme, kind=spec.kind)
+    samples = [Sample.from_entry(e) for e in entries]
+    parent_ens, refused, normalization, lineage = None, None, None, {}
     if parent_record is not None:
         try:
-            parent = registry.load(parent_record)
+            parent_ens = registry.load(parent_record)
         except IncompatibleWeights as exc:
             # A campaign must not stop at a round boundary because the network changed
             # under an old model; it starts afresh and records why.
             refused = f"{parent_record.id}: {exc}"
-            log.warning("cannot fine-tune from %s; training from scratch", refused)
-            parent_record = None
-    result = Trainer(spec, config, progress).fit([Sample.from_entry(e) for e in entries], parent)
+    if parent_ens is not None:
+        normalization, lineage = fine_tune_normalization(parent_record, parent_ens, samples, scheme)
+        if normalization is None:
+            refused, parent_ens = f"{parent_record.id}: {lineage['references']['reason']}", None
+    if refused:
+        log.warning("cannot fine-tune from %s; training from scratch", refused)
+        parent_record, lineage = None, {}
+    result = Trainer(spec, config, progress).fit(samples, parent_ens, normalization)
     record = registry.register(
         result.ensemble,
         scheme,
@@ -590,6 +627,7 @@ def train_scheme(
             "retrain": "scratch" if refused else retrain,
             "split": {k: len(v) for k, v in result.split.items()},
             **({"fine_tune_refused": refused} if refused else {}),
+            **lineage,
         },
         split=result.split,
     )
