@@ -152,6 +152,12 @@ class ModelConfig(_Section):
     cutoff: float = Field(ModelSpec.cutoff, gt=0)
     max_epochs: int = Field(TrainConfig.max_epochs, ge=1)
     patience: int = Field(TrainConfig.patience, ge=1)
+    start_from: str = Field(
+        "pretrained", pattern="^(pretrained|scratch)$",
+        description="pretrained: round 0 is screened by the model shipped with gnomon (carried "
+        "over to the campaign's scheme by refitting its element references) and the first "
+        "retrain fine-tunes it; scratch: no model until the campaign has trained one. "
+        "hidden/layers/cutoff apply only to a model trained from scratch.")
     retrain: str = Field("fine-tune", pattern="^(fine-tune|scratch)$")
     tta: bool = False
     min_entries: int = Field(8, ge=2, description="Train once this many entries exist.")

@@ -40,6 +40,30 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def screening_lines(repo: Repository, rows: list[dict[str, Any]]) -> list[str]:
+    """One line per round naming the model that screened it, and where that model came from
+    (``round 0 screened by pretrained-mlip-chgnet-0.3.0-v1, the pretrained model shipped with
+    gnomon``); a round without one says its selection was random."""
+    from gnomon.storage import ModelVersion
+
+    lines = []
+    for r in rows:
+        version = r.get("model_version")
+        if not version:
+            lines.append(f"- round {r['round']}: not screened by a model (selection `{r.get('policy')}`)")
+            continue
+        record = repo.get(ModelVersion, version)
+        origin = ""
+        if record is not None and record.config.get("pretrained"):
+            origin = ", the pretrained model shipped with gnomon"
+        elif record is not None and record.config.get("retrain") == "transfer":
+            origin = f", the pretrained `{record.parent}` carried over to `{record.scheme}`"
+        elif record is not None and record.parent:
+            origin = f", fine-tuned from `{record.parent}`"
+        lines.append(f"- round {r['round']} screened by `{version}`{origin}")
+    return lines
+
+
 def _curves(rows: list[dict[str, Any]], path: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
     xs = [r["round"] for r in rows]
@@ -78,6 +102,7 @@ def write_report(repo: Repository, settings: Settings, config: CampaignConfig, o
         lines.append("| " + " | ".join(_fmt(r.get(k)) for k, _ in METRIC_COLUMNS) + " |")
     lines.append("")
     if rows:
+        lines += ["Screening models:", "", *screening_lines(repo, rows), ""]
         _curves(rows, out / "metrics.png")
         lines += ["![hit rate and MAE per round](metrics.png)", ""]
     stable = PhaseQuery(chemsys=config.chemsys, scheme=scheme, stable=True).run(repo)

@@ -28,6 +28,7 @@ from gnomon.storage import (
     Campaign,
     Candidate,
     Entry,
+    ModelVersion,
     Prediction,
     Repository,
     Round,
@@ -339,12 +340,39 @@ def dedup(ctx: RoundContext) -> dict[str, Any]:
 
 
 # -- screen and select --------------------------------------------------------------------------
+def screening_model(ctx: RoundContext) -> ModelVersion | None:
+    """The model that screens this round.
+
+    The campaign's newest: retrained in an earlier round, else the one an earlier round
+    screened with. Before the campaign has one, its start (``model.start_from``): the
+    pretrained model shipped with gnomon, carried over to the campaign's scheme when that is
+    another (``gnomon.models.pretrained.start_model``); with ``scratch``, or when none ships,
+    the newest model of the scheme trained before the campaign (never the shipped one), if any.
+    """
+    from gnomon.models.pretrained import is_pretrained, start_model
+
+    for r in reversed(range(ctx.index)):
+        earlier = ctx.repo.get(Round, Round.key(ctx.campaign, r))
+        out = with_current_step_names(earlier).outputs if earlier is not None else {}
+        version = out.get("retrain", {}).get("model_version") or out.get("screen", {}).get("model_version")
+        record = ctx.repo.get(ModelVersion, version) if version else None
+        if record is not None:
+            return record
+    if ctx.config.model.start_from == "pretrained":
+        record = start_model(ctx.repo, ctx.settings.models_dir, ctx.scheme, campaign=ctx.campaign, round=ctx.index)
+        if record is not None:
+            return record
+    own = [m for m in ctx.repo.query(ModelVersion, {"scheme": ctx.scheme, "kind": "gnn"})
+           if not is_pretrained(m) and m.config.get("retrain") != "transfer"]
+    return max(own, key=lambda m: m.created_at) if own else None
+
+
 def screen(ctx: RoundContext) -> dict[str, Any]:
     from gnomon.models.ensemble import TTA
     from gnomon.models.registry import ModelRegistry
     from gnomon.models.screening import screen_candidates
 
-    record = ctx.repo.latest_model(scheme=ctx.scheme, kind="gnn")
+    record = screening_model(ctx)
     ids = ctx.outputs("dedup").get("unique", [])
     if record is None:
         log.info("round %d: no model for %s yet; selection falls back to exploration", ctx.index, ctx.scheme)
@@ -455,14 +483,17 @@ def retrain(ctx: RoundContext) -> dict[str, Any]:
     n = ctx.repo.count("entries", {"scheme": ctx.scheme})
     if n < cfg.min_entries:
         return {"model_version": None, "reason": f"{n} entries < min_entries={cfg.min_entries}"}
+    # fine-tune the model that screened this round (the pretrained one, or its transfer, in
+    # round 0); without one, train from scratch
+    parent = ctx.outputs("screen").get("model_version")
     record, _ = train_scheme(
         ctx.repo, ctx.settings.models_dir, ctx.scheme,
         ModelSpec(hidden=cfg.hidden, num_layers=cfg.layers, cutoff=cfg.cutoff),
         TrainConfig(ensemble_size=cfg.ensemble_size, seed=ctx.seed("train"), max_epochs=cfg.max_epochs,
                     patience=cfg.patience, threads=1),
-        retrain=cfg.retrain, campaign=ctx.campaign, round=ctx.index,
+        retrain=cfg.retrain if parent else "scratch", campaign=ctx.campaign, round=ctx.index, parent=parent,
     )
-    return {"model_version": record.id, "metrics": {k: v for k, v in record.metrics.items() if isinstance(v, (int, float, str)) or v is None}}
+    return {"model_version": record.id, "parent": record.parent, "metrics": {k: v for k, v in record.metrics.items() if isinstance(v, (int, float, str)) or v is None}}
 
 
 def report(ctx: RoundContext) -> dict[str, Any]:
