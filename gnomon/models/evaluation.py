@@ -641,7 +641,8 @@ def evaluate_version(
         sets[name] = _report(entries, idx, sub, hull)
     return {
         "scheme": record.scheme, "model": record.id, "mode": "registered",
-        "split_known": bool(training_keys), "n_entries": len(entries), "sets": sets,
+        "split_known": bool(training_keys) or bool(record.config.get("train_systems")),
+        "n_entries": len(entries), "sets": sets,
     }
 
 

@@ -208,3 +208,18 @@ def test_shipped_model_loads_offline_and_predicts_in_a_fresh_clone(tmp_path):
     assert out["version"] == card["version"] and out["same"] and out["models"] == 1
     assert out["rejected"] is None
     assert -8.0 < out["e"] < -1.0 and np.isfinite(out["sigma"]) and out["sigma"] >= 0
+
+
+def test_evaluate_tells_systems_it_was_trained_on_from_held_out_ones(shipped, sqlite_repo, tmp_path):
+    from gnomon.models.evaluation import evaluate_version
+
+    registry = ModelRegistry(sqlite_repo, tmp_path / "models")
+    record = registry.get("pretrained")
+    structures = [Structure(Lattice.cubic(2.4), [el], [[0, 0, 0]]) for el in ("Li", "Cl", "K", "O")]
+    structures += [cscl("Li", "Cl", a) for a in (3.0, 3.2)] + [cscl("K", "O", a) for a in (3.0, 3.2)]
+    entries = [entry_from_structure(s, toy_energy(s) * len(s), record.scheme, source="t")
+               for s in structures]
+    result = evaluate_version(record, registry.load(record), entries, registry.training_keys(record))
+    assert result["split_known"]
+    assert result["sets"]["in_distribution"]["n"] == 6  # Li, Cl, K, O and Li-Cl: trained on
+    assert result["sets"]["out_of_distribution"]["n"] == 2  # K-O: held out, never seen
