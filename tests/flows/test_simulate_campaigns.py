@@ -92,28 +92,30 @@ def labels() -> list[Labelled]:
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory, labels):
-    """A tiny ensemble trained on half of the labelled compounds (and the elements)."""
+    """A tiny ensemble trained on half of the labelled compounds (and the elements), long
+    enough that its predictions tell one structure of a composition from another."""
     from gnomon.models.spec import ModelSpec, TrainConfig
     from gnomon.models.training import Sample, Trainer
 
     train = [it for i, it in enumerate(labels) if i < 4 or i % 2]
     samples = [Sample.from_structure(it.key, it.structure, it.energy_per_atom) for it in train]
-    config = TrainConfig(ensemble_size=2, seed=3, max_epochs=10, patience=10, threads=1)
+    config = TrainConfig(ensemble_size=2, seed=3, max_epochs=80, patience=80, lr=1e-2, val_fraction=0.0,
+                         threads=1)
     result = Trainer(ModelSpec(hidden=8, num_layers=1), config).fit(samples)
     path = tmp_path_factory.mktemp("model") / "initial.pt"
     result.ensemble.save(path)
     return path
 
 
-def _expected_round0(labels, model_file, policy) -> list[str]:
-    """Round 0's picks recomputed by hand: the initial model screens the unrelaxed inputs,
-    e_above_hull against the elements, then the policy."""
+def _expected_round0(labels, model_file, policy, inputs: str = "unrelaxed") -> list[str]:
+    """Round 0's picks recomputed by hand: the initial model screens the unrelaxed inputs
+    (or ``inputs``), e_above_hull against the elements, then the policy."""
     from gnomon.models.ensemble import Ensemble
     from gnomon.models.screening import Screener
 
     elements = [it for it in labels if len(it.structure.composition) == 1]
     pool = [it for it in labels if len(it.structure.composition) > 1]
-    preds = Screener(Ensemble.load(model_file)).predict([it.unrelaxed for it in pool])
+    preds = Screener(Ensemble.load(model_file)).predict([getattr(it, inputs) for it in pool])
     e_hull = e_above_known(elements, pool, [p.energy_per_atom for p in preds])
     scored = [Scored(it.key, e, p.sigma, it.reduced_formula) for it, e, p in zip(pool, e_hull, preds, strict=True)]
     assert all(p.sigma > 0 for p in preds)
@@ -130,8 +132,11 @@ def test_round0_from_an_initial_model_is_screened_by_it(labels, model_file):
     assert scratch.picked == rand.picked
     # from the initial model: ranked by its predictions on the unrelaxed inputs
     assert greedy.start == "model" and greedy.model_guided == [True]
-    assert greedy.picked[0] == _expected_round0(labels, model_file, GreedyPolicy(budget=4, seed=5))
+    policy = GreedyPolicy(budget=4, seed=5)
+    assert greedy.picked[0] == _expected_round0(labels, model_file, policy)
     assert greedy.picked[0] != rand.picked[0]
+    # the relaxed structures would have ranked otherwise: the screen read the unrelaxed inputs
+    assert greedy.picked[0] != _expected_round0(labels, model_file, policy, inputs="structure")
 
 
 def test_uncertainty_policy_picks_by_sigma():
