@@ -61,7 +61,7 @@ class _Run:
     atoms: Any
     optimizer: Any
     calc: _Precomputed
-    graph_source: Structure | None = None
+    initial_volume: float = 0.0
     steps: int = 0
     initial_energy: float | None = None
     energy: float = float("nan")
@@ -83,6 +83,7 @@ class BatchRelaxer:
 
     engine: CHGNetEngine = field(default_factory=CHGNetEngine)
     batch_size: int = 32
+    min_volume_ratio: float = 0.33  # of the input volume; and at most its inverse
     _calculator: Any = field(default=None, init=False, repr=False)
 
     @property
@@ -116,7 +117,7 @@ class BatchRelaxer:
                 atoms.calc = calc
                 optimizer = FIRE(FrechetCellFilter(atoms), logfile=None)
                 optimizer.fmax = self.engine.fmax  # what Optimizer.run(fmax=...) sets
-                active.append(_Run(key, atoms, optimizer, calc))
+                active.append(_Run(key, atoms, optimizer, calc, atoms.get_volume()))
             if not active:
                 break
             failed = self._evaluate(active)
@@ -140,6 +141,10 @@ class BatchRelaxer:
         model = calc.model
         graphs, ok, failed = [], [], []
         for run in runs:
+            problem = self.diverged(run)
+            if problem:
+                failed.append((run, problem))
+                continue
             structure = AseAtomsAdaptor.get_structure(run.atoms)
             try:
                 graphs.append(model.graph_converter(structure))
@@ -166,6 +171,20 @@ class BatchRelaxer:
             if run.initial_energy is None:
                 run.initial_energy = energy
         return failed
+
+    def diverged(self, run: _Run) -> str | None:
+        """Why a relaxation is given up before its next evaluation, if it is.
+
+        A cell that FIRE shrinks without bound makes CHGNet's neighbour lists grow with the
+        inverse volume (gigabytes within a few steps), and one that grows without bound has
+        left the physics: both are failed relaxations, reported with the volume change.
+        """
+        ratio = run.atoms.get_volume() / run.initial_volume
+        per_atom = run.atoms.get_volume() / len(run.atoms)
+        if not self.min_volume_ratio <= ratio <= 1 / self.min_volume_ratio or per_atom < 2.0:
+            return (f"relaxation diverged after {run.steps} steps: volume x{ratio:.2f} "
+                    f"({per_atom:.2f} Å^3/atom)")
+        return None
 
     @staticmethod
     def _result(run: _Run, converged: bool) -> BatchResult:

@@ -64,3 +64,20 @@ def test_only_fire_with_a_relaxed_cell_is_reproduced():
     relaxer = BatchRelaxer(CHGNetEngine(optimizer="BFGS"))
     with pytest.raises(ValueError, match="FIRE"):
         list(relaxer.relax([("x", _rattled(0)[0])]))
+
+
+def test_a_collapsing_cell_is_given_up_with_its_reason():
+    relaxer = BatchRelaxer(CHGNetEngine(), min_volume_ratio=0.5)
+    structure = _rattled(2)[0]
+    from ase.optimize import FIRE
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from gnomon.dft.mlip_batch import _Precomputed, _Run
+
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    run = _Run("x", atoms, FIRE(atoms, logfile=None), _Precomputed(), atoms.get_volume(), steps=7)
+    assert relaxer.diverged(run) is None
+    atoms.set_cell(atoms.cell * 0.7, scale_atoms=True)  # 0.34 of the volume
+    assert "diverged after 7 steps: volume x0.34" in relaxer.diverged(run)
+    atoms.set_cell(atoms.cell / 0.7 * 1.3, scale_atoms=True)  # 2.2 times the volume
+    assert "volume x2.20" in relaxer.diverged(run)
