@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gnomon.credentials import mask_secrets
 from gnomon.dft.registry import DISPATCHERS, ENGINES
 from gnomon.dft.settings import QESettings, SlurmSettings, VaspSettings
 from gnomon.models.spec import ModelSpec, TrainConfig
@@ -109,8 +110,8 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**clean)
     except ConfigError:
         raise
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+    except ValueError as exc:  # pydantic echoes the input: a database URL's password with it
+        raise ConfigError(mask_secrets(str(exc))) from None
 
 
 # -- discovery campaigns ---------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""What every command shares: the ``--db`` option, settings, the console, clean failures."""
+"""What every command shares: the ``--db`` option, settings, the console, clean failures.
+
+Nothing a command prints or logs shows a database password: ``fail`` and the log handlers
+mask credentials (gnomon.credentials), whatever text reached them.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gnomon.config import ConfigError, Settings, load_settings
+from gnomon.credentials import MaskSecretsFilter, mask_secrets
 from gnomon.storage import Repository, StorageError, open_repository
 
 # Piped output (CI logs, `| tee`) gets a wide console instead of rich's 80 columns, so
@@ -33,6 +38,9 @@ def settings(db: str | None = None) -> Settings:
     except ConfigError as exc:
         fail(f"configuration error: {exc}")
     logging.basicConfig(level=s.log_level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, MaskSecretsFilter) for f in handler.filters):
+            handler.addFilter(MaskSecretsFilter())
     for noisy in ("httpx", "httpcore", "urllib3", "numexpr", "distributed", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return s
@@ -52,5 +60,5 @@ def repository(db: str | None = None) -> Iterator[Repository]:
 
 
 def fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(mask_secrets(message))}", highlight=False)
     raise typer.Exit(code)

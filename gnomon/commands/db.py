@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gnomon.commands.common import DbOption, console, err_console, fail, repository
+from gnomon.credentials import mask_url
 from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.pipeline.thermo.importing import ImportFormatError, read_files
 from gnomon.pipeline.thermo.schemes import IMPORTED, SchemeError, check_scheme
@@ -76,7 +77,7 @@ def stats(db: DbOption = None) -> None:
     """Counts of every record type, and entries and stable phases per scheme."""
     with repository(db) as repo:
         counts = repo.stats()
-        table = Table(title=f"gnomon database {repo.url}")
+        table = Table(title=f"gnomon database {escape(mask_url(repo.url))}")
         table.add_column("records")
         table.add_column("count", justify="right")
         for name, n in counts.items():

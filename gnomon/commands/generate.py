@@ -18,6 +18,7 @@ from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColum
 from rich.table import Table
 
 from gnomon.commands.common import DbOption, console, err_console, fail, repository
+from gnomon.credentials import mask_url
 
 if TYPE_CHECKING:
     from gnomon.pipeline.dedup import Deduplicator
@@ -98,7 +99,7 @@ def _emit(
                     fresh = dd.unique(chunk) if dd is not None else chunk
                     written += len(_store(repo, fresh))
                 duplicates = dd.stats.duplicates if dd is not None else 0
-                where = repo.url
+                where = mask_url(repo.url)
         else:
             assert out is not None
             dd = Deduplicator(record_duplicates=False) if dedup else None

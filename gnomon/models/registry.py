@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from gnomon.credentials import mask_url
 from gnomon.models.ensemble import Ensemble
 from gnomon.storage import ModelVersion, Repository
 
@@ -105,7 +106,7 @@ class ModelRegistry:
             if pretrained.read_card()["version"] == version:
                 return pretrained.ensure_registered(self.repo)
         if record is None:
-            raise ModelNotFound(f"no model version {version!r} in {self.repo.url}")
+            raise ModelNotFound(f"no model version {version!r} in {mask_url(self.repo.url)}")
         return record
 
     def latest(self, scheme: str | None = None, kind: str | None = None) -> ModelVersion:

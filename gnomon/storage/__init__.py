@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gnomon.credentials import mask_url
 from gnomon.storage.documents import (
     CalcState,
     Calculation,
@@ -19,7 +20,7 @@ from gnomon.storage.repository import Repository, StorageError
 
 def open_repository(url: str) -> Repository:
     """The repository behind a database URL: ``sqlite:///path``, ``mongodb://...``,
-    ``mongomock://name`` (in-memory, for tests)."""
+    ``mongomock://name`` (in-memory, for tests). Errors show the URL with its password masked."""
     if url.startswith("sqlite:///"):
         from gnomon.storage.sqlite import SQLiteRepository
 
@@ -28,7 +29,9 @@ def open_repository(url: str) -> Repository:
         from gnomon.storage.mongodb import MongoRepository
 
         return MongoRepository(url)
-    raise StorageError(f"unsupported database URL {url!r}: use sqlite:///path or mongodb://...")
+    raise StorageError(
+        f"unsupported database URL {mask_url(url)!r}: use sqlite:///path or mongodb://..."
+    )
 
 
 __all__ = [

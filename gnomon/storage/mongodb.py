@@ -4,7 +4,9 @@ one database.
 Indexes are created on first use. MongoDB only has multi-document transactions on replica
 sets, so ``transaction()`` works everywhere by two means: a lease in a ``_locks`` collection
 keeps other gnomon writers out, and an undo log restores every document the block touched if
-it raises. ``mongomock://`` URLs give an in-memory server for tests.
+it raises. ``mongomock://host/db`` URLs give an in-memory server for tests: one per host name
+and process, so every repository opened on the same URL sees the same data, as with a real
+server. A URL's password is never shown: errors name it through ``gnomon.credentials``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from pymongo import ASCENDING, ReplaceOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from gnomon.credentials import mask_url
 from gnomon.storage.documents import (
     COMPOUND_INDEXES,
     INDEXED_FIELDS,
@@ -37,6 +40,19 @@ from gnomon.storage.repository import (
 )
 
 _LOCK_LEASE_S = 600.0
+
+#: the in-memory servers behind ``mongomock://`` URLs, by host name (credentials ignored)
+_MOCK_SERVERS: dict[str, Any] = {}
+
+
+def _mock_client(url: str) -> Any:
+    """A mongomock client on the process's in-memory server for ``url``'s host."""
+    import mongomock
+    from mongomock.store import ServerStore
+
+    host = url[len("mongomock://") :].split("/", 1)[0].rsplit("@", 1)[-1]
+    store = _MOCK_SERVERS.setdefault(host, ServerStore())
+    return mongomock.MongoClient(_store=store)
 
 
 def _mongo_filter(filters: Filters) -> dict[str, Any]:
@@ -57,9 +73,7 @@ class MongoRepository(Repository):
         self.url = url
         if client is None:
             if url.startswith("mongomock://"):
-                import mongomock
-
-                client = mongomock.MongoClient()
+                client = _mock_client(url)
             else:
                 from pymongo import MongoClient
 
@@ -73,6 +87,9 @@ class MongoRepository(Repository):
         self._depth = 0
         self._ensure_indexes()
 
+    def __repr__(self) -> str:
+        return f"MongoRepository({mask_url(self.url)!r})"
+
     def _ensure_indexes(self) -> None:
         try:
             for name in INDEXED_FIELDS:
@@ -81,7 +98,7 @@ class MongoRepository(Repository):
                 for compound in COMPOUND_INDEXES.get(name, ()):
                     self.db[name].create_index([(f, ASCENDING) for f in compound])
         except PyMongoError as exc:
-            raise StorageError(f"cannot reach MongoDB at {self.url}: {exc}") from exc
+            raise StorageError(f"cannot reach MongoDB at {mask_url(self.url)}: {exc}") from exc
 
     # -- the undo log behind transaction() ------------------------------------------------
     def _remember(self, collection: str, ids: list[str]) -> None:
