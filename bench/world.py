@@ -264,7 +264,8 @@ def _relax_shard(todo: list[dict[str, Any]], out: Path, batch_size: int) -> None
     warnings.simplefilter("ignore")  # CHGNet's tensor-copy notice, once per process
     torch.set_num_threads(1)
     relaxer = BatchRelaxer(CHGNetEngine(**ORACLE_SETTINGS), batch_size=batch_size)
-    items = ((p["id"], Structure.from_dict(p["structure"])) for p in todo)
+    inputs = {p["id"]: oracle_input(Structure.from_dict(p["structure"])) for p in todo}
+    items = ((key, s) for key, (s, _) in inputs.items())
     t0, n = time.time(), 0
     with out.open("a") as fh:
         for key, result in relaxer.relax(items):
@@ -274,6 +275,9 @@ def _relax_shard(todo: list[dict[str, Any]], out: Path, batch_size: int) -> None
                        "converged": result.converged}
             else:
                 rec = {"id": key, "error": result}
+            if inputs[key][1]:
+                rec["input"] = inputs[key][0].as_dict()
+            rec["input_rule"] = INPUT_RULE
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
             n += 1
@@ -281,6 +285,31 @@ def _relax_shard(todo: list[dict[str, Any]], out: Path, batch_size: int) -> None
                 rate = n / (time.time() - t0)
                 log.info("oracle %s: %d/%d (%.2f/s, %.0f min left)", out.stem, n, len(todo), rate,
                          (len(todo) - n) / rate / 60)
+
+
+INPUT_RULE = 2  # results of older rules that failed are relaxed again under this one
+VOLUME_WINDOW = (0.6, 1.8)  # of the radii estimate: inputs outside it are rescaled to it
+
+
+def oracle_input(structure):
+    """The structure the oracle starts from, and whether it was rescaled.
+
+    Substituted prototypes inherit their template's density (high-pressure H3S, diamond C)
+    and random cells are drawn loose: a volume far from the radii estimate sends FIRE into
+    a collapse or an explosion of the cell. Such inputs start from the estimate instead (the
+    unrelaxed structure stored is then the rescaled one).
+    """
+    from gnomon.pipeline.generation.random_search import estimate_volume_per_atom
+
+    if len(structure.composition) == 1:  # elemental references: ASE's measured cells
+        return structure, False
+    target = estimate_volume_per_atom(structure.composition) * len(structure)
+    ratio = structure.volume / target
+    if VOLUME_WINDOW[0] <= ratio <= VOLUME_WINDOW[1]:
+        return structure, False
+    scaled = structure.copy()
+    scaled.scale_lattice(target)
+    return scaled, True
 
 
 def _results_done(work: Path) -> dict[str, dict[str, Any]]:
@@ -294,6 +323,8 @@ def _results_done(work: Path) -> dict[str, dict[str, Any]]:
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError:  # a line cut by a kill: relaxed again
+                    continue
+                if "error" in rec and rec.get("input_rule") != INPUT_RULE:
                     continue
                 done[rec["id"]] = rec
     return done
@@ -391,7 +422,8 @@ def label(plan: list[dict[str, Any]], results: dict[str, dict[str, Any]], db: Pa
             "id": p["id"], "chemsys": relaxed.composition.chemical_system,
             "planned_chemsys": p["chemsys"], "generator": p["generator"],
             "template": p["template"], "formula": relaxed.composition.reduced_formula,
-            "nsites": len(relaxed), "unrelaxed": p["structure"], "relaxed": r["structure"],
+            "nsites": len(relaxed), "unrelaxed": r.get("input", p["structure"]),
+            "relaxed": r["structure"], "rescaled_input": "input" in r,
             "energy": r["energy"], "energy_per_atom": r["energy"] / len(relaxed),
             "unrelaxed_energy_per_atom": r.get("initial_energy", 0.0) / len(relaxed),
             "steps": r["steps"], "converged": r["converged"],
