@@ -204,3 +204,33 @@ def test_stable_set_defaults_to_the_hull_of_labels_and_reference(labels):
     assert r.n_stable_total == len(stable)
     given = simulate(labels, "random", rounds=1, budget=5, initial=0, stable={labels[-1].key, "not-a-label"})
     assert given.n_stable_total == 1  # only keys of the pool's compounds count
+
+
+def test_campaign_simulate_cli_starts_from_a_model_file(tmp_path, labels, model_file):
+    import json
+
+    import yaml
+    from pymatgen.entries.computed_entries import ComputedStructureEntry
+    from typer.testing import CliRunner
+
+    from gnomon.cli import app
+
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps([ComputedStructureEntry(it.structure, it.energy_per_atom * len(it.structure)).as_dict()
+                                for it in labels]))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"name": "sim", "elements": ["Li", "Na", "Cl", "Br"], "rounds": 1,
+                                      "selection": {"budget": 3}, "model": {"ensemble_size": 2, "hidden": 8,
+                                                                            "layers": 1, "max_epochs": 3,
+                                                                            "patience": 2}}))
+    out = tmp_path / "sim.json"
+    args = ["campaign", "simulate", str(config), "--labels", str(path), "--initial", "0", "--policies", "greedy",
+            "--json", str(out)]
+    result = CliRunner().invoke(app, [*args, "--model", str(model_file)])
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(out.read_text())
+    assert row["start"] == "model" and row["model_guided"] == [True] and row["evaluations"] == [3]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(out.read_text())
+    assert row["start"] == "scratch" and row["model_guided"] == [False]
