@@ -198,7 +198,7 @@ def simulate(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
     model: Annotated[Path | None, typer.Option(
         help="Ensemble file to start from: it screens round 0 and is fine-tuned each round "
-             "(default: from scratch, round 0 trained on the initial compounds).")] = None,
+             "(default: a fresh ensemble each round; round 0 random when --initial is 0).")] = None,
 ) -> None:
     """Replay the loop on a labelled set to compare selection policies (no engine runs)."""
     import json

@@ -198,12 +198,14 @@ def simulate(
         guided = policy != "random" and (model is not None or initial > 0 or r > 0)
         if guided and (r > 0 or model is None):
             # a fresh ensemble when starting from scratch; otherwise the previous round's,
-            # fine-tuned on everything known now
+            # fine-tuned on everything known now under its own normalisation (a child keeps
+            # its parent's references, shift and scale, as a campaign's fine-tuning does)
             config = TrainConfig(ensemble_size=ensemble_size, seed=seed + r, max_epochs=mopts.get("max_epochs", 150),
                                  patience=mopts.get("patience", 20), threads=1)
             parent = model if result.start == "model" else None
             samples = [Sample.from_structure(it.key, it.structure, it.energy_per_atom) for it in known]
-            model = Trainer(spec, config).fit(samples, parent=parent).ensemble
+            model = Trainer(spec, config).fit(samples, parent=parent,
+                                              normalization=parent.normalization if parent else None).ensemble
         if guided:
             preds = Screener(model).predict([it.candidate for it in candidates])
             means = [p.energy_per_atom if p.energy_per_atom is not None else np.inf for p in preds]

@@ -168,9 +168,9 @@ def test_each_round_fine_tunes_the_previous_rounds_ensemble(labels, model_file, 
     parents, outputs = [], []
     fit = Trainer.fit
 
-    def recording_fit(self, samples, parent=None):
+    def recording_fit(self, samples, parent=None, normalization=None):
         parents.append(parent)
-        result = fit(self, samples, parent)
+        result = fit(self, samples, parent, normalization)
         outputs.append(result.ensemble)
         return result
 
@@ -185,9 +185,15 @@ def test_each_round_fine_tunes_the_previous_rounds_ensemble(labels, model_file, 
                                            initial.state()["members"][0].values(), strict=True)
     )
     assert parents[1] is outputs[0]
+    # the children keep the initial model's normalisation (references, shift, scale)
+    for child in outputs:
+        assert (child.normalization.element_refs == initial.normalization.element_refs).all()
+        assert (child.normalization.shift, child.normalization.scale) == (
+            initial.normalization.shift, initial.normalization.scale)
     parents.clear()
     simulate(labels, "greedy", rounds=2, budget=3, initial=0, model_options=TINY)
     assert parents == [None]  # from scratch: round 0 random, round 1 a fresh ensemble
+    assert outputs[-1].normalization.shift != initial.normalization.shift
 
 
 def test_simulation_is_reproducible_with_a_seed(labels, model_file):
