@@ -7,6 +7,7 @@ mask credentials (gnomon.credentials), whatever text reached them.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,8 +34,17 @@ DbOption = Annotated[
 
 
 def settings(db: str | None = None) -> Settings:
+    """The workspace settings, ``db`` (``--db``) on top; with no database named anywhere and
+    ``GNOMON_DB_SECRET_BLOCK`` set, the URL is read from that Prefect Secret block."""
     try:
         s = load_settings(db=db)
+        if s.db is None and os.environ.get("GNOMON_DB_SECRET_BLOCK"):
+            from gnomon.flows.database import DatabaseNotFound, database_url
+
+            try:
+                s = load_settings(db=database_url({"prefect_secret": os.environ["GNOMON_DB_SECRET_BLOCK"]}))
+            except DatabaseNotFound as exc:
+                fail(str(exc))
     except ConfigError as exc:
         fail(f"configuration error: {exc}")
     logging.basicConfig(level=s.log_level, format="%(levelname)s %(name)s: %(message)s")

@@ -12,6 +12,7 @@ API (``submit_flow``, ``JobController``).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 
 from jobflow import Flow, Job, job
 
+from gnomon.credentials import mask_url, write_private
 from gnomon.dft.dispatcher import BatchState, BatchStatus, Dispatcher
 from gnomon.dft.errors import DispatchError
 from gnomon.dft.settings import SiteSettings, SlurmSettings
@@ -56,7 +58,9 @@ def project_config(
 ) -> dict[str, Any]:
     """A jobflow-remote project (``~/.jfremote/<name>.yaml``) for this site."""
     if not mongo_url.startswith(("mongodb://", "mongodb+srv://")):
-        raise DispatchError(f"jobflow-remote needs a MongoDB URL (mongodb://...), got {mongo_url!r}")
+        raise DispatchError(
+            f"jobflow-remote needs a MongoDB URL (mongodb://...), got {mask_url(mongo_url)!r}"
+        )
     resources = {
         k: v
         for k, v in {
@@ -91,6 +95,24 @@ def project_config(
             "additional_stores": {"data": _mongo_store(mongo_url, database, "jf_data")},
         },
     }
+
+
+def projects_folder() -> Path:
+    """Where jobflow-remote looks for projects: ``$JFREMOTE_PROJECTS_FOLDER`` or ~/.jfremote."""
+    return Path(os.environ.get("JFREMOTE_PROJECTS_FOLDER") or Path.home() / ".jfremote")
+
+
+def write_project_file(config: dict[str, Any], folder: str | Path | None = None) -> Path:
+    """Write a project (``<folder>/<name>.yaml``) for jobflow-remote to find by name.
+
+    The project holds the MongoDB password of its stores, so the file is mode 0600 and its
+    folder 0700: on a cluster, other users can often read home and scratch directories.
+    """
+    import yaml
+
+    path = Path(folder or projects_folder()) / f"{config['name']}.yaml"
+    write_private(path, yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 def validate_project_config(config: dict[str, Any]) -> list[str]:
@@ -167,6 +189,9 @@ class JobflowRemoteDispatcher(Dispatcher):
         problems = validate_project_config(self.config) if self.config else []
         if problems:
             raise DispatchError("jobflow-remote project invalid: " + "; ".join(problems))
+        if self.config and not (projects_folder() / f"{self.project}.yaml").exists():
+            path = write_project_file({**self.config, "name": self.project})
+            log.info("jobflow-remote project written to %s (mode 0600)", path)
         from jobflow_remote import JobController
         from pymongo.errors import PyMongoError
 

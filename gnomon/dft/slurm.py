@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from qtoolkit.core.exceptions import QTKError
 
+from gnomon.credentials import write_private
 from gnomon.dft.dispatcher import BatchState, BatchStatus, Dispatcher, shell_command
 from gnomon.dft.errors import DispatchError
 from gnomon.dft.settings import SiteSettings, SlurmSettings
@@ -96,7 +97,9 @@ class SlurmDispatcher(Dispatcher):
 
         batch_dir.mkdir(parents=True, exist_ok=True)
         script = batch_dir / f"{label}.sh"
-        script.write_text(self.script(workdirs, label, batch_dir))
+        # the site's environment lines may export a secret (a database URL for the compute
+        # nodes): the script is the owner's alone, 0600 (sbatch reads it as the owner)
+        write_private(script, self.script(workdirs, label, batch_dir))
         stdout, stderr, code = self.manager.execute_cmd(self.manager.scheduler_io.get_submit_cmd(script), batch_dir)
         try:
             result = self.manager.scheduler_io.parse_submit_output(exit_code=code, stdout=stdout, stderr=stderr)

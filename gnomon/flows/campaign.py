@@ -5,11 +5,14 @@ are skipped because the database says they are done."""
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from prefect import flow
 
 from gnomon.config import CampaignConfig, Settings
+from gnomon.flows import runs
+from gnomon.flows.database import settings_from_payload, settings_payload
 from gnomon.flows.round import round_flow
 from gnomon.flows.steps import round_finished
 from gnomon.storage import Campaign, Round, open_repository
@@ -94,38 +97,158 @@ def _task_runner(config: CampaignConfig):
 
 
 @flow(name="gnomon-campaign", flow_run_name="{config[name]}")
-def campaign_flow(config: dict[str, Any], settings: dict[str, Any], rounds: int | None = None) -> dict[str, Any]:
-    """Run (or resume) a campaign; returns its status and the last round's metrics."""
+def campaign_flow(config: dict[str, Any], settings: dict[str, Any], rounds: int | None = None,
+                  rounds_per_run: int | None = None) -> Any:
+    """Run (or resume) a campaign; returns its status and the last round's metrics.
+
+    ``rounds_per_run`` is how a scheduled run (``gnomon campaign serve``) calls it: that many
+    more rounds, see :func:`scheduled_run`. Either way the run holds the campaign's lease
+    (``gnomon.flows.runs``), so two runs of one campaign never work at the same time.
+    """
     cfg = CampaignConfig.model_validate(config)
-    s = Settings(**settings)
+    s = settings_from_payload(settings)
+    if rounds_per_run is not None:
+        return scheduled_run(cfg, s, settings, rounds_per_run)
     register_campaign(s, cfg)
     total = rounds or cfg.rounds
     metrics: dict[str, Any] = {}
     stopped = None
     runner = _task_runner(cfg)
-    for index in range(total):
-        if round_done(s, cfg.name, index):
-            continue
-        metrics = round_flow.with_options(task_runner=runner)(settings, config, index)
-        stopped = should_stop(s, cfg, index + 1)
-        if stopped:
-            log.info("campaign %s stops: %s", cfg.name, stopped)
-            break
+    holder = _lease_or_fail(s, cfg.name)
+    done: list[int] = []
+    try:
+        with runs.Renewer(s.db_url, cfg.name, holder):
+            for index in range(total):
+                if round_done(s, cfg.name, index):
+                    continue
+                metrics = round_flow.with_options(task_runner=runner)(settings, config, index)
+                done.append(index)
+                stopped = should_stop(s, cfg, index + 1)
+                if stopped:
+                    log.info("campaign %s stops: %s", cfg.name, stopped)
+                    break
+    except BaseException as exc:  # noqa: BLE001 - recorded on the run, then raised again
+        _release(s, cfg.name, holder, outcome="failed", rounds=done, reason=f"{type(exc).__name__}: {exc}")
+        raise
     repo = open_repository(s.db_url)
     try:
         status = "stopped" if stopped else "finished"
-        repo.update_fields("campaigns", cfg.name, {"status": status, "updated_at": utcnow().isoformat()})
+        repo.update_fields("campaigns", cfg.name, {"status": status, "stop_reason": stopped,
+                                                   "updated_at": utcnow().isoformat()})
         relaxations = repo.count("calculations", {"campaign": cfg.name})
+        runs.release(repo, cfg.name, holder, outcome=status, rounds=done, reason=stopped)
     finally:
         repo.close()
     return {"status": status, "reason": stopped, "metrics": metrics, "relaxations": relaxations}
 
 
-def settings_payload(settings: Settings) -> dict[str, Any]:
-    """Settings as plain data for flows and tasks (paths as strings, the database URL fixed)."""
-    data = settings.model_dump(mode="json")
-    data["db"] = settings.db_url
-    return data
+def _run_id() -> str:
+    """This flow run's id (Prefect's), or a fresh one outside a flow run."""
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or uuid.uuid4())
+
+
+def _lease_or_fail(s: Settings, campaign: str) -> runs.Holder:
+    repo = open_repository(s.db_url)
+    try:
+        return runs.acquire(repo, campaign, _run_id())
+    except runs.LeaseHeld as exc:
+        raise CampaignError(f"{exc}; wait for it to finish (or stop `gnomon campaign serve`)") from None
+    finally:
+        repo.close()
+
+
+def _release(s: Settings, campaign: str, holder: runs.Holder, **fields: Any) -> None:
+    repo = open_repository(s.db_url)
+    try:
+        runs.release(repo, campaign, holder, **fields)
+    finally:
+        repo.close()
+
+
+def first_unfinished(repo: Any, campaign: str) -> int:
+    """The index of the campaign's first round that is not finished (rounds run in order)."""
+    finished = {r.index for r in repo.query(Round, {"campaign": campaign}) if round_finished(r)}
+    index = 0
+    while index in finished:
+        index += 1
+    return index
+
+
+def scheduled_run(cfg: CampaignConfig, s: Settings, settings: dict[str, Any], rounds_per_run: int) -> Any:
+    """One scheduled run: ``rounds_per_run`` more rounds, until the stopping rules end it.
+
+    The run first takes the campaign's lease; if an earlier run still holds it this run does
+    nothing and ends Cancelled, named Skipped, with the reason (also in ``Campaign.runs``).
+    A round an earlier run left unfinished is the first one done, from its first unfinished
+    step. ``rounds`` of the config does not limit scheduled runs (a nightly campaign goes on
+    discovering); its stopping rules do: once one fires, the reason is stored on the campaign,
+    its deployment's schedule is paused, and later runs do nothing.
+    """
+    from prefect.states import Cancelled
+
+    run_id = _run_id()
+    repo = open_repository(s.db_url)
+    try:
+        if repo.get(Campaign, cfg.name) is None:
+            register_campaign(s, cfg)
+        try:
+            holder = runs.acquire(repo, cfg.name, run_id)
+        except runs.LeaseHeld as exc:
+            log.info("%s; this run is skipped", exc)
+            return Cancelled(name="Skipped", message=f"skipped: {exc}")
+        reason = repo.get(Campaign, cfg.name).stop_reason
+        if reason:
+            runs.release(repo, cfg.name, holder, outcome="skipped", reason=f"campaign stopped: {reason}")
+            _pause_own_deployment(cfg.name, reason)
+            return Cancelled(name="Skipped", message=f"skipped: campaign {cfg.name} stopped: {reason}")
+        done: list[int] = []
+        try:
+            register_campaign(s, cfg)
+            index = first_unfinished(repo, cfg.name)
+            stopped = should_stop(s, cfg, index)
+            metrics: dict[str, Any] = {}
+            runner = _task_runner(cfg)
+            with runs.Renewer(s.db_url, cfg.name, holder) as renewer:
+                while not stopped and len(done) < rounds_per_run and not renewer.lost.is_set():
+                    metrics = round_flow.with_options(task_runner=runner)(settings, cfg.model_dump(mode="json"), index)
+                    done.append(index)
+                    runs.record(repo, cfg.name, run_id, rounds=done)
+                    stopped = should_stop(s, cfg, index + 1)
+                    index += 1
+        except BaseException as exc:  # noqa: BLE001 - recorded on the run, then raised again
+            runs.release(repo, cfg.name, holder, outcome="failed", rounds=done, reason=f"{type(exc).__name__}: {exc}")
+            raise
+        status = "stopped" if stopped else "scheduled"
+        repo.update_fields("campaigns", cfg.name, {"status": status, "stop_reason": stopped,
+                                                   "updated_at": utcnow().isoformat()})
+        runs.release(repo, cfg.name, holder, outcome="stopped" if stopped else "completed", rounds=done,
+                     reason=stopped)
+        relaxations = repo.count("calculations", {"campaign": cfg.name})
+    finally:
+        repo.close()
+    if stopped:
+        log.info("campaign %s stops: %s", cfg.name, stopped)
+        _pause_own_deployment(cfg.name, stopped)
+    return {"status": status, "reason": stopped, "metrics": metrics, "relaxations": relaxations, "rounds": done}
+
+
+def _pause_own_deployment(campaign: str, reason: str) -> None:
+    """Pause the schedule of the deployment this run came from: the campaign has ended."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+    from prefect.runtime import deployment
+
+    if not deployment.id:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.pause_deployment(deployment.id)
+    except (ObjectNotFound, PrefectHTTPStatusError, OSError) as exc:
+        log.warning("campaign %s stopped (%s) but its schedule could not be paused: %s", campaign, reason, exc)
+        return
+    log.info("campaign %s stopped (%s): schedule of its deployment paused", campaign, reason)
 
 
 __all__ = ["CampaignError", "campaign_flow", "settings_payload"]

@@ -14,8 +14,9 @@ from typing import Any
 from prefect import flow, task
 from prefect.tasks import exponential_backoff
 
-from gnomon.config import CampaignConfig, Settings
+from gnomon.config import CampaignConfig
 from gnomon.flows import steps
+from gnomon.flows.database import settings_from_payload
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def _exception(state) -> BaseException | None:
 
 
 def context(settings: dict[str, Any], config: dict[str, Any], index: int) -> steps.RoundContext:
-    return steps.RoundContext(Settings(**settings), CampaignConfig.model_validate(config), index)
+    return steps.RoundContext(settings_from_payload(settings), CampaignConfig.model_validate(config), index)
 
 
 @task(name="step", task_run_name="r{index}-{step}", **RETRY)
