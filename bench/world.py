@@ -265,9 +265,12 @@ def _relax_shard(todo: list[dict[str, Any]], out: Path, batch_size: int) -> None
     torch.set_num_threads(1)
     relaxer = BatchRelaxer(CHGNetEngine(**ORACLE_SETTINGS), batch_size=batch_size)
     inputs = {p["id"]: oracle_input(Structure.from_dict(p["structure"])) for p in todo}
-    items = ((key, s) for key, (s, _) in inputs.items())
+    items = ((key, s) for key, (s, refused) in inputs.items() if refused is None)
     t0, n = time.time(), 0
     with out.open("a") as fh:
+        for key, (_, refused) in inputs.items():
+            if refused is not None:
+                fh.write(json.dumps({"id": key, "error": refused, "input_rule": INPUT_RULE}) + "\n")
         for key, result in relaxer.relax(items):
             if isinstance(result, BatchResult):
                 rec = {"id": key, "structure": result.structure.as_dict(), "energy": result.energy,
@@ -275,8 +278,6 @@ def _relax_shard(todo: list[dict[str, Any]], out: Path, batch_size: int) -> None
                        "converged": result.converged}
             else:
                 rec = {"id": key, "error": result}
-            if inputs[key][1]:
-                rec["input"] = inputs[key][0].as_dict()
             rec["input_rule"] = INPUT_RULE
             fh.write(json.dumps(rec) + "\n")
             fh.flush()
@@ -287,29 +288,28 @@ def _relax_shard(todo: list[dict[str, Any]], out: Path, batch_size: int) -> None
                          (len(todo) - n) / rate / 60)
 
 
-INPUT_RULE = 2  # results of older rules that failed are relaxed again under this one
-VOLUME_WINDOW = (0.6, 1.8)  # of the radii estimate: inputs outside it are rescaled to it
+INPUT_RULE = 3  # results of older rules that failed are relaxed again under this one
+DENSEST = 0.5  # of the radii volume estimate: denser inputs are refused before the oracle
 
 
 def oracle_input(structure):
-    """The structure the oracle starts from, and whether it was rescaled.
+    """The structure the oracle starts from, or the reason it is refused.
 
-    Substituted prototypes inherit their template's density (high-pressure H3S, diamond C)
-    and random cells are drawn loose: a volume far from the radii estimate sends FIRE into
-    a collapse or an explosion of the cell. Such inputs start from the estimate instead (the
-    unrelaxed structure stored is then the rescaled one).
+    Substituted prototypes inherit their template's density (high-pressure H3S, diamond C):
+    a tenth of them are denser than half the radii estimate (itself the dense packing target of
+    random search). Such a cell makes CHGNet's neighbour and angle lists explode and FIRE
+    spends its steps only expanding it, so the oracle refuses it up front, with the reason.
     """
     from gnomon.pipeline.generation.random_search import estimate_volume_per_atom
 
     if len(structure.composition) == 1:  # elemental references: ASE's measured cells
-        return structure, False
-    target = estimate_volume_per_atom(structure.composition) * len(structure)
-    ratio = structure.volume / target
-    if VOLUME_WINDOW[0] <= ratio <= VOLUME_WINDOW[1]:
-        return structure, False
-    scaled = structure.copy()
-    scaled.scale_lattice(target)
-    return scaled, True
+        return structure, None
+    estimate = estimate_volume_per_atom(structure.composition)
+    per_atom = structure.volume / len(structure)
+    if per_atom < DENSEST * estimate:
+        return structure, (f"input refused: {per_atom:.2f} Å^3/atom is under {DENSEST} of the "
+                           f"radii estimate {estimate:.2f}")
+    return structure, None
 
 
 def _results_done(work: Path) -> dict[str, dict[str, Any]]:
@@ -422,8 +422,9 @@ def label(plan: list[dict[str, Any]], results: dict[str, dict[str, Any]], db: Pa
             "id": p["id"], "chemsys": relaxed.composition.chemical_system,
             "planned_chemsys": p["chemsys"], "generator": p["generator"],
             "template": p["template"], "formula": relaxed.composition.reduced_formula,
+            # inputs rescaled under rule 2 are kept with the result: that is what was relaxed
             "nsites": len(relaxed), "unrelaxed": r.get("input", p["structure"]),
-            "relaxed": r["structure"], "rescaled_input": "input" in r,
+            "relaxed": r["structure"],
             "energy": r["energy"], "energy_per_atom": r["energy"] / len(relaxed),
             "unrelaxed_energy_per_atom": r.get("initial_energy", 0.0) / len(relaxed),
             "steps": r["steps"], "converged": r["converged"],
