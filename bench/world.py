@@ -215,7 +215,8 @@ def _planned(system: str, generator: str, template: str | None, structure) -> Pl
                    _plain(structure))
 
 
-def plan_wave2(systems: list[str], known: list[tuple[str, Any]], per_system: int) -> list[Planned]:
+def plan_wave2(systems: list[str], known: list[tuple[str, Any]], per_system: int,
+               max_templates: int = 16) -> list[Planned]:
     """SAPS on known compounds (id, relaxed structure) into every system of the world."""
     from pymatgen.core import Structure
 
@@ -237,6 +238,7 @@ def plan_wave2(systems: list[str], known: list[tuple[str, Any]], per_system: int
                 and len({e.symbol for e in t.structure.composition} - target) <= 1]
         seed = int(hashlib.sha256(("w2" + system).encode()).hexdigest()[:8], 16)
         random.Random(seed).shuffle(near)
+        near = near[:max_templates]
         saps = SAPSGenerator(elements=tuple(elements), max_species=2, partial=True, seed=seed,
                              max_per_template=3)
         pool = []
@@ -330,8 +332,13 @@ def _results_done(work: Path) -> dict[str, dict[str, Any]]:
     return done
 
 
-def relax_all(plan: list[dict[str, Any]], work: Path, workers: int, batch_size: int = 48) -> None:
-    """Relax what the plan holds and no result file does yet; ``workers`` processes."""
+def relax_all(plan: list[dict[str, Any]], work: Path, workers: int, batch_size: int = 48,
+              deadline: float | None = None) -> None:
+    """Relax what the plan holds and no result file does yet; ``workers`` processes.
+
+    At ``deadline`` (epoch seconds) the workers are stopped: every finished result is already
+    on disk, and a later build picks up the rest.
+    """
     done = _results_done(work)
     todo = [p for p in plan if p["id"] not in done]
     log.info("oracle: %d planned, %d done, %d to relax on %d workers", len(plan), len(done),
@@ -348,7 +355,13 @@ def relax_all(plan: list[dict[str, Any]], work: Path, workers: int, batch_size: 
     for p in procs:
         p.start()
     for p in procs:
-        p.join()
+        p.join(None if deadline is None else max(1.0, deadline - time.time()))
+    if any(p.is_alive() for p in procs):
+        log.info("oracle: deadline reached, stopping the workers (the rest stays to do)")
+        for p in procs:
+            p.terminate()
+            p.join()
+        return
     bad = [p.exitcode for p in procs if p.exitcode != 0]
     if bad:
         raise RuntimeError(f"oracle workers failed with exit codes {bad}; rerun build to resume")
@@ -447,12 +460,15 @@ def label(plan: list[dict[str, Any]], results: dict[str, dict[str, Any]], db: Pa
 
 
 # -- commands ---------------------------------------------------------------------------------
-def build(workers: int, n_saps: int, n_random: int, n_known: int) -> None:
+def build(workers: int, n_saps: int, n_random: int, n_known: int,
+          deadlines: tuple[float | None, float | None] = (None, None)) -> None:
+    """Plan, relax and label both waves; with deadlines, each wave's relaxation stops at its
+    deadline and the world is written from what was relaxed (the manifest says how much)."""
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     systems = world_systems()
     plan1 = _planned_wave(WORK_DIR / "wave1.jsonl.gz",
                           lambda: _plan_wave1_all(systems, n_saps, n_random, workers))
-    relax_all(plan1, WORK_DIR, workers)
+    relax_all(plan1, WORK_DIR, workers, deadline=deadlines[0])
     results = _results_done(WORK_DIR)
 
     def make_wave2():
@@ -466,7 +482,7 @@ def build(workers: int, n_saps: int, n_random: int, n_known: int) -> None:
         return plan_wave2(systems, known, n_known)
 
     plan2 = _planned_wave(WORK_DIR / "wave2.jsonl.gz", make_wave2)
-    relax_all(plan2, WORK_DIR, workers)
+    relax_all(plan2, WORK_DIR, workers, deadline=deadlines[1])
     results = _results_done(WORK_DIR)
     rows = label(plan1 + plan2, results, WORK_DIR / "world.db")
     failures = [r for r in results.values() if "error" in r]
@@ -474,7 +490,8 @@ def build(workers: int, n_saps: int, n_random: int, n_known: int) -> None:
     held = heldout_systems(systems)
     HELDOUT_FILE.write_text(json.dumps({"seed": SEED + 1, "fraction": HELDOUT_FRACTION,
                                         "systems": held}, indent=1) + "\n")
-    write_manifest(rows, systems, held, len(plan1) + len(plan2), len(failures))
+    attempted = sum(1 for p in plan1 + plan2 if p["id"] in results)
+    write_manifest(rows, systems, held, len(plan1) + len(plan2), len(failures), attempted)
 
 
 def oracle_description() -> dict[str, Any]:
@@ -490,7 +507,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def write_manifest(rows, systems, held, planned, failed) -> None:
+def write_manifest(rows, systems, held, planned, failed, attempted) -> None:
     per_system: dict[str, Counter] = defaultdict(Counter)
     for r in rows:
         per_system[r["chemsys"]][r["generator"]] += 1
@@ -500,7 +517,9 @@ def write_manifest(rows, systems, held, planned, failed) -> None:
         "description": "gnomon benchmark world: oracle-relaxed structures (bench/world.py)",
         "built": time.strftime("%Y-%m-%d"),
         "oracle": oracle_description(),
-        "counts": {"structures": len(rows), "planned": planned, "oracle_failures": failed,
+        "complete": attempted == planned,
+        "counts": {"structures": len(rows), "planned": planned, "attempted": attempted,
+                   "oracle_failures": failed,
                    "systems": len(per_system), "planned_systems": len(systems),
                    "by_arity": {str(k): v for k, v in sorted(arity.items())},
                    "elements": len(elements), "stable": sum(bool(r["is_stable"]) for r in rows),
@@ -546,6 +565,14 @@ def load_world() -> tuple[list[dict[str, Any]], set[str]]:
     return list(read_jsonl_gz(WORLD_FILE)), set(json.loads(HELDOUT_FILE.read_text())["systems"])
 
 
+def _at(hhmm: str) -> float:
+    """Epoch seconds of the next local HH:MM."""
+    now = time.localtime()
+    h, m = (int(x) for x in hhmm.split(":"))
+    t = time.mktime((now.tm_year, now.tm_mon, now.tm_mday, h, m, 0, 0, 0, -1))
+    return t if t > time.time() - 12 * 3600 else t + 86400
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -554,12 +581,15 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--saps", type=int, default=26, help="wave-1 SAPS structures per system")
     b.add_argument("--random", type=int, default=12, help="wave-1 random structures per system")
     b.add_argument("--known", type=int, default=20, help="wave-2 SAPS structures per system")
+    b.add_argument("--until", nargs=2, metavar=("WAVE1", "WAVE2"), default=None,
+                   help="local times HH:MM at which each wave's relaxation stops")
     sub.add_parser("check")
     sub.add_parser("status")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.cmd == "build":
-        build(args.workers, args.saps, args.random, args.known)
+        build(args.workers, args.saps, args.random, args.known,
+              tuple(_at(t) for t in args.until) if args.until else (None, None))
         return check()
     if args.cmd == "check":
         return check()
