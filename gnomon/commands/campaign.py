@@ -113,6 +113,34 @@ def status(
             for r in map(with_current_step_names, campaign_rounds(repo, c.name)):
                 table.add_row(str(r.index), *(str(r.steps.get(s, "pending")) for s in STEPS))
             console.print(table)
+            for line in _schedule_lines(c):
+                console.print(line)
+
+
+def _schedule_lines(c) -> list[str]:
+    """What a person asks of a scheduled campaign: when next, how the last run went, why it
+    stopped."""
+    lines = []
+    if c.stop_reason:
+        lines.append(f"stopped: {c.stop_reason}")
+    if c.schedule:
+        from gnomon.flows.deploy import next_due
+
+        nxt = ("none (stopped; its schedule is paused)" if c.stop_reason
+               else f"{next_due(c.schedule).isoformat(timespec='seconds')} (when `gnomon campaign serve` runs)")
+        lines.append(f"schedule: {c.schedule}, {c.rounds_per_run} round(s) per run; next run: {nxt}")
+    done = [r for r in c.runs if r.get("outcome") not in ("skipped", "missed")]
+    if done:
+        last = done[-1]
+        rounds = ", ".join(map(str, last.get("rounds") or [])) or "none"
+        lines.append(f"last run: {last.get('outcome')} (started {last.get('started_at')}, finished "
+                     f"{last.get('finished_at') or '–'}, rounds {rounds})"
+                     + (f": {last['reason']}" if last.get("reason") else ""))
+    skipped = sum(1 for r in c.runs if r.get("outcome") == "skipped")
+    missed = sum(int(r.get("count", 1)) for r in c.runs if r.get("outcome") == "missed")
+    if skipped or missed:
+        lines.append(f"runs skipped (another still going): {skipped}; missed while serve was down: {missed}")
+    return lines
 
 
 @app.command("report")
@@ -158,33 +186,49 @@ def quickstart(db: DbOption = None) -> None:
 @app.command("schedule")
 def schedule(
     config: Annotated[Path, typer.Argument(help="Campaign YAML file.")],
-    cron: Annotated[str, typer.Option(help="Cron schedule, e.g. '0 2 * * *' (daily at 02:00).")],
+    cron: Annotated[str | None, typer.Option(help="Cron schedule, e.g. '0 2 * * *' (daily at 02:00).")] = None,
+    every: Annotated[str | None, typer.Option(
+        help="Interval schedule instead of a cron: '10s', '15m', '6h', '1d' (slots counted from "
+             "2000-01-01 00:00 UTC).")] = None,
+    rounds_per_run: Annotated[int, typer.Option(help="Rounds each scheduled run adds.")] = 1,
     db: DbOption = None,
 ) -> None:
-    """Create a Prefect deployment that runs the campaign on a schedule."""
+    """Schedule a campaign: each run adds --rounds-per-run rounds until its stopping rules end it."""
     from gnomon.flows.campaign import CampaignError
     from gnomon.flows.deploy import schedule as make_schedule
 
     cfg = _config(config)
     try:
-        deployment_id = make_schedule(cfg, settings(db), cron)
+        deployment_id = make_schedule(cfg, settings(db), cron=cron, interval=every, rounds_per_run=rounds_per_run)
     except (ValueError, CampaignError) as exc:
         fail(str(exc))
-    console.print(f"deployment gnomon-campaign/{cfg.name} ({deployment_id}) scheduled '{cron}'; "
+    when = f"'{cron}'" if cron else f"every {every}"
+    where = (f"deployment gnomon-campaign/{cfg.name} ({deployment_id})" if deployment_id
+             else f"campaign {cfg.name}")
+    console.print(f"{where} scheduled {when}, {rounds_per_run} round(s) per run; "
                   "run `gnomon campaign serve` to execute it")
 
 
 @app.command("serve")
 def serve(
     names: Annotated[list[str] | None, typer.Argument(help="Campaigns to serve (default: all scheduled).")] = None,
+    port: Annotated[int | None, typer.Option(
+        help="Port of the workspace's Prefect server (default: a free one); unused with PREFECT_API_URL.")] = None,
+    ui: Annotated[bool, typer.Option(help="Serve Prefect's web UI with the workspace's server.")] = True,
+    poll: Annotated[float, typer.Option(help="Seconds between asking the server for due runs.")] = 5.0,
     db: DbOption = None,
 ) -> None:
-    """Run scheduled campaigns when they come due (until interrupted)."""
+    """Run scheduled campaigns when they come due, until interrupted.
+
+    Without PREFECT_API_URL this starts the workspace's own Prefect server (scheduler
+    included, state in $GNOMON_HOME/prefect, loopback only) and stops it on exit.
+    """
     from gnomon.flows.deploy import serve as serve_deployments
+    from gnomon.flows.server import ServerError
 
     try:
-        serve_deployments(settings(db), names)
-    except ValueError as exc:
+        serve_deployments(settings(db), names, port=port, ui=ui, poll_s=poll)
+    except (ValueError, ServerError) as exc:
         fail(str(exc))
 
 

@@ -180,13 +180,14 @@ def scheduled_run(cfg: CampaignConfig, s: Settings, settings: dict[str, Any], ro
     """One scheduled run: ``rounds_per_run`` more rounds, until the stopping rules end it.
 
     The run first takes the campaign's lease; if an earlier run still holds it this run does
-    nothing and ends Cancelled, named Skipped, with the reason (also in ``Campaign.runs``).
+    nothing and ends in a Completed state named Skipped, with the reason (also recorded in
+    ``Campaign.runs``).
     A round an earlier run left unfinished is the first one done, from its first unfinished
     step. ``rounds`` of the config does not limit scheduled runs (a nightly campaign goes on
     discovering); its stopping rules do: once one fires, the reason is stored on the campaign,
     its deployment's schedule is paused, and later runs do nothing.
     """
-    from prefect.states import Cancelled
+    from prefect.states import Completed
 
     run_id = _run_id()
     repo = open_repository(s.db_url)
@@ -197,12 +198,12 @@ def scheduled_run(cfg: CampaignConfig, s: Settings, settings: dict[str, Any], ro
             holder = runs.acquire(repo, cfg.name, run_id)
         except runs.LeaseHeld as exc:
             log.info("%s; this run is skipped", exc)
-            return Cancelled(name="Skipped", message=f"skipped: {exc}")
+            return Completed(name="Skipped", message=f"skipped: {exc}")
         reason = repo.get(Campaign, cfg.name).stop_reason
         if reason:
             runs.release(repo, cfg.name, holder, outcome="skipped", reason=f"campaign stopped: {reason}")
             _pause_own_deployment(cfg.name, reason)
-            return Cancelled(name="Skipped", message=f"skipped: campaign {cfg.name} stopped: {reason}")
+            return Completed(name="Skipped", message=f"skipped: campaign {cfg.name} stopped: {reason}")
         done: list[int] = []
         try:
             register_campaign(s, cfg)
@@ -218,7 +219,8 @@ def scheduled_run(cfg: CampaignConfig, s: Settings, settings: dict[str, Any], ro
                     stopped = should_stop(s, cfg, index + 1)
                     index += 1
         except BaseException as exc:  # noqa: BLE001 - recorded on the run, then raised again
-            runs.release(repo, cfg.name, holder, outcome="failed", rounds=done, reason=f"{type(exc).__name__}: {exc}")
+            outcome = "failed" if isinstance(exc, Exception) else "interrupted"  # a signal, Ctrl-C
+            runs.release(repo, cfg.name, holder, outcome=outcome, rounds=done, reason=f"{type(exc).__name__}: {exc}")
             raise
         status = "stopped" if stopped else "scheduled"
         repo.update_fields("campaigns", cfg.name, {"status": status, "stop_reason": stopped,

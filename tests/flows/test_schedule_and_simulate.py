@@ -15,26 +15,31 @@ from pymatgen.entries.computed_entries import ComputedStructureEntry
 from gnomon.flows.simulate import Labelled, simulate, true_stable
 
 
-def test_schedule_creates_a_deployment_prefect_lists(tmp_path, prefect_home):
+def test_schedule_is_recorded_for_serve_and_rejects_bad_schedules(tmp_path, prefect_home):
+    """Without a Prefect API in force `schedule` records the schedule in gnomon's database,
+    where `serve` reads it (tests/flows/test_scheduled_campaigns.py runs it; test_prefect_cli.py
+    checks the deployment on a server)."""
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"name": "nightly", "elements": ["Li", "O"], "rounds": 1}))
-    env = {**os.environ, "GNOMON_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(prefect_home)}
-    out = subprocess.run([sys.executable, "-m", "gnomon.cli", "campaign", "schedule", str(config), "--cron", "0 2 * * *"],
-                         env=env, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "GNOMON_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(prefect_home), "COLUMNS": "250"}
+    env.pop("PREFECT_API_URL", None)
+
+    def gnomon(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "gnomon.cli", "campaign", *args], env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    out = gnomon("schedule", str(config), "--cron", "0 2 * * *", "--rounds-per-run", "2")
     assert out.returncode == 0, out.stdout + out.stderr
-    # Prefect 3.8's `prefect deployment ls` trips over its own server's validation (limit=None),
-    # so ask Prefect's client, which is what the CLI would do
-    lister = ("from prefect.client.orchestration import get_client\n"
-              "from prefect.client.schemas.sorting import DeploymentSort\n"
-              "with get_client(sync_client=True) as c:\n"
-              "    for d in c.read_deployments(limit=100, sort=DeploymentSort.NAME_ASC):\n"
-              "        print(c.read_flow(d.flow_id).name + '/' + d.name, d.schedules[0].schedule.cron)\n")
-    listed = subprocess.run([sys.executable, "-c", lister], env=env, capture_output=True, text=True, timeout=600)
-    assert listed.returncode == 0, listed.stderr
-    assert "gnomon-campaign/nightly 0 2 * * *" in listed.stdout
-    bad = subprocess.run([sys.executable, "-m", "gnomon.cli", "campaign", "schedule", str(config), "--cron", "every day"],
-                         env=env, capture_output=True, text=True, timeout=600)
+    status = gnomon("status", "nightly")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "schedule: 0 2 * * *, 2 round(s) per run; next run: " in status.stdout
+    assert "T02:00:00+00:00" in status.stdout
+    bad = gnomon("schedule", str(config), "--cron", "every day")
     assert bad.returncode != 0 and "cron" in (bad.stdout + bad.stderr)
+    bad = gnomon("schedule", str(config), "--every", "soon")
+    assert bad.returncode != 0 and "interval" in (bad.stdout + bad.stderr)
+    both = gnomon("schedule", str(config), "--every", "10s", "--cron", "0 2 * * *")
+    assert both.returncode != 0 and "one of the two" in (both.stdout + both.stderr)
 
 
 def _labels(n_per: int = 12) -> list[Labelled]:
