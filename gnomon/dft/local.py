@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -43,6 +43,9 @@ class LocalDispatcher(Dispatcher):
     max_workers: int = 2
     python: str | None = None
     env: dict[str, str] | None = None
+    # Our own children, by pid: their exit codes come from Popen, which may reap them at any
+    # time (a Popen that is dropped reaps its ended child), so /proc cannot be relied on.
+    _children: dict[str, subprocess.Popen] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: SiteSettings, workers: int | None = None) -> LocalDispatcher:
@@ -71,6 +74,7 @@ class LocalDispatcher(Dispatcher):
             )
         info = _proc_start(proc.pid)
         start = info[1] if info else "0"
+        self._children[f"local:{proc.pid}:{start}"] = proc
         log.info("local batch %s: pid %d over %d calculation(s)", label, proc.pid, len(workdirs))
         return f"local:{proc.pid}:{start}"
 
@@ -80,6 +84,14 @@ class LocalDispatcher(Dispatcher):
             pid = int(pid_s)
         except ValueError:
             return BatchStatus(BatchState.unknown, f"not a local batch id: {batch_id}")
+        child = self._children.get(batch_id)
+        if child is not None:
+            code = child.poll()
+            if code is None:
+                return BatchStatus(BatchState.running)
+            if code < 0:
+                return BatchStatus(BatchState.failed, f"killed by signal {-code}")
+            return BatchStatus(BatchState.finished, f"exit code {code}")
         info = _proc_start(pid)
         if info is None or info[1] != start:
             return BatchStatus(BatchState.finished, "process ended")
