@@ -18,6 +18,7 @@ from gnomon.models.training import (
     early_stopping,
     fit_element_references,
     split_by_group,
+    torch_threads,
     training_data_hash,
 )
 from tests.models.conftest import REFS, TINY_SPEC, tiny_config, toy_samples
@@ -171,11 +172,13 @@ def test_refactored_recipe_gives_the_weights_of_fit():
     cfg = tiny_config(ensemble_size=1, max_epochs=2)
     fitted = Trainer(TINY_SPEC, cfg).fit(samples)
     trainer = Trainer(TINY_SPEC, cfg)
-    data = trainer.prepare(samples)
-    torch.manual_seed(cfg.seed)
-    model = build_member(data.kind, data.hparams)
-    model, history = trainer.train_member(data, model, index=0, seed=cfg.seed, lr=cfg.lr,
-                                          device=torch.device("cpu"))
+    # fit trains under cfg.threads; float sums differ with the thread count, so match it
+    with torch_threads(cfg.threads):
+        data = trainer.prepare(samples)
+        torch.manual_seed(cfg.seed)
+        model = build_member(data.kind, data.hparams)
+        model, history = trainer.train_member(data, model, index=0, seed=cfg.seed, lr=cfg.lr,
+                                              device=torch.device("cpu"))
     assert _same_weights(model, fitted.ensemble.members[0])
     assert history == fitted.metrics["members"][0]
 
