@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# System packages the DFT engines and the local SLURM cluster need (Debian/Ubuntu).
+# System packages the DFT engines, the local SLURM cluster and the browser tests of the web
+# explorer need (Debian/Ubuntu; Playwright drives /usr/bin/chromium and downloads no browser).
 # Idempotent: installs only what is missing. Used by `make test-deps` and .ci/run.
 set -euo pipefail
 
-PACKAGES=(quantum-espresso quantum-espresso-data slurm-wlm munge)
+PACKAGES=(quantum-espresso quantum-espresso-data slurm-wlm munge chromium)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
