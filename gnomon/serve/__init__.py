@@ -1,0 +1,1 @@
+"""The `gnomon serve` web layer: an OPTIMADE API and a human explorer over one gnomon database."""
