@@ -406,24 +406,28 @@ def learning_curve(
 ) -> LearningCurve:
     """Train on growing sets of training systems and score each model on ``split.test``.
 
-    Sizes count training systems (default: :func:`log_spaced_sizes` up to all of them). The
-    subsets are nested: a seeded order of ``split.train_systems`` is cut at each size, so a
-    larger set holds every smaller one and the curve does not jump with which systems were
-    drawn. The test set is the same for every size. ``progress(k, n_sizes)`` is called after
-    each size.
+    Sizes count the training systems of compounds (default: :func:`log_spaced_sizes` up to
+    all of them). Elemental systems are in every training set and not counted: a campaign
+    always holds its elemental references, and a set cut down to a few elements would hold
+    one structure each, too few to train on. The subsets are nested: a seeded order of the
+    compound systems is cut at each size, so a larger set holds every smaller one and the
+    curve does not jump with which systems were drawn. The test set is the same for every
+    size. ``progress(k, n_sizes)`` is called after each size.
     """
     names = [canonical_chemsys(c) for c in chemsys]
     energy = _arrays(energy_true)[0]
     hull = None if e_above_hull_true is None else _arrays(e_above_hull_true, energy)[0]
-    order = list(split.train_systems)
+    elements = {s for s in split.train_systems if "-" not in s}
+    order = [s for s in split.train_systems if s not in elements]
     np.random.default_rng(seed).shuffle(order)
     sizes = sorted(set(sizes)) if sizes is not None else log_spaced_sizes(len(order), n_sizes)
     if sizes[-1] > len(order):
-        raise ValueError(f"largest size {sizes[-1]} exceeds the {len(order)} training systems")
+        raise ValueError(
+            f"largest size {sizes[-1]} exceeds the {len(order)} training systems of compounds")
     test_idx = np.asarray(split.test, dtype=int)
     rows: list[dict[str, Any]] = []
     for k, size in enumerate(sizes):
-        chosen = set(order[:size])
+        chosen = elements | set(order[:size])
         train_idx = np.asarray([i for i in split.train if names[i] in chosen], int)
         result = fit_predict(train_idx, test_idx)
         sets = result if isinstance(result, Mapping) else {"relaxed": result}

@@ -17,6 +17,7 @@ from gnomon.models.evaluation import (
     MIN_SYSTEMS,
     LearningCurve,
     Predictions,
+    SystemSplit,
     arity,
     canonical_chemsys,
     chemsys_kfold,
@@ -261,6 +262,26 @@ def test_learning_curve_trains_on_nested_training_systems(tmp_path):
     assert unrelaxed[-1]["mae"] == pytest.approx(2 / len(split.train_systems))
     png = plot_learning_curve(curve, tmp_path / "curve.png", title="toy")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_learning_curve_keeps_the_elemental_references_in_every_training_set():
+    # two elements with one structure each, 10 binaries with 6 each; sizes count binaries
+    chemsys = ["A", "B"] + [f"A-C{i}" for i in range(10) for _ in range(6)]
+    energy = np.arange(len(chemsys), dtype=float)
+    split = SystemSplit(kind="fixed", train=list(range(50)), test=list(range(50, 62)),
+                        train_systems=["A", "B"] + [f"A-C{i}" for i in range(8)],
+                        test_systems=["A-C8", "A-C9"])
+    calls: list[set[str]] = []
+
+    def fit_predict(train_idx, test_idx):
+        calls.append({canonical_chemsys(chemsys[i]) for i in train_idx})
+        return Predictions(energy[test_idx] + 0.1)
+
+    curve = learning_curve(chemsys, energy, split, fit_predict, sizes=[1, 2, 8])
+    assert all({"A", "B"} <= c for c in calls)
+    assert [len(c) - 2 for c in calls] == [1, 2, 8] == [r["n_systems"] for r in curve.rows]
+    with pytest.raises(ValueError, match="exceeds the 8 training systems of compounds"):
+        learning_curve(chemsys, energy, split, fit_predict, sizes=[9])
 
 
 def test_learning_curve_plot_of_a_single_input(tmp_path):
