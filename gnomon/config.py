@@ -190,6 +190,17 @@ class DispatchConfig(_Section):
     poll_interval: float = Field(2.0, gt=0)
 
 
+#: Stage names a campaign may list, in the order they run.
+STAGE_CHAINS: tuple[tuple[str, ...], ...] = (("screen", "dft"), ("screen", "mlip", "dft"))
+#: Readable names for registered engines in ``mlip_engine`` (CHGNet's engine is called "mlip").
+MLIP_ENGINE_ALIASES = {"chgnet": "mlip"}
+
+
+def mlip_engine_name(name: str) -> str:
+    """The registry name of an ``mlip_engine`` setting (``chgnet`` -> ``mlip``)."""
+    return MLIP_ENGINE_ALIASES.get(name, name)
+
+
 class StoppingConfig(_Section):
     max_relaxations: int | None = Field(None, ge=1)
     patience: int | None = Field(None, ge=1, description="Stop after this many rounds without a new stable phase.")
@@ -210,6 +221,18 @@ class CampaignConfig(_Section):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     stopping: StoppingConfig = Field(default_factory=StoppingConfig)
+    stages: list[Literal["screen", "mlip", "dft"]] = Field(
+        default_factory=lambda: ["screen", "dft"],
+        description="The fidelity stages in order: [screen, dft] sends what the screen selects "
+        "straight to `engine` (the ML potential stands in for DFT by default); [screen, mlip, dft] "
+        "first relaxes it with `mlip_engine` and sends on, from the ML-relaxed structure, only "
+        "what ends within `mlip_e_above_hull` of the mlip scheme's own hull.")
+    mlip_engine: str = Field(
+        "chgnet", description="The universal potential of the mlip stage: any registered engine "
+        "name (chgnet is the engine `mlip`; sevennet once registered).")
+    mlip_options: dict[str, Any] = Field(default_factory=dict, description="Options of `mlip_engine`.")
+    mlip_e_above_hull: float = Field(
+        0.1, ge=0, description="eV/atom on the mlip scheme's hull: who goes on to the dft stage.")
     known_phases: bool = Field(
         True, description="Relax the published phases gnomon ships for this space (gnomon/data/known) "
         "before round 0, so new stable phases are new against them.")
@@ -228,9 +251,29 @@ class CampaignConfig(_Section):
             raise ValueError(f"unknown elements {bad}")
         return sorted(set(value))
 
+    @field_validator("stages")
+    @classmethod
+    def _known_chain(cls, value: list[str]) -> list[str]:
+        if tuple(value) not in STAGE_CHAINS:
+            raise ValueError(f"stages {value}: choose one of {[list(c) for c in STAGE_CHAINS]}")
+        return value
+
+    @field_validator("mlip_engine")
+    @classmethod
+    def _registered_engine(cls, value: str) -> str:
+        if mlip_engine_name(value) not in ENGINES:
+            raise ValueError(f"mlip_engine {value!r} is not a registered engine: choose one of "
+                             f"{', '.join(sorted({*ENGINES.names, *MLIP_ENGINE_ALIASES}))}")
+        return value
+
     @property
     def chemsys(self) -> str:
         return "-".join(self.elements)
+
+    @property
+    def staged(self) -> bool:
+        """Whether an mlip stage stands between the screen and the campaign's engine."""
+        return "mlip" in self.stages
 
 
 def load_campaign(path: str | Path) -> CampaignConfig:
