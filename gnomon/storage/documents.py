@@ -79,6 +79,10 @@ class Candidate(Record):
     campaign: str | None = None
     round: int | None = None
     fingerprint: str | None = None
+    # a structure relaxed by an earlier fidelity stage (the ML-relaxed start of a DFT run):
+    # the candidate it was relaxed from and the entry that relaxation produced
+    parent_candidate_id: str | None = None
+    parent_entry_id: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -167,6 +171,9 @@ class Entry(Record):
     inputs_hash: str | None = None
     campaign: str | None = None
     round: int | None = None
+    # the entry of the earlier fidelity stage whose relaxed structure this calculation started
+    # from (a DFT entry's mlip entry): with the candidates' parents, the path of a discovery
+    parent_entry_id: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)
 
