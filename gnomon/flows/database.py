@@ -12,19 +12,27 @@ runs the flow (:func:`settings_from_payload`):
   ``--db`` or in code is put there for the flows this process runs, its Dask workers and its
   served runs);
 - ``{"file": PATH}``: the workspace settings file (``gnomon.yaml``) that holds it.
+
+The site's SLURM ``environment`` (variables exported in every batch script) may hold secrets
+too, e.g. the database URL for the compute nodes or a token. Values that carry a credential,
+or whose variable is named like a secret (``*PASSWORD*``, ``*TOKEN*``, ``*SECRET*``, ``*KEY*``),
+are left out of the payload; they are written to ``$GNOMON_HOME/secrets/slurm-environment.json``
+(0600 in a 0700 folder) and read back from there by :func:`settings_from_payload`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from gnomon.config import Settings
-from gnomon.credentials import has_credentials, mask_url
+from gnomon.credentials import has_credentials, mask_url, write_private
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +101,23 @@ def database_url(ref: dict[str, str]) -> str:
     raise DatabaseNotFound(f"unknown database reference {sorted(ref)}")
 
 
+#: SLURM environment variables named like this hold a secret whatever their value looks like
+SECRET_NAME = re.compile(r"passw|secret|token|key|credential|auth", re.IGNORECASE)
+
+
+def is_secret_variable(name: str, value: str) -> bool:
+    """Whether an exported variable must stay out of flow parameters."""
+    return bool(SECRET_NAME.search(name)) or has_credentials(value)
+
+
+def secret_environment_file(settings: Settings) -> Path:
+    return settings.home / "secrets" / "slurm-environment.json"
+
+
 def settings_payload(settings: Settings) -> dict[str, Any]:
     """Settings as plain data for flows, tasks and deployments: paths as strings, the database
-    URL fixed, or, when it carries a credential, where to find it (``db_from``)."""
+    URL fixed, or, when it carries a credential, where to find it (``db_from``); secret SLURM
+    environment values replaced by the private file that holds them (``slurm_secrets_from``)."""
     data = settings.model_dump(mode="json")
     url = settings.db_url
     if has_credentials(url):
@@ -103,15 +125,40 @@ def settings_payload(settings: Settings) -> dict[str, Any]:
         data["db_from"] = database_ref(settings)
     else:
         data["db"] = url
+    env = settings.slurm.environment
+    secret = {k: v for k, v in env.items() if is_secret_variable(k, v)}
+    if secret:
+        path = write_private(secret_environment_file(settings), json.dumps(secret, indent=1))
+        data["slurm"]["environment"] = {k: v for k, v in env.items() if k not in secret}
+        data["slurm_secrets_from"] = {"file": str(path.resolve()), "names": sorted(secret)}
     return data
 
 
+def _secret_environment(ref: dict[str, Any]) -> dict[str, str]:
+    path = Path(ref["file"])
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatabaseNotFound(f"the SLURM environment's secret values ({', '.join(ref['names'])}) "
+                               f"are read from {path}, which cannot be read here: {exc}") from None
+    missing = [n for n in ref["names"] if n not in values]
+    if missing:
+        raise DatabaseNotFound(f"{path} does not hold the SLURM environment values {missing}")
+    return {n: values[n] for n in ref["names"]}
+
+
 def settings_from_payload(payload: dict[str, Any]) -> Settings:
-    """The Settings a flow or task was handed, with the database URL read where it lives."""
+    """The Settings a flow or task was handed, with the database URL and the secret SLURM
+    environment values read where they live."""
     data = dict(payload)
     ref = data.pop("db_from", None)
     if ref is not None:
         data["db"] = database_url(ref)
+    secrets = data.pop("slurm_secrets_from", None)
+    if secrets is not None:
+        slurm = dict(data.get("slurm") or {})
+        slurm["environment"] = {**(slurm.get("environment") or {}), **_secret_environment(secrets)}
+        data["slurm"] = slurm
     return Settings(**data)
 
 

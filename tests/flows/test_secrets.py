@@ -165,6 +165,29 @@ def test_flow_settings_refer_to_the_database_without_carrying_it(tmp_path, monke
     assert settings_payload(Settings(home=tmp_path))["db_from"] == {"prefect_secret": "gnomon-db"}
 
 
+def test_secret_slurm_environment_values_stay_out_of_flow_settings(tmp_path, monkeypatch):
+    from gnomon.config import Settings
+    from gnomon.dft.settings import SlurmSettings
+    from gnomon.flows.database import DatabaseNotFound, settings_from_payload, settings_payload
+
+    env = {"GNOMON_DB": "mongodb://alice:pw-sentinel@db.example.org/gnomon",
+           "HPC_API_TOKEN": "tok-sentinel", "OMP_NUM_THREADS": "4"}
+    settings = Settings(home=tmp_path, db=f"sqlite:///{tmp_path}/x.db",
+                        slurm=SlurmSettings(environment=env))
+    payload = settings_payload(settings)
+    text = json.dumps(payload)
+    assert "pw-sentinel" not in text and "tok-sentinel" not in text
+    assert payload["slurm"]["environment"] == {"OMP_NUM_THREADS": "4"}  # the rest travels
+    held = Path(payload["slurm_secrets_from"]["file"])
+    assert stat.S_IMODE(held.stat().st_mode) == 0o600
+    assert stat.S_IMODE(held.parent.stat().st_mode) == 0o700
+    # where the flow runs, the batch scripts export all three again
+    assert settings_from_payload(payload).slurm.environment == env
+    held.unlink()
+    with pytest.raises(DatabaseNotFound, match="HPC_API_TOKEN"):
+        settings_from_payload(payload)
+
+
 def test_a_prefect_secret_block_supplies_the_url(tmp_path, monkeypatch):
     from prefect.blocks.system import Secret
 
