@@ -1,7 +1,16 @@
 """A read-only web explorer for a gnomon database: campaigns, chemical systems and phases.
 
 `gnomon serve` calls :func:`mount_explorer` on its FastAPI app, so the OPTIMADE API and the
-human pages share one process and one database URL.
+human pages share one process and one database URL. Pages:
+
+- ``/``: campaigns with their per-round metrics (table and charts) and the chemical systems;
+- ``/systems/{chemsys}``: the hull diagram and the stable and near-stable phases of one
+  energy scheme (``?scheme=``; hulls never mix schemes), sortable and filterable by
+  e_above_hull in the page;
+- ``/phases/{id}``: a phase's numbers and relaxed structure, with CIF, POSCAR and JSON
+  downloads (``/phases/{id}/download/{cif|poscar|json}``).
+
+Everything the pages need (script, stylesheet, figures) is served by the explorer itself.
 """
 
 from __future__ import annotations
@@ -10,11 +19,10 @@ import fastapi
 
 
 def mount_explorer(app: fastapi.FastAPI, db_url: str) -> None:
-    """Add the explorer's routes (`/`, `/systems/{chemsys}`, `/phases/{id}`) to `app`."""
+    """Add the explorer's routes to ``app``; the database is opened at the first request."""
+    from gnomon.serve.explorer.routes import make_router
 
-    @app.get("/", include_in_schema=False)
-    def campaigns() -> fastapi.responses.HTMLResponse:
-        return fastapi.responses.HTMLResponse("<!doctype html><title>gnomon</title><h1>gnomon explorer</h1>")
+    app.include_router(make_router(db_url))
 
 
 __all__ = ["mount_explorer"]
