@@ -7,6 +7,13 @@ first unfinished one, which is written to be repeatable: generation is seeded, c
 calculations and entries are keyed by content, and relaxations already submitted are
 re-attached rather than resubmitted. ``STEP_FUNCTIONS`` (at the end) is the round, in order;
 Prefect (``gnomon.flows.round``) only wires these together; nothing here imports it.
+
+Fidelity stages (config ``stages``) are steps of the same table: with ``[screen, mlip, dft]``
+the selected candidates are relaxed by the universal potential (``mlip_relax``), ingested into
+its own scheme's hull (``mlip_ingest``), and only those within ``mlip_e_above_hull`` of that
+hull go on (``mlip_gate``), as new candidates holding the ML-relaxed structure, to the
+campaign's engine (``relax``, ``ingest``). With the default ``[screen, dft]`` the mlip steps
+do nothing. A crash between stages resumes like a crash between any two steps.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from gnomon.storage import (
     Candidate,
     Entry,
     ModelVersion,
+    Phase,
     Prediction,
     Repository,
     Round,
@@ -42,6 +50,11 @@ log = logging.getLogger(__name__)
 # Steps renamed since rounds were first stored: a resumed round reads its old records under
 # the new names ("hull" only ever computed the round's metrics against the hull).
 LEGACY_STEP_NAMES = {"hull": "metrics"}
+# Steps added with the fidelity stages: a round stored before them has none and is finished
+# without them (they would have done nothing in its single-stage campaign).
+STAGE_STEPS = ("mlip_relax", "mlip_ingest", "mlip_gate")
+#: The generator recorded on a candidate that holds an earlier stage's relaxed structure.
+STAGE_GENERATOR = "mlip"
 
 
 class StepError(RuntimeError):
@@ -75,7 +88,26 @@ class RoundContext:
 
     @property
     def scheme(self) -> str:
+        """The scheme of the campaign's engine (the last stage): its hull, its model."""
         return self.engine.scheme
+
+    @cached_property
+    def mlip_engine(self):
+        """The universal potential of the mlip stage (config ``mlip_engine``)."""
+        from gnomon.config import mlip_engine_name
+        from gnomon.dft.engine import make_engine
+
+        return make_engine(mlip_engine_name(self.config.mlip_engine), self.settings, **self.config.mlip_options)
+
+    def stage_engines(self) -> dict[str, Any]:
+        """The engine of each relaxing stage, in order: ``{"mlip": ..., "dft": ...}`` or ``{"dft": ...}``."""
+        if not self.config.staged:
+            return {"dft": self.engine}
+        if self.mlip_engine.scheme == self.engine.scheme:
+            raise StepError(f"stages: mlip_engine {self.config.mlip_engine!r} and engine "
+                            f"{self.config.engine.name!r} share the scheme {self.engine.scheme}; "
+                            "each stage needs a hull of its own")
+        return {"mlip": self.mlip_engine, "dft": self.engine}
 
     @property
     def run_dir(self) -> Path:
@@ -160,7 +192,7 @@ def round_finished(record: Round | None) -> bool:
     if record is None:
         return False
     steps = with_current_step_names(record).steps
-    return all(steps.get(s) == StepState.done for s in STEPS)
+    return all(steps.get(s) == StepState.done for s in STEPS if s in steps or s not in STAGE_STEPS)
 
 
 # -- references ---------------------------------------------------------------------------------
@@ -175,37 +207,54 @@ def references(ctx: RoundContext) -> dict[str, Any]:
     settings. Only what has no finished relaxation yet is submitted, so after the first round
     this is a no-op. A failed element stops the round (no hull without it); a failed known
     compound is reported in the outputs and the campaign goes on without it.
+
+    Every relaxing stage needs its own hull, so with an mlip stage the references are relaxed
+    by both engines (side by side); the outputs of the campaign's engine stay at the top level,
+    the mlip stage's are under ``"mlip"``.
     """
     from ase.collections import dcdft
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from gnomon.pipeline.identity import candidate_from_structure
 
-    missing = [el for el in ctx.config.elements if not ctx.repo.count("entries", {"scheme": ctx.scheme, "chemsys": el})]
-    elements = []
-    for el in missing:
-        if el not in dcdft.names:
-            raise StepError(f"references: ase.collections.dcdft has no structure for {el}")
-        structure = AseAtomsAdaptor.get_structure(dcdft[el])
-        elements.append(candidate_from_structure(structure, "reference", campaign=ctx.campaign, round=ctx.index,
-                                                 extra={"source": "ase.collections.dcdft"}))
-    known = [c for c in known_candidates(ctx) if not _done(ctx, c.id)]
-    if elements or known:
+    engines = ctx.stage_engines()
+    todo: dict[str, tuple[list[Candidate], list[Candidate]]] = {}
+    known_all = known_candidates(ctx)
+    for stage, engine in engines.items():
+        missing = [el for el in ctx.config.elements
+                   if not ctx.repo.count("entries", {"scheme": engine.scheme, "chemsys": el})]
+        elements = []
+        for el in missing:
+            if el not in dcdft.names:
+                raise StepError(f"references: ase.collections.dcdft has no structure for {el}")
+            structure = AseAtomsAdaptor.get_structure(dcdft[el])
+            elements.append(candidate_from_structure(structure, "reference", campaign=ctx.campaign, round=ctx.index,
+                                                     extra={"source": "ase.collections.dcdft"}))
+        todo[stage] = (elements, [c for c in known_all if not _done(ctx, c.id, engine)])
+    if any(elements or known for elements, known in todo.values()):
         relax = ctx.relaxations()
-        relax.submit(elements + known, ctx.engine, ctx.config.dispatch.name, campaign=ctx.campaign, round=ctx.index)
+        for stage, (elements, known) in todo.items():
+            if elements or known:
+                relax.submit(elements + known, engines[stage], ctx.config.dispatch.name, campaign=ctx.campaign,
+                             round=ctx.index)
         relax.wait(poll_s=ctx.config.dispatch.poll_interval)
-    failed = [c.id for c in elements if not _done(ctx, c.id)]
-    if failed:
-        raise StepError(f"references: relaxation of elemental references failed for {failed}")
-    known_failed = {}
-    for c in known:
-        if not _done(ctx, c.id):
-            calc = _calc(ctx, c.id)
-            known_failed[c.reduced_formula] = calc.failure_reason if calc is not None else "not relaxed"
-            log.warning("known phase %s (%s) could not be relaxed: %s; the hull goes on without it",
-                        c.reduced_formula, c.id, known_failed[c.reduced_formula])
-    return {"relaxed": [c.id for c in elements], "known": [c.id for c in known if c.reduced_formula not in known_failed],
-            "known_failed": known_failed}
+    outputs: dict[str, Any] = {}
+    for stage, (elements, known) in todo.items():
+        engine = engines[stage]
+        failed = [c.id for c in elements if not _done(ctx, c.id, engine)]
+        if failed:
+            raise StepError(f"references: relaxation of elemental references failed for {failed} ({engine.scheme})")
+        known_failed = {}
+        for c in known:
+            if not _done(ctx, c.id, engine):
+                calc = _calc(ctx, c.id, engine)
+                known_failed[c.reduced_formula] = calc.failure_reason if calc is not None else "not relaxed"
+                log.warning("known phase %s (%s) could not be relaxed in %s: %s; the hull goes on without it",
+                            c.reduced_formula, c.id, engine.scheme, known_failed[c.reduced_formula])
+        outputs[stage] = {"relaxed": [c.id for c in elements],
+                          "known": [c.id for c in known if c.reduced_formula not in known_failed],
+                          "known_failed": known_failed}
+    return {**outputs.pop("dft"), **outputs}
 
 
 def known_candidates(ctx: RoundContext) -> list[Candidate]:
@@ -222,13 +271,14 @@ def known_candidates(ctx: RoundContext) -> list[Candidate]:
     ]
 
 
-def _done(ctx: RoundContext, candidate_id: str) -> bool:
-    calc = _calc(ctx, candidate_id)
+def _done(ctx: RoundContext, candidate_id: str, engine=None) -> bool:
+    calc = _calc(ctx, candidate_id, engine)
     return calc is not None and calc.state is CalcState.done
 
 
-def _calc(ctx: RoundContext, candidate_id: str) -> Calculation:
-    return ctx.repo.get(Calculation, Calculation.key(candidate_id, ctx.engine.settings_hash))
+def _calc(ctx: RoundContext, candidate_id: str, engine=None) -> Calculation:
+    """The calculation of ``candidate_id`` by ``engine`` (default: the campaign's engine)."""
+    return ctx.repo.get(Calculation, Calculation.key(candidate_id, (engine or ctx.engine).settings_hash))
 
 
 # -- generation ---------------------------------------------------------------------------------
@@ -420,15 +470,17 @@ def select(ctx: RoundContext) -> dict[str, Any]:
 
 
 # -- relax, ingest, metrics --------------------------------------------------------------------
-def relax(ctx: RoundContext) -> dict[str, Any]:
-    selected = ctx.outputs("select").get("selected", [])
-    if not selected:
+def _relax_with(ctx: RoundContext, candidate_ids: list[str], engine) -> dict[str, Any]:
+    """Relax ``candidate_ids`` with ``engine`` through the campaign's dispatcher and wait.
+
+    Calculations already stored (a resumed round) are re-attached, never run again."""
+    if not candidate_ids:
         return {"calculations": []}
-    candidates = list(ctx.repo.query(Candidate, {"id": selected}))
+    candidates = list(ctx.repo.query(Candidate, {"id": candidate_ids}))
     service = ctx.relaxations()
-    service.submit(candidates, ctx.engine, ctx.config.dispatch.name, campaign=ctx.campaign, round=ctx.index)
+    service.submit(candidates, engine, ctx.config.dispatch.name, campaign=ctx.campaign, round=ctx.index)
     service.wait(poll_s=ctx.config.dispatch.poll_interval)
-    calcs = [_calc(ctx, cid) for cid in selected]
+    calcs = [_calc(ctx, cid, engine) for cid in candidate_ids]
     return {
         "calculations": [c.id for c in calcs if c is not None],
         "done": sum(1 for c in calcs if c is not None and c.state is CalcState.done),
@@ -436,9 +488,8 @@ def relax(ctx: RoundContext) -> dict[str, Any]:
     }
 
 
-def ingest(ctx: RoundContext) -> dict[str, Any]:
-    """Make sure every finished relaxation of the round has its entry on the hull."""
-    calc_ids = ctx.outputs("relax").get("calculations", [])
+def _ingest_calcs(ctx: RoundContext, calc_ids: list[str]) -> dict[str, Any]:
+    """Make sure every finished calculation of ``calc_ids`` has its entry on its hull."""
     calcs = list(ctx.repo.query(Calculation, {"id": calc_ids}))
     missing = [c for c in calcs if c.state is CalcState.done and c.entry_id is None]
     if missing:
@@ -447,6 +498,85 @@ def ingest(ctx: RoundContext) -> dict[str, Any]:
     entries = [c.entry_id for c in calcs if c.entry_id]
     failed = {c.id: c.failure_reason for c in calcs if c.state is CalcState.failed}
     return {"entries": entries, "failed": failed}
+
+
+def mlip_relax(ctx: RoundContext) -> dict[str, Any]:
+    """The mlip stage: the selected candidates relaxed by the universal potential."""
+    if not ctx.config.staged:
+        return {"skipped": "no mlip stage"}
+    engine = ctx.stage_engines()["mlip"]
+    return {"scheme": engine.scheme, **_relax_with(ctx, ctx.outputs("select").get("selected", []), engine)}
+
+
+def mlip_ingest(ctx: RoundContext) -> dict[str, Any]:
+    """The mlip stage's entries on the mlip scheme's own hull."""
+    if not ctx.config.staged:
+        return {"skipped": "no mlip stage"}
+    return _ingest_calcs(ctx, ctx.outputs("mlip_relax").get("calculations", []))
+
+
+def mlip_gate(ctx: RoundContext) -> dict[str, Any]:
+    """Who goes on to the dft stage: mlip entries within ``mlip_e_above_hull`` of the mlip
+    hull (as it stands with the whole round ingested), each as a new candidate holding its
+    ML-relaxed structure, its parents recorded (``parent_candidate_id``, ``parent_entry_id``).
+
+    Repeatable: the new candidates are keyed by their structure, so a rerun finds them."""
+    from gnomon.pipeline.identity import candidate_from_structure
+
+    if not ctx.config.staged:
+        return {"skipped": "no mlip stage"}
+    limit = ctx.config.mlip_e_above_hull
+    entries = list(ctx.repo.query(Entry, {"id": ctx.outputs("mlip_ingest").get("entries", [])}))
+    phases = {p.id: p for p in ctx.repo.query(Phase, {"id": [e.id for e in entries]})}
+    parents = {c.id: c for c in ctx.repo.query(Candidate, {"id": [e.candidate_id for e in entries if e.candidate_id]})}
+    passed, paths, held_back = [], [], {}
+    for e in sorted(entries, key=lambda e: e.id):
+        phase = phases.get(e.id)
+        e_hull = phase.e_above_hull if phase is not None else None
+        if e_hull is None or e_hull > limit or e.structure is None:
+            held_back[e.id] = e_hull
+            continue
+        parent = parents.get(e.candidate_id)
+        child = candidate_from_structure(
+            Structure.from_dict(e.structure), STAGE_GENERATOR, campaign=ctx.campaign, round=ctx.index,
+            template_id=parent.template_id if parent else None, substitution=parent.substitution if parent else None,
+            parent_candidate_id=e.candidate_id, parent_entry_id=e.id,
+            extra={"stage": "mlip", "scheme": e.scheme, "e_above_hull": e_hull},
+        )
+        ctx.repo.add_candidates([child])
+        passed.append(child.id)
+        paths.append({"candidate": e.candidate_id, "mlip_entry": e.id, "dft_candidate": child.id})
+    passed = list(dict.fromkeys(passed))
+    log.info("round %d: %d of %d mlip entries within %.3f eV/atom of the %s hull go on to dft",
+             ctx.index, len(passed), len(entries), limit, ctx.mlip_engine.scheme)
+    return {"threshold": limit, "passed": passed, "held_back": held_back, "paths": paths}
+
+
+def relax(ctx: RoundContext) -> dict[str, Any]:
+    """The campaign's engine relaxes the selection, or with an mlip stage what passed its gate."""
+    if ctx.config.staged:
+        return _relax_with(ctx, ctx.outputs("mlip_gate").get("passed", []), ctx.engine)
+    return _relax_with(ctx, ctx.outputs("select").get("selected", []), ctx.engine)
+
+
+def ingest(ctx: RoundContext) -> dict[str, Any]:
+    """Make sure every finished relaxation of the round has its entry on the hull; with an
+    mlip stage each DFT entry records the mlip entry it started from, and the round the path
+    candidate -> mlip entry -> dft entry of each."""
+    out = _ingest_calcs(ctx, ctx.outputs("relax").get("calculations", []))
+    if not ctx.config.staged:
+        return out
+    entries = list(ctx.repo.query(Entry, {"id": out["entries"]}))
+    starts = {c.id: c for c in ctx.repo.query(Candidate, {"id": [e.candidate_id for e in entries if e.candidate_id]})}
+    paths = []
+    for e in entries:
+        start = starts.get(e.candidate_id)
+        if start is None or start.parent_entry_id is None:
+            continue
+        if e.parent_entry_id != start.parent_entry_id:
+            ctx.repo.update_fields("entries", e.id, {"parent_entry_id": start.parent_entry_id})
+        paths.append({"candidate": start.parent_candidate_id, "mlip_entry": start.parent_entry_id, "dft_entry": e.id})
+    return {**out, "paths": paths}
 
 
 def metrics(ctx: RoundContext) -> dict[str, Any]:
@@ -458,9 +588,17 @@ def metrics(ctx: RoundContext) -> dict[str, Any]:
     out = ctx.round().outputs
     entries = list(ctx.repo.query(Entry, {"id": out.get("ingest", {}).get("entries", [])}))
     version = out.get("screen", {}).get("model_version")
+    # a DFT entry of a staged round started from an ML-relaxed structure: the screen judged
+    # the candidate that structure came from
+    screened_as = {e.candidate_id: e.candidate_id for e in entries if e.candidate_id}
+    if ctx.config.staged:
+        for c in ctx.repo.query(Candidate, {"id": list(screened_as)}):
+            if c.parent_candidate_id:
+                screened_as[c.id] = c.parent_candidate_id
     preds: dict[str, Prediction] = {}
     if version:
-        preds = ctx.repo.predictions_for([e.candidate_id for e in entries if e.candidate_id], version)
+        by_parent = ctx.repo.predictions_for(list(set(screened_as.values())), version)
+        preds = {cid: by_parent[p] for cid, p in screened_as.items() if p in by_parent}
     counts = {
         "generated": out.get("dedup", {}).get("generated", 0),
         "unique": len(out.get("dedup", {}).get("unique", [])),
@@ -470,8 +608,37 @@ def metrics(ctx: RoundContext) -> dict[str, Any]:
     result = round_metrics(ctx.repo, ctx.scheme, entries, preds, counts, len(out.get("ingest", {}).get("failed", {})))
     result["policy"] = out.get("select", {}).get("policy")
     result["model_version"] = version
+    if ctx.config.staged:
+        result["stages"] = stage_metrics(ctx, out, result)
     ctx.repo.update_fields("rounds", ctx.round_id, {"metrics": result})
     return result
+
+
+def stage_metrics(ctx: RoundContext, out: dict[str, Any], final: dict[str, Any]) -> dict[str, Any]:
+    """Counts and hit rates per fidelity stage of a staged round.
+
+    mlip: relaxed, failed, hit rate against its own hull before the round, and how many went
+    on to dft (``passed``; ``pass_rate`` of those relaxed); dft: calls, relaxed, failed, hit
+    rate and new stable phases (the round's headline figures), and ``stable_share``: the share
+    of DFT calls that ended on the DFT hull, the figure an mlip stage exists to raise.
+    """
+    from gnomon.pipeline.metrics import round_metrics
+
+    mlip_entries = list(ctx.repo.query(Entry, {"id": out.get("mlip_ingest", {}).get("entries", [])}))
+    mlip = round_metrics(ctx.repo, ctx.mlip_engine.scheme, mlip_entries, {}, {},
+                         len(out.get("mlip_ingest", {}).get("failed", {})))
+    passed = len(out.get("mlip_gate", {}).get("passed", []))
+    dft_calls = len(out.get("relax", {}).get("calculations", []))
+    return {
+        "screen": {"screened": final.get("screened", 0), "selected": final.get("selected", 0)},
+        "mlip": {"scheme": ctx.mlip_engine.scheme, "relaxed": mlip["relaxed"], "failed": mlip["failed"],
+                 "hit_rate": mlip["hit_rate"], "new_stable": mlip["new_stable"], "passed": passed,
+                 "threshold": ctx.config.mlip_e_above_hull,
+                 "pass_rate": passed / mlip["relaxed"] if mlip["relaxed"] else None},
+        "dft": {"scheme": ctx.scheme, "calls": dft_calls, "relaxed": final["relaxed"], "failed": final["failed"],
+                "hit_rate": final["hit_rate"], "new_stable": final["new_stable"],
+                "stable_share": final["new_stable"] / dft_calls if dft_calls else None},
+    }
 
 
 # -- retrain and report -------------------------------------------------------------------------
@@ -522,6 +689,9 @@ STEP_FUNCTIONS: dict[str, Callable[[RoundContext], dict[str, Any]]] = {
     "dedup": dedup,
     "screen": screen,
     "select": select,
+    "mlip_relax": mlip_relax,
+    "mlip_ingest": mlip_ingest,
+    "mlip_gate": mlip_gate,
     "relax": relax,
     "ingest": ingest,
     "metrics": metrics,
