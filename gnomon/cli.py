@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from gnomon.commands import campaign, db, generate, jobs, model, phases, relax
+from gnomon.commands import campaign, db, generate, jobs, model, phases, relax, serve
 
 app = typer.Typer(
     name="gnomon",
@@ -25,6 +25,7 @@ app.add_typer(model.app, name="model", help="Train, list and run the GNN ensembl
 app.command("relax", help="Relax structures with an engine through a dispatcher.")(relax.relax)
 app.add_typer(jobs.app, name="jobs", help="Track relaxations submitted to a dispatcher.")
 app.add_typer(campaign.app, name="campaign", help="Run, schedule and report discovery campaigns.")
+app.command("serve", help="Serve the phases as an OPTIMADE API and the web explorer.")(serve.serve)
 
 
 @app.command("worker", hidden=True)
