@@ -20,7 +20,7 @@ run: install
 	$(PY) -m gnomon.cli campaign quickstart
 
 test: install
-	$(PY) -m pytest -q --timeout=1200
+	$(PY) -m pytest -q --timeout=1200 --durations=25
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not integration"
