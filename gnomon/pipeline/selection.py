@@ -2,8 +2,11 @@
 
 Every policy is a small dataclass with one verb, ``select``. They differ in how they rank
 (predicted e_above_hull; mean - k*sigma; nothing at all) and share the rest of what a
-campaign needs: a relaxation budget, a share of the budget spent on exploration, and a cap
-per group (composition or template prototype) so one rich vein does not eat the round.
+campaign needs: a relaxation budget, a share of the budget spent on exploration, a cap
+per group (composition or template prototype) so one rich vein does not eat the round, and,
+for a campaign over many chemical systems, quotas per system: at most ``per_system_max``
+relaxations in one system, and at least ``per_system_min`` in every system that has
+candidates (its best first, else drawn in the exploration share), as the budget allows.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class Scored:
     e_above_hull: float | None  # predicted, eV/atom; None when no hull could be built
     sigma: float = 0.0  # calibrated ensemble spread, eV/atom
     group: str = ""  # diversity key: reduced formula or template prototype
+    system: str = ""  # chemical system (quota key in a multi-system campaign)
 
 
 @dataclass
@@ -34,6 +38,8 @@ class SelectionPolicy(ABC):
     exploration: float = 0.0  # share of the budget drawn at random from the rest
     max_per_group: int | None = None
     seed: int = 0
+    per_system_max: int | None = None  # relaxations one chemical system may take at most
+    per_system_min: int = 0  # relaxations every system with candidates gets first, budget allowing
     name: ClassVar[str] = "policy"
 
     @abstractmethod
@@ -51,28 +57,38 @@ class SelectionPolicy(ABC):
         )
         chosen: list[Scored] = []
         groups: Counter[str] = Counter()
+        systems: Counter[str] = Counter()
+        picked: set[str] = set()
 
         def take(c: Scored) -> bool:
+            if c.candidate_id in picked:
+                return False
             if self.max_per_group is not None and groups[c.group] >= self.max_per_group:
                 return False
+            if self.per_system_max is not None and systems[c.system] >= self.per_system_max:
+                return False
             chosen.append(c)
+            picked.add(c.candidate_id)
             groups[c.group] += 1
+            systems[c.system] += 1
             return True
 
-        for c in ranked:
-            if len(chosen) >= n_exploit:
-                break
-            take(c)
-        picked = {c.candidate_id for c in chosen}
+        def fill(pool: Sequence[Scored], until: int) -> None:
+            # every system first up to its minimum, then the pool in order
+            for short_only in ((True, False) if self.per_system_min else (False,)):
+                for c in pool:
+                    if len(chosen) >= until:
+                        return
+                    if not short_only or systems[c.system] < self.per_system_min:
+                        take(c)
+
+        fill(ranked, n_exploit)
+        chosen.sort(key=lambda c: (self.score(c), c.candidate_id))
         rest = [c for c in sorted(candidates, key=lambda c: c.candidate_id) if c.candidate_id not in picked]
         rng.shuffle(rest)
         # exploration gets its own share only: budget the filter left unused stays unspent,
         # as GNoME relaxed only what passed its filter
-        explore_until = len(chosen) + n_explore
-        for c in rest:
-            if len(chosen) >= explore_until:
-                break
-            take(c)
+        fill(rest, len(chosen) + n_explore)
         return chosen
 
 

@@ -1,0 +1,109 @@
+"""The chemical systems of a campaign over many elements, and fair shares between them.
+
+A campaign may name many elements with a maximum arity (``max_arity: 4``): it then explores
+every sub-system of 2..max_arity of its elements in one go (8 elements, arity 4: 28 binaries,
+56 ternaries, 70 quaternaries). Each system keeps its own hull (a hull is built per chemical
+system, as always); what this module adds is the list of systems, which of them SMACT can
+charge balance at all, the round-robin order that gives every system its turn at the random
+search, and the fair share that stops the first systems of a stream from taking a round's
+whole generation budget. Selection quotas per system live in :mod:`gnomon.pipeline.selection`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
+
+from gnomon.pipeline.generation.compositions import BalanceMode, CompositionGenerator
+
+T = TypeVar("T")
+
+
+def chemsys_of(elements: Iterable[str]) -> str:
+    """The chemical system name of a set of elements: sorted symbols joined by ``-``."""
+    return "-".join(sorted(set(elements)))
+
+
+def arity(chemsys: str) -> int:
+    """How many elements a chemical system has (``Li-Mn-O``: 3)."""
+    return len(chemsys.split("-")) if chemsys else 0
+
+
+def chemical_systems(elements: Sequence[str], max_arity: int | None = None, min_arity: int = 2) -> list[str]:
+    """Every sub-system of ``elements`` with ``min_arity``..``max_arity`` elements, smaller first.
+
+    ``max_arity`` None means all of the elements (the whole space and every sub-system of it).
+    """
+    els = sorted(set(elements))
+    top = len(els) if max_arity is None else min(max_arity, len(els))
+    if min_arity < 1 or top < min_arity:
+        return []
+    return ["-".join(combo) for r in range(min_arity, top + 1) for combo in itertools.combinations(els, r)]
+
+
+def system_compositions(
+    systems: Sequence[str],
+    max_atoms: int,
+    mode: BalanceMode | str = BalanceMode.strict,
+    skip: Iterable[str] = (),
+) -> dict[str, list[str]]:
+    """The charge-balanced reduced formulas of each system that uses all of its elements.
+
+    A system SMACT cannot balance at ``max_atoms`` maps to an empty list: no random search
+    goes there (SAPS may still reach it from a template, if ``saps.charge_balance`` is off).
+    """
+    generator = CompositionGenerator(max_atoms=max_atoms, mode=BalanceMode(mode))
+    skipped = set(skip)
+    out: dict[str, list[str]] = {}
+    for system in systems:
+        elements = system.split("-")
+        out[system] = [] if len(elements) > max_atoms else list(generator.generate(elements, skip=skipped))
+    return out
+
+
+def feasible_systems(systems: Sequence[str], max_atoms: int, mode: BalanceMode | str = BalanceMode.strict) -> list[str]:
+    """The systems that have at least one charge-balanced composition (SMACT, ``mode``)."""
+    formulas = system_compositions(systems, max_atoms, mode)
+    return [s for s in systems if formulas[s]]
+
+
+def round_robin(per_system: dict[str, Sequence[T]]) -> Iterator[T]:
+    """The first item of every system, then the second of every system, and so on: a round
+    that can search only a few compositions spreads them over the systems instead of
+    spending them all on the first one."""
+    queues = [list(items) for items in per_system.values()]
+    for depth in range(max((len(q) for q in queues), default=0)):
+        for q in queues:
+            if depth < len(q):
+                yield q[depth]
+
+
+def fair_take(items: Iterable[T], limit: int, n_systems: int, system: Callable[[T], str]) -> list[T]:
+    """At most ``limit`` items, no system over its fair share ``ceil(limit / n_systems)`` while
+    others still have items to give; what the share left unused goes, in stream order, to the
+    systems that had more.
+
+    Reads the whole stream (it cannot know otherwise whether a later system comes), holding at
+    most ``2 * limit`` items. The result is a pure function of the stream's order, so a round
+    takes the same candidates however its generation was split between workers.
+    """
+    if limit <= 0:
+        return []
+    share = max(1, math.ceil(limit / max(1, n_systems)))
+    taken: list[tuple[int, T]] = []
+    overflow: list[tuple[int, T]] = []
+    counts: Counter[str] = Counter()
+    for position, item in enumerate(items):
+        key = system(item)
+        if counts[key] < share:
+            counts[key] += 1
+            taken.append((position, item))
+            if len(taken) >= limit:
+                break
+        elif len(overflow) < limit:
+            overflow.append((position, item))
+    chosen = taken + overflow[: max(0, limit - len(taken))]
+    return [item for _, item in sorted(chosen, key=lambda pair: pair[0])]
