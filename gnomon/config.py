@@ -53,6 +53,32 @@ def _yaml_path() -> Path | None:
     return home / "gnomon.yaml"
 
 
+class DaskConfig(BaseModel):
+    """Where a round's generation and screening chunks run (``gnomon.flows.distributed``):
+    a ``distributed.LocalCluster`` on this machine, or Dask workers started as SLURM batch
+    jobs (``dask_jobqueue.SLURMCluster``), or a running scheduler at ``address``."""
+
+    model_config = {"extra": "forbid"}
+
+    cluster: Literal["local", "slurm"] = "local"
+    address: str | None = Field(None, description="Connect to this scheduler instead of starting a cluster.")
+    workers: int = Field(2, ge=1, description="Dask workers (SLURM: batch jobs of one worker each).")
+    cores: int = Field(1, ge=1, description="Cores (threads) per worker.")
+    processes: int = Field(1, ge=1, description="Worker processes per SLURM job.")
+    memory: str = Field("2GB", description="Memory per worker (SLURM: per job).")
+    walltime: str = "01:00:00"
+    queue: str | None = None
+    account: str | None = None
+    job_extra: list[str] = Field(default_factory=list, description="Extra #SBATCH directives, e.g. --qos=debug.")
+    job_script_prologue: list[str] = Field(default_factory=list, description="Shell lines before the worker starts.")
+    python: str | None = Field(None, description="The workers' Python (default: this interpreter).")
+    interface: str | None = None
+    log_directory: str | None = None
+    chunk_size: int = Field(8, ge=1, description="Templates, compositions or candidates per chunk.")
+    max_retries: int = Field(3, ge=0, description="Resubmissions of a chunk whose worker died.")
+    start_timeout: float = Field(300.0, gt=0, description="Seconds to wait for the first worker.")
+
+
 class Settings(BaseSettings):
     """Workspace and site settings."""
 
@@ -66,6 +92,7 @@ class Settings(BaseSettings):
     qe: QESettings = Field(default_factory=QESettings)
     vasp: VaspSettings = Field(default_factory=VaspSettings)
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
+    dask: DaskConfig | None = Field(None, description="Site default of a campaign's `dask:` section.")
 
     @field_validator("db")
     @classmethod
@@ -171,6 +198,10 @@ class SelectionConfig(_Section):
     k: float = Field(1.0, ge=0, description="mean - k*sigma (uncertainty policy).")
     exploration: float = Field(0.1, ge=0, le=1)
     max_per_group: int | None = Field(3, ge=1)
+    per_system_max: int | None = Field(
+        None, ge=1, description="Relaxations one chemical system may take per round (multi-system campaigns).")
+    per_system_min: int = Field(
+        0, ge=0, description="Relaxations every chemical system with candidates gets first, as the budget allows.")
 
 
 #: The names gnomon.dft.registry lists: one place names engines and dispatchers.
@@ -221,6 +252,11 @@ class CampaignConfig(_Section):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     stopping: StoppingConfig = Field(default_factory=StoppingConfig)
+    max_arity: int | None = Field(
+        None, ge=2, description="Explore every sub-system of 2..max_arity of the elements (a campaign "
+        "over many elements); unset: the whole space, random search on all the elements together.")
+    dask: DaskConfig | None = Field(
+        None, description="Fan generation and screening chunks out over a Dask cluster (else in-process).")
     stages: list[Literal["screen", "mlip", "dft"]] = Field(
         default_factory=lambda: ["screen", "dft"],
         description="The fidelity stages in order: [screen, dft] sends what the screen selects "
@@ -269,6 +305,14 @@ class CampaignConfig(_Section):
     @property
     def chemsys(self) -> str:
         return "-".join(self.elements)
+
+    @property
+    def systems(self) -> list[str]:
+        """The chemical systems the campaign explores: every sub-system of 2..max_arity elements
+        (the whole space and its sub-systems when ``max_arity`` is unset)."""
+        from gnomon.pipeline.systems import chemical_systems
+
+        return chemical_systems(self.elements, self.max_arity)
 
     @property
     def staged(self) -> bool:
