@@ -74,7 +74,8 @@ class DaskConfig(BaseModel):
     python: str | None = Field(None, description="The workers' Python (default: this interpreter).")
     interface: str | None = None
     log_directory: str | None = None
-    chunk_size: int = Field(8, ge=1, description="Templates, compositions or candidates per chunk.")
+    chunk_size: int = Field(8, ge=1, description="Templates or compositions per generation chunk.")
+    screen_chunk_size: int = Field(256, ge=1, description="Candidates per screening chunk.")
     max_retries: int = Field(3, ge=0, description="Resubmissions of a chunk whose worker died.")
     start_timeout: float = Field(300.0, gt=0, description="Seconds to wait for the first worker.")
 
