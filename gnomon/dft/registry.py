@@ -88,7 +88,13 @@ class Registry(Generic[T]):
 
 #: Relaxation engines (:class:`gnomon.dft.engine.RelaxEngine`).
 ENGINES: Registry[type] = Registry(
-    "engine", {"mlip": "gnomon.dft.mlip", "qe": "gnomon.dft.qe", "vasp": "gnomon.dft.vasp"}
+    "engine",
+    {
+        "mlip": "gnomon.dft.mlip",
+        "sevennet": "gnomon.dft.sevennet",
+        "qe": "gnomon.dft.qe",
+        "vasp": "gnomon.dft.vasp",
+    },
 )
 
 #: Dispatchers (:class:`gnomon.dft.dispatcher.Dispatcher`).

@@ -40,6 +40,7 @@ from torch_geometric.nn import CGConv
 from torch_geometric.nn.models import SchNet
 from torch_geometric.utils import scatter
 
+from gnomon.dft.sevennet import SEVENNET_MODEL, sevennet_calculator
 from gnomon.models.graphs import MAX_Z
 
 log = logging.getLogger(__name__)
@@ -322,19 +323,8 @@ def peer_hparams(
 
 # -- SevenNet-0: a universal potential as a zero-shot reference -------------------------------
 
-SEVENNET_MODEL = "7net-0"
-
-
-def sevennet_calculator(model: str = SEVENNET_MODEL, device: str = "cpu"):
-    """SevenNet's ASE calculator; the weights of ``7net-0`` ship in the ``sevenn`` wheel, so
-    nothing is downloaded."""
-    try:
-        from sevenn.calculator import SevenNetCalculator
-    except ImportError as exc:
-        raise ImportError(
-            "the SevenNet reference needs the 'sevenn' package (pip install sevenn)"
-        ) from exc
-    return SevenNetCalculator(model, device=device)
+# The one loader of SevenNet (SEVENNET_MODEL, sevennet_calculator) lives beside its engine in
+# gnomon.dft.sevennet, so the engine and this reference load the same calculator.
 
 
 def _as_atoms(structure):

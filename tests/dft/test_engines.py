@@ -85,11 +85,11 @@ def test_chgnet_rejects_unsupported_elements():
 
 def test_engine_specs_round_trip(tmp_path):
     s = Settings(qe={"pseudo_dir": str(tmp_path), "ecutwfc": 33})
-    for name in ("mlip", "qe", "vasp"):
+    for name in ("mlip", "sevennet", "qe", "vasp"):
         engine = make_engine(name, s)
         again = engine_from_spec(engine.spec())
         assert type(again) is type(engine) and again.settings_hash == engine.settings_hash
-    with pytest.raises(ValueError, match="unknown engine 'abacus': choose one of mlip, qe, vasp"):
+    with pytest.raises(ValueError, match="unknown engine 'abacus': choose one of mlip, sevennet, qe, vasp"):
         make_engine("abacus", s)
     with pytest.raises(TypeError):
         make_engine("mlip")  # settings are never read behind the caller's back
@@ -100,7 +100,7 @@ def test_one_registry_names_engines_and_config_takes_its_names():
 
     from gnomon.config import DispatchConfig, EngineConfig
 
-    assert ENGINES.builtin_names == ("mlip", "qe", "vasp")
+    assert ENGINES.builtin_names == ("mlip", "sevennet", "qe", "vasp")
     assert ENGINES.resolve("qe") is QEEngine and ENGINES.resolve("vasp") is VaspEngine
     assert get_args(EngineConfig.model_fields["name"].annotation) == ENGINES.builtin_names
     assert get_args(DispatchConfig.model_fields["name"].annotation) == DISPATCHERS.builtin_names

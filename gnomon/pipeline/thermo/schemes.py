@@ -3,7 +3,8 @@
 A hull is only meaningful within one scheme, so every Entry carries one and the hull engine
 groups by it. Names follow ``<code>-<functional or model>-<qualifier>``:
 ``vasp-pbe-mp2020`` (MP-compatible GGA/GGA+U, MaterialsProject2020Compatibility applied),
-``vasp-r2scan``, ``qe-pbe-<pseudopotential family>``, ``mlip-<model>-<version>``.
+``vasp-r2scan``, ``qe-pbe-<pseudopotential family>``, ``mlip-<model>-<version>``
+(``mlip-chgnet-0.3.0``, ``mlip-sevennet-0``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ def check_scheme(name: str) -> str:
 
 def mlip_scheme(model: str, version: str) -> str:
     return check_scheme(f"mlip-{model}-{version}")
+
+
+def sevennet_scheme(model: str) -> str:
+    """SevenNet's scheme: ``7net-0`` (SevenNet-0) is ``mlip-sevennet-0``; another checkpoint
+    name (``7net-l3i5``) gets its own scheme."""
+    return mlip_scheme("sevennet", model.lower().removeprefix("7net-").removeprefix("sevennet-"))
 
 
 def qe_scheme(functional: str, family: str) -> str:
