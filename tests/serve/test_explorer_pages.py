@@ -275,3 +275,14 @@ def test_the_pages_read_a_mongodb_repository_too(tmp_path):
         li2o = _by_formula(phases, "Li2O", OTHER)
         assert "Fm-3m (225)" in c.get(f"/phases/{li2o.id}").text
         assert c.get(f"/phases/{li2o.id}/download/cif").status_code == 200
+
+
+def test_gnomon_serve_app_serves_the_explorer_beside_optimade(db_url):
+    from gnomon.serve.app import create_app
+
+    with TestClient(create_app(db_url)) as c:
+        home = c.get("/")
+        assert home.status_code == 200 and "<h1>Campaigns</h1>" in home.text
+        assert 'href="/v1/info"' in home.text  # the header links the API when the app has one
+        assert c.get("/v1/info").status_code == 200
+        assert c.get("/systems/Li-O").status_code == 200

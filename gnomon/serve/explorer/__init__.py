@@ -19,10 +19,17 @@ import fastapi
 
 
 def mount_explorer(app: fastapi.FastAPI, db_url: str) -> None:
-    """Add the explorer's routes to ``app``; the database is opened at the first request."""
+    """Add the explorer's routes to ``app``; the database is opened at the first request.
+
+    The explorer's routes go first, so they answer their paths even where the app already
+    had a route there (optimade's own landing page at ``/``): the explorer is gnomon's ``/``.
+    """
     from gnomon.serve.explorer.routes import make_router
 
+    before = list(app.router.routes)
     app.include_router(make_router(db_url))
+    added = [r for r in app.router.routes if not any(r is b for b in before)]
+    app.router.routes[:] = added + before
 
 
 __all__ = ["mount_explorer"]

@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Match
 
 from gnomon.pipeline.thermo.hull import HullEngine, subsystems
 from gnomon.pipeline.thermo.phase_query import normalise_chemsys
@@ -61,9 +62,16 @@ def system_url(root: str) -> Callable[..., str]:
     return url
 
 
+def _answers(request: Request, path: str) -> bool:
+    """Whether the app serving this request has a route for ``GET path`` (the OPTIMADE API is
+    linked from every page where the app serves one)."""
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": []}
+    return any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes)
+
+
 def _page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     root = _root(request)
-    optimade = any(getattr(r, "path", None) == "/v1/structures" for r in request.app.routes)
+    optimade = _answers(request, "/v1/info")
     html = _TEMPLATES.get_template(template).render(
         root=root, optimade=optimade, system_url=system_url(root), status=status, **context
     )
