@@ -14,7 +14,8 @@ import logging
 import uuid
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from optimade.server.config import ServerConfig
 
@@ -55,11 +56,32 @@ def server_config(base_url: str | None = None) -> ServerConfig:
 
 
 def _quiet_optimade_logger() -> None:
-    """optimade's logger writes files under /var/log/optimade unless it already has a handler;
-    gnomon logs through the standard logging tree instead."""
+    """optimade's logger announces its settings file and backend at INFO on stdout (and writes
+    files under /var/log/optimade unless it has a handler already); gnomon keeps only its
+    warnings, through the standard logging tree."""
     logger = logging.getLogger("optimade")
     if not logger.handlers:
         logger.addHandler(logging.NullHandler())
+    if not any(isinstance(f, _WarningsOnly) for f in logger.filters):
+        logger.addFilter(_WarningsOnly())
+
+
+class _WarningsOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+def _bad_query_parameter(request: Request, exc: RequestValidationError):
+    """A query parameter of the wrong type or range is the client's error: 400 with an OPTIMADE
+    error document naming the parameter (optimade's own handler answers 500)."""
+    from optimade.exceptions import BadRequest
+    from optimade.server.exception_handlers import general_exception
+
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', 'invalid')}"
+        for e in exc.errors()
+    )
+    return general_exception(request, BadRequest(detail=problems or "invalid query parameters"))
 
 
 def _open_view(db_url: str, refresh_s: float):
@@ -112,6 +134,7 @@ def create_app(db_url: str, *, base_url: str | None = None, refresh_s: float = 3
     # optimade's landing page at "/" would shadow the explorer: the explorer is gnomon's "/"
     app.router.routes = [r for r in app.router.routes
                          if not (isinstance(r, APIRoute) and r.path == "/")]
+    app.add_exception_handler(RequestValidationError, _bad_query_parameter)
     app.add_middleware(RequestSizeLimit)
     if explorer:
         from gnomon.serve.explorer import mount_explorer
