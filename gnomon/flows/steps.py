@@ -18,6 +18,7 @@ do nothing. A crash between stages resumes like a crash between any two steps.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -234,9 +235,9 @@ def references(ctx: RoundContext) -> dict[str, Any]:
     if any(elements or known for elements, known in todo.values()):
         relax = ctx.relaxations()
         for stage, (elements, known) in todo.items():
-            if elements or known:
+            if elements or known:  # queued only: the wait dispatches both stages' in shared packs
                 relax.submit(elements + known, engines[stage], ctx.config.dispatch.name, campaign=ctx.campaign,
-                             round=ctx.index)
+                             round=ctx.index, dispatch=False)
         relax.wait(poll_s=ctx.config.dispatch.poll_interval)
     outputs: dict[str, Any] = {}
     for stage, (elements, known) in todo.items():
@@ -300,33 +301,44 @@ def _new_only(ctx: RoundContext, candidates: Iterator[Candidate], limit: int, ch
 
 
 def generate_saps(ctx: RoundContext) -> dict[str, Any]:
+    from gnomon.flows.fanout import dask_config, saps_candidates
     from gnomon.pipeline.generation.candidate_io import write_candidates
     from gnomon.pipeline.generation.saps import SAPSGenerator
     from gnomon.pipeline.generation.templates import make_template, prototype_templates
+    from gnomon.pipeline.systems import arity, fair_take
 
     cfg = ctx.config.saps
     path = ctx.run_dir / "saps.json"
     if not cfg.enabled or cfg.max_candidates == 0:
         return {"file": None, "count": 0}
+    # templates come from every system of the scheme in the database; in a campaign over many
+    # systems (max_arity) only those an outcome of at most max_arity elements can come from
+    max_arity = min(ctx.config.max_arity or len(ctx.config.elements), len(ctx.config.elements))
 
     def templates():
         if cfg.database_templates:
             for e in ctx.repo.entries(scheme=ctx.scheme):
-                if e.structure is not None and len(e.elements) > 1 and e.nsites <= cfg.max_template_sites:
+                if e.structure is not None and 1 < len(e.elements) <= max_arity and e.nsites <= cfg.max_template_sites:
                     yield make_template(f"entry:{e.id}", Structure.from_dict(e.structure), "database")
         if cfg.prototypes:
-            yield from prototype_templates(max_sites=cfg.max_template_sites, max_species=len(ctx.config.elements))
+            yield from prototype_templates(max_sites=cfg.max_template_sites, max_species=max_arity)
 
     generator = SAPSGenerator(
         elements=tuple(ctx.config.elements), threshold=cfg.threshold, partial=cfg.partial,
         max_per_template=cfg.max_per_template, charge_balance=cfg.charge_balance,
         seed=ctx.seed("saps"), campaign=ctx.campaign, round=ctx.index,
-        max_species=len(ctx.config.elements),
+        max_species=max_arity,
     )
     # substituting every site of a template by one element gives an elemental polymorph; the
     # references already cover the elements, so a compound campaign spends no budget there
-    compounds = (c for c in generator.generate(templates()) if "-" in c.chemsys)
-    n = write_candidates(path, _new_only(ctx, compounds, cfg.max_candidates))
+    outcomes = saps_candidates(dask_config(ctx.config, ctx.settings), generator, templates())
+    compounds = (c for c in outcomes if 1 < arity(c.chemsys) <= max_arity)
+    if ctx.config.max_arity is None:
+        kept = _new_only(ctx, compounds, cfg.max_candidates)
+    else:  # many systems: each its fair share of the round's candidates
+        kept = fair_take(_new_only(ctx, compounds, 1 << 62), cfg.max_candidates, len(ctx.config.systems),
+                         system=lambda c: c.chemsys)
+    n = write_candidates(path, kept)
     return {"file": str(path), "count": n, "skipped_templates": len(generator.skipped)}
 
 
@@ -353,11 +365,19 @@ def generate_random(ctx: RoundContext) -> dict[str, Any]:
         earlier = ctx.repo.get(Round, Round.key(ctx.campaign, r))
         if earlier is not None:
             searched |= set(earlier.outputs.get("generate", {}).get("random", {}).get("compositions", []))
-    formulas = [f for f in comps.generate(ctx.config.elements, skip=known) if f not in searched]
+    if ctx.config.max_arity is None:
+        formulas = [f for f in comps.generate(ctx.config.elements, skip=known) if f not in searched]
+    else:  # many systems: the charge-balanced compositions of each, the systems taking turns
+        from gnomon.pipeline.systems import round_robin, system_compositions
+
+        per_system = system_compositions(ctx.config.systems, comps.max_atoms, comps.mode, skip=known | searched)
+        formulas = list(itertools.islice(round_robin(per_system), cfg.max_compositions))
     formulas = formulas[: cfg.max_compositions]
     search = RandomSearch(n_per_composition=cfg.n_per_composition, backend=cfg.backend, max_atoms=cfg.max_atoms,
                           seed=ctx.seed("random"), campaign=ctx.campaign, round=ctx.index)
-    n = write_candidates(path, search.generate(formulas))
+    from gnomon.flows.fanout import dask_config, random_candidates
+
+    n = write_candidates(path, random_candidates(dask_config(ctx.config, ctx.settings), search, formulas))
     return {"file": str(path), "count": n, "compositions": formulas, "failures": len(search.failures)}
 
 
@@ -427,12 +447,19 @@ def screen(ctx: RoundContext) -> dict[str, Any]:
     if record is None:
         log.info("round %d: no model for %s yet; selection falls back to exploration", ctx.index, ctx.scheme)
         return {"model_version": None, "screened": 0}
-    ensemble = ModelRegistry(ctx.repo, ctx.settings.models_dir).load(record)
+    from gnomon.flows.fanout import dask_config, screen_on_cluster
+
     done = set(ctx.repo.predictions_for(ids, record.id))
     todo = [c for c in ctx.repo.query(Candidate, {"id": ids}) if c.id not in done]
-    stats = screen_candidates(ctx.repo, todo, ensemble, record.id, ctx.scheme,
-                              tta=TTA() if ctx.config.model.tta else None,
-                              campaign=ctx.campaign, round=ctx.index)
+    dask = dask_config(ctx.config, ctx.settings)
+    if dask is not None:  # chunks of candidates screened by the cluster's workers
+        stats = screen_on_cluster(dask, ctx.repo, todo, record, ctx.settings.models_dir, ctx.scheme,
+                                  tta=ctx.config.model.tta, campaign=ctx.campaign, round=ctx.index)
+    else:
+        ensemble = ModelRegistry(ctx.repo, ctx.settings.models_dir).load(record)
+        stats = screen_candidates(ctx.repo, todo, ensemble, record.id, ctx.scheme,
+                                  tta=TTA() if ctx.config.model.tta else None,
+                                  campaign=ctx.campaign, round=ctx.index)
     return {"model_version": record.id, "screened": len(done) + stats.written, "rejected": stats.reasons}
 
 
@@ -461,7 +488,7 @@ def select(ctx: RoundContext) -> dict[str, Any]:
     preds = ctx.repo.predictions_for(ids, version) if version else {}
     scored = [
         Scored(cid, preds[cid].e_above_hull if cid in preds else None, preds[cid].sigma if cid in preds else 0.0,
-               group=candidates[cid].template_id or candidates[cid].reduced_formula)
+               group=candidates[cid].template_id or candidates[cid].reduced_formula, system=candidates[cid].chemsys)
         for cid in ids if cid in candidates
     ]
     policy = selection_policy(ctx.config, None if version else "random")
@@ -608,6 +635,10 @@ def metrics(ctx: RoundContext) -> dict[str, Any]:
     result = round_metrics(ctx.repo, ctx.scheme, entries, preds, counts, len(out.get("ingest", {}).get("failed", {})))
     result["policy"] = out.get("select", {}).get("policy")
     result["model_version"] = version
+    from gnomon.pipeline.systems import system_breakdown
+
+    result["by_system"] = system_breakdown(ctx.repo, ctx.scheme, out.get("dedup", {}).get("unique", []),
+                                           out.get("select", {}).get("selected", []), entries)
     if ctx.config.staged:
         result["stages"] = stage_metrics(ctx, out, result)
     ctx.repo.update_fields("rounds", ctx.round_id, {"metrics": result})

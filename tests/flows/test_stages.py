@@ -1,0 +1,221 @@
+"""Fidelity stages of a round (screen -> mlip -> dft) with two instances of the instant fake
+engine, each in a scheme of its own, through the real relaxation service and local worker
+processes: the gate lets through only what is near the mlip hull, no hull mixes schemes, each
+DFT result records its path, and a round cut between the stages resumes without running a
+relaxation twice."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from gnomon.config import CampaignConfig, Settings, mlip_engine_name
+from gnomon.flows.steps import (
+    STAGE_STEPS,
+    STEP_FUNCTIONS,
+    STEPS,
+    RoundContext,
+    mlip_gate,
+    round_finished,
+    run_step,
+)
+from gnomon.pipeline.identity import candidate_from_structure
+from gnomon.pipeline.thermo.entries import make_entry
+from gnomon.pipeline.thermo.hull import HullEngine
+from gnomon.storage import CalcState, Calculation, Candidate, Entry, Phase, Round, StepState
+
+MLIP_SCHEME = "mlip-fake-1"
+DFT_SCHEME = "dft-fake-1"
+THROUGH_MLIP = ("mlip_relax", "mlip_ingest", "mlip_gate")
+
+
+class StagedContext(RoundContext):
+    """A round whose two engines are the test double (the config names real ones)."""
+
+    engines: dict = {}
+
+    @cached_property
+    def engine(self):
+        return self.engines["dft"]
+
+    @cached_property
+    def mlip_engine(self):
+        return self.engines["mlip"]
+
+
+@pytest.fixture
+def engines(fake_engine):
+    from gnomon_fake_engine import FakeEngine
+
+    # the mlip stage shrinks cells by 3 %, the dft stage by 1 %: a DFT result shows where it started
+    return {"mlip": FakeEngine(scheme_name=MLIP_SCHEME, scale=0.97),
+            "dft": FakeEngine(scheme_name=DFT_SCHEME, scale=0.99)}
+
+
+def _context(home: Path, engines: dict, **config) -> StagedContext:
+    cfg = CampaignConfig(name="stages-test", elements=["Li", "O"], known_phases=False,
+                         stages=config.pop("stages", ["screen", "mlip", "dft"]),
+                         dispatch={"name": "local", "workers": 1, "pack": 8, "poll_interval": 0.2}, **config)
+    ctx = StagedContext(Settings(home=home), cfg, 0)
+    ctx.engines = engines
+    return ctx
+
+
+def _candidates() -> dict[str, Candidate]:
+    """Three Li-O structures; the fake engine gives each -1.2 eV/atom in either scheme."""
+    cubic = Lattice.cubic(4.0)
+    structures = {
+        "LiO": Structure(cubic, ["Li", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        "Li2O": Structure(Lattice.cubic(4.6), ["O", "Li", "Li"], [[0, 0, 0], [0.25, 0.25, 0.25], [0.75, 0.75, 0.75]]),
+        "Li3O": Structure(cubic, ["O", "Li", "Li", "Li"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]),
+    }
+    return {f: candidate_from_structure(s, "saps", campaign="stages-test", round=0) for f, s in structures.items()}
+
+
+def _through_select(ctx: StagedContext) -> dict[str, Candidate]:
+    """References in both schemes, a deep LiO phase known to the mlip scheme only, and the
+    three candidates selected. On the mlip hull (Li -1, LiO -1.5, O -1 eV/atom) the candidates'
+    -1.2 eV/atom lies 0.3 (LiO), 0.133 (Li2O) and 0.05 (Li3O) eV/atom above it."""
+    run_step(ctx, "references", STEP_FUNCTIONS["references"])
+    HullEngine(ctx.repo).ingest([make_entry("LiO", -1.5 * 2, MLIP_SCHEME, source="imported")])
+    candidates = _candidates()
+    ctx.repo.add_candidates(list(candidates.values()))
+    for step in ("generate", "dedup", "screen"):
+        run_step(ctx, step, lambda _ctx: {})
+    run_step(ctx, "select", lambda _ctx: {"policy": "test", "selected": [c.id for c in candidates.values()]})
+    return candidates
+
+
+@pytest.mark.slow
+def test_a_round_cut_between_the_stages_resumes_and_only_candidates_near_the_mlip_hull_reach_dft(tmp_path, engines):
+    home = tmp_path / "home"
+    first = _context(home, engines)
+    candidates = _through_select(first)
+    refs = first.round().outputs["references"]
+    assert len(refs["relaxed"]) == 2 and len(refs["mlip"]["relaxed"]) == 2  # Li and O, in each scheme
+    for step in THROUGH_MLIP:
+        run_step(first, step, STEP_FUNCTIONS[step])
+    # what a process killed just after starting the dft stage leaves behind: the step marked
+    # running, its relaxation submitted to a worker, nothing collected
+    passed = first.outputs("mlip_gate")["passed"]
+    record = first.round()
+    first.repo.update_fields("rounds", first.round_id,
+                             {"steps": {**{k: v.value for k, v in record.steps.items()}, "relax": "running"}})
+    first.relaxations().submit(list(first.repo.query(Candidate, {"id": passed})), first.engine, "local",
+                               campaign="stages-test", round=0)
+    mlip_before = {c.id: c.attempts for c in first.repo.query(Calculation, {"scheme": MLIP_SCHEME})}
+    first.close()
+
+    ctx = _context(home, engines)
+    try:
+        for step in STEPS:
+            run_step(ctx, step, STEP_FUNCTIONS[step])
+        assert round_finished(ctx.round())
+        calcs = list(ctx.repo.query(Calculation))
+        assert {c.id: c.attempts for c in calcs if c.scheme == MLIP_SCHEME} == mlip_before
+        assert all(c.state is CalcState.done and c.attempts == 1 for c in calcs)
+        runs = [line for c in calcs for line in Path(c.workdir, "attempts.log").read_text().splitlines()]
+        assert len(runs) == len(calcs)  # one relaxation started per calculation, none repeated
+        _assert_gated_and_apart(ctx, candidates)
+
+        # the gate's threshold is the config's: at 0.2 eV/atom Li2O goes on too
+        wider = _context(home, engines, mlip_e_above_hull=0.2)
+        try:
+            passed = [wider.repo.get(Candidate, c).reduced_formula for c in mlip_gate(wider)["passed"]]
+            assert sorted(passed) == ["Li2O", "Li3O"]
+        finally:
+            wider.close()
+    finally:
+        ctx.close()
+
+
+def _assert_gated_and_apart(ctx: StagedContext, candidates: dict[str, Candidate]) -> None:
+    out = ctx.round().outputs
+    gate = out["mlip_gate"]
+    held = {ctx.repo.get(Entry, eid).reduced_formula: e_hull for eid, e_hull in gate["held_back"].items()}
+    assert held == {"Li2O2": pytest.approx(0.3), "Li2O": pytest.approx(0.2 / 1.5)}  # pymatgen writes LiO Li2O2
+    (passed,) = gate["passed"]
+    start = ctx.repo.get(Candidate, passed)
+    assert start.generator == "mlip" and start.parent_candidate_id == candidates["Li3O"].id
+
+    # the dft stage relaxed the one that passed, from its ML-relaxed structure
+    assert out["relax"]["calculations"] == [Calculation.key(passed, ctx.engine.settings_hash)]
+    references = set(out["references"]["relaxed"])
+    dft_runs = {c.candidate_id for c in ctx.repo.query(Calculation, {"scheme": DFT_SCHEME})} - references
+    assert dft_runs == {passed}
+    mlip_entry = ctx.repo.get(Entry, start.parent_entry_id)
+    assert mlip_entry.scheme == MLIP_SCHEME and mlip_entry.candidate_id == candidates["Li3O"].id
+    assert start.structure == mlip_entry.structure
+    raw = Structure.from_dict(candidates["Li3O"].structure).volume
+    (dft_entry_id,) = out["ingest"]["entries"]
+    dft_entry = ctx.repo.get(Entry, dft_entry_id)
+    assert Structure.from_dict(dft_entry.structure).volume == pytest.approx(raw * (0.97 * 0.99) ** 3)
+
+    # the path candidate -> mlip entry -> dft entry, on the records and in the round
+    assert dft_entry.scheme == DFT_SCHEME and dft_entry.parent_entry_id == mlip_entry.id
+    assert out["ingest"]["paths"] == [{"candidate": candidates["Li3O"].id, "mlip_entry": mlip_entry.id,
+                                       "dft_entry": dft_entry.id}]
+
+    # no hull mixes schemes: each scheme's phases are exactly its own entries
+    for scheme in (MLIP_SCHEME, DFT_SCHEME):
+        entries = {e.id: e for e in ctx.repo.entries(scheme=scheme)}
+        phases = ctx.repo.phases(scheme=scheme)
+        assert {p.id for p in phases} == set(entries) and all(entries[p.id].scheme == scheme for p in phases)
+    assert len(ctx.repo.entries(scheme=MLIP_SCHEME)) == 2 + 1 + 3  # references, imported LiO, candidates
+    assert len(ctx.repo.entries(scheme=DFT_SCHEME)) == 2 + 1  # references, the one that passed
+    # on the DFT hull (no LiO there) Li3O at -1.2 eV/atom is stable
+    assert ctx.repo.get(Phase, dft_entry.id).is_stable
+
+    stages = ctx.repo.get(Round, ctx.round_id).metrics["stages"]
+    assert stages["mlip"]["relaxed"] == 3 and stages["mlip"]["passed"] == 1
+    assert stages["mlip"]["pass_rate"] == pytest.approx(1 / 3) and stages["mlip"]["scheme"] == MLIP_SCHEME
+    assert stages["dft"]["calls"] == 1 and stages["dft"]["new_stable"] == 1 and stages["dft"]["stable_share"] == 1.0
+
+
+def test_a_single_stage_round_skips_the_mlip_steps_and_relaxes_the_selection(tmp_path, engines, monkeypatch):
+    from gnomon.flows import steps
+
+    relaxed = []
+    monkeypatch.setattr(steps, "_relax_with", lambda ctx, ids, engine: relaxed.append((ids, engine)) or {})
+    ctx = _context(tmp_path / "home", engines, stages=["screen", "dft"])
+    try:
+        run_step(ctx, "select", lambda _ctx: {"policy": "test", "selected": ["a", "b"]})
+        for step in (*THROUGH_MLIP, "relax"):
+            run_step(ctx, step, STEP_FUNCTIONS[step])
+        assert all("skipped" in ctx.outputs(s) for s in THROUGH_MLIP)
+        assert relaxed == [(["a", "b"], engines["dft"])]
+        assert ctx.stage_engines() == {"dft": engines["dft"]}
+    finally:
+        ctx.close()
+
+
+def test_a_round_stored_before_the_stage_steps_is_still_finished():
+    old = {s: StepState.done for s in STEPS if s not in STAGE_STEPS}
+    assert round_finished(Round(id="t:0", campaign="t", index=0, steps=old))
+    fresh = {**old, "mlip_gate": StepState.pending}
+    assert not round_finished(Round(id="t:0", campaign="t", index=0, steps=fresh))
+
+
+def test_stage_config_is_validated():
+    base = {"name": "c", "elements": ["Si", "C"]}
+    assert CampaignConfig(**base).stages == ["screen", "dft"] and not CampaignConfig(**base).staged
+    staged = CampaignConfig(**base, stages=["screen", "mlip", "dft"], engine={"name": "qe"})
+    assert staged.staged and staged.mlip_e_above_hull == 0.1 and mlip_engine_name(staged.mlip_engine) == "mlip"
+    for bad in ({"stages": ["mlip", "dft"]}, {"stages": ["screen", "dft", "mlip"]},
+                {"mlip_engine": "no-such-potential"}, {"mlip_e_above_hull": -0.1}):
+        with pytest.raises(ValueError):
+            CampaignConfig(**base, **bad)
+
+
+def test_one_scheme_for_both_stages_is_refused(tmp_path, engines):
+    from gnomon.flows.steps import StepError
+
+    ctx = _context(tmp_path / "home", {"mlip": engines["dft"], "dft": engines["dft"]})
+    try:
+        with pytest.raises(StepError, match="hull of its own"):
+            ctx.stage_engines()
+    finally:
+        ctx.close()
