@@ -22,6 +22,7 @@ from pymatgen.io.vasp import Poscar
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.serve.explorer import mount_explorer
+from gnomon.serve.explorer.downloads import filename
 from gnomon.serve.explorer.views import NEAR_STABLE
 from gnomon.storage import Campaign, Entry, Phase, Round, open_repository
 from tests.conftest import make_repo_url
@@ -243,6 +244,16 @@ def test_stored_text_is_escaped(client, phases):
     assert "test &lt;Li2O&gt;" in system and "test <Li2O>" not in system
     phase = client.get(f"/phases/{_by_formula(phases, 'Li2O').id}").text
     assert "test &lt;Li2O&gt;" in phase and "test <Li2O>" not in phase
+    error = client.get("/systems/<img src=x onerror=alert(1)>")
+    assert error.status_code == 400
+    assert "&lt;img src=x" in error.text and "<img src=x" not in error.text
+
+
+def test_download_names_are_safe_in_a_header_and_on_disk():
+    assert filename("LiMnO2", "0a1b", "cif") == "LiMnO2_0a1b.cif"
+    assert filename("LiMnO2", "0a1b", "poscar") == "POSCAR_LiMnO2_0a1b.vasp"
+    name = filename("Li2O", 'x"; evil\r\n/../y', "json")
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", name) and name.endswith(".json")
 
 
 def test_pages_fetch_nothing_from_elsewhere(client, phases):
