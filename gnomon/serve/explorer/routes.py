@@ -21,6 +21,7 @@ from gnomon.pipeline.thermo.phase_query import normalise_chemsys
 from gnomon.serve.explorer import assets, downloads, figures, views
 from gnomon.serve.explorer.templates import PHASE_COLUMNS, fmt, make_environment
 from gnomon.storage import Repository, open_repository
+from gnomon.storage.documents import stable_hash
 
 _TEMPLATES = make_environment()
 
@@ -112,6 +113,7 @@ def _phase_props(p: views.PhaseView) -> list[tuple[str, str]]:
 def make_router(db_url: str) -> APIRouter:
     repo = LazyRepository(db_url)
     hulls = figures.SvgCache()
+    charts = figures.SvgCache()
     router = APIRouter(include_in_schema=False)
 
     @router.get("/", response_class=HTMLResponse)
@@ -127,7 +129,9 @@ def make_router(db_url: str) -> APIRouter:
         if not rows:
             return Response(f"campaign {name!r} has no round metrics yet", status_code=404,
                             media_type="text/plain")
-        return Response(figures.metrics_svg(rows, name), media_type="image/svg+xml")
+        key = (name, stable_hash(rows))
+        svg = charts.get(key) or charts.put(key, figures.metrics_svg(rows, name))
+        return Response(svg, media_type="image/svg+xml")
 
     @router.get("/systems", response_class=HTMLResponse)
     def find_system(request: Request, chemsys: str = "") -> Response:
