@@ -29,8 +29,8 @@ _TEMPLATES = make_environment()
 class LazyRepository:
     """The repository behind ``db_url``, opened at the first request and kept for the app's life.
 
-    Opening late keeps ``mount_explorer`` cheap and lets the app start before the database
-    file exists; the SQLite backend gives each server thread its own connection.
+    Opening late keeps ``mount_explorer`` cheap (no database is touched until a page is asked
+    for); the SQLite backend gives each server thread its own connection.
     """
 
     def __init__(self, db_url: str):
