@@ -188,13 +188,19 @@ def site_permutations(structure: Structure, symprec: float = 0.01) -> np.ndarray
     """
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    n = len(structure)
-    identity = np.arange(n)[None, :]
+    identity = np.arange(len(structure))[None, :]
     try:
         ops = SpacegroupAnalyzer(structure, symprec=symprec).get_symmetry_operations(cartesian=False)
     except (ValueError, TypeError, RuntimeError) as exc:
         logger.debug("no symmetry for %s (%s); using the identity", structure.formula, exc)
         return identity
+    return permutations_from_ops(structure, ops, symprec)
+
+
+def permutations_from_ops(structure: Structure, ops, symprec: float = 0.01) -> np.ndarray:
+    """Fractional symmetry operations as site permutations (see :func:`site_permutations`)."""
+    n = len(structure)
+    identity = np.arange(n)[None, :]
     frac = structure.frac_coords
     species = np.array([s.species_string for s in structure])
     lattice = structure.lattice.matrix
@@ -277,6 +283,8 @@ class SAPSGenerator:
     rescale_volume: bool = True
     verify: bool = True
     symprec: float = 0.01
+    method: str = "fast"
+    identity: str = "decoration"
     seed: int = 0
     campaign: str | None = None
     round: int | None = None
@@ -287,6 +295,10 @@ class SAPSGenerator:
             self.elements = tuple(parse_elements(self.elements))
         if self.partial_mode not in ("wyckoff", "sites"):
             raise ValueError(f"partial_mode must be 'wyckoff' or 'sites', not {self.partial_mode!r}")
+        if self.method not in ("fast", "reference"):
+            raise ValueError(f"method must be 'fast' or 'reference', not {self.method!r}")
+        if self.identity not in ("decoration", "structure"):
+            raise ValueError(f"identity must be 'decoration' or 'structure', not {self.identity!r}")
         if self.max_species < 1:
             raise ValueError("max_species must be at least 1")
         if self.charge_balance is not None:
@@ -388,7 +400,21 @@ class SAPSGenerator:
         return maps
 
     def expand(self, template: Template) -> Iterator[Candidate]:
-        """Every distinct substitution outcome of one template."""
+        """Every distinct substitution outcome of one template.
+
+        ``method="fast"`` computes them on site arrays with the template's symmetry cached
+        (:mod:`.saps_fast`); ``method="reference"`` is the original route, one pymatgen
+        Structure, spglib standardization and fingerprint per outcome. Both give the same
+        outcomes in the same order; their ids differ unless ``identity="structure"``.
+        """
+        if self.method == "fast":
+            from gnomon.pipeline.generation.saps_fast import expand_fast
+
+            yield from expand_fast(self, template)
+            return
+        yield from self._expand_reference(template)
+
+    def _expand_reference(self, template: Template) -> Iterator[Candidate]:
         from pymatgen.analysis.structure_matcher import StructureMatcher
 
         from gnomon.pipeline.fingerprint import fingerprint

@@ -1,0 +1,379 @@
+"""The fast SAPS path: substitutions on integer site arrays, Structures only where needed.
+
+:meth:`SAPSGenerator.expand <gnomon.pipeline.generation.saps.SAPSGenerator.expand>` with
+``method="fast"`` (the default) enumerates exactly the outcomes of ``method="reference"``, in
+the same order, with the same structures, but pays for the expensive parts once per template
+instead of once per outcome:
+
+* **Template symmetry, once.** spglib (through one SpacegroupAnalyzer) gives the template
+  cell's operations as site permutations and its space-group symbol; with the oxidation guess,
+  the template check and the per-site radii this is cached per template content
+  (:func:`template_symmetry`), so a template reused for another chemical system, another
+  round or another substitution setting costs nothing more.
+* **Outcomes as arrays.** An outcome is the template's species array with some entries
+  replaced; its composition, formula, charge balance and chemical-space check are computed
+  from counts (cached per count vector), and its structure dict is the template's dict with
+  species and scaled coordinates written in, the volume rescaled by the same arithmetic as the
+  reference path. No pymatgen Structure is built for an outcome, except when another outcome
+  of the same template has the same formula and ``verify`` must ask StructureMatcher (as the
+  reference path does, in the same order).
+* **Identity without spglib.** The reference path hashes each outcome's spglib-standardized
+  primitive cell (tens of ms per high-symmetry cell with this spglib). The fast path's id is a
+  content hash of the template's cell and the outcome's site decoration *made canonical under
+  the template's group* (the lexicographically smallest image of the species array over the
+  site permutations), plus the scaled lattice: the same structure from the same template always
+  gets the same id, whichever symmetry-equivalent sites were enumerated. ``identity="structure"``
+  computes the reference path's structure hash instead (same ids as the reference, at its
+  cost). Outcomes equal across *different* templates get different fast ids; the deduplicator
+  (:mod:`gnomon.pipeline.dedup`), which compares structures with StructureMatcher, merges them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+from pymatgen.core import Composition, Structure
+
+from gnomon.storage import Candidate
+
+if TYPE_CHECKING:
+    from gnomon.pipeline.generation.saps import SAPSGenerator
+    from gnomon.pipeline.generation.templates import Template
+
+logger = logging.getLogger(__name__)
+
+_SYMMETRY_CACHE = 4096
+
+
+@dataclass
+class TemplateSymmetry:
+    """What one template costs to analyse, computed once per template content."""
+
+    structure: Structure  # the template cell (supercell applied)
+    problem: str | None
+    perms: np.ndarray  # (n_ops, n_sites) site permutations
+    spacegroup: str | None
+    oxidation: dict[str, float]
+    symbols: list[str]  # element per site
+    base: dict[str, Any]  # structure.as_dict()
+    key: str  # content hash of the cell
+    choices: dict[tuple, list[tuple[int, ...]]] = field(default_factory=dict)  # site subsets
+    maps: dict[tuple, list] = field(default_factory=dict)  # substitution maps per setting
+
+
+_cache: OrderedDict[tuple, TemplateSymmetry] = OrderedDict()
+cache_stats = {"hits": 0, "misses": 0}
+
+
+def _content_key(structure: Structure, supercell: tuple[int, int, int] | None, symprec: float) -> tuple:
+    return (
+        np.round(structure.lattice.matrix, 6).tobytes(),
+        tuple(s.species_string for s in structure),
+        np.round(structure.frac_coords, 6).tobytes(),
+        tuple(supercell) if supercell else None,
+        symprec,
+    )
+
+
+def template_symmetry(template: Template, supercell: tuple[int, int, int] | None,
+                      symprec: float) -> TemplateSymmetry:
+    """The template's symmetry and everything else SAPS needs of it, cached by content."""
+    from gnomon.pipeline.generation.saps import oxidation_guess, permutations_from_ops
+    from gnomon.pipeline.generation.templates import template_problem
+
+    key = _content_key(template.structure, supercell, symprec)
+    hit = _cache.get(key)
+    if hit is not None:
+        _cache.move_to_end(key)
+        cache_stats["hits"] += 1
+        return hit
+    cache_stats["misses"] += 1
+    problem = template_problem(template.structure)
+    structure = template.structure.copy()
+    if supercell is not None:
+        structure.make_supercell(supercell)
+    perms, spacegroup = np.arange(len(structure))[None, :], None
+    oxidation: dict[str, float] = {}
+    if problem is None:
+        perms, spacegroup = _symmetry(structure, symprec, permutations_from_ops)
+        oxidation = oxidation_guess(structure)
+    base = structure.as_dict()
+    digest = hashlib.sha256(orjson.dumps([base["lattice"]["matrix"],
+                                          [s["abc"] for s in base["sites"]],
+                                          [s.species_string for s in structure]],
+                                         option=orjson.OPT_SERIALIZE_NUMPY)).hexdigest()[:16]
+    sym = TemplateSymmetry(structure, problem, perms, spacegroup, oxidation,
+                           [s.specie.symbol for s in structure], base, digest)
+    _cache[key] = sym
+    if len(_cache) > _SYMMETRY_CACHE:
+        _cache.popitem(last=False)
+    return sym
+
+
+def _symmetry(structure: Structure, symprec: float, to_perms) -> tuple[np.ndarray, str | None]:
+    """Site permutations and space-group symbol from one SpacegroupAnalyzer (one spglib run)."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    identity = np.arange(len(structure))[None, :]
+    try:
+        sga = SpacegroupAnalyzer(structure, symprec=symprec)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        logger.debug("no symmetry for %s (%s); using the identity", structure.formula, exc)
+        return identity, None
+    try:
+        symbol = sga.get_space_group_symbol()
+    except (ValueError, TypeError, RuntimeError):
+        symbol = None
+    try:
+        ops = sga.get_symmetry_operations(cartesian=False)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        logger.debug("no symmetry for %s (%s); using the identity", structure.formula, exc)
+        return identity, symbol
+    return to_perms(structure, ops, symprec), symbol
+
+
+@lru_cache(maxsize=100_000)
+def _composition(counts: tuple[tuple[str, int], ...]) -> tuple[str, str, str, frozenset[str]]:
+    """(cell formula, reduced formula, chemical system, elements) of a site count vector."""
+    comp = Composition(dict(counts))
+    return (comp.formula.replace(" ", ""), comp.reduced_formula, comp.chemical_system,
+            frozenset(el.symbol for el in comp.elements))
+
+
+def _canonical(species: np.ndarray, perms: np.ndarray) -> bytes:
+    """The smallest image of an integer species array over the site permutations.
+
+    Row ``g`` of ``perms`` sends site ``i`` to ``perms[g, i]``, so the decoration moved by
+    ``g`` has species ``species[i]`` at ``perms[g, i]``: ``image[g, perms[g]] = species``.
+    """
+    images = np.empty_like(perms)
+    np.put_along_axis(images, perms, np.broadcast_to(species, perms.shape), axis=1)
+    order = np.lexsort(images.T[::-1])
+    return images[order[0]].astype(np.int16).tobytes()
+
+
+def _subsets(gen: SAPSGenerator, sym: TemplateSymmetry, a: str) -> list[tuple[int, ...]]:
+    """The site subsets of element ``a`` that ``gen._site_choices`` enumerates, cached on the
+    template (they depend on the sites and the group, not on what replaces ``a``)."""
+    from gnomon.pipeline.generation.saps import distinct_subsets, site_orbits
+
+    key = (a, gen.partial_mode, gen.max_enumerated_sites)
+    subsets = sym.choices.get(key)
+    if subsets is None:
+        a_sites = [i for i, el in enumerate(sym.symbols) if el == a]
+        if gen.partial_mode == "sites" and len(a_sites) <= gen.max_enumerated_sites:
+            subsets = list(distinct_subsets(sym.perms, a_sites))
+        else:
+            if gen.partial_mode == "sites":
+                logger.info("%d %s sites exceed max_enumerated_sites=%d; using Wyckoff orbits",
+                            len(a_sites), a, gen.max_enumerated_sites)
+            orbits = site_orbits(sym.perms, a_sites)
+            subsets = [tuple(sorted(i for orbit in chosen for i in orbit))
+                       for r in range(1, len(orbits) + 1)
+                       for chosen in itertools.combinations(orbits, r)]
+        sym.choices[key] = subsets
+    return subsets
+
+
+def _site_choices(gen: SAPSGenerator, sym: TemplateSymmetry, mapping: dict[str, str]
+                  ) -> Iterator[tuple[dict[str, tuple[int, ...]], float]]:
+    """``gen._site_choices`` on the cached template: the same choices in the same order."""
+    if len(mapping) > 1 or not gen.partial:
+        yield {a: tuple(i for i, el in enumerate(sym.symbols) if el == a) for a in mapping}, 1.0
+        return
+    (a,) = mapping
+    n_a = sym.symbols.count(a)
+    for subset in _subsets(gen, sym, a):
+        yield {a: subset}, len(subset) / n_a
+
+
+def _maps(gen: SAPSGenerator, sym: TemplateSymmetry) -> list[tuple[dict[str, str], float]]:
+    key = (gen.elements, gen.within_elements, gen.threshold, gen.max_species, gen.partial)
+    maps = sym.maps.get(key)
+    if maps is None:
+        maps = gen.substitution_maps(sym.structure, sym.oxidation) if gen.reachable(sym.structure) else []
+        sym.maps[key] = maps
+    return maps
+
+
+def expand_fast(gen: SAPSGenerator, template: Template) -> Iterator[Candidate]:
+    """The outcomes of ``gen.expand(template, method="reference")``, computed on arrays."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from gnomon.pipeline.generation.compositions import is_balanced
+    from gnomon.pipeline.generation.saps import GENERATOR, _radius, substitution_probability
+    from gnomon.pipeline.identity import structure_hash
+
+    sym = template_symmetry(template, gen.supercell, gen.symprec)
+    if sym.problem is not None:
+        raise ValueError(sym.problem)
+    maps = _maps(gen, sym)
+    if not maps:
+        return
+    structure = sym.structure
+    oxidation = sym.oxidation
+    symbols = sym.symbols
+    present = set(symbols)
+    allowed = set(gen.elements) if (gen.within_elements and gen.elements) else None
+    codes = {el: k for k, el in enumerate(sorted(present | {b for m, _ in maps for b in m.values()}))}
+    code_names = ",".join(sorted(codes, key=codes.get)).encode()
+    base_species = np.array([codes[s] for s in symbols], dtype=np.int64)
+    old_r3 = sum(_radius(s, oxidation.get(s)) ** 3 for s in symbols)
+    frac = np.array([site["abc"] for site in sym.base["sites"]], dtype=float)
+    # Lattice.scale's arithmetic, with what does not depend on the new volume done once
+    lattice0 = structure.lattice
+    abc0 = np.array(lattice0.abc)
+    versors = lattice0.matrix / abc0
+    geo = abs(np.dot(np.cross(versors[0], versors[1]), versors[2]))
+    ratios = abc0 / abc0[2]
+    volume0 = structure.volume
+    supercell = list(gen.supercell) if gen.supercell else None
+    matcher = None
+    kept: dict[str, list[tuple[dict[str, Any], list[str]]]] = {}
+    n_out = 0
+    for mapping, prob in maps:
+        merges = bool(set(mapping.values()) & (present - set(mapping)))
+        for sites_by_element, fraction in _site_choices(gen, sym, mapping):
+            if merges and fraction == 1.0:
+                continue
+            new_symbols = list(symbols)
+            new_r3 = old_r3
+            for a, indices in sites_by_element.items():
+                b = mapping[a]
+                _, b_charge = substitution_probability(a, b, oxidation.get(a))
+                ra = _radius(a, oxidation.get(a))
+                rb = _radius(b, b_charge)
+                for i in indices:
+                    new_symbols[i] = b
+                new_r3 += len(indices) * (rb**3 - ra**3)
+            counts: dict[str, int] = {}
+            for el in new_symbols:
+                counts[el] = counts.get(el, 0) + 1
+            cell_formula, formula, chemsys, elements = _composition(tuple(sorted(counts.items())))
+            if allowed is not None and not elements <= allowed:
+                continue
+            if gen.charge_balance is not None and not is_balanced(formula, gen.charge_balance):
+                continue
+            if gen.rescale_volume and old_r3 > 0 and new_r3 > 0:
+                new_c = (volume0 * new_r3 / old_r3 / (geo * np.prod(ratios))) ** (1 / 3.0)
+                matrix = versors * (new_c * ratios)  # columns, as pymatgen does: a uniform scaling
+                factor = new_c / abc0[2]
+                abc = abc0 * factor
+                volume = volume0 * factor**3
+            else:
+                matrix, abc, volume = lattice0.matrix, abc0, volume0
+            doc = _structure_dict(sym.base, matrix, abc, volume, frac, new_symbols, symbols)
+            if gen.verify:
+                same = kept.setdefault(formula, [])
+                if same:
+                    if matcher is None:
+                        matcher = StructureMatcher(primitive_cell=True, scale=True, attempt_supercell=False)
+                    new = None
+                    duplicate = False
+                    for other_doc, other_symbols in same:
+                        key = (sym.key, *_pair_labels(new_symbols, other_symbols, present))
+                        fit = _fits.get(key)
+                        if fit is None:
+                            new = new or Structure.from_dict(doc)
+                            fit = bool(matcher.fit(new, Structure.from_dict(other_doc)))
+                            _remember_fit(key, fit)
+                        if fit:
+                            duplicate = True
+                            break
+                    if duplicate:
+                        continue
+                same.append((doc, new_symbols))
+            if gen.identity == "structure":
+                cid = structure_hash(Structure.from_dict(doc))
+            else:
+                species = base_species.copy()
+                for a, indices in sites_by_element.items():
+                    species[list(indices)] = codes[mapping[a]]
+                canon = _canonical(species, sym.perms)
+                cid = hashlib.sha256(b"|".join([
+                    sym.key.encode(), formula.encode(), code_names, canon,
+                    np.round(matrix, 4).tobytes(),
+                ])).hexdigest()[:16]
+            replaced = sorted(i for sites in sites_by_element.values() for i in sites)
+            yield Candidate(
+                id=cid, structure=doc, formula=cell_formula, reduced_formula=formula,
+                chemsys=chemsys, nsites=len(new_symbols), generator=GENERATOR,
+                generator_version=gen.version, template_id=template.id, substitution=dict(mapping),
+                replaced_fraction=fraction, seed=gen.seed, campaign=gen.campaign, round=gen.round,
+                fingerprint=formula,
+                extra={
+                    "replaced_sites": replaced,
+                    "probability": prob,
+                    "template_spacegroup": sym.spacegroup,
+                    "supercell": supercell,
+                    "partial_mode": gen.partial_mode if fraction < 1 else None,
+                },
+            )
+            n_out += 1
+            if gen.max_per_template is not None and n_out >= gen.max_per_template:
+                return
+
+
+_fits: OrderedDict[tuple, bool] = OrderedDict()
+_FIT_CACHE = 200_000
+
+
+def _pair_labels(first: list[str], second: list[str], template_elements: set[str]
+                 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Two outcomes' species per site with the elements new to the template renamed, in both
+    alike, in order of first appearance (``#0``, ``#1``, ...).
+
+    The verify step asks StructureMatcher whether two outcomes of one template with the same
+    formula are one structure. Renaming species consistently in both, and scaling both to
+    another common volume (outcomes with one formula share their volume), does not change the
+    answer (the matcher compares species only for equality and, with ``scale=True``, works in
+    volume-normalised units), so the answer is cached per template and pair of labels: the
+    same decorations met again in another chemical system cost nothing.
+    """
+    names: dict[str, str] = {}
+
+    def label(symbols: list[str]) -> tuple[str, ...]:
+        return tuple(el if el in template_elements else names.setdefault(el, f"#{len(names)}")
+                     for el in symbols)
+
+    return label(first), label(second)
+
+
+def _remember_fit(key: tuple, fit: bool) -> None:
+    _fits[key] = fit
+    if len(_fits) > _FIT_CACHE:
+        _fits.popitem(last=False)
+
+
+def _structure_dict(base: dict[str, Any], matrix: np.ndarray, abc: np.ndarray, volume: float,
+                    frac: np.ndarray, symbols: list[str], old: list[str]) -> dict[str, Any]:
+    """``base`` (a Structure.as_dict()) on the lattice ``matrix`` with the species
+    ``symbols``: what ``Structure.as_dict()`` writes for the substituted, rescaled structure
+    (angles are unchanged by an isotropic scaling)."""
+    lat = dict(base["lattice"])
+    lat["matrix"] = matrix.tolist()
+    if "a" in lat:
+        lat["a"], lat["b"], lat["c"] = abc.tolist()
+        lat["volume"] = float(volume)
+    xyz = (frac @ matrix).tolist()
+    sites = []
+    for k, site in enumerate(base["sites"]):
+        new = dict(site)
+        new["xyz"] = xyz[k]
+        if symbols[k] != old[k]:
+            new["species"] = [{"element": symbols[k], "occu": 1}]
+            new["label"] = symbols[k]
+        sites.append(new)
+    out = dict(base)
+    out["lattice"] = lat
+    out["sites"] = sites
+    return out
