@@ -105,6 +105,9 @@ def write_report(repo: Repository, settings: Settings, config: CampaignConfig, o
         lines += ["Screening models:", "", *screening_lines(repo, rows), ""]
         _curves(rows, out / "metrics.png")
         lines += ["![hit rate and MAE per round](metrics.png)", ""]
+    from gnomon.flows.system_report import system_section
+
+    lines += system_section(repo, config, scheme)
     stable = PhaseQuery(chemsys=config.chemsys, scheme=scheme, stable=True).run(repo)
     found = [r for r, origin in zip(stable, phase_origins(repo, stable), strict=True) if origin == "campaign"]
     lines += ["## Stable phases", "", f"{len(stable)} phases on the hull of {config.chemsys}; "

@@ -15,7 +15,7 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from gnomon.pipeline.generation.compositions import BalanceMode, CompositionGenerator
 
@@ -107,3 +107,37 @@ def fair_take(items: Iterable[T], limit: int, n_systems: int, system: Callable[[
             overflow.append((position, item))
     chosen = taken + overflow[: max(0, limit - len(taken))]
     return [item for _, item in sorted(chosen, key=lambda pair: pair[0])]
+
+
+def system_breakdown(
+    repo: Any,
+    scheme: str,
+    candidate_ids: Sequence[str],
+    selected_ids: Sequence[str],
+    entries: Sequence[Any],
+) -> dict[str, dict[str, int]]:
+    """One round's counts per chemical system: unique candidates, selected, relaxed, hits
+    (on or below the hull as it stood before the round) and new stable phases (on the hull
+    now), keyed by system, systems in name order."""
+    from gnomon.pipeline.metrics import HIT_TOL, e_above_previous_hull
+    from gnomon.storage import Candidate, Phase
+
+    rows: dict[str, Counter[str]] = {}
+
+    def row(system: str) -> Counter[str]:
+        return rows.setdefault(system, Counter())
+
+    chosen = set(selected_ids)
+    for start in range(0, len(candidate_ids), 500):
+        for c in repo.query(Candidate, {"id": list(candidate_ids[start:start + 500])}):
+            row(c.chemsys)["candidates"] += 1
+            row(c.chemsys)["selected"] += c.id in chosen
+    prev = e_above_previous_hull(repo, scheme, entries) if entries else {}
+    stable = {p.id for p in repo.query(Phase, {"id": [e.id for e in entries]}) if p.is_stable} if entries else set()
+    for e in entries:
+        r = row(e.chemsys)
+        r["relaxed"] += 1
+        r["hits"] += prev.get(e.id) is not None and prev[e.id] <= HIT_TOL
+        r["new_stable"] += e.id in stable
+    keys = ("candidates", "selected", "relaxed", "hits", "new_stable")
+    return {s: {k: int(rows[s][k]) for k in keys} for s in sorted(rows)}
