@@ -117,6 +117,9 @@ def write_report(repo: Repository, settings: Settings, config: CampaignConfig, o
         lines.append(f"| {r['formula']} | {r['chemsys']} | {_fmt(r['formation_energy_per_atom'])} | "
                      f"{_fmt(r['decomposition_energy'])} | {r['id']} |")
     lines.append("")
+    from gnomon.flows.stage_report import stage_section
+
+    lines += stage_section(repo, config, campaign_rounds(repo, config.name), [r["id"] for r in found])
     n = len(config.elements)
     if 2 <= n <= 4:
         pd = HullEngine(repo).phase_diagram(scheme, config.chemsys)
