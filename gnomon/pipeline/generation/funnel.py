@@ -1,0 +1,161 @@
+"""The funnel's mouth: generate -> dedup -> screen in fixed-size chunks, through bounded memory.
+
+A GNoME-scale round pushes millions of generated candidates through an exact deduplicator
+and the screening ensemble and keeps the few that pass. Nothing in that path needs the whole
+stream at once, so :class:`Funnel` pulls one chunk of ``chunk_size`` candidates from a lazy
+source (a generator's ``generate``), deduplicates it (:class:`~gnomon.pipeline.dedup.
+Deduplicator`; give it a :class:`~gnomon.pipeline.dedup.SQLiteSeenStore` so that what it
+remembers of the stream lives on disk), screens the survivors, hands the ones that pass to
+``store`` and drops the chunk before pulling the next. What did not pass is only counted.
+
+The bound is kept by construction and checked by a counter: ``FunnelCounts.max_buffered`` is
+the largest number of candidates the funnel held at once (pulled from the source and not yet
+dropped or stored); it never exceeds ``chunk_size``.
+
+The screen is any callable taking a chunk of candidates and returning one verdict per
+candidate: ``True`` (passes), ``False`` (screened, does not pass) or a string (could not be
+screened, and why). :func:`ensemble_screen` builds one from a model ensemble (``gnomon.models``
+is imported only there, so this module stays framework-free).
+
+Example::
+
+    saps = SAPSGenerator(elements=("Li", "Mn", "O"))
+    funnel = Funnel(Deduplicator(repository=repo, seen=SQLiteSeenStore(tmp / "seen.db")),
+                    screen=ensemble_screen(ensemble, max_energy_per_atom=-5.0),
+                    store=repo.add_candidates)
+    counts = funnel.run(saps.generate(templates))
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gnomon.pipeline.dedup import Deduplicator
+from gnomon.pipeline.generation.streaming import chunked
+from gnomon.storage import Candidate
+
+logger = logging.getLogger(__name__)
+
+Verdict = bool | str
+Screen = Callable[[Sequence[Candidate]], Sequence[Verdict]]
+
+
+@dataclass
+class FunnelCounts:
+    """What went through the funnel, and the CPU seconds each stage took in this process."""
+
+    generated: int = 0
+    duplicates: int = 0
+    screened: int = 0
+    unscreenable: int = 0
+    failed: int = 0
+    passed: int = 0
+    stored: int = 0
+    chunks: int = 0
+    max_buffered: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=lambda: {
+        "generate": 0.0, "dedup": 0.0, "screen": 0.0, "store": 0.0})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class Funnel:
+    """Generate -> dedup -> screen -> store, one chunk at a time (see the module docstring)."""
+
+    dedup: Deduplicator
+    screen: Screen
+    store: Callable[[list[Candidate]], Any] | None = None
+    chunk_size: int = 1000
+    counts: FunnelCounts = field(default_factory=FunnelCounts)
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk size must be at least 1, not {self.chunk_size}")
+
+    def run(self, candidates: Iterable[Candidate], limit: int | None = None) -> FunnelCounts:
+        """Push ``candidates`` (at most ``limit``) through; returns the running counts."""
+        import itertools
+
+        source = iter(candidates) if limit is None else itertools.islice(candidates, limit)
+        chunks = chunked(source, self.chunk_size)
+        c = self.counts
+        clock = time.process_time
+        while True:
+            t = clock()
+            chunk = next(chunks, None)
+            c.seconds["generate"] += clock() - t
+            if chunk is None:
+                return c
+            c.chunks += 1
+            c.generated += len(chunk)
+            c.max_buffered = max(c.max_buffered, len(chunk))
+
+            t = clock()
+            fresh = self.dedup.unique(chunk)
+            c.seconds["dedup"] += clock() - t
+            c.duplicates += len(chunk) - len(fresh)
+            del chunk
+
+            t = clock()
+            verdicts = self.screen(fresh) if fresh else []
+            c.seconds["screen"] += clock() - t
+            if len(verdicts) != len(fresh):
+                raise ValueError(f"the screen returned {len(verdicts)} verdicts for {len(fresh)} candidates")
+            passing = self._tally(fresh, verdicts)
+            del fresh, verdicts  # hold nothing of this chunk past its end
+
+            if self.store is not None and passing:
+                t = clock()
+                self.store(passing)
+                c.seconds["store"] += clock() - t
+                c.stored += len(passing)
+            del passing
+
+
+    def _tally(self, fresh: list[Candidate], verdicts: Sequence[Verdict]) -> list[Candidate]:
+        """Count the verdicts; the candidates that pass."""
+        c = self.counts
+        passing = []
+        for candidate, verdict in zip(fresh, verdicts, strict=True):
+            if isinstance(verdict, str):
+                c.unscreenable += 1
+                c.reasons[verdict] = c.reasons.get(verdict, 0) + 1
+                continue
+            c.screened += 1
+            if verdict:
+                passing.append(candidate)
+            else:
+                c.failed += 1
+        c.passed += len(passing)
+        return passing
+
+
+def ensemble_screen(ensemble: Any, max_energy_per_atom: float, *, tta: Any = None,
+                    batch_size: int | None = None, use_sigma: bool = True) -> Screen:
+    """A screen from a model ensemble: a candidate passes when its predicted energy per atom
+    (minus one σ with ``use_sigma``, the optimistic bound GNoME filters on) is at most
+    ``max_energy_per_atom``; a structure the featurizer rejects gets the rejection reason."""
+    from gnomon.models.screening import Screener
+
+    screener = Screener(ensemble, batch_size=batch_size, tta=tta)
+
+    def screen(chunk: Sequence[Candidate]) -> list[Verdict]:
+        verdicts: list[Verdict] = [False] * len(chunk)
+        for results in screener.stream((i, c.structure) for i, c in enumerate(chunk)):
+            for r in results:
+                if r.rejected is not None:
+                    verdicts[r.key] = r.rejected
+                else:
+                    sigma = (r.sigma or 0.0) if use_sigma else 0.0
+                    bound = r.energy_per_atom - sigma
+                    verdicts[r.key] = bool(bound <= max_energy_per_atom)
+        return verdicts
+
+    return screen
