@@ -6,7 +6,12 @@ GNoME's compositional pipeline relaxed 100 random structures per composition mad
 * ``pyxtal`` (default): pyxtal's symmetric random crystals (Fredericks et al., Comput. Phys.
   Commun. 2021) in a random space group compatible with the composition;
 * ``airss``: AIRSS ``buildcell`` fed a seed ``.cell`` file (:mod:`.airss`); needs buildcell
-  on PATH.
+  on PATH;
+* ``auto``: ``airss`` when buildcell is on PATH, ``pyxtal`` otherwise.
+
+Either backend runs in worker processes with ``generate(..., processes=n)``: work is split
+into (composition, index) items handed to a process pool with bounded look-ahead
+(:func:`.streaming.parallel_map`), and the output does not depend on ``n``.
 
 Both go through the same finish: the cell is scaled isotropically to the target volume
 (``volume_per_atom`` x atoms) and the structure is kept only if no pair of atoms, periodic
@@ -139,8 +144,12 @@ class RandomSearch:
     failures: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.backend == "auto":  # AIRSS where buildcell is installed, pyxtal elsewhere
+            import shutil
+
+            self.backend = "airss" if shutil.which(self.buildcell) else "pyxtal"
         if self.backend not in ("pyxtal", "airss"):
-            raise ValueError(f"unknown backend {self.backend!r}: use 'pyxtal' or 'airss'")
+            raise ValueError(f"unknown backend {self.backend!r}: use 'pyxtal', 'airss' or 'auto'")
         if self.n_per_composition < 1:
             raise ValueError("n_per_composition must be at least 1")
 
