@@ -116,3 +116,13 @@ def test_fast_ids_are_stable_across_runs_and_name_the_structure_not_the_enumerat
     rb = [c.id for c in SAPSGenerator(elements=("Na", "Rb", "Cl"), partial_mode="sites",
                                       threshold=0.0).generate([t])]
     assert not set(rb) & set(first)
+
+
+def test_an_outcome_gets_the_same_fast_id_whatever_else_the_run_could_substitute():
+    t = make_template("rs", rock_salt(), "test")
+    narrow = {c.reduced_formula: c.id for c in
+              SAPSGenerator(elements=("Na", "K", "Cl"), partial_mode="sites").generate([t])}
+    wide = {c.reduced_formula: c.id for c in
+            SAPSGenerator(elements=("Na", "K", "Rb", "Cl", "Br"), partial_mode="sites",
+                          within_elements=False).generate([t])}
+    assert narrow and all(wide[f] == cid for f, cid in narrow.items())

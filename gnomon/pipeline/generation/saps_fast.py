@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
-from pymatgen.core import Composition, Structure
+from pymatgen.core import Composition, Element, Structure
 
 from gnomon.storage import Candidate
 
@@ -149,7 +149,7 @@ def _composition(counts: tuple[tuple[str, int], ...]) -> tuple[str, str, str, fr
             frozenset(el.symbol for el in comp.elements))
 
 
-def _canonical(species: np.ndarray, perms: np.ndarray) -> bytes:
+def _canonical(species: np.ndarray, perms: np.ndarray) -> list[int]:
     """The smallest image of an integer species array over the site permutations.
 
     Row ``g`` of ``perms`` sends site ``i`` to ``perms[g, i]``, so the decoration moved by
@@ -158,7 +158,7 @@ def _canonical(species: np.ndarray, perms: np.ndarray) -> bytes:
     images = np.empty_like(perms)
     np.put_along_axis(images, perms, np.broadcast_to(species, perms.shape), axis=1)
     order = np.lexsort(images.T[::-1])
-    return images[order[0]].astype(np.int16).tobytes()
+    return images[order[0]].tolist()
 
 
 def _subsets(gen: SAPSGenerator, sym: TemplateSymmetry, a: str) -> list[tuple[int, ...]]:
@@ -224,8 +224,10 @@ def expand_fast(gen: SAPSGenerator, template: Template) -> Iterator[Candidate]:
     symbols = sym.symbols
     present = set(symbols)
     allowed = set(gen.elements) if (gen.within_elements and gen.elements) else None
-    codes = {el: k for k, el in enumerate(sorted(present | {b for m, _ in maps for b in m.values()}))}
-    code_names = ",".join(sorted(codes, key=codes.get)).encode()
+    # species as atomic numbers: a fixed order, so the canonical decoration (and the id) of an
+    # outcome does not depend on which other elements the run could substitute
+    codes = {el: Element(el).Z for el in present | {b for m, _ in maps for b in m.values()}}
+    names = {z: el for el, z in codes.items()}
     base_species = np.array([codes[s] for s in symbols], dtype=np.int64)
     old_r3 = sum(_radius(s, oxidation.get(s)) ** 3 for s in symbols)
     frac = np.array([site["abc"] for site in sym.base["sites"]], dtype=float)
@@ -298,10 +300,9 @@ def expand_fast(gen: SAPSGenerator, template: Template) -> Iterator[Candidate]:
                 species = base_species.copy()
                 for a, indices in sites_by_element.items():
                     species[list(indices)] = codes[mapping[a]]
-                canon = _canonical(species, sym.perms)
+                canon = ",".join(names[k] for k in _canonical(species, sym.perms)).encode()
                 cid = hashlib.sha256(b"|".join([
-                    sym.key.encode(), formula.encode(), code_names, canon,
-                    np.round(matrix, 4).tobytes(),
+                    sym.key.encode(), canon, np.round(matrix, 4).tobytes(),
                 ])).hexdigest()[:16]
             replaced = sorted(i for sites in sites_by_element.values() for i in sites)
             yield Candidate(
