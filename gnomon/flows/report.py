@@ -109,13 +109,18 @@ def write_report(repo: Repository, settings: Settings, config: CampaignConfig, o
 
     lines += system_section(repo, config, scheme)
     stable = PhaseQuery(chemsys=config.chemsys, scheme=scheme, stable=True).run(repo)
-    found = [r for r, origin in zip(stable, phase_origins(repo, stable), strict=True) if origin == "campaign"]
+    origins = phase_origins(repo, stable)
+    found = [r for r, origin in zip(stable, origins, strict=True) if origin == "campaign"]
+    from gnomon.pipeline.novelty import novelty_of_rows, novelty_text
+
+    novelty = novelty_of_rows(repo, found)  # new / known / ordering of a known disordered phase
     lines += ["## Stable phases", "", f"{len(stable)} phases on the hull of {config.chemsys}; "
               f"{len(found)} compounds found by this campaign.", "",
-              "| formula | chemsys | E_f (eV/atom) | decomposition energy (eV/atom) | id |", "|---|---|---|---|---|"]
-    for r in stable:
+              "| formula | chemsys | E_f (eV/atom) | decomposition energy (eV/atom) | novelty (AMD to nearest known) | id |",
+              "|---|---|---|---|---|---|"]
+    for r, origin in zip(stable, origins, strict=True):
         lines.append(f"| {r['formula']} | {r['chemsys']} | {_fmt(r['formation_energy_per_atom'])} | "
-                     f"{_fmt(r['decomposition_energy'])} | {r['id']} |")
+                     f"{_fmt(r['decomposition_energy'])} | {novelty_text(novelty.get(r['id']), origin)} | {r['id']} |")
     lines.append("")
     from gnomon.flows.stage_report import stage_section
 
