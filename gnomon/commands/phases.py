@@ -42,6 +42,11 @@ def phases(
     max_e_above_hull: Annotated[float | None, typer.Option(help="eV/atom.")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
     limit: Annotated[int | None, typer.Option(help="At most this many rows.")] = None,
+    novelty: Annotated[bool, typer.Option(
+        "--novelty", help="Check each discovery against the known phases: new, known, or an ordering "
+        "of a known disordered phase, with the AMD distance to the nearest known phase.")] = False,
+    known: Annotated[list[Path] | None, typer.Option(
+        "--known", help="More known phases for --novelty (CIF, disorder kept; or Structure JSON); repeatable.")] = None,
     db: DbOption = None,
 ) -> None:
     """List phases with their place on the hull."""
@@ -54,11 +59,15 @@ def phases(
             rows = query.run(repo)
         except ValueError as exc:
             fail(str(exc))
+        fields = ROW_FIELDS
+        if novelty or known:
+            rows = _with_novelty(repo, rows, known or [])
+            fields = (*ROW_FIELDS, *NOVELTY_FIELDS)
     if format is OutputFormat.json:
-        print(json.dumps([{k: r[k] for k in ROW_FIELDS} for r in rows], indent=1))
+        print(json.dumps([{k: r[k] for k in fields} for r in rows], indent=1))
     elif format is OutputFormat.csv:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=ROW_FIELDS, extrasaction="ignore")
+        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for r in rows:
             writer.writerow({**r, "decomposes_to": " ".join(r["decomposes_to"])})
@@ -78,12 +87,37 @@ def phases(
                 "e_above_hull", "decomposition_energy", "is_stable", "id")
         heads = ("formula", "chemsys", "scheme", "E (eV/at)", "E_f (eV/at)", "E_hull (eV/at)",
                  "E_decomp (eV/at)", "stable", "id")
+        if "novelty" in fields:
+            cols, heads = (*cols[:-1], "novelty_text", "id"), (*heads[:-1], "novelty", "id")
         for h in heads:
             table.add_column(h, justify="right" if h.startswith("E") else "left")
         for r in rows:
             style = "bold green" if r["is_stable"] else None
             table.add_row(*(_fmt(r[c]) for c in cols), style=style)
         console.print(table)
+
+
+NOVELTY_FIELDS = ("origin", "novelty", "nearest_known_id", "nearest_known_formula",
+                  "nearest_known_source", "nearest_known_amd")
+
+
+def _with_novelty(repo, rows: list[dict], known: list[Path]) -> list[dict]:
+    """``rows`` with where each phase came from and, for a campaign's discoveries, its novelty
+    (``gnomon.pipeline.novelty``); ``novelty_text`` is the table's cell."""
+    from gnomon.pipeline.novelty import novelty_of_rows, novelty_text, references_from_files
+    from gnomon.pipeline.thermo.known import phase_origins
+
+    try:
+        extra = references_from_files(known)
+    except ValueError as exc:
+        fail(str(exc))
+    found = novelty_of_rows(repo, rows, extra)
+    out = []
+    for r, origin in zip(rows, phase_origins(repo, rows), strict=True):
+        result = found.get(r["id"])
+        fields = result.as_dict() if result else dict.fromkeys(NOVELTY_FIELDS[1:])
+        out.append({**r, "origin": origin, **fields, "novelty_text": novelty_text(result, origin)})
+    return out
 
 
 def hull(

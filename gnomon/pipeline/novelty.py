@@ -343,3 +343,12 @@ def novelty_of_rows(repo: Repository, rows: Sequence[Mapping[str, Any]],
         out[r["id"]] = checker.check(structure, lineage=own.lineage if own else None,
                                      found_at=own.found_at if own else None)
     return out
+
+
+def novelty_text(result: Novelty | None, origin: str) -> str:
+    """A table cell: the novelty of a discovery, or where a phase that is none came from
+    (``(known)``, ``(imported)``, ``(reference)``; origins as
+    :func:`gnomon.pipeline.thermo.known.phase_origins` names them)."""
+    if result is not None:
+        return result.describe()
+    return f"({origin})" if origin != "campaign" else "–"
