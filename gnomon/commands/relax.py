@@ -55,7 +55,7 @@ def service_for(repo, s, dispatchers: list[str], workers: int | None = None, pac
 
 def relax(
     files: Annotated[list[Path], typer.Argument(help="Structure files: CIF, POSCAR, JSON, extxyz.")],
-    engine: Annotated[str, typer.Option("--engine", "-e", help="mlip (CHGNet), qe or vasp.")] = "mlip",
+    engine: Annotated[str, typer.Option("--engine", "-e", help="mlip (CHGNet), sevennet (SevenNet-0), qe or vasp.")] = "mlip",
     dispatch: Annotated[str, typer.Option("--dispatch", "-d", help="local, slurm or jobflow-remote.")] = "local",
     wait: Annotated[bool, typer.Option("--wait", help="Track until every relaxation ended.")] = False,
     workers: Annotated[int, typer.Option(help="Concurrent local relaxations.")] = 2,
