@@ -177,9 +177,11 @@ class NoveltyChecker:
 
     @cached_property
     def _exact(self):
-        from pymatgen.analysis.structure_matcher import StructureMatcher
+        from pymatgen.analysis.structure_matcher import ElementComparator, StructureMatcher
 
-        return StructureMatcher(ltol=self.ltol, stol=self.stol, angle_tol=self.angle_tol)
+        # the same element on every site; oxidation-state labels are not a crystal's identity
+        return StructureMatcher(ltol=self.ltol, stol=self.stol, angle_tol=self.angle_tol,
+                                comparator=ElementComparator())
 
     @cached_property
     def _order_disorder(self):
@@ -257,7 +259,7 @@ def stored_references(repo: Repository, chemsystems: Iterable[str]) -> list[Refe
     entries = [e for e in repo.query(Entry, {"chemsys": spaces}) if e.structure is not None]
     ids = sorted({e.candidate_id for e in entries if e.candidate_id})
     candidates = {c.id: c for c in repo.query(Candidate, {"id": ids})} if ids else {}
-    lineage = entry_lineages(entries)
+    lineage = entry_lineages(entries, {c.id: c.parent_entry_id for c in candidates.values() if c.parent_entry_id})
     out = []
     for e in entries:
         cand = candidates.get(e.candidate_id) if e.candidate_id else None
@@ -271,20 +273,23 @@ def stored_references(repo: Repository, chemsystems: Iterable[str]) -> list[Refe
     return out
 
 
-def entry_lineages(entries: Sequence[Entry]) -> dict[str, str]:
-    """Each entry's lineage: the candidate of the first entry in its ``parent_entry_id`` chain
-    (an ML-relaxed entry and the DFT entry started from it share one)."""
+def entry_lineages(entries: Sequence[Entry], candidate_parents: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each entry's lineage: the candidate of the first entry in its chain of parents (an
+    ML-relaxed entry and the DFT entry started from it share one). An entry's parent is its
+    ``parent_entry_id``, else its candidate's (``candidate_parents``: candidate id -> entry id)."""
     by_id = {e.id: e for e in entries}
+    candidate_parents = candidate_parents or {}
     out: dict[str, str] = {}
 
     def root(e: Entry, seen: set[str]) -> str:
         if e.id in out:
             return out[e.id]
-        parent = by_id.get(e.parent_entry_id) if e.parent_entry_id else None
+        parent_id = e.parent_entry_id or candidate_parents.get(e.candidate_id or "")
+        parent = by_id.get(parent_id) if parent_id else None
         if parent is not None and parent.id not in seen:
             key = root(parent, seen | {e.id})
         else:
-            key = e.candidate_id or e.parent_entry_id or e.id
+            key = e.candidate_id or parent_id or e.id
         out[e.id] = key
         return key
 

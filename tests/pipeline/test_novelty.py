@@ -103,6 +103,10 @@ def test_exact_match_is_known_with_amd_near_zero_and_a_new_phase_is_farther():
     # another chemical space, never compared
     swapped = layered_limno2().replace_species({"Li": "Mn", "Mn": "Li"})
     assert checker.check(swapped).flag is NoveltyFlag.known
+    # oxidation-state labels are not a crystal's identity
+    decorated = strained(layered_limno2())
+    decorated.add_oxidation_state_by_element({"Li": 1, "Mn": 3, "O": -2})
+    assert checker.check(decorated).flag is NoveltyFlag.known
     assert checker.check(layered_limno2().replace_species({"Li": "Na"})).nearest_id is None
 
 
@@ -143,9 +147,15 @@ def test_stored_phases_known_lineage_and_order_of_discovery(sqlite_repo):
     # its DFT entry, started from it: the same crystal in another scheme, never "known" from it
     child = make_entry(first.formula, -50.0, "dft", structure=Structure.from_dict(first.structure),
                        candidate_id="c2-dft", parent_entry_id=first.id, campaign="c", created_at=t0 + timedelta(hours=3))
+    # another started from it, linked only through its candidate's parent
+    sqlite_repo.put([Candidate(id="c2-dft2", structure=first.structure, formula=first.formula,
+                               reduced_formula=first.reduced_formula, chemsys=first.chemsys, nsites=first.nsites,
+                               generator="mlip", campaign="c", parent_entry_id=first.id)])
+    child2 = make_entry(first.formula, -51.0, "dft2", structure=Structure.from_dict(first.structure),
+                        candidate_id="c2-dft2", campaign="c", created_at=t0 + timedelta(hours=3))
     again = _stored(sqlite_repo, strained(wurtzite_limno2(), 1.03, seed=1), "c3", "random",
                     t0 + timedelta(hours=4))
-    HullEngine(sqlite_repo).ingest([*refs, known, twin, first, child, again])
+    HullEngine(sqlite_repo).ingest([*refs, known, twin, first, child, child2, again])
 
     by_id = {r.id: r for r in stored_references(sqlite_repo, ["Li-Mn-O"])}
     assert by_id[known.id].source == "known" and by_id[known.id].found_at is None
@@ -158,6 +168,7 @@ def test_stored_phases_known_lineage_and_order_of_discovery(sqlite_repo):
     assert result[twin.id].flag is NoveltyFlag.known and result[twin.id].nearest_id == known.id
     assert result[first.id].flag is NoveltyFlag.new  # the later twin does not make it known
     assert result[child.id].flag is NoveltyFlag.new  # nor does its own ML-relaxed parent
-    assert result[again.id].flag is NoveltyFlag.known and result[again.id].nearest_id in (first.id, child.id)
+    assert result[child2.id].flag is NoveltyFlag.new
+    assert result[again.id].flag is NoveltyFlag.known and result[again.id].nearest_id in (first.id, child.id, child2.id)
     assert result[again.id].nearest_source == "campaign c"
     assert result[first.id].amd > 0.1 and result[twin.id].amd < 0.05
