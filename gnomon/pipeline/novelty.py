@@ -249,10 +249,10 @@ class NoveltyChecker:
 # -- what counts as known ---------------------------------------------------------------------
 
 def stored_references(repo: Repository, chemsystems: Iterable[str]) -> list[Reference]:
-    """Every stored entry with a structure in the compound spaces of ``chemsystems``: shipped
-    known phases and elemental references a campaign relaxed (origin ``known``), imported
-    entries (``imported``), and campaign phases (``campaign <name>``, with their lineage and
-    the time they were found)."""
+    """Every stored entry with a structure in the compound spaces of ``chemsystems``: the
+    shipped known phases a campaign relaxed (source ``known``), imported entries
+    (``imported``), and campaign phases (``campaign <name>``, with their lineage and the time
+    they were found)."""
     spaces = sorted({s for c in chemsystems for s in _compound_spaces(c)})
     if not spaces:
         return []
