@@ -227,6 +227,7 @@ def curve(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
                         seed=args.seed)
     print("\nLearning curve: gnomon ensemble, held-out systems")
     print_table(lc.table(), [("input", "{}"), ("n_systems", "{}"), ("n_train", "{}"),
+                             ("n", "{}"), ("n_missing", "{}"),
                              ("mae", "{:.3f}"), ("rmse", "{:.3f}"), ("r2", "{:.3f}"),
                              ("f1", "{:.2f}"), ("daf", "{:.2f}"), ("coverage_1sigma", "{:.2f}")])
     for label, slope in lc.slopes.items():

@@ -113,9 +113,16 @@ def training_data_hash(samples: Sequence[Sample]) -> str:
 def split_by_group(
     samples: Sequence[Sample], val_fraction: float, test_fraction: float, by: str, seed: int
 ) -> Split:
-    """Assign whole groups (formulas or chemical systems) to train / validation / test."""
+    """Assign whole groups (formulas or chemical systems) to train / validation / test.
+
+    Elemental structures always train: they are the references every formation energy is
+    measured against, and an element seen only in a held-out group would leave the model unable
+    to judge any compound of it (its items would be set aside, and the held-out sets of two
+    trainings on nested data would differ).
+    """
     groups = [s.reduced_formula if by == "composition" else s.chemsys for s in samples]
-    names = sorted(set(groups))
+    elemental = {g for g, s in zip(groups, samples, strict=True) if len(s.composition) == 1}
+    names = sorted(set(groups) - elemental)
     rng = np.random.default_rng(seed)
     rng.shuffle(names)
     n = len(names)

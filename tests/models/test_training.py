@@ -40,6 +40,20 @@ def test_split_by_chemsys_keeps_systems_apart():
     assert not (systems[0] & systems[1]) and not (systems[0] & systems[2])
 
 
+def test_split_always_trains_on_elemental_structures():
+    from pymatgen.core import Lattice, Structure
+
+    elements = [Sample.from_structure(f"el-{el}", Structure(Lattice.cubic(3.0), [el], [[0, 0, 0]]), -3.0)
+                for el in ("Na", "Cl", "Cu")]
+    samples = toy_samples(60, seed=4) + elements
+    for by in ("composition", "chemsys"):
+        for seed in range(6):  # any draw: the elements never land in validation or test
+            split = split_by_group(samples, 0.4, 0.3, by, seed=seed)
+            assert set(range(60, 63)) <= set(split.train)
+            assert sorted(split.train + split.val + split.test) == list(range(63))
+            assert split.val and split.test
+
+
 def test_split_refuses_too_few_groups():
     pool = toy_samples(30)
     samples = [s for s in pool if s.reduced_formula == pool[0].reduced_formula]
