@@ -18,7 +18,15 @@ Sieves, cheapest first:
 3. site count: within a bucket, the matcher's own reduced (primitive, Niggli) cells must hold
    the same number of sites; each structure is reduced once (``skip_structure_reduction``
    then skips the matcher's repeat of that work) and pairs with different counts are skipped.
-4. match: ``StructureMatcher.fit(representative, candidate)``, as group_structures calls it.
+4. lattice lengths: ``fit(ref, new)`` scales both reduced cells to a common volume and looks
+   for a basis ``v`` of ref's lattice with ``|v_i| < (1 + ltol) l_i``, ``l`` the lengths of
+   new's cell (``Lattice.find_all_mappings``); without one it returns False. The sorted
+   lengths of any basis bound the lattice's successive minima from above, so a match needs
+   ``lambda_k(ref) < (1 + ltol) l_(k)`` for k = 1, 2, 3, in units of each cell's V^(1/3)
+   (the common scaling). ``lambda`` are the lengths of the Niggli-reduced lattice (a Buerger
+   cell, whose lengths are the successive minima in 3D); pairs failing the bound by more than
+   0.1 % (a margin for the reduction's own tolerance) are skipped.
+5. match: ``StructureMatcher.fit(representative, candidate)``, as group_structures calls it.
 
 Cost per candidate depends on the chunk and on the sizes of its buckets, never on how many
 records the database holds. Memory: the kept candidates of the stream are remembered in a
@@ -37,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
@@ -47,6 +56,15 @@ from gnomon.storage import Candidate, Repository
 logger = logging.getLogger(__name__)
 
 _STORED_CACHE = 50_000
+_LATTICE_MARGIN = 1.001
+
+
+def _lattice_bounds(known: Known) -> None:
+    """Set the volume-normalised successive minima and cell lengths of a reduced structure."""
+    lattice = known.reduced.lattice  # type: ignore[union-attr]
+    unit = lattice.volume ** (1 / 3)
+    known.minima = np.sort(lattice.get_niggli_reduced_lattice().abc) / unit
+    known.lengths = np.sort(lattice.abc) / unit
 
 
 @dataclass
@@ -60,6 +78,7 @@ class DedupStats:
     matched: int = 0
     comparisons: int = 0
     skipped_by_sites: int = 0
+    skipped_by_lattice: int = 0
     reductions: int = 0
     duplicate_of: dict[str, str] = field(default_factory=dict)
 
@@ -77,6 +96,8 @@ class Known:
     structure: dict[str, Any]
     reduced: Structure | None = None
     nsites: int | None = None
+    minima: np.ndarray | None = None  # successive minima of the reduced lattice / V^(1/3)
+    lengths: np.ndarray | None = None  # the reduced cell's sorted lengths / V^(1/3)
 
 
 class SeenStore(Protocol):
@@ -142,7 +163,10 @@ class SQLiteSeenStore:
             "SELECT id, nsites, reduced, doc FROM seen WHERE key=? ORDER BY rowid", (key,)
         ):
             d = orjson.loads(doc)
-            out.append(Known(cid, d, Structure.from_dict(d) if reduced else None, nsites))
+            known = Known(cid, d, Structure.from_dict(d) if reduced else None, nsites)
+            if reduced:
+                _lattice_bounds(known)
+            out.append(known)
         return out
 
     def add(self, key: str, known: Known) -> None:
@@ -282,6 +306,7 @@ class Deduplicator:
                 raise ValueError(f"candidate {known.id}: unreadable structure ({exc})") from exc
             known.reduced = self.matcher._get_reduced_structure(structure, True, niggli=True)
             known.nsites = len(known.reduced)
+            _lattice_bounds(known)
             self.stats.reductions += 1
         return known
 
@@ -294,6 +319,9 @@ class Deduplicator:
             self._reduce(me)
             if ref.nsites != me.nsites:
                 self.stats.skipped_by_sites += 1
+                continue
+            if np.any(ref.minima >= (1 + self.ltol) * me.lengths * _LATTICE_MARGIN):
+                self.stats.skipped_by_lattice += 1
                 continue
             self.stats.comparisons += 1
             if self.matcher.fit(ref.reduced, me.reduced, skip_structure_reduction=True):
@@ -352,6 +380,7 @@ def dedup_structures(
         me = Known(str(i), {}, None, None)
         me.reduced = dedup.matcher._get_reduced_structure(s, True, niggli=True)
         me.nsites = len(me.reduced)
+        _lattice_bounds(me)
         key = dedup_key(s)
         if dedup._match(me, dedup.seen.bucket(key), key, None) is None:
             dedup.seen.add(key, me)

@@ -66,7 +66,7 @@ def test_dedup_keeps_exactly_what_group_structures_keeps(batch):
     assert not any(matcher.fit(a, b) for i, a in enumerate(ks) for b in ks[i + 1:])
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(structures(), min_size=2, max_size=2))
 def test_matched_structures_share_the_dedup_key(pair):
     a, b = pair
