@@ -11,6 +11,7 @@ unsorted queries go by id, so pages never overlap), and a bound on the filter's 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,6 +33,9 @@ class ReadOnlyCollection(EntryCollection):
     def __init__(self, resource_cls: type[EntryResource], resource_mapper: BaseResourceMapper,
                  transformer: Transformer, config: ServerConfig):
         super().__init__(resource_cls, resource_mapper, transformer, config)
+        # Lark's Earley parse of a filter costs tens of ms, more than the query it becomes;
+        # clients repeat filters (paging re-sends the same one), so parse trees are cached
+        self.parser.parse = functools.lru_cache(maxsize=512)(self.parser.parse)
 
     def insert(self, data: list[EntryResource | dict]) -> None:
         raise NotImplementedError("gnomon serve is read-only: entries are added with gnomon itself")

@@ -1,0 +1,334 @@
+"""`gnomon serve` benchmark: filter latency and loopback throughput over 10^5 phases, against
+the peer a user would otherwise run (optimade's own reference server, over mongomock).
+
+    nice -n 10 .venv/bin/python bench/serve.py                  # 10^5 phases
+    nice -n 10 .venv/bin/python bench/serve.py --phases 20000   # quicker
+    nice -n 10 .venv/bin/python bench/serve.py --no-peer        # gnomon only
+
+The database is synthesised directly (entries with small ordered structures and their phases,
+written in bulk through the repository, no hull computed: e_above_hull is drawn, 10% on the
+hull), and cached in ``bench/results/serve-db/phases-<n>-<seed>.sqlite``: a rerun reuses it
+(``--rebuild`` makes it again; about a minute for 10^5). Each server runs in its own process
+(``gnomon serve`` as a user starts it); this process is the client:
+
+* latency: ``--requests`` sequential GETs of ``/v1/structures?filter=elements HAS ALL "Li","O"
+  AND _gnomon_e_above_hull<=0.05`` (the default page of 20 structures, all fields), after a
+  warm-up; p50 and p95 of the wall time per request. "repeated" sends the same filter each
+  time (the server remembers a filter's parse and count, as a client paging through results
+  gets); "cold" spells the threshold differently each time (0.050000001, ...), so every
+  request is parsed, planned and counted afresh;
+* load: ``--load-requests`` GETs of a mix of filters from ``--concurrency`` threads, bounded
+  in number; requests per second and the number of errors (non-200 or failed requests).
+
+The peer is optimade-python-tools' reference server (``optimade.server.create_app``) with the
+same structure documents inserted into its mongomock backend, which is what its docs start a
+provider with; it gets fewer requests (it is slow). Goals (issue #17): p95 <= 100 ms and
+>= 200 requests/s with zero errors. Results also go to ``bench/results/serve.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+ELEMENTS = ["Li", "Na", "K", "Mg", "Ca", "Sr", "Ba", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni",
+            "Cu", "Zn", "Al", "Ga", "Si", "Ge", "Sn", "P", "Sb", "Bi", "S", "Se", "F", "Cl", "Br", "N"]
+SCHEME = "bench"
+FILTER = 'elements HAS ALL "Li","O" AND _gnomon_e_above_hull<=0.05'
+LOAD_FILTERS = [
+    FILTER,
+    'elements HAS ALL "Fe","O" AND nelements=3',
+    "_gnomon_e_above_hull<=0 AND nsites<=4",
+    'chemical_formula_anonymous="A2B"',
+]
+console = Console()
+
+
+# -- the database ----------------------------------------------------------------------------
+def _structure(counts: dict[str, int]) -> dict:
+    species = [el for el, n in counts.items() for _ in range(n)]
+    k = 1
+    while k**3 < len(species):
+        k += 1
+    a = 2.3 * k
+    sites = []
+    for i, el in enumerate(species):
+        abc = [(i // (k * k)) / k, ((i // k) % k) / k, (i % k) / k]
+        sites.append({"species": [{"element": el, "occu": 1}], "abc": abc,
+                      "xyz": [x * a for x in abc], "label": el, "properties": {}})
+    return {"@module": "pymatgen.core.structure", "@class": "Structure", "charge": 0.0,
+            "lattice": {"matrix": [[a, 0.0, 0.0], [0.0, a, 0.0], [0.0, 0.0, a]], "pbc": [True] * 3,
+                        "a": a, "b": a, "c": a, "alpha": 90.0, "beta": 90.0, "gamma": 90.0,
+                        "volume": a**3},
+            "properties": {}, "sites": sites}
+
+
+def synthesise(path: Path, n: int, seed: int) -> None:
+    """``n`` entries with structures and their phases, written in bulk (no hull computed)."""
+    from gnomon.storage import Entry, Phase, open_repository
+    from gnomon.storage.documents import stable_hash
+
+    rng = random.Random(seed)
+    repo = open_repository(f"sqlite:///{path}")
+    chunk: list[tuple[Entry, Phase]] = []
+
+    def flush() -> None:
+        with repo.transaction():
+            repo.upsert("entries", [e for e, _ in chunk])
+            repo.upsert("phases", [p for _, p in chunk])
+        chunk.clear()
+
+    start = time.perf_counter()
+    for i in range(n):
+        k = rng.choices([1, 2, 3, 4], weights=[0.03, 0.37, 0.4, 0.2])[0]
+        chosen = set(rng.sample(ELEMENTS, k))
+        if k > 1 and rng.random() < 0.45:  # oxides are common, as in the databases people query
+            chosen = set(rng.sample(sorted(chosen), k - 1)) | {"O"}
+        counts = {el: rng.randint(1, 3) for el in sorted(chosen)}
+        total = sum(counts.values())
+        elements = sorted(counts)
+        chemsys = "-".join(elements)
+        energy_pa = rng.uniform(-8.0, -2.0)
+        reduced = "".join(f"{el}{'' if n_ == 1 else n_}" for el, n_ in counts.items())
+        eid = stable_hash({"bench": i, "seed": seed})
+        e_hull = 0.0 if rng.random() < 0.1 else rng.expovariate(1 / 0.15)
+        entry = Entry(id=eid, scheme=SCHEME, formula=reduced, reduced_formula=reduced, chemsys=chemsys,
+                      elements=elements, nsites=total, composition={el: float(c) for el, c in counts.items()},
+                      energy=energy_pa * total, uncorrected_energy=energy_pa * total,
+                      energy_per_atom=energy_pa, structure=_structure(counts), source="bench",
+                      campaign="bench", round=i % 10)
+        phase = Phase(id=eid, scheme=SCHEME, chemsys=chemsys, reduced_formula=reduced,
+                      energy_per_atom=energy_pa, formation_energy_per_atom=rng.uniform(-3.0, 0.5),
+                      e_above_hull=e_hull, decomposition_energy=-0.05 if e_hull == 0 else e_hull,
+                      is_stable=e_hull == 0)
+        chunk.append((entry, phase))
+        if len(chunk) >= 5000:
+            flush()
+            console.print(f"  synthesised {i + 1} phases ({time.perf_counter() - start:.0f} s)", highlight=False)
+    if chunk:
+        flush()
+    repo.close()
+
+
+def database(n: int, seed: int, rebuild: bool) -> Path:
+    cache = RESULTS / "serve-db"
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"phases-{n}-{seed}.sqlite"
+    if rebuild or not path.exists():
+        for p in cache.glob(f"{path.name}*"):
+            p.unlink()
+        tmp = path.with_suffix(".building.sqlite")
+        synthesise(tmp, n, seed)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+        tmp.rename(path)
+    return path
+
+
+# -- servers in their own processes ----------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], port: int, timeout: float) -> tuple[subprocess.Popen, float]:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
+                            start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/info", timeout=2).status_code == 200:
+                return proc, time.perf_counter() - t0
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    stop(proc)
+    raise RuntimeError(f"server on port {port} did not answer within {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def peer_server(db: Path, port: int) -> None:
+    """optimade's reference server over mongomock, holding the same structure documents."""
+    import sqlite3
+
+    import orjson
+    import uvicorn
+    from optimade.server.config import ServerConfig
+    from optimade.server.create_app import create_app
+
+    from gnomon.serve.resources import PROVIDER_FIELDS, structure_row
+
+    config = ServerConfig(insert_test_data=False, database_backend="mongomock", mongo_database="peer",
+                          provider={"name": "peer", "description": "peer", "prefix": "gnomon"},
+                          provider_fields={"structures": [dict(f) for f in PROVIDER_FIELDS]},
+                          page_limit=20, page_limit_max=1000, log_level="warning")
+    app = create_app(config)
+    collection = app.state.entry_collections["structures"]
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    batch = []
+    for entry, phase in conn.execute("SELECT e.doc, p.doc FROM entries e LEFT JOIN phases p ON p.id = e.id"):
+        row = structure_row(orjson.loads(entry), orjson.loads(phase) if phase else None)
+        row.pop("nstructure_features", None)
+        batch.append(row)
+        if len(batch) >= 10_000:
+            collection.insert(batch)
+            batch = []
+    if batch:
+        collection.insert(batch)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+# -- the client ------------------------------------------------------------------------------
+def cold_filter(i: int) -> str:
+    """The benchmark filter, spelled differently each time (a threshold 1e-9 higher), so no
+    cache of any kind can answer it: every request parses, plans and counts afresh."""
+    return f'elements HAS ALL "Li","O" AND _gnomon_e_above_hull<={0.05 + i * 1e-9:.9f}'
+
+
+def latency(base: str, filter_: str | None, n: int, warmup: int = 3) -> dict:
+    """p50/p95 of ``n`` sequential requests: the same ``filter_`` each time, or with None a
+    new spelling each time (:func:`cold_filter`)."""
+    times = []
+    returned = None
+    with httpx.Client(timeout=120) as client:
+        for i in range(warmup + n):
+            t0 = time.perf_counter()
+            r = client.get(f"{base}/v1/structures", params={"filter": filter_ or cold_filter(i)})
+            dt = time.perf_counter() - t0
+            r.raise_for_status()
+            returned = r.json()["meta"]["data_returned"]
+            if i >= warmup:
+                times.append(dt * 1000)
+    times.sort()
+    return {"requests": n, "p50_ms": statistics.median(times),
+            "p95_ms": times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))],
+            "mean_ms": statistics.fmean(times), "data_returned": returned}
+
+
+def load(base: str, total: int, concurrency: int) -> dict:
+    errors = 0
+    done = 0
+
+    def worker(k: int) -> tuple[int, int]:
+        ok = bad = 0
+        with httpx.Client(timeout=120) as client:
+            for j in range(k, total, concurrency):
+                try:
+                    r = client.get(f"{base}/v1/structures",
+                                   params={"filter": LOAD_FILTERS[j % len(LOAD_FILTERS)]})
+                    ok, bad = (ok + 1, bad) if r.status_code == 200 else (ok, bad + 1)
+                except httpx.HTTPError:
+                    bad += 1
+        return ok, bad
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for ok, bad in pool.map(worker, range(concurrency)):
+            done += ok
+            errors += bad
+    wall = time.perf_counter() - t0
+    return {"requests": total, "concurrency": concurrency, "wall_s": wall,
+            "requests_per_s": total / wall, "errors": errors}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--phases", type=int, default=100_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rebuild", action="store_true", help="synthesise the database again")
+    ap.add_argument("--requests", type=int, default=200, help="sequential requests for latency")
+    ap.add_argument("--load-requests", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--peer-requests", type=int, default=10)
+    ap.add_argument("--peer-server", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--db", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.peer_server:
+        peer_server(args.db, args.port)
+        return
+
+    t0 = time.perf_counter()
+    db = database(args.phases, args.seed, args.rebuild)
+    console.print(f"database {db.relative_to(ROOT)} ready in {time.perf_counter() - t0:.0f} s", highlight=False)
+    rows = []
+    port = free_port()
+    proc, startup = start([sys.executable, "-m", "gnomon.cli", "serve", "--db", f"sqlite:///{db}",
+                           "--port", str(port)], port, timeout=900)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        lat = latency(base, FILTER, args.requests)
+        cold = latency(base, None, args.requests)
+        ld = load(base, args.load_requests, args.concurrency)
+    finally:
+        stop(proc)
+    rows.append({"server": "gnomon serve (SQLite view)", "startup_s": startup, **lat,
+                 **{f"cold_{k}": v for k, v in cold.items()},
+                 **{f"load_{k}": v for k, v in ld.items()}})
+    if not args.no_peer:
+        port = free_port()
+        proc, startup = start([sys.executable, __file__, "--peer-server", "--db", str(db), "--port", str(port)],
+                              port, timeout=1800)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            lat = latency(base, FILTER, args.peer_requests, warmup=1)
+            cold = latency(base, None, args.peer_requests, warmup=0)
+            ld = load(base, max(args.peer_requests * 2, 8), min(args.concurrency, 4))
+        finally:
+            stop(proc)
+        rows.append({"server": "optimade reference server (mongomock)", "startup_s": startup, **lat,
+                     **{f"cold_{k}": v for k, v in cold.items()},
+                     **{f"load_{k}": v for k, v in ld.items()}})
+
+    table = Table(title=f"gnomon serve over {args.phases} phases: filter {FILTER!r} "
+                        f"(goals: p95 <= 100 ms; >= 200 req/s, 0 errors)")
+    for col in ("server", "startup s", "matches", "requests", "repeated p50 ms", "repeated p95 ms",
+                "cold p50 ms", "cold p95 ms", "load requests (threads)", "req/s", "errors"):
+        table.add_column(col, justify="left" if col == "server" else "right")
+    for r in rows:
+        table.add_row(r["server"], f"{r['startup_s']:.1f}", str(r["data_returned"]), str(r["requests"]),
+                      f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}", f"{r['cold_p50_ms']:.1f}",
+                      f"{r['cold_p95_ms']:.1f}",
+                      f"{r['load_requests']} ({r['load_concurrency']})", f"{r['load_requests_per_s']:.0f}",
+                      str(r["load_errors"]))
+    Console(width=200).print(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "serve.json").write_text(json.dumps(
+        {"date": datetime.now(UTC).isoformat(timespec="seconds"), "phases": args.phases, "filter": FILTER,
+         "cpus": os.cpu_count(), "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
