@@ -56,6 +56,9 @@ LEGACY_STEP_NAMES = {"hull": "metrics"}
 STAGE_STEPS = ("mlip_relax", "mlip_ingest", "mlip_gate")
 #: The generator recorded on a candidate that holds an earlier stage's relaxed structure.
 STAGE_GENERATOR = "mlip"
+#: Å: an ML-relaxed structure is idealised to the space group it has within this tolerance
+#: before DFT starts from it (``dft_start``).
+DFT_START_SYMPREC = 0.01
 
 
 class StepError(RuntimeError):
@@ -545,7 +548,8 @@ def mlip_ingest(ctx: RoundContext) -> dict[str, Any]:
 def mlip_gate(ctx: RoundContext) -> dict[str, Any]:
     """Who goes on to the dft stage: mlip entries within ``mlip_e_above_hull`` of the mlip
     hull (as it stands with the whole round ingested), each as a new candidate holding its
-    ML-relaxed structure, its parents recorded (``parent_candidate_id``, ``parent_entry_id``).
+    ML-relaxed structure (idealised to its space group, ``dft_start``), its parents recorded
+    (``parent_candidate_id``, ``parent_entry_id``).
 
     Repeatable: the new candidates are keyed by their structure, so a rerun finds them."""
     from gnomon.pipeline.identity import candidate_from_structure
@@ -565,7 +569,7 @@ def mlip_gate(ctx: RoundContext) -> dict[str, Any]:
             continue
         parent = parents.get(e.candidate_id)
         child = candidate_from_structure(
-            Structure.from_dict(e.structure), STAGE_GENERATOR, campaign=ctx.campaign, round=ctx.index,
+            dft_start(Structure.from_dict(e.structure)), STAGE_GENERATOR, campaign=ctx.campaign, round=ctx.index,
             template_id=parent.template_id if parent else None, substitution=parent.substitution if parent else None,
             parent_candidate_id=e.candidate_id, parent_entry_id=e.id,
             extra={"stage": "mlip", "scheme": e.scheme, "e_above_hull": e_hull},
@@ -577,6 +581,27 @@ def mlip_gate(ctx: RoundContext) -> dict[str, Any]:
     log.info("round %d: %d of %d mlip entries within %.3f eV/atom of the %s hull go on to dft",
              ctx.index, len(passed), len(entries), limit, ctx.mlip_engine.scheme)
     return {"threshold": limit, "passed": passed, "held_back": held_back, "paths": paths}
+
+
+def dft_start(relaxed: Structure, symprec: float = DFT_START_SYMPREC) -> Structure:
+    """The structure DFT starts from: the ML-relaxed one, idealised to its space group.
+
+    A universal potential stops at forces of a few 0.01 eV/Å, leaving a cell a hair off its
+    symmetry; pw.x then finds symmetry operations that are not quite orthogonal and stops
+    (``checkallsym: not orthogonal operation``). The idealised primitive standard cell has the
+    same crystal, at most as many sites, and exact symmetry. Left as relaxed when spglib finds
+    no cell.
+    """
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        ideal = SpacegroupAnalyzer(relaxed, symprec=symprec).get_primitive_standard_structure()
+    except (ValueError, TypeError) as exc:  # spglib: no symmetry dataset for this cell
+        log.warning("%s: left as relaxed (%s)", relaxed.composition.reduced_formula, exc)
+        return relaxed
+    if ideal is None or ideal.composition.reduced_composition != relaxed.composition.reduced_composition:
+        return relaxed
+    return ideal
 
 
 def relax(ctx: RoundContext) -> dict[str, Any]:
