@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from distributed import get_task_stream
 
 from gnomon.config import DaskConfig
 from gnomon.flows.distributed import close_clusters, runtime
@@ -87,7 +88,10 @@ def test_scancelled_worker_job_loses_nothing(slurm_cluster, tmp_path):
         assert len(set(jobs.values())) == 2 and all(jobs.values())  # two workers, two SLURM jobs
         saboteur = Saboteur(rt.client)
         saboteur.start()
-        disturbed = run_round(tmp_path / "disturbed", dask.model_dump())
+        with get_task_stream(client=rt.client) as stream:
+            disturbed = run_round(tmp_path / "disturbed", dask.model_dump())
+        # generation and screening ran as chunks on the SLURM workers
+        assert {str(t["key"]).split("-")[0] for t in stream.data} >= {"saps", "random", "screen"}
         saboteur.stop.set()
         saboteur.join(timeout=10)
         assert saboteur.cancelled, "the round ended before a worker job could be cancelled"
