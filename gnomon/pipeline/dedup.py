@@ -23,9 +23,10 @@ Sieves, cheapest first:
    new's cell (``Lattice.find_all_mappings``); without one it returns False. The sorted
    lengths of any basis bound the lattice's successive minima from above, so a match needs
    ``lambda_k(ref) < (1 + ltol) l_(k)`` for k = 1, 2, 3, in units of each cell's V^(1/3)
-   (the common scaling). ``lambda`` are the lengths of the Niggli-reduced lattice (a Buerger
-   cell, whose lengths are the successive minima in 3D); pairs failing the bound by more than
-   0.1 % (a margin for the reduction's own tolerance) are skipped.
+   (the common scaling). ``lambda`` are the lengths of ref's reduced cell, which the matcher's
+   reduction leaves Niggli-reduced (a Buerger cell, whose lengths are the successive minima in
+   3D); pairs failing the bound by more than 0.1 % (a margin for the reduction's own
+   tolerance) are skipped.
 5. match: ``StructureMatcher.fit(representative, candidate)``, as group_structures calls it.
 
 Cost per candidate depends on the chunk and on the sizes of its buckets, never on how many
@@ -60,11 +61,15 @@ _LATTICE_MARGIN = 1.001
 
 
 def _lattice_bounds(known: Known) -> None:
-    """Set the volume-normalised successive minima and cell lengths of a reduced structure."""
+    """Set the volume-normalised successive minima and cell lengths of a reduced structure.
+
+    The matcher's reduction ends with a Niggli reduction (``get_primitive_structure`` returns
+    ``get_reduced_structure()`` of the primitive cell, or a copy of the Niggli cell it started
+    from when there is none smaller), so the reduced cell's sorted lengths are the successive
+    minima of its lattice; no second reduction is needed."""
     lattice = known.reduced.lattice  # type: ignore[union-attr]
-    unit = lattice.volume ** (1 / 3)
-    known.minima = np.sort(lattice.get_niggli_reduced_lattice().abc) / unit
-    known.lengths = np.sort(lattice.abc) / unit
+    known.lengths = np.sort(lattice.abc) / lattice.volume ** (1 / 3)
+    known.minima = known.lengths
 
 
 @dataclass
@@ -142,11 +147,14 @@ class SQLiteSeenStore:
     """Kept candidates in a scratch SQLite file: memory stays flat however long the stream.
 
     A bucket is read back when a later candidate has the same key; a reduced cell is written
-    back once computed, so no structure is reduced twice.
+    back once computed, so no structure is reduced twice. The ``cache_size`` most recently
+    used bucket members stay parsed in memory (a bound, not a growth).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, cache_size: int = 20_000) -> None:
         self.path = Path(path)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Known] = OrderedDict()  # recently used bucket members
         self._conn = sqlite3.connect(self.path, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=OFF")
@@ -159,21 +167,33 @@ class SQLiteSeenStore:
 
     def bucket(self, key: str) -> list[Known]:
         out = []
-        for cid, nsites, reduced, doc in self._conn.execute(
-            "SELECT id, nsites, reduced, doc FROM seen WHERE key=? ORDER BY rowid", (key,)
-        ):
-            d = orjson.loads(doc)
-            known = Known(cid, d, Structure.from_dict(d) if reduced else None, nsites)
-            if reduced:
-                _lattice_bounds(known)
+        rows = self._conn.execute("SELECT id FROM seen WHERE key=? ORDER BY rowid", (key,)).fetchall()
+        for (cid,) in rows:
+            known = self._cache.get(cid)
+            if known is None:
+                nsites, reduced, doc = self._conn.execute(
+                    "SELECT nsites, reduced, doc FROM seen WHERE id=?", (cid,)).fetchone()
+                d = orjson.loads(doc)
+                known = Known(cid, d, Structure.from_dict(d) if reduced else None, nsites)
+                if reduced:
+                    _lattice_bounds(known)
+                self._remember(known)
+            else:
+                self._cache.move_to_end(cid)
             out.append(known)
         return out
+
+    def _remember(self, known: Known) -> None:
+        self._cache[known.id] = known
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
 
     def add(self, key: str, known: Known) -> None:
         reduced = known.reduced is not None
         doc = known.reduced.as_dict() if reduced else known.structure  # type: ignore[union-attr]
         self._conn.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?, ?)",
                            (known.id, key, known.nsites, int(reduced), orjson.dumps(doc)))
+        self._remember(known)
         self._n += 1
 
     def reduced(self, key: str, known: Known) -> None:
@@ -183,6 +203,7 @@ class SQLiteSeenStore:
 
     def clear(self) -> None:
         self._conn.execute("DELETE FROM seen")
+        self._cache.clear()
         self._n = 0
 
     def __contains__(self, cid: str) -> bool:
