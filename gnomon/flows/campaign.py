@@ -71,7 +71,8 @@ def should_stop(settings: Settings, config: CampaignConfig, finished: int) -> st
     try:
         rule = config.stopping
         if rule.max_relaxations is not None:
-            n = repo.count("calculations", {"campaign": config.name})
+            # with an mlip stage the budget is the campaign engine's (DFT) relaxations
+            n = repo.count("calculations", {"campaign": config.name, **_engine_scheme(settings, config)})
             if n >= rule.max_relaxations:
                 return f"relaxation budget reached ({n} >= {rule.max_relaxations})"
         if rule.patience is not None and finished >= rule.patience:
@@ -81,6 +82,15 @@ def should_stop(settings: Settings, config: CampaignConfig, finished: int) -> st
         return None
     finally:
         repo.close()
+
+
+def _engine_scheme(settings: Settings, config: CampaignConfig) -> dict[str, str]:
+    """A filter on the campaign engine's scheme when stages share the campaign's calculations."""
+    if not config.staged:
+        return {}
+    from gnomon.dft.engine import make_engine
+
+    return {"scheme": make_engine(config.engine.name, settings, **config.engine.options).scheme}
 
 
 def _task_runner(config: CampaignConfig):

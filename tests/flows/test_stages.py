@@ -223,3 +223,23 @@ def test_one_scheme_for_both_stages_is_refused(tmp_path, engines):
             ctx.stage_engines()
     finally:
         ctx.close()
+
+
+def test_the_relaxation_budget_of_a_staged_campaign_counts_its_dft_relaxations(tmp_path):
+    from gnomon.flows.campaign import should_stop
+    from gnomon.storage import open_repository
+
+    settings = Settings(home=tmp_path / "home")
+    config = CampaignConfig(name="budget", elements=["Mg", "Si"], stages=["screen", "mlip", "dft"],
+                            engine={"name": "qe"}, stopping={"max_relaxations": 2})
+
+    def calc(i: int, scheme: str) -> Calculation:
+        return Calculation(id=f"c{i}:{scheme}", candidate_id=f"c{i}", engine=scheme.split("-")[0], scheme=scheme,
+                           settings_hash=scheme, campaign="budget")
+
+    with open_repository(settings.db_url) as repo:
+        repo.insert_new("calculations", [calc(i, MLIP_SCHEME) for i in range(3)] + [calc(0, "qe-pbe-pslibrary")])
+    assert should_stop(settings, config, 1) is None  # 3 mlip relaxations, 1 DFT
+    with open_repository(settings.db_url) as repo:
+        repo.insert_new("calculations", [calc(1, "qe-pbe-pslibrary")])
+    assert "relaxation budget reached (2 >= 2)" in should_stop(settings, config, 1)
