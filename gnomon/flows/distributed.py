@@ -63,18 +63,25 @@ _RUNTIMES: dict[str, DaskRuntime] = {}
 _LOCK = threading.Lock()
 
 
+def slurm_cluster_options(config: DaskConfig) -> dict[str, Any]:
+    """``dask_jobqueue.SLURMCluster`` arguments for ``config``: one worker job of ``cores``
+    cores, ``processes`` worker processes and ``memory``, for ``walltime``, started with this
+    interpreter unless ``python`` says otherwise."""
+    return dict(
+        cores=config.cores, processes=config.processes, memory=config.memory,
+        walltime=config.walltime, queue=config.queue, account=config.account,
+        job_extra_directives=list(config.job_extra), job_script_prologue=list(config.job_script_prologue),
+        python=config.python or sys.executable, interface=config.interface,
+        log_directory=config.log_directory, scheduler_options={"dashboard_address": ":0"},  # any free port
+    )
+
+
 def make_cluster(config: DaskConfig) -> Any:
     """The cluster ``config`` asks for, scaled to its workers (not yet connected)."""
     if config.cluster == "slurm":
         from dask_jobqueue import SLURMCluster
 
-        cluster = SLURMCluster(
-            cores=config.cores, processes=config.processes, memory=config.memory,
-            walltime=config.walltime, queue=config.queue, account=config.account,
-            job_extra_directives=list(config.job_extra), job_script_prologue=list(config.job_script_prologue),
-            python=config.python or sys.executable, interface=config.interface,
-            log_directory=config.log_directory, scheduler_options={"dashboard_address": None},
-        )
+        cluster = SLURMCluster(**slurm_cluster_options(config))
         cluster.scale(jobs=config.workers)
         return cluster
     from distributed import LocalCluster

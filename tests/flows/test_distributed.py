@@ -11,8 +11,9 @@ import dask
 import distributed  # noqa: F401 - its config defaults must be loaded before dask.config.set
 import pytest
 
-from gnomon.config import DaskConfig
-from gnomon.flows.distributed import close_clusters, map_chunks, runtime
+from gnomon.config import CampaignConfig, DaskConfig, Settings
+from gnomon.flows.distributed import close_clusters, map_chunks, runtime, slurm_cluster_options
+from gnomon.flows.fanout import dask_config
 
 pytestmark = pytest.mark.slow
 
@@ -49,3 +50,26 @@ def test_chunks_come_back_in_order_and_a_dead_worker_loses_nothing(local, tmp_pa
     with pytest.raises(ValueError, match="bad item 5"):
         list(map_chunks(fails_on_five, chunks, client))
 
+
+
+def test_a_campaign_takes_its_own_dask_section_else_the_sites():
+    site = Settings(dask={"cluster": "slurm", "workers": 4})
+    plain = CampaignConfig(name="c", elements=["Li", "O"])
+    assert dask_config(plain, Settings()) is None  # no section anywhere: in-process
+    assert dask_config(plain, site).workers == 4
+    own = CampaignConfig(name="c", elements=["Li", "O"], dask={"cluster": "local", "workers": 3})
+    assert dask_config(own, site).cluster == "local"
+
+
+def test_slurm_section_becomes_the_worker_job_script():
+    from dask_jobqueue import SLURMCluster
+
+    cfg = DaskConfig(cluster="slurm", cores=2, memory="3GB", walltime="00:20:00", queue="compute",
+                     account="chem", job_extra=["--qos=debug"], job_script_prologue=["module load foo"],
+                     python="/opt/py/bin/python")
+    with SLURMCluster(**slurm_cluster_options(cfg)) as cluster:  # no job submitted until scaled
+        script = cluster.job_script()
+    for line in ("#SBATCH -p compute", "#SBATCH -A chem", "#SBATCH --cpus-per-task=2", "#SBATCH -t 00:20:00",
+                 "#SBATCH --qos=debug", "module load foo", "/opt/py/bin/python -m distributed.cli.dask_worker"):
+        assert line in script, (line, script)
+    assert "--mem=" in script and "--nthreads 2" in script
