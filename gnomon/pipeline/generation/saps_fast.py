@@ -68,9 +68,12 @@ class TemplateSymmetry:
     key: str  # content hash of the cell
     choices: dict[tuple, list[tuple[int, ...]]] = field(default_factory=dict)  # site subsets
     maps: dict[tuple, list] = field(default_factory=dict)  # substitution maps per setting
+    scaling: tuple = ()  # lattice lengths, versors, geometric factor, ratios, volume
 
 
 _cache: OrderedDict[tuple, TemplateSymmetry] = OrderedDict()
+# template structure object -> its content key (templates are not modified once made)
+_by_object: dict[tuple, tuple[Structure, tuple]] = {}
 cache_stats = {"hits": 0, "misses": 0}
 
 
@@ -90,7 +93,14 @@ def template_symmetry(template: Template, supercell: tuple[int, int, int] | None
     from gnomon.pipeline.generation.saps import oxidation_guess, permutations_from_ops
     from gnomon.pipeline.generation.templates import template_problem
 
-    key = _content_key(template.structure, supercell, symprec)
+    same_object = _by_object.get((id(template.structure), supercell, symprec))
+    if same_object is not None and same_object[0] is template.structure:
+        key = same_object[1]  # the same template object again: skip hashing its content
+    else:
+        key = _content_key(template.structure, supercell, symprec)
+        _by_object[(id(template.structure), supercell, symprec)] = (template.structure, key)
+        if len(_by_object) > _SYMMETRY_CACHE:
+            _by_object.pop(next(iter(_by_object)))
     hit = _cache.get(key)
     if hit is not None:
         _cache.move_to_end(key)
@@ -113,6 +123,11 @@ def template_symmetry(template: Template, supercell: tuple[int, int, int] | None
                                          option=orjson.OPT_SERIALIZE_NUMPY)).hexdigest()[:16]
     sym = TemplateSymmetry(structure, problem, perms, spacegroup, oxidation,
                            [s.specie.symbol for s in structure], base, digest)
+    # Lattice.scale's arithmetic, with what does not depend on the new volume done once
+    abc0 = np.array(structure.lattice.abc)
+    versors = structure.lattice.matrix / abc0
+    geo = abs(np.dot(np.cross(versors[0], versors[1]), versors[2]))
+    sym.scaling = (abc0, versors, geo, abc0 / abc0[2], structure.volume)
     _cache[key] = sym
     if len(_cache) > _SYMMETRY_CACHE:
         _cache.popitem(last=False)
@@ -156,7 +171,7 @@ def _canonical(species: np.ndarray, perms: np.ndarray) -> list[int]:
     ``g`` has species ``species[i]`` at ``perms[g, i]``: ``image[g, perms[g]] = species``.
     """
     images = np.empty_like(perms)
-    np.put_along_axis(images, perms, np.broadcast_to(species, perms.shape), axis=1)
+    images[np.arange(len(perms))[:, None], perms] = species
     order = np.lexsort(images.T[::-1])
     return images[order[0]].tolist()
 
@@ -231,13 +246,8 @@ def expand_fast(gen: SAPSGenerator, template: Template) -> Iterator[Candidate]:
     base_species = np.array([codes[s] for s in symbols], dtype=np.int64)
     old_r3 = sum(_radius(s, oxidation.get(s)) ** 3 for s in symbols)
     frac = np.array([site["abc"] for site in sym.base["sites"]], dtype=float)
-    # Lattice.scale's arithmetic, with what does not depend on the new volume done once
     lattice0 = structure.lattice
-    abc0 = np.array(lattice0.abc)
-    versors = lattice0.matrix / abc0
-    geo = abs(np.dot(np.cross(versors[0], versors[1]), versors[2]))
-    ratios = abc0 / abc0[2]
-    volume0 = structure.volume
+    abc0, versors, geo, ratios, volume0 = sym.scaling
     supercell = list(gen.supercell) if gen.supercell else None
     matcher = None
     kept: dict[str, list[tuple[dict[str, Any], list[str]]]] = {}
