@@ -43,6 +43,7 @@ import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -77,8 +78,9 @@ def saps_candidates(n: int, max_sites: int, seed: int):
                  if c.chemsys == "-".join(sorted(elements))]
         found.sort(key=lambda c: (c.nsites, c.id))
         rng = random.Random(seed + k)
-        out += rng.sample(found, min(per_system, len(found)))
-    return out[:n]
+        out.append(rng.sample(found, min(per_system, len(found))))
+    interleaved = [c for group in zip_longest(*out) for c in group if c is not None]  # every system early
+    return interleaved[:n]
 
 
 def qe_run(engine, structure, workdir: Path) -> Run:
@@ -108,9 +110,14 @@ def bench_qe(n: int, ecutwfc: float, kspacing: float, max_sites: int, tolerance:
                              pseudo_map=PSEUDOS, pseudo_dir=PSEUDO_DIR))
     ml = CHGNetEngine()
     candidates = saps_candidates(n, max_sites, seed)
+    print(f"\n(a) QE vc-relax from the raw SAPS candidate vs from its CHGNet-relaxed structure "
+          f"(LDA vbc, {ecutwfc:g} Ry, k-spacing {kspacing:g} 1/Å; same minimum: |ΔE| ≤ {tolerance * 1000:g} meV/atom)")
+    head = ("candidate", "sites", "CHGNet steps", "CHGNet s", "QE steps raw", "QE steps ML", "QE s raw",
+            "QE s ML", "E raw (eV/at)", "E ML (eV/at)", "ΔE meV/at", "same min")
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head), flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="funnel-qe-") as tmp:
-        for i, cand in enumerate(candidates):
+        for i, cand in enumerate(candidates):  # each row printed when done: a cut-short run still reports
             raw = Structure.from_dict(cand.structure)
             t = time.perf_counter()
             ml_doc = ml.relax(raw, Path(tmp, f"{i}-chgnet"))
@@ -119,21 +126,13 @@ def bench_qe(n: int, ecutwfc: float, kspacing: float, max_sites: int, tolerance:
             a = qe_run(qe, raw, Path(tmp, f"{i}-raw"))
             b = qe_run(qe, relaxed, Path(tmp, f"{i}-ml"))
             rows.append((cand, ml_s, ml_doc.n_ionic_steps, a, b))
-            log.info("%s: raw %s steps %.0f s, from CHGNet %s steps %.0f s", cand.reduced_formula, a.steps,
-                     a.wall_s, b.steps, b.wall_s)
-    print(f"\n(a) QE vc-relax from the raw SAPS candidate vs from its CHGNet-relaxed structure "
-          f"(LDA vbc, {ecutwfc:g} Ry, k-spacing {kspacing:g} 1/Å; same minimum: |ΔE| ≤ {tolerance * 1000:g} meV/atom)")
-    head = ("candidate", "sites", "CHGNet steps", "CHGNet s", "QE steps raw", "QE steps ML", "QE s raw",
-            "QE s ML", "E raw (eV/at)", "E ML (eV/at)", "ΔE meV/at", "same min")
-    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+            de = (b.energy_per_atom - a.energy_per_atom) * 1000 if a.steps is not None and b.steps is not None else None
+            print(f"| {cand.reduced_formula} ({cand.id[:6]}) | {cand.nsites} | {ml_doc.n_ionic_steps} | {ml_s:.1f} | "
+                  f"{a.steps if a.steps is not None else 'failed: ' + (a.error or '')} | "
+                  f"{b.steps if b.steps is not None else 'failed: ' + (b.error or '')} | {a.wall_s:.1f} | "
+                  f"{b.wall_s:.1f} | {_f(a.energy_per_atom, 4)} | {_f(b.energy_per_atom, 4)} | {_f(de, 1)} | "
+                  f"{'–' if de is None else ('yes' if abs(de) <= tolerance * 1000 else 'no')} |", flush=True)
     ok = [(a, b) for _, _, _, a, b in rows if a.steps is not None and b.steps is not None]
-    for cand, ml_s, ml_steps, a, b in rows:
-        de = (b.energy_per_atom - a.energy_per_atom) * 1000 if a.steps is not None and b.steps is not None else None
-        print(f"| {cand.reduced_formula} ({cand.id[:6]}) | {cand.nsites} | {ml_steps} | {ml_s:.1f} | "
-              f"{a.steps if a.steps is not None else 'failed: ' + (a.error or '')} | "
-              f"{b.steps if b.steps is not None else 'failed: ' + (b.error or '')} | {a.wall_s:.1f} | {b.wall_s:.1f} | "
-              f"{_f(a.energy_per_atom, 4)} | {_f(b.energy_per_atom, 4)} | {_f(de, 1)} | "
-              f"{'–' if de is None else ('yes' if abs(de) <= tolerance * 1000 else 'no')} |")
     if ok:
         steps_raw = sum(a.steps for a, _ in ok) / len(ok)
         steps_ml = sum(b.steps for _, b in ok) / len(ok)
