@@ -4,8 +4,8 @@ once between the stages and resumed. Nothing is relaxed twice, the DFT stage rel
 what passed the mlip gate before the kill, from the ML-relaxed structures, and each DFT result
 records its path candidate -> mlip entry -> dft entry.
 
-Kept small for CI: Al-Mg (norm-conserving LDA pseudopotentials from quantum-espresso-data,
-16 Ry, coarse k-points), one round of two candidates of at most three sites, loose vc-relax thresholds."""
+Kept small for CI: Mg-Si (norm-conserving LDA pseudopotentials from quantum-espresso-data,
+16 Ry, coarse k-points), one round of two candidates of at most three sites."""
 
 from __future__ import annotations
 
@@ -27,12 +27,12 @@ from gnomon.storage import CalcState, Calculation, Candidate, Entry, Phase, Roun
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PSEUDO_DIR = Path("/usr/share/espresso/pseudo")
-PSEUDOS = {"Al": "Al.pz-vbc.UPF", "Mg": "Mg.pz-n-vbc.UPF"}
+PSEUDOS = {"Mg": "Mg.pz-n-vbc.UPF", "Si": "Si.pz-vbc.UPF"}
 QE_OPTIONS = {"ecutwfc": 16.0, "kspacing": 0.6, "functional": "pz", "pseudo_family": "vbc",
-              "pseudo_map": PSEUDOS, "etot_conv_thr": 1e-4, "forc_conv_thr": 1e-2, "press_conv_thr": 5.0}
+              "pseudo_map": PSEUDOS}
 CONFIG = {
     "name": "stages-qe",
-    "elements": ["Al", "Mg"],
+    "elements": ["Mg", "Si"],
     "rounds": 1,
     "seed": 5,
     "known_phases": False,
