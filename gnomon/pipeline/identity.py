@@ -4,6 +4,14 @@ Two cells of the same crystal (a supercell, a shifted origin, permuted sites) sh
 same hash as often as cheaply possible, so the hash is taken over spglib's standardized
 primitive cell, rounded. Where symmetry analysis fails the Niggli-reduced cell is used.
 The hash is an identity, not a similarity: near-duplicates are the dedup stage's job.
+
+SAPS candidates made by the fast path (:mod:`gnomon.pipeline.generation.saps_fast`, the
+default) carry a cheaper identity instead, computed without spglib: a hash of the template's
+cell, the outcome's site decoration made canonical under the template's symmetry group, and
+the rescaled lattice. The same outcome of the same template always gets the same id (whichever
+chemical system or run produced it); ``SAPSGenerator(identity="structure")`` gives the hash
+of this module instead. Either way, structures equal across different ids are merged by
+StructureMatcher in :mod:`gnomon.pipeline.dedup`.
 """
 
 from __future__ import annotations

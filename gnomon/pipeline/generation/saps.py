@@ -39,6 +39,13 @@ symmetry. This module does that:
    the new and old sites (reference-lattice scaling, as pymatgen's RLSVolumePredictor), ionic
    radii where the oxidation state is known, atomic radii otherwise.
 
+Two implementations give the same outcomes in the same order: ``method="fast"`` (default;
+:mod:`.saps_fast`) works on site arrays with each template's symmetry analysed once and
+cached, and builds no pymatgen Structure per outcome; ``method="reference"`` is the original
+route (one Structure, spglib standardization and fingerprint per outcome), kept as the
+reference the tests and ``bench/generation.py`` compare with. Their ids differ (see
+:mod:`gnomon.pipeline.identity`) unless ``identity="structure"``.
+
 Every candidate records ``template_id``, ``substitution`` (``{A: B}`` for every substituted
 element), ``replaced_fraction`` (of the partially substituted element's sites; 1.0 for full
 substitutions), ``generator_version`` and ``seed``; ``extra`` holds the replaced site indices,
