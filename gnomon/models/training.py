@@ -118,26 +118,38 @@ def split_by_group(
     Elemental structures always train: they are the references every formation energy is
     measured against, and an element seen only in a held-out group would leave the model unable
     to judge any compound of it (its items would be set aside, and the held-out sets of two
-    trainings on nested data would differ).
+    trainings on nested data would differ). A first round may hold too few compounds for that:
+    then the elements are drawn like any other group, as the only way to have a validation set.
     """
     groups = [s.reduced_formula if by == "composition" else s.chemsys for s in samples]
     elemental = {g for g, s in zip(groups, samples, strict=True) if len(s.composition) == 1}
-    names = sorted(set(groups) - elemental)
-    rng = np.random.default_rng(seed)
-    rng.shuffle(names)
-    n = len(names)
-    n_test = int(round(test_fraction * n)) if test_fraction > 0 else 0
-    n_val = max(1, int(round(val_fraction * n))) if val_fraction > 0 else 0
-    if n_val + n_test >= n:
+    names = _held_out_counts(sorted(set(groups) - elemental), val_fraction, test_fraction)
+    if names is None:
+        names = _held_out_counts(sorted(set(groups)), val_fraction, test_fraction)
+    if names is None:
+        n = len(set(groups))
         raise ValueError(
             f"cannot split {n} distinct {'formulas' if by == 'composition' else 'chemical systems'} "
             "into train, validation and test; add data or lower the held-out fractions"
         )
+    names, n_test, n_val = names
+    rng = np.random.default_rng(seed)
+    rng.shuffle(names)
     test_names, val_names = set(names[:n_test]), set(names[n_test : n_test + n_val])
     split = Split([], [], [])
     for i, g in enumerate(groups):
         (split.test if g in test_names else split.val if g in val_names else split.train).append(i)
     return split
+
+
+def _held_out_counts(
+    names: list[str], val_fraction: float, test_fraction: float
+) -> tuple[list[str], int, int] | None:
+    """``(names, n_test, n_val)``, or None when the groups cannot leave one to train on."""
+    n = len(names)
+    n_test = int(round(test_fraction * n)) if test_fraction > 0 else 0
+    n_val = max(1, int(round(val_fraction * n))) if val_fraction > 0 else 0
+    return None if n_val + n_test >= n else (names, n_test, n_val)
 
 
 def fit_element_references(

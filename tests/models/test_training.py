@@ -54,6 +54,18 @@ def test_split_always_trains_on_elemental_structures():
             assert split.val and split.test
 
 
+def test_split_of_a_first_round_with_few_compounds_draws_elements_too():
+    from pymatgen.core import Lattice, Structure
+
+    def one(key, species, energy):
+        return Sample.from_structure(key, Structure(Lattice.cubic(3.0), species,
+                                                    [[0, 0, 0], [0.5, 0.5, 0.5]][:len(species)]), energy)
+
+    samples = [one("Li", ["Li"], -1.9), one("O", ["O"], -4.9), one("LiO", ["Li", "O"], -3.0)]
+    split = split_by_group(samples, 0.15, 0.0, "composition", seed=0)
+    assert len(split.val) == 1 and len(split.train) == 2  # one compound alone cannot validate
+
+
 def test_split_refuses_too_few_groups():
     pool = toy_samples(30)
     samples = [s for s in pool if s.reduced_formula == pool[0].reduced_formula]
