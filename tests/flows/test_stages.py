@@ -14,6 +14,7 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
 from gnomon.config import CampaignConfig, Settings, mlip_engine_name
+from gnomon.flows.stage_report import discovery_paths, stage_section
 from gnomon.flows.steps import (
     STAGE_STEPS,
     STEP_FUNCTIONS,
@@ -172,6 +173,13 @@ def _assert_gated_and_apart(ctx: StagedContext, candidates: dict[str, Candidate]
     assert len(ctx.repo.entries(scheme=DFT_SCHEME)) == 2 + 1  # references, the one that passed
     # on the DFT hull (no LiO there) Li3O at -1.2 eV/atom is stable
     assert ctx.repo.get(Phase, dft_entry.id).is_stable
+
+    # ... and in the report
+    paths = discovery_paths(ctx.repo, [dft_entry.id])
+    assert paths == [{"formula": "Li3O", "candidate": candidates["Li3O"].id, "mlip_entry": mlip_entry.id,
+                      "mlip_e_above_hull": pytest.approx(0.05), "dft_entry": dft_entry.id}]
+    lines = stage_section(ctx.repo, ctx.config, [ctx.repo.get(Round, ctx.round_id)], [dft_entry.id])
+    assert "## Stages" in lines and any(mlip_entry.id in line and dft_entry.id in line for line in lines)
 
     stages = ctx.repo.get(Round, ctx.round_id).metrics["stages"]
     assert stages["mlip"]["relaxed"] == 3 and stages["mlip"]["passed"] == 1
