@@ -236,7 +236,13 @@ def latency(base: str, filter_: str | None, n: int, warmup: int = 3) -> dict:
             "mean_ms": statistics.fmean(times), "data_returned": returned}
 
 
-def load(base: str, total: int, concurrency: int) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(base: str, total: int, concurrency: int, pid: int | None = None) -> dict:
     errors = 0
     done = 0
 
@@ -252,14 +258,17 @@ def load(base: str, total: int, concurrency: int) -> dict:
                     bad += 1
         return ok, bad
 
+    cpu0 = cpu_seconds(pid) if pid else None
     t0 = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         for ok, bad in pool.map(worker, range(concurrency)):
             done += ok
             errors += bad
     wall = time.perf_counter() - t0
+    # the server's own CPU per request: what the machine's other load cannot inflate
+    cpu_ms = (cpu_seconds(pid) - cpu0) / total * 1000 if pid else None
     return {"requests": total, "concurrency": concurrency, "wall_s": wall,
-            "requests_per_s": total / wall, "errors": errors}
+            "requests_per_s": total / wall, "errors": errors, "server_cpu_ms_per_request": cpu_ms}
 
 
 def main() -> None:
@@ -291,7 +300,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         lat = latency(base, FILTER, args.requests)
         cold = latency(base, None, args.requests)
-        ld = load(base, args.load_requests, args.concurrency)
+        ld = load(base, args.load_requests, args.concurrency, pid=proc.pid)
     finally:
         stop(proc)
     rows.append({"server": "gnomon serve (SQLite view)", "startup_s": startup, **lat,
@@ -305,7 +314,7 @@ def main() -> None:
             base = f"http://127.0.0.1:{port}"
             lat = latency(base, FILTER, args.peer_requests, warmup=1)
             cold = latency(base, None, args.peer_requests, warmup=0)
-            ld = load(base, max(args.peer_requests * 2, 8), min(args.concurrency, 4))
+            ld = load(base, max(args.peer_requests * 2, 8), min(args.concurrency, 4), pid=proc.pid)
         finally:
             stop(proc)
         rows.append({"server": "optimade reference server (mongomock)", "startup_s": startup, **lat,
@@ -315,19 +324,23 @@ def main() -> None:
     table = Table(title=f"gnomon serve over {args.phases} phases: filter {FILTER!r} "
                         f"(goals: p95 <= 100 ms; >= 200 req/s, 0 errors)")
     for col in ("server", "startup s", "matches", "requests", "repeated p50 ms", "repeated p95 ms",
-                "cold p50 ms", "cold p95 ms", "load requests (threads)", "req/s", "errors"):
+                "cold p50 ms", "cold p95 ms", "load requests (threads)", "req/s", "errors",
+                "server CPU ms/request"):
         table.add_column(col, justify="left" if col == "server" else "right")
     for r in rows:
         table.add_row(r["server"], f"{r['startup_s']:.1f}", str(r["data_returned"]), str(r["requests"]),
                       f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}", f"{r['cold_p50_ms']:.1f}",
                       f"{r['cold_p95_ms']:.1f}",
                       f"{r['load_requests']} ({r['load_concurrency']})", f"{r['load_requests_per_s']:.0f}",
-                      str(r["load_errors"]))
-    Console(width=200).print(table)
+                      str(r["load_errors"]), f"{r['load_server_cpu_ms_per_request']:.1f}")
+    Console(width=220).print(table)
+    console.print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end "
+                  "(other processes share these CPUs; server CPU ms/request is what they cannot inflate)",
+                  highlight=False)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve.json").write_text(json.dumps(
         {"date": datetime.now(UTC).isoformat(timespec="seconds"), "phases": args.phases, "filter": FILTER,
-         "cpus": os.cpu_count(), "rows": rows}, indent=2))
+         "cpus": os.cpu_count(), "loadavg": os.getloadavg(), "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ unsorted queries go by id, so pages never overlap), and a bound on the filter's 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +22,7 @@ from optimade.server.entry_collections import EntryCollection
 from optimade.server.mappers import BaseResourceMapper
 from optimade.server.query_params import EntryListingQueryParams, SingleEntryQueryParams
 
+from gnomon.serve.filter_parser import FastFilterParser
 from gnomon.serve.limits import MAX_FILTER_CHARS
 from gnomon.serve.resources import INTERNAL_FIELDS, SCALAR_FIELDS
 
@@ -33,9 +33,7 @@ class ReadOnlyCollection(EntryCollection):
     def __init__(self, resource_cls: type[EntryResource], resource_mapper: BaseResourceMapper,
                  transformer: Transformer, config: ServerConfig):
         super().__init__(resource_cls, resource_mapper, transformer, config)
-        # Lark's Earley parse of a filter costs tens of ms, more than the query it becomes;
-        # clients repeat filters (paging re-sends the same one), so parse trees are cached
-        self.parser.parse = functools.lru_cache(maxsize=512)(self.parser.parse)
+        self.parser.parse = FastFilterParser(self.parser).parse
 
     def insert(self, data: list[EntryResource | dict]) -> None:
         raise NotImplementedError("gnomon serve is read-only: entries are added with gnomon itself")

@@ -92,7 +92,10 @@ def reduced_amounts(composition: dict[str, float]) -> dict[str, int]:
 
 def formula_reduced(composition: dict[str, float]) -> str:
     """OPTIMADE's reduced formula: elements in alphabetical order, amounts divided by their gcd."""
-    reduced = reduced_amounts(composition)
+    return _reduced_formula(reduced_amounts(composition))
+
+
+def _reduced_formula(reduced: dict[str, int]) -> str:
     return "".join(f"{el}{_amount(reduced[el])}" for el in sorted(reduced))
 
 
@@ -105,14 +108,17 @@ def _anonymous_symbols():
 
 def formula_anonymous(composition: dict[str, float]) -> str:
     """OPTIMADE's anonymous formula: reduced amounts, largest first, named A, B, C, ..."""
-    amounts = sorted(reduced_amounts(composition).values(), reverse=True)
+    return _anonymous_formula(reduced_amounts(composition))
+
+
+def _anonymous_formula(reduced: dict[str, int]) -> str:
+    amounts = sorted(reduced.values(), reverse=True)
     return "".join(f"{sym}{_amount(n)}" for sym, n in zip(_anonymous_symbols(), amounts, strict=False))
 
 
 def formula_descriptive(composition: dict[str, float]) -> str:
     """The cell's formula, elements in alphabetical order (``Li6Mn2O6``)."""
-    counts = integer_amounts(composition)
-    return "".join(f"{el}{_amount(counts[el])}" for el in sorted(counts))
+    return _reduced_formula(integer_amounts(composition))
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -144,6 +150,8 @@ def structure_row(entry: dict[str, Any], phase: dict[str, Any] | None) -> dict[s
     species_at_sites = [_site_element(site) for site in sites]
     lattice = structure["lattice"]["matrix"]
     counts = integer_amounts(entry["composition"])
+    divisor = reduce(math.gcd, counts.values())
+    reduced = {el: n // divisor for el, n in counts.items()}
     total = sum(counts.values())
     elements = sorted(counts)
     nsites = len(sites)
@@ -155,9 +163,9 @@ def structure_row(entry: dict[str, Any], phase: dict[str, Any] | None) -> dict[s
         "elements": elements,
         "nelements": len(elements),
         "elements_ratios": [counts[el] / total for el in elements],
-        "chemical_formula_descriptive": formula_descriptive(entry["composition"]),
-        "chemical_formula_reduced": formula_reduced(entry["composition"]),
-        "chemical_formula_anonymous": formula_anonymous(entry["composition"]),
+        "chemical_formula_descriptive": _reduced_formula(counts),
+        "chemical_formula_reduced": _reduced_formula(reduced),
+        "chemical_formula_anonymous": _anonymous_formula(reduced),
         "dimension_types": [1, 1, 1],
         "nperiodic_dimensions": 3,
         "lattice_vectors": [[float(x) for x in row] for row in lattice],
