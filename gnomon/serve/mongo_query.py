@@ -17,7 +17,6 @@ thread rebuilds it the same way while the old view keeps answering.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from typing import Any
@@ -29,6 +28,7 @@ from optimade.server.mappers import StructureMapper
 from pymongo import ASCENDING, DESCENDING
 
 from gnomon.serve.collection import ReadOnlyCollection
+from gnomon.serve.refresh import RefreshingView
 from gnomon.serve.resources import structure_row
 from gnomon.storage.mongodb import MongoRepository
 
@@ -68,24 +68,20 @@ def _as_bool(value: Any) -> Any:
     return value  # a value no boolean equals: matches nothing, as on SQLite
 
 
-class MongoView:
+class MongoView(RefreshingView):
     """The ``optimade_structures`` collection of one gnomon MongoDB database."""
 
     def __init__(self, repo: MongoRepository, refresh_s: float = 30.0):
         self.repo = repo
         self.db = repo.db
-        self.refresh_s = refresh_s
-        self._lock = threading.Lock()
-        self._rebuilding = False
-        self._checked = time.monotonic()
-        self._signature = self._current_signature()
+        self._start_watching(refresh_s)
         self.size = self._build()
 
     @property
     def collection(self):
         return self.db[VIEW]
 
-    def _current_signature(self) -> tuple:
+    def _signature(self) -> tuple:
         latest = list(self.db["phases"].find({}, {"updated_at": 1}).sort("updated_at", DESCENDING).limit(1))
         newest = list(self.db["entries"].find({}, {"created_at": 1}).sort("created_at", DESCENDING).limit(1))
         return (self.db["entries"].count_documents({}), self.db["phases"].count_documents({}),
@@ -134,26 +130,8 @@ class MongoView:
         log.info("OPTIMADE view of %r: %d structures in %.1f s", self.repo, n, time.perf_counter() - start)
         return n
 
-    def maybe_refresh(self) -> None:
-        now = time.monotonic()
-        if now - self._checked < self.refresh_s or self._rebuilding:
-            return
-        with self._lock:
-            if self._rebuilding or now - self._checked < self.refresh_s:
-                return
-            self._checked = now
-            signature = self._current_signature()
-            if signature == self._signature:
-                return
-            self._signature = signature
-            self._rebuilding = True
-        threading.Thread(target=self._rebuild, name="gnomon-serve-view", daemon=True).start()
-
     def _rebuild(self) -> None:
-        try:
-            self.size = self._build()
-        finally:
-            self._rebuilding = False
+        self.size = self._build()
 
     def close(self) -> None:
         self.repo.close()

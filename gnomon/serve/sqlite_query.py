@@ -35,6 +35,7 @@ from optimade.server.config import ServerConfig
 from optimade.server.mappers import StructureMapper
 
 from gnomon.serve.collection import ReadOnlyCollection
+from gnomon.serve.refresh import RefreshingView
 from gnomon.serve.resources import LIST_FIELDS, structure_row
 from gnomon.serve.sqlite_filter import COLUMNS, MASK_COLUMNS, Sql, SQLiteTransformer, element_masks
 
@@ -126,26 +127,22 @@ def _write(dst: sqlite3.Connection, insert: str, rows: list, docs: list, members
     dst.executemany("INSERT INTO structure_lists VALUES (?, ?, ?)", members)
 
 
-class SQLiteView:
+class SQLiteView(RefreshingView):
     """The current view file of one gnomon SQLite database, rebuilt when the database changes."""
 
     def __init__(self, source: Path, refresh_s: float = 30.0):
         self.source = Path(source)
         if not self.source.exists():
             raise FileNotFoundError(f"no gnomon database at {self.source}")
-        self.refresh_s = refresh_s
         self._dir = Path(tempfile.mkdtemp(prefix="gnomon-serve-"))
         self._local = threading.local()
-        self._lock = threading.Lock()
-        self._rebuilding = False
         self._generation = 0
         self._watch = sqlite3.connect(f"file:{self.source}?mode=ro", uri=True,
                                       check_same_thread=False)
-        self._data_version = self._version()
-        self._checked = time.monotonic()
+        self._start_watching(refresh_s)
         self.path, self.size = self._build()
 
-    def _version(self) -> int:
+    def _signature(self) -> int:
         return self._watch.execute("PRAGMA data_version").fetchone()[0]
 
     def _build(self) -> tuple[Path, int]:
@@ -157,22 +154,6 @@ class SQLiteView:
                  time.perf_counter() - start)
         return target, size
 
-    def maybe_refresh(self) -> None:
-        """Start a rebuild in the background if the database changed since the last check."""
-        now = time.monotonic()
-        if now - self._checked < self.refresh_s or self._rebuilding:
-            return
-        with self._lock:
-            if self._rebuilding or now - self._checked < self.refresh_s:
-                return
-            self._checked = now
-            version = self._version()
-            if version == self._data_version:
-                return
-            self._data_version = version
-            self._rebuilding = True
-        threading.Thread(target=self._rebuild, name="gnomon-serve-view", daemon=True).start()
-
     def _rebuild(self) -> None:
         try:
             old = self.path
@@ -181,8 +162,6 @@ class SQLiteView:
         except sqlite3.Error as exc:
             log.error("could not rebuild the OPTIMADE view of %s (serving the previous one): %s",
                       self.source, exc)
-        finally:
-            self._rebuilding = False
 
     def connection(self) -> sqlite3.Connection:
         """This thread's read-only connection to the current view."""
