@@ -34,8 +34,16 @@ def task_from_forcefield(
     steps: int,
     model_version: str,
     dir_name: str | None = None,
+    code: str = "chgnet",
+    package_version: str | None = None,
+    code_version: str | None = None,
 ) -> TaskDocument:
-    """gnomon's document from atomate2's ForceFieldTaskDocument."""
+    """gnomon's document from atomate2's ForceFieldTaskDocument.
+
+    atomate2 records CHGNet's package version as the force field's whatever calculator ran;
+    an engine on another package (SevenNet) names it with ``code``, ``package_version`` and
+    ``code_version``.
+    """
     out = doc.output
     if out is None or out.energy is None:
         raise RelaxationError("force-field relaxation produced no energy")
@@ -49,8 +57,8 @@ def task_from_forcefield(
     return TaskDocument(
         engine=engine,
         scheme=scheme,
-        code="chgnet",
-        code_version=f"chgnet {doc.forcefield_version} model {model_version}",
+        code=code,
+        code_version=code_version or f"chgnet {doc.forcefield_version} model {model_version}",
         settings_hash=settings_hash,
         inputs_hash=inputs_hash,
         structure=structure.as_dict(),
@@ -63,7 +71,8 @@ def task_from_forcefield(
         walltime_s=getattr(out, "elapsed_time", None),
         parameters={"fmax": fmax, "steps": steps, "model_version": model_version},
         dir_name=dir_name,
-        native={"forcefield_name": str(doc.forcefield_name), "forcefield_version": doc.forcefield_version},
+        native={"forcefield_name": str(doc.forcefield_name),
+                "forcefield_version": package_version or doc.forcefield_version},
     )
 
 

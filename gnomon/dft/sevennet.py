@@ -134,7 +134,8 @@ class SevenNetEngine(RelaxEngine):
         return stable_hash({"settings": self.settings_payload(), "structure": structure.as_dict()})
 
     def to_task_document(self, output: Any, structure: Structure, workdir: Path) -> TaskDocument:
-        doc = task_from_forcefield(
+        package = sevenn_version()
+        return task_from_forcefield(
             output,
             engine=self.name,
             scheme=self.scheme,
@@ -145,11 +146,7 @@ class SevenNetEngine(RelaxEngine):
             steps=self.steps,
             model_version=self.model,
             dir_name=str(workdir),
+            code="sevenn",
+            package_version=package,
+            code_version=f"{package} model {self.model}",
         )
-        # task_from_forcefield names CHGNet's package; this energy is sevenn's.
-        code_version = sevenn_version()
-        return doc.model_copy(update={
-            "code": "sevenn",
-            "code_version": f"{code_version} model {self.model}",
-            "native": {**(doc.native or {}), "forcefield_version": code_version},
-        })
