@@ -176,6 +176,13 @@ def _radius(element: str, oxidation: float | None) -> float:
         return float(el.atomic_radius or el.atomic_radius_calculated or 1.5)
 
 
+def radius_cube_change(a: str, b: str, oxidation: dict[str, float]) -> float:
+    """How much one site's r^3 grows when ``b`` replaces ``a``: the volume rescaling's unit
+    (module docstring); ``b`` takes the charge the substitution table pairs with ``a``'s."""
+    _, b_charge = substitution_probability(a, b, oxidation.get(a))
+    return _radius(b, b_charge) ** 3 - _radius(a, oxidation.get(a)) ** 3
+
+
 def oxidation_guess(structure: Structure) -> dict[str, float]:
     """The most likely oxidation state of each element (empty where none is neutral)."""
     comp = structure.composition.reduced_composition
@@ -524,12 +531,9 @@ class SAPSGenerator:
         new_r3 = old_r3
         for a, indices in sites_by_element.items():
             b = mapping[a]
-            _, b_charge = substitution_probability(a, b, oxidation.get(a))
-            ra = _radius(a, oxidation.get(a))
-            rb = _radius(b, b_charge)
             for i in indices:
                 new.replace(i, b)
-            new_r3 += len(indices) * (rb**3 - ra**3)
+            new_r3 += len(indices) * radius_cube_change(a, b, oxidation)
         if self.rescale_volume and old_r3 > 0 and new_r3 > 0:
             new.scale_lattice(structure.volume * new_r3 / old_r3)
         return new

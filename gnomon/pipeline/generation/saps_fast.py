@@ -225,7 +225,7 @@ def expand_fast(gen: SAPSGenerator, template: Template) -> Iterator[Candidate]:
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     from gnomon.pipeline.generation.compositions import is_balanced
-    from gnomon.pipeline.generation.saps import GENERATOR, _radius, substitution_probability
+    from gnomon.pipeline.generation.saps import GENERATOR, _radius, radius_cube_change
     from gnomon.pipeline.identity import structure_hash
 
     sym = template_symmetry(template, gen.supercell, gen.symprec)
@@ -261,12 +261,9 @@ def expand_fast(gen: SAPSGenerator, template: Template) -> Iterator[Candidate]:
             new_r3 = old_r3
             for a, indices in sites_by_element.items():
                 b = mapping[a]
-                _, b_charge = substitution_probability(a, b, oxidation.get(a))
-                ra = _radius(a, oxidation.get(a))
-                rb = _radius(b, b_charge)
                 for i in indices:
                     new_symbols[i] = b
-                new_r3 += len(indices) * (rb**3 - ra**3)
+                new_r3 += len(indices) * radius_cube_change(a, b, oxidation)
             counts: dict[str, int] = {}
             for el in new_symbols:
                 counts[el] = counts.get(el, 0) + 1
