@@ -19,8 +19,12 @@ install: $(STAMP)
 run: install
 	$(PY) -m gnomon.cli campaign quickstart
 
+# two pytest-xdist workers: the slow tests wait on child processes (Prefect servers, relaxation
+# workers, SLURM jobs) most of the time, so two of them share two cores well
+TEST_WORKERS ?= 2
+
 test: install
-	$(PY) -m pytest -q --timeout=1200 --durations=25
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --timeout=1200 --durations=25
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not integration"

@@ -44,6 +44,16 @@ def sqlite_repo(tmp_path):
     r.close()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test`` runs two workers) the tests of the one live SLURM
+    cluster run in one worker, one after another: its session fixture starts and stops the
+    cluster, and a second worker's fixture would stop it under the first's jobs."""
+    for item in items:
+        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_workspace(tmp_path, monkeypatch):
     """Every test gets its own GNOMON_HOME so nothing leaks into the checkout."""
