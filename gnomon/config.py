@@ -238,6 +238,22 @@ class StoppingConfig(_Section):
     patience: int | None = Field(None, ge=1, description="Stop after this many rounds without a new stable phase.")
 
 
+class FunnelConfig(_Section):
+    """The streaming funnel of a round (``gnomon.flows.funnel_step``): generate -> exact dedup ->
+    screen in chunks through bounded memory, storing only the candidates that pass the screen
+    (with their predictions) and counting the rest. Off by default: a round then stores every
+    unique candidate of ``saps.max_candidates`` and ``random_search`` and screens them after."""
+
+    enabled: bool = False
+    chunk_size: int = Field(1000, ge=1, description="Candidates generated, deduplicated and screened at a time.")
+    max_generated: int = Field(100_000, ge=1, description="Candidates pulled from the generators per round.")
+    e_above_hull: float = Field(
+        0.1, description="eV/atom: a candidate passes when its predicted e_above_hull minus one sigma "
+        "(GNoME's optimistic bound) is at most this; the rest are only counted.")
+    max_passed: int | None = Field(
+        None, ge=1, description="Stop pulling candidates once this many passed (unset: run to max_generated).")
+
+
 class CampaignConfig(_Section):
     """A discovery campaign, as written in its YAML file."""
 
@@ -253,6 +269,7 @@ class CampaignConfig(_Section):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     stopping: StoppingConfig = Field(default_factory=StoppingConfig)
+    funnel: FunnelConfig = Field(default_factory=FunnelConfig)
     max_arity: int | None = Field(
         None, ge=2, description="Explore every sub-system of 2..max_arity of the elements (a campaign "
         "over many elements); unset: the whole space, random search on all the elements together.")

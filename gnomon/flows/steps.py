@@ -303,19 +303,17 @@ def _new_only(ctx: RoundContext, candidates: Iterator[Candidate], limit: int, ch
                 return
 
 
-def generate_saps(ctx: RoundContext) -> dict[str, Any]:
+def saps_source(ctx: RoundContext) -> tuple[Iterator[Candidate], Any]:
+    """The round's SAPS compounds as a lazy stream, and the generator (its ``skipped``
+    templates fill as the stream is read). Templates come from every system of the scheme in
+    the database; in a campaign over many systems (max_arity) only those an outcome of at most
+    max_arity elements can come from."""
     from gnomon.flows.fanout import dask_config, saps_candidates
-    from gnomon.pipeline.generation.candidate_io import write_candidates
     from gnomon.pipeline.generation.saps import SAPSGenerator
     from gnomon.pipeline.generation.templates import make_template, prototype_templates
-    from gnomon.pipeline.systems import arity, fair_take
+    from gnomon.pipeline.systems import arity
 
     cfg = ctx.config.saps
-    path = ctx.run_dir / "saps.json"
-    if not cfg.enabled or cfg.max_candidates == 0:
-        return {"file": None, "count": 0}
-    # templates come from every system of the scheme in the database; in a campaign over many
-    # systems (max_arity) only those an outcome of at most max_arity elements can come from
     max_arity = min(ctx.config.max_arity or len(ctx.config.elements), len(ctx.config.elements))
 
     def templates():
@@ -335,7 +333,20 @@ def generate_saps(ctx: RoundContext) -> dict[str, Any]:
     # substituting every site of a template by one element gives an elemental polymorph; the
     # references already cover the elements, so a compound campaign spends no budget there
     outcomes = saps_candidates(dask_config(ctx.config, ctx.settings), generator, templates())
-    compounds = (c for c in outcomes if 1 < arity(c.chemsys) <= max_arity)
+    return (c for c in outcomes if 1 < arity(c.chemsys) <= max_arity), generator
+
+
+def generate_saps(ctx: RoundContext) -> dict[str, Any]:
+    from gnomon.pipeline.generation.candidate_io import write_candidates
+    from gnomon.pipeline.systems import fair_take
+
+    cfg = ctx.config.saps
+    path = ctx.run_dir / "saps.json"
+    if not cfg.enabled or cfg.max_candidates == 0:
+        return {"file": None, "count": 0}
+    if streams(ctx):
+        return {"file": None, "count": 0, "streamed": True}
+    compounds, generator = saps_source(ctx)
     if ctx.config.max_arity is None:
         kept = _new_only(ctx, compounds, cfg.max_candidates)
     else:  # many systems: each its fair share of the round's candidates
@@ -345,8 +356,11 @@ def generate_saps(ctx: RoundContext) -> dict[str, Any]:
     return {"file": str(path), "count": n, "skipped_templates": len(generator.skipped)}
 
 
-def generate_random(ctx: RoundContext) -> dict[str, Any]:
-    from gnomon.pipeline.generation.candidate_io import write_candidates
+def random_source(ctx: RoundContext) -> tuple[Iterator[Candidate], Any, list[str]]:
+    """The round's random-search candidates as a lazy stream, the search (its ``failures``
+    fill as the stream is read) and the compositions searched: those no stored phase and no
+    earlier round of the campaign has covered."""
+    from gnomon.flows.fanout import dask_config, random_candidates
     from gnomon.pipeline.generation.compositions import (
         BalanceMode,
         CompositionGenerator,
@@ -355,9 +369,6 @@ def generate_random(ctx: RoundContext) -> dict[str, Any]:
     from gnomon.pipeline.generation.random_search import RandomSearch
 
     cfg = ctx.config.random_search
-    path = ctx.run_dir / "random.json"
-    if not cfg.enabled or cfg.max_compositions == 0:
-        return {"file": None, "count": 0}
     comps = CompositionGenerator(
         max_atoms=ctx.config.compositions.max_atoms,
         mode=BalanceMode.relaxed if ctx.config.compositions.relaxed else BalanceMode.strict,
@@ -367,7 +378,9 @@ def generate_random(ctx: RoundContext) -> dict[str, Any]:
     for r in range(ctx.index):
         earlier = ctx.repo.get(Round, Round.key(ctx.campaign, r))
         if earlier is not None:
-            searched |= set(earlier.outputs.get("generate", {}).get("random", {}).get("compositions", []))
+            out = earlier.outputs
+            searched |= set(out.get("generate", {}).get("random", {}).get("compositions", []))
+            searched |= set(out.get("dedup", {}).get("funnel", {}).get("compositions", []))
     if ctx.config.max_arity is None:
         formulas = [f for f in comps.generate(ctx.config.elements, skip=known) if f not in searched]
     else:  # many systems: the charge-balanced compositions of each, the systems taking turns
@@ -378,15 +391,38 @@ def generate_random(ctx: RoundContext) -> dict[str, Any]:
     formulas = formulas[: cfg.max_compositions]
     search = RandomSearch(n_per_composition=cfg.n_per_composition, backend=cfg.backend, max_atoms=cfg.max_atoms,
                           seed=ctx.seed("random"), campaign=ctx.campaign, round=ctx.index)
-    from gnomon.flows.fanout import dask_config, random_candidates
+    return random_candidates(dask_config(ctx.config, ctx.settings), search, formulas), search, formulas
 
-    n = write_candidates(path, random_candidates(dask_config(ctx.config, ctx.settings), search, formulas))
+
+def generate_random(ctx: RoundContext) -> dict[str, Any]:
+    from gnomon.pipeline.generation.candidate_io import write_candidates
+
+    cfg = ctx.config.random_search
+    path = ctx.run_dir / "random.json"
+    if not cfg.enabled or cfg.max_compositions == 0:
+        return {"file": None, "count": 0}
+    if streams(ctx):
+        return {"file": None, "count": 0, "streamed": True}
+    candidates, search, formulas = random_source(ctx)
+    n = write_candidates(path, candidates)
     return {"file": str(path), "count": n, "compositions": formulas, "failures": len(search.failures)}
 
 
 # -- dedup --------------------------------------------------------------------------------------
+def streams(ctx: RoundContext) -> bool:
+    """Whether this round runs the streaming funnel (``funnel.enabled`` and a model to screen
+    with: a round with none yet stores its unique candidates the usual way)."""
+    return ctx.config.funnel.enabled and "screen" in ctx.config.stages and screening_model(ctx) is not None
+
+
 def dedup(ctx: RoundContext) -> dict[str, Any]:
-    """Unique candidates of the round, stored; duplicates of the batch or the database dropped."""
+    """Unique candidates of the round, stored; duplicates of the batch or the database dropped.
+    With the streaming funnel: generated, deduplicated and screened here, chunk by chunk, and
+    only the candidates that pass stored (``gnomon.flows.funnel_step``)."""
+    if streams(ctx):
+        from gnomon.flows.funnel_step import run_funnel
+
+        return run_funnel(ctx)
     from gnomon.pipeline.dedup import Deduplicator
     from gnomon.pipeline.generation.candidate_io import read_candidates
     from gnomon.pipeline.generation.streaming import chunked

@@ -122,6 +122,22 @@ def prototype_templates(
     (case-insensitive, e.g. ``"B1"``, ``"E2_1"``, ``"AB_cF8_225_a_b"``, ``"Halite"``);
     ``max_sites`` and ``max_species`` drop larger ones.
     """
+    if labels is None:
+        yield from _library_templates(max_sites, max_species)
+        return
+    yield from _prototype_templates(labels, max_sites, max_species)
+
+
+@functools.lru_cache(maxsize=8)
+def _library_templates(max_sites: int | None, max_species: int | None) -> tuple[TemplateResult, ...]:
+    """The whole library's templates, built once per process: parsing ~1,100 prototypes and
+    analysing each one's symmetry costs seconds, and every round of a campaign asks again."""
+    return tuple(_prototype_templates(None, max_sites, max_species))
+
+
+def _prototype_templates(
+    labels: Iterable[str] | None, max_sites: int | None, max_species: int | None,
+) -> Iterator[TemplateResult]:
     wanted = {w.lower() for w in labels} if labels is not None else None
     found: set[str] = set()
     for record in _prototype_records():

@@ -1,0 +1,173 @@
+"""A round with the streaming funnel (``funnel.enabled``): generate -> exact dedup -> screen ->
+store in chunks. What it stores is exactly what an independent pass (the deduplicator over the
+same stream, then the screener against the same hull) says passes; the rest are only counted;
+no chunk holds more than ``chunk_size``; selection works on what was stored; and a run cut by a
+crash and rerun stores the same candidates without screening any twice. Steps run in-process,
+screened by the pretrained model shipped with gnomon."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from gnomon.config import CampaignConfig, Settings
+from gnomon.flows import funnel_step
+from gnomon.flows.steps import STEP_FUNCTIONS, RoundContext, run_step, screening_model
+from gnomon.models.registry import ModelRegistry
+from gnomon.models.screening import Screener, hull_function
+from gnomon.pipeline.dedup import Deduplicator
+from gnomon.pipeline.thermo.entries import make_entry
+from gnomon.pipeline.thermo.hull import HullEngine
+from gnomon.storage import Candidate, Prediction, StepState
+
+pytestmark = pytest.mark.slow
+
+SCHEME = "mlip-chgnet-0.3.0"  # the pretrained model's scheme: it screens without a transfer
+# elemental references of that scheme (CHGNet 0.3.0, eV/atom: bcc Li, fcc Na, O2)
+REFERENCES = {"Li": -1.91, "Na": -1.31, "O": -4.93}
+CHUNK, MAX_GENERATED = 8, 60  # the Li-Na-O stream holds ~80 compounds: the cap binds
+THROUGH_SELECT = ("references", "generate", "dedup", "screen", "select")
+
+
+def _config(**funnel) -> CampaignConfig:
+    return CampaignConfig(
+        name="funnel-test", elements=sorted(REFERENCES), known_phases=False, seed=2,
+        saps={"max_candidates": 10_000, "max_template_sites": 6, "max_per_template": 4},
+        random_search={"n_per_composition": 1, "max_compositions": 2, "max_atoms": 6},
+        compositions={"max_atoms": 6},
+        selection={"policy": "greedy", "budget": 5, "exploration": 0.0, "max_per_group": None},
+        funnel={"enabled": True, "chunk_size": CHUNK, "max_generated": MAX_GENERATED, **funnel},
+    )
+
+
+def _context(tmp_path, name: str, cfg: CampaignConfig) -> RoundContext:
+    ctx = RoundContext(Settings(home=tmp_path / name), cfg, 0)
+    HullEngine(ctx.repo).ingest([make_entry(el, e, SCHEME, candidate_id=f"ref-{el}") for el, e in REFERENCES.items()])
+    return ctx
+
+
+def _through(ctx: RoundContext, steps=THROUGH_SELECT) -> None:
+    for step in steps:
+        run_step(ctx, step, STEP_FUNCTIONS[step])
+
+
+def _independent_bounds(ctx: RoundContext) -> tuple[dict[str, float], int]:
+    """The optimistic bound (predicted e_above_hull - sigma) of each unique candidate of the
+    round's stream, by the deduplicator and the screener called directly; and how many unique."""
+    stream, _ = funnel_step.funnel_sources(ctx)
+    unique = list(Deduplicator().stream(itertools.islice(stream, ctx.config.funnel.max_generated)))
+    ensemble = ModelRegistry(ctx.repo, ctx.settings.models_dir).load(screening_model(ctx))
+    ehull = hull_function(ctx.repo, SCHEME)
+    results = Screener(ensemble).predict([c.structure for c in unique])
+    bounds = {c.id: ehull(c.formula, r.energy_per_atom) - (r.sigma or 0.0)
+              for c, r in zip(unique, results, strict=True) if r.rejected is None}
+    return bounds, len(unique)
+
+
+def test_the_funnel_stores_exactly_what_passes_and_counts_the_rest(tmp_path):
+    probe = _context(tmp_path, "probe", _config())
+    try:
+        _through(probe, ("references",))
+        bounds, n_unique = _independent_bounds(probe)
+    finally:
+        probe.close()
+    threshold = sorted(bounds.values())[len(bounds) // 2]  # splits the stream in two
+    expected = {cid for cid, b in bounds.items() if b <= threshold}
+
+    ctx = _context(tmp_path, "home", _config(e_above_hull=threshold))
+    try:
+        _through(ctx)
+        out = ctx.round().outputs
+        assert out["generate"]["saps"]["streamed"] and out["generate"]["saps"]["file"] is None
+        assert not (ctx.run_dir / "saps.json").exists()  # nothing written before the screen
+        counts = out["dedup"]["funnel"]
+        assert counts["generated"] == MAX_GENERATED == out["dedup"]["generated"]
+        assert counts["generated"] == counts["duplicates"] + counts["screened"] + counts["unscreenable"]
+        assert counts["screened"] == counts["passed"] + counts["failed"] == len(bounds)
+        assert n_unique == counts["screened"] + counts["unscreenable"]
+        assert 0 < counts["passed"] < counts["screened"]
+        assert counts["max_buffered"] <= CHUNK and counts["chunks"] == -(-MAX_GENERATED // CHUNK)
+
+        stored = {c.id for c in ctx.repo.query(Candidate, {"campaign": "funnel-test", "round": 0})}
+        assert set(out["dedup"]["unique"]) == stored
+        assert len(stored) == counts["passed"] == counts["stored"]
+        assert stored == expected  # exactly what the deduplicator and screener called directly pass
+        # each stored candidate carries the prediction it passed on
+        preds = {p.candidate_id: p for p in ctx.repo.query(Prediction, {"candidate_id": sorted(stored)})}
+        assert set(preds) == stored
+        assert all(p.e_above_hull - (p.sigma or 0.0) <= threshold + 1e-9 for p in preds.values())
+        # the screen step found them predicted; selection chose among them
+        assert out["screen"]["screened"] == len(stored)
+        assert out["select"]["selected"] and set(out["select"]["selected"]) <= stored
+    finally:
+        ctx.close()
+
+
+def test_max_passed_stops_the_stream_at_the_chunk_that_reaches_it(tmp_path):
+    ctx = _context(tmp_path, "home", _config(e_above_hull=10.0, max_passed=10))
+    try:
+        _through(ctx, THROUGH_SELECT[:3])
+        counts = ctx.round().outputs["dedup"]["funnel"]
+        assert 10 <= counts["passed"] < 10 + CHUNK and counts["generated"] < MAX_GENERATED
+    finally:
+        ctx.close()
+
+
+def test_a_crash_mid_funnel_reruns_to_the_same_candidates_without_screening_twice(tmp_path, monkeypatch):
+    straight = _context(tmp_path, "straight", _config(e_above_hull=10.0))
+    try:
+        _through(straight, THROUGH_SELECT[:3])
+        expected = set(straight.round().outputs["dedup"]["unique"])
+    finally:
+        straight.close()
+    assert expected
+
+    ctx = _context(tmp_path, "crashed", _config(e_above_hull=10.0))
+    calls = {"n": 0}
+    real_store = funnel_step.HullScreen.store
+
+    def store_then_crash(self, passing):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("killed mid-round")
+        real_store(self, passing)
+
+    try:
+        _through(ctx, THROUGH_SELECT[:2])
+        monkeypatch.setattr(funnel_step.HullScreen, "store", store_then_crash)
+        with pytest.raises(RuntimeError, match="killed mid-round"):
+            run_step(ctx, "dedup", STEP_FUNCTIONS["dedup"])
+        assert ctx.round().steps["dedup"] is not StepState.done
+        first = {c.id for c in ctx.repo.query(Candidate, {"campaign": "funnel-test", "round": 0})}
+        before = len(first)
+        assert 0 < before < len(expected)
+
+        monkeypatch.setattr(funnel_step.HullScreen, "store", real_store)
+        screened = []
+        real_call = funnel_step.HullScreen.__call__
+
+        def counting(self, chunk):
+            screened.extend(c.id for c in chunk)
+            return real_call(self, chunk)
+
+        monkeypatch.setattr(funnel_step.HullScreen, "__call__", counting)
+        run_step(ctx, "dedup", STEP_FUNCTIONS["dedup"])
+        out = ctx.round().outputs["dedup"]
+        assert set(out["unique"]) == expected
+        assert out["funnel"]["resumed"] == before
+        assert screened and not first & set(screened)  # what the first run stored was not screened again
+    finally:
+        ctx.close()
+
+
+def test_a_round_without_a_model_yet_stores_its_candidates_the_usual_way(tmp_path):
+    cfg = _config()
+    cfg.model.start_from = "scratch"
+    ctx = _context(tmp_path, "home", cfg)
+    try:
+        _through(ctx, THROUGH_SELECT[:3])
+        out = ctx.round().outputs
+        assert "funnel" not in out["dedup"] and out["generate"]["saps"]["file"]
+    finally:
+        ctx.close()
