@@ -18,7 +18,7 @@ from gnomon.storage import Repository, Round  # noqa: E402
 
 METRIC_COLUMNS = (
     ("round", "round"), ("policy", "policy"), ("generated", "generated"), ("unique", "unique"),
-    ("screened", "screened"), ("selected", "selected"), ("relaxed", "relaxed"), ("failed", "failed"),
+    ("screened", "screened"), ("passed_screen", "passed screen"), ("selected", "selected"), ("relaxed", "relaxed"), ("failed", "failed"),
     ("hit_rate", "hit rate"), ("hit_rate_25meV", "hit rate (25 meV)"), ("new_stable", "new stable"),
     ("mae", "MAE (eV/atom)"), ("sigma_coverage_1", "±1σ coverage"),
 )

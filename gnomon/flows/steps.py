@@ -693,9 +693,15 @@ def metrics(ctx: RoundContext) -> dict[str, Any]:
         "screened": out.get("screen", {}).get("screened", 0),
         "selected": len(out.get("select", {}).get("selected", [])),
     }
+    funnel = out.get("dedup", {}).get("funnel")
+    if funnel:  # a streaming round stored only what passed: unique and screened come from its counts
+        counts["unique"] = funnel["generated"] - funnel["duplicates"] + funnel.get("resumed", 0)
+        counts["screened"] = funnel["screened"] + funnel.get("resumed", 0)
     result = round_metrics(ctx.repo, ctx.scheme, entries, preds, counts, len(out.get("ingest", {}).get("failed", {})))
     result["policy"] = out.get("select", {}).get("policy")
     result["model_version"] = version
+    if funnel:
+        result["passed_screen"] = len(out["dedup"]["unique"])
     from gnomon.pipeline.systems import system_breakdown
 
     result["by_system"] = system_breakdown(ctx.repo, ctx.scheme, out.get("dedup", {}).get("unique", []),

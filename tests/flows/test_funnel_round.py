@@ -8,6 +8,7 @@ screened by the pretrained model shipped with gnomon."""
 from __future__ import annotations
 
 import itertools
+from functools import cached_property
 
 import pytest
 
@@ -41,8 +42,17 @@ def _config(**funnel) -> CampaignConfig:
     )
 
 
-def _context(tmp_path, name: str, cfg: CampaignConfig) -> RoundContext:
-    ctx = RoundContext(Settings(home=tmp_path / name), cfg, 0)
+class FakeEngineContext(RoundContext):
+    fake = None
+
+    @cached_property
+    def engine(self):
+        return self.fake if self.fake is not None else RoundContext.engine.func(self)
+
+
+def _context(tmp_path, name: str, cfg: CampaignConfig, fake=None) -> RoundContext:
+    ctx = FakeEngineContext(Settings(home=tmp_path / name), cfg, 0)
+    ctx.fake = fake
     HullEngine(ctx.repo).ingest([make_entry(el, e, SCHEME, candidate_id=f"ref-{el}") for el, e in REFERENCES.items()])
     return ctx
 
@@ -65,7 +75,11 @@ def _independent_bounds(ctx: RoundContext) -> tuple[dict[str, float], int]:
     return bounds, len(unique)
 
 
-def test_the_funnel_stores_exactly_what_passes_and_counts_the_rest(tmp_path):
+def test_the_funnel_stores_exactly_what_passes_and_counts_the_rest(tmp_path, fake_engine, monkeypatch):
+    import gnomon.dft.engine
+
+    fake_engine.scheme_name = SCHEME
+    monkeypatch.setattr(gnomon.dft.engine, "make_engine", lambda *a, **k: fake_engine)  # the report's engine
     probe = _context(tmp_path, "probe", _config())
     try:
         _through(probe, ("references",))
@@ -75,9 +89,9 @@ def test_the_funnel_stores_exactly_what_passes_and_counts_the_rest(tmp_path):
     threshold = sorted(bounds.values())[len(bounds) // 2]  # splits the stream in two
     expected = {cid for cid, b in bounds.items() if b <= threshold}
 
-    ctx = _context(tmp_path, "home", _config(e_above_hull=threshold))
+    ctx = _context(tmp_path, "home", _config(e_above_hull=threshold), fake_engine)
     try:
-        _through(ctx)
+        _through(ctx, STEP_FUNCTIONS)  # the whole round, relaxed by the instant test double
         out = ctx.round().outputs
         assert out["generate"]["saps"]["streamed"] and out["generate"]["saps"]["file"] is None
         assert not (ctx.run_dir / "saps.json").exists()  # nothing written before the screen
@@ -100,6 +114,12 @@ def test_the_funnel_stores_exactly_what_passes_and_counts_the_rest(tmp_path):
         # the screen step found them predicted; selection chose among them
         assert out["screen"]["screened"] == len(stored)
         assert out["select"]["selected"] and set(out["select"]["selected"]) <= stored
+        # the round's metrics and report count the stream, not only what was stored
+        metrics = ctx.round().metrics
+        assert (metrics["generated"], metrics["unique"], metrics["screened"], metrics["passed_screen"]) == \
+            (MAX_GENERATED, n_unique, len(bounds), len(stored))
+        report = (ctx.settings.home / "reports" / "funnel-test" / "report.md").read_text()
+        assert "passed screen" in report
     finally:
         ctx.close()
 
