@@ -1,6 +1,7 @@
 """The benchmark world: oracle-relaxed crystals over many chemical systems, with a fixed hold-out.
 
     .venv/bin/python bench/world.py build [--workers 2]   # resumable; an hour or two on 2 cores
+    .venv/bin/python bench/world.py grow --per-system 55  # wave 3 on the shipped world; resumable
     .venv/bin/python bench/world.py status                # how far a build has come
     .venv/bin/python bench/world.py check                 # verify the shipped files' hashes
 
@@ -22,6 +23,13 @@ the way a campaign makes its candidates and labelled the way a campaign labels t
   per system, over the whole world.
 * **Hold-out:** a seeded 20 % of the systems of each arity, whole systems, in ``heldout.json``.
   Training (``bench/learning.py``, the shipped pretrained model) never sees them.
+
+* **Wave 3** (``grow``): more of the same for every system up to ``--per-system`` structures:
+  partial and full SAPS on the prototype library and on the world's own compounds within
+  0.1 eV/atom of their hull, and random search (SMACT-balanced, else relaxed balance) where
+  substitution finds too few; nothing the world already holds (StructureMatcher). The systems
+  and the hold-out stay as they are. Its plan and results live in ``bench/world/grow``, which
+  is committed as it goes, so a grow stopped in one session resumes in the next.
 
 Work goes to ``bench/world/work`` (not shipped): the plan of each wave, then one JSON line per
 relaxation appended by each worker, so a stopped build restarts where it was and redoes
@@ -49,6 +57,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 WORLD_DIR = HERE / "world"
 WORK_DIR = WORLD_DIR / "work"
+GROW_DIR = WORLD_DIR / "grow"  # wave 3: committed, so that a grow resumes across sessions
 WORLD_FILE = WORLD_DIR / "world.jsonl.gz"
 HELDOUT_FILE = WORLD_DIR / "heldout.json"
 MANIFEST_FILE = WORLD_DIR / "manifest.json"
@@ -316,8 +325,8 @@ def oracle_input(structure):
 
 def _results_done(work: Path) -> dict[str, dict[str, Any]]:
     done: dict[str, dict[str, Any]] = {}
-    for path in sorted(work.glob("relaxed-*.jsonl")):
-        with path.open() as fh:
+    for path in sorted([*work.glob("relaxed-*.jsonl"), *work.glob("relaxed-*.jsonl.gz")]):
+        with (gzip.open(path, "rt") if path.suffix == ".gz" else path.open()) as fh:
             for line in fh:
                 line = line.strip()
                 if not line:
@@ -459,6 +468,164 @@ def label(plan: list[dict[str, Any]], results: dict[str, dict[str, Any]], db: Pa
     return sorted(rows, key=lambda r: r["id"])
 
 
+# -- wave 3: growing the shipped world ---------------------------------------------------------
+GROW_NEAR_HULL = 0.1  # eV/atom: world compounds used as templates in wave 3
+
+
+def rows_as_plan(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The world's rows as the (plan, results) they were labelled from, so that a grown world
+    is labelled over all of its structures at once."""
+    plan, results = [], {}
+    for r in rows:
+        plan.append({"id": r["id"], "chemsys": r["planned_chemsys"], "generator": r["generator"],
+                     "template": r["template"], "structure": r["unrelaxed"]})
+        results[r["id"]] = {"id": r["id"], "structure": r["relaxed"], "energy": r["energy"],
+                            "initial_energy": r["unrelaxed_energy_per_atom"] * r["nsites"],
+                            "steps": r["steps"], "converged": r["converged"], "input": r["unrelaxed"]}
+    return plan, results
+
+
+GROW_SAPS_THRESHOLD = 0.0005  # substitution probability cut-off of wave 3 (campaigns: 0.01)
+GROW_MAX_RANDOM = 10  # random structures per system at most: pyxtal takes 2-15 s a quaternary
+
+
+def plan_wave3(system: str, need: int, existing: list[dict[str, Any]],
+               known: list[tuple[str, Any]], max_sites: int = 10) -> list[Planned]:
+    """Up to ``need`` new structures for ``system`` that match none of ``existing`` (its
+    world inputs, structure dicts): SAPS with a low probability cut-off (less likely
+    substitutions too, as GNoME's later rounds did), random search only where SAPS finds
+    under ``GROW_MAX_RANDOM`` (quaternaries few templates reach)."""
+    from pymatgen.core import Structure
+
+    from gnomon.pipeline.generation.compositions import (
+        BalanceMode,
+        CompositionError,
+        CompositionGenerator,
+    )
+    from gnomon.pipeline.generation.random_search import RandomSearch
+    from gnomon.pipeline.generation.saps import SAPSGenerator
+    from gnomon.pipeline.generation.templates import Template, make_template
+
+    if need <= 0:
+        return []
+    elements = system.split("-")
+    arity = len(elements)
+    seed = int(hashlib.sha256(("w3" + system).encode()).hexdigest()[:8], 16)
+    rng = random.Random(seed)
+    target = set(elements)
+    templates = [t for t in _prototypes(max_sites) if len(t.structure.composition) <= arity]
+    templates += [t for kid, st in known
+                  if len(st.composition) <= arity
+                  and len({e.symbol for e in st.composition} - target) <= 1
+                  and isinstance(t := make_template(f"world:{kid}", st, "world"), Template)]
+    rng.shuffle(templates)
+    saps = SAPSGenerator(elements=tuple(elements), max_species=arity, partial=True, seed=seed,
+                         max_per_template=4, threshold=GROW_SAPS_THRESHOLD)
+    pool: list[tuple[str, str | None, Any]] = []
+    for c in saps.generate(templates):
+        if c.chemsys == system:
+            gen = "saps-known" if c.template_id.startswith("world:") else "saps-prototype"
+            pool.append((gen, c.template_id, Structure.from_dict(c.structure)))
+        if len(pool) >= 3 * need:
+            break
+    rng.shuffle(pool)
+    chosen = _new_against(existing, pool, need)
+    if len(chosen) < GROW_MAX_RANDOM:  # substitution finds (almost) nothing: random search
+        formulas: list[str] = []
+        for mode in (BalanceMode.strict, BalanceMode.relaxed):
+            try:
+                formulas = [f for f in CompositionGenerator(max_atoms=8, mode=mode).generate(elements)
+                            if set(_elements_of(f)) == target]
+            except CompositionError:
+                formulas = []
+            if formulas:
+                break
+        if formulas:
+            short = min(need - len(chosen), GROW_MAX_RANDOM)
+            formulas = rng.sample(formulas, min(len(formulas), max(1, short // 3)))
+            search = RandomSearch(n_per_composition=max(1, -(-2 * short // len(formulas))),
+                                  max_atoms=8, seed=seed)
+            randoms = [("random", None, Structure.from_dict(c.structure)) for c in search.generate(formulas)]
+            chosen += _new_against(existing + [s.as_dict() for _, _, s in chosen], randoms, short)
+    return [_planned(system, g, t, s) for g, t, s in chosen[:need]]
+
+
+def _elements_of(formula: str) -> list[str]:
+    from pymatgen.core import Composition
+
+    return [e.symbol for e in Composition(formula).elements]
+
+
+def _new_against(existing: list[dict[str, Any]], pool: list[tuple[str, str | None, Any]],
+                 k: int) -> list[tuple[str, str | None, Any]]:
+    """Up to ``k`` of ``pool``, distinct from each other and from every ``existing`` structure
+    (StructureMatcher at gnomon's dedup tolerances)."""
+    from pymatgen.core import Structure
+
+    from gnomon.pipeline.dedup import dedup_structures
+
+    old = [Structure.from_dict(d) for d in existing]
+    keep = dedup_structures(old + [s for _, _, s in pool[: 4 * k]])
+    return [pool[i - len(old)] for i in keep if i >= len(old)][:k]
+
+
+def _plan_wave3_one(args: tuple[str, int, list[dict[str, Any]], list[tuple[str, dict[str, Any]]]]) -> list[Planned]:
+    import warnings
+
+    from pymatgen.core import Structure
+
+    system, need, existing, known = args
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return plan_wave3(system, need, existing, [(k, Structure.from_dict(d)) for k, d in known])
+
+
+def grow(workers: int, per_system: int, deadline: float | None = None) -> None:
+    """Wave 3 on the shipped world (see the module docstring); resumable. Writes the world,
+    the manifest (cumulative counts) and keeps the hold-out as it is."""
+    from gnomon.pipeline.generation.streaming import parallel_map
+
+    GROW_DIR.mkdir(parents=True, exist_ok=True)
+    rows, held = load_world()
+    old_manifest = json.loads(MANIFEST_FILE.read_text())
+    base_rows = rows
+    if (GROW_DIR / "base.jsonl.gz").exists():  # the world as it was before the grow began
+        base_rows = list(read_jsonl_gz(GROW_DIR / "base.jsonl.gz"))
+        old_manifest = json.loads((GROW_DIR / "base-manifest.json").read_text())
+    else:
+        _write_jsonl_gz(GROW_DIR / "base.jsonl.gz", rows)
+        (GROW_DIR / "base-manifest.json").write_text(json.dumps(old_manifest, indent=1) + "\n")
+    systems = world_systems()
+
+    def make_wave3():
+        by_system: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in base_rows:
+            by_system[r["planned_chemsys"]].append(r["unrelaxed"])
+        known = [(r["id"], r["relaxed"]) for r in base_rows
+                 if r["generator"] != "element" and r["e_above_hull"] is not None
+                 and r["e_above_hull"] <= GROW_NEAR_HULL and r["nsites"] <= 12]
+        jobs = [(s, per_system - len(by_system[s]), by_system[s], known)
+                for s in systems if "-" in s and per_system > len(by_system[s])]
+        out: list[Planned] = []
+        for i, batch in enumerate(parallel_map(_plan_wave3_one, jobs, workers), 1):
+            out += batch
+            log.info("wave 3 planned %d/%d systems (%d structures)", i, len(jobs), len(out))
+        return out
+
+    plan3 = _planned_wave(GROW_DIR / "wave3.jsonl.gz", make_wave3)
+    relax_all(plan3, GROW_DIR, workers, deadline=deadline)
+    results3 = _results_done(GROW_DIR)
+    plan0, results0 = rows_as_plan(base_rows)
+    rows = label(plan0 + plan3, {**results0, **results3}, GROW_DIR / "world.db")
+    (GROW_DIR / "world.db").unlink(missing_ok=True)
+    _write_jsonl_gz(WORLD_FILE, rows)
+    c = old_manifest["counts"]
+    failed = sum(1 for r in results3.values() if "error" in r)
+    attempted = sum(1 for p in plan3 if p["id"] in results3)
+    write_manifest(rows, systems, sorted(held), c["planned"] + len(plan3), c["oracle_failures"] + failed,
+                   c["attempted"] + attempted)
+
+
 # -- commands ---------------------------------------------------------------------------------
 def build(workers: int, n_saps: int, n_random: int, n_known: int,
           deadlines: tuple[float | None, float | None] = (None, None)) -> None:
@@ -552,12 +719,13 @@ def check() -> int:
 
 
 def status() -> None:
-    for wave in ("wave1", "wave2"):
-        path = WORK_DIR / f"{wave}.jsonl.gz"
+    for folder, wave in ((WORK_DIR, "wave1"), (WORK_DIR, "wave2"), (GROW_DIR, "wave3")):
+        path = folder / f"{wave}.jsonl.gz"
         n = sum(1 for _ in read_jsonl_gz(path)) if path.exists() else 0
         print(f"{wave}: {n} planned")
-    done = _results_done(WORK_DIR) if WORK_DIR.exists() else {}
-    print(f"relaxed: {len(done)} ({sum('error' in r for r in done.values())} failed)")
+    for folder in (WORK_DIR, GROW_DIR):
+        done = _results_done(folder) if folder.exists() else {}
+        print(f"{folder.name}: relaxed {len(done)} ({sum('error' in r for r in done.values())} failed)")
 
 
 def load_world() -> tuple[list[dict[str, Any]], set[str]]:
@@ -583,6 +751,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--known", type=int, default=20, help="wave-2 SAPS structures per system")
     b.add_argument("--until", nargs=2, metavar=("WAVE1", "WAVE2"), default=None,
                    help="local times HH:MM at which each wave's relaxation stops")
+    g = sub.add_parser("grow", help="wave 3: more structures per system on the shipped world")
+    g.add_argument("--workers", type=int, default=2)
+    g.add_argument("--per-system", type=int, default=55, help="structures per system to reach")
+    g.add_argument("--until", default=None, metavar="HH:MM", help="local time at which relaxation stops")
     sub.add_parser("check")
     sub.add_parser("status")
     args = parser.parse_args(argv)
@@ -590,6 +762,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "build":
         build(args.workers, args.saps, args.random, args.known,
               tuple(_at(t) for t in args.until) if args.until else (None, None))
+        return check()
+    if args.cmd == "grow":
+        grow(args.workers, args.per_system, _at(args.until) if args.until else None)
         return check()
     if args.cmd == "check":
         return check()
