@@ -349,7 +349,9 @@ def main() -> None:
     rows = Rows()
     t0 = time.perf_counter()
     query = bench_saps(rows, 3 if args.quick else len(SYSTEMS))
-    bench_random(rows, 2 if args.quick else 6)
+    # 20 per composition (60 candidates, ~30 s on one process): with 6 (18 candidates) the
+    # 2-process figure was a third process-pool start-up (spawn + imports), not throughput
+    bench_random(rows, 2 if args.quick else 20)
     bench_funnel(rows, 2_000 if args.quick else 20_000)  # before the dedup part: its RSS is its own
     bench_dedup(rows, query, [1_000, 10_000] if args.quick else [1_000, 100_000, 1_000_000])
     total = time.perf_counter() - t0
