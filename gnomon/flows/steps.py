@@ -336,16 +336,24 @@ def saps_source(ctx: RoundContext) -> tuple[Iterator[Candidate], Any]:
     return (c for c in outcomes if 1 < arity(c.chemsys) <= max_arity), generator
 
 
+def _writes_nothing(ctx: RoundContext, enabled: bool) -> dict[str, Any] | None:
+    """The output of a generator that writes no file this round (switched off, or read by the
+    streaming funnel in the dedup step instead), else None."""
+    if not enabled:
+        return {"file": None, "count": 0}
+    if streams(ctx):
+        return {"file": None, "count": 0, "streamed": True}
+    return None
+
+
 def generate_saps(ctx: RoundContext) -> dict[str, Any]:
     from gnomon.pipeline.generation.candidate_io import write_candidates
     from gnomon.pipeline.systems import fair_take
 
     cfg = ctx.config.saps
     path = ctx.run_dir / "saps.json"
-    if not cfg.enabled or cfg.max_candidates == 0:
-        return {"file": None, "count": 0}
-    if streams(ctx):
-        return {"file": None, "count": 0, "streamed": True}
+    if (idle := _writes_nothing(ctx, cfg.enabled and cfg.max_candidates > 0)) is not None:
+        return idle
     compounds, generator = saps_source(ctx)
     if ctx.config.max_arity is None:
         kept = _new_only(ctx, compounds, cfg.max_candidates)
@@ -399,10 +407,8 @@ def generate_random(ctx: RoundContext) -> dict[str, Any]:
 
     cfg = ctx.config.random_search
     path = ctx.run_dir / "random.json"
-    if not cfg.enabled or cfg.max_compositions == 0:
-        return {"file": None, "count": 0}
-    if streams(ctx):
-        return {"file": None, "count": 0, "streamed": True}
+    if (idle := _writes_nothing(ctx, cfg.enabled and cfg.max_compositions > 0)) is not None:
+        return idle
     candidates, search, formulas = random_source(ctx)
     n = write_candidates(path, candidates)
     return {"file": str(path), "count": n, "compositions": formulas, "failures": len(search.failures)}
