@@ -23,15 +23,17 @@ CONFIG = {
     "elements": ["Li", "Na", "O"],
     "rounds": 2,
     "seed": 3,
+    "known_phases": False,  # the published Li-Na-O phases add relaxations, not resume cases
     "saps": {"max_candidates": 12, "max_template_sites": 4, "max_per_template": 3},
     "random_search": {"n_per_composition": 1, "max_compositions": 2, "max_atoms": 6},
     "compositions": {"max_atoms": 5},
     "model": {"ensemble_size": 2, "hidden": 16, "layers": 1, "max_epochs": 15, "patience": 5, "min_entries": 4},
     "selection": {"policy": "threshold", "threshold": 1.0, "budget": 3, "exploration": 0.0, "max_per_group": 2},
     "engine": {"name": "mlip", "options": {"fmax": 0.5, "steps": 15}},
-    # one relaxation at a time, each in its own worker process: round 1 stays part-way through
-    # its relaxations for several seconds, wide enough for the test to land its SIGKILL there
-    "dispatch": {"name": "local", "workers": 1, "pack": 1, "poll_interval": 0.5},
+    # one worker process at a time, two relaxations each (one process start per pair): round 1
+    # stays part-way through its relaxations for several seconds, wide enough for the test to
+    # land its SIGKILL there
+    "dispatch": {"name": "local", "workers": 1, "pack": 2, "poll_interval": 0.5},
 }
 
 
