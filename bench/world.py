@@ -523,9 +523,15 @@ def plan_wave3(system: str, need: int, existing: list[dict[str, Any]],
                          max_per_template=4, threshold=GROW_SAPS_THRESHOLD)
     pool: list[tuple[str, str | None, Any]] = []
     for c in saps.generate(templates):
-        if c.chemsys == system:
-            gen = "saps-known" if c.template_id.startswith("world:") else "saps-prototype"
-            pool.append((gen, c.template_id, Structure.from_dict(c.structure)))
+        if c.chemsys != system:
+            continue
+        structure = Structure.from_dict(c.structure)
+        if oracle_input(structure)[1] is not None:
+            # less likely substitutions keep the template's cell, often far too dense for the
+            # new ions; the oracle would refuse them, so the plan takes the next one instead
+            continue
+        gen = "saps-known" if c.template_id.startswith("world:") else "saps-prototype"
+        pool.append((gen, c.template_id, structure))
         if len(pool) >= 3 * need:
             break
     rng.shuffle(pool)
@@ -627,7 +633,8 @@ def grow(workers: int, per_system: int, deadline: float | None = None) -> None:
     (GROW_DIR / "world.db").unlink(missing_ok=True)
     _write_jsonl_gz(WORLD_FILE, rows)
     c = old_manifest["counts"]
-    failed = sum(1 for r in results3.values() if "error" in r)
+    planned3 = {p["id"] for p in plan3}
+    failed = sum(1 for k, r in results3.items() if "error" in r and k in planned3)
     attempted = sum(1 for p in plan3 if p["id"] in results3)
     write_manifest(rows, systems, sorted(held), c["planned"] + len(plan3), c["oracle_failures"] + failed,
                    c["attempted"] + attempted)
