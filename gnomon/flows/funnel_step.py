@@ -106,19 +106,17 @@ def _then(stream: Iterable[Candidate], done) -> Iterator[Candidate]:
     done()
 
 
-def run_funnel(ctx: Any) -> dict[str, Any]:
-    """The dedup step of a streaming round (see the module docstring); returns its outputs."""
-    from gnomon.flows.steps import screening_model
+def run_funnel(ctx: Any, record: ModelVersion) -> dict[str, Any]:
+    """The dedup step of a streaming round screened by ``record`` (see the module docstring);
+    returns its outputs."""
+    from gnomon.flows.steps import round_candidate_ids
     from gnomon.models.ensemble import TTA
     from gnomon.models.registry import ModelRegistry
     from gnomon.pipeline.dedup import Deduplicator, SQLiteSeenStore
 
     cfg = ctx.config.funnel
-    record = screening_model(ctx)
-    if record is None:
-        raise RuntimeError("the streaming funnel needs a screening model; steps.streams() checks first")
     ensemble = ModelRegistry(ctx.repo, ctx.settings.models_dir).load(record)
-    stored_before = _funnel_ids(ctx)
+    stored_before = round_candidate_ids(ctx)
     seen_path = ctx.run_dir / "funnel-seen.db"
     seen_path.parent.mkdir(parents=True, exist_ok=True)
     for stale in seen_path.parent.glob(seen_path.name + "*"):  # an interrupted run's: start afresh
@@ -145,7 +143,7 @@ def run_funnel(ctx: Any) -> dict[str, Any]:
         counts = funnel.run(fresh(itertools.islice(stream, cfg.max_generated)))
     finally:
         seen.close()
-    unique = sorted(_funnel_ids(ctx))
+    unique = sorted(round_candidate_ids(ctx))
     log.info("round %d funnel: %d generated, %d duplicates, %d screened, %d passed (e_above_hull - "
              "sigma <= %.3f), %d unscreenable; %d stored in all", ctx.index, counts.generated,
              counts.duplicates, counts.screened, counts.passed, cfg.e_above_hull, counts.unscreenable,
@@ -153,12 +151,6 @@ def run_funnel(ctx: Any) -> dict[str, Any]:
     return {"generated": counts.generated + resumed, "unique": unique,
             "funnel": {**_summary(counts), **info, "resumed": resumed, "model_version": record.id,
                        "e_above_hull": cfg.e_above_hull, "chunk_size": cfg.chunk_size}}
-
-
-def _funnel_ids(ctx: Any) -> set[str]:
-    """The ids of the candidates this round's funnel stored (any run of it)."""
-    return {c.id for c in ctx.repo.query(Candidate, {"campaign": ctx.campaign, "round": ctx.index})
-            if c.generator not in ("reference", "known")}
 
 
 def _summary(counts: FunnelCounts) -> dict[str, Any]:

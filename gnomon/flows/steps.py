@@ -415,27 +415,42 @@ def generate_random(ctx: RoundContext) -> dict[str, Any]:
 
 
 # -- dedup --------------------------------------------------------------------------------------
+def streaming_model(ctx: RoundContext) -> ModelVersion | None:
+    """The model a streaming round screens its funnel with; None when the round does not
+    stream (``funnel.enabled`` off, or no model yet: such a round stores its unique candidates
+    the usual way)."""
+    if not (ctx.config.funnel.enabled and "screen" in ctx.config.stages):
+        return None
+    return screening_model(ctx)
+
+
 def streams(ctx: RoundContext) -> bool:
-    """Whether this round runs the streaming funnel (``funnel.enabled`` and a model to screen
-    with: a round with none yet stores its unique candidates the usual way)."""
-    return ctx.config.funnel.enabled and "screen" in ctx.config.stages and screening_model(ctx) is not None
+    """Whether this round runs the streaming funnel (see :func:`streaming_model`)."""
+    return streaming_model(ctx) is not None
+
+
+def round_candidate_ids(ctx: RoundContext) -> set[str]:
+    """Ids of the generated candidates stored for this round (not references or known phases):
+    what an interrupted run of the dedup step already stored."""
+    return {c.id for c in ctx.repo.query(Candidate, {"campaign": ctx.campaign, "round": ctx.index})
+            if c.generator not in ("reference", "known")}
 
 
 def dedup(ctx: RoundContext) -> dict[str, Any]:
     """Unique candidates of the round, stored; duplicates of the batch or the database dropped.
     With the streaming funnel: generated, deduplicated and screened here, chunk by chunk, and
     only the candidates that pass stored (``gnomon.flows.funnel_step``)."""
-    if streams(ctx):
+    record = streaming_model(ctx)
+    if record is not None:
         from gnomon.flows.funnel_step import run_funnel
 
-        return run_funnel(ctx)
+        return run_funnel(ctx, record)
     from gnomon.pipeline.dedup import Deduplicator
     from gnomon.pipeline.generation.candidate_io import read_candidates
     from gnomon.pipeline.generation.streaming import chunked
 
     files = [v["file"] for v in ctx.outputs("generate").values() if isinstance(v, dict) and v.get("file")]
-    already = {c.id for c in ctx.repo.query(Candidate, {"campaign": ctx.campaign, "round": ctx.index})
-               if c.generator not in ("reference", "known")}
+    already = round_candidate_ids(ctx)
     deduper = Deduplicator(repository=ctx.repo)
     unique: list[str] = []
     seen = 0
