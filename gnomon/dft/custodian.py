@@ -6,6 +6,17 @@
 |                                                  | diagonalization david -> cg, then more steps |
 | ``bfgs failed`` / history reset / nstep reached  | restart from the last geometry              |
 | ``Maximum CPU time exceeded`` (max_seconds)      | restart from the last geometry              |
+| errore in the subspace diagonalization            | switch diagonalization david -> cg, from   |
+| (``cdiaghg``/``rdiaghg``: S matrix not positive   | the last geometry (custodian's VASP        |
+| definite, cholesky; ``c_bands``: too many bands)  | handlers do the same for ZHEGV/EDDDAV)     |
+| errore on symmetry (``checkallsym``, ``sgam_at``, | nosym = .true., from the last geometry     |
+| ``symm_base``): a step broke the cell's symmetry  |                                            |
+| errore in ``efermig`` (cannot bracket Ef)         | double degauss, up to 0.05 Ry              |
+| errore in ``scale_h`` (vc-relax: not enough space | cell_factor 4, from the last geometry      |
+| for radial FFT: the cell grew or shrank too far)  |                                            |
+
+Any other errore is not corrected: the run fails with pw.x's own message (not only MPI's
+MPI_ABORT notice from pw.err), so the failure says what went wrong.
 
 Every handler edits ``qe_input.json`` and re-renders ``pw.in``; custodian records what it
 did in ``custodian.json`` and the task document keeps the list.
@@ -126,6 +137,55 @@ class QEWalltimeHandler(ErrorHandler):
         return _restart_from_last_geometry(directory, "walltime")
 
 
+DIAGONALIZATION_ROUTINES = ("cdiaghg", "rdiaghg", "cdiagh", "rdiagh", "c_bands", "cegterg", "regterg")
+SYMMETRY_ROUTINES = ("checkallsym", "sgam_at", "sgam_at_mag", "symm_base", "find_sym", "sym_rho_init")
+MAX_DEGAUSS = 0.05  # Ry
+CELL_FACTOR = 4.0  # pw.x's default is 2 for vc-relax
+
+
+class QEErroreHandler(ErrorHandler):
+    """pw.x stopped in errore for a reason a changed input can fix (see the module's table)."""
+
+    is_monitor = False
+
+    def check(self, directory: str = "./") -> bool:
+        out = parse_pw_output(Path(directory) / PW_OUT)
+        error = out.error
+        if error is None or out.job_done or out.scf_failed:
+            return False
+        inp = read_input(directory)
+        if error.routine in DIAGONALIZATION_ROUTINES:
+            return inp["electrons"].get("diagonalization", "david") != "cg"
+        if error.routine in SYMMETRY_ROUTINES:
+            return not inp["system"].get("nosym", False)
+        if error.routine == "efermig":
+            return float(inp["system"].get("degauss", 0.0)) < MAX_DEGAUSS - 1e-9
+        if error.routine == "scale_h":
+            return float(inp["cell"].get("cell_factor", 2.0)) < CELL_FACTOR
+        return False
+
+    def correct(self, directory: str = "./") -> dict[str, Any]:
+        out = parse_pw_output(Path(directory) / PW_OUT)
+        error = out.error
+        inp = read_input(directory)
+        if error.routine in DIAGONALIZATION_ROUTINES:
+            inp["electrons"]["diagonalization"] = "cg"
+            action = {"dict": "electrons", "action": {"_set": {"diagonalization": "cg"}}}
+        elif error.routine in SYMMETRY_ROUTINES:
+            inp["system"]["nosym"] = True
+            action = {"dict": "system", "action": {"_set": {"nosym": True}}}
+        elif error.routine == "scale_h":
+            inp["cell"]["cell_factor"] = CELL_FACTOR
+            action = {"dict": "cell", "action": {"_set": {"cell_factor": CELL_FACTOR}}}
+        else:  # efermig
+            inp["system"]["degauss"] = min(MAX_DEGAUSS, 2 * float(inp["system"]["degauss"]))
+            action = {"dict": "system", "action": {"_set": {"degauss": inp["system"]["degauss"]}}}
+        if out.images:  # keep the ionic progress the run made
+            inp["structure"] = out.final_structure.as_dict()
+        write_input(inp, directory)
+        return {"errors": [str(error)], "actions": [action]}
+
+
 class PWDoneValidator(Validator):
     """pw.x must have printed JOB DONE; otherwise it crashed (see pw.err)."""
 
@@ -134,13 +194,14 @@ class PWDoneValidator(Validator):
 
 
 def default_handlers() -> list[ErrorHandler]:
-    return [QEScfHandler(), QEBfgsHandler(), QEWalltimeHandler()]
+    return [QEScfHandler(), QEBfgsHandler(), QEWalltimeHandler(), QEErroreHandler()]
 
 
 def run_pw_custodian(directory: str | Path, pw_command: list[str], max_errors: int = 5) -> list[dict[str, Any]]:
     """Run pw.x in ``directory`` under custodian; returns the corrections made.
 
-    Raises RelaxationError with custodian's reason (and the tail of pw.err) on failure.
+    Raises RelaxationError with custodian's reason, pw.x's own error message (from pw.out) and
+    the tail of pw.err on failure.
     """
     directory = Path(directory)
     c = Custodian(
@@ -156,8 +217,11 @@ def run_pw_custodian(directory: str | Path, pw_command: list[str], max_errors: i
     try:
         run_log = c.run()
     except CustodianError as exc:
+        error = parse_pw_output(directory / PW_OUT).error
         err = (directory / PW_ERR).read_text(errors="replace")[-500:] if (directory / PW_ERR).exists() else ""
-        raise RelaxationError(f"pw.x failed under custodian in {directory}: {exc}" + (f" | {err.strip()}" if err.strip() else "")) from exc
+        raise RelaxationError(f"pw.x failed under custodian in {directory}: {exc}"
+                              + (f" | pw.x: {error}" if error is not None else "")
+                              + (f" | {err.strip()}" if err.strip() else "")) from exc
     return [_plain(corr) for job_log in run_log or [] for corr in job_log.get("corrections", [])]
 
 

@@ -86,6 +86,20 @@ _BFGS_FAIL = re.compile(
 )
 _BFGS_OK = re.compile(r"bfgs converged", re.I)
 _JOB_DONE = re.compile(r"JOB DONE")
+# pw.x's errore() block: a row of %, "Error in routine NAME (CODE):", the message, a row of %
+_ERROR = re.compile(r"%{20,}\s*\n\s*Error in routine\s+(\S+)\s*\((-?\d+)\):\s*\n(.*?)\n\s*%{20,}", re.S)
+
+
+@dataclass(frozen=True)
+class PWError:
+    """pw.x's own account of why it stopped (errore), as opposed to MPI's MPI_ABORT notice."""
+
+    routine: str
+    code: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"Error in routine {self.routine} ({self.code}): {self.message}"
 
 
 @dataclass
@@ -120,6 +134,13 @@ class PWOutput:
     @property
     def bfgs_converged(self) -> bool:
         return bool(_BFGS_OK.search(self.text))
+
+    @property
+    def error(self) -> PWError | None:
+        m = _ERROR.search(self.text)
+        if m is None:
+            return None
+        return PWError(m.group(1), int(m.group(2)), " ".join(m.group(3).split()))
 
     @property
     def final_structure(self) -> Structure | None:

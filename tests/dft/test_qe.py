@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 from dft_helpers import si_diamond
 
-from gnomon.dft.custodian import QEBfgsHandler, QEScfHandler, QEWalltimeHandler, run_pw_custodian
+from gnomon.dft.custodian import (
+    MAX_DEGAUSS,
+    QEBfgsHandler,
+    QEErroreHandler,
+    QEScfHandler,
+    QEWalltimeHandler,
+    run_pw_custodian,
+)
 from gnomon.dft.errors import InputError, RelaxationError
 from gnomon.dft.qe import QEEngine, build_input, find_pseudos, kpoint_grid
 from gnomon.dft.qe_io import (
@@ -30,6 +37,23 @@ SCF_FAIL = """
      iteration #  3     ecut=    25.00 Ry     beta= 0.50
      convergence NOT achieved after   3 iterations: stopping
 """
+
+
+MPI_ABORT = """--------------------------------------------------------------------------
+MPI_ABORT was invoked on rank 0 in communicator MPI_COMM_WORLD
+with errorcode 1.
+
+NOTE: invoking MPI_ABORT causes Open MPI to kill all MPI processes.
+You may or may not see output from other processes, depending on
+exactly when Open MPI kills them.
+--------------------------------------------------------------------------
+"""
+
+
+def errore(routine: str, code: int, message: str) -> str:
+    """pw.x's errore() block, as it prints it to pw.out."""
+    bar = " " + "%" * 78
+    return f"\n{bar}\n     Error in routine {routine} ({code}):\n     {message}\n{bar}\n\n     stopping ...\n"
 
 
 @pytest.fixture
@@ -161,6 +185,80 @@ def test_bfgs_and_walltime_handlers_restart_from_last_geometry(tmp_path):
     (d2 / PW_OUT).write_text(_truncated_fixture("     Maximum CPU time exceeded\n"))
     assert QEWalltimeHandler().check(str(d2)) and not QEScfHandler().check(str(d2))
     assert QEWalltimeHandler().correct(str(d2))["errors"] == ["walltime"]
+
+
+def test_a_finished_or_missing_output_has_no_errore():
+    assert parse_pw_output(FIXTURE).error is None
+    assert parse_pw_output(DATA / "nonexistent.out").error is None
+
+
+@pytest.mark.parametrize(
+    ("routine", "message", "key", "expected"),
+    [
+        ("cdiaghg", "S matrix not positive definite", ("electrons", "diagonalization"), "cg"),
+        ("c_bands", "too many bands are not converged", ("electrons", "diagonalization"), "cg"),
+        ("checkallsym", "some of the original symmetry operations not satisfied", ("system", "nosym"), True),
+        ("efermig", "internal error, cannot bracket Ef", ("system", "degauss"), None),
+        ("scale_h", "Not enough space allocated for radial FFT: try restarting with a larger cell_factor.",
+         ("cell", "cell_factor"), 4.0),
+    ],
+)
+def test_errore_handler_changes_the_input_from_the_last_geometry(tmp_path, routine, message, key, expected):
+    d = _run_dir(tmp_path, _truncated_fixture(errore(routine, 1, message)))
+    out = parse_pw_output(d / PW_OUT)
+    assert str(out.error) == f"Error in routine {routine} (1): {message}"
+    degauss = read_input(d)["system"]["degauss"]
+    h = QEErroreHandler()
+    assert h.check(str(d)) and not QEScfHandler().check(str(d)) and not QEBfgsHandler().check(str(d))
+    result = h.correct(str(d))
+    assert result["errors"] == [str(out.error)]
+    inp = read_input(d)
+    value = inp[key[0]][key[1]]
+    assert value == (expected if expected is not None else 2 * degauss)
+    assert inp["structure"]["lattice"]["a"] == pytest.approx(out.final_structure.lattice.a)
+    assert f"{key[1]} = " in (d / "pw.in").read_text()
+    if expected is not None:  # the same error again cannot be corrected the same way
+        assert not h.check(str(d))
+    else:
+        for _ in range(10):
+            if not h.check(str(d)):
+                break
+            h.correct(str(d))
+        assert read_input(d)["system"]["degauss"] == pytest.approx(MAX_DEGAUSS)
+
+
+def test_an_errore_no_handler_knows_is_not_corrected(tmp_path):
+    d = _run_dir(tmp_path, errore("readpp", 1, "file Xx.UPF not found"))
+    assert not QEErroreHandler().check(str(d))
+    d2 = tmp_path / "scf"
+    d2.mkdir()
+    (d2 / INPUT_JSON).write_text((d / INPUT_JSON).read_text())
+    (d2 / PW_OUT).write_text(SCF_FAIL + errore("cdiaghg", 1, "S matrix not positive definite"))
+    assert not QEErroreHandler().check(str(d2))  # the SCF handler owns unconverged SCF
+
+
+def test_custodian_corrects_a_diagonalization_errore_and_reruns(tmp_path):
+    crashed = tmp_path / "crash.out"
+    crashed.write_text(_truncated_fixture(errore("cdiaghg", 159, "S matrix not positive definite")))
+    mpi = tmp_path / "mpi.err"
+    mpi.write_text(MPI_ABORT)
+    exe = _fake_pw(tmp_path, f"if [ ! -f calls ]; then touch calls; cat {crashed}; cat {mpi} >&2; exit 1; fi\ncat {FIXTURE}\n")
+    d = _run_dir(tmp_path)
+    corrections = run_pw_custodian(d, [str(exe)], max_errors=3)
+    assert [c["handler"] for c in corrections] == ["QEErroreHandler"]
+    assert corrections[0]["errors"] == ["Error in routine cdiaghg (159): S matrix not positive definite"]
+    assert read_input(d)["electrons"]["diagonalization"] == "cg"
+
+
+def test_a_failure_reports_pw_x_s_own_error_not_only_mpi_abort(tmp_path):
+    crashed = tmp_path / "crash.out"
+    crashed.write_text(errore("readpp", 1, "file Xx.UPF not found"))
+    mpi = tmp_path / "mpi.err"
+    mpi.write_text(MPI_ABORT)
+    exe = _fake_pw(tmp_path, f"cat {crashed}; cat {mpi} >&2; exit 1\n")
+    d = _run_dir(tmp_path)
+    with pytest.raises(RelaxationError, match=r"pw.x: Error in routine readpp \(1\): file Xx.UPF not found"):
+        run_pw_custodian(d, [str(exe)], max_errors=2)
 
 
 def _fake_pw(tmp_path, script_body: str) -> Path:
