@@ -1,7 +1,7 @@
 """The benchmark world: oracle-relaxed crystals over many chemical systems, with a fixed hold-out.
 
     .venv/bin/python bench/world.py build [--workers 2]   # resumable; an hour or two on 2 cores
-    .venv/bin/python bench/world.py grow --per-system 55  # wave 3 on the shipped world; resumable
+    .venv/bin/python bench/world.py grow --per-system 85  # one more wave on the shipped world; resumable
     .venv/bin/python bench/world.py status                # how far a build has come
     .venv/bin/python bench/world.py check                 # verify the shipped files' hashes
 
@@ -24,12 +24,14 @@ the way a campaign makes its candidates and labelled the way a campaign labels t
 * **Hold-out:** a seeded 20 % of the systems of each arity, whole systems, in ``heldout.json``.
   Training (``bench/learning.py``, the shipped pretrained model) never sees them.
 
-* **Wave 3** (``grow``): more of the same for every system up to ``--per-system`` structures:
-  partial and full SAPS on the prototype library and on the world's own compounds within
-  0.1 eV/atom of their hull, and random search (SMACT-balanced, else relaxed balance) where
-  substitution finds too few; nothing the world already holds (StructureMatcher). The systems
-  and the hold-out stay as they are. Its plan and results live in ``bench/world/grow``, which
-  is committed as it goes, so a grow stopped in one session resumes in the next.
+* **Waves 3, 4, ...** (``grow``): more of the same for every system up to ``--per-system``
+  structures: partial and full SAPS on the prototype library and on the world's own compounds
+  within 0.1 eV/atom of their hull, and random search (SMACT-balanced, else relaxed balance)
+  where substitution finds too few; nothing the world already holds (StructureMatcher). Each
+  wave is planned on the world the waves before it made and relaxed whole before the world is
+  rewritten; a ``--per-system`` above the last wave's (``grow/waves.json``) plans one more. The
+  systems and the hold-out stay as they are. Plans and results live in ``bench/world/grow``,
+  which is committed as it goes, so a grow stopped in one session resumes in the next.
 
 Work goes to ``bench/world/work`` (not shipped): the plan of each wave, then one JSON line per
 relaxation appended by each worker, so a stopped build restarts where it was and redoes
@@ -489,8 +491,8 @@ GROW_SAPS_THRESHOLD = 0.0005  # substitution probability cut-off of wave 3 (camp
 GROW_MAX_RANDOM = 10  # random structures per system at most: pyxtal takes 2-15 s a quaternary
 
 
-def plan_wave3(system: str, need: int, existing: list[dict[str, Any]],
-               known: list[tuple[str, Any]], max_sites: int = 10) -> list[Planned]:
+def plan_grow_wave(system: str, need: int, existing: list[dict[str, Any]],
+                   known: list[tuple[str, Any]], wave: int = 3, max_sites: int = 10) -> list[Planned]:
     """Up to ``need`` new structures for ``system`` that match none of ``existing`` (its
     world inputs, structure dicts): SAPS with a low probability cut-off (less likely
     substitutions too, as GNoME's later rounds did), random search only where SAPS finds
@@ -510,7 +512,7 @@ def plan_wave3(system: str, need: int, existing: list[dict[str, Any]],
         return []
     elements = system.split("-")
     arity = len(elements)
-    seed = int(hashlib.sha256(("w3" + system).encode()).hexdigest()[:8], 16)
+    seed = int(hashlib.sha256((f"w{wave}" + system).encode()).hexdigest()[:8], 16)
     rng = random.Random(seed)
     target = set(elements)
     templates = [t for t in _prototypes(max_sites) if len(t.structure.composition) <= arity]
@@ -575,69 +577,102 @@ def _new_against(existing: list[dict[str, Any]], pool: list[tuple[str, str | Non
     return [pool[i - len(old)] for i in keep if i >= len(old)][:k]
 
 
-def _plan_wave3_one(args: tuple[str, int, list[dict[str, Any]], list[tuple[str, dict[str, Any]]]]) -> list[Planned]:
+def _plan_grow_one(args: tuple[str, int, list[dict[str, Any]], list[tuple[str, dict[str, Any]]], int]) -> list[Planned]:
     import warnings
 
     from pymatgen.core import Structure
 
-    system, need, existing, known = args
+    system, need, existing, known, wave = args
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return plan_wave3(system, need, existing, [(k, Structure.from_dict(d)) for k, d in known])
+        return plan_grow_wave(system, need, existing, [(k, Structure.from_dict(d)) for k, d in known], wave)
+
+
+WAVES_FILE = GROW_DIR / "waves.json"  # {wave: structures per system it grows the world to}
+
+
+def _grow_base() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The world as it was before the grow began (kept in the grow folder), and its manifest."""
+    if (GROW_DIR / "base.jsonl.gz").exists():
+        return (list(read_jsonl_gz(GROW_DIR / "base.jsonl.gz")),
+                json.loads((GROW_DIR / "base-manifest.json").read_text()))
+    rows, _ = load_world()
+    manifest = json.loads(MANIFEST_FILE.read_text())
+    _write_jsonl_gz(GROW_DIR / "base.jsonl.gz", rows)
+    (GROW_DIR / "base-manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return rows, manifest
+
+
+def _plan_grow(wave: int, per_system: int, rows: list[dict[str, Any]], workers: int) -> list[Planned]:
+    """Wave ``wave``: every system up to ``per_system`` structures, templated on ``rows`` (the
+    labelled world before the wave) within GROW_NEAR_HULL of their hull, as GNoME's later
+    rounds substituted into its own discoveries."""
+    from gnomon.pipeline.generation.streaming import parallel_map
+
+    by_system: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_system[r["planned_chemsys"]].append(r["unrelaxed"])
+    known = [(r["id"], r["relaxed"]) for r in rows
+             if r["generator"] != "element" and r["e_above_hull"] is not None
+             and r["e_above_hull"] <= GROW_NEAR_HULL and r["nsites"] <= 12]
+    jobs = [(s, per_system - len(by_system[s]), by_system[s], known, wave)
+            for s in world_systems() if "-" in s and per_system > len(by_system[s])]
+    out: list[Planned] = []
+    for i, batch in enumerate(parallel_map(_plan_grow_one, jobs, workers), 1):
+        out += batch
+        log.info("wave %d planned %d/%d systems (%d structures)", wave, i, len(jobs), len(out))
+    return out
 
 
 def grow(workers: int, per_system: int, deadline: float | None = None) -> None:
-    """Wave 3 on the shipped world (see the module docstring); resumable. Writes the world,
-    the manifest (cumulative counts) and keeps the hold-out as it is."""
-    from gnomon.pipeline.generation.streaming import parallel_map
+    """Grow the shipped world wave by wave (see the module docstring); resumable.
 
+    Each wave is planned on the world as the earlier waves left it and relaxed whole before
+    the world, its manifest (cumulative counts) and the next wave are written; the hold-out
+    stays as it is. A ``per_system`` above the last wave's asks for one more wave."""
     GROW_DIR.mkdir(parents=True, exist_ok=True)
-    rows, held = load_world()
-    old_manifest = json.loads(MANIFEST_FILE.read_text())
-    base_rows = rows
-    if (GROW_DIR / "base.jsonl.gz").exists():  # the world as it was before the grow began
-        base_rows = list(read_jsonl_gz(GROW_DIR / "base.jsonl.gz"))
-        old_manifest = json.loads((GROW_DIR / "base-manifest.json").read_text())
-    else:
-        _write_jsonl_gz(GROW_DIR / "base.jsonl.gz", rows)
-        (GROW_DIR / "base-manifest.json").write_text(json.dumps(old_manifest, indent=1) + "\n")
-    systems = world_systems()
+    base_rows, base_manifest = _grow_base()
+    held = set(json.loads(HELDOUT_FILE.read_text())["systems"])
+    waves = {int(k): v for k, v in json.loads(WAVES_FILE.read_text()).items()} if WAVES_FILE.exists() else {}
+    if not waves:
+        waves = {3: per_system}
+        WAVES_FILE.write_text(json.dumps(waves, indent=1) + "\n")
+    while True:
+        last = max(waves)
+        rows_before = base_rows if last == 3 else load_world()[0]
+        plans = {n: _planned_wave(GROW_DIR / f"wave{n}.jsonl.gz",
+                                  lambda n=n, rows=rows_before: _plan_grow(n, waves[n], rows, workers))
+                 for n in sorted(waves)}
+        plan = [p for n in sorted(plans) for p in plans[n]]
+        relax_all(plan, GROW_DIR, workers, deadline=deadline)
+        results = _results_done(GROW_DIR)
+        left = sum(1 for p in plan if p["id"] not in results)
+        if left:
+            # the shipped world, its manifest and the pretrained model trained on it stay as
+            # they are until the whole wave is relaxed: a half-grown world is one nobody trained on
+            log.info("grow: %d of %d planned structures relaxed, %d to go; the world is unchanged "
+                     "until wave %d is complete (run grow again to resume)", len(plan) - left, len(plan), left, last)
+            return
+        _write_grown_world(base_rows, base_manifest, plan, results, held, sorted(waves))
+        if per_system <= waves[last] or (deadline is not None and time.time() >= deadline):
+            return
+        waves[last + 1] = per_system
+        WAVES_FILE.write_text(json.dumps(waves, indent=1) + "\n")
 
-    def make_wave3():
-        by_system: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for r in base_rows:
-            by_system[r["planned_chemsys"]].append(r["unrelaxed"])
-        known = [(r["id"], r["relaxed"]) for r in base_rows
-                 if r["generator"] != "element" and r["e_above_hull"] is not None
-                 and r["e_above_hull"] <= GROW_NEAR_HULL and r["nsites"] <= 12]
-        jobs = [(s, per_system - len(by_system[s]), by_system[s], known)
-                for s in systems if "-" in s and per_system > len(by_system[s])]
-        out: list[Planned] = []
-        for i, batch in enumerate(parallel_map(_plan_wave3_one, jobs, workers), 1):
-            out += batch
-            log.info("wave 3 planned %d/%d systems (%d structures)", i, len(jobs), len(out))
-        return out
 
-    plan3 = _planned_wave(GROW_DIR / "wave3.jsonl.gz", make_wave3)
-    relax_all(plan3, GROW_DIR, workers, deadline=deadline)
-    results3 = _results_done(GROW_DIR)
-    left = sum(1 for p in plan3 if p["id"] not in results3)
-    if left:
-        # the shipped world, its manifest and the pretrained model trained on it stay as they
-        # are until the whole wave is relaxed: a half-grown world would be one nobody trained on
-        log.info("grow: %d of %d wave-3 structures relaxed, %d to go; the world is unchanged "
-                 "until the wave is complete (run grow again to resume)", len(plan3) - left, len(plan3), left)
-        return
+def _write_grown_world(base_rows: list[dict[str, Any]], base_manifest: dict[str, Any],
+                       plan: list[dict[str, Any]], results: dict[str, dict[str, Any]],
+                       held: set[str], waves: list[int]) -> None:
+    """Label the base world and every grown wave together (one hull per system over all)."""
     plan0, results0 = rows_as_plan(base_rows)
-    rows = label(plan0 + plan3, {**results0, **results3}, GROW_DIR / "world.db")
+    rows = label(plan0 + plan, {**results0, **results}, GROW_DIR / "world.db")
     (GROW_DIR / "world.db").unlink(missing_ok=True)
     _write_jsonl_gz(WORLD_FILE, rows)
-    c = old_manifest["counts"]
-    planned3 = {p["id"] for p in plan3}
-    failed = sum(1 for k, r in results3.items() if "error" in r and k in planned3)
-    attempted = sum(1 for p in plan3 if p["id"] in results3)
-    write_manifest(rows, systems, sorted(held), c["planned"] + len(plan3), c["oracle_failures"] + failed,
-                   c["attempted"] + attempted)
+    c = base_manifest["counts"]
+    failed = sum(1 for p in plan if "error" in results[p["id"]])
+    write_manifest(rows, world_systems(), sorted(held), c["planned"] + len(plan), c["oracle_failures"] + failed,
+                   c["attempted"] + len(plan), grown_waves=waves)
+    log.info("grow: the world now holds %d structures (waves %s)", len(rows), waves)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -688,7 +723,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def write_manifest(rows, systems, held, planned, failed, attempted) -> None:
+def write_manifest(rows, systems, held, planned, failed, attempted, grown_waves: list[int] | None = None) -> None:
     per_system: dict[str, Counter] = defaultdict(Counter)
     for r in rows:
         per_system[r["chemsys"]][r["generator"]] += 1
@@ -707,6 +742,7 @@ def write_manifest(rows, systems, held, planned, failed, attempted) -> None:
                    "by_generator": dict(Counter(r["generator"] for r in rows)),
                    "heldout_systems": len(held)},
         "per_system": {s: dict(c) for s, c in sorted(per_system.items())},
+        **({"grown_waves": grown_waves} if grown_waves else {}),
         "files": {p.name: _sha256(p) for p in (WORLD_FILE, HELDOUT_FILE)},
     }
     MANIFEST_FILE.write_text(json.dumps(manifest, indent=1) + "\n")
@@ -733,10 +769,10 @@ def check() -> int:
 
 
 def status() -> None:
-    for folder, wave in ((WORK_DIR, "wave1"), (WORK_DIR, "wave2"), (GROW_DIR, "wave3")):
-        path = folder / f"{wave}.jsonl.gz"
+    grown = sorted(GROW_DIR.glob("wave*.jsonl.gz"), key=lambda p: int(p.name[4:].split(".")[0]))
+    for path in [WORK_DIR / "wave1.jsonl.gz", WORK_DIR / "wave2.jsonl.gz", *grown]:
         n = sum(1 for _ in read_jsonl_gz(path)) if path.exists() else 0
-        print(f"{wave}: {n} planned")
+        print(f"{path.parent.name}/{path.name.split('.')[0]}: {n} planned")
     for folder in (WORK_DIR, GROW_DIR):
         done = _results_done(folder) if folder.exists() else {}
         print(f"{folder.name}: relaxed {len(done)} ({sum('error' in r for r in done.values())} failed)")
