@@ -238,11 +238,8 @@ def test_an_errore_no_handler_knows_is_not_corrected(tmp_path):
 
 
 def test_custodian_corrects_a_diagonalization_errore_and_reruns(tmp_path):
-    crashed = tmp_path / "crash.out"
-    crashed.write_text(_truncated_fixture(errore("cdiaghg", 159, "S matrix not positive definite")))
-    mpi = tmp_path / "mpi.err"
-    mpi.write_text(MPI_ABORT)
-    exe = _fake_pw(tmp_path, f"if [ ! -f calls ]; then touch calls; cat {crashed}; cat {mpi} >&2; exit 1; fi\ncat {FIXTURE}\n")
+    exe = _aborting_pw(tmp_path, _truncated_fixture(errore("cdiaghg", 159, "S matrix not positive definite")),
+                       once=True)
     d = _run_dir(tmp_path)
     corrections = run_pw_custodian(d, [str(exe)], max_errors=3)
     assert [c["handler"] for c in corrections] == ["QEErroreHandler"]
@@ -251,11 +248,7 @@ def test_custodian_corrects_a_diagonalization_errore_and_reruns(tmp_path):
 
 
 def test_a_failure_reports_pw_x_s_own_error_not_only_mpi_abort(tmp_path):
-    crashed = tmp_path / "crash.out"
-    crashed.write_text(errore("readpp", 1, "file Xx.UPF not found"))
-    mpi = tmp_path / "mpi.err"
-    mpi.write_text(MPI_ABORT)
-    exe = _fake_pw(tmp_path, f"cat {crashed}; cat {mpi} >&2; exit 1\n")
+    exe = _aborting_pw(tmp_path, errore("readpp", 1, "file Xx.UPF not found"), once=False)
     d = _run_dir(tmp_path)
     with pytest.raises(RelaxationError, match=r"pw.x: Error in routine readpp \(1\): file Xx.UPF not found"):
         run_pw_custodian(d, [str(exe)], max_errors=2)
@@ -266,6 +259,16 @@ def _fake_pw(tmp_path, script_body: str) -> Path:
     exe.write_text("#!/bin/bash\n" + script_body)
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
     return exe
+
+
+def _aborting_pw(tmp_path, pw_out: str, once: bool) -> Path:
+    """A stand-in pw.x that prints ``pw_out`` and aborts as MPI does (once, then converges)."""
+    crashed = tmp_path / "crash.out"
+    crashed.write_text(pw_out)
+    mpi = tmp_path / "mpi.err"
+    mpi.write_text(MPI_ABORT)
+    abort = f"cat {crashed}; cat {mpi} >&2; exit 1"
+    return _fake_pw(tmp_path, f"if [ ! -f calls ]; then touch calls; {abort}; fi\ncat {FIXTURE}\n" if once else abort + "\n")
 
 
 def test_custodian_corrects_scf_failure_and_reruns(tmp_path):
