@@ -640,10 +640,16 @@ def grow(workers: int, per_system: int, deadline: float | None = None) -> None:
     while True:
         last = max(waves)
         rows_before = base_rows if last == 3 else load_world()[0]
-        plans = {n: _planned_wave(GROW_DIR / f"wave{n}.jsonl.gz",
-                                  lambda n=n, rows=rows_before: _plan_grow(n, waves[n], rows, workers))
-                 for n in sorted(waves)}
-        plan = [p for n in sorted(plans) for p in plans[n]]
+        plan: list[dict[str, Any]] = []  # every wave's, each structure once (first wave wins)
+        for n in sorted(waves):
+            earlier = {p["id"] for p in plan}
+            wave_plan = _planned_wave(GROW_DIR / f"wave{n}.jsonl.gz",
+                                      lambda n=n, rows=rows_before, earlier=earlier: [
+                                          p for p in _plan_grow(n, waves[n], rows, workers)
+                                          if p.id not in earlier])
+            # an input an earlier wave planned (one the oracle failed on) is neither relaxed
+            # nor counted twice
+            plan += [p for p in wave_plan if p["id"] not in earlier]
         relax_all(plan, GROW_DIR, workers, deadline=deadline)
         results = _results_done(GROW_DIR)
         left = sum(1 for p in plan if p["id"] not in results)
