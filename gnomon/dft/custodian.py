@@ -36,6 +36,7 @@ from gnomon.dft.qe_io import (
     PW_ERR,
     PW_IN,
     PW_OUT,
+    PWError,
     parse_pw_output,
     read_input,
     render_input,
@@ -143,6 +144,24 @@ MAX_DEGAUSS = 0.05  # Ry
 CELL_FACTOR = 4.0  # pw.x's default is 2 for vc-relax
 
 
+def _errore_fix(error: PWError, inp: dict[str, Any]) -> tuple[str, str, Any] | None:
+    """(namelist, key, new value) that corrects ``error`` in ``inp``, or None when the table
+    has no correction for it or the input already has the one it would make."""
+    if error.routine in DIAGONALIZATION_ROUTINES:
+        fix = ("electrons", "diagonalization", "cg")
+    elif error.routine in SYMMETRY_ROUTINES:
+        fix = ("system", "nosym", True)
+    elif error.routine == "efermig":
+        degauss = float(inp["system"].get("degauss", MAX_DEGAUSS))
+        fix = ("system", "degauss", max(degauss, min(MAX_DEGAUSS, 2 * degauss)))  # never lowered
+    elif error.routine == "scale_h":
+        fix = ("cell", "cell_factor", max(CELL_FACTOR, float(inp["cell"].get("cell_factor", 2.0))))
+    else:
+        return None
+    namelist, key, value = fix
+    return None if inp[namelist].get(key) == value else fix
+
+
 class QEErroreHandler(ErrorHandler):
     """pw.x stopped in errore for a reason a changed input can fix (see the module's table)."""
 
@@ -150,40 +169,19 @@ class QEErroreHandler(ErrorHandler):
 
     def check(self, directory: str = "./") -> bool:
         out = parse_pw_output(Path(directory) / PW_OUT)
-        error = out.error
-        if error is None or out.job_done or out.scf_failed:
+        if out.error is None or out.job_done or out.scf_failed:
             return False
-        inp = read_input(directory)
-        if error.routine in DIAGONALIZATION_ROUTINES:
-            return inp["electrons"].get("diagonalization", "david") != "cg"
-        if error.routine in SYMMETRY_ROUTINES:
-            return not inp["system"].get("nosym", False)
-        if error.routine == "efermig":
-            return float(inp["system"].get("degauss", 0.0)) < MAX_DEGAUSS - 1e-9
-        if error.routine == "scale_h":
-            return float(inp["cell"].get("cell_factor", 2.0)) < CELL_FACTOR
-        return False
+        return _errore_fix(out.error, read_input(directory)) is not None
 
     def correct(self, directory: str = "./") -> dict[str, Any]:
         out = parse_pw_output(Path(directory) / PW_OUT)
-        error = out.error
         inp = read_input(directory)
-        if error.routine in DIAGONALIZATION_ROUTINES:
-            inp["electrons"]["diagonalization"] = "cg"
-            action = {"dict": "electrons", "action": {"_set": {"diagonalization": "cg"}}}
-        elif error.routine in SYMMETRY_ROUTINES:
-            inp["system"]["nosym"] = True
-            action = {"dict": "system", "action": {"_set": {"nosym": True}}}
-        elif error.routine == "scale_h":
-            inp["cell"]["cell_factor"] = CELL_FACTOR
-            action = {"dict": "cell", "action": {"_set": {"cell_factor": CELL_FACTOR}}}
-        else:  # efermig
-            inp["system"]["degauss"] = min(MAX_DEGAUSS, 2 * float(inp["system"]["degauss"]))
-            action = {"dict": "system", "action": {"_set": {"degauss": inp["system"]["degauss"]}}}
+        namelist, key, value = _errore_fix(out.error, inp)
+        inp[namelist][key] = value
         if out.images:  # keep the ionic progress the run made
             inp["structure"] = out.final_structure.as_dict()
         write_input(inp, directory)
-        return {"errors": [str(error)], "actions": [action]}
+        return {"errors": [str(out.error)], "actions": [{"dict": namelist, "action": {"_set": {key: value}}}]}
 
 
 class PWDoneValidator(Validator):
