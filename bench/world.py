@@ -639,16 +639,15 @@ def grow(workers: int, per_system: int, deadline: float | None = None) -> None:
         WAVES_FILE.write_text(json.dumps(waves, indent=1) + "\n")
     while True:
         last = max(waves)
-        rows_before = base_rows if last == 3 else load_world()[0]
         plan: list[dict[str, Any]] = []  # every wave's, each structure once (first wave wins)
         for n in sorted(waves):
-            earlier = {p["id"] for p in plan}
-            wave_plan = _planned_wave(GROW_DIR / f"wave{n}.jsonl.gz",
-                                      lambda n=n, rows=rows_before, earlier=earlier: [
-                                          p for p in _plan_grow(n, waves[n], rows, workers)
-                                          if p.id not in earlier])
+            # a wave is planned on the world the waves before it made (written when they were
+            # complete), so only the last one can still need planning
+            wave_plan = _planned_wave(GROW_DIR / f"wave{n}.jsonl.gz", lambda n=n: _plan_grow(
+                n, waves[n], base_rows if n == 3 else load_world()[0], workers))
             # an input an earlier wave planned (one the oracle failed on) is neither relaxed
             # nor counted twice
+            earlier = {p["id"] for p in plan}
             plan += [p for p in wave_plan if p["id"] not in earlier]
         relax_all(plan, GROW_DIR, workers, deadline=deadline)
         results = _results_done(GROW_DIR)
