@@ -102,8 +102,12 @@ def campaign_data(world_dir: Path, max_systems: int | None = None) -> dict[str, 
 
 
 def default_model() -> Path | None:
-    found = sorted(PRETRAINED_DIR.glob("*.pt")) if PRETRAINED_DIR.is_dir() else []
-    return found[0] if found else None
+    """The shipped model's weights: the file its card names (older versions may lie beside it)."""
+    card = PRETRAINED_DIR / "card.json"
+    if not card.is_file():
+        return None
+    weights = PRETRAINED_DIR / json.loads(card.read_text())["weights"]
+    return weights if weights.is_file() else None
 
 
 # -- runs -------------------------------------------------------------------------------------
