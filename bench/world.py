@@ -29,7 +29,8 @@ the way a campaign makes its candidates and labelled the way a campaign labels t
   within 0.1 eV/atom of their hull, and random search (SMACT-balanced, else relaxed balance)
   where substitution finds too few; nothing the world already holds (StructureMatcher). Each
   wave is planned on the world the waves before it made and relaxed whole before the world is
-  rewritten; a ``--per-system`` above the last wave's (``grow/waves.json``) plans one more. The
+  rewritten (``--write-partial`` ships what a deadline left relaxed, marked incomplete in the
+  manifest); a ``--per-system`` above the last wave's (``grow/waves.json``) plans one more. The
   systems and the hold-out stay as they are. Plans and results live in ``bench/world/grow``,
   which is committed as it goes, so a grow stopped in one session resumes in the next.
 
@@ -624,12 +625,18 @@ def _plan_grow(wave: int, per_system: int, rows: list[dict[str, Any]], workers: 
     return out
 
 
-def grow(workers: int, per_system: int, deadline: float | None = None) -> None:
+def grow(workers: int, per_system: int, deadline: float | None = None, write_partial: bool = False) -> None:
     """Grow the shipped world wave by wave (see the module docstring); resumable.
 
     Each wave is planned on the world as the earlier waves left it and relaxed whole before
     the world, its manifest (cumulative counts) and the next wave are written; the hold-out
-    stays as it is. A ``per_system`` above the last wave's asks for one more wave."""
+    stays as it is. A ``per_system`` above the last wave's asks for one more wave.
+
+    ``write_partial`` writes the world from what is relaxed when the deadline stops a wave
+    (the manifest says ``complete: false`` and how much of each wave is in), as ``build``
+    does at its deadlines: a session that cannot wait for the biggest cells of a wave still
+    ships what the oracle did. The rest stays planned; the grow that finishes the wave
+    rewrites the world whole, and only then plans the next one."""
     GROW_DIR.mkdir(parents=True, exist_ok=True)
     base_rows, base_manifest = _grow_base()
     held = set(json.loads(HELDOUT_FILE.read_text())["systems"])
@@ -652,6 +659,11 @@ def grow(workers: int, per_system: int, deadline: float | None = None) -> None:
         relax_all(plan, GROW_DIR, workers, deadline=deadline)
         results = _results_done(GROW_DIR)
         left = sum(1 for p in plan if p["id"] not in results)
+        if left and write_partial:
+            _write_grown_world(base_rows, base_manifest, plan, results, held, sorted(waves))
+            log.info("grow: wave %d written partially: %d of %d planned structures relaxed, "
+                     "%d to go (run grow again to resume)", last, len(plan) - left, len(plan), left)
+            return
         if left:
             # the shipped world, its manifest and the pretrained model trained on it stay as
             # they are until the whole wave is relaxed: a half-grown world is one nobody trained on
@@ -674,9 +686,10 @@ def _write_grown_world(base_rows: list[dict[str, Any]], base_manifest: dict[str,
     (GROW_DIR / "world.db").unlink(missing_ok=True)
     _write_jsonl_gz(WORLD_FILE, rows)
     c = base_manifest["counts"]
-    failed = sum(1 for p in plan if "error" in results[p["id"]])
+    attempted = [p for p in plan if p["id"] in results]
+    failed = sum(1 for p in attempted if "error" in results[p["id"]])
     write_manifest(rows, world_systems(), sorted(held), c["planned"] + len(plan), c["oracle_failures"] + failed,
-                   c["attempted"] + len(plan), grown_waves=waves)
+                   c["attempted"] + len(attempted), grown_waves=waves)
     log.info("grow: the world now holds %d structures (waves %s)", len(rows), waves)
 
 
@@ -810,6 +823,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--workers", type=int, default=2)
     g.add_argument("--per-system", type=int, default=55, help="structures per system to reach")
     g.add_argument("--until", default=None, metavar="HH:MM", help="local time at which relaxation stops")
+    g.add_argument("--write-partial", action="store_true",
+                   help="at --until, write the world from what is relaxed (manifest: complete false)")
     sub.add_parser("check")
     sub.add_parser("status")
     args = parser.parse_args(argv)
@@ -819,8 +834,9 @@ def main(argv: list[str] | None = None) -> int:
               tuple(_at(t) for t in args.until) if args.until else (None, None))
         return check()
     if args.cmd == "grow":
-        grow(args.workers, args.per_system, _at(args.until) if args.until else None)
-        return check()  # the shipped files: unchanged by an incomplete grow
+        grow(args.workers, args.per_system, _at(args.until) if args.until else None,
+             write_partial=args.write_partial)
+        return check()  # the shipped files: unchanged by an incomplete grow unless --write-partial
     if args.cmd == "check":
         return check()
     status()
