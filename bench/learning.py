@@ -3,6 +3,7 @@
     .venv/bin/python bench/learning.py                    # peers + learning curve
     .venv/bin/python bench/learning.py --part peers       # the peer table only
     .venv/bin/python bench/learning.py --part curve       # the learning curve only
+    .venv/bin/python bench/learning.py --part sevennet    # SevenNet-0 zero shot only (no training)
     .venv/bin/python bench/learning.py --epochs 40 --members 3   # a cheaper budget
 
 Data: ``bench/world`` (``bench/world.py build``), CHGNet-relaxed structures labelled with
@@ -125,6 +126,14 @@ def score(ensemble, data: dict[str, Any], idx: np.ndarray, label: str) -> list[d
     return rows
 
 
+SEVENNET_BLOWUP = 15.0
+"""eV/atom: a zero-shot formation energy beyond this is SevenNet-0 extrapolating, not judging.
+No compound comes near it (the most negative known are about -4.5 eV/atom, the world's most
+positive oracle label +10.5, a cell CHGNet left collapsed). On cells outside its training
+data (pairs far inside their covalent radii, odd halides) SevenNet-0 returns 10^2 to 10^11
+eV/atom, which would swamp any mean; such structures are reported as missing predictions."""
+
+
 def sevennet_rows(data: dict[str, Any], idx_sets: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     """SevenNet-0 zero shot: formation energies against its own elemental references."""
     from pymatgen.core import Structure
@@ -148,7 +157,10 @@ def sevennet_rows(data: dict[str, Any], idx_sets: dict[str, np.ndarray]) -> list
             ef_true = np.asarray([data["relaxed"][i].energy_per_atom
                                   - sum(frac * world_refs[el] for el, frac in _fractions(s))
                                   for i, s in zip(idx, structures, strict=True)])
-            row = {"test": label, "input": inputs}
+            # a blow-up is a failed prediction, counted in n_missing, not a number to average
+            blown = ~np.isfinite(ef_pred) | (np.abs(ef_pred) > SEVENNET_BLOWUP)
+            ef_pred = np.where(blown, np.nan, ef_pred)
+            row = {"test": label, "input": inputs, "blown_up": int(blown.sum())}
             row.update(evaluation_report(ef_true, ef_pred, data["e_above_hull"][idx], None))
             rows.append(row)
     return rows
@@ -160,7 +172,8 @@ def _fractions(structure):
 
 
 # -- tables -----------------------------------------------------------------------------------
-COLUMNS = [("model", "{}"), ("test", "{}"), ("input", "{}"), ("n", "{}"), ("mae", "{:.3f}"),
+COLUMNS = [("model", "{}"), ("test", "{}"), ("input", "{}"), ("n", "{}"), ("n_missing", "{}"),
+           ("mae", "{:.3f}"),
            ("rmse", "{:.3f}"), ("r2", "{:.3f}"), ("precision", "{:.2f}"), ("recall", "{:.2f}"),
            ("f1", "{:.2f}"), ("daf", "{:.2f}"), ("coverage_1sigma", "{:.2f}"),
            ("coverage_2sigma", "{:.2f}"), ("miscalibration_area", "{:.3f}")]
@@ -198,16 +211,21 @@ def peers(data: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]
         if kind == "gnn" and args.save_model:
             ens.save(args.save_model)
     if args.sevennet:
-        try:
-            for row in sevennet_rows(data, {"in-distribution": in_idx, "held-out systems": out_idx}):
-                rows.append({"model": "SevenNet-0 zero-shot (E_form)", **row})
-        except ImportError as exc:
-            print(f"SevenNet-0 skipped: {exc}")
+        rows.extend(sevennet_peer(data, in_idx, out_idx))
     print("\nPeers, same split and budget "
           f"({args.members} members, {args.epochs} epochs, patience {args.patience}, "
           f"width {args.hidden}, {args.layers} layers); energies eV/atom")
     print_table(rows)
     return rows
+
+
+def sevennet_peer(data: dict[str, Any], in_idx: np.ndarray, out_idx: np.ndarray) -> list[dict[str, Any]]:
+    try:
+        return [{"model": "SevenNet-0 zero-shot (E_form)", **row}
+                for row in sevennet_rows(data, {"in-distribution": in_idx, "held-out systems": out_idx})]
+    except ImportError as exc:
+        print(f"SevenNet-0 skipped: {exc}")
+        return []
 
 
 def curve(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -240,7 +258,7 @@ def curve(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--part", choices=["peers", "curve", "all"], default="all")
+    p.add_argument("--part", choices=["peers", "curve", "sevennet", "all"], default="all")
     p.add_argument("--kinds", nargs="+", default=["gnn", "composition", "schnet", "cgcnn"])
     p.add_argument("--members", type=int, default=5)
     p.add_argument("--epochs", type=int, default=60)
@@ -263,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
                            "date": time.strftime("%Y-%m-%d %H:%M")}
     if args.part in ("peers", "all"):
         out["peers"] = peers(data, args)
+    if args.part == "sevennet":  # the zero-shot reference alone, on the peers' splits
+        _, in_idx, out_idx = splits(data, args.seed)
+        out["peers"] = sevennet_peer(data, in_idx, out_idx)
+        print("\nSevenNet-0 zero shot, the peers' splits; formation energies eV/atom "
+              f"(|E_f| > {SEVENNET_BLOWUP:g} counted missing)")
+        print_table(out["peers"], [*COLUMNS[:4], ("blown_up", "{}"), *COLUMNS[4:]])
     if args.part in ("curve", "all"):
         out["curve"] = curve(data, args)
     RESULTS.mkdir(exist_ok=True)

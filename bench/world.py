@@ -19,6 +19,9 @@ the way a campaign makes its candidates and labelled the way a campaign labels t
   substituted into the systems of the world.
 * **Oracle:** the CHGNet engine with the quickstart campaign's settings (fmax, steps), one
   calculator per worker process. The unrelaxed input is kept beside the relaxed structure.
+  A relaxation that diverges, or ends collapsed (a pair under 0.6 of its covalent bond
+  length, :mod:`gnomon.dft.collapse`), is a failure recorded with its reason; results stored
+  before that rule are judged again whenever the world is written.
 * **Labels:** formation energy and e_above_hull from gnomon's hull engine (SQLite, one scheme),
   per system, over the whole world.
 * **Hold-out:** a seeded 20 % of the systems of each arity, whole systems, in ``heldout.json``.
@@ -423,6 +426,24 @@ def _plan_one(args: tuple[str, int, int]) -> list[Planned]:
 
 
 # -- labels -----------------------------------------------------------------------------------
+def judged(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The results with the oracle's verdict of today: a relaxation that ended collapsed
+    (:func:`gnomon.dft.collapse.collapsed_pair`) is a failure, also one relaxed before that
+    rule, whose stored structure is judged again here (nothing is relaxed twice)."""
+    from pymatgen.core import Structure
+
+    from gnomon.dft.collapse import collapsed_pair
+
+    out: dict[str, dict[str, Any]] = {}
+    for key, r in results.items():
+        if "error" not in r:
+            why = collapsed_pair(Structure.from_dict(r["structure"]))
+            if why:
+                r = {"id": key, "error": f"relaxation ended {why}", "input_rule": INPUT_RULE}
+        out[key] = r
+    return out
+
+
 def label(plan: list[dict[str, Any]], results: dict[str, dict[str, Any]], db: Path) -> list[dict[str, Any]]:
     """Entries for every relaxed structure, through gnomon's hull engine; the world's rows."""
     from pymatgen.core import Structure
@@ -682,13 +703,15 @@ def _write_grown_world(base_rows: list[dict[str, Any]], base_manifest: dict[str,
                        held: set[str], waves: list[int]) -> None:
     """Label the base world and every grown wave together (one hull per system over all)."""
     plan0, results0 = rows_as_plan(base_rows)
+    results0, results = judged(results0), judged(results)
+    collapsed0 = sum(1 for r in results0.values() if "error" in r)  # base rows failed since
     rows = label(plan0 + plan, {**results0, **results}, GROW_DIR / "world.db")
     (GROW_DIR / "world.db").unlink(missing_ok=True)
     _write_jsonl_gz(WORLD_FILE, rows)
     c = base_manifest["counts"]
     attempted = [p for p in plan if p["id"] in results]
     failed = sum(1 for p in attempted if "error" in results[p["id"]])
-    write_manifest(rows, world_systems(), sorted(held), c["planned"] + len(plan), c["oracle_failures"] + failed,
+    write_manifest(rows, world_systems(), sorted(held), c["planned"] + len(plan), c["oracle_failures"] + collapsed0 + failed,
                    c["attempted"] + len(attempted), grown_waves=waves)
     log.info("grow: the world now holds %d structures (waves %s)", len(rows), waves)
 
@@ -703,7 +726,7 @@ def build(workers: int, n_saps: int, n_random: int, n_known: int,
     plan1 = _planned_wave(WORK_DIR / "wave1.jsonl.gz",
                           lambda: _plan_wave1_all(systems, n_saps, n_random, workers))
     relax_all(plan1, WORK_DIR, workers, deadline=deadlines[0])
-    results = _results_done(WORK_DIR)
+    results = judged(_results_done(WORK_DIR))
 
     def make_wave2():
         from pymatgen.core import Structure
@@ -717,7 +740,7 @@ def build(workers: int, n_saps: int, n_random: int, n_known: int,
 
     plan2 = _planned_wave(WORK_DIR / "wave2.jsonl.gz", make_wave2)
     relax_all(plan2, WORK_DIR, workers, deadline=deadlines[1])
-    results = _results_done(WORK_DIR)
+    results = judged(_results_done(WORK_DIR))
     rows = label(plan1 + plan2, results, WORK_DIR / "world.db")
     failures = [r for r in results.values() if "error" in r]
     _write_jsonl_gz(WORLD_FILE, rows)
@@ -731,10 +754,14 @@ def build(workers: int, n_saps: int, n_random: int, n_known: int,
 def oracle_description() -> dict[str, Any]:
     from importlib.metadata import version
 
+    from gnomon.dft.collapse import COLLAPSED_FRACTION
+
     return {"engine": "mlip (gnomon.dft.mlip.CHGNetEngine settings)", "model": "CHGNet 0.3.0",
             "chgnet": version("chgnet"), "torch": version("torch"),
             "scheme": "mlip-chgnet-0.3.0", **ORACLE_SETTINGS, "optimizer": "FIRE",
-            "cell_filter": "FrechetCellFilter"}
+            "cell_filter": "FrechetCellFilter", "input_rule": INPUT_RULE,
+            "collapsed_below": f"{COLLAPSED_FRACTION} of a pair's covalent radii sum "
+                               "(gnomon.dft.collapse): a failure"}
 
 
 def _sha256(path: Path) -> str:

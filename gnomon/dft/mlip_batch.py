@@ -26,6 +26,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from gnomon.dft.collapse import collapsed_pair
 from gnomon.dft.mlip import CHGNetEngine
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,8 @@ class BatchRelaxer:
             ...
 
     Structures CHGNet cannot take (an isolated atom beyond its cutoff, an unsupported element)
-    come back as ``(key, reason)`` strings instead of results, never as exceptions.
+    and relaxations that diverge or end collapsed (:mod:`gnomon.dft.collapse`) come back as
+    ``(key, reason)`` strings instead of results, never as exceptions.
     """
 
     engine: CHGNetEngine = field(default_factory=CHGNetEngine)
@@ -129,7 +131,10 @@ class BatchRelaxer:
                 gradient = run.optimizer.optimizable.get_gradient()
                 converged = bool(run.optimizer.converged(gradient=gradient))
                 if converged or run.steps >= self.engine.steps:
-                    yield run.key, self._result(run, converged)
+                    result = self._result(run, converged)
+                    # a converged cell with atoms inside one another is the potential's hole
+                    why = collapsed_pair(result.structure)
+                    yield run.key, (f"relaxation ended {why}" if why else result)
                     continue
                 run.optimizer.step()
                 run.steps += 1

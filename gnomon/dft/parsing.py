@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Structure
 
+from gnomon.dft.collapse import collapsed_pair
 from gnomon.dft.errors import RelaxationError
 from gnomon.dft.task import TaskDocument
 from gnomon.storage.documents import Entry
@@ -48,6 +49,9 @@ def task_from_forcefield(
     if out is None or out.energy is None:
         raise RelaxationError("force-field relaxation produced no energy")
     structure = out.structure if getattr(out, "structure", None) is not None else doc.structure
+    why = collapsed_pair(structure)
+    if why:  # the potential's hole, not a phase: no energy of it may reach a hull
+        raise RelaxationError(f"force-field relaxation ended {why}")
     n_steps = getattr(out, "n_steps", None)
     converged = bool(doc.is_force_converged)
     stress = None
