@@ -12,7 +12,10 @@ systems, which no model here was trained on. Each round the ensemble screens the
 energies, already in the world) are revealed. Known from the start: the elemental references
 and the entries of the *training* systems inside the held-out systems' chemical spaces (the
 binaries of a held-out ternary, say), as a campaign starts from the phases its database
-already holds.
+already holds. With ``--known first-build`` the held-out systems' own phases of the world's
+first build (waves 1-2: SAPS on prototypes, random search, SAPS on the first wave's
+compounds) are known too, as GNoME started from Materials Project's hull, and the pool is
+what waves 3 and 4 made by substituting into the world's compounds.
 
 * **Policies:** random (the baseline), greedy (lowest predicted e_above_hull) and uncertainty
   (mean - k*sigma, k = ``--k``).
@@ -26,7 +29,8 @@ already holds.
 Prints mean ± standard deviation over seeds, the ratio to random (ratio of the means) and the
 issue's goal as measured (pretrained + uncertainty at least 5x random in every round from
 round 1, and round 4 above round 0); writes ``bench/results/campaigns.json``,
-``campaigns_hit_rate.png`` and ``campaigns_stable_per_100.png``. Asserts nothing.
+``campaigns_hit_rate.png`` and ``campaigns_stable_per_100.png`` (with ``--known first-build``:
+``campaigns-first-build.json`` and ``*-first-build.png``). Asserts nothing.
 """
 
 from __future__ import annotations
@@ -61,9 +65,16 @@ def _canonical(chemsys: str) -> str:
     return "-".join(sorted(chemsys.split("-")))
 
 
-def campaign_data(world_dir: Path, max_systems: int | None = None) -> dict[str, Any]:
+KNOWN_AT_START = ("elements", "first-build")
+
+
+def campaign_data(world_dir: Path, max_systems: int | None = None, known: str = "elements") -> dict[str, Any]:
     """The pool (held-out systems' compounds and the elements they need), the reference
-    entries known from the start, and the keys on the world's hull."""
+    entries known from the start, and the keys on the world's hull.
+
+    ``known="first-build"`` also counts the held-out systems' own phases of the world's first
+    build (waves 1 and 2) as known, as a campaign starts from the phases Materials Project
+    already holds; the pool is then what the later waves made, substituted into compounds."""
     from pymatgen.core import Structure
 
     from gnomon.flows.simulate import Labelled
@@ -91,6 +102,8 @@ def campaign_data(world_dir: Path, max_systems: int | None = None) -> dict[str, 
             continue
         if "-" not in chemsys:
             elements.append(labelled(r))
+        elif chemsys in held_set and known == "first-build" and (r.get("wave") or 3) <= 2:
+            reference.append(labelled(r))
         elif chemsys in held_set:
             pool.append(labelled(r))
             if r.get("e_above_hull") is not None and r["e_above_hull"] <= STABLE_TOLERANCE:
@@ -121,10 +134,10 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
     from gnomon.flows.simulate import simulate
 
     torch.set_num_threads(1)
-    key = (job["world"], job["systems"])
+    key = (job["world"], job["systems"], job["known"])
     if _DATA.get("key") != key:
         _DATA.clear()
-        _DATA.update(campaign_data(Path(job["world"]), job["systems"]), key=key)
+        _DATA.update(campaign_data(Path(job["world"]), job["systems"], job["known"]), key=key)
     data = _DATA
     t0 = time.perf_counter()
     r = simulate(data["labels"], job["policy"], rounds=job["rounds"], budget=job["budget"], initial=0,
@@ -141,7 +154,8 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
 
 def jobs(args: argparse.Namespace, model: Path | None) -> list[dict[str, Any]]:
     """Random runs once per seed (they never use a model, so both starts share them)."""
-    common = {"world": str(args.world), "systems": args.systems, "rounds": args.rounds, "budget": args.budget,
+    common = {"world": str(args.world), "systems": args.systems, "known": args.known,
+              "rounds": args.rounds, "budget": args.budget,
               "k": args.k, "model_options": {"ensemble_size": args.members, "hidden": args.hidden,
                                              "layers": args.layers, "max_epochs": args.epochs,
                                              "patience": args.patience}}
@@ -250,7 +264,7 @@ def print_tables(summary: dict[str, dict[str, Any]], rounds: int, title: str) ->
     return goals
 
 
-def plot(summary: dict[str, dict[str, Any]], rounds: int, title: str) -> list[Path]:
+def plot(summary: dict[str, dict[str, Any]], rounds: int, title: str, suffix: str = "") -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -272,7 +286,7 @@ def plot(summary: dict[str, dict[str, Any]], rounds: int, title: str) -> list[Pa
             ax.set_ylim(bottom=0)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path = RESULTS / name
+        path = RESULTS / name.replace(".png", f"{suffix}.png")
         fig.savefig(path, dpi=120)
         plt.close(fig)
         paths.append(path)
@@ -296,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", type=int, default=3, help="from scratch: message-passing layers")
     ap.add_argument("--systems", type=int, default=None, help="use only the first N held-out systems")
     ap.add_argument("--workers", type=int, default=1, help="campaigns run in parallel processes")
+    ap.add_argument("--known", choices=KNOWN_AT_START, default="elements",
+                    help="known before round 0 besides the training systems' entries: the "
+                         "elements only, or also the held-out systems' first-build phases")
     ap.add_argument("--world", type=Path, default=world.WORLD_DIR, help="folder with world.jsonl.gz, heldout.json")
     args = ap.parse_args(argv)
     args.policies = [p.strip() for p in args.policies.split(",") if p.strip()]
@@ -306,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     model = default_model() if args.model == "default" else (None if args.model == "none" else Path(args.model))
     if args.model == "default" and model is None:
         print(f"no pretrained model under {PRETRAINED_DIR}: from scratch only")
-    data = campaign_data(args.world, args.systems)
-    title = (f"{len(data['held'])} held-out systems, {data['n_pool']} candidates, {len(data['stable'])} stable; "
+    data = campaign_data(args.world, args.systems, args.known)
+    title = (f"{len(data['held'])} held-out systems, {data['n_pool']} candidates, {len(data['stable'])} stable, "
+             f"known at start: {args.known}; "
              f"{args.rounds} rounds x {args.budget} calls; {args.seeds} seeds")
     print(f"world: {data['n_world']} structures; pool {data['n_pool']} in {', '.join(data['held'])}; "
           f"{len(data['reference'])} reference entries known from the start; model: {model or 'none'}")
@@ -323,9 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(todo)} campaigns in {time.perf_counter() - t0:.0f} s")
     summary = summarise(results, args.rounds)
     goals = print_tables(summary, args.rounds, title)
-    pngs = plot(summary, args.rounds, title)
+    suffix = "" if args.known == "elements" else f"-{args.known}"
+    pngs = plot(summary, args.rounds, title, suffix)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "campaigns.json"
+    out = RESULTS / f"campaigns{suffix}.json"
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "args": {**vars(args), "world": str(args.world)},
                                "model": str(model) if model else None, "title": title, "goals": goals,
                                "held_out_systems": data["held"], "runs": results}, indent=1, default=str))

@@ -467,7 +467,8 @@ def label(plan: list[dict[str, Any]], results: dict[str, dict[str, Any]], db: Pa
         rows_by_entry.setdefault(entry.id, {
             "id": p["id"], "chemsys": relaxed.composition.chemical_system,
             "planned_chemsys": p["chemsys"], "generator": p["generator"],
-            "template": p["template"], "formula": relaxed.composition.reduced_formula,
+            "template": p["template"], "wave": p.get("wave"),
+            "formula": relaxed.composition.reduced_formula,
             # inputs rescaled under rule 2 are kept with the result: that is what was relaxed
             "nsites": len(relaxed), "unrelaxed": r.get("input", p["structure"]),
             "relaxed": r["structure"],
@@ -502,11 +503,18 @@ def rows_as_plan(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict
     plan, results = [], {}
     for r in rows:
         plan.append({"id": r["id"], "chemsys": r["planned_chemsys"], "generator": r["generator"],
-                     "template": r["template"], "structure": r["unrelaxed"]})
+                     "template": r["template"], "structure": r["unrelaxed"],
+                     "wave": r.get("wave") or _first_build_wave(r)})
         results[r["id"]] = {"id": r["id"], "structure": r["relaxed"], "energy": r["energy"],
                             "initial_energy": r["unrelaxed_energy_per_atom"] * r["nsites"],
                             "steps": r["steps"], "converged": r["converged"], "input": r["unrelaxed"]}
     return plan, results
+
+
+def _first_build_wave(row: dict[str, Any]) -> int:
+    """The wave of a row written before rows said so: ``build`` made only waves 1 and 2, and
+    wave 2 is its SAPS on known compounds."""
+    return 2 if row["generator"] == "saps-known" else 1
 
 
 GROW_SAPS_THRESHOLD = 0.0005  # substitution probability cut-off of wave 3 (campaigns: 0.01)
@@ -676,7 +684,7 @@ def grow(workers: int, per_system: int, deadline: float | None = None, write_par
             # an input an earlier wave planned (one the oracle failed on) is neither relaxed
             # nor counted twice
             earlier = {p["id"] for p in plan}
-            plan += [p for p in wave_plan if p["id"] not in earlier]
+            plan += [{**p, "wave": n} for p in wave_plan if p["id"] not in earlier]
         relax_all(plan, GROW_DIR, workers, deadline=deadline)
         results = _results_done(GROW_DIR)
         left = sum(1 for p in plan if p["id"] not in results)
@@ -723,8 +731,8 @@ def build(workers: int, n_saps: int, n_random: int, n_known: int,
     deadline and the world is written from what was relaxed (the manifest says how much)."""
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     systems = world_systems()
-    plan1 = _planned_wave(WORK_DIR / "wave1.jsonl.gz",
-                          lambda: _plan_wave1_all(systems, n_saps, n_random, workers))
+    plan1 = [{**p, "wave": 1} for p in _planned_wave(
+        WORK_DIR / "wave1.jsonl.gz", lambda: _plan_wave1_all(systems, n_saps, n_random, workers))]
     relax_all(plan1, WORK_DIR, workers, deadline=deadlines[0])
     results = judged(_results_done(WORK_DIR))
 
@@ -738,7 +746,7 @@ def build(workers: int, n_saps: int, n_random: int, n_known: int,
         log.info("wave 2: %d known compounds as templates", len(known))
         return plan_wave2(systems, known, n_known)
 
-    plan2 = _planned_wave(WORK_DIR / "wave2.jsonl.gz", make_wave2)
+    plan2 = [{**p, "wave": 2} for p in _planned_wave(WORK_DIR / "wave2.jsonl.gz", make_wave2)]
     relax_all(plan2, WORK_DIR, workers, deadline=deadlines[1])
     results = judged(_results_done(WORK_DIR))
     rows = label(plan1 + plan2, results, WORK_DIR / "world.db")
@@ -785,6 +793,8 @@ def write_manifest(rows, systems, held, planned, failed, attempted, grown_waves:
                    "by_arity": {str(k): v for k, v in sorted(arity.items())},
                    "elements": len(elements), "stable": sum(bool(r["is_stable"]) for r in rows),
                    "by_generator": dict(Counter(r["generator"] for r in rows)),
+                   "by_wave": {str(k): v for k, v in sorted(Counter(
+                       r.get("wave") or 0 for r in rows).items())},
                    "heldout_systems": len(held)},
         "per_system": {s: dict(c) for s, c in sorted(per_system.items())},
         **({"grown_waves": grown_waves} if grown_waves else {}),
