@@ -102,7 +102,7 @@ def campaign_data(world_dir: Path, max_systems: int | None = None, known: str = 
             continue
         if "-" not in chemsys:
             elements.append(labelled(r))
-        elif chemsys in held_set and known == "first-build" and (r.get("wave") or 3) <= 2:
+        elif chemsys in held_set and known == "first-build" and _wave(r) <= 2:
             reference.append(labelled(r))
         elif chemsys in held_set:
             pool.append(labelled(r))
@@ -112,6 +112,15 @@ def campaign_data(world_dir: Path, max_systems: int | None = None, known: str = 
             reference.append(labelled(r))
     return {"held": held, "labels": elements + pool, "reference": reference, "stable": stable,
             "n_pool": len(pool), "n_world": len(rows)}
+
+
+def _wave(row: dict[str, Any]) -> int:
+    """The wave that made a world row; a world written before rows said so cannot be split
+    into a first build and later waves by guessing."""
+    if row.get("wave") is None:
+        raise ValueError(f"world row {row['id']} has no wave: rewrite the world with "
+                         "bench/world.py grow before --known first-build")
+    return int(row["wave"])
 
 
 def default_model() -> Path | None:

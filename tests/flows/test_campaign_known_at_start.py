@@ -7,6 +7,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.models.pretrained_toy import HELD_OUT, ROOT, write_toy_world
 
 
@@ -55,3 +57,11 @@ def test_known_at_start_moves_the_first_build_out_of_the_pool(tmp_path):
     # the stable phases counted are the pool's own
     assert first["stable"] <= pool_first and plain["stable"] <= pool_plain
     assert first["n_pool"] == len(pool_first) and plain["n_pool"] == len(pool_plain)
+
+
+def test_a_world_without_waves_is_refused_rather_than_guessed(tmp_path):
+    campaigns = _campaigns()
+    folder = write_toy_world(tmp_path / "world")  # rows without a wave, as older worlds
+    assert campaigns.campaign_data(folder)["n_pool"] > 0  # the elements start needs no waves
+    with pytest.raises(ValueError, match="has no wave"):
+        campaigns.campaign_data(folder, known="first-build")
