@@ -14,6 +14,10 @@
 | errore in ``efermig`` (cannot bracket Ef)         | double degauss, up to 0.05 Ry              |
 | errore in ``scale_h`` (vc-relax: not enough space | cell_factor 4, from the last geometry      |
 | for radial FFT: the cell grew or shrank too far)  |                                            |
+| errore in ``bfgs`` (``dE0s is positive``: the     | from the last geometry with a fresh history |
+| line search went uphill, energies and forces      | and trust_radius_ini 0.1 bohr; if it comes |
+| disagree after a large step)                      | back, damped dynamics (ions ``damp``, cell |
+|                                                   | ``damp-w``), which has no line search      |
 
 Any other errore is not corrected: the run fails with pw.x's own message (not only MPI's
 MPI_ABORT notice from pw.err), so the failure says what went wrong.
@@ -144,22 +148,31 @@ MAX_DEGAUSS = 0.05  # Ry
 CELL_FACTOR = 4.0  # pw.x's default is 2 for vc-relax
 
 
-def _errore_fix(error: PWError, inp: dict[str, Any]) -> tuple[str, str, Any] | None:
-    """(namelist, key, new value) that corrects ``error`` in ``inp``, or None when the table
+BFGS_TRUST_RADIUS_INI = 0.1  # bohr; pw.x's default is 0.5
+
+
+def _errore_fix(error: PWError, inp: dict[str, Any]) -> dict[tuple[str, str], Any] | None:
+    """{(namelist, key): new value} that corrects ``error`` in ``inp``, or None when the table
     has no correction for it or the input already has the one it would make."""
     if error.routine in DIAGONALIZATION_ROUTINES:
-        fix = ("electrons", "diagonalization", "cg")
+        fix = {("electrons", "diagonalization"): "cg"}
     elif error.routine in SYMMETRY_ROUTINES:
-        fix = ("system", "nosym", True)
+        fix = {("system", "nosym"): True}
     elif error.routine == "efermig":
         degauss = float(inp["system"].get("degauss", MAX_DEGAUSS))
-        fix = ("system", "degauss", max(degauss, min(MAX_DEGAUSS, 2 * degauss)))  # never lowered
+        fix = {("system", "degauss"): max(degauss, min(MAX_DEGAUSS, 2 * degauss))}  # never lowered
     elif error.routine == "scale_h":
-        fix = ("cell", "cell_factor", max(CELL_FACTOR, float(inp["cell"].get("cell_factor", 2.0))))
+        fix = {("cell", "cell_factor"): max(CELL_FACTOR, float(inp["cell"].get("cell_factor", 2.0)))}
+    elif error.routine == "bfgs":
+        fix = {("ions", "trust_radius_ini"): BFGS_TRUST_RADIUS_INI}
+        if inp.get("ions", {}).get("trust_radius_ini") == BFGS_TRUST_RADIUS_INI:  # came back
+            fix = {("ions", "ion_dynamics"): "damp"}
+            if "cell" in inp and inp["cell"].get("cell_dynamics", "bfgs") != "none":
+                fix[("cell", "cell_dynamics")] = "damp-w"
     else:
         return None
-    namelist, key, value = fix
-    return None if inp[namelist].get(key) == value else fix
+    unchanged = all(inp.get(namelist, {}).get(key) == value for (namelist, key), value in fix.items())
+    return None if unchanged else fix
 
 
 class QEErroreHandler(ErrorHandler):
@@ -176,12 +189,14 @@ class QEErroreHandler(ErrorHandler):
     def correct(self, directory: str = "./") -> dict[str, Any]:
         out = parse_pw_output(Path(directory) / PW_OUT)
         inp = read_input(directory)
-        namelist, key, value = _errore_fix(out.error, inp)
-        inp[namelist][key] = value
+        fix = _errore_fix(out.error, inp)
+        for (namelist, key), value in fix.items():
+            inp.setdefault(namelist, {})[key] = value
         if out.images:  # keep the ionic progress the run made
             inp["structure"] = out.final_structure.as_dict()
         write_input(inp, directory)
-        return {"errors": [str(out.error)], "actions": [{"dict": namelist, "action": {"_set": {key: value}}}]}
+        return {"errors": [str(out.error)],
+                "actions": [{"dict": namelist, "action": {"_set": {key: value}}} for (namelist, key), value in fix.items()]}
 
 
 class PWDoneValidator(Validator):
