@@ -7,9 +7,11 @@ from __future__ import annotations
 import pytest
 from dft_helpers import si_diamond
 
+from gnomon.dft.custodian import run_pw_custodian
 from gnomon.dft.local import LocalDispatcher
 from gnomon.dft.mlip import CHGNetEngine
-from gnomon.dft.qe import QEEngine
+from gnomon.dft.qe import QEEngine, build_input, pseudo_dir_of
+from gnomon.dft.qe_io import PW_OUT, parse_pw_output, write_input
 from gnomon.dft.service import Relaxations
 from gnomon.dft.settings import QESettings
 from gnomon.storage.documents import CalcState, Entry
@@ -51,3 +53,29 @@ def test_qe_vc_relax_of_si_and_separate_hulls(pw_x, sqlite_repo, tmp_path):
         assert phases[0].id == entries[0].id and phases[0].is_stable
     qe_e, ml_e = (sqlite_repo.entries(scheme=s)[0] for s in ("qe-pbe-pslibrary", "mlip-chgnet-0.3.0"))
     assert abs(qe_e.energy_per_atom - ml_e.energy_per_atom) > 10  # never comparable: separate hulls
+
+
+def test_bfgs_uphill_line_search_is_corrected_and_real_pw_x_converges(pw_x, tmp_path):
+    """pw.x's 'dE0s is positive' (an errore in bfgs) was seen in CI; its correction is an input
+    real pw.x must accept: a stand-in aborts once with that error, then the real pw.x runs the
+    corrected input (trust_radius_ini 0.1 bohr) to a converged vc-relax."""
+    settings = QESettings(ecutwfc=25, kspacing=0.5, pw_command=pw_x)
+    pseudo_dir = pseudo_dir_of(settings)
+    (upf,) = sorted(p.name for p in pseudo_dir.glob("Si.pbe-*psl*.UPF"))[:1]
+    run = tmp_path / "run"
+    run.mkdir()
+    write_input(build_input(si_diamond(5.60), settings, {"Si": upf}, pseudo_dir), run)
+    uphill = tmp_path / "uphill.out"
+    bar = " " + "%" * 78
+    uphill.write_text(f"\n{bar}\n     Error in routine bfgs (1):\n     dE0s is positive which should never happen\n{bar}\n")
+    stand_in = tmp_path / "pw.sh"
+    stand_in.write_text(f"#!/bin/bash\nif [ ! -f once ]; then touch once; cat {uphill}; exit 1; fi\nexec {pw_x} \"$@\"\n")
+    stand_in.chmod(0o755)
+
+    corrections = run_pw_custodian(run, [str(stand_in)], max_errors=3)
+    assert [c["handler"] for c in corrections] == ["QEErroreHandler"]
+    assert corrections[0]["errors"] == ["Error in routine bfgs (1): dE0s is positive which should never happen"]
+    assert "trust_radius_ini = 0.1" in (run / "pw.in").read_text()
+    out = parse_pw_output(run / PW_OUT)
+    assert out.job_done and out.bfgs_converged and out.error is None
+    assert out.final_structure.lattice.a * 2**0.5 == pytest.approx(SI_PBE_A, rel=0.02)
