@@ -166,12 +166,13 @@ def _errore_fix(error: PWError, inp: dict[str, Any]) -> dict[tuple[str, str], An
     elif error.routine == "scale_h":
         fix = {("cell", "cell_factor"): max(CELL_FACTOR, float(inp["cell"].get("cell_factor", 2.0)))}
     elif error.routine == "bfgs":
-        now = float(inp["ions"].get("trust_radius_ini", 0.5))
-        smaller = [r for r in BFGS_TRUST_RADII if r < now - 1e-12]
-        fix = {("ions", "trust_radius_ini"): smaller[0] if smaller else now}
+        smaller = [r for r in BFGS_TRUST_RADII if r < float(inp["ions"].get("trust_radius_ini", 0.5))]
+        if not smaller:
+            return None
+        fix = {("ions", "trust_radius_ini"): smaller[0]}
     else:
         return None
-    unchanged = all(inp.get(namelist, {}).get(key) == value for (namelist, key), value in fix.items())
+    unchanged = all(inp[namelist].get(key) == value for (namelist, key), value in fix.items())
     return None if unchanged else fix
 
 
@@ -191,7 +192,7 @@ class QEErroreHandler(ErrorHandler):
         inp = read_input(directory)
         fix = _errore_fix(out.error, inp)
         for (namelist, key), value in fix.items():
-            inp.setdefault(namelist, {})[key] = value
+            inp[namelist][key] = value
         if out.images:  # keep the ionic progress the run made
             inp["structure"] = out.final_structure.as_dict()
         write_input(inp, directory)
