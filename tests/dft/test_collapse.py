@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 from ase.data import covalent_radii
-from pymatgen.core import Lattice, Structure
+from dft_helpers import rocksalt
+from pymatgen.core import Element, Lattice, Structure
 
 from gnomon.dft.collapse import COLLAPSED_FRACTION, collapsed_pair
 from gnomon.dft.errors import RelaxationError
@@ -17,15 +18,10 @@ from gnomon.dft.parsing import task_from_forcefield
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-def rocksalt(a: float) -> Structure:
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"],
-                                     [[0, 0, 0], [0.5, 0.5, 0.5]])
-
-
 def dimer_in_box(el: str, ratio: float) -> Structure:
     """Two ``el`` atoms at ``ratio`` of their covalent bond length, far from their images."""
-    bond = 2 * covalent_radii[Structure(Lattice.cubic(9), [el], [[0, 0, 0]])[0].specie.Z]
-    return Structure(Lattice.cubic(12.0), [el, el], [[0, 0, 0], [ratio * bond / 12.0, 0, 0]],)
+    bond = 2 * covalent_radii[Element(el).Z]
+    return Structure(Lattice.cubic(12.0), [el, el], [[0, 0, 0], [ratio * bond / 12.0, 0, 0]])
 
 
 def test_an_ordinary_crystal_is_not_collapsed():

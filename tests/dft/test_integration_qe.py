@@ -5,7 +5,7 @@ the same crystal land in separate hulls."""
 from __future__ import annotations
 
 import pytest
-from dft_helpers import si_diamond
+from dft_helpers import errore, si_diamond
 
 from gnomon.dft.custodian import run_pw_custodian
 from gnomon.dft.local import LocalDispatcher
@@ -66,8 +66,7 @@ def test_bfgs_uphill_line_search_is_corrected_and_real_pw_x_converges(pw_x, tmp_
     run.mkdir()
     write_input(build_input(si_diamond(5.60), settings, {"Si": upf}, pseudo_dir), run)
     uphill = tmp_path / "uphill.out"
-    bar = " " + "%" * 78
-    uphill.write_text(f"\n{bar}\n     Error in routine bfgs (1):\n     dE0s is positive which should never happen\n{bar}\n")
+    uphill.write_text(errore("bfgs", 1, "dE0s is positive which should never happen"))
     stand_in = tmp_path / "pw.sh"
     stand_in.write_text(f"#!/bin/bash\nif [ ! -f once ]; then touch once; cat {uphill}; exit 1; fi\nexec {pw_x} \"$@\"\n")
     stand_in.chmod(0o755)

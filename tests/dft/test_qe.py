@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from dft_helpers import si_diamond
+from dft_helpers import errore, si_diamond
 
 from gnomon.dft.custodian import (
     BFGS_TRUST_RADII,
@@ -49,12 +49,6 @@ You may or may not see output from other processes, depending on
 exactly when Open MPI kills them.
 --------------------------------------------------------------------------
 """
-
-
-def errore(routine: str, code: int, message: str) -> str:
-    """pw.x's errore() block, as it prints it to pw.out."""
-    bar = " " + "%" * 78
-    return f"\n{bar}\n     Error in routine {routine} ({code}):\n     {message}\n{bar}\n\n     stopping ...\n"
 
 
 @pytest.fixture
