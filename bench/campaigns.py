@@ -5,7 +5,7 @@ held-out systems.
     .venv/bin/python bench/campaigns.py --rounds 3 --seeds 1 --budget 10 --epochs 20 --members 2
     .venv/bin/python bench/campaigns.py --model path/to/ensemble.pt --workers 2
 
-What is replayed (``gnomon.flows.simulate``, the machinery behind ``gnomon campaign
+What is replayed (``gnomon.campaign.simulate``, the machinery behind ``gnomon campaign
 simulate``): the candidate pool is every structure of the world's *held-out* chemical
 systems, which no model here was trained on. Each round the ensemble screens the pool's
 *unrelaxed* inputs, a policy picks a fixed budget, and the oracle's labels (CHGNet's relaxed
@@ -56,7 +56,7 @@ import world  # noqa: E402
 
 RESULTS = HERE / "results"
 PRETRAINED_DIR = HERE.parent / "gnomon" / "data" / "pretrained"
-STABLE_TOLERANCE = 1e-8  # eV/atom, as gnomon.flows.simulate.HIT_TOLERANCE
+STABLE_TOLERANCE = 1e-8  # eV/atom, as gnomon.campaign.simulate.HIT_TOLERANCE
 log = logging.getLogger("campaigns")
 
 
@@ -77,7 +77,7 @@ def campaign_data(world_dir: Path, max_systems: int | None = None, known: str = 
     already holds; the pool is then what the later waves made, substituted into compounds."""
     from pymatgen.core import Structure
 
-    from gnomon.flows.simulate import Labelled
+    from gnomon.campaign.simulate import Labelled
 
     rows = list(world.read_jsonl_gz(world_dir / world.WORLD_FILE.name))
     held = sorted(_canonical(s) for s in json.loads((world_dir / world.HELDOUT_FILE.name).read_text())["systems"])
@@ -140,7 +140,7 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
     """One campaign (start, policy, seed); loads the world once per process."""
     import torch
 
-    from gnomon.flows.simulate import simulate
+    from gnomon.campaign.simulate import simulate
 
     torch.set_num_threads(1)
     key = (job["world"], job["systems"], job["known"])

@@ -9,7 +9,7 @@ prototypes of at most ``--max-sites`` sites, substituted into Mg-Si, Al-Mg and A
 elements with norm-conserving pseudopotentials in Debian's quantum-espresso-data, so a
 relaxation takes seconds), each relaxed by pw.x (vc-relax) twice: from the raw candidate, and
 from the structure CHGNet relaxed it to (the campaign's mlip stage, default settings), idealised
-to its space group as the campaign hands it on (``gnomon.flows.steps.dft_start``). Per
+to its space group as the campaign hands it on (``gnomon.campaign.steps.dft_start``). Per
 relaxation: DFT ionic steps, wall time, the energy reached; and whether both starts reach the
 same minimum (|ΔE| within ``--tolerance`` eV/atom). The CHGNet time is reported beside, since
 the mlip stage is not free. LDA pseudopotentials (vbc) at ``--ecutwfc`` Ry: the comparison is
@@ -101,7 +101,7 @@ def bench_qe(n: int, ecutwfc: float, kspacing: float, max_sites: int, tolerance:
     from gnomon.dft.mlip import CHGNetEngine
     from gnomon.dft.qe import QEEngine
     from gnomon.dft.settings import QESettings
-    from gnomon.flows.steps import dft_start
+    from gnomon.campaign.steps import dft_start
 
     if shutil.which("pw.x") is None or not all((PSEUDO_DIR / f).is_file() for f in PSEUDOS.values()):
         print("qe: skipped (pw.x or the vbc pseudopotentials of quantum-espresso-data are missing)")

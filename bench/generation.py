@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson  # noqa: E402
 from pymatgen.core import Composition, Structure  # noqa: E402
 
-from gnomon.pipeline.dedup import Deduplicator, SQLiteSeenStore  # noqa: E402
+from gnomon.pipeline.generation.dedup import Deduplicator, SQLiteSeenStore  # noqa: E402
 from gnomon.pipeline.generation import saps_fast  # noqa: E402
 from gnomon.pipeline.generation.random_search import RandomSearch  # noqa: E402
 from gnomon.pipeline.generation.saps import SAPSGenerator  # noqa: E402
@@ -203,7 +203,7 @@ def filler_db(size: int) -> Path:
 
 
 def scaled_copies(candidates: list[Candidate], factor: float, tag: str) -> list[Candidate]:
-    from gnomon.pipeline.identity import candidate_from_structure
+    from gnomon.pipeline.generation.identity import candidate_from_structure
 
     out = []
     for c in candidates:

@@ -2,7 +2,7 @@
 
 Every structure of the world is stored as a phase; the stable compounds are stored as a
 campaign's discoveries (created after everything else), the rest as imported known phases.
-Then :func:`gnomon.pipeline.novelty.novelty_of_rows` checks every discovery, as the report
+Then :func:`gnomon.pipeline.thermo.novelty.novelty_of_rows` checks every discovery, as the report
 does, and the table says how long it took and what it flagged.
 
     .venv/bin/python bench/novelty.py [--limit N]
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pymatgen.core import Structure
 
-from gnomon.pipeline.novelty import novelty_of_rows, unit_amd
+from gnomon.pipeline.thermo.novelty import novelty_of_rows, unit_amd
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.storage import open_repository
 from gnomon.storage.documents import Candidate

@@ -6,7 +6,7 @@
 The labelled set is made here: SAPS candidates from pymatgen's prototype library in a few
 chemical spaces plus elemental references, labelled with CHGNet's energy of the given
 structure (static, no relaxation, so it builds in a minute or two). It is cached under
-bench/results/. Then `gnomon.flows.simulate` replays the loop with each policy, same seeds,
+bench/results/. Then `gnomon.campaign.simulate` replays the loop with each policy, same seeds,
 in the same run: random (the baseline), greedy on predicted e_above_hull, and
 uncertainty-aware (mean - k*sigma).
 """
@@ -69,7 +69,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from gnomon.flows.simulate import load_labels, simulate
+    from gnomon.campaign.simulate import load_labels, simulate
 
     labels_path = RESULTS / f"labels-{args.per_space}.json"
     if not labels_path.exists():

@@ -154,7 +154,7 @@ def _plain(structure) -> dict[str, Any]:
 
 
 def _sample_distinct(structures: list[tuple[str, str | None, Any]], k: int, seed: int):
-    from gnomon.pipeline.dedup import dedup_structures
+    from gnomon.pipeline.generation.dedup import dedup_structures
 
     rng = random.Random(seed)
     rng.shuffle(structures)
@@ -224,7 +224,7 @@ def plan_wave1(system: str, n_saps: int, n_random: int, max_sites: int = 8) -> l
 
 
 def _planned(system: str, generator: str, template: str | None, structure) -> Planned:
-    from gnomon.pipeline.identity import structure_hash
+    from gnomon.pipeline.generation.identity import structure_hash
 
     return Planned(f"{system}:{structure_hash(structure)}", system, generator, template,
                    _plain(structure))
@@ -600,7 +600,7 @@ def _new_against(existing: list[dict[str, Any]], pool: list[tuple[str, str | Non
     (StructureMatcher at gnomon's dedup tolerances)."""
     from pymatgen.core import Structure
 
-    from gnomon.pipeline.dedup import dedup_structures
+    from gnomon.pipeline.generation.dedup import dedup_structures
 
     old = [Structure.from_dict(d) for d in existing]
     keep = dedup_structures(old + [s for _, _, s in pool[: 4 * k]])

@@ -239,7 +239,7 @@ class StoppingConfig(_Section):
 
 
 class FunnelConfig(_Section):
-    """The streaming funnel of a round (``gnomon.flows.funnel_step``): generate -> exact dedup ->
+    """The streaming funnel of a round (``gnomon.campaign.funnel_step``): generate -> exact dedup ->
     screen in chunks through bounded memory, storing only the candidates that pass the screen
     (with their predictions) and counting the rest. Off by default: a round then stores every
     unique candidate of ``saps.max_candidates`` and ``random_search`` and screens them after."""
@@ -328,7 +328,7 @@ class CampaignConfig(_Section):
     def systems(self) -> list[str]:
         """The chemical systems the campaign explores: every sub-system of 2..max_arity elements
         (the whole space and its sub-systems when ``max_arity`` is unset)."""
-        from gnomon.pipeline.systems import chemical_systems
+        from gnomon.campaign.systems import chemical_systems
 
         return chemical_systems(self.elements, self.max_arity)
 

@@ -45,7 +45,7 @@ def _run(cfg: CampaignConfig, db: str | None, rounds: int | None) -> dict:
 
 
 def _metrics_table(db: str | None, name: str) -> Table:
-    from gnomon.flows.report import METRIC_COLUMNS, _fmt, metric_rows
+    from gnomon.campaign.reports.campaign import METRIC_COLUMNS, _fmt, metric_rows
 
     with repository(db) as repo:
         rows = metric_rows(repo, name)
@@ -58,7 +58,7 @@ def _metrics_table(db: str | None, name: str) -> Table:
 
 
 def _finish(cfg: CampaignConfig, db: str | None, result: dict) -> None:
-    from gnomon.flows.report import write_report
+    from gnomon.campaign.reports.campaign import write_report
 
     console.print(_metrics_table(db, cfg.name))
     with repository(db) as repo:
@@ -97,8 +97,8 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Campaigns, their rounds and the state of every step."""
-    from gnomon.flows.report import campaign_rounds
-    from gnomon.flows.steps import STEPS, with_current_step_names
+    from gnomon.campaign.reports.campaign import campaign_rounds
+    from gnomon.campaign.steps import STEPS, with_current_step_names
     from gnomon.storage import Campaign
 
     with repository(db) as repo:
@@ -150,7 +150,7 @@ def report(
     db: DbOption = None,
 ) -> None:
     """Write the campaign report (Markdown + PNG)."""
-    from gnomon.flows.report import write_report
+    from gnomon.campaign.reports.campaign import write_report
 
     cfg = _stored_config(name, db)
     with repository(db) as repo:
@@ -247,9 +247,9 @@ def simulate(
     """Replay the loop on a labelled set to compare selection policies (no engine runs)."""
     import json
 
-    from gnomon.flows.simulate import load_labels
-    from gnomon.flows.simulate import simulate as run_simulation
-    from gnomon.flows.steps import policy_options
+    from gnomon.campaign.simulate import load_labels
+    from gnomon.campaign.simulate import simulate as run_simulation
+    from gnomon.campaign.steps import policy_options
 
     cfg = _config(config)
     try:

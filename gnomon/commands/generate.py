@@ -21,7 +21,7 @@ from gnomon.commands.common import DbOption, console, err_console, fail, reposit
 from gnomon.credentials import mask_url
 
 if TYPE_CHECKING:
-    from gnomon.pipeline.dedup import Deduplicator
+    from gnomon.pipeline.generation.dedup import Deduplicator
     from gnomon.storage import Candidate, Repository
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def _emit(
     limit: int | None = None,
 ) -> tuple[int, int, int]:
     """Deduplicate and write a candidate stream; returns (generated, duplicates, written)."""
-    from gnomon.pipeline.dedup import Deduplicator
+    from gnomon.pipeline.generation.dedup import Deduplicator
     from gnomon.pipeline.generation.candidate_io import write_candidates
     from gnomon.pipeline.generation.streaming import chunked
 
@@ -350,7 +350,7 @@ def dedup(
     db: DbOption = None,
 ) -> None:
     """Remove duplicate structures from a candidate file."""
-    from gnomon.pipeline.dedup import Deduplicator
+    from gnomon.pipeline.generation.dedup import Deduplicator
     from gnomon.pipeline.generation.candidate_io import (
         CandidateFileError,
         read_candidates,

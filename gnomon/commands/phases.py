@@ -103,8 +103,8 @@ NOVELTY_FIELDS = ("origin", "novelty", "nearest_known_id", "nearest_known_formul
 
 def _with_novelty(repo, rows: list[dict], known: list[Path]) -> list[dict]:
     """``rows`` with where each phase came from and, for a campaign's discoveries, its novelty
-    (``gnomon.pipeline.novelty``); ``novelty_text`` is the table's cell."""
-    from gnomon.pipeline.novelty import novelty_of_rows, novelty_text, references_from_files
+    (``gnomon.pipeline.thermo.novelty``); ``novelty_text`` is the table's cell."""
+    from gnomon.pipeline.thermo.novelty import novelty_of_rows, novelty_text, references_from_files
     from gnomon.pipeline.thermo.known import phase_origins
 
     try:

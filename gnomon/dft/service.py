@@ -98,7 +98,7 @@ class Relaxations:
         Checks the engine's inputs and the dispatcher first: on InputError or DispatchError
         nothing is stored or submitted.
         """
-        from gnomon.pipeline.identity import candidate_from_structure
+        from gnomon.pipeline.generation.identity import candidate_from_structure
 
         if dispatcher not in self.dispatchers:
             raise DispatchError(f"unknown dispatcher {dispatcher!r}: {', '.join(self.dispatchers)}")

@@ -11,10 +11,10 @@ from typing import Any
 from prefect import flow
 
 from gnomon.config import CampaignConfig, Settings
-from gnomon.flows import runs
+from gnomon.campaign import runs
 from gnomon.flows.database import settings_from_payload, settings_payload
 from gnomon.flows.round import round_flow
-from gnomon.flows.steps import round_finished
+from gnomon.campaign.steps import round_finished
 from gnomon.storage import Campaign, Round, open_repository
 from gnomon.storage.documents import utcnow
 
@@ -113,7 +113,7 @@ def campaign_flow(config: dict[str, Any], settings: dict[str, Any], rounds: int 
 
     ``rounds_per_run`` is how a scheduled run (``gnomon campaign serve``) calls it: that many
     more rounds, see :func:`scheduled_run`. Either way the run holds the campaign's lease
-    (``gnomon.flows.runs``), so two runs of one campaign never work at the same time.
+    (``gnomon.campaign.runs``), so two runs of one campaign never work at the same time.
     """
     cfg = CampaignConfig.model_validate(config)
     s = settings_from_payload(settings)

@@ -12,7 +12,7 @@ there at once, so ``prefect deployment ls`` shows it.
 Before taking runs it catches up: scheduled runs that came due while nothing served them run
 once, not once per missed slot (the others end Cancelled, named Missed), and on the
 workspace's own server a run left Running by a killed ``serve`` is marked Crashed (the next
-run resumes its round at the first unfinished step; ``gnomon.flows.runs`` hands it the
+run resumes its round at the first unfinished step; ``gnomon.campaign.runs`` hands it the
 campaign's lease). Schedules are not paused when ``serve`` stops.
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 from uuid import UUID
 
 from gnomon.config import CampaignConfig, Settings
-from gnomon.flows import runs
+from gnomon.campaign import runs
 from gnomon.flows.campaign import campaign_flow, register_campaign, settings_payload
 from gnomon.flows.server import LocalPrefectServer, running_server
 from gnomon.storage import Campaign, open_repository

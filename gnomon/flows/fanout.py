@@ -1,6 +1,6 @@
 """A round's generation and screening, in chunks, on the campaign's Dask cluster or in-process.
 
-The steps (``gnomon.flows.steps``) call these in place of the generators and the screen: with
+The steps (``gnomon.campaign.steps``) call these in place of the generators and the screen: with
 no ``dask:`` section they run here, as before; with one, the work is cut into chunks
 (templates for SAPS, compositions for the random search, candidates for the screen) that
 Dask workers compute (:func:`gnomon.flows.distributed.map_chunks`) and that come back in

@@ -15,7 +15,7 @@ from prefect import flow, task
 from prefect.tasks import exponential_backoff
 
 from gnomon.config import CampaignConfig
-from gnomon.flows import steps
+from gnomon.campaign import steps
 from gnomon.flows.database import settings_from_payload
 
 log = logging.getLogger(__name__)

@@ -228,7 +228,7 @@ class Campaign(Record):
     schedule: str | None = None  # its Prefect deployment's schedule: a cron, or "every <N>s"
     rounds_per_run: int = 1  # rounds each scheduled run adds
     stop_reason: str | None = None  # the stopping rule that ended it
-    # the run advancing it now ("host:pid:run id"; gnomon.flows.runs): never two at once
+    # the run advancing it now ("host:pid:run id"; gnomon.campaign.runs): never two at once
     lease: str | None = None
     lease_renewed_at: datetime | None = None
     runs: list[dict[str, Any]] = Field(default_factory=list)  # its latest runs and their outcome

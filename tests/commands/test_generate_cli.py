@@ -114,7 +114,7 @@ def test_compositions_table_and_known_skipping(tmp_path, db):
 
 def test_dedup_file(tmp_path, db):
     from gnomon.pipeline.generation.candidate_io import write_candidates
-    from gnomon.pipeline.identity import candidate_from_structure
+    from gnomon.pipeline.generation.identity import candidate_from_structure
 
     def nacl(a):
         return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3])

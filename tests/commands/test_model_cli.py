@@ -10,7 +10,7 @@ from pymatgen.core import Lattice, Structure
 from typer.testing import CliRunner
 
 from gnomon.cli import app
-from gnomon.pipeline.identity import candidate_from_structure
+from gnomon.pipeline.generation.identity import candidate_from_structure
 from gnomon.pipeline.thermo.entries import entry_from_structure
 from gnomon.storage import Prediction, open_repository
 from tests.models.conftest import cscl, toy_energy, toy_structures

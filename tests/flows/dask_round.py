@@ -14,7 +14,7 @@ from typing import Any
 from pymatgen.core import Lattice, Structure
 
 from gnomon.config import CampaignConfig, Settings
-from gnomon.flows.steps import STEP_FUNCTIONS, RoundContext, run_step
+from gnomon.campaign.steps import STEP_FUNCTIONS, RoundContext, run_step
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.storage import Candidate, Prediction

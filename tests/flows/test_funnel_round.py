@@ -13,11 +13,11 @@ from functools import cached_property
 import pytest
 
 from gnomon.config import CampaignConfig, Settings
-from gnomon.flows import funnel_step
-from gnomon.flows.steps import STEP_FUNCTIONS, RoundContext, run_step, screening_model
+from gnomon.campaign import funnel_step
+from gnomon.campaign.steps import STEP_FUNCTIONS, RoundContext, run_step, screening_model
 from gnomon.models.registry import ModelRegistry
 from gnomon.models.screening import Screener, hull_function
-from gnomon.pipeline.dedup import Deduplicator
+from gnomon.pipeline.generation.dedup import Deduplicator
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.storage import Candidate, Prediction, StepState

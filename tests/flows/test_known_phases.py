@@ -9,8 +9,8 @@ from functools import cached_property
 import pytest
 
 from gnomon.config import CampaignConfig, Settings
-from gnomon.flows.steps import RoundContext, references, run_step
-from gnomon.pipeline.metrics import e_above_previous_hull
+from gnomon.campaign.steps import RoundContext, references, run_step
+from gnomon.pipeline.thermo.metrics import e_above_previous_hull
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.pipeline.thermo.known import phase_origins
 from gnomon.pipeline.thermo.phase_query import PhaseQuery

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from gnomon.config import CampaignConfig, ConfigError, Settings, load_campaign
-from gnomon.flows.report import write_report
-from gnomon.flows.steps import STEPS, RoundContext, run_step
-from gnomon.pipeline.metrics import e_above_previous_hull, round_metrics
+from gnomon.campaign.reports.campaign import write_report
+from gnomon.campaign.steps import STEPS, RoundContext, run_step
+from gnomon.pipeline.thermo.metrics import e_above_previous_hull, round_metrics
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.storage import Prediction, Round, StepState
@@ -109,7 +109,7 @@ def test_quickstart_config_is_valid():
 
 
 def test_one_table_names_the_steps_in_order():
-    from gnomon.flows import steps
+    from gnomon.campaign import steps
 
     assert STEPS == tuple(steps.STEP_FUNCTIONS)
     assert STEPS[0] == "references" and STEPS[-1] == "report" and "metrics" in STEPS and "hull" not in STEPS
@@ -118,7 +118,7 @@ def test_one_table_names_the_steps_in_order():
 
 def test_a_round_stored_under_the_old_step_name_resumes(ctx):
     from gnomon.flows.campaign import round_done
-    from gnomon.flows.steps import round_finished
+    from gnomon.campaign.steps import round_finished
 
     legacy = {s: StepState.done for s in STEPS if s != "metrics"} | {"hull": StepState.done}
     ctx.repo.put([Round(id=Round.key("t", 0), campaign="t", index=0, steps=legacy,
@@ -138,8 +138,8 @@ def test_a_round_stored_under_the_old_step_name_resumes(ctx):
 def test_selection_takes_every_policy_argument_from_the_config():
     from dataclasses import fields
 
-    from gnomon.flows.steps import selection_policy
-    from gnomon.pipeline.selection import POLICIES
+    from gnomon.campaign.steps import selection_policy
+    from gnomon.campaign.selection import POLICIES
 
     selection = {"policy": "uncertainty", "budget": 7, "threshold": 0.02, "k": 2.5, "exploration": 0.3,
                  "max_per_group": 1}

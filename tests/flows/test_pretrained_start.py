@@ -10,7 +10,7 @@ from functools import cached_property
 import pytest
 
 from gnomon.config import CampaignConfig, Settings
-from gnomon.flows.steps import STEP_FUNCTIONS, RoundContext, run_step, screening_model
+from gnomon.campaign.steps import STEP_FUNCTIONS, RoundContext, run_step, screening_model
 from gnomon.models import pretrained
 from gnomon.storage import ModelVersion
 from tests.models.pretrained_toy import run_pretrain, write_toy_world

@@ -13,8 +13,8 @@ import warnings
 import pytest
 
 from gnomon.config import CampaignConfig, Settings
-from gnomon.flows import steps
-from gnomon.flows.report import write_report
+from gnomon.campaign import steps
+from gnomon.campaign.reports.campaign import write_report
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.pipeline.thermo.known import known_phases_in

@@ -7,8 +7,8 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from gnomon.config import CampaignConfig, Settings
-from gnomon.flows.report import write_report
-from gnomon.flows.steps import RoundContext
+from gnomon.campaign.reports.campaign import write_report
+from gnomon.campaign.steps import RoundContext
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.storage.documents import Candidate

@@ -12,7 +12,7 @@ import yaml
 from pymatgen.core import Lattice, Structure
 from pymatgen.entries.computed_entries import ComputedStructureEntry
 
-from gnomon.flows.simulate import Labelled, simulate, true_stable
+from gnomon.campaign.simulate import Labelled, simulate, true_stable
 
 
 def test_schedule_is_recorded_for_serve_and_rejects_bad_schedules(tmp_path, prefect_home):

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from gnomon.flows.server import healthy
-from gnomon.flows.steps import round_finished
+from gnomon.campaign.steps import round_finished
 from gnomon.storage import Calculation, Campaign, Round, open_repository
 from tests.flows.test_prefect_cli import _api, _free_port, _log_tail
 

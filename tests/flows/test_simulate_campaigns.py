@@ -8,8 +8,8 @@ import random
 import pytest
 from pymatgen.core import Composition, Lattice, Structure
 
-from gnomon.flows.simulate import Labelled, e_above_known, hit_rate, simulate, true_stable
-from gnomon.pipeline.selection import GreedyPolicy, Scored, UncertaintyPolicy
+from gnomon.campaign.simulate import Labelled, e_above_known, hit_rate, simulate, true_stable
+from gnomon.campaign.selection import GreedyPolicy, Scored, UncertaintyPolicy
 
 TINY = {"ensemble_size": 2, "hidden": 8, "layers": 1, "max_epochs": 4, "patience": 2}
 REFS = {"Na": -1.0, "Cl": -2.0}  # eV/atom

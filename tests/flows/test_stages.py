@@ -14,8 +14,8 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
 from gnomon.config import CampaignConfig, Settings, mlip_engine_name
-from gnomon.flows.stage_report import discovery_paths, stage_section
-from gnomon.flows.steps import (
+from gnomon.campaign.reports.stages import discovery_paths, stage_section
+from gnomon.campaign.steps import (
     STAGE_STEPS,
     STEP_FUNCTIONS,
     STEPS,
@@ -24,7 +24,7 @@ from gnomon.flows.steps import (
     round_finished,
     run_step,
 )
-from gnomon.pipeline.identity import candidate_from_structure
+from gnomon.pipeline.generation.identity import candidate_from_structure
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.storage import CalcState, Calculation, Candidate, Entry, Phase, Round, StepState
@@ -188,7 +188,7 @@ def _assert_gated_and_apart(ctx: StagedContext, candidates: dict[str, Candidate]
 
 
 def test_a_single_stage_round_skips_the_mlip_steps_and_relaxes_the_selection(tmp_path, engines, monkeypatch):
-    from gnomon.flows import steps
+    from gnomon.campaign import steps
 
     relaxed = []
     monkeypatch.setattr(steps, "_relax_with", lambda ctx, ids, engine: relaxed.append((ids, engine)) or {})
@@ -223,7 +223,7 @@ def test_stage_config_is_validated():
 
 
 def test_one_scheme_for_both_stages_is_refused(tmp_path, engines):
-    from gnomon.flows.steps import StepError
+    from gnomon.campaign.steps import StepError
 
     ctx = _context(tmp_path / "home", {"mlip": engines["dft"], "dft": engines["dft"]})
     try:

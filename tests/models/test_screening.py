@@ -12,7 +12,7 @@ from pymatgen.core import Lattice, Structure
 from gnomon.models.ensemble import TTA
 from gnomon.models.screening import FEATURIZE_THREAD, Screener, prefetch, screen_candidates
 from gnomon.models.training import Featurizer
-from gnomon.pipeline.identity import candidate_from_structure
+from gnomon.pipeline.generation.identity import candidate_from_structure
 from gnomon.pipeline.thermo.entries import entry_from_structure
 from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.storage import Prediction

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
-from gnomon.pipeline.dedup import Deduplicator, dedup_structures
-from gnomon.pipeline.fingerprint import dedup_key
-from gnomon.pipeline.identity import candidate_from_structure
+from gnomon.pipeline.generation.dedup import Deduplicator, dedup_structures
+from gnomon.pipeline.generation.fingerprint import dedup_key
+from gnomon.pipeline.generation.identity import candidate_from_structure
 
 PROTOTYPES = {
     "rocksalt": lambda a, x, y: Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [x, y],

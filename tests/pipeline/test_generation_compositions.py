@@ -13,7 +13,7 @@ from gnomon.pipeline.generation.compositions import (
     parse_elements,
     stoichiometries,
 )
-from gnomon.pipeline.identity import candidate_from_structure
+from gnomon.pipeline.generation.identity import candidate_from_structure
 from gnomon.storage import Entry
 
 

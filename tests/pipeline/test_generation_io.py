@@ -20,7 +20,7 @@ from gnomon.pipeline.generation.templates import (
     templates_from_files,
     templates_from_repository,
 )
-from gnomon.pipeline.identity import candidate_from_structure
+from gnomon.pipeline.generation.identity import candidate_from_structure
 from gnomon.storage import Entry, Phase
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from gnomon.pipeline.novelty import (
+from gnomon.pipeline.thermo.novelty import (
     NoveltyChecker,
     NoveltyFlag,
     Reference,

@@ -10,7 +10,7 @@ from pymatgen.core import Lattice, Structure
 
 from gnomon.pipeline.generation.saps import SAPSGenerator
 from gnomon.pipeline.generation.templates import make_template, prototype_templates
-from gnomon.pipeline.identity import structure_hash
+from gnomon.pipeline.generation.identity import structure_hash
 
 
 def rock_salt() -> Structure:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gnomon.pipeline.selection import Scored, make_policy
+from gnomon.campaign.selection import Scored, make_policy
 
 
 def pool(n: int = 20) -> list[Scored]:

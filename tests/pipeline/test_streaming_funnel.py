@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from gnomon.pipeline.dedup import Deduplicator, MemorySeenStore, SQLiteSeenStore
+from gnomon.pipeline.generation.dedup import Deduplicator, MemorySeenStore, SQLiteSeenStore
 from gnomon.pipeline.generation.funnel import Funnel
 from gnomon.pipeline.generation.saps import SAPSGenerator
 from gnomon.pipeline.generation.templates import make_template

@@ -9,8 +9,8 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gnomon.pipeline.selection import Scored, make_policy
-from gnomon.pipeline.systems import (
+from gnomon.campaign.selection import Scored, make_policy
+from gnomon.campaign.systems import (
     arity,
     chemical_systems,
     fair_take,

@@ -97,7 +97,7 @@ def candidate_to_atoms(c: Candidate):
 # -- reading ----------------------------------------------------------------------------------
 def read_candidates(path: str | Path) -> Iterator[Candidate]:
     """Candidates from a candidate file or a plain structure file, in file order."""
-    from gnomon.pipeline.identity import candidate_from_structure
+    from gnomon.pipeline.generation.identity import candidate_from_structure
 
     path = Path(path)
     if not path.exists():
@@ -177,7 +177,7 @@ def _read_xyz(path: Path) -> Iterator[Candidate]:
     from ase.io import iread
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from gnomon.pipeline.identity import candidate_from_structure
+    from gnomon.pipeline.generation.identity import candidate_from_structure
 
     try:
         frames = iread(str(path), index=":", format="extxyz")

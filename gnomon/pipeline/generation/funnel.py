@@ -3,8 +3,8 @@
 A GNoME-scale round pushes millions of generated candidates through an exact deduplicator
 and the screening ensemble and keeps the few that pass. Nothing in that path needs the whole
 stream at once, so :class:`Funnel` pulls one chunk of ``chunk_size`` candidates from a lazy
-source (a generator's ``generate``), deduplicates it (:class:`~gnomon.pipeline.dedup.
-Deduplicator`; give it a :class:`~gnomon.pipeline.dedup.SQLiteSeenStore` so that what it
+source (a generator's ``generate``), deduplicates it (:class:`~gnomon.pipeline.generation.dedup.
+Deduplicator`; give it a :class:`~gnomon.pipeline.generation.dedup.SQLiteSeenStore` so that what it
 remembers of the stream lives on disk), screens the survivors, hands the ones that pass to
 ``store`` and drops the chunk before pulling the next. What did not pass is only counted.
 
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gnomon.pipeline.dedup import Deduplicator
+from gnomon.pipeline.generation.dedup import Deduplicator
 from gnomon.pipeline.generation.streaming import chunked
 from gnomon.storage import Candidate
 

@@ -240,8 +240,8 @@ class RandomSearch:
 
     def structure_candidate(self, formula: str, index: int) -> Candidate:
         """Structure ``index`` of a composition, as a candidate with its provenance."""
-        from gnomon.pipeline.fingerprint import fingerprint
-        from gnomon.pipeline.identity import candidate_from_structure
+        from gnomon.pipeline.generation.fingerprint import fingerprint
+        from gnomon.pipeline.generation.identity import candidate_from_structure
 
         reduced = Composition(formula).reduced_composition
         seed = derive_seed(self.seed, reduced.reduced_formula, index)

@@ -44,7 +44,7 @@ Two implementations give the same outcomes in the same order: ``method="fast"`` 
 cached, and builds no pymatgen Structure per outcome; ``method="reference"`` is the original
 route (one Structure, spglib standardization and fingerprint per outcome), kept as the
 reference the tests and ``bench/generation.py`` compare with. Their ids differ (see
-:mod:`gnomon.pipeline.identity`) unless ``identity="structure"``.
+:mod:`gnomon.pipeline.generation.identity`) unless ``identity="structure"``.
 
 Every candidate records ``template_id``, ``substitution`` (``{A: B}`` for every substituted
 element), ``replaced_fraction`` (of the partially substituted element's sites; 1.0 for full
@@ -431,9 +431,9 @@ class SAPSGenerator:
     def _expand_reference(self, template: Template) -> Iterator[Candidate]:
         from pymatgen.analysis.structure_matcher import StructureMatcher
 
-        from gnomon.pipeline.fingerprint import fingerprint
+        from gnomon.pipeline.generation.fingerprint import fingerprint
         from gnomon.pipeline.generation.templates import template_problem
-        from gnomon.pipeline.identity import candidate_from_structure
+        from gnomon.pipeline.generation.identity import candidate_from_structure
 
         problem = template_problem(template.structure)
         if problem is not None:

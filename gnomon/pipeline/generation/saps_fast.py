@@ -25,7 +25,7 @@ instead of once per outcome:
   gets the same id, whichever symmetry-equivalent sites were enumerated. ``identity="structure"``
   computes the reference path's structure hash instead (same ids as the reference, at its
   cost). Outcomes equal across *different* templates get different fast ids; the deduplicator
-  (:mod:`gnomon.pipeline.dedup`), which compares structures with StructureMatcher, merges them.
+  (:mod:`gnomon.pipeline.generation.dedup`), which compares structures with StructureMatcher, merges them.
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ def expand_fast(gen: SAPSGenerator, template: Template) -> Iterator[Candidate]:
 
     from gnomon.pipeline.generation.compositions import is_balanced
     from gnomon.pipeline.generation.saps import GENERATOR, _radius, radius_cube_change
-    from gnomon.pipeline.identity import structure_hash
+    from gnomon.pipeline.generation.identity import structure_hash
 
     sym = template_symmetry(template, gen.supercell, gen.symprec)
     if sym.problem is not None:

@@ -15,7 +15,7 @@ import numpy as np
 from pymatgen.core import Composition, Element, Structure
 from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 
-from gnomon.pipeline.identity import structure_hash
+from gnomon.pipeline.generation.identity import structure_hash
 from gnomon.pipeline.thermo.schemes import apply_corrections, check_scheme
 from gnomon.storage.documents import Entry, stable_hash
 

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 from pymatgen.core import Lattice, Structure
 
-from gnomon.pipeline.identity import candidate_from_structure
+from gnomon.pipeline.generation.identity import candidate_from_structure
 from gnomon.pipeline.thermo.entries import EntryValidationError, check_structure, make_entry
 from gnomon.pipeline.thermo.importing import ImportResult, Rejected
 from gnomon.storage.documents import Candidate

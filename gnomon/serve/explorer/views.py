@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from gnomon.flows.report import METRIC_COLUMNS, metric_rows
+from gnomon.campaign.reports.campaign import METRIC_COLUMNS, metric_rows
 from gnomon.pipeline.thermo.hull import subsystems
 from gnomon.pipeline.thermo.phase_query import PhaseQuery, normalise_chemsys
 from gnomon.storage import Campaign, Entry, Phase, Repository

@@ -10,7 +10,7 @@ Sieves, cheapest first:
 
 1. identity: a candidate whose id (its structure hash) is already kept or stored is a
    duplicate; one indexed ``existing_ids`` lookup per chunk.
-2. bucket: the key of :mod:`gnomon.pipeline.fingerprint` (the reduced formula) names the only
+2. bucket: the key of :mod:`gnomon.pipeline.generation.fingerprint` (the reduced formula) names the only
    records that can match; stored candidates and entries are found through the indexed
    ``reduced_formula`` column, one query per chunk. The module docstring there proves that
    StructureMatcher never matches structures with different keys. A candidate whose bucket is
@@ -51,7 +51,7 @@ import orjson
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
-from gnomon.pipeline.fingerprint import dedup_key
+from gnomon.pipeline.generation.fingerprint import dedup_key
 from gnomon.storage import Candidate, Repository
 
 logger = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from typing import Any
 from pymatgen.core import Structure
 
 from gnomon.config import CampaignConfig, SelectionConfig, Settings
-from gnomon.pipeline.selection import POLICIES, Scored, SelectionPolicy, make_policy
+from gnomon.campaign.selection import POLICIES, Scored, SelectionPolicy, make_policy
 from gnomon.storage import (
     CalcState,
     Calculation,
@@ -219,7 +219,7 @@ def references(ctx: RoundContext) -> dict[str, Any]:
     from ase.collections import dcdft
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from gnomon.pipeline.identity import candidate_from_structure
+    from gnomon.pipeline.generation.identity import candidate_from_structure
 
     engines = ctx.stage_engines()
     todo: dict[str, tuple[list[Candidate], list[Candidate]]] = {}
@@ -263,7 +263,7 @@ def references(ctx: RoundContext) -> dict[str, Any]:
 
 def known_candidates(ctx: RoundContext) -> list[Candidate]:
     """Candidates for the shipped known phases of the campaign's space (none when switched off)."""
-    from gnomon.pipeline.identity import candidate_from_structure
+    from gnomon.pipeline.generation.identity import candidate_from_structure
     from gnomon.pipeline.thermo.known import known_phases_in
 
     if not ctx.config.known_phases:
@@ -311,7 +311,7 @@ def saps_source(ctx: RoundContext) -> tuple[Iterator[Candidate], Any]:
     from gnomon.flows.fanout import dask_config, saps_candidates
     from gnomon.pipeline.generation.saps import SAPSGenerator
     from gnomon.pipeline.generation.templates import make_template, prototype_templates
-    from gnomon.pipeline.systems import arity
+    from gnomon.campaign.systems import arity
 
     cfg = ctx.config.saps
     max_arity = min(ctx.config.max_arity or len(ctx.config.elements), len(ctx.config.elements))
@@ -348,7 +348,7 @@ def _writes_nothing(ctx: RoundContext, enabled: bool) -> dict[str, Any] | None:
 
 def generate_saps(ctx: RoundContext) -> dict[str, Any]:
     from gnomon.pipeline.generation.candidate_io import write_candidates
-    from gnomon.pipeline.systems import fair_take
+    from gnomon.campaign.systems import fair_take
 
     cfg = ctx.config.saps
     path = ctx.run_dir / "saps.json"
@@ -392,7 +392,7 @@ def random_source(ctx: RoundContext) -> tuple[Iterator[Candidate], Any, list[str
     if ctx.config.max_arity is None:
         formulas = [f for f in comps.generate(ctx.config.elements, skip=known) if f not in searched]
     else:  # many systems: the charge-balanced compositions of each, the systems taking turns
-        from gnomon.pipeline.systems import round_robin, system_compositions
+        from gnomon.campaign.systems import round_robin, system_compositions
 
         per_system = system_compositions(ctx.config.systems, comps.max_atoms, comps.mode, skip=known | searched)
         formulas = list(itertools.islice(round_robin(per_system), cfg.max_compositions))
@@ -439,13 +439,13 @@ def round_candidate_ids(ctx: RoundContext) -> set[str]:
 def dedup(ctx: RoundContext) -> dict[str, Any]:
     """Unique candidates of the round, stored; duplicates of the batch or the database dropped.
     With the streaming funnel: generated, deduplicated and screened here, chunk by chunk, and
-    only the candidates that pass stored (``gnomon.flows.funnel_step``)."""
+    only the candidates that pass stored (``gnomon.campaign.funnel_step``)."""
     record = streaming_model(ctx)
     if record is not None:
-        from gnomon.flows.funnel_step import run_funnel
+        from gnomon.campaign.funnel_step import run_funnel
 
         return run_funnel(ctx, record)
-    from gnomon.pipeline.dedup import Deduplicator
+    from gnomon.pipeline.generation.dedup import Deduplicator
     from gnomon.pipeline.generation.candidate_io import read_candidates
     from gnomon.pipeline.generation.streaming import chunked
 
@@ -609,7 +609,7 @@ def mlip_gate(ctx: RoundContext) -> dict[str, Any]:
     (``parent_candidate_id``, ``parent_entry_id``).
 
     Repeatable: the new candidates are keyed by their structure, so a rerun finds them."""
-    from gnomon.pipeline.identity import candidate_from_structure
+    from gnomon.pipeline.generation.identity import candidate_from_structure
 
     if not ctx.config.staged:
         return {"skipped": "no mlip stage"}
@@ -692,7 +692,7 @@ def metrics(ctx: RoundContext) -> dict[str, Any]:
     """Per-round metrics against the hull as it stood before the round (stored on the Round).
 
     The hull itself is kept current by ``ingest``; this step only measures the round."""
-    from gnomon.pipeline.metrics import round_metrics
+    from gnomon.pipeline.thermo.metrics import round_metrics
 
     out = ctx.round().outputs
     entries = list(ctx.repo.query(Entry, {"id": out.get("ingest", {}).get("entries", [])}))
@@ -723,7 +723,7 @@ def metrics(ctx: RoundContext) -> dict[str, Any]:
     result["model_version"] = version
     if funnel:
         result["passed_screen"] = len(out["dedup"]["unique"])
-    from gnomon.pipeline.systems import system_breakdown
+    from gnomon.campaign.systems import system_breakdown
 
     result["by_system"] = system_breakdown(ctx.repo, ctx.scheme, out.get("dedup", {}).get("unique", []),
                                            out.get("select", {}).get("selected", []), entries)
@@ -741,7 +741,7 @@ def stage_metrics(ctx: RoundContext, out: dict[str, Any], final: dict[str, Any])
     rate and new stable phases (the round's headline figures), and ``stable_share``: the share
     of DFT calls that ended on the DFT hull, the figure an mlip stage exists to raise.
     """
-    from gnomon.pipeline.metrics import round_metrics
+    from gnomon.pipeline.thermo.metrics import round_metrics
 
     mlip_entries = list(ctx.repo.query(Entry, {"id": out.get("mlip_ingest", {}).get("entries", [])}))
     mlip = round_metrics(ctx.repo, ctx.mlip_engine.scheme, mlip_entries, {}, {},
@@ -783,7 +783,7 @@ def retrain(ctx: RoundContext) -> dict[str, Any]:
 
 
 def report(ctx: RoundContext) -> dict[str, Any]:
-    from gnomon.flows.report import write_report
+    from gnomon.campaign.reports.campaign import write_report
 
     path = write_report(ctx.repo, ctx.settings, ctx.config)
     campaign = ctx.repo.get(Campaign, ctx.campaign)

@@ -35,7 +35,7 @@ from pymatgen.analysis.phase_diagram import PhaseDiagram
 from pymatgen.core import Composition, Structure
 from pymatgen.entries.computed_entries import ComputedEntry
 
-from gnomon.pipeline.selection import Scored, make_policy
+from gnomon.campaign.selection import Scored, make_policy
 from gnomon.pipeline.thermo.hull import phase_diagram
 from gnomon.pipeline.thermo.hull_geometry import HullGeometry
 from gnomon.pipeline.thermo.importing import read_files

@@ -6,7 +6,7 @@ every sub-system of 2..max_arity of its elements in one go (8 elements, arity 4:
 system, as always); what this module adds is the list of systems, which of them SMACT can
 charge balance at all, the round-robin order that gives every system its turn at the random
 search, and the fair share that stops the first systems of a stream from taking a round's
-whole generation budget. Selection quotas per system live in :mod:`gnomon.pipeline.selection`.
+whole generation budget. Selection quotas per system live in :mod:`gnomon.campaign.selection`.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def system_breakdown(
     """One round's counts per chemical system: unique candidates, selected, relaxed, hits
     (on or below the hull as it stood before the round) and new stable phases (on the hull
     now), keyed by system, systems in name order."""
-    from gnomon.pipeline.metrics import HIT_TOL, e_above_previous_hull
+    from gnomon.pipeline.thermo.metrics import HIT_TOL, e_above_previous_hull
     from gnomon.storage import Candidate, Phase
 
     rows: dict[str, Counter[str]] = {}

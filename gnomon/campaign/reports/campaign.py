@@ -105,13 +105,13 @@ def write_report(repo: Repository, settings: Settings, config: CampaignConfig, o
         lines += ["Screening models:", "", *screening_lines(repo, rows), ""]
         _curves(rows, out / "metrics.png")
         lines += ["![hit rate and MAE per round](metrics.png)", ""]
-    from gnomon.flows.system_report import system_section
+    from gnomon.campaign.reports.systems import system_section
 
     lines += system_section(repo, config, scheme)
     stable = PhaseQuery(chemsys=config.chemsys, scheme=scheme, stable=True).run(repo)
     origins = phase_origins(repo, stable)
     found = [r for r, origin in zip(stable, origins, strict=True) if origin == "campaign"]
-    from gnomon.pipeline.novelty import novelty_of_rows, novelty_text
+    from gnomon.pipeline.thermo.novelty import novelty_of_rows, novelty_text
 
     novelty = novelty_of_rows(repo, found)  # new / known / ordering of a known disordered phase
     lines += ["## Stable phases", "", f"{len(stable)} phases on the hull of {config.chemsys}; "
@@ -122,7 +122,7 @@ def write_report(repo: Repository, settings: Settings, config: CampaignConfig, o
         lines.append(f"| {r['formula']} | {r['chemsys']} | {_fmt(r['formation_energy_per_atom'])} | "
                      f"{_fmt(r['decomposition_energy'])} | {novelty_text(novelty.get(r['id']), origin)} | {r['id']} |")
     lines.append("")
-    from gnomon.flows.stage_report import stage_section
+    from gnomon.campaign.reports.stages import stage_section
 
     lines += stage_section(repo, config, campaign_rounds(repo, config.name), [r["id"] for r in found])
     n = len(config.elements)

@@ -10,7 +10,7 @@ Selection then works on the stored ones as in any round: their predictions are a
 so the screen step only counts them.
 
 Memory is bounded by the chunk: the deduplicator remembers the stream's kept candidates in an
-:class:`~gnomon.pipeline.dedup.SQLiteSeenStore` on disk under the round's run folder.
+:class:`~gnomon.pipeline.generation.dedup.SQLiteSeenStore` on disk under the round's run folder.
 
 Crash safety: each chunk's passing candidates and predictions are stored before the next chunk
 is pulled. A rerun of the step (after a crash) starts a fresh seen store and runs the same
@@ -87,7 +87,7 @@ class HullScreen:
 def funnel_sources(ctx: Any) -> tuple[Iterator[Candidate], dict[str, Any]]:
     """The round's generators chained into one lazy stream (SAPS first, then random search),
     and a dict that fills with what each reports (skipped templates, failures) as it is read."""
-    from gnomon.flows.steps import random_source, saps_source
+    from gnomon.campaign.steps import random_source, saps_source
 
     info: dict[str, Any] = {"compositions": []}
     streams: list[Iterable[Candidate]] = []
@@ -109,10 +109,10 @@ def _then(stream: Iterable[Candidate], done) -> Iterator[Candidate]:
 def run_funnel(ctx: Any, record: ModelVersion) -> dict[str, Any]:
     """The dedup step of a streaming round screened by ``record`` (see the module docstring);
     returns its outputs."""
-    from gnomon.flows.steps import round_candidate_ids
+    from gnomon.campaign.steps import round_candidate_ids
     from gnomon.models.ensemble import TTA
     from gnomon.models.registry import ModelRegistry
-    from gnomon.pipeline.dedup import Deduplicator, SQLiteSeenStore
+    from gnomon.pipeline.generation.dedup import Deduplicator, SQLiteSeenStore
 
     cfg = ctx.config.funnel
     ensemble = ModelRegistry(ctx.repo, ctx.settings.models_dir).load(record)

@@ -11,7 +11,7 @@ cell, the outcome's site decoration made canonical under the template's symmetry
 the rescaled lattice. The same outcome of the same template always gets the same id (whichever
 chemical system or run produced it); ``SAPSGenerator(identity="structure")`` gives the hash
 of this module instead. Either way, structures equal across different ids are merged by
-StructureMatcher in :mod:`gnomon.pipeline.dedup`.
+StructureMatcher in :mod:`gnomon.pipeline.generation.dedup`.
 """
 
 from __future__ import annotations
