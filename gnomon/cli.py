@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import typer
 
-from gnomon.commands import campaign, db, generate, jobs, model, phases, relax, serve
+from gnomon.commands import campaign, db, generate, jobs, model, phases, relax, serve, world
+from gnomon.dft.worker import run_batch
 
 app = typer.Typer(
     name="gnomon",
@@ -26,12 +27,12 @@ app.command("relax", help="Relax structures with an engine through a dispatcher.
 app.add_typer(jobs.app, name="jobs", help="Track relaxations submitted to a dispatcher.")
 app.add_typer(campaign.app, name="campaign", help="Run, schedule and report discovery campaigns.")
 app.command("serve", help="Serve the phases as an OPTIMADE API and the web explorer.")(serve.serve)
+app.add_typer(world.app, name="world", help="Build, grow and check a labelled world (ML oracle).")
 
 
 @app.command("worker", hidden=True)
 def worker(workdirs: list[str]) -> None:
     """Run prepared calculation directories (what a batch job executes)."""
-    from gnomon.dft.worker import run_batch
 
     raise typer.Exit(run_batch(workdirs))
 

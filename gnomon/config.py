@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pymatgen.core import Element
 
 from gnomon.credentials import mask_secrets
 from gnomon.dft.registry import DISPATCHERS, ENGINES
 from gnomon.dft.settings import QESettings, SlurmSettings, VaspSettings
 from gnomon.models.spec import ModelSpec, TrainConfig
+from gnomon.storage import StorageError, check_url
+from gnomon.storage.chemsys import chemical_systems
 
 DEFAULT_HOME = Path(".gnomon")
 
@@ -100,11 +103,10 @@ class Settings(BaseSettings):
     def _known_scheme(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        if not value.startswith(("sqlite://", "mongodb://", "mongodb+srv://", "mongomock://")):
-            raise ValueError(
-                f"database URL {value!r} must start with sqlite://, mongodb:// or mongomock://"
-            )
-        return value
+        try:
+            return check_url(value)
+        except StorageError as exc:  # pydantic turns a ValueError into a settings error
+            raise ValueError(str(exc)) from None
 
     @classmethod
     def settings_customise_sources(
@@ -139,7 +141,17 @@ def load_settings(**overrides: Any) -> Settings:
     except ConfigError:
         raise
     except ValueError as exc:  # pydantic echoes the input: a database URL's password with it
-        raise ConfigError(mask_secrets(str(exc))) from None
+        raise ConfigError(mask_secrets(_bad_url(exc) or str(exc))) from None
+
+
+def _bad_url(exc: ValueError) -> str | None:
+    """The one-line reason of a settings error that is only a bad database URL, else None."""
+    if not isinstance(exc, ValidationError):
+        return None
+    errors = exc.errors()
+    if not errors or any(e.get("loc") != ("db",) for e in errors):
+        return None
+    return str(errors[0].get("ctx", {}).get("error") or errors[0]["msg"])
 
 
 # -- discovery campaigns ---------------------------------------------------------------------
@@ -239,8 +251,8 @@ class StoppingConfig(_Section):
 
 
 class FunnelConfig(_Section):
-    """The streaming funnel of a round (``gnomon.campaign.funnel_step``): generate -> exact dedup ->
-    screen in chunks through bounded memory, storing only the candidates that pass the screen
+    """The streaming funnel of a round (``gnomon.campaign.steps.funnel``): generate -> exact
+    dedup -> screen in chunks through bounded memory, storing only the candidates that pass the screen
     (with their predictions) and counting the rest. Off by default: a round then stores every
     unique candidate of ``saps.max_candidates`` and ``random_search`` and screens them after."""
 
@@ -298,7 +310,6 @@ class CampaignConfig(_Section):
     @field_validator("elements")
     @classmethod
     def _real_elements(cls, value: list[str]) -> list[str]:
-        from pymatgen.core import Element
 
         bad = [e for e in value if not Element.is_valid_symbol(e)]
         if bad:
@@ -328,8 +339,6 @@ class CampaignConfig(_Section):
     def systems(self) -> list[str]:
         """The chemical systems the campaign explores: every sub-system of 2..max_arity elements
         (the whole space and its sub-systems when ``max_arity`` is unset)."""
-        from gnomon.campaign.systems import chemical_systems
-
         return chemical_systems(self.elements, self.max_arity)
 
     @property

@@ -11,37 +11,16 @@ whole generation budget. Selection quotas per system live in :mod:`gnomon.campai
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from gnomon.pipeline.generation.compositions import BalanceMode, CompositionGenerator
+from gnomon.pipeline.thermo.metrics import HIT_TOL, e_above_previous_hull
+from gnomon.storage import Candidate, Phase, Repository
 
 T = TypeVar("T")
-
-
-def chemsys_of(elements: Iterable[str]) -> str:
-    """The chemical system name of a set of elements: sorted symbols joined by ``-``."""
-    return "-".join(sorted(set(elements)))
-
-
-def arity(chemsys: str) -> int:
-    """How many elements a chemical system has (``Li-Mn-O``: 3)."""
-    return len(chemsys.split("-")) if chemsys else 0
-
-
-def chemical_systems(elements: Sequence[str], max_arity: int | None = None, min_arity: int = 2) -> list[str]:
-    """Every sub-system of ``elements`` with ``min_arity``..``max_arity`` elements, smaller first.
-
-    ``max_arity`` None means all of the elements (the whole space and every sub-system of it).
-    """
-    els = sorted(set(elements))
-    top = len(els) if max_arity is None else min(max_arity, len(els))
-    if min_arity < 1 or top < min_arity:
-        return []
-    return ["-".join(combo) for r in range(min_arity, top + 1) for combo in itertools.combinations(els, r)]
 
 
 def system_compositions(
@@ -110,7 +89,7 @@ def fair_take(items: Iterable[T], limit: int, n_systems: int, system: Callable[[
 
 
 def system_breakdown(
-    repo: Any,
+    repo: Repository,
     scheme: str,
     candidate_ids: Sequence[str],
     selected_ids: Sequence[str],
@@ -119,9 +98,6 @@ def system_breakdown(
     """One round's counts per chemical system: unique candidates, selected, relaxed, hits
     (on or below the hull as it stood before the round) and new stable phases (on the hull
     now), keyed by system, systems in name order."""
-    from gnomon.pipeline.thermo.metrics import HIT_TOL, e_above_previous_hull
-    from gnomon.storage import Candidate, Phase
-
     rows: dict[str, Counter[str]] = {}
 
     def row(system: str) -> Counter[str]:

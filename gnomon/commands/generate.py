@@ -13,12 +13,34 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pymatgen.core import Composition
 from rich.markup import escape
 from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gnomon.commands.common import DbOption, console, err_console, fail, repository
 from gnomon.credentials import mask_url
+from gnomon.pipeline.generation.candidate_io import (
+    CandidateFileError,
+    file_format,
+    read_candidates,
+    write_candidates,
+)
+from gnomon.pipeline.generation.compositions import (
+    BalanceMode,
+    CompositionError,
+    CompositionGenerator,
+    known_formulas,
+    parse_elements,
+)
+from gnomon.pipeline.generation.random_search import RandomSearch, RandomSearchError
+from gnomon.pipeline.generation.streaming import chunked
+from gnomon.pipeline.generation.templates import (
+    prototype_templates,
+    templates_from_files,
+    templates_from_repository,
+)
+from gnomon.storage import StorageError
 
 if TYPE_CHECKING:
     from gnomon.pipeline.generation.dedup import Deduplicator
@@ -56,7 +78,6 @@ def _check_destination(out: Path | None, to_db: bool) -> None:
     if out is not None and to_db:
         fail("choose one of --out FILE and --to-db")
     if out is not None:
-        from gnomon.pipeline.generation.candidate_io import file_format
 
         if file_format(out) not in ("json", "jsonl", "extxyz"):
             fail(f"cannot write candidates to {out}: use a .json, .jsonl or .extxyz file")
@@ -72,9 +93,8 @@ def _emit(
     limit: int | None = None,
 ) -> tuple[int, int, int]:
     """Deduplicate and write a candidate stream; returns (generated, duplicates, written)."""
+    # heavy: pymatgen.analysis
     from gnomon.pipeline.generation.dedup import Deduplicator
-    from gnomon.pipeline.generation.candidate_io import write_candidates
-    from gnomon.pipeline.generation.streaming import chunked
 
     counts = {"generated": 0}
 
@@ -112,7 +132,6 @@ def _emit(
 
 
 def _store(repo: Repository, candidates: list[Candidate]) -> list[str]:
-    from gnomon.storage import StorageError
 
     try:
         return repo.add_candidates(candidates)
@@ -206,13 +225,8 @@ def saps(
     db: DbOption = None,
 ) -> None:
     """Symmetry-aware partial substitutions of template structures."""
-    from gnomon.pipeline.generation.compositions import CompositionError, parse_elements
+    # heavy: pymatgen.analysis
     from gnomon.pipeline.generation.saps import SAPSGenerator
-    from gnomon.pipeline.generation.templates import (
-        prototype_templates,
-        templates_from_files,
-        templates_from_repository,
-    )
 
     _check_destination(out, to_db)
     if partial_mode not in ("wyckoff", "sites"):
@@ -275,8 +289,6 @@ def random_(
     db: DbOption = None,
 ) -> None:
     """Random structures per composition (AIRSS buildcell or pyxtal)."""
-    from gnomon.pipeline.generation.compositions import CompositionError
-    from gnomon.pipeline.generation.random_search import RandomSearch, RandomSearchError
 
     _check_destination(out, to_db)
     try:
@@ -309,13 +321,6 @@ def compositions(
     db: DbOption = None,
 ) -> None:
     """Reduced formulas over an element set that SMACT can charge balance."""
-    from gnomon.pipeline.generation.compositions import (
-        BalanceMode,
-        CompositionError,
-        CompositionGenerator,
-        known_formulas,
-        parse_elements,
-    )
 
     try:
         els = parse_elements(elements)
@@ -334,7 +339,6 @@ def compositions(
                         f"({'relaxed' if relaxed else 'strict'}; {len(known)} known skipped)")
     table.add_column("formula")
     table.add_column("atoms", justify="right")
-    from pymatgen.core import Composition
 
     for f in formulas:
         table.add_row(f, str(int(Composition(f).num_atoms)))
@@ -350,13 +354,8 @@ def dedup(
     db: DbOption = None,
 ) -> None:
     """Remove duplicate structures from a candidate file."""
+    # heavy: pymatgen.analysis
     from gnomon.pipeline.generation.dedup import Deduplicator
-    from gnomon.pipeline.generation.candidate_io import (
-        CandidateFileError,
-        read_candidates,
-        write_candidates,
-    )
-    from gnomon.pipeline.generation.streaming import chunked
 
     if not file.exists():
         fail(f"{file}: no such file")

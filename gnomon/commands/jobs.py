@@ -7,6 +7,9 @@ from typing import Annotated
 import typer
 
 from gnomon.commands.common import DbOption, console, err_console, fail, repository, settings
+from gnomon.commands.relax import _wait, service_for, show_calculations
+from gnomon.dft.errors import DispatchError
+from gnomon.storage.documents import CalcState
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -29,7 +32,6 @@ def _resolve(repo, ids: list[str]) -> list[str]:
 
 
 def _service(repo, s, names):
-    from gnomon.commands.relax import service_for
 
     return service_for(repo, s, sorted(n for n in names if n))
 
@@ -44,9 +46,6 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Show calculations; by default ask the dispatchers first, so the table is the truth."""
-    from gnomon.commands.relax import _wait, show_calculations
-    from gnomon.dft.errors import DispatchError
-    from gnomon.storage.documents import CalcState
 
     if state is not None and state not in CalcState.__members__:
         fail(f"unknown state {state!r}: {', '.join(CalcState.__members__)}")
@@ -81,7 +80,6 @@ def cancel(
     db: DbOption = None,
 ) -> None:
     """Cancel calculations (their batch jobs are stopped)."""
-    from gnomon.storage.documents import CalcState
 
     s = settings(db)
     with repository(db) as repo:
@@ -104,8 +102,6 @@ def retry(
     db: DbOption = None,
 ) -> None:
     """Queue failed or cancelled calculations again and submit them."""
-    from gnomon.dft.errors import DispatchError
-    from gnomon.storage.documents import CalcState
 
     s = settings(db)
     with repository(db) as repo:

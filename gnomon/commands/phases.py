@@ -10,11 +10,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pymatgen.core import Structure
 from rich.table import Table
 
 from gnomon.commands.common import DbOption, console, fail, repository
-from gnomon.pipeline.thermo.hull import HullEngine, subsystems
+from gnomon.pipeline.thermo.hull import HullEngine
+from gnomon.pipeline.thermo.known import phase_origins
+from gnomon.pipeline.thermo.novelty import novelty_of_rows, novelty_text, references_from_files
 from gnomon.pipeline.thermo.phase_query import ROW_FIELDS, PhaseQuery, normalise_chemsys
+from gnomon.storage.chemsys import subsystems
 
 
 class OutputFormat(StrEnum):
@@ -73,7 +77,7 @@ def phases(
             writer.writerow({**r, "decomposes_to": " ".join(r["decomposes_to"])})
         print(buf.getvalue(), end="")
     elif format is OutputFormat.cif:
-        from pymatgen.core import Structure
+        # heavy: pymatgen.io
         from pymatgen.io.cif import CifWriter
 
         for r in rows:
@@ -104,8 +108,6 @@ NOVELTY_FIELDS = ("origin", "novelty", "nearest_known_id", "nearest_known_formul
 def _with_novelty(repo, rows: list[dict], known: list[Path]) -> list[dict]:
     """``rows`` with where each phase came from and, for a campaign's discoveries, its novelty
     (``gnomon.pipeline.thermo.novelty``); ``novelty_text`` is the table's cell."""
-    from gnomon.pipeline.thermo.novelty import novelty_of_rows, novelty_text, references_from_files
-    from gnomon.pipeline.thermo.known import phase_origins
 
     try:
         extra = references_from_files(known)
@@ -155,6 +157,7 @@ def hull(
     if plot is not None:
         n = len(chemsys.split("-"))
         if not 2 <= n <= 4:
+            # heavy: matplotlib
             fail(f"hull plots need 2 to 4 elements; {chemsys} has {n}")
         from gnomon.pipeline.thermo.plots import plot_hull
 

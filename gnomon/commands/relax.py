@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pymatgen.core import Structure
+from rich.progress import Progress
 from rich.table import Table
 
 from gnomon.commands.common import DbOption, console, fail, repository, settings
+from gnomon.dft.dispatcher import DISPATCHERS, make_dispatcher
+from gnomon.dft.errors import DispatchError, InputError
+from gnomon.storage.documents import Calculation, Entry
 
 
 def read_structures(paths: list[Path]):
     """Structures from CIF/POSCAR/JSON files (one each) or multi-frame files (extxyz, json list)."""
-    import json
 
-    from pymatgen.core import Structure
 
     out = []
     for path in paths:
@@ -27,6 +31,7 @@ def read_structures(paths: list[Path]):
                 items = data if isinstance(data, list) else [data]
                 out += [Structure.from_dict(d.get("structure", d)) for d in items]
             elif path.suffix in (".extxyz", ".xyz", ".traj"):
+                # heavy: ase, pymatgen.io
                 from ase.io import read
                 from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -41,7 +46,7 @@ def read_structures(paths: list[Path]):
 
 
 def service_for(repo, s, dispatchers: list[str], workers: int | None = None, pack: int | None = None):
-    from gnomon.dft.dispatcher import make_dispatcher
+    # heavy: jobflow
     from gnomon.dft.service import Relaxations
 
     return Relaxations(
@@ -66,9 +71,8 @@ def relax(
     db: DbOption = None,
 ) -> None:
     """Relax structures: every input is checked first, then queued and submitted once."""
-    from gnomon.dft.dispatcher import DISPATCHERS
+    # heavy: jobflow
     from gnomon.dft.engine import ENGINES, make_engine
-    from gnomon.dft.errors import DispatchError, InputError
 
     if engine not in ENGINES:
         fail(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
@@ -96,9 +100,7 @@ def relax(
 
 
 def _wait(svc, poll: float, timeout: float | None) -> None:
-    from rich.progress import Progress
 
-    from gnomon.dft.errors import DispatchError
 
     total = svc.pending_work()
     with Progress(console=console, transient=True) as progress:
@@ -123,7 +125,6 @@ def short_id(calc_id: str) -> str:
 
 
 def show_calculations(repo, ids: list[str] | None = None, state: str | None = None) -> None:
-    from gnomon.storage.documents import Calculation, Entry
 
     if ids is not None:
         calcs = list(repo.query(Calculation, {"id": ids})) if ids else []

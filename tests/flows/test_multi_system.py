@@ -13,7 +13,7 @@ from pymatgen.core import Lattice, Structure
 
 from gnomon.config import CampaignConfig, Settings
 from gnomon.campaign.steps import STEP_FUNCTIONS, RoundContext, run_step
-from gnomon.campaign.systems import arity
+from gnomon.storage.chemsys import arity
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.storage import Candidate

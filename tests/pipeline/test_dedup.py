@@ -8,9 +8,9 @@ from pymatgen.core import Lattice, Structure
 
 from gnomon.pipeline.generation.dedup import Deduplicator, dedup_structures
 from gnomon.pipeline.generation.fingerprint import fingerprint, formula_of
+from gnomon.pipeline.generation.identity import candidate_from_structure
 from gnomon.pipeline.generation.saps import SAPSGenerator
 from gnomon.pipeline.generation.templates import make_template
-from gnomon.pipeline.generation.identity import candidate_from_structure
 from gnomon.storage import Candidate, Entry
 
 

@@ -12,6 +12,7 @@ from gnomon.pipeline.generation.candidate_io import (
     read_candidates,
     write_candidates,
 )
+from gnomon.pipeline.generation.identity import candidate_from_structure
 from gnomon.pipeline.generation.streaming import chunked, derive_seed, parallel_map, shard
 from gnomon.pipeline.generation.templates import (
     SkippedTemplate,
@@ -20,7 +21,6 @@ from gnomon.pipeline.generation.templates import (
     templates_from_files,
     templates_from_repository,
 )
-from gnomon.pipeline.generation.identity import candidate_from_structure
 from gnomon.storage import Entry, Phase
 
 

@@ -10,13 +10,13 @@ import pytest
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
-from gnomon.pipeline.generation.saps import (
-    SAPSGenerator,
+from gnomon.pipeline.generation.saps import SAPSGenerator
+from gnomon.pipeline.generation.site_symmetry import (
     distinct_subsets,
     site_orbits,
     site_permutations,
-    substitution_probability,
 )
+from gnomon.pipeline.generation.substitution import substitution_probability
 from gnomon.pipeline.generation.templates import SkippedTemplate, make_template, prototype_templates
 
 
@@ -207,7 +207,7 @@ def test_substitution_table_reproduces_pymatgens_probabilities():
     from pymatgen.core import Species
     from pymatgen.core.structure_prediction.substitution_probability import SubstitutionProbability
 
-    from gnomon.pipeline.generation.saps import _probability_table
+    from gnomon.pipeline.generation.substitution import _probability_table
 
     ours, theirs = _probability_table(), SubstitutionProbability()
     for old, new in [("Li+", "Na+"), ("Co3+", "Mn3+"), ("O2-", "S2-"), ("Ti4+", "Zr4+"),

@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pymatgen.core import Lattice, Structure
 
+from gnomon.pipeline.thermo.entries import make_entry
+from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.pipeline.thermo.novelty import (
     NoveltyChecker,
     NoveltyFlag,
@@ -19,8 +21,6 @@ from gnomon.pipeline.thermo.novelty import (
     references_from_files,
     stored_references,
 )
-from gnomon.pipeline.thermo.entries import make_entry
-from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.pipeline.thermo.phase_query import PhaseQuery
 from gnomon.storage.documents import Candidate
 

@@ -8,9 +8,9 @@ import pytest
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
+from gnomon.pipeline.generation.identity import structure_hash
 from gnomon.pipeline.generation.saps import SAPSGenerator
 from gnomon.pipeline.generation.templates import make_template, prototype_templates
-from gnomon.pipeline.generation.identity import structure_hash
 
 
 def rock_salt() -> Structure:

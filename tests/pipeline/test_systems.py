@@ -11,12 +11,17 @@ from hypothesis import strategies as st
 
 from gnomon.campaign.selection import Scored, make_policy
 from gnomon.campaign.systems import (
-    arity,
-    chemical_systems,
     fair_take,
     feasible_systems,
     round_robin,
     system_compositions,
+)
+from gnomon.storage.chemsys import (
+    arity,
+    canonical_chemsys,
+    chemical_systems,
+    chemsys_of,
+    subsystems,
 )
 
 
@@ -96,3 +101,11 @@ def test_per_system_min_reaches_every_system_with_candidates():
                             max_per_group=None)
     chosen = threshold.select(rich + others)
     assert sum(c.system == "Li-O" for c in chosen) == 2 and {c.system for c in chosen} == {"Li-O", "Mn-O", "Li-Mn-O"}
+
+
+def test_one_name_per_chemical_system():
+    """Every spelling of a system indexes as one; the empty name has no elements."""
+    assert canonical_chemsys("O-Li") == canonical_chemsys("Li-O-Li") == chemsys_of(["O", "Li", "O"]) == "Li-O"
+    assert arity("") == 0 and arity("-") == 0 and arity("Li-Mn-O") == 3 and arity("O-O") == 1
+    assert subsystems("O-Li") == ["Li", "O", "Li-O"]
+    assert subsystems("Mn-Li-O", min_arity=2) == ["Li-Mn", "Li-O", "Mn-O", "Li-Mn-O"]

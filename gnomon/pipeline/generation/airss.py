@@ -96,6 +96,7 @@ def run_buildcell(seed: str, executable: str = "buildcell", timeout: float = 60.
 
 
 def _cell_to_res_structure(cabal: str, cell: str, timeout: float, label: str) -> Structure:
+    # heavy: pymatgen.io
     from pymatgen.io.res import ResIO
 
     try:
@@ -159,6 +160,7 @@ def parse_cell(text: str) -> Structure:
 
 def read_res(path: str | Path) -> Structure:
     """A structure from an AIRSS/SHELX ``.res`` file (pymatgen.io.res)."""
+    # heavy: pymatgen.io
     from pymatgen.io.res import ResIO
 
     try:
@@ -174,6 +176,7 @@ def read_res_dir(directory: str | Path) -> Iterator[tuple[str, Structure]]:
 
 
 def write_res(path: str | Path, structure: Structure) -> Path:
+    # heavy: pymatgen.io
     from pymatgen.io.res import ResIO
 
     path = Path(path)

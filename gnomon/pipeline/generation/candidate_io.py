@@ -22,6 +22,7 @@ import orjson
 from pydantic import ValidationError
 from pymatgen.core import Structure
 
+from gnomon.pipeline.generation.identity import candidate_from_structure
 from gnomon.storage import Candidate
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ def write_candidates(path: str | Path, candidates: Iterable[Candidate], fmt: str
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
     if fmt == "extxyz":
+        # heavy: ase
         from ase.io import write as ase_write
 
         with path.open("w") as fh:
@@ -79,6 +81,7 @@ def write_candidates(path: str | Path, candidates: Iterable[Candidate], fmt: str
 
 
 def candidate_to_atoms(c: Candidate):
+    # heavy: pymatgen.io
     from pymatgen.io.ase import AseAtomsAdaptor
 
     atoms = AseAtomsAdaptor.get_atoms(Structure.from_dict(c.structure))
@@ -97,7 +100,6 @@ def candidate_to_atoms(c: Candidate):
 # -- reading ----------------------------------------------------------------------------------
 def read_candidates(path: str | Path) -> Iterator[Candidate]:
     """Candidates from a candidate file or a plain structure file, in file order."""
-    from gnomon.pipeline.generation.identity import candidate_from_structure
 
     path = Path(path)
     if not path.exists():
@@ -174,10 +176,10 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def _read_xyz(path: Path) -> Iterator[Candidate]:
+    # heavy: ase, pymatgen.io
     from ase.io import iread
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from gnomon.pipeline.generation.identity import candidate_from_structure
 
     try:
         frames = iread(str(path), index=":", format="extxyz")

@@ -83,6 +83,7 @@ def parse_composition(formula: str) -> Composition:
 @lru_cache(maxsize=100_000)
 def is_balanced(formula: str, mode: BalanceMode | str = BalanceMode.strict) -> bool:
     """Whether SMACT finds a neutral oxidation-state assignment for ``formula`` in ``mode``."""
+    # heavy: smact
     from smact.screening import smact_validity
 
     mode = BalanceMode(mode)

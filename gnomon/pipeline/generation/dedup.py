@@ -52,6 +52,7 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
 from gnomon.pipeline.generation.fingerprint import dedup_key
+from gnomon.pipeline.generation.streaming import chunked
 from gnomon.storage import Candidate, Repository
 
 logger = logging.getLogger(__name__)
@@ -297,7 +298,6 @@ class Deduplicator:
 
     def stream(self, candidates: Iterable[Candidate], chunk_size: int = 1000) -> Iterator[Candidate]:
         """Deduplicate a stream chunk by chunk, yielding the candidates kept."""
-        from gnomon.pipeline.generation.streaming import chunked
 
         for chunk in chunked(candidates, chunk_size):
             yield from self.unique(chunk)

@@ -14,10 +14,10 @@ dropped or stored); it never exceeds ``chunk_size``.
 
 The screen is any callable taking a chunk of candidates and returning one verdict per
 candidate: ``True`` (passes), ``False`` (screened, does not pass) or a string (could not be
-screened, and why). :func:`ensemble_screen` builds one from a model ensemble (``gnomon.models``
-is imported only there, so this module stays framework-free).
+screened, and why). The caller hands it in: a campaign builds its screens from a model
+ensemble (:mod:`gnomon.campaign.screens`), and this module imports no model.
 
-Example::
+Example (``ensemble_screen`` from :mod:`gnomon.campaign.screens`)::
 
     saps = SAPSGenerator(elements=("Li", "Mn", "O"))
     funnel = Funnel(Deduplicator(repository=repo, seen=SQLiteSeenStore(tmp / "seen.db")),
@@ -28,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -81,8 +82,6 @@ class Funnel:
 
     def run(self, candidates: Iterable[Candidate], limit: int | None = None) -> FunnelCounts:
         """Push ``candidates`` (at most ``limit``) through; returns the running counts."""
-        import itertools
-
         source = iter(candidates) if limit is None else itertools.islice(candidates, limit)
         chunks = chunked(source, self.chunk_size)
         c = self.counts
@@ -107,7 +106,8 @@ class Funnel:
             verdicts = self.screen(fresh) if fresh else []
             c.seconds["screen"] += clock() - t
             if len(verdicts) != len(fresh):
-                raise ValueError(f"the screen returned {len(verdicts)} verdicts for {len(fresh)} candidates")
+                raise ValueError(f"the screen returned {len(verdicts)} verdicts for "
+                                 f"{len(fresh)} candidates")
             passing = self._tally(fresh, verdicts)
             del fresh, verdicts  # hold nothing of this chunk past its end
 
@@ -117,7 +117,6 @@ class Funnel:
                 c.seconds["store"] += clock() - t
                 c.stored += len(passing)
             del passing
-
 
     def _tally(self, fresh: list[Candidate], verdicts: Sequence[Verdict]) -> list[Candidate]:
         """Count the verdicts; the candidates that pass."""
@@ -135,27 +134,3 @@ class Funnel:
                 c.failed += 1
         c.passed += len(passing)
         return passing
-
-
-def ensemble_screen(ensemble: Any, max_energy_per_atom: float, *, tta: Any = None,
-                    batch_size: int | None = None, use_sigma: bool = True) -> Screen:
-    """A screen from a model ensemble: a candidate passes when its predicted energy per atom
-    (minus one σ with ``use_sigma``, the optimistic bound GNoME filters on) is at most
-    ``max_energy_per_atom``; a structure the featurizer rejects gets the rejection reason."""
-    from gnomon.models.screening import Screener
-
-    screener = Screener(ensemble, batch_size=batch_size, tta=tta)
-
-    def screen(chunk: Sequence[Candidate]) -> list[Verdict]:
-        verdicts: list[Verdict] = [False] * len(chunk)
-        for results in screener.stream((i, c.structure) for i, c in enumerate(chunk)):
-            for r in results:
-                if r.rejected is not None:
-                    verdicts[r.key] = r.rejected
-                else:
-                    sigma = (r.sigma or 0.0) if use_sigma else 0.0
-                    bound = r.energy_per_atom - sigma
-                    verdicts[r.key] = bool(bound <= max_energy_per_atom)
-        return verdicts
-
-    return screen

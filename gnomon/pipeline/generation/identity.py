@@ -29,6 +29,7 @@ _FRAC_DECIMALS = 3
 
 def canonical_cell(structure: Structure, symprec: float = 0.01) -> Structure:
     """spglib's standardized primitive cell, or the Niggli cell when that fails."""
+    # heavy: pymatgen.symmetry
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     try:

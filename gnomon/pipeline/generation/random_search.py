@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import shutil
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,7 +39,10 @@ import numpy as np
 from pymatgen.core import Composition, Element, Structure
 
 from gnomon import __version__
+from gnomon.pipeline.generation.airss import BuildcellError, run_buildcell, seed_text
 from gnomon.pipeline.generation.compositions import CompositionError, parse_composition
+from gnomon.pipeline.generation.fingerprint import fingerprint
+from gnomon.pipeline.generation.identity import candidate_from_structure
 from gnomon.pipeline.generation.streaming import derive_seed, parallel_map, shard
 from gnomon.storage import Candidate
 
@@ -54,6 +58,7 @@ class RandomSearchError(RuntimeError):
 
 
 def covalent_radius(element: str) -> float:
+    # heavy: ase
     from ase.data import atomic_numbers, covalent_radii
 
     return float(covalent_radii[atomic_numbers[element]])
@@ -145,7 +150,6 @@ class RandomSearch:
 
     def __post_init__(self) -> None:
         if self.backend == "auto":  # AIRSS where buildcell is installed, pyxtal elsewhere
-            import shutil
 
             self.backend = "airss" if shutil.which(self.buildcell) else "pyxtal"
         if self.backend not in ("pyxtal", "airss"):
@@ -208,7 +212,6 @@ class RandomSearch:
         seed together draw exactly the structures one job would.
         """
         if self.backend == "airss":
-            import shutil
 
             if shutil.which(self.buildcell) is None:
                 raise RandomSearchError(
@@ -240,8 +243,6 @@ class RandomSearch:
 
     def structure_candidate(self, formula: str, index: int) -> Candidate:
         """Structure ``index`` of a composition, as a candidate with its provenance."""
-        from gnomon.pipeline.generation.fingerprint import fingerprint
-        from gnomon.pipeline.generation.identity import candidate_from_structure
 
         reduced = Composition(formula).reduced_composition
         seed = derive_seed(self.seed, reduced.reduced_formula, index)
@@ -286,7 +287,6 @@ class RandomSearch:
     # -- backends -------------------------------------------------------------------------
     def _draw(self, comp: Composition, minsep, vpa: float, rng: np.random.Generator):
         if self.backend == "airss":
-            from gnomon.pipeline.generation.airss import BuildcellError, run_buildcell, seed_text
 
             text = seed_text(comp, vpa, minsep)
             try:
@@ -298,8 +298,10 @@ class RandomSearch:
         return self._draw_pyxtal(comp, minsep, vpa, rng)
 
     def _draw_pyxtal(self, comp: Composition, minsep, vpa: float, rng: np.random.Generator):
+        # heavy: pyxtal
         from pyxtal import pyxtal
         _cache_pyxtal_default_tolerances()
+        # heavy: pyxtal
         from pyxtal.symmetry import Group
         from pyxtal.tolerance import Tol_matrix
 
@@ -334,6 +336,7 @@ def _cache_pyxtal_default_tolerances() -> None:
     """pyxtal's image check builds a fresh default Tol_matrix (a walk over the periodic table)
     on every call, about half of a draw's time. The default matrix is never modified, so one
     shared instance serves; explicit matrices are built as before."""
+    # heavy: pyxtal
     import pyxtal.operations as ops
 
     if getattr(ops.Tol_matrix, "_gnomon_cached", False):

@@ -57,219 +57,44 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
-from pymatgen.core import Element, Species, Structure
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Structure
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from gnomon import __version__
 from gnomon.pipeline.generation.compositions import BalanceMode, is_balanced, parse_elements
+from gnomon.pipeline.generation.fingerprint import fingerprint
+from gnomon.pipeline.generation.identity import candidate_from_structure
+from gnomon.pipeline.generation.saps_fast import expand_fast
+from gnomon.pipeline.generation.site_symmetry import (
+    distinct_subsets,
+    site_orbits,
+    site_permutations,
+)
 from gnomon.pipeline.generation.streaming import parallel_map, shard
-from gnomon.pipeline.generation.templates import SkippedTemplate, Template, TemplateResult
+from gnomon.pipeline.generation.substitution import (
+    GENERATOR,
+    oxidation_guess,
+    radius_cube_change,
+    site_radius,
+    substitution_probability,
+    table_elements,
+)
+from gnomon.pipeline.generation.templates import (
+    SkippedTemplate,
+    Template,
+    TemplateResult,
+    template_problem,
+)
 from gnomon.storage import Candidate
 
 logger = logging.getLogger(__name__)
 
 SAPS_VERSION = "1"
-GENERATOR = "saps"
-_COMBO_CHUNK = 2048
-
-
-# -- substitution probabilities ---------------------------------------------------------------
-class IonicSubstitutionTable:
-    """pymatgen's data-mined substitution probabilities, keyed by ion strings.
-
-    The same numbers as
-    :class:`~pymatgen.core.structure_prediction.substitution_probability.SubstitutionProbability`
-    (its ``lambda.json``, ``alpha=-5`` for unseen pairs, ``cond_prob``), computed on strings
-    instead of ``Species`` objects: building pymatgen's table hashes Species ~500,000 times
-    (seconds, paid again in every worker process); this takes a few hundredths of one.
-    """
-
-    def __init__(self, alpha: float = -5.0):
-        from importlib.resources import files
-
-        import orjson
-
-        path = files("pymatgen.core.structure_prediction") / "data" / "lambda.json"
-        rows = orjson.loads(path.read_bytes())
-        self.alpha = alpha
-        self.lambdas: dict[frozenset[str], float] = {}
-        ions: set[str] = set()
-        for row in rows:
-            if "D1+" in row:
-                continue
-            a, b = str(Species.from_str(row[0])), str(Species.from_str(row[1]))
-            ions.update((a, b))
-            self.lambdas[frozenset((a, b))] = float(row[2])
-        self.ions = sorted(ions)
-        self.px: dict[str, float] = dict.fromkeys(self.ions, 0.0)
-        for a in self.ions:
-            for b in self.ions:
-                value = math.exp(self.lambdas.get(frozenset((a, b)), alpha))
-                self.px[a] += value / 2
-                self.px[b] += value / 2
-        self.by_element: dict[str, list[tuple[str, float]]] = {}
-        for ion in self.ions:
-            sp = Species.from_str(ion)
-            self.by_element.setdefault(sp.symbol, []).append((ion, float(sp.oxi_state)))
-
-    def observed(self, a: str, b: str) -> bool:
-        return frozenset((a, b)) in self.lambdas
-
-    def cond_prob(self, new: str, old: str) -> float:
-        """P(ion ``new`` replaces ion ``old``), pymatgen's ``cond_prob(new, old)``."""
-        return math.exp(self.lambdas.get(frozenset((new, old)), self.alpha)) / self.px[old]
-
-
-@lru_cache(maxsize=1)
-def _probability_table() -> IonicSubstitutionTable:
-    return IonicSubstitutionTable()
-
-
-def table_elements() -> list[str]:
-    """Elements that appear in pymatgen's ionic substitution table."""
-    return sorted(_probability_table().by_element)
-
-
-@lru_cache(maxsize=200_000)
-def substitution_probability(a: str, b: str, a_oxidation: float | None = None) -> tuple[float, float | None]:
-    """``(P(B|A), charge of B's best ion)`` over observed ion pairs with same-sign charges.
-
-    ``a_oxidation`` fixes A's charge (rounded to the nearest ion in the table); without it all
-    of A's ions are tried. Pairs never observed together score 0.
-    """
-    table = _probability_table()
-    a_ions = table.by_element.get(a, [])
-    if a_oxidation is not None and a_ions:
-        exact = [ion for ion in a_ions if ion[1] == round(a_oxidation)]
-        if exact:
-            a_ions = exact
-    best, best_charge = 0.0, None
-    for ion_a, qa in a_ions:
-        for ion_b, qb in table.by_element.get(b, []):
-            if qa * qb <= 0 or not table.observed(ion_a, ion_b):
-                continue
-            p = table.cond_prob(ion_b, ion_a)
-            if p > best:
-                best, best_charge = p, qb
-    return best, best_charge
-
-
-@lru_cache(maxsize=4096)
-def _radius(element: str, oxidation: float | None) -> float:
-    el = Element(element)
-    if oxidation is not None and oxidation == round(oxidation) and oxidation != 0:
-        with warnings.catch_warnings():  # pymatgen warns for every ion without tabulated radius
-            warnings.simplefilter("ignore")
-            try:
-                r = Species(element, int(oxidation)).ionic_radius
-            except ValueError:
-                r = None
-        if r:
-            return float(r)
-    with warnings.catch_warnings():  # and for every element without a calculated radius
-        warnings.simplefilter("ignore")
-        return float(el.atomic_radius or el.atomic_radius_calculated or 1.5)
-
-
-def radius_cube_change(a: str, b: str, oxidation: dict[str, float]) -> float:
-    """How much one site's r^3 grows when ``b`` replaces ``a``: the volume rescaling's unit
-    (module docstring); ``b`` takes the charge the substitution table pairs with ``a``'s."""
-    _, b_charge = substitution_probability(a, b, oxidation.get(a))
-    return _radius(b, b_charge) ** 3 - _radius(a, oxidation.get(a)) ** 3
-
-
-def oxidation_guess(structure: Structure) -> dict[str, float]:
-    """The most likely oxidation state of each element (empty where none is neutral)."""
-    comp = structure.composition.reduced_composition
-    try:
-        guesses = comp.oxi_state_guesses(max_sites=-1) if comp.num_atoms > 30 else comp.oxi_state_guesses()
-    except (ValueError, KeyError):
-        return {}
-    return dict(guesses[0]) if guesses else {}
-
-
-# -- symmetry of the template cell -------------------------------------------------------------
-def site_permutations(structure: Structure, symprec: float = 0.01) -> np.ndarray:
-    """The template's symmetry operations as site permutations, shape ``(n_ops, n_sites)``.
-
-    Row ``g`` maps site ``i`` to site ``perm[g, i]``. Lattice translations that are symmetry
-    operations of a supercell are included (spglib returns them).
-    """
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    identity = np.arange(len(structure))[None, :]
-    try:
-        ops = SpacegroupAnalyzer(structure, symprec=symprec).get_symmetry_operations(cartesian=False)
-    except (ValueError, TypeError, RuntimeError) as exc:
-        logger.debug("no symmetry for %s (%s); using the identity", structure.formula, exc)
-        return identity
-    return permutations_from_ops(structure, ops, symprec)
-
-
-def permutations_from_ops(structure: Structure, ops, symprec: float = 0.01) -> np.ndarray:
-    """Fractional symmetry operations as site permutations (see :func:`site_permutations`)."""
-    n = len(structure)
-    identity = np.arange(n)[None, :]
-    frac = structure.frac_coords
-    species = np.array([s.species_string for s in structure])
-    lattice = structure.lattice.matrix
-    perms = []
-    for op in ops:
-        image = frac @ op.rotation_matrix.T + op.translation_vector
-        diff = image[:, None, :] - frac[None, :, :]
-        diff -= np.round(diff)
-        dist = np.linalg.norm(diff @ lattice, axis=-1)
-        perm = dist.argmin(axis=1)
-        if dist[np.arange(n), perm].max() > 10 * symprec + 1e-3 or not np.array_equal(species[perm], species):
-            continue  # an operation spglib found at a looser tolerance than the sites allow
-        if len(set(perm.tolist())) == n:
-            perms.append(perm)
-    return np.unique(np.array(perms), axis=0) if perms else identity
-
-
-def site_orbits(perms: np.ndarray, sites: Sequence[int]) -> list[list[int]]:
-    """The orbits (Wyckoff orbits of the cell) that ``sites`` fall into, each sorted."""
-    remaining = set(sites)
-    orbits = []
-    for i in sorted(sites):
-        if i not in remaining:
-            continue
-        orbit = sorted(set(perms[:, i].tolist()))
-        orbits.append(orbit)
-        remaining -= set(orbit)
-    return orbits
-
-
-def distinct_subsets(perms: np.ndarray, sites: Sequence[int], sizes: Iterable[int] | None = None) -> Iterator[tuple[int, ...]]:
-    """One subset of ``sites`` per class of subsets related by the permutation group.
-
-    For each size, every combination is mapped through every operation; the class is named by
-    its smallest bitmask and the first combination of each class (lexicographic) is yielded.
-    ``sites`` must be closed under the group (all sites of one element).
-    """
-    sites = sorted(sites)
-    n = len(sites)
-    if n > 62:
-        raise ValueError("at most 62 sites can be enumerated")
-    local = {s: k for k, s in enumerate(sites)}
-    group = np.array([[local[p[s]] for s in sites] for p in perms], dtype=np.int64)  # (G, n)
-    weights = np.left_shift(np.int64(1), np.arange(n, dtype=np.int64))
-    for k in sizes if sizes is not None else range(1, n + 1):
-        seen: set[int] = set()
-        combos = itertools.combinations(range(n), k)
-        while block := list(itertools.islice(combos, _COMBO_CHUNK)):
-            arr = np.array(block, dtype=np.int64)  # (C, k)
-            images = group[:, arr]  # (G, C, k)
-            canon = weights[images].sum(axis=2).min(axis=0)  # (C,)
-            for combo, key in zip(block, canon.tolist(), strict=True):
-                if key not in seen:
-                    seen.add(key)
-                    yield tuple(sites[j] for j in combo)
 
 
 # -- the generator ----------------------------------------------------------------------------
@@ -422,19 +247,11 @@ class SAPSGenerator:
         outcomes in the same order; their ids differ unless ``identity="structure"``.
         """
         if self.method == "fast":
-            from gnomon.pipeline.generation.saps_fast import expand_fast
-
             yield from expand_fast(self, template)
             return
         yield from self._expand_reference(template)
 
     def _expand_reference(self, template: Template) -> Iterator[Candidate]:
-        from pymatgen.analysis.structure_matcher import StructureMatcher
-
-        from gnomon.pipeline.generation.fingerprint import fingerprint
-        from gnomon.pipeline.generation.templates import template_problem
-        from gnomon.pipeline.generation.identity import candidate_from_structure
-
         problem = template_problem(template.structure)
         if problem is not None:
             raise ValueError(problem)
@@ -527,7 +344,7 @@ class SAPSGenerator:
     ) -> Structure:
         """``structure`` with the chosen sites replaced, its volume rescaled (module docstring)."""
         new = structure.copy()
-        old_r3 = sum(_radius(s.specie.symbol, oxidation.get(s.specie.symbol)) ** 3 for s in structure)
+        old_r3 = sum(site_radius(s.specie.symbol, oxidation.get(s.specie.symbol)) ** 3 for s in structure)
         new_r3 = old_r3
         for a, indices in sites_by_element.items():
             b = mapping[a]
@@ -540,8 +357,6 @@ class SAPSGenerator:
 
 
 def _spacegroup_symbol(structure: Structure, symprec: float) -> str | None:
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
     try:
         return SpacegroupAnalyzer(structure, symprec=symprec).get_space_group_symbol()
     except (ValueError, TypeError, RuntimeError):

@@ -37,17 +37,60 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
+from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Element, Structure
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+from gnomon.pipeline.generation.compositions import BalanceMode, is_balanced
+from gnomon.pipeline.generation.identity import structure_hash
+from gnomon.pipeline.generation.site_symmetry import (
+    distinct_subsets,
+    permutations_from_ops,
+    site_orbits,
+)
+from gnomon.pipeline.generation.substitution import (
+    GENERATOR,
+    oxidation_guess,
+    radius_cube_change,
+    site_radius,
+)
+from gnomon.pipeline.generation.templates import Template, template_problem
 from gnomon.storage import Candidate
 
-if TYPE_CHECKING:
-    from gnomon.pipeline.generation.saps import SAPSGenerator
-    from gnomon.pipeline.generation.templates import Template
+
+class SAPSGenerator(Protocol):
+    """What the fast path reads of :class:`gnomon.pipeline.generation.saps.SAPSGenerator`:
+    its settings and its substitution maps (the fast path computes the sites, not the maps)."""
+
+    elements: tuple[str, ...] | None
+    within_elements: bool
+    threshold: float
+    max_species: int
+    partial: bool
+    partial_mode: str
+    supercell: tuple[int, int, int] | None
+    max_enumerated_sites: int
+    max_per_template: int | None
+    charge_balance: BalanceMode | None
+    rescale_volume: bool
+    verify: bool
+    symprec: float
+    identity: str
+    seed: int
+    campaign: str | None
+    round: int | None
+
+    @property
+    def version(self) -> str: ...
+
+    def reachable(self, structure: Structure) -> bool: ...
+
+    def substitution_maps(self, structure: Structure, oxidation: dict[str, float]
+                          ) -> list[tuple[dict[str, str], float]]: ...
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +133,6 @@ def _content_key(structure: Structure, supercell: tuple[int, int, int] | None, s
 def template_symmetry(template: Template, supercell: tuple[int, int, int] | None,
                       symprec: float) -> TemplateSymmetry:
     """The template's symmetry and everything else SAPS needs of it, cached by content."""
-    from gnomon.pipeline.generation.saps import oxidation_guess, permutations_from_ops
-    from gnomon.pipeline.generation.templates import template_problem
-
     same_object = _by_object.get((id(template.structure), supercell, symprec))
     if same_object is not None and same_object[0] is template.structure:
         key = same_object[1]  # the same template object again: skip hashing its content
@@ -136,8 +176,6 @@ def template_symmetry(template: Template, supercell: tuple[int, int, int] | None
 
 def _symmetry(structure: Structure, symprec: float, to_perms) -> tuple[np.ndarray, str | None]:
     """Site permutations and space-group symbol from one SpacegroupAnalyzer (one spglib run)."""
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
     identity = np.arange(len(structure))[None, :]
     try:
         sga = SpacegroupAnalyzer(structure, symprec=symprec)
@@ -179,8 +217,6 @@ def _canonical(species: np.ndarray, perms: np.ndarray) -> list[int]:
 def _subsets(gen: SAPSGenerator, sym: TemplateSymmetry, a: str) -> list[tuple[int, ...]]:
     """The site subsets of element ``a`` that ``gen._site_choices`` enumerates, cached on the
     template (they depend on the sites and the group, not on what replaces ``a``)."""
-    from gnomon.pipeline.generation.saps import distinct_subsets, site_orbits
-
     key = (a, gen.partial_mode, gen.max_enumerated_sites)
     subsets = sym.choices.get(key)
     if subsets is None:
@@ -222,48 +258,27 @@ def _maps(gen: SAPSGenerator, sym: TemplateSymmetry) -> list[tuple[dict[str, str
 
 def expand_fast(gen: SAPSGenerator, template: Template) -> Iterator[Candidate]:
     """The outcomes of ``gen.expand(template, method="reference")``, computed on arrays."""
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-
-    from gnomon.pipeline.generation.compositions import is_balanced
-    from gnomon.pipeline.generation.saps import GENERATOR, _radius, radius_cube_change
-    from gnomon.pipeline.generation.identity import structure_hash
-
     sym = template_symmetry(template, gen.supercell, gen.symprec)
     if sym.problem is not None:
         raise ValueError(sym.problem)
     maps = _maps(gen, sym)
     if not maps:
         return
-    structure = sym.structure
-    oxidation = sym.oxidation
-    symbols = sym.symbols
-    present = set(symbols)
+    present = set(sym.symbols)
     allowed = set(gen.elements) if (gen.within_elements and gen.elements) else None
     # species as atomic numbers: a fixed order, so the canonical decoration (and the id) of an
     # outcome does not depend on which other elements the run could substitute
     codes = {el: Element(el).Z for el in present | {b for m, _ in maps for b in m.values()}}
-    names = {z: el for el, z in codes.items()}
-    base_species = np.array([codes[s] for s in symbols], dtype=np.int64)
-    old_r3 = sum(_radius(s, oxidation.get(s)) ** 3 for s in symbols)
+    old_r3 = sum(site_radius(s, sym.oxidation.get(s)) ** 3 for s in sym.symbols)
     frac = np.array([site["abc"] for site in sym.base["sites"]], dtype=float)
-    lattice0 = structure.lattice
-    abc0, versors, geo, ratios, volume0 = sym.scaling
-    supercell = list(gen.supercell) if gen.supercell else None
-    matcher = None
-    kept: dict[str, list[tuple[dict[str, Any], list[str]]]] = {}
+    verifier = _Verifier(sym, present)
     n_out = 0
     for mapping, prob in maps:
         merges = bool(set(mapping.values()) & (present - set(mapping)))
         for sites_by_element, fraction in _site_choices(gen, sym, mapping):
             if merges and fraction == 1.0:
                 continue
-            new_symbols = list(symbols)
-            new_r3 = old_r3
-            for a, indices in sites_by_element.items():
-                b = mapping[a]
-                for i in indices:
-                    new_symbols[i] = b
-                new_r3 += len(indices) * radius_cube_change(a, b, oxidation)
+            new_symbols, new_r3 = _decorate(sym, mapping, sites_by_element, old_r3)
             counts: dict[str, int] = {}
             for el in new_symbols:
                 counts[el] = counts.get(el, 0) + 1
@@ -272,63 +287,101 @@ def expand_fast(gen: SAPSGenerator, template: Template) -> Iterator[Candidate]:
                 continue
             if gen.charge_balance is not None and not is_balanced(formula, gen.charge_balance):
                 continue
-            if gen.rescale_volume and old_r3 > 0 and new_r3 > 0:
-                new_c = (volume0 * new_r3 / old_r3 / (geo * np.prod(ratios))) ** (1 / 3.0)
-                matrix = versors * (new_c * ratios)  # columns, as pymatgen does: a uniform scaling
-                factor = new_c / abc0[2]
-                abc = abc0 * factor
-                volume = volume0 * factor**3
-            else:
-                matrix, abc, volume = lattice0.matrix, abc0, volume0
-            doc = _structure_dict(sym.base, matrix, abc, volume, frac, new_symbols, symbols)
-            if gen.verify:
-                same = kept.setdefault(formula, [])
-                if same:
-                    if matcher is None:
-                        matcher = StructureMatcher(primitive_cell=True, scale=True, attempt_supercell=False)
-                    new = None
-                    duplicate = False
-                    for other_doc, other_symbols in same:
-                        key = (sym.key, *_pair_labels(new_symbols, other_symbols, present))
-                        fit = _fits.get(key)
-                        if fit is None:
-                            new = new or Structure.from_dict(doc)
-                            fit = bool(matcher.fit(new, Structure.from_dict(other_doc)))
-                            _remember_fit(key, fit)
-                        if fit:
-                            duplicate = True
-                            break
-                    if duplicate:
-                        continue
-                same.append((doc, new_symbols))
+            matrix, abc, volume = _scaled_lattice(sym, gen.rescale_volume, old_r3, new_r3)
+            doc = _structure_dict(sym.base, matrix, abc, volume, frac, new_symbols, sym.symbols)
+            if gen.verify and verifier.seen(formula, doc, new_symbols):
+                continue
             if gen.identity == "structure":
                 cid = structure_hash(Structure.from_dict(doc))
             else:
-                species = base_species.copy()
-                for a, indices in sites_by_element.items():
-                    species[list(indices)] = codes[mapping[a]]
-                canon = ",".join(names[k] for k in _canonical(species, sym.perms)).encode()
-                cid = hashlib.sha256(b"|".join([
-                    sym.key.encode(), canon, np.round(matrix, 4).tobytes(),
-                ])).hexdigest()[:16]
-            replaced = sorted(i for sites in sites_by_element.values() for i in sites)
+                cid = _decoration_id(sym, codes, mapping, sites_by_element, matrix)
             yield Candidate(
                 id=cid, structure=doc, formula=cell_formula, reduced_formula=formula,
                 chemsys=chemsys, nsites=len(new_symbols), generator=GENERATOR,
-                generator_version=gen.version, template_id=template.id, substitution=dict(mapping),
-                replaced_fraction=fraction, seed=gen.seed, campaign=gen.campaign, round=gen.round,
-                fingerprint=formula,
+                generator_version=gen.version, template_id=template.id,
+                substitution=dict(mapping), replaced_fraction=fraction, seed=gen.seed,
+                campaign=gen.campaign, round=gen.round, fingerprint=formula,
                 extra={
-                    "replaced_sites": replaced,
+                    "replaced_sites": sorted(i for ix in sites_by_element.values() for i in ix),
                     "probability": prob,
                     "template_spacegroup": sym.spacegroup,
-                    "supercell": supercell,
+                    "supercell": list(gen.supercell) if gen.supercell else None,
                     "partial_mode": gen.partial_mode if fraction < 1 else None,
                 },
             )
             n_out += 1
             if gen.max_per_template is not None and n_out >= gen.max_per_template:
                 return
+
+
+def _decorate(sym: TemplateSymmetry, mapping: dict[str, str],
+              sites_by_element: dict[str, tuple[int, ...]], old_r3: float
+              ) -> tuple[list[str], float]:
+    """The outcome's species per site, and its summed cubed radii (the volume rescaling's
+    numerator, as the reference path's ``_substitute`` computes it)."""
+    new_symbols = list(sym.symbols)
+    new_r3 = old_r3
+    for a, indices in sites_by_element.items():
+        b = mapping[a]
+        for i in indices:
+            new_symbols[i] = b
+        new_r3 += len(indices) * radius_cube_change(a, b, sym.oxidation)
+    return new_symbols, new_r3
+
+
+def _scaled_lattice(sym: TemplateSymmetry, rescale: bool, old_r3: float, new_r3: float
+                    ) -> tuple[np.ndarray, np.ndarray, float]:
+    """``Lattice.scale``'s arithmetic (a uniform scaling of the columns, as pymatgen does),
+    with what does not depend on the new volume done once per template."""
+    abc0, versors, geo, ratios, volume0 = sym.scaling
+    if not (rescale and old_r3 > 0 and new_r3 > 0):
+        return sym.structure.lattice.matrix, abc0, volume0
+    new_c = (volume0 * new_r3 / old_r3 / (geo * np.prod(ratios))) ** (1 / 3.0)
+    factor = new_c / abc0[2]
+    return versors * (new_c * ratios), abc0 * factor, volume0 * factor**3
+
+
+def _decoration_id(sym: TemplateSymmetry, codes: dict[str, int], mapping: dict[str, str],
+                   sites_by_element: dict[str, tuple[int, ...]], matrix: np.ndarray) -> str:
+    """The fast id: the template's key, the decoration made canonical under the template's
+    group, and the scaled lattice (module docstring)."""
+    names = {z: el for el, z in codes.items()}
+    species = np.array([codes[s] for s in sym.symbols], dtype=np.int64)
+    for a, indices in sites_by_element.items():
+        species[list(indices)] = codes[mapping[a]]
+    canon = ",".join(names[k] for k in _canonical(species, sym.perms)).encode()
+    return hashlib.sha256(b"|".join([
+        sym.key.encode(), canon, np.round(matrix, 4).tobytes(),
+    ])).hexdigest()[:16]
+
+
+class _Verifier:
+    """``verify``: an outcome StructureMatcher finds equal to an earlier one of the same
+    template and formula is dropped; pair verdicts are cached across templates by labels."""
+
+    def __init__(self, sym: TemplateSymmetry, present: set[str]) -> None:
+        self.sym = sym
+        self.present = present
+        self.matcher: StructureMatcher | None = None
+        self.kept: dict[str, list[tuple[dict[str, Any], list[str]]]] = {}
+
+    def seen(self, formula: str, doc: dict[str, Any], symbols: list[str]) -> bool:
+        same = self.kept.setdefault(formula, [])
+        new = None
+        for other_doc, other_symbols in same:
+            if self.matcher is None:
+                self.matcher = StructureMatcher(primitive_cell=True, scale=True,
+                                                attempt_supercell=False)
+            key = (self.sym.key, *_pair_labels(symbols, other_symbols, self.present))
+            fit = _fits.get(key)
+            if fit is None:
+                new = new or Structure.from_dict(doc)
+                fit = bool(self.matcher.fit(new, Structure.from_dict(other_doc)))
+                _remember_fit(key, fit)
+            if fit:
+                return True
+        same.append((doc, symbols))
+        return False
 
 
 _fits: OrderedDict[tuple, bool] = OrderedDict()

@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 from pymatgen.core import DummySpecies, Structure
 
+from gnomon.pipeline.generation.candidate_io import CandidateFileError, read_structures
 from gnomon.storage import Entry, Repository
 
 logger = logging.getLogger(__name__)
@@ -186,7 +187,6 @@ def templates_from_files(paths: Iterable[str | Path]) -> Iterator[TemplateResult
 
 
 def _templates_from_file(path: Path) -> Iterator[TemplateResult]:
-    from gnomon.pipeline.generation.candidate_io import CandidateFileError, read_structures
 
     try:
         items = list(read_structures(path))

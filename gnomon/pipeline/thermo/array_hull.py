@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 from pymatgen.analysis.phase_diagram import PhaseDiagram, get_facets
+from scipy.optimize import linprog
+from scipy.sparse import block_diag
 
 from gnomon.pipeline.thermo.hull_geometry import HullGeometry
 
@@ -144,8 +146,6 @@ class SeparationLP:
 
     def solve(self) -> np.ndarray:
         """The minimum of every queued problem, in the order they were added."""
-        from scipy.optimize import linprog
-        from scipy.sparse import block_diag
 
         if not self._problems:
             return np.zeros(0)

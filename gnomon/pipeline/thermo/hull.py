@@ -16,7 +16,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import combinations
 from typing import Any
 
 from pymatgen.analysis.phase_diagram import PhaseDiagram
@@ -24,6 +23,7 @@ from pymatgen.core import Composition, Element
 from pymatgen.entries.computed_entries import ComputedEntry
 
 from gnomon.pipeline.thermo.array_hull import ArrayHull, SeparationLP, fractions
+from gnomon.storage.chemsys import canonical_chemsys, chemsys_of, subsystems
 from gnomon.storage.documents import Entry, Phase, utcnow
 from gnomon.storage.repository import Repository
 
@@ -61,16 +61,6 @@ class IngestReport:
     phases_written: int = 0
     phases_unchanged: int = 0  # recomputed, equal to the stored phase, so not rewritten
     stable_at_ingest: list[str] = field(default_factory=list)
-
-
-def subsystems(chemsys: str) -> list[str]:
-    """Every chemical system inside ``chemsys``, itself included."""
-    elements = chemsys.split("-")
-    return [
-        "-".join(sorted(combo))
-        for n in range(1, len(elements) + 1)
-        for combo in combinations(elements, n)
-    ]
 
 
 def supersets(systems: Iterable[str], of: Iterable[str]) -> set[str]:
@@ -483,8 +473,7 @@ class HullEngine:
     # -- queries --------------------------------------------------------------------------
     def phase_diagram(self, scheme: str, chemsys: str | Iterable[str]) -> PhaseDiagram | None:
         """The hull of ``chemsys`` in ``scheme`` from stored entries (cached per engine)."""
-        chemsys = chemsys if isinstance(chemsys, str) else "-".join(sorted(set(chemsys)))
-        chemsys = "-".join(sorted(chemsys.split("-")))
+        chemsys = canonical_chemsys(chemsys) if isinstance(chemsys, str) else chemsys_of(chemsys)
         key = (scheme, chemsys)
         if key not in self._pd_cache:
             docs = list(self.repo.find("entries", {"scheme": scheme, "chemsys": subsystems(chemsys)}))

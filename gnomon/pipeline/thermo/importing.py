@@ -121,6 +121,7 @@ def _frame_energy(atoms) -> float | None:
 
 
 def read_extxyz(path: Path, scheme: str, **provenance: Any) -> ImportResult:
+    # heavy: ase, pymatgen.io
     from ase.io import read
     from ase.io.extxyz import XYZError
     from pymatgen.io.ase import AseAtomsAdaptor
@@ -169,6 +170,7 @@ def read_energy_table(path: Path) -> dict[tuple[str, str | None], dict[str, str]
 
 
 def _cif_structures(path: Path) -> Iterator[tuple[str, Structure | Exception]]:
+    # heavy: pymatgen.io
     from pymatgen.io.cif import CifParser
 
     try:

@@ -15,8 +15,9 @@ import numpy as np
 from pymatgen.core import Composition
 from pymatgen.entries.computed_entries import ComputedEntry
 
-from gnomon.pipeline.thermo.hull import phase_diagram, subsystems
+from gnomon.pipeline.thermo.hull import phase_diagram
 from gnomon.pipeline.thermo.hull_geometry import HullGeometry
+from gnomon.storage.chemsys import subsystems
 from gnomon.storage.documents import Entry, Phase, Prediction
 from gnomon.storage.repository import Repository
 

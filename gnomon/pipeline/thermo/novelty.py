@@ -38,6 +38,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections import defaultdict
@@ -46,13 +47,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from functools import cached_property
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pymatgen.core import Structure
 
+from gnomon.storage.chemsys import subsystems
 from gnomon.storage.documents import Candidate, Entry
 from gnomon.storage.repository import Repository
 
@@ -124,6 +125,7 @@ class Novelty:
 
 
 def _periodic_set(structure: Structure):
+    # heavy: amd
     import amd
 
     if structure.is_ordered:
@@ -135,6 +137,7 @@ def _periodic_set(structure: Structure):
 
 def unit_amd(structure: Structure, k: int = AMD_NEIGHBOURS) -> np.ndarray:
     """The AMD of ``structure`` scaled to one Å³ per site (scale-free; multiply by a length)."""
+    # heavy: amd
     import amd
 
     scaled = structure.copy()
@@ -149,8 +152,7 @@ def site_length(structure: Structure) -> float:
 
 def _compound_spaces(chemsys: str) -> list[str]:
     """``chemsys`` and its sub-spaces of two or more elements (where AMD neighbours are sought)."""
-    elements = chemsys.split("-")
-    return ["-".join(sorted(c)) for n in range(2, len(elements) + 1) for c in combinations(elements, n)]
+    return subsystems(chemsys, min_arity=2)
 
 
 @dataclass
@@ -177,6 +179,7 @@ class NoveltyChecker:
 
     @cached_property
     def _exact(self):
+        # heavy: pymatgen.analysis
         from pymatgen.analysis.structure_matcher import ElementComparator, StructureMatcher
 
         # the same element on every site; oxidation-state labels are not a crystal's identity
@@ -185,6 +188,7 @@ class NoveltyChecker:
 
     @cached_property
     def _order_disorder(self):
+        # heavy: pymatgen.analysis
         from pymatgen.analysis.structure_matcher import (
             OrderDisorderElementComparator,
             StructureMatcher,
@@ -305,12 +309,12 @@ def references_from_files(paths: Iterable[str | Path]) -> list[Reference]:
     for path in map(Path, paths):
         try:
             if path.suffix.lower() == ".json":
-                import json
 
                 data = json.loads(path.read_text())
                 docs = data if isinstance(data, list) else [data]
                 structures = [Structure.from_dict(d) for d in docs]
             else:
+                # heavy: pymatgen.io
                 from pymatgen.io.cif import CifParser
 
                 with warnings.catch_warnings():

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gnomon.pipeline.thermo.hull import subsystems
+from pymatgen.core import Element
+
+from gnomon.storage.chemsys import chemsys_of, subsystems
 from gnomon.storage.documents import Entry, Phase
 from gnomon.storage.repository import Repository
 
@@ -18,13 +20,13 @@ ROW_FIELDS = (
 
 
 def normalise_chemsys(chemsys: str) -> str:
-    from pymatgen.core import Element
-
+    """A user's spelling of a system (``O,Li``, ``Li-O-Li``) as its one name, or a clear error
+    naming the symbol that is not an element."""
     elements = [e.strip() for e in chemsys.replace(",", "-").split("-") if e.strip()]
     for el in elements:
         if not Element.is_valid_symbol(el):
             raise ValueError(f"unknown element {el!r} in chemical system {chemsys!r}")
-    return "-".join(sorted(set(elements)))
+    return chemsys_of(elements)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from pymatgen.analysis.phase_diagram import PDPlotter, PhaseDiagram  # noqa: E40
 
 
 def plot_hull(pd: PhaseDiagram, path: Path | str) -> Path:
+    # heavy: matplotlib
     import matplotlib.pyplot as plt
 
     path = Path(path)

@@ -62,6 +62,7 @@ def apply_corrections(scheme: str, entries: Sequence[ComputedEntry]) -> list[Com
     compatibility scheme rejects comes back as None so the caller can name it.
     """
     if not uses_mp2020(scheme):
+        # heavy: pymatgen.entries
         return list(entries)
     from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
 

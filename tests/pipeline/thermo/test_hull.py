@@ -15,8 +15,9 @@ from pymatgen.core import Composition
 from pymatgen.entries.computed_entries import ComputedEntry
 
 from gnomon.pipeline.thermo.entries import make_entry
-from gnomon.pipeline.thermo.hull import HullEngine, subsystems, supersets
+from gnomon.pipeline.thermo.hull import HullEngine, supersets
 from gnomon.storage import Entry, open_repository
+from gnomon.storage.chemsys import subsystems
 
 POOL = ["Li", "Na", "Mn", "Fe", "O", "S", "Cl", "Mg"]
 
