@@ -42,16 +42,44 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import httpx  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import httpx
+from rich.console import Console
+from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-ELEMENTS = ["Li", "Na", "K", "Mg", "Ca", "Sr", "Ba", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni",
-            "Cu", "Zn", "Al", "Ga", "Si", "Ge", "Sn", "P", "Sb", "Bi", "S", "Se", "F", "Cl", "Br", "N"]
+ELEMENTS = [
+    "Li",
+    "Na",
+    "K",
+    "Mg",
+    "Ca",
+    "Sr",
+    "Ba",
+    "Ti",
+    "V",
+    "Cr",
+    "Mn",
+    "Fe",
+    "Co",
+    "Ni",
+    "Cu",
+    "Zn",
+    "Al",
+    "Ga",
+    "Si",
+    "Ge",
+    "Sn",
+    "P",
+    "Sb",
+    "Bi",
+    "S",
+    "Se",
+    "F",
+    "Cl",
+    "Br",
+    "N",
+]
 SCHEME = "bench"
 FILTER = 'elements HAS ALL "Li","O" AND _gnomon_e_above_hull<=0.05'
 LOAD_FILTERS = [
@@ -73,13 +101,33 @@ def _structure(counts: dict[str, int]) -> dict:
     sites = []
     for i, el in enumerate(species):
         abc = [(i // (k * k)) / k, ((i // k) % k) / k, (i % k) / k]
-        sites.append({"species": [{"element": el, "occu": 1}], "abc": abc,
-                      "xyz": [x * a for x in abc], "label": el, "properties": {}})
-    return {"@module": "pymatgen.core.structure", "@class": "Structure", "charge": 0.0,
-            "lattice": {"matrix": [[a, 0.0, 0.0], [0.0, a, 0.0], [0.0, 0.0, a]], "pbc": [True] * 3,
-                        "a": a, "b": a, "c": a, "alpha": 90.0, "beta": 90.0, "gamma": 90.0,
-                        "volume": a**3},
-            "properties": {}, "sites": sites}
+        sites.append(
+            {
+                "species": [{"element": el, "occu": 1}],
+                "abc": abc,
+                "xyz": [x * a for x in abc],
+                "label": el,
+                "properties": {},
+            }
+        )
+    return {
+        "@module": "pymatgen.core.structure",
+        "@class": "Structure",
+        "charge": 0.0,
+        "lattice": {
+            "matrix": [[a, 0.0, 0.0], [0.0, a, 0.0], [0.0, 0.0, a]],
+            "pbc": [True] * 3,
+            "a": a,
+            "b": a,
+            "c": a,
+            "alpha": 90.0,
+            "beta": 90.0,
+            "gamma": 90.0,
+            "volume": a**3,
+        },
+        "properties": {},
+        "sites": sites,
+    }
 
 
 def synthesise(path: Path, n: int, seed: int) -> None:
@@ -111,19 +159,41 @@ def synthesise(path: Path, n: int, seed: int) -> None:
         reduced = "".join(f"{el}{'' if n_ == 1 else n_}" for el, n_ in counts.items())
         eid = stable_hash({"bench": i, "seed": seed})
         e_hull = 0.0 if rng.random() < 0.1 else rng.expovariate(1 / 0.15)
-        entry = Entry(id=eid, scheme=SCHEME, formula=reduced, reduced_formula=reduced, chemsys=chemsys,
-                      elements=elements, nsites=total, composition={el: float(c) for el, c in counts.items()},
-                      energy=energy_pa * total, uncorrected_energy=energy_pa * total,
-                      energy_per_atom=energy_pa, structure=_structure(counts), source="bench",
-                      campaign="bench", round=i % 10)
-        phase = Phase(id=eid, scheme=SCHEME, chemsys=chemsys, reduced_formula=reduced,
-                      energy_per_atom=energy_pa, formation_energy_per_atom=rng.uniform(-3.0, 0.5),
-                      e_above_hull=e_hull, decomposition_energy=-0.05 if e_hull == 0 else e_hull,
-                      is_stable=e_hull == 0)
+        entry = Entry(
+            id=eid,
+            scheme=SCHEME,
+            formula=reduced,
+            reduced_formula=reduced,
+            chemsys=chemsys,
+            elements=elements,
+            nsites=total,
+            composition={el: float(c) for el, c in counts.items()},
+            energy=energy_pa * total,
+            uncorrected_energy=energy_pa * total,
+            energy_per_atom=energy_pa,
+            structure=_structure(counts),
+            source="bench",
+            campaign="bench",
+            round=i % 10,
+        )
+        phase = Phase(
+            id=eid,
+            scheme=SCHEME,
+            chemsys=chemsys,
+            reduced_formula=reduced,
+            energy_per_atom=energy_pa,
+            formation_energy_per_atom=rng.uniform(-3.0, 0.5),
+            e_above_hull=e_hull,
+            decomposition_energy=-0.05 if e_hull == 0 else e_hull,
+            is_stable=e_hull == 0,
+        )
         chunk.append((entry, phase))
         if len(chunk) >= 5000:
             flush()
-            console.print(f"  synthesised {i + 1} phases ({time.perf_counter() - start:.0f} s)", highlight=False)
+            console.print(
+                f"  synthesised {i + 1} phases ({time.perf_counter() - start:.0f} s)",
+                highlight=False,
+            )
     if chunk:
         flush()
     repo.close()
@@ -153,8 +223,9 @@ def free_port() -> int:
 
 def start(cmd: list[str], port: int, timeout: float) -> tuple[subprocess.Popen, float]:
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -187,17 +258,25 @@ def peer_server(db: Path, port: int) -> None:
     from optimade.server.config import ServerConfig
     from optimade.server.create_app import create_app
 
-    from gnomon.serve.resources import PROVIDER_FIELDS, structure_row
+    from gnomon.storage.optimade.resources import PROVIDER_FIELDS, structure_row
 
-    config = ServerConfig(insert_test_data=False, database_backend="mongomock", mongo_database="peer",
-                          provider={"name": "peer", "description": "peer", "prefix": "gnomon"},
-                          provider_fields={"structures": [dict(f) for f in PROVIDER_FIELDS]},
-                          page_limit=20, page_limit_max=1000, log_level="warning")
+    config = ServerConfig(
+        insert_test_data=False,
+        database_backend="mongomock",
+        mongo_database="peer",
+        provider={"name": "peer", "description": "peer", "prefix": "gnomon"},
+        provider_fields={"structures": [dict(f) for f in PROVIDER_FIELDS]},
+        page_limit=20,
+        page_limit_max=1000,
+        log_level="warning",
+    )
     app = create_app(config)
     collection = app.state.entry_collections["structures"]
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     batch = []
-    for entry, phase in conn.execute("SELECT e.doc, p.doc FROM entries e LEFT JOIN phases p ON p.id = e.id"):
+    for entry, phase in conn.execute(
+        "SELECT e.doc, p.doc FROM entries e LEFT JOIN phases p ON p.id = e.id"
+    ):
         row = structure_row(orjson.loads(entry), orjson.loads(phase) if phase else None)
         row.pop("nstructure_features", None)
         batch.append(row)
@@ -231,9 +310,13 @@ def latency(base: str, filter_: str | None, n: int, warmup: int = 3) -> dict:
             if i >= warmup:
                 times.append(dt * 1000)
     times.sort()
-    return {"requests": n, "p50_ms": statistics.median(times),
-            "p95_ms": times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))],
-            "mean_ms": statistics.fmean(times), "data_returned": returned}
+    return {
+        "requests": n,
+        "p50_ms": statistics.median(times),
+        "p95_ms": times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))],
+        "mean_ms": statistics.fmean(times),
+        "data_returned": returned,
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -251,8 +334,10 @@ def load(base: str, total: int, concurrency: int, pid: int | None = None) -> dic
         with httpx.Client(timeout=120) as client:
             for j in range(k, total, concurrency):
                 try:
-                    r = client.get(f"{base}/v1/structures",
-                                   params={"filter": LOAD_FILTERS[j % len(LOAD_FILTERS)]})
+                    r = client.get(
+                        f"{base}/v1/structures",
+                        params={"filter": LOAD_FILTERS[j % len(LOAD_FILTERS)]},
+                    )
                     ok, bad = (ok + 1, bad) if r.status_code == 200 else (ok, bad + 1)
                 except httpx.HTTPError:
                     bad += 1
@@ -267,12 +352,20 @@ def load(base: str, total: int, concurrency: int, pid: int | None = None) -> dic
     wall = time.perf_counter() - t0
     # the server's own CPU per request: what the machine's other load cannot inflate
     cpu_ms = (cpu_seconds(pid) - cpu0) / total * 1000 if pid else None
-    return {"requests": total, "concurrency": concurrency, "wall_s": wall,
-            "requests_per_s": total / wall, "errors": errors, "server_cpu_ms_per_request": cpu_ms}
+    return {
+        "requests": total,
+        "concurrency": concurrency,
+        "wall_s": wall,
+        "requests_per_s": total / wall,
+        "errors": errors,
+        "server_cpu_ms_per_request": cpu_ms,
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--phases", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rebuild", action="store_true", help="synthesise the database again")
@@ -291,11 +384,26 @@ def main() -> None:
 
     t0 = time.perf_counter()
     db = database(args.phases, args.seed, args.rebuild)
-    console.print(f"database {db.relative_to(ROOT)} ready in {time.perf_counter() - t0:.0f} s", highlight=False)
+    console.print(
+        f"database {db.relative_to(ROOT)} ready in {time.perf_counter() - t0:.0f} s",
+        highlight=False,
+    )
     rows = []
     port = free_port()
-    proc, startup = start([sys.executable, "-m", "gnomon.cli", "serve", "--db", f"sqlite:///{db}",
-                           "--port", str(port)], port, timeout=900)
+    proc, startup = start(
+        [
+            sys.executable,
+            "-m",
+            "gnomon.cli",
+            "serve",
+            "--db",
+            f"sqlite:///{db}",
+            "--port",
+            str(port),
+        ],
+        port,
+        timeout=900,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         lat = latency(base, FILTER, args.requests)
@@ -303,13 +411,22 @@ def main() -> None:
         ld = load(base, args.load_requests, args.concurrency, pid=proc.pid)
     finally:
         stop(proc)
-    rows.append({"server": "gnomon serve (SQLite view)", "startup_s": startup, **lat,
-                 **{f"cold_{k}": v for k, v in cold.items()},
-                 **{f"load_{k}": v for k, v in ld.items()}})
+    rows.append(
+        {
+            "server": "gnomon serve (SQLite view)",
+            "startup_s": startup,
+            **lat,
+            **{f"cold_{k}": v for k, v in cold.items()},
+            **{f"load_{k}": v for k, v in ld.items()},
+        }
+    )
     if not args.no_peer:
         port = free_port()
-        proc, startup = start([sys.executable, __file__, "--peer-server", "--db", str(db), "--port", str(port)],
-                              port, timeout=1800)
+        proc, startup = start(
+            [sys.executable, __file__, "--peer-server", "--db", str(db), "--port", str(port)],
+            port,
+            timeout=1800,
+        )
         try:
             base = f"http://127.0.0.1:{port}"
             lat = latency(base, FILTER, args.peer_requests, warmup=1)
@@ -317,30 +434,70 @@ def main() -> None:
             ld = load(base, max(args.peer_requests * 2, 8), min(args.concurrency, 4), pid=proc.pid)
         finally:
             stop(proc)
-        rows.append({"server": "optimade reference server (mongomock)", "startup_s": startup, **lat,
-                     **{f"cold_{k}": v for k, v in cold.items()},
-                     **{f"load_{k}": v for k, v in ld.items()}})
+        rows.append(
+            {
+                "server": "optimade reference server (mongomock)",
+                "startup_s": startup,
+                **lat,
+                **{f"cold_{k}": v for k, v in cold.items()},
+                **{f"load_{k}": v for k, v in ld.items()},
+            }
+        )
 
-    table = Table(title=f"gnomon serve over {args.phases} phases: filter {FILTER!r} "
-                        f"(goals: p95 <= 100 ms; >= 200 req/s, 0 errors)")
-    for col in ("server", "startup s", "matches", "requests", "repeated p50 ms", "repeated p95 ms",
-                "cold p50 ms", "cold p95 ms", "load requests (threads)", "req/s", "errors",
-                "server CPU ms/request"):
+    table = Table(
+        title=f"gnomon serve over {args.phases} phases: filter {FILTER!r} "
+        f"(goals: p95 <= 100 ms; >= 200 req/s, 0 errors)"
+    )
+    for col in (
+        "server",
+        "startup s",
+        "matches",
+        "requests",
+        "repeated p50 ms",
+        "repeated p95 ms",
+        "cold p50 ms",
+        "cold p95 ms",
+        "load requests (threads)",
+        "req/s",
+        "errors",
+        "server CPU ms/request",
+    ):
         table.add_column(col, justify="left" if col == "server" else "right")
     for r in rows:
-        table.add_row(r["server"], f"{r['startup_s']:.1f}", str(r["data_returned"]), str(r["requests"]),
-                      f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}", f"{r['cold_p50_ms']:.1f}",
-                      f"{r['cold_p95_ms']:.1f}",
-                      f"{r['load_requests']} ({r['load_concurrency']})", f"{r['load_requests_per_s']:.0f}",
-                      str(r["load_errors"]), f"{r['load_server_cpu_ms_per_request']:.1f}")
+        table.add_row(
+            r["server"],
+            f"{r['startup_s']:.1f}",
+            str(r["data_returned"]),
+            str(r["requests"]),
+            f"{r['p50_ms']:.1f}",
+            f"{r['p95_ms']:.1f}",
+            f"{r['cold_p50_ms']:.1f}",
+            f"{r['cold_p95_ms']:.1f}",
+            f"{r['load_requests']} ({r['load_concurrency']})",
+            f"{r['load_requests_per_s']:.0f}",
+            str(r["load_errors"]),
+            f"{r['load_server_cpu_ms_per_request']:.1f}",
+        )
     Console(width=220).print(table)
-    console.print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end "
-                  "(other processes share these CPUs; server CPU ms/request is what they cannot inflate)",
-                  highlight=False)
+    console.print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end "
+        "(other processes share these CPUs; server CPU ms/request is what they cannot inflate)",
+        highlight=False,
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "serve.json").write_text(json.dumps(
-        {"date": datetime.now(UTC).isoformat(timespec="seconds"), "phases": args.phases, "filter": FILTER,
-         "cpus": os.cpu_count(), "loadavg": os.getloadavg(), "rows": rows}, indent=2))
+    (RESULTS / "serve.json").write_text(
+        json.dumps(
+            {
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "phases": args.phases,
+                "filter": FILTER,
+                "cpus": os.cpu_count(),
+                "loadavg": os.getloadavg(),
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

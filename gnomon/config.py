@@ -64,16 +64,24 @@ class DaskConfig(BaseModel):
     model_config = {"extra": "forbid"}
 
     cluster: Literal["local", "slurm"] = "local"
-    address: str | None = Field(None, description="Connect to this scheduler instead of starting a cluster.")
-    workers: int = Field(2, ge=1, description="Dask workers (SLURM: batch jobs of one worker each).")
+    address: str | None = Field(
+        None, description="Connect to this scheduler instead of starting a cluster."
+    )
+    workers: int = Field(
+        2, ge=1, description="Dask workers (SLURM: batch jobs of one worker each)."
+    )
     cores: int = Field(1, ge=1, description="Cores (threads) per worker.")
     processes: int = Field(1, ge=1, description="Worker processes per SLURM job.")
     memory: str = Field("2GB", description="Memory per worker (SLURM: per job).")
     walltime: str = "01:00:00"
     queue: str | None = None
     account: str | None = None
-    job_extra: list[str] = Field(default_factory=list, description="Extra #SBATCH directives, e.g. --qos=debug.")
-    job_script_prologue: list[str] = Field(default_factory=list, description="Shell lines before the worker starts.")
+    job_extra: list[str] = Field(
+        default_factory=list, description="Extra #SBATCH directives, e.g. --qos=debug."
+    )
+    job_script_prologue: list[str] = Field(
+        default_factory=list, description="Shell lines before the worker starts."
+    )
     python: str | None = Field(None, description="The workers' Python (default: this interpreter).")
     interface: str | None = None
     log_directory: str | None = None
@@ -96,7 +104,9 @@ class Settings(BaseSettings):
     qe: QESettings = Field(default_factory=QESettings)
     vasp: VaspSettings = Field(default_factory=VaspSettings)
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
-    dask: DaskConfig | None = Field(None, description="Site default of a campaign's `dask:` section.")
+    dask: DaskConfig | None = Field(
+        None, description="Site default of a campaign's `dask:` section."
+    )
 
     @field_validator("db")
     @classmethod
@@ -194,11 +204,13 @@ class ModelConfig(_Section):
     max_epochs: int = Field(TrainConfig.max_epochs, ge=1)
     patience: int = Field(TrainConfig.patience, ge=1)
     start_from: str = Field(
-        "pretrained", pattern="^(pretrained|scratch)$",
+        "pretrained",
+        pattern="^(pretrained|scratch)$",
         description="pretrained: round 0 is screened by the model shipped with gnomon (carried "
         "over to the campaign's scheme by refitting its element references) and the first "
         "retrain fine-tunes it; scratch: no model until the campaign has trained one. "
-        "hidden/layers/cutoff apply only to a model trained from scratch.")
+        "hidden/layers/cutoff apply only to a model trained from scratch.",
+    )
     retrain: str = Field("fine-tune", pattern="^(fine-tune|scratch)$")
     tta: bool = False
     min_entries: int = Field(8, ge=2, description="Train once this many entries exist.")
@@ -207,14 +219,24 @@ class ModelConfig(_Section):
 class SelectionConfig(_Section):
     policy: str = Field("threshold", pattern="^(threshold|greedy|uncertainty|random)$")
     budget: int = Field(10, ge=1, description="Relaxations per round.")
-    threshold: float = Field(0.05, description="eV/atom, predicted e_above_hull (threshold policy).")
+    threshold: float = Field(
+        0.05, description="eV/atom, predicted e_above_hull (threshold policy)."
+    )
     k: float = Field(1.0, ge=0, description="mean - k*sigma (uncertainty policy).")
     exploration: float = Field(0.1, ge=0, le=1)
     max_per_group: int | None = Field(3, ge=1)
     per_system_max: int | None = Field(
-        None, ge=1, description="Relaxations one chemical system may take per round (multi-system campaigns).")
+        None,
+        ge=1,
+        description="Relaxations one chemical system may take per round (multi-system campaigns).",
+    )
     per_system_min: int = Field(
-        0, ge=0, description="Relaxations every chemical system with candidates gets first, as the budget allows.")
+        0,
+        ge=0,
+        description=(
+            "Relaxations every chemical system with candidates gets first, as the budget allows."
+        ),
+    )
 
 
 #: The names gnomon.dft.registry lists: one place names engines and dispatchers.
@@ -247,23 +269,35 @@ def mlip_engine_name(name: str) -> str:
 
 class StoppingConfig(_Section):
     max_relaxations: int | None = Field(None, ge=1)
-    patience: int | None = Field(None, ge=1, description="Stop after this many rounds without a new stable phase.")
+    patience: int | None = Field(
+        None, ge=1, description="Stop after this many rounds without a new stable phase."
+    )
 
 
 class FunnelConfig(_Section):
     """The streaming funnel of a round (``gnomon.campaign.steps.funnel``): generate -> exact
-    dedup -> screen in chunks through bounded memory, storing only the candidates that pass the screen
+    dedup -> screen in chunks through bounded memory, storing only the candidates that pass the
+    screen
     (with their predictions) and counting the rest. Off by default: a round then stores every
     unique candidate of ``saps.max_candidates`` and ``random_search`` and screens them after."""
 
     enabled: bool = False
-    chunk_size: int = Field(1000, ge=1, description="Candidates generated, deduplicated and screened at a time.")
-    max_generated: int = Field(100_000, ge=1, description="Candidates pulled from the generators per round.")
+    chunk_size: int = Field(
+        1000, ge=1, description="Candidates generated, deduplicated and screened at a time."
+    )
+    max_generated: int = Field(
+        100_000, ge=1, description="Candidates pulled from the generators per round."
+    )
     e_above_hull: float = Field(
-        0.1, description="eV/atom: a candidate passes when its predicted e_above_hull minus one sigma "
-        "(GNoME's optimistic bound) is at most this; the rest are only counted.")
+        0.1,
+        description="eV/atom: a candidate passes when its predicted e_above_hull minus one sigma "
+        "(GNoME's optimistic bound) is at most this; the rest are only counted.",
+    )
     max_passed: int | None = Field(
-        None, ge=1, description="Stop pulling candidates once this many passed (unset: run to max_generated).")
+        None,
+        ge=1,
+        description="Stop pulling candidates once this many passed (unset: run to max_generated).",
+    )
 
 
 class CampaignConfig(_Section):
@@ -283,28 +317,44 @@ class CampaignConfig(_Section):
     stopping: StoppingConfig = Field(default_factory=StoppingConfig)
     funnel: FunnelConfig = Field(default_factory=FunnelConfig)
     max_arity: int | None = Field(
-        None, ge=2, description="Explore every sub-system of 2..max_arity of the elements (a campaign "
-        "over many elements); unset: the whole space, random search on all the elements together.")
+        None,
+        ge=2,
+        description="Explore every sub-system of 2..max_arity of the elements (a campaign "
+        "over many elements); unset: the whole space, random search on all the elements together.",
+    )
     dask: DaskConfig | None = Field(
-        None, description="Fan generation and screening chunks out over a Dask cluster (else in-process).")
+        None,
+        description=(
+            "Fan generation and screening chunks out over a Dask cluster (else in-process)."
+        ),
+    )
     stages: list[Literal["screen", "mlip", "dft"]] = Field(
         default_factory=lambda: ["screen", "dft"],
         description="The fidelity stages in order: [screen, dft] sends what the screen selects "
         "straight to `engine` (the ML potential stands in for DFT by default); [screen, mlip, dft] "
         "first relaxes it with `mlip_engine` and sends on, from the ML-relaxed structure, only "
-        "what ends within `mlip_e_above_hull` of the mlip scheme's own hull.")
+        "what ends within `mlip_e_above_hull` of the mlip scheme's own hull.",
+    )
     mlip_engine: str = Field(
-        "chgnet", description="The universal potential of the mlip stage: any registered engine "
-        "name (chgnet is the engine `mlip`; sevennet once registered).")
-    mlip_options: dict[str, Any] = Field(default_factory=dict, description="Options of `mlip_engine`.")
+        "chgnet",
+        description="The universal potential of the mlip stage: any registered engine "
+        "name (chgnet is the engine `mlip`; sevennet once registered).",
+    )
+    mlip_options: dict[str, Any] = Field(
+        default_factory=dict, description="Options of `mlip_engine`."
+    )
     mlip_e_above_hull: float = Field(
-        0.1, ge=0, description="eV/atom on the mlip scheme's hull: who goes on to the dft stage.")
+        0.1, ge=0, description="eV/atom on the mlip scheme's hull: who goes on to the dft stage."
+    )
     known_phases: bool = Field(
-        True, description="Relax the published phases gnomon ships for this space (gnomon/data/known) "
-        "before round 0, so new stable phases are new against them.")
+        True,
+        description="Relax the published phases gnomon ships for this space (gnomon/data/known) "
+        "before round 0, so new stable phases are new against them.",
+    )
     task_runner: str = Field("thread", pattern="^(thread|dask)$")
     dask_cluster_class: str | None = Field(
-        None, description="e.g. dask_jobqueue.SLURMCluster; default a LocalCluster.")
+        None, description="e.g. dask_jobqueue.SLURMCluster; default a LocalCluster."
+    )
     dask_cluster_kwargs: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("elements")
@@ -327,8 +377,10 @@ class CampaignConfig(_Section):
     @classmethod
     def _registered_engine(cls, value: str) -> str:
         if mlip_engine_name(value) not in ENGINES:
-            raise ValueError(f"mlip_engine {value!r} is not a registered engine: choose one of "
-                             f"{', '.join(sorted({*ENGINES.names, *MLIP_ENGINE_ALIASES}))}")
+            raise ValueError(
+                f"mlip_engine {value!r} is not a registered engine: choose one of "
+                f"{', '.join(sorted({*ENGINES.names, *MLIP_ENGINE_ALIASES}))}"
+            )
         return value
 
     @property

@@ -54,7 +54,9 @@ def mask_url(url: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(_SECRET_PARAM.search(k) for k, _ in pairs):
-            query = urlencode([(k, MASK if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe="*")
+            query = urlencode(
+                [(k, MASK if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe="*"
+            )
     if netloc == parts.netloc and query == parts.query:
         return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

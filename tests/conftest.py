@@ -8,13 +8,19 @@ import uuid
 import pytest
 
 from gnomon.storage import open_repository
+from gnomon.storage.backends import backend_for
 
-BACKENDS = ["sqlite", "mongomock"] + (["mongodb"] if os.environ.get("GNOMON_TEST_MONGO_URI") else [])
+#: how the contract suite runs each registered backend (gnomon.storage.backends): a new
+#: backend adds its flavour here and its URL to make_repo_url
+BACKENDS = ["sqlite", "mongomock"] + (
+    ["mongodb"] if os.environ.get("GNOMON_TEST_MONGO_URI") else []
+)
 
 
 def pytest_report_header(config):
     if not os.environ.get("GNOMON_TEST_MONGO_URI"):
-        return "MongoDB: no real server (GNOMON_TEST_MONGO_URI unset); backend tested with mongomock"
+        return ("MongoDB: no real server (GNOMON_TEST_MONGO_URI unset); "
+                "backend tested with mongomock")
     return f"MongoDB: real server at {os.environ['GNOMON_TEST_MONGO_URI']}"
 
 
@@ -35,6 +41,12 @@ def repo(request, tmp_path):
     if request.param == "mongodb":
         r.client.drop_database(r.db.name)
     r.close()
+
+
+@pytest.fixture
+def covered_backends(tmp_path) -> set[str]:
+    """The names of the registered backends that the ``repo`` fixture runs tests on."""
+    return {backend_for(make_repo_url(flavour, tmp_path)).name for flavour in BACKENDS}
 
 
 @pytest.fixture

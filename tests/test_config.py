@@ -18,7 +18,10 @@ def test_default_database_is_sqlite_in_the_workspace(tmp_path, monkeypatch):
 
 def test_yaml_then_env_then_override(tmp_path, monkeypatch):
     cfg = tmp_path / "site.yaml"
-    cfg.write_text("db: sqlite:////data/from-yaml.db\nqe:\n  ecutwfc: 55\n  pseudo_dir: /pp\nslurm:\n  partition: batch\n")
+    cfg.write_text(
+        "db: sqlite:////data/from-yaml.db\nqe:\n  ecutwfc: 55\n  pseudo_dir: /pp\n"
+        "slurm:\n  partition: batch\n"
+    )
     monkeypatch.setenv("GNOMON_CONFIG", str(cfg))
     s = load_settings()
     assert s.db == "sqlite:////data/from-yaml.db"

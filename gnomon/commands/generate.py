@@ -60,16 +60,34 @@ ToDbOption = Annotated[bool, typer.Option("--to-db", help="Store candidates in t
 SeedOption = Annotated[int, typer.Option(help="Seed: the same seed gives the same candidates.")]
 ProcessesOption = Annotated[int, typer.Option("--processes", "-j", min=1, help="Worker processes.")]
 CampaignOption = Annotated[str | None, typer.Option(help="Campaign to record on the candidates.")]
-RoundOption = Annotated[int | None, typer.Option("--round", help="Round to record on the candidates.")]
-ShardOption = Annotated[str | None, typer.Option("--shard", help="I/N: do the I-th of N equal "
-                                                 "shares of the work (I from 0), for N batch jobs.")]
-DedupOption = Annotated[bool, typer.Option("--dedup/--no-dedup", help="Drop duplicates (within "
-                                           "the run, and against the database with --to-db).")]
+RoundOption = Annotated[
+    int | None, typer.Option("--round", help="Round to record on the candidates.")
+]
+ShardOption = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        help="I/N: do the I-th of N equal shares of the work (I from 0), for N batch jobs.",
+    ),
+]
+DedupOption = Annotated[
+    bool,
+    typer.Option(
+        "--dedup/--no-dedup",
+        help="Drop duplicates (within the run, and against the database with --to-db).",
+    ),
+]
 
 
 def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err_console, transient=True)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
 
 
 def _check_destination(out: Path | None, to_db: bool) -> None:
@@ -78,7 +96,6 @@ def _check_destination(out: Path | None, to_db: bool) -> None:
     if out is not None and to_db:
         fail("choose one of --out FILE and --to-db")
     if out is not None:
-
         if file_format(out) not in ("json", "jsonl", "extxyz"):
             fail(f"cannot write candidates to {out}: use a .json, .jsonl or .extxyz file")
 
@@ -113,7 +130,11 @@ def _emit(
         stream = counted(candidates, progress, task)
         if to_db:
             with repository(db) as repo:
-                dd = Deduplicator(repository=repo, remember=False, record_duplicates=False) if dedup else None
+                dd = (
+                    Deduplicator(repository=repo, remember=False, record_duplicates=False)
+                    if dedup
+                    else None
+                )
                 written = 0
                 for chunk in chunked(stream, CHUNK):
                     fresh = dd.unique(chunk) if dd is not None else chunk
@@ -126,8 +147,11 @@ def _emit(
             written = write_candidates(out, kept(dd, stream))
             duplicates = dd.stats.duplicates if dd is not None else 0
             where = str(out)
-    console.print(f"{label}: [bold]{counts['generated']}[/] generated, {duplicates} duplicates "
-                  f"dropped, [bold]{written}[/] written to {escape(where)}", highlight=False)
+    console.print(
+        f"{label}: [bold]{counts['generated']}[/] generated, {duplicates} duplicates "
+        f"dropped, [bold]{written}[/] written to {escape(where)}",
+        highlight=False,
+    )
     return counts["generated"], duplicates, written
 
 
@@ -187,32 +211,71 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 
 def _report_skipped(skipped) -> None:
     for s in skipped:
-        err_console.print(f"[yellow]skipped template[/] {escape(s.id)}: {escape(s.reason)}",
-                          highlight=False)
+        err_console.print(
+            f"[yellow]skipped template[/] {escape(s.id)}: {escape(s.reason)}", highlight=False
+        )
 
 
 @app.command("saps")
 def saps(
-    elements: Annotated[str | None, typer.Option(help="Substituting elements and the chemical "
-                                                 "space of the outputs, e.g. Li,Mn,O (default: "
-                                                 "any element of the substitution table).")] = None,
-    templates: Annotated[list[Path] | None, typer.Option(
-        "--templates", help="Template files or directories (CIF, POSCAR, JSON, extxyz); repeatable.")] = None,
-    prototypes: Annotated[bool | None, typer.Option(
-        "--prototypes/--no-prototypes", help="Use pymatgen's AFLOW prototype library "
-        "(default: on unless --templates or --from-db is given).")] = None,
-    prototype: Annotated[list[str] | None, typer.Option(
-        "--prototype", help="Only these prototypes (AFLOW label, Strukturbericht, mineral); repeatable.")] = None,
-    from_db: Annotated[bool, typer.Option("--from-db", help="Use the stable phases in the database.")] = False,
-    scheme: Annotated[str | None, typer.Option(help="With --from-db: phases of this scheme only.")] = None,
-    max_candidates: Annotated[int | None, typer.Option("--max", min=1, help="Stop after N candidates.")] = None,
-    partial: Annotated[bool, typer.Option("--partial/--no-partial", help="Also substitute "
-                                          "symmetry-distinct subsets of the sites.")] = True,
-    partial_mode: Annotated[str, typer.Option(help="wyckoff: unions of Wyckoff orbits; sites: "
-                                              "every subset up to symmetry.")] = "wyckoff",
-    supercell: Annotated[str | None, typer.Option(help="Expand templates first, e.g. 2x2x2.")] = None,
-    threshold: Annotated[float, typer.Option(help="Minimum ionic substitution probability.")] = 0.01,
-    max_species: Annotated[int, typer.Option(min=1, help="Template elements substituted at once.")] = 2,
+    elements: Annotated[
+        str | None,
+        typer.Option(
+            help="Substituting elements and the chemical "
+            "space of the outputs, e.g. Li,Mn,O (default: "
+            "any element of the substitution table)."
+        ),
+    ] = None,
+    templates: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--templates",
+            help="Template files or directories (CIF, POSCAR, JSON, extxyz); repeatable.",
+        ),
+    ] = None,
+    prototypes: Annotated[
+        bool | None,
+        typer.Option(
+            "--prototypes/--no-prototypes",
+            help="Use pymatgen's AFLOW prototype library "
+            "(default: on unless --templates or --from-db is given).",
+        ),
+    ] = None,
+    prototype: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--prototype",
+            help="Only these prototypes (AFLOW label, Strukturbericht, mineral); repeatable.",
+        ),
+    ] = None,
+    from_db: Annotated[
+        bool, typer.Option("--from-db", help="Use the stable phases in the database.")
+    ] = False,
+    scheme: Annotated[
+        str | None, typer.Option(help="With --from-db: phases of this scheme only.")
+    ] = None,
+    max_candidates: Annotated[
+        int | None, typer.Option("--max", min=1, help="Stop after N candidates.")
+    ] = None,
+    partial: Annotated[
+        bool,
+        typer.Option(
+            "--partial/--no-partial", help="Also substitute symmetry-distinct subsets of the sites."
+        ),
+    ] = True,
+    partial_mode: Annotated[
+        str,
+        typer.Option(help="wyckoff: unions of Wyckoff orbits; sites: every subset up to symmetry."),
+    ] = "wyckoff",
+    supercell: Annotated[
+        str | None, typer.Option(help="Expand templates first, e.g. 2x2x2.")
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option(help="Minimum ionic substitution probability.")
+    ] = 0.01,
+    max_species: Annotated[
+        int, typer.Option(min=1, help="Template elements substituted at once.")
+    ] = 2,
     charge_balance: Annotated[str, typer.Option(help="strict, relaxed or none (SMACT).")] = "none",
     dedup: DedupOption = True,
     seed: SeedOption = 0,
@@ -238,10 +301,16 @@ def saps(
     except CompositionError as exc:
         fail(str(exc))
     generator = SAPSGenerator(
-        elements=els, threshold=threshold, max_species=max_species, partial=partial,
-        partial_mode=partial_mode, supercell=_parse_supercell(supercell),
+        elements=els,
+        threshold=threshold,
+        max_species=max_species,
+        partial=partial,
+        partial_mode=partial_mode,
+        supercell=_parse_supercell(supercell),
         charge_balance=None if charge_balance == "none" else charge_balance,  # type: ignore[arg-type]
-        seed=seed, campaign=campaign, round=round_,
+        seed=seed,
+        campaign=campaign,
+        round=round_,
     )
     use_prototypes = prototypes if prototypes is not None else (not templates and not from_db)
     if not (from_db or templates or use_prototypes):
@@ -260,22 +329,32 @@ def saps(
         if use_prototypes:
             yield from prototype_templates(prototype)
 
-    stream = generator.generate(sources(), limit=max_candidates, processes=processes,
-                                shard_of=_parse_shard(shard_))
+    stream = generator.generate(
+        sources(), limit=max_candidates, processes=processes, shard_of=_parse_shard(shard_)
+    )
     _emit(stream, out, to_db, db, dedup, "SAPS", limit=max_candidates)
     _report_skipped(generator.skipped)
 
 
 @app.command("random")
 def random_(
-    composition: Annotated[list[str], typer.Option("--composition", "-c", help="Formula, e.g. "
-                                                   "Li2MnO3; repeatable.")],
+    composition: Annotated[
+        list[str], typer.Option("--composition", "-c", help="Formula, e.g. Li2MnO3; repeatable.")
+    ],
     n: Annotated[int, typer.Option("--n", min=1, help="Structures per composition.")] = 100,
-    backend: Annotated[str, typer.Option(help="pyxtal (default) or airss (buildcell on PATH).")] = "pyxtal",
-    volume_per_atom: Annotated[float | None, typer.Option(help="Target volume per atom, Å^3 "
-                                                          "(default: an atomic-radius estimate).")] = None,
-    min_sep: Annotated[str | None, typer.Option("--min-sep", help="Minimum separation in Å: one "
-                                                "value, or pairs like Li-O=1.8,O-O=2.2.")] = None,
+    backend: Annotated[
+        str, typer.Option(help="pyxtal (default) or airss (buildcell on PATH).")
+    ] = "pyxtal",
+    volume_per_atom: Annotated[
+        float | None,
+        typer.Option(help="Target volume per atom, Å^3 (default: an atomic-radius estimate)."),
+    ] = None,
+    min_sep: Annotated[
+        str | None,
+        typer.Option(
+            "--min-sep", help="Minimum separation in Å: one value, or pairs like Li-O=1.8,O-O=2.2."
+        ),
+    ] = None,
     max_atoms: Annotated[int, typer.Option(min=1, help="Most atoms per cell.")] = 20,
     buildcell_timeout: Annotated[float, typer.Option(help="Seconds per buildcell call.")] = 60.0,
     dedup: DedupOption = True,
@@ -293,9 +372,15 @@ def random_(
     _check_destination(out, to_db)
     try:
         search = RandomSearch(
-            n_per_composition=n, backend=backend, volume_per_atom=volume_per_atom,
-            min_separation=_parse_minsep(min_sep), max_atoms=max_atoms, seed=seed,
-            buildcell_timeout=buildcell_timeout, campaign=campaign, round=round_,
+            n_per_composition=n,
+            backend=backend,
+            volume_per_atom=volume_per_atom,
+            min_separation=_parse_minsep(min_sep),
+            max_atoms=max_atoms,
+            seed=seed,
+            buildcell_timeout=buildcell_timeout,
+            campaign=campaign,
+            round=round_,
         )
         for formula in composition:  # check every request before drawing anything
             search.check_packing(search.check_composition(formula))
@@ -311,13 +396,23 @@ def random_(
 def compositions(
     elements: Annotated[str, typer.Option(help="Element set, e.g. Li,Mn,O.")],
     max_atoms: Annotated[int, typer.Option(min=1, help="Most atoms in a reduced formula.")] = 12,
-    relaxed: Annotated[bool, typer.Option("--relaxed", help="GNoME's relaxed oxidation-state "
-                                          "balance instead of the strict SMACT rule.")] = False,
-    subsystems: Annotated[bool, typer.Option("--subsystems", help="Also formulas of fewer of "
-                                             "the elements.")] = False,
-    skip_known: Annotated[bool, typer.Option("--skip-known/--keep-known", help="Skip formulas "
-                                             "already in the database.")] = True,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the formulas, one per line.")] = None,
+    relaxed: Annotated[
+        bool,
+        typer.Option(
+            "--relaxed",
+            help="GNoME's relaxed oxidation-state balance instead of the strict SMACT rule.",
+        ),
+    ] = False,
+    subsystems: Annotated[
+        bool, typer.Option("--subsystems", help="Also formulas of fewer of the elements.")
+    ] = False,
+    skip_known: Annotated[
+        bool,
+        typer.Option("--skip-known/--keep-known", help="Skip formulas already in the database."),
+    ] = True,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the formulas, one per line.")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Reduced formulas over an element set that SMACT can charge balance."""
@@ -328,15 +423,20 @@ def compositions(
         if skip_known:
             with repository(db) as repo:
                 known = known_formulas(repo, els)
-        gen = CompositionGenerator(max_atoms=max_atoms, include_subsystems=subsystems,
-                                   mode=BalanceMode.relaxed if relaxed else BalanceMode.strict)
+        gen = CompositionGenerator(
+            max_atoms=max_atoms,
+            include_subsystems=subsystems,
+            mode=BalanceMode.relaxed if relaxed else BalanceMode.strict,
+        )
         formulas = list(gen.generate(els, skip=known))
     except CompositionError as exc:
         fail(str(exc))
     if out is not None:
         out.write_text("".join(f"{f}\n" for f in formulas))
-    table = Table(title=f"{'-'.join(els)}: {len(formulas)} compositions "
-                        f"({'relaxed' if relaxed else 'strict'}; {len(known)} known skipped)")
+    table = Table(
+        title=f"{'-'.join(els)}: {len(formulas)} compositions "
+        f"({'relaxed' if relaxed else 'strict'}; {len(known)} known skipped)"
+    )
     table.add_column("formula")
     table.add_column("atoms", justify="right")
 
@@ -347,10 +447,20 @@ def compositions(
 
 def dedup(
     file: Annotated[Path, typer.Argument(help="Candidate file (.json, .jsonl, .extxyz).")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where the unique candidates go "
-                                             "(default: FILE with .unique before the suffix).")] = None,
-    against_db: Annotated[bool, typer.Option("--against-db", help="Also drop candidates that "
-                                             "match stored candidates or entries.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Where the unique candidates go (default: FILE with .unique before the suffix).",
+        ),
+    ] = None,
+    against_db: Annotated[
+        bool,
+        typer.Option(
+            "--against-db", help="Also drop candidates that match stored candidates or entries."
+        ),
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Remove duplicate structures from a candidate file."""
@@ -383,6 +493,9 @@ def dedup(
     except (CandidateFileError, ValueError) as exc:
         fail(str(exc))
     s = dd.stats
-    console.print(f"{escape(str(file))}: {s.seen} candidates, {s.same_id} identical, {s.matched} "
-                  f"matched by StructureMatcher; [bold]{written}[/] unique written to "
-                  f"{escape(str(target))}", highlight=False)
+    console.print(
+        f"{escape(str(file))}: {s.seen} candidates, {s.same_id} identical, {s.matched} "
+        f"matched by StructureMatcher; [bold]{written}[/] unique written to "
+        f"{escape(str(target))}",
+        highlight=False,
+    )

@@ -39,10 +39,14 @@ def _service(repo, s, names):
 @app.command("status")
 def status(
     state: Annotated[str | None, typer.Option(help="Only calculations in this state.")] = None,
-    refresh: Annotated[bool, typer.Option(help="Poll the dispatchers and collect results first.")] = True,
+    refresh: Annotated[
+        bool, typer.Option(help="Poll the dispatchers and collect results first.")
+    ] = True,
     wait: Annotated[bool, typer.Option(help="Track until nothing is queued or running.")] = False,
     poll: Annotated[float, typer.Option(help="Seconds between polls with --wait.")] = 5.0,
-    timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Give up waiting after this many seconds.")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Show calculations; by default ask the dispatchers first, so the table is the truth."""
@@ -52,7 +56,11 @@ def status(
     s = settings(db)
     with repository(db) as repo:
         if refresh or wait:
-            open_states = [CalcState.queued.value, CalcState.submitted.value, CalcState.running.value]
+            open_states = [
+                CalcState.queued.value,
+                CalcState.submitted.value,
+                CalcState.running.value,
+            ]
             names = {c.dispatcher for c in repo.calculations(state=open_states)}
             if names:
                 svc = _service(repo, s, names)
@@ -75,8 +83,12 @@ def status(
 
 @app.command("cancel")
 def cancel(
-    ids: Annotated[list[str] | None, typer.Argument(help="Calculation ids (or unique prefixes).")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Cancel every queued, submitted or running one.")] = False,
+    ids: Annotated[
+        list[str] | None, typer.Argument(help="Calculation ids (or unique prefixes).")
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Cancel every queued, submitted or running one.")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Cancel calculations (their batch jobs are stopped)."""
@@ -84,7 +96,16 @@ def cancel(
     s = settings(db)
     with repository(db) as repo:
         if all_:
-            ids = [c.id for c in repo.calculations(state=[CalcState.queued.value, CalcState.submitted.value, CalcState.running.value])]
+            ids = [
+                c.id
+                for c in repo.calculations(
+                    state=[
+                        CalcState.queued.value,
+                        CalcState.submitted.value,
+                        CalcState.running.value,
+                    ]
+                )
+            ]
         elif not ids:
             fail("give calculation ids or --all")
         else:
@@ -97,8 +118,12 @@ def cancel(
 
 @app.command("retry")
 def retry(
-    ids: Annotated[list[str] | None, typer.Argument(help="Calculation ids (or unique prefixes).")] = None,
-    failed: Annotated[bool, typer.Option("--failed", help="Retry every failed calculation.")] = False,
+    ids: Annotated[
+        list[str] | None, typer.Argument(help="Calculation ids (or unique prefixes).")
+    ] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Retry every failed calculation.")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Queue failed or cancelled calculations again and submit them."""

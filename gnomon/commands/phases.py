@@ -39,24 +39,45 @@ def _fmt(value) -> str:
 
 
 def phases(
-    chemsys: Annotated[str | None, typer.Option(help="Chemical space, e.g. Li-Mn-O (all its subsystems).")] = None,
-    elements: Annotated[str | None, typer.Option(help="Phases containing all of these, e.g. Li,O.")] = None,
+    chemsys: Annotated[
+        str | None, typer.Option(help="Chemical space, e.g. Li-Mn-O (all its subsystems).")
+    ] = None,
+    elements: Annotated[
+        str | None, typer.Option(help="Phases containing all of these, e.g. Li,O.")
+    ] = None,
     scheme: Annotated[str | None, typer.Option(help="Energy scheme.")] = None,
     stable: Annotated[bool, typer.Option("--stable", help="Only phases on the hull.")] = False,
     max_e_above_hull: Annotated[float | None, typer.Option(help="eV/atom.")] = None,
-    format: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    format: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format.")
+    ] = OutputFormat.table,
     limit: Annotated[int | None, typer.Option(help="At most this many rows.")] = None,
-    novelty: Annotated[bool, typer.Option(
-        "--novelty", help="Check each discovery against the known phases: new, known, or an ordering "
-        "of a known disordered phase, with the AMD distance to the nearest known phase.")] = False,
-    known: Annotated[list[Path] | None, typer.Option(
-        "--known", help="More known phases for --novelty (CIF, disorder kept; or Structure JSON); repeatable.")] = None,
+    novelty: Annotated[
+        bool,
+        typer.Option(
+            "--novelty",
+            help="Check each discovery against the known phases: new, known, or an ordering "
+            "of a known disordered phase, with the AMD distance to the nearest known phase.",
+        ),
+    ] = False,
+    known: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--known",
+            help="More known phases for --novelty (CIF, disorder kept; or Structure JSON);"
+            " repeatable.",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """List phases with their place on the hull."""
     query = PhaseQuery(
-        chemsys=chemsys, elements=elements.split(",") if elements else None, scheme=scheme,
-        stable=stable, max_e_above_hull=max_e_above_hull, limit=limit,
+        chemsys=chemsys,
+        elements=elements.split(",") if elements else None,
+        scheme=scheme,
+        stable=stable,
+        max_e_above_hull=max_e_above_hull,
+        limit=limit,
     )
     with repository(db) as repo:
         try:
@@ -87,10 +108,28 @@ def phases(
             print(text.replace("data_", f"data_{r['id']}_", 1))
     else:
         table = Table(title=f"{len(rows)} phases")
-        cols = ("formula", "chemsys", "scheme", "energy_per_atom", "formation_energy_per_atom",
-                "e_above_hull", "decomposition_energy", "is_stable", "id")
-        heads = ("formula", "chemsys", "scheme", "E (eV/at)", "E_f (eV/at)", "E_hull (eV/at)",
-                 "E_decomp (eV/at)", "stable", "id")
+        cols = (
+            "formula",
+            "chemsys",
+            "scheme",
+            "energy_per_atom",
+            "formation_energy_per_atom",
+            "e_above_hull",
+            "decomposition_energy",
+            "is_stable",
+            "id",
+        )
+        heads = (
+            "formula",
+            "chemsys",
+            "scheme",
+            "E (eV/at)",
+            "E_f (eV/at)",
+            "E_hull (eV/at)",
+            "E_decomp (eV/at)",
+            "stable",
+            "id",
+        )
         if "novelty" in fields:
             cols, heads = (*cols[:-1], "novelty_text", "id"), (*heads[:-1], "novelty", "id")
         for h in heads:
@@ -101,8 +140,14 @@ def phases(
         console.print(table)
 
 
-NOVELTY_FIELDS = ("origin", "novelty", "nearest_known_id", "nearest_known_formula",
-                  "nearest_known_source", "nearest_known_amd")
+NOVELTY_FIELDS = (
+    "origin",
+    "novelty",
+    "nearest_known_id",
+    "nearest_known_formula",
+    "nearest_known_source",
+    "nearest_known_amd",
+)
 
 
 def _with_novelty(repo, rows: list[dict], known: list[Path]) -> list[dict]:
@@ -124,8 +169,12 @@ def _with_novelty(repo, rows: list[dict], known: list[Path]) -> list[dict]:
 
 def hull(
     chemsys: Annotated[str, typer.Argument(help="Chemical system, e.g. Li-Mn-O.")],
-    scheme: Annotated[str | None, typer.Option(help="Energy scheme (required when several exist).")] = None,
-    plot: Annotated[Path | None, typer.Option(help="Write a hull diagram PNG (2 to 4 elements).")] = None,
+    scheme: Annotated[
+        str | None, typer.Option(help="Energy scheme (required when several exist).")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write a hull diagram PNG (2 to 4 elements).")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """The convex hull of a chemical system in one energy scheme."""
@@ -134,25 +183,39 @@ def hull(
     except ValueError as exc:
         fail(str(exc))
     with repository(db) as repo:
-        present = sorted({s for s in repo.distinct("entries", "scheme", {"chemsys": subsystems(chemsys)})})
+        present = sorted(
+            {s for s in repo.distinct("entries", "scheme", {"chemsys": subsystems(chemsys)})}
+        )
         if scheme is None:
             if not present:
                 fail(f"no entries in {chemsys}")
             if len(present) > 1:
-                fail(f"{chemsys} has entries in several energy schemes ({', '.join(present)}); "
-                     "hulls never mix schemes: pass --scheme")
+                fail(
+                    f"{chemsys} has entries in several energy schemes ({', '.join(present)}); "
+                    "hulls never mix schemes: pass --scheme"
+                )
             scheme = present[0]
         pd = HullEngine(repo).phase_diagram(scheme, chemsys)
         if pd is None:
             fail(f"no hull for {chemsys} in scheme {scheme}: an element has no reference entry")
         rows = PhaseQuery(chemsys=chemsys, scheme=scheme).run(repo)
-    table = Table(title=f"hull of {chemsys} ({scheme}): {len(pd.stable_entries)} stable of {len(pd.all_entries)}")
+    table = Table(
+        title=(
+            f"hull of {chemsys} ({scheme}): "
+            f"{len(pd.stable_entries)} stable of {len(pd.all_entries)}"
+        )
+    )
     for h in ("formula", "E_f (eV/at)", "E_hull (eV/at)", "stable", "decomposes to"):
         table.add_column(h)
     for r in rows:
-        table.add_row(r["reduced_formula"], _fmt(r["formation_energy_per_atom"]), _fmt(r["e_above_hull"]),
-                      "yes" if r["is_stable"] else "", _fmt(r["decomposes_to"]),
-                      style="bold green" if r["is_stable"] else None)
+        table.add_row(
+            r["reduced_formula"],
+            _fmt(r["formation_energy_per_atom"]),
+            _fmt(r["e_above_hull"]),
+            "yes" if r["is_stable"] else "",
+            _fmt(r["decomposes_to"]),
+            style="bold green" if r["is_stable"] else None,
+        )
     console.print(table)
     if plot is not None:
         n = len(chemsys.split("-"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -14,38 +13,27 @@ from rich.table import Table
 from gnomon.commands.common import DbOption, console, fail, repository, settings
 from gnomon.dft.dispatcher import DISPATCHERS, make_dispatcher
 from gnomon.dft.errors import DispatchError, InputError
+from gnomon.pipeline.generation import candidate_io
+from gnomon.pipeline.generation.candidate_io import CandidateFileError
 from gnomon.storage.documents import Calculation, Entry
 
 
-def read_structures(paths: list[Path]):
-    """Structures from CIF/POSCAR/JSON files (one each) or multi-frame files (extxyz, json list)."""
-
-
-    out = []
+def read_structures(paths: list[Path]) -> list[Structure]:
+    """Every structure of ``paths`` (any format gnomon reads), or one line naming the file."""
+    out: list[Structure] = []
     for path in paths:
-        if not path.exists():
-            fail(f"{path}: no such file")
         try:
-            if path.suffix == ".json":
-                data = json.loads(path.read_text())
-                items = data if isinstance(data, list) else [data]
-                out += [Structure.from_dict(d.get("structure", d)) for d in items]
-            elif path.suffix in (".extxyz", ".xyz", ".traj"):
-                # heavy: ase, pymatgen.io
-                from ase.io import read
-                from pymatgen.io.ase import AseAtomsAdaptor
-
-                out += [AseAtomsAdaptor.get_structure(a) for a in read(path, index=":")]
-            else:
-                out.append(Structure.from_file(path))
-        except (ValueError, KeyError, OSError) as exc:
-            fail(f"{path}: cannot read a structure: {exc}")
+            out += [structure for _, structure in candidate_io.read_structures(path)]
+        except CandidateFileError as exc:
+            fail(str(exc))
     if not out:
         fail("no structures given")
     return out
 
 
-def service_for(repo, s, dispatchers: list[str], workers: int | None = None, pack: int | None = None):
+def service_for(
+    repo, s, dispatchers: list[str], workers: int | None = None, pack: int | None = None
+):
     # heavy: jobflow
     from gnomon.dft.service import Relaxations
 
@@ -59,15 +47,30 @@ def service_for(repo, s, dispatchers: list[str], workers: int | None = None, pac
 
 
 def relax(
-    files: Annotated[list[Path], typer.Argument(help="Structure files: CIF, POSCAR, JSON, extxyz.")],
-    engine: Annotated[str, typer.Option("--engine", "-e", help="mlip (CHGNet), sevennet (SevenNet-0), qe or vasp.")] = "mlip",
-    dispatch: Annotated[str, typer.Option("--dispatch", "-d", help="local, slurm or jobflow-remote.")] = "local",
-    wait: Annotated[bool, typer.Option("--wait", help="Track until every relaxation ended.")] = False,
+    files: Annotated[
+        list[Path], typer.Argument(help="Structure files: CIF, POSCAR, JSON, extxyz.")
+    ],
+    engine: Annotated[
+        str,
+        typer.Option("--engine", "-e", help="mlip (CHGNet), sevennet (SevenNet-0), qe or vasp."),
+    ] = "mlip",
+    dispatch: Annotated[
+        str, typer.Option("--dispatch", "-d", help="local, slurm or jobflow-remote.")
+    ] = "local",
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Track until every relaxation ended.")
+    ] = False,
     workers: Annotated[int, typer.Option(help="Concurrent local relaxations.")] = 2,
-    pack: Annotated[int | None, typer.Option(help="Relaxations per batch job (default slurm.pack).")] = None,
+    pack: Annotated[
+        int | None, typer.Option(help="Relaxations per batch job (default slurm.pack).")
+    ] = None,
     poll: Annotated[float, typer.Option(help="Seconds between polls with --wait.")] = 5.0,
-    timeout: Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")] = None,
-    campaign: Annotated[str | None, typer.Option(help="Campaign the calculations belong to.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Give up waiting after this many seconds.")
+    ] = None,
+    campaign: Annotated[
+        str | None, typer.Option(help="Campaign the calculations belong to.")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Relax structures: every input is checked first, then queued and submitted once."""
@@ -89,7 +92,8 @@ def relax(
             fail(f"nothing submitted: {exc}")
         console.print(
             f"{len(report.new)} relaxation(s) queued ({eng.scheme}, {dispatch}), "
-            f"{len(report.existing)} already known; batches started: {len(report.submitted_batches)}"
+            f"{len(report.existing)} already known; "
+            f"batches started: {len(report.submitted_batches)}"
         )
         if not wait:
             console.print("track them with [bold]gnomon jobs status[/]")
@@ -101,14 +105,16 @@ def relax(
 
 def _wait(svc, poll: float, timeout: float | None) -> None:
 
-
     total = svc.pending_work()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("relaxing", total=max(total, 1))
 
         def update(rep) -> None:
-            progress.update(task, completed=max(0, total - svc.pending_work()),
-                            description=f"relaxing: {len(rep.running)} running, {len(rep.pending)} pending")
+            progress.update(
+                task,
+                completed=max(0, total - svc.pending_work()),
+                description=f"relaxing: {len(rep.running)} running, {len(rep.pending)} pending",
+            )
 
         try:
             svc.wait(poll_s=poll, timeout_s=timeout, on_track=update)
@@ -139,15 +145,29 @@ def show_calculations(repo, ids: list[str] | None = None, state: str | None = No
     table.add_column("tries", justify="right")
     table.add_column("eV/atom", justify="right", no_wrap=True)
     table.add_column("reason", overflow="fold")
-    entries = {e.id: e for e in repo.query(Entry, {"id": [c.entry_id for c in calcs if c.entry_id]})} if calcs else {}
+    entries = (
+        {e.id: e for e in repo.query(Entry, {"id": [c.entry_id for c in calcs if c.entry_id]})}
+        if calcs
+        else {}
+    )
     for c in sorted(calcs, key=lambda c: c.created_at):
         e = entries.get(c.entry_id or "")
         color = {"done": "green", "failed": "red", "cancelled": "yellow"}.get(c.state.value, "cyan")
         batch = ""
         if c.batch_id:
-            batch = ":".join(c.batch_id.split(":")[:2]) if c.batch_id.startswith("local:") else f"{c.dispatcher}:{c.batch_id}"
+            batch = (
+                ":".join(c.batch_id.split(":")[:2])
+                if c.batch_id.startswith("local:")
+                else f"{c.dispatcher}:{c.batch_id}"
+            )
         table.add_row(
-            short_id(c.id), e.reduced_formula if e else "", c.scheme, f"[{color}]{c.state.value}[/]",
-            batch, str(c.attempts), f"{e.energy_per_atom:.4f}" if e else "", c.failure_reason or "",
+            short_id(c.id),
+            e.reduced_formula if e else "",
+            c.scheme,
+            f"[{color}]{c.state.value}[/]",
+            batch,
+            str(c.attempts),
+            f"{e.energy_per_atom:.4f}" if e else "",
+            c.failure_reason or "",
         )
     console.print(table)

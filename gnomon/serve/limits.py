@@ -1,19 +1,16 @@
-"""Bounds on what one request may ask of ``gnomon serve``.
+"""The request-size bound of ``gnomon serve``, enforced before anything parses a request.
 
-A server on a shared machine must not let one request tie it up: pages are capped (a larger
-``page_limit`` gets OPTIMADE's 403 error document, as the specification's reference server
-answers), the filter's length is capped, and a request whose URL or body is larger than
-:data:`MAX_REQUEST_BYTES` is refused before anything parses it.
+The numbers (page, filter and request limits) are in :mod:`gnomon.storage.optimade.limits`,
+where the views that check filters can reach them too.
 """
 
 from __future__ import annotations
 
+import orjson
+from optimade import __api_version__
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-DEFAULT_PAGE_LIMIT = 20
-MAX_PAGE_LIMIT = 1000
-MAX_FILTER_CHARS = 4000
-MAX_REQUEST_BYTES = 16_384
+from gnomon.storage.optimade.limits import MAX_REQUEST_BYTES
 
 
 class RequestSizeLimit:
@@ -31,20 +28,19 @@ class RequestSizeLimit:
         url_bytes = len(scope.get("path", "")) + len(scope.get("query_string", b""))
         if url_bytes > self.max_bytes:
             await _error(send, 414, "URI Too Long",
-                         f"the request URL is {url_bytes} bytes; at most {self.max_bytes} are accepted")
+                         f"the request URL is {url_bytes} bytes; at most {self.max_bytes} "
+                         "are accepted")
             return
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await _error(send, 413, "Payload Too Large",
-                         f"the request body is {int(length)} bytes; at most {self.max_bytes} are accepted")
+                         f"the request body is {int(length)} bytes; at most {self.max_bytes} "
+                         "are accepted")
             return
         await self.app(scope, receive, send)
 
 
 async def _error(send: Send, status: int, title: str, detail: str) -> None:
-    import orjson
-    from optimade import __api_version__
-
     body = orjson.dumps({
         "errors": [{"status": str(status), "title": title, "detail": detail}],
         "meta": {"api_version": __api_version__, "more_data_available": False,

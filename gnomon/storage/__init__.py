@@ -1,8 +1,13 @@
-"""Storage: gnomon's records and the repository that keeps them (SQLite or MongoDB)."""
+"""Storage: gnomon's records and the repository that keeps them (SQLite or MongoDB).
+
+One package per backend (:mod:`gnomon.storage.sqlite`, :mod:`gnomon.storage.mongodb`), each
+with its repository and its read view for ``gnomon serve``; :mod:`gnomon.storage.backends`
+picks one by the URL's scheme.
+"""
 
 from __future__ import annotations
 
-from gnomon.credentials import mask_url
+from gnomon.storage.backends import backend_for, check_url
 from gnomon.storage.documents import (
     CalcState,
     Calculation,
@@ -21,17 +26,7 @@ from gnomon.storage.repository import Repository, StorageError
 def open_repository(url: str) -> Repository:
     """The repository behind a database URL: ``sqlite:///path``, ``mongodb://...``,
     ``mongomock://name`` (in-memory, for tests). Errors show the URL with its password masked."""
-    if url.startswith("sqlite:///"):
-        from gnomon.storage.sqlite import SQLiteRepository
-
-        return SQLiteRepository(url[len("sqlite:///") :])
-    if url.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
-        from gnomon.storage.mongodb import MongoRepository
-
-        return MongoRepository(url)
-    raise StorageError(
-        f"unsupported database URL {mask_url(url)!r}: use sqlite:///path or mongodb://..."
-    )
+    return backend_for(url).open_repository(url)
 
 
 __all__ = [
@@ -47,5 +42,6 @@ __all__ = [
     "Round",
     "StepState",
     "StorageError",
+    "check_url",
     "open_repository",
 ]

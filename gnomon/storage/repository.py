@@ -24,6 +24,7 @@ from gnomon.storage.documents import (
     Phase,
     Prediction,
     Record,
+    utcnow,
 )
 
 R = TypeVar("R", bound=Record)
@@ -48,7 +49,9 @@ def check_collection(collection: str) -> str:
     on SQLite and would silently create a collection on MongoDB.
     """
     if collection not in RECORD_TYPES:
-        raise StorageError(f"unknown collection {collection!r}: gnomon keeps {sorted(RECORD_TYPES)}")
+        raise StorageError(
+            f"unknown collection {collection!r}: gnomon keeps {sorted(RECORD_TYPES)}"
+        )
     return collection
 
 
@@ -103,7 +106,9 @@ class Repository(ABC):
     def count(self, collection: str, filters: Filters | None = None) -> int: ...
 
     @abstractmethod
-    def distinct(self, collection: str, field: str, filters: Filters | None = None) -> list[Any]: ...
+    def distinct(
+        self, collection: str, field: str, filters: Filters | None = None
+    ) -> list[Any]: ...
 
     @abstractmethod
     def existing_ids(self, collection: str, ids: Iterable[str]) -> set[str]: ...
@@ -152,7 +157,9 @@ class Repository(ABC):
     def add_candidates(self, candidates: Sequence[Candidate]) -> list[str]:
         return self.insert_new("candidates", candidates)
 
-    def entries(self, scheme: str | None = None, chemsys: str | Iterable[str] | None = None) -> list[Entry]:
+    def entries(
+        self, scheme: str | None = None, chemsys: str | Iterable[str] | None = None
+    ) -> list[Entry]:
         filters: Filters = {}
         if scheme is not None:
             filters["scheme"] = scheme
@@ -166,7 +173,9 @@ class Repository(ABC):
     def schemes(self) -> list[str]:
         return sorted(self.distinct("entries", "scheme"))
 
-    def predictions_for(self, candidate_ids: Iterable[str], model_version: str) -> dict[str, Prediction]:
+    def predictions_for(
+        self, candidate_ids: Iterable[str], model_version: str
+    ) -> dict[str, Prediction]:
         ids = [Prediction.key(c, model_version) for c in candidate_ids]
         return {p.candidate_id: p for p in self.query(Prediction, {"id": ids})}
 
@@ -177,8 +186,6 @@ class Repository(ABC):
         expect_state: CalcState | Iterable[CalcState] | None = None,
         **fields: Any,
     ) -> bool:
-        from gnomon.storage.documents import utcnow
-
         values = {"state": CalcState(state).value, "updated_at": utcnow().isoformat(), **fields}
         expect = None
         if expect_state is not None:
@@ -189,7 +196,9 @@ class Repository(ABC):
     def calculations(self, **filters: Any) -> list[Calculation]:
         return list(self.query(Calculation, {k: v for k, v in filters.items() if v is not None}))
 
-    def latest_model(self, scheme: str | None = None, kind: str | None = None) -> ModelVersion | None:
+    def latest_model(
+        self, scheme: str | None = None, kind: str | None = None
+    ) -> ModelVersion | None:
         filters = {k: v for k, v in {"scheme": scheme, "kind": kind}.items() if v is not None}
         models = sorted(self.query(ModelVersion, filters), key=lambda m: m.created_at)
         return models[-1] if models else None

@@ -23,7 +23,9 @@ def invoke(*args: str):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
-def random_computed_entries(seed: int, elements=("Li", "Fe", "P", "O"), n=40) -> list[ComputedEntry]:
+def random_computed_entries(
+    seed: int, elements=("Li", "Fe", "P", "O"), n=40
+) -> list[ComputedEntry]:
     rng = random.Random(seed)
     out = [ComputedEntry(el, rng.uniform(-6, -2), entry_id=f"ref-{el}") for el in elements]
     for i in range(n):
@@ -50,27 +52,45 @@ def test_import_json_then_phases_json_equals_pymatgen(tmp_path, db):
     assert len(rows) == len(entries)
     by_source = {}
     for r in rows:
-        for key in ("id", "formula", "reduced_formula", "cell_formula", "chemsys", "scheme",
-                    "energy_per_atom", "formation_energy_per_atom", "e_above_hull",
-                    "decomposition_energy", "is_stable"):
+        for key in (
+            "id",
+            "formula",
+            "reduced_formula",
+            "cell_formula",
+            "chemsys",
+            "scheme",
+            "energy_per_atom",
+            "formation_energy_per_atom",
+            "e_above_hull",
+            "decomposition_energy",
+            "is_stable",
+        ):
             assert key in r
         by_source[r["id"]] = r
     pd = PhaseDiagram(entries)
     # match rows to pymatgen entries by composition and energy
     for e in entries:
-        matches = [r for r in rows if Composition(r["cell_formula"]).almost_equals(e.composition)
-                   and abs(r["energy_per_atom"] - e.energy_per_atom) < 1e-9]
+        matches = [
+            r
+            for r in rows
+            if Composition(r["cell_formula"]).almost_equals(e.composition)
+            and abs(r["energy_per_atom"] - e.energy_per_atom) < 1e-9
+        ]
         assert len(matches) == 1, e
         assert matches[0]["e_above_hull"] == pytest.approx(pd.get_e_above_hull(e), abs=1e-6)
         assert matches[0]["is_stable"] == (e in pd.stable_entries)
     stable = json.loads(invoke("phases", "--stable", "--format", "json", "--db", db).stdout)
     assert len(stable) == len(pd.stable_entries)
-    capped = json.loads(invoke("phases", "--max-e-above-hull", "0.1", "--format", "json", "--db", db).stdout)
+    capped = json.loads(
+        invoke("phases", "--max-e-above-hull", "0.1", "--format", "json", "--db", db).stdout
+    )
     assert all(r["e_above_hull"] <= 0.1 + 1e-12 for r in capped)
     assert len(capped) == sum(1 for e in entries if pd.get_e_above_hull(e) <= 0.1 + 1e-12)
     sub = json.loads(invoke("phases", "--chemsys", "Li-O", "--format", "json", "--db", db).stdout)
     assert {r["chemsys"] for r in sub} <= {"Li", "O", "Li-O"}
-    with_fe = json.loads(invoke("phases", "--elements", "Fe,P", "--format", "json", "--db", db).stdout)
+    with_fe = json.loads(
+        invoke("phases", "--elements", "Fe,P", "--format", "json", "--db", db).stdout
+    )
     assert with_fe and all({"Fe", "P"} <= set(r["chemsys"].split("-")) for r in with_fe)
     limited = json.loads(invoke("phases", "--limit", "3", "--format", "json", "--db", db).stdout)
     assert len(limited) == 3
@@ -85,7 +105,9 @@ def test_reimport_adds_nothing(tmp_path, db):
 
 
 def _structure_entries():
-    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    nacl = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
     na = Structure.from_spacegroup("Im-3m", Lattice.cubic(4.2), ["Na"], [[0, 0, 0]])
     cl = Structure(Lattice.cubic(6.0), ["Cl", "Cl"], [[0, 0, 0], [0.33, 0, 0]])
     return [(na, -1.3 * len(na)), (cl, -1.8 * len(cl)), (nacl, -3.4 * len(nacl))]
@@ -167,7 +189,10 @@ def test_bad_json_record_stores_nothing(tmp_path, db, problem):
     result = runner.invoke(app, ["db", "import", str(bad_path), "--skip-invalid", "--db", db])
     assert result.exit_code == 0
     assert "rejected" in result.output and "bad.json[1]" in result.output
-    assert len(json.loads(invoke("phases", "--format", "json", "--db", db).stdout)) == 2 + len(batch) - 1
+    assert (
+        len(json.loads(invoke("phases", "--format", "json", "--db", db).stdout))
+        == 2 + len(batch) - 1
+    )
 
 
 def test_structural_problems_are_named(tmp_path, db):
@@ -176,9 +201,11 @@ def test_structural_problems_are_named(tmp_path, db):
     overlapping.append("Na", overlapping[0].coords + 0.05, coords_are_cartesian=True)
     disordered = s.copy()
     disordered.replace(0, {"Na": 0.5, "K": 0.5})
-    docs = [ComputedStructureEntry(s, energy).as_dict(),
-            ComputedStructureEntry(overlapping, energy).as_dict(),
-            ComputedStructureEntry(disordered, energy).as_dict()]
+    docs = [
+        ComputedStructureEntry(s, energy).as_dict(),
+        ComputedStructureEntry(overlapping, energy).as_dict(),
+        ComputedStructureEntry(disordered, energy).as_dict(),
+    ]
     path = tmp_path / "s.json"
     path.write_text(json.dumps(docs))
     result = runner.invoke(app, ["db", "import", str(path), "--db", db])
@@ -187,12 +214,18 @@ def test_structural_problems_are_named(tmp_path, db):
     assert "s.json[2]" in result.output and "partial occupancies" in result.output
 
 
-@pytest.mark.parametrize("name,text", [
-    ("broken.json", "[{\"energy\": 1.0,"),
-    ("broken.extxyz", "2\nLattice=\"1 0 0 0 1 0 0 0 1\" Properties=species:S:1:pos:R:3 energy=1\nNa 0 0 0\n"),
-    ("broken.cif", "data_x\n_cell_length_a 4\nloop_\n_atom_site_label\n"),
-    ("thing.txt", "hello"),
-])
+@pytest.mark.parametrize(
+    "name,text",
+    [
+        ("broken.json", '[{"energy": 1.0,'),
+        (
+            "broken.extxyz",
+            '2\nLattice="1 0 0 0 1 0 0 0 1" Properties=species:S:1:pos:R:3 energy=1\nNa 0 0 0\n',
+        ),
+        ("broken.cif", "data_x\n_cell_length_a 4\nloop_\n_atom_site_label\n"),
+        ("thing.txt", "hello"),
+    ],
+)
 def test_malformed_files_fail_cleanly(tmp_path, db, name, text):
     path = tmp_path / name
     path.write_text(text)
@@ -207,7 +240,11 @@ def test_extxyz_without_energy_is_named(tmp_path, db):
     path = tmp_path / "noe.extxyz"
     write(path, [atoms], format="extxyz")
     result = runner.invoke(app, ["db", "import", str(path), "--db", db])
-    assert result.exit_code != 0 and "noe.extxyz[frame 0]" in result.output and "no energy" in result.output
+    assert (
+        result.exit_code != 0
+        and "noe.extxyz[frame 0]" in result.output
+        and "no energy" in result.output
+    )
 
 
 def test_cif_without_energy_is_named(tmp_path, db):
@@ -217,7 +254,9 @@ def test_cif_without_energy_is_named(tmp_path, db):
     path = tmp_path / "lonely.cif"
     CifWriter(s).write_file(path)
     result = runner.invoke(app, ["db", "import", str(path), "--db", db])
-    assert result.exit_code != 0 and "lonely.cif" in result.output and "energy table" in result.output
+    assert (
+        result.exit_code != 0 and "lonely.cif" in result.output and "energy table" in result.output
+    )
 
 
 def test_bad_db_url_is_a_clean_error():

@@ -40,21 +40,50 @@ def test_saps_from_a_prototype_to_a_file_and_to_the_database(tmp_path, db):
     assert "1 written" in said(r)
 
     for _ in range(2):  # the second run finds everything stored already
-        r = invoke("generate", "saps", "--elements", "K,Br", "--prototype", "B1", "--to-db",
-                   "--db", db, "--campaign", "c1", "--round", "0")
+        r = invoke(
+            "generate",
+            "saps",
+            "--elements",
+            "K,Br",
+            "--prototype",
+            "B1",
+            "--to-db",
+            "--db",
+            db,
+            "--campaign",
+            "c1",
+            "--round",
+            "0",
+        )
         assert r.exit_code == 0, r.output
     assert "1 duplicates dropped, 0 written" in said(r)
     with open_repository(db) as repo:
         (stored,) = list(repo.query(Candidate))
-        assert stored.campaign == "c1" and stored.round == 0 and stored.template_id == c["template_id"]
+        assert (
+            stored.campaign == "c1" and stored.round == 0 and stored.template_id == c["template_id"]
+        )
 
 
 def test_saps_partial_sites_on_a_template_file_as_extxyz(tmp_path):
-    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3])
+    nacl = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3]
+    )
     nacl.to(filename=str(tmp_path / "NaCl.cif"))
     out = tmp_path / "out.extxyz"
-    r = invoke("generate", "saps", "--elements", "Na,K,Cl", "--templates", str(tmp_path / "NaCl.cif"),
-               "--partial-mode", "sites", "--max-species", "1", "--out", str(out))
+    r = invoke(
+        "generate",
+        "saps",
+        "--elements",
+        "Na,K,Cl",
+        "--templates",
+        str(tmp_path / "NaCl.cif"),
+        "--partial-mode",
+        "sites",
+        "--max-species",
+        "1",
+        "--out",
+        str(out),
+    )
     assert r.exit_code == 0, r.output
     got = list(read_candidates(out))
     assert sorted(c.replaced_fraction for c in got) == [0.25, 0.5, 0.75, 1.0]
@@ -62,53 +91,121 @@ def test_saps_partial_sites_on_a_template_file_as_extxyz(tmp_path):
 
 
 def test_saps_bad_input(tmp_path):
-    r = runner.invoke(app, ["generate", "saps", "--elements", "Li,Zz", "--out", str(tmp_path / "x.json")])
+    r = runner.invoke(
+        app, ["generate", "saps", "--elements", "Li,Zz", "--out", str(tmp_path / "x.json")]
+    )
     assert r.exit_code == 1 and "unknown element 'Zz'" in said(r)
     r = runner.invoke(app, ["generate", "saps", "--elements", "Li,O"])
     assert r.exit_code == 1 and "--out FILE or --to-db" in said(r)
     r = runner.invoke(app, ["generate", "saps", "--out", str(tmp_path / "x.cif")])
     assert r.exit_code == 1 and ".json, .jsonl or .extxyz" in said(r)
-    bad = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3])
+    bad = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3]
+    )
     bad.replace(0, {"Na": 0.5, "K": 0.5})
     bad.to(filename=str(tmp_path / "dis.cif"))
-    r = runner.invoke(app, ["generate", "saps", "--elements", "Na,K,Cl", "--templates",
-                            str(tmp_path / "dis.cif"), "--out", str(tmp_path / "x.json")])
+    r = runner.invoke(
+        app,
+        [
+            "generate",
+            "saps",
+            "--elements",
+            "Na,K,Cl",
+            "--templates",
+            str(tmp_path / "dis.cif"),
+            "--out",
+            str(tmp_path / "x.json"),
+        ],
+    )
     assert r.exit_code == 0 and "skipped template" in said(r) and "disordered" in said(r)
 
 
 def test_random_to_a_file_and_bad_compositions(tmp_path):
     out = tmp_path / "rand.jsonl"
-    r = invoke("generate", "random", "--composition", "NaCl", "--n", "2", "--max-atoms", "4",
-               "--seed", "5", "--min-sep", "Na-Cl=2.2,Na-Na=2.8,Cl-Cl=2.8", "--out", str(out))
+    r = invoke(
+        "generate",
+        "random",
+        "--composition",
+        "NaCl",
+        "--n",
+        "2",
+        "--max-atoms",
+        "4",
+        "--seed",
+        "5",
+        "--min-sep",
+        "Na-Cl=2.2,Na-Na=2.8,Cl-Cl=2.8",
+        "--out",
+        str(out),
+    )
     assert r.exit_code == 0, r.output
     got = list(read_candidates(out))
     assert len(got) == 2 and all(c.reduced_formula == "NaCl" and c.seed == 5 for c in got)
-    r = runner.invoke(app, ["generate", "random", "--composition", "NaCl", "--shard", "2/2",
-                            "--out", str(out)])
+    r = runner.invoke(
+        app, ["generate", "random", "--composition", "NaCl", "--shard", "2/2", "--out", str(out)]
+    )
     assert r.exit_code == 1 and "0 <= I < N" in said(r)
     r = runner.invoke(app, ["generate", "random", "--composition", "Qx2O", "--out", str(out)])
     assert r.exit_code == 1 and "unknown element" in said(r)
-    r = runner.invoke(app, ["generate", "random", "--composition", "NaCl", "--volume-per-atom", "2",
-                            "--min-sep", "3", "--out", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "generate",
+            "random",
+            "--composition",
+            "NaCl",
+            "--volume-per-atom",
+            "2",
+            "--min-sep",
+            "3",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 1 and "cannot hold atoms" in said(r)
-    r = runner.invoke(app, ["generate", "random", "--composition", "NaCl", "--backend", "airss",
-                            "--out", str(out)], env={"PATH": str(tmp_path)})
+    r = runner.invoke(
+        app,
+        ["generate", "random", "--composition", "NaCl", "--backend", "airss", "--out", str(out)],
+        env={"PATH": str(tmp_path)},
+    )
     assert r.exit_code == 1 and "not on PATH" in said(r)
 
 
 def test_compositions_table_and_known_skipping(tmp_path, db):
     out = tmp_path / "f.txt"
-    r = invoke("generate", "compositions", "--elements", "Li,Mn,O",
-               "--max-atoms", "6", "--db", db, "--out", str(out))
+    r = invoke(
+        "generate",
+        "compositions",
+        "--elements",
+        "Li,Mn,O",
+        "--max-atoms",
+        "6",
+        "--db",
+        db,
+        "--out",
+        str(out),
+    )
     assert r.exit_code == 0, r.output
     formulas = out.read_text().split()
     assert "LiMnO2" in formulas and "Li2MnO3" in formulas
     relaxed = tmp_path / "g.txt"
-    invoke("generate", "compositions", "--elements", "Li,Mn,O", "--max-atoms", "6", "--relaxed",
-           "--db", db, "--out", str(relaxed))
+    invoke(
+        "generate",
+        "compositions",
+        "--elements",
+        "Li,Mn,O",
+        "--max-atoms",
+        "6",
+        "--relaxed",
+        "--db",
+        db,
+        "--out",
+        str(relaxed),
+    )
     assert set(formulas) < set(relaxed.read_text().split())
-    r = runner.invoke(app, ["generate", "compositions", "--elements", "Li,Mn,O", "--max-atoms", "2",
-                            "--db", db])
+    r = runner.invoke(
+        app, ["generate", "compositions", "--elements", "Li,Mn,O", "--max-atoms", "2", "--db", db]
+    )
     assert r.exit_code == 1 and "at least 3 atoms" in said(r)
 
 
@@ -117,11 +214,15 @@ def test_dedup_file(tmp_path, db):
     from gnomon.pipeline.generation.identity import candidate_from_structure
 
     def nacl(a):
-        return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3])
+        return Structure.from_spacegroup(
+            "Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3]
+        )
 
     cscl = Structure(Lattice.cubic(3.4), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3])
     path = tmp_path / "cands.json"
-    write_candidates(path, [candidate_from_structure(s, "test") for s in (nacl(5.6), nacl(5.8), cscl, nacl(5.6))])
+    write_candidates(
+        path, [candidate_from_structure(s, "test") for s in (nacl(5.6), nacl(5.8), cscl, nacl(5.6))]
+    )
     r = invoke("dedup", str(path))
     assert r.exit_code == 0, r.output
     unique = list(read_candidates(tmp_path / "cands.unique.json"))

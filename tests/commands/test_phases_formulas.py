@@ -32,8 +32,10 @@ def invoke(*args: str):
 @pytest.fixture
 def db(tmp_path) -> str:
     url = f"sqlite:///{tmp_path / 'formulas.db'}"
-    entries = [ComputedEntry(Composition(cell), epa * Composition(cell).num_atoms, entry_id=cell)
-               for cell, epa in CELLS.items()]
+    entries = [
+        ComputedEntry(Composition(cell), epa * Composition(cell).num_atoms, entry_id=cell)
+        for cell, epa in CELLS.items()
+    ]
     path = tmp_path / "entries.json"
     path.write_text(json.dumps([e.as_dict() for e in entries]))
     invoke("db", "import", str(path), "--scheme", "test-scheme", "--db", url)
@@ -49,9 +51,17 @@ def test_phases_json_and_csv_show_reduced_formulas_and_keep_the_cell(db):
     assert {r["formula"] for r in rows} == SHOWN
     assert all(r["formula"] == r["reduced_formula"] for r in rows)
     cells = {r["formula"]: r["cell_formula"] for r in rows}
-    assert cells == {"Li": "Li3", "Mn": "Mn2", "O2": "O4", "Li3MnO3": "Li3MnO3",
-                     "LiMn2O4": "Li2Mn4O8", "LiMnO2": "LiMnO2"}
-    table = list(csv.DictReader(io.StringIO(invoke("phases", "--format", "csv", "--db", db).stdout)))
+    assert cells == {
+        "Li": "Li3",
+        "Mn": "Mn2",
+        "O2": "O4",
+        "Li3MnO3": "Li3MnO3",
+        "LiMn2O4": "Li2Mn4O8",
+        "LiMnO2": "LiMnO2",
+    }
+    table = list(
+        csv.DictReader(io.StringIO(invoke("phases", "--format", "csv", "--db", db).stdout))
+    )
     assert {r["formula"] for r in table} == SHOWN
 
 

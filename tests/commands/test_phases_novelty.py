@@ -30,19 +30,36 @@ def invoke(*args: str):
 
 
 def wurtzite() -> Structure:
-    return Structure(Lattice.hexagonal(3.2, 5.2), ["Li", "Mn", "O", "O"],
-                     [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, 0.375], [2 / 3, 1 / 3, 0.875]])
+    return Structure(
+        Lattice.hexagonal(3.2, 5.2),
+        ["Li", "Mn", "O", "O"],
+        [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, 0.375], [2 / 3, 1 / 3, 0.875]],
+    )
 
 
 def layered_rocksalt() -> Structure:
-    return Structure(Lattice.cubic(4.2), ["Li", "Li", "Mn", "Mn", "O", "O", "O", "O"],
-                     [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5],
-                      [0.5, 0.5, 0.5], [0, 0, 0.5], [0, 0.5, 0], [0.5, 0, 0]])
+    return Structure(
+        Lattice.cubic(4.2),
+        ["Li", "Li", "Mn", "Mn", "O", "O", "O", "O"],
+        [
+            [0, 0, 0],
+            [0.5, 0.5, 0],
+            [0.5, 0, 0.5],
+            [0, 0.5, 0.5],
+            [0.5, 0.5, 0.5],
+            [0, 0, 0.5],
+            [0, 0.5, 0],
+            [0.5, 0, 0],
+        ],
+    )
 
 
 def perovskite() -> Structure:
-    return Structure(Lattice.cubic(3.9), ["Li", "Mn", "O", "O", "O"],
-                     [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    return Structure(
+        Lattice.cubic(3.9),
+        ["Li", "Mn", "O", "O", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+    )
 
 
 @pytest.fixture
@@ -52,13 +69,29 @@ def db(tmp_path) -> str:
     strained = wurtzite()
     strained.scale_lattice(strained.volume * 1.05)
     found = {"twin": strained, "ordering": layered_rocksalt(), "fresh": perovskite()}
-    repo.put([Candidate(id=name, structure=s.as_dict(), formula=s.formula.replace(" ", ""),
-                        reduced_formula=s.composition.reduced_formula, chemsys=s.composition.chemical_system,
-                        nsites=len(s), generator="saps", campaign="c") for name, s in found.items()])
+    repo.put(
+        [
+            Candidate(
+                id=name,
+                structure=s.as_dict(),
+                formula=s.formula.replace(" ", ""),
+                reduced_formula=s.composition.reduced_formula,
+                chemsys=s.composition.chemical_system,
+                nsites=len(s),
+                generator="saps",
+                campaign="c",
+            )
+            for name, s in found.items()
+        ]
+    )
     entries = [make_entry(el, -4.0, "s") for el in ("Li", "Mn", "O2")]
-    entries.append(make_entry("LiMnO2", -20.0, "s", structure=wurtzite(), source="mp.json"))  # imported
-    entries += [make_entry(s.composition, -5.0 * len(s), "s", structure=s, candidate_id=name, campaign="c")
-                for name, s in found.items()]
+    entries.append(
+        make_entry("LiMnO2", -20.0, "s", structure=wurtzite(), source="mp.json")
+    )  # imported
+    entries += [
+        make_entry(s.composition, -5.0 * len(s), "s", structure=s, candidate_id=name, campaign="c")
+        for name, s in found.items()
+    ]
     HullEngine(repo).ingest(entries)
     repo.close()
     return url
@@ -67,8 +100,10 @@ def db(tmp_path) -> str:
 def test_phases_novelty_flags_and_distances(db, tmp_path):
     from pymatgen.io.cif import CifWriter
 
-    rows = {r["candidate_id"] or r["formula"]: r
-            for r in json.loads(invoke("phases", "--novelty", "--format", "json", "--db", db).stdout)}
+    rows = {
+        r["candidate_id"] or r["formula"]: r
+        for r in json.loads(invoke("phases", "--novelty", "--format", "json", "--db", db).stdout)
+    }
     assert rows["twin"]["novelty"] == "known" and rows["twin"]["nearest_known_source"] == "imported"
     assert rows["twin"]["nearest_known_amd"] < 0.05
     assert rows["ordering"]["novelty"] == "new"  # nothing disordered is known yet
@@ -78,12 +113,17 @@ def test_phases_novelty_flags_and_distances(db, tmp_path):
     assert imported["origin"] == "imported" and imported["novelty"] is None  # no discovery
     assert rows["Li"]["novelty"] is None
 
-    disordered = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.2), [{"Li": 0.5, "Mn": 0.5}, "O"],
-                                           [[0, 0, 0], [0.5, 0.5, 0.5]])
+    disordered = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(4.2), [{"Li": 0.5, "Mn": 0.5}, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
     cif = tmp_path / "rocksalt-LiMnO2.cif"
     CifWriter(disordered).write_file(cif)
-    rows = {r["candidate_id"]: r for r in json.loads(
-        invoke("phases", "--known", str(cif), "--format", "json", "--db", db).stdout)}
+    rows = {
+        r["candidate_id"]: r
+        for r in json.loads(
+            invoke("phases", "--known", str(cif), "--format", "json", "--db", db).stdout
+        )
+    }
     assert rows["ordering"]["novelty"] == "ordering-of-disordered"
     assert rows["ordering"]["nearest_known_id"] == "rocksalt-LiMnO2.cif"
     assert rows["ordering"]["nearest_known_amd"] == pytest.approx(0.0, abs=1e-6)
@@ -92,7 +132,11 @@ def test_phases_novelty_flags_and_distances(db, tmp_path):
     assert "ordering-of-disor" in table and "(imported)" in table and "novelty" in table
     plain = invoke("phases", "--db", db).stdout
     assert "novelty" not in plain  # only when asked: the check costs seconds
-    csv_rows = list(csv.DictReader(io.StringIO(invoke("phases", "--novelty", "--format", "csv", "--db", db).stdout)))
+    csv_rows = list(
+        csv.DictReader(
+            io.StringIO(invoke("phases", "--novelty", "--format", "csv", "--db", db).stdout)
+        )
+    )
     assert {r["novelty"] for r in csv_rows} == {"known", "new", ""}
 
 

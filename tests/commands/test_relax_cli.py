@@ -21,7 +21,11 @@ def invoke(*args: str):
 
 def write(tmp_path: Path, name: str, species: list[str], a: float = 5.6) -> Path:
     lattice = Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]])
-    coords = [[0, 0, 0], [0.25, 0.25, 0.25]] if species[0] == species[-1] else [[0, 0, 0], [0.5, 0.5, 0.5]]
+    coords = (
+        [[0, 0, 0], [0.25, 0.25, 0.25]]
+        if species[0] == species[-1]
+        else [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
     path = tmp_path / name
     Structure(lattice, species, coords).to(filename=str(path))
     return path
@@ -58,7 +62,9 @@ def test_bad_input_is_refused_before_submitting(tmp_path, db, monkeypatch):
     monkeypatch.setenv("GNOMON_QE__PW_COMMAND", "sh")
     monkeypatch.setenv("GNOMON_QE__PSEUDO_DIR", str(pseudo))
     r = invoke("relax", str(si), str(nacl), "--engine", "qe", "--db", db)
-    assert r.exit_code == 1 and "no PBE pslibrary pseudopotential for Cl, Na" in " ".join(r.output.split())
+    assert r.exit_code == 1 and "no PBE pslibrary pseudopotential for Cl, Na" in " ".join(
+        r.output.split()
+    )
 
     r = invoke("relax", str(si), str(cm), "--engine", "mlip", "--db", db)
     assert r.exit_code == 1 and "does not support Cm" in r.output

@@ -15,7 +15,9 @@ from gnomon.storage import Candidate, Entry
 
 
 def nacl(a: float = 5.64) -> Structure:
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
 
 
 def cscl_nacl(a: float = 3.4) -> Structure:
@@ -45,8 +47,14 @@ def test_dedup_key_is_the_reduced_formula_shared_by_every_cell_of_one_crystal():
 
 
 def test_batch_dedup_keeps_one_of_each_structure():
-    structures = [nacl(), nacl() * (1, 1, 2), nacl(5.9), jiggled(nacl(), 0.03, 1), cscl_nacl(),
-                  cscl_nacl(3.6)]
+    structures = [
+        nacl(),
+        nacl() * (1, 1, 2),
+        nacl(5.9),
+        jiggled(nacl(), 0.03, 1),
+        cscl_nacl(),
+        cscl_nacl(3.6),
+    ]
     dedup = Deduplicator()
     kept = dedup.unique([cand(s) for s in structures])
     assert [k.reduced_formula for k in kept] == ["NaCl", "NaCl"]
@@ -72,14 +80,31 @@ def test_dedup_against_the_database_candidates_and_entries(repo):
     stored.fingerprint = fingerprint(nacl())
     repo.add_candidates([stored])
     s = cscl_nacl()
-    repo.put([Entry(id="e-cscl", scheme="mlip-test", formula="Na1Cl1", reduced_formula="NaCl",
-                    chemsys="Cl-Na", elements=["Cl", "Na"], nsites=2, composition={"Na": 1, "Cl": 1},
-                    energy=-6.0, uncorrected_energy=-6.0, energy_per_atom=-3.0,
-                    structure=s.as_dict())])
+    repo.put(
+        [
+            Entry(
+                id="e-cscl",
+                scheme="mlip-test",
+                formula="Na1Cl1",
+                reduced_formula="NaCl",
+                chemsys="Cl-Na",
+                elements=["Cl", "Na"],
+                nsites=2,
+                composition={"Na": 1, "Cl": 1},
+                energy=-6.0,
+                uncorrected_energy=-6.0,
+                energy_per_atom=-3.0,
+                structure=s.as_dict(),
+            )
+        ]
+    )
     dedup = Deduplicator(repository=repo, remember=False)
     new = [cand(nacl(5.8)), cand(jiggled(cscl_nacl(3.5), 0.01, 3)), cand(nacl() * (2, 2, 2))]
-    fresh_kcl = cand(Structure.from_spacegroup("Fm-3m", Lattice.cubic(6.3), ["K", "Cl"],
-                                               [[0, 0, 0], [0.5, 0.5, 0.5]]))
+    fresh_kcl = cand(
+        Structure.from_spacegroup(
+            "Fm-3m", Lattice.cubic(6.3), ["K", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+        )
+    )
     kept = dedup.unique([*new, fresh_kcl])
     assert [k.reduced_formula for k in kept] == ["KCl"]
     assert dedup.stats.duplicate_of[new[0].id] == stored.id
@@ -104,15 +129,30 @@ def test_streaming_dedup_with_storage_between_chunks(repo):
 
 def test_provenance_round_trips_through_the_database(repo):
     t = make_template("aflow:AB_cF8_225_a_b", nacl(), "prototype")
-    out = list(SAPSGenerator(elements=("Na", "K", "Cl"), partial_mode="sites", seed=9,
-                             campaign="camp", round=3).generate([t]))
+    out = list(
+        SAPSGenerator(
+            elements=("Na", "K", "Cl"), partial_mode="sites", seed=9, campaign="camp", round=3
+        ).generate([t])
+    )
     assert repo.add_candidates(out) == [c.id for c in out]
     for c in out:
         back = repo.get(Candidate, c.id)
         assert back is not None
-        for field in ("generator", "generator_version", "template_id", "substitution",
-                      "replaced_fraction", "seed", "campaign", "round", "fingerprint", "extra",
-                      "reduced_formula", "chemsys", "nsites"):
+        for field in (
+            "generator",
+            "generator_version",
+            "template_id",
+            "substitution",
+            "replaced_fraction",
+            "seed",
+            "campaign",
+            "round",
+            "fingerprint",
+            "extra",
+            "reduced_formula",
+            "chemsys",
+            "nsites",
+        ):
             assert getattr(back, field) == getattr(c, field), field
         assert Structure.from_dict(back.structure) == Structure.from_dict(c.structure)
     by_fp = list(repo.query(Candidate, {"fingerprint": out[1].fingerprint}))
@@ -121,7 +161,14 @@ def test_provenance_round_trips_through_the_database(repo):
 
 
 def test_unreadable_candidate_is_named():
-    bad = Candidate(id="broken-1", structure={"nope": 1}, formula="X", reduced_formula="X",
-                    chemsys="X", nsites=1, generator="test")
+    bad = Candidate(
+        id="broken-1",
+        structure={"nope": 1},
+        formula="X",
+        reduced_formula="X",
+        chemsys="X",
+        nsites=1,
+        generator="test",
+    )
     with pytest.raises(ValueError, match="candidate broken-1: unreadable structure"):
         Deduplicator().unique([bad])

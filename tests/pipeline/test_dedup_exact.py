@@ -14,13 +14,18 @@ from gnomon.pipeline.generation.fingerprint import dedup_key
 from gnomon.pipeline.generation.identity import candidate_from_structure
 
 PROTOTYPES = {
-    "rocksalt": lambda a, x, y: Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [x, y],
-                                                          [[0, 0, 0], [0.5] * 3]),
+    "rocksalt": lambda a, x, y: Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(a), [x, y], [[0, 0, 0], [0.5] * 3]
+    ),
     "cscl": lambda a, x, y: Structure(Lattice.cubic(a * 0.6), [x, y], [[0, 0, 0], [0.5] * 3]),
-    "zincblende": lambda a, x, y: Structure.from_spacegroup("F-43m", Lattice.cubic(a), [x, y],
-                                                            [[0, 0, 0], [0.25] * 3]),
-    "layered": lambda a, x, y: Structure(Lattice.tetragonal(a * 0.7, a * 1.1), [x, y, y],
-                                         [[0, 0, 0], [0.5, 0.5, 0.3], [0.5, 0.5, 0.7]]),
+    "zincblende": lambda a, x, y: Structure.from_spacegroup(
+        "F-43m", Lattice.cubic(a), [x, y], [[0, 0, 0], [0.25] * 3]
+    ),
+    "layered": lambda a, x, y: Structure(
+        Lattice.tetragonal(a * 0.7, a * 1.1),
+        [x, y, y],
+        [[0, 0, 0], [0.5, 0.5, 0.3], [0.5, 0.5, 0.7]],
+    ),
 }
 
 
@@ -40,8 +45,12 @@ def structures(draw):
     noise = draw(st.sampled_from([0.0, 0.0, 0.05, 0.3]))
     if noise:
         rng = np.random.default_rng(draw(st.integers(0, 2**16)))
-        s = Structure(s.lattice, s.species, s.cart_coords + rng.normal(scale=noise, size=(len(s), 3)),
-                      coords_are_cartesian=True)
+        s = Structure(
+            s.lattice,
+            s.species,
+            s.cart_coords + rng.normal(scale=noise, size=(len(s), 3)),
+            coords_are_cartesian=True,
+        )
     order = draw(st.permutations(range(len(s))))
     return Structure.from_sites([s[i] for i in order])
 
@@ -63,7 +72,7 @@ def test_dedup_keeps_exactly_what_group_structures_keeps(batch):
     ks = [Structure.from_dict(c.structure) for c in kept]
     assert len(kept) == len(representatives(batch))
     # no two kept candidates are one structure
-    assert not any(matcher.fit(a, b) for i, a in enumerate(ks) for b in ks[i + 1:])
+    assert not any(matcher.fit(a, b) for i, a in enumerate(ks) for b in ks[i + 1 :])
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -82,7 +91,9 @@ def test_a_distortion_that_changes_the_space_group_is_still_a_duplicate():
     moved.translate_sites([0], [0.03, 0.0, 0.0])
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    assert (SpacegroupAnalyzer(s, 0.1).get_space_group_number()
-            != SpacegroupAnalyzer(moved, 0.1).get_space_group_number())
+    assert (
+        SpacegroupAnalyzer(s, 0.1).get_space_group_number()
+        != SpacegroupAnalyzer(moved, 0.1).get_space_group_number()
+    )
     assert StructureMatcher().fit(s, moved)
     assert dedup_structures([s, moved]) == [0]

@@ -66,15 +66,34 @@ def test_subsystems_and_skipping_known():
 def test_known_formulas_come_from_entries_and_candidates(repo):
     from pymatgen.core import Lattice, Structure
 
-    repo.put([Entry(id="e1", scheme="s", formula="Li2O1", reduced_formula="Li2O", chemsys="Li-O",
-                    elements=["Li", "O"], nsites=3, composition={"Li": 2, "O": 1}, energy=-14.0,
-                    uncorrected_energy=-14.0, energy_per_atom=-4.7)])
-    s = Structure(Lattice.cubic(4.2), ["Li", "Mn", "O", "O"],
-                  [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0]])
+    repo.put(
+        [
+            Entry(
+                id="e1",
+                scheme="s",
+                formula="Li2O1",
+                reduced_formula="Li2O",
+                chemsys="Li-O",
+                elements=["Li", "O"],
+                nsites=3,
+                composition={"Li": 2, "O": 1},
+                energy=-14.0,
+                uncorrected_energy=-14.0,
+                energy_per_atom=-4.7,
+            )
+        ]
+    )
+    s = Structure(
+        Lattice.cubic(4.2),
+        ["Li", "Mn", "O", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0]],
+    )
     repo.add_candidates([candidate_from_structure(s, "test")])
     assert known_formulas(repo, ["Li", "Mn", "O"]) == {"Li2O", "LiMnO2"}
     gen = CompositionGenerator(max_atoms=4)
-    assert "LiMnO2" not in list(gen.generate("Li,Mn,O", skip=known_formulas(repo, "Li Mn O".split())))
+    assert "LiMnO2" not in list(
+        gen.generate("Li,Mn,O", skip=known_formulas(repo, "Li Mn O".split()))
+    )
 
 
 def test_bad_input_is_named():

@@ -25,16 +25,29 @@ from gnomon.storage import Entry, Phase
 
 
 def nacl() -> Structure:
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
 
 
 def sample_candidates():
     s = nacl()
-    a = candidate_from_structure(s, "saps", generator_version="gnomon-0.1.0/saps-1", template_id="aflow:x",
-                                 substitution={"Na": "K"}, replaced_fraction=0.25, seed=5, campaign="c",
-                                 round=1, fingerprint="NaCl|225|1", extra={"replaced_sites": [0], "p": 0.1})
-    b = candidate_from_structure(Structure(Lattice.cubic(3.4), ["Cs", "Cl"], [[0, 0, 0], [0.5] * 3]),
-                                 "random-pyxtal", seed=7)
+    a = candidate_from_structure(
+        s,
+        "saps",
+        generator_version="gnomon-0.1.0/saps-1",
+        template_id="aflow:x",
+        substitution={"Na": "K"},
+        replaced_fraction=0.25,
+        seed=5,
+        campaign="c",
+        round=1,
+        fingerprint="NaCl|225|1",
+        extra={"replaced_sites": [0], "p": 0.1},
+    )
+    b = candidate_from_structure(
+        Structure(Lattice.cubic(3.4), ["Cs", "Cl"], [[0, 0, 0], [0.5] * 3]), "random-pyxtal", seed=7
+    )
     return [a, b]
 
 
@@ -47,8 +60,18 @@ def test_candidate_files_round_trip_provenance(tmp_path, suffix):
     back = list(read_candidates(path))
     assert [c.id for c in back] == [c.id for c in cands]
     for orig, got in zip(cands, back, strict=True):
-        for field in ("generator", "template_id", "substitution", "replaced_fraction", "seed",
-                      "campaign", "round", "fingerprint", "extra", "reduced_formula"):
+        for field in (
+            "generator",
+            "template_id",
+            "substitution",
+            "replaced_fraction",
+            "seed",
+            "campaign",
+            "round",
+            "fingerprint",
+            "extra",
+            "reduced_formula",
+        ):
             assert getattr(got, field) == getattr(orig, field), (suffix, field)
         s1, s2 = Structure.from_dict(orig.structure), Structure.from_dict(got.structure)
         assert s1.composition == s2.composition
@@ -58,7 +81,8 @@ def test_candidate_files_round_trip_provenance(tmp_path, suffix):
 def test_plain_structure_files_become_candidates(tmp_path):
     nacl().to(filename=str(tmp_path / "NaCl.cif"))
     (tmp_path / "list.json").write_text(
-        "[" + ",".join(__import__("json").dumps(s.as_dict()) for s in (nacl(), nacl() * 2)) + "]")
+        "[" + ",".join(__import__("json").dumps(s.as_dict()) for s in (nacl(), nacl() * 2)) + "]"
+    )
     (c,) = list(read_candidates(tmp_path / "NaCl.cif"))
     assert c.generator == "file" and c.reduced_formula == "NaCl"
     assert len(list(read_candidates(tmp_path / "list.json"))) == 2
@@ -77,7 +101,7 @@ def test_bad_candidate_files_name_the_record(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"a": 1}\n{oops\n')
     with pytest.raises(CandidateFileError, match="bad.jsonl line 1: neither"):
         list(read_candidates(tmp_path / "bad.jsonl"))
-    (tmp_path / "bad.jsonl").write_text('\n{oops\n')
+    (tmp_path / "bad.jsonl").write_text("\n{oops\n")
     with pytest.raises(CandidateFileError, match="bad.jsonl line 2: invalid JSON"):
         list(read_candidates(tmp_path / "bad.jsonl"))
     with pytest.raises(CandidateFileError, match="no such file"):
@@ -94,7 +118,10 @@ def test_every_prototype_of_pymatgens_aflow_library_is_a_usable_template():
 
 def test_prototypes_by_label():
     (perov,) = prototype_templates(["E2_1"])
-    assert perov.id == "aflow:AB3C_cP5_221_a_c_b" and perov.structure.composition.reduced_formula == "CaTiO3"
+    assert (
+        perov.id == "aflow:AB3C_cP5_221_a_c_b"
+        and perov.structure.composition.reduced_formula == "CaTiO3"
+    )
     (rock_salt,) = prototype_templates(["halite"])
     assert rock_salt.id == "aflow:AB_cF8_225_a_b"
     (missing,) = prototype_templates(["Z9_nonsense"])
@@ -112,23 +139,58 @@ def test_templates_from_files_and_directories(tmp_path):
     got = list(templates_from_files([d, tmp_path / "nope.cif"]))
     by_id = {t.id.rsplit("/", 1)[-1]: t for t in got}
     assert isinstance(by_id["NaCl.cif"], Template)
-    assert isinstance(by_id["NaKCl.cif"], SkippedTemplate) and "disordered" in by_id["NaKCl.cif"].reason
+    assert (
+        isinstance(by_id["NaKCl.cif"], SkippedTemplate)
+        and "disordered" in by_id["NaKCl.cif"].reason
+    )
     assert isinstance(by_id["broken.cif"], SkippedTemplate)
-    assert isinstance(by_id["nope.cif"], SkippedTemplate) and "no such file" in by_id["nope.cif"].reason
+    assert (
+        isinstance(by_id["nope.cif"], SkippedTemplate)
+        and "no such file" in by_id["nope.cif"].reason
+    )
 
 
 def test_templates_from_the_database_use_stable_phases(repo):
     s = nacl()
-    common = dict(scheme="s", formula="Na1Cl1", reduced_formula="NaCl", chemsys="Cl-Na",
-                  elements=["Cl", "Na"], nsites=2, composition={"Na": 1, "Cl": 1},
-                  energy=-6.0, uncorrected_energy=-6.0, energy_per_atom=-3.0)
-    repo.put([Entry(id="stable", structure=s.as_dict(), **common),
-              Entry(id="unstable", structure=s.as_dict(), **common),
-              Entry(id="nostructure", **common)])
-    repo.put([Phase(id="stable", scheme="s", chemsys="Cl-Na", reduced_formula="NaCl",
-                    energy_per_atom=-3.0, is_stable=True),
-              Phase(id="unstable", scheme="s", chemsys="Cl-Na", reduced_formula="NaCl",
-                    energy_per_atom=-2.0, is_stable=False)])
+    common = dict(
+        scheme="s",
+        formula="Na1Cl1",
+        reduced_formula="NaCl",
+        chemsys="Cl-Na",
+        elements=["Cl", "Na"],
+        nsites=2,
+        composition={"Na": 1, "Cl": 1},
+        energy=-6.0,
+        uncorrected_energy=-6.0,
+        energy_per_atom=-3.0,
+    )
+    repo.put(
+        [
+            Entry(id="stable", structure=s.as_dict(), **common),
+            Entry(id="unstable", structure=s.as_dict(), **common),
+            Entry(id="nostructure", **common),
+        ]
+    )
+    repo.put(
+        [
+            Phase(
+                id="stable",
+                scheme="s",
+                chemsys="Cl-Na",
+                reduced_formula="NaCl",
+                energy_per_atom=-3.0,
+                is_stable=True,
+            ),
+            Phase(
+                id="unstable",
+                scheme="s",
+                chemsys="Cl-Na",
+                reduced_formula="NaCl",
+                energy_per_atom=-2.0,
+                is_stable=False,
+            ),
+        ]
+    )
     assert [t.id for t in templates_from_repository(repo)] == ["entry:stable"]
     every = list(templates_from_repository(repo, stable_only=False, scheme="s"))
     assert [t.id for t in every if isinstance(t, Template)] == ["entry:stable", "entry:unstable"]
@@ -161,8 +223,16 @@ def test_generators_are_lazy_and_memory_stays_flat():
         from gnomon.storage import Candidate
 
         for i in range(n):
-            yield Candidate(id=f"c{i}", structure=base, formula="Na4Cl4", reduced_formula="NaCl",
-                            chemsys="Cl-Na", nsites=8, generator="test", seed=i)
+            yield Candidate(
+                id=f"c{i}",
+                structure=base,
+                formula="Na4Cl4",
+                reduced_formula="NaCl",
+                chemsys="Cl-Na",
+                nsites=8,
+                generator="test",
+                seed=i,
+            )
 
     def peak(n):
         tracemalloc.start()

@@ -30,9 +30,20 @@ from gnomon.pipeline.generation.random_search import (
 
 @pytest.fixture(scope="module")
 def li2mno3_batch():
-    search = RandomSearch(n_per_composition=4, seed=3, max_atoms=12, volume_per_atom=11.0,
-                          min_separation={"Li-O": 1.7, "Mn-O": 1.6, "O-O": 2.2, "Li-Li": 2.0,
-                                          "Li-Mn": 2.2, "Mn-Mn": 2.4})
+    search = RandomSearch(
+        n_per_composition=4,
+        seed=3,
+        max_atoms=12,
+        volume_per_atom=11.0,
+        min_separation={
+            "Li-O": 1.7,
+            "Mn-O": 1.6,
+            "O-O": 2.2,
+            "Li-Li": 2.0,
+            "Li-Mn": 2.2,
+            "Mn-Mn": 2.4,
+        },
+    )
     return search, list(search.generate(["Li2MnO3"]))
 
 
@@ -59,11 +70,20 @@ def test_same_seed_same_structures_other_seed_others(li2mno3_batch):
     search, out = li2mno3_batch
     # structure i depends only on (seed, composition, i): a shard of the run (items 1 and 3
     # of 4, as batch job 1 of 2 would draw them) repeats those structures exactly
-    again = RandomSearch(**{k: getattr(search, k) for k in (
-        "n_per_composition", "seed", "max_atoms", "volume_per_atom", "min_separation")})
+    again = RandomSearch(
+        **{
+            k: getattr(search, k)
+            for k in ("n_per_composition", "seed", "max_atoms", "volume_per_atom", "min_separation")
+        }
+    )
     assert [c.id for c in again.generate(["Li2MnO3"], shard_of=(1, 2))] == [out[1].id, out[3].id]
-    other = RandomSearch(n_per_composition=1, seed=4, max_atoms=12, volume_per_atom=11.0,
-                         min_separation=search.min_separation)
+    other = RandomSearch(
+        n_per_composition=1,
+        seed=4,
+        max_atoms=12,
+        volume_per_atom=11.0,
+        min_separation=search.min_separation,
+    )
     assert {c.id for c in other.generate(["Li2MnO3"])}.isdisjoint({c.id for c in out})
 
 
@@ -148,10 +168,11 @@ def _fake_buildcell(tmp_path, body: str):
     return exe
 
 
-FAKE_BUILDCELL = textwrap.dedent('''\
+FAKE_BUILDCELL = textwrap.dedent("""\
     import random, re, sys
     seed = sys.stdin.read()
-    atoms = [(m.group(1), int(m.group(2))) for m in re.finditer(r"^(\\w+) .*NUM=(\\d+)", seed, re.M)]
+    found = re.finditer(r"^(\\w+) .*NUM=(\\d+)", seed, re.M)
+    atoms = [(m.group(1), int(m.group(2))) for m in found]
     n = sum(k for _, k in atoms)
     random.seed(len(seed))
     edge = 2.6 * n ** (1 / 3)
@@ -168,14 +189,21 @@ FAKE_BUILDCELL = textwrap.dedent('''\
             print(el, x / side, y / side, z / side)
             k += 1
     print("%ENDBLOCK POSITIONS_FRAC")
-    ''')
+    """)
 
 
 def test_airss_backend_runs_buildcell_and_checks_its_output(tmp_path, monkeypatch):
     exe = _fake_buildcell(tmp_path, FAKE_BUILDCELL)
     monkeypatch.setenv("PATH", f"{exe.parent}:/usr/bin:/bin")
-    search = RandomSearch(backend="airss", n_per_composition=2, seed=1, max_atoms=8,
-                          formula_units=(4,), volume_per_atom=20.0, min_separation=1.5)
+    search = RandomSearch(
+        backend="airss",
+        n_per_composition=2,
+        seed=1,
+        max_atoms=8,
+        formula_units=(4,),
+        volume_per_atom=20.0,
+        min_separation=1.5,
+    )
     out = list(search.generate(["NaCl"]))
     assert len(out) == 2 and not search.failures
     for c in out:
@@ -191,7 +219,9 @@ def test_buildcell_missing_failing_and_hanging_are_reported(tmp_path, monkeypatc
         run_buildcell("x", label="NaCl")
     with pytest.raises(RandomSearchError, match="not on PATH"):
         list(RandomSearch(backend="airss").generate(["NaCl"]))
-    exe = _fake_buildcell(tmp_path, "import sys\nprint('bad species', file=sys.stderr)\nsys.exit(3)\n")
+    exe = _fake_buildcell(
+        tmp_path, "import sys\nprint('bad species', file=sys.stderr)\nsys.exit(3)\n"
+    )
     monkeypatch.setenv("PATH", str(exe.parent))
     with pytest.raises(BuildcellError, match=r"failed on the NaCl seed \(exit 3\): bad species"):
         run_buildcell("x", label="NaCl")

@@ -22,14 +22,16 @@ from gnomon.pipeline.generation.templates import SkippedTemplate, make_template,
 
 def rock_salt() -> Structure:
     """NaCl, conventional cell: 4 Na on 4a, 4 Cl on 4b."""
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"],
-                                     [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
 
 
 def perovskite() -> Structure:
     """Cubic SrTiO3, 5 atoms."""
-    return Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.905), ["Sr", "Ti", "O"],
-                                     [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0]])
+    return Structure.from_spacegroup(
+        "Pm-3m", Lattice.cubic(3.905), ["Sr", "Ti", "O"], [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0]]
+    )
 
 
 def structures(candidates):
@@ -50,7 +52,10 @@ def test_rock_salt_conventional_cell_gives_quarter_half_three_quarter_and_full()
     saps = SAPSGenerator(elements=("Na", "K", "Cl"), partial_mode="sites")
     out = list(saps.generate([make_template("rs", rock_salt(), "test")]))
     assert [(c.substitution, c.replaced_fraction) for c in out] == [
-        ({"Na": "K"}, 0.25), ({"Na": "K"}, 0.5), ({"Na": "K"}, 0.75), ({"Na": "K"}, 1.0)
+        ({"Na": "K"}, 0.25),
+        ({"Na": "K"}, 0.5),
+        ({"Na": "K"}, 0.75),
+        ({"Na": "K"}, 1.0),
     ]
     assert [c.reduced_formula for c in out] == ["KNa3Cl4", "KNaCl2", "K3NaCl4", "KCl"]
     assert_pairwise_distinct(out)
@@ -72,7 +77,9 @@ def test_perovskite_2x2x2_b_site_decorations_match_the_cube_colouring_count():
     # 2-colourings of a cube's vertices up to its 48 symmetries: 1, 3, 3, 6, 3, 3, 1, 1
     # for 1..8 vertices (edge / face diagonal / body diagonal for 2; rock-salt, layered,
     # columnar and three less symmetric orderings for 4).
-    saps = SAPSGenerator(elements=("Sr", "Ti", "Zr", "O"), partial_mode="sites", supercell=(2, 2, 2))
+    saps = SAPSGenerator(
+        elements=("Sr", "Ti", "Zr", "O"), partial_mode="sites", supercell=(2, 2, 2)
+    )
     out = list(saps.generate([make_template("pv", perovskite(), "test")]))
     assert all(c.substitution == {"Ti": "Zr"} for c in out)
     counts = Counter(round(c.replaced_fraction * 8) for c in out)
@@ -117,14 +124,19 @@ def test_site_permutations_are_a_group_and_orbits_are_wyckoff_orbits():
 
 def test_wyckoff_unions_of_two_orbits():
     # Na on two inequivalent sites (no operation relates them): 3 outcomes Na->K: either orbit, both
-    s = Structure(Lattice.tetragonal(4.0, 7.0), ["Na", "Na", "Cl", "Cl"],
-                  [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.1], [0, 0, 0.75]])
+    s = Structure(
+        Lattice.tetragonal(4.0, 7.0),
+        ["Na", "Na", "Cl", "Cl"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.1], [0, 0, 0.75]],
+    )
     perms = site_permutations(s)
     assert site_orbits(perms, [0, 1]) == [[0], [1]]
     saps = SAPSGenerator(elements=("Na", "K", "Cl"), partial_mode="wyckoff", verify=False)
     out = list(saps.generate([make_template("t", s, "test")]))
     assert sorted((c.replaced_fraction, tuple(c.extra["replaced_sites"])) for c in out) == [
-        (0.5, (0,)), (0.5, (1,)), (1.0, (0, 1))
+        (0.5, (0,)),
+        (0.5, (1,)),
+        (1.0, (0, 1)),
     ]
 
 
@@ -186,7 +198,10 @@ def test_disordered_and_broken_templates_are_skipped_with_reasons():
 
 
 def test_limit_and_processes_give_the_same_stream():
-    templates = [make_template("rs", rock_salt(), "test"), make_template("pv", perovskite(), "test")]
+    templates = [
+        make_template("rs", rock_salt(), "test"),
+        make_template("pv", perovskite(), "test"),
+    ]
     saps = SAPSGenerator(elements=("Na", "K", "Cl", "Sr", "Ti", "Zr", "O"), partial_mode="sites")
     serial = [c.id for c in saps.generate(templates)]
     assert len(serial) > 4
@@ -210,8 +225,14 @@ def test_substitution_table_reproduces_pymatgens_probabilities():
     from gnomon.pipeline.generation.substitution import _probability_table
 
     ours, theirs = _probability_table(), SubstitutionProbability()
-    for old, new in [("Li+", "Na+"), ("Co3+", "Mn3+"), ("O2-", "S2-"), ("Ti4+", "Zr4+"),
-                     ("Li+", "Mn3+"), ("Li+", "Xe+")]:
+    for old, new in [
+        ("Li+", "Na+"),
+        ("Co3+", "Mn3+"),
+        ("O2-", "S2-"),
+        ("Ti4+", "Zr4+"),
+        ("Li+", "Mn3+"),
+        ("Li+", "Xe+"),
+    ]:
         expected = theirs.cond_prob(Species.from_str(new), Species.from_str(old))
         assert ours.cond_prob(new, old) == pytest.approx(expected, rel=1e-12)
     # element level: the best same-sign observed pair, A's charge from the template

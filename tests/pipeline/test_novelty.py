@@ -31,23 +31,38 @@ A = 4.2  # Å, rock-salt cube edge
 
 def disordered_rocksalt(a: float = A) -> Structure:
     """(Li0.5Mn0.5)O: one cation site shared by Li and Mn (a cation-disordered rock salt)."""
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), [{"Li": 0.5, "Mn": 0.5}, "O"],
-                                     [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(a), [{"Li": 0.5, "Mn": 0.5}, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
 
 
 def layered_limno2(a: float = A) -> Structure:
     """LiMnO2 with Li and Mn in alternate (001) cation layers of the same rock salt: an
     ordering of :func:`disordered_rocksalt` (P4/mmm)."""
-    return Structure(Lattice.cubic(a), ["Li", "Li", "Mn", "Mn", "O", "O", "O", "O"],
-                     [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5],
-                      [0.5, 0.5, 0.5], [0, 0, 0.5], [0, 0.5, 0], [0.5, 0, 0]])
+    return Structure(
+        Lattice.cubic(a),
+        ["Li", "Li", "Mn", "Mn", "O", "O", "O", "O"],
+        [
+            [0, 0, 0],
+            [0.5, 0.5, 0],
+            [0.5, 0, 0.5],
+            [0, 0.5, 0.5],
+            [0.5, 0.5, 0.5],
+            [0, 0, 0.5],
+            [0, 0.5, 0],
+            [0.5, 0, 0],
+        ],
+    )
 
 
 def wurtzite_limno2() -> Structure:
     """LiMnO2 on a wurtzite frame (tetrahedral cations): the same composition, another
     structure."""
-    return Structure(Lattice.hexagonal(3.2, 5.2), ["Li", "Mn", "O", "O"],
-                     [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, 0.375], [2 / 3, 1 / 3, 0.875]])
+    return Structure(
+        Lattice.hexagonal(3.2, 5.2),
+        ["Li", "Mn", "O", "O"],
+        [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, 0.375], [2 / 3, 1 / 3, 0.875]],
+    )
 
 
 def strained(structure: Structure, volume: float = 1.06, seed: int = 0) -> Structure:
@@ -79,8 +94,12 @@ def test_an_ordering_of_a_known_disordered_phase_is_flagged():
 
 
 def test_l10_cuau_is_an_ordering_of_disordered_fcc_cuau():
-    fcc = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.87), [{"Cu": 0.5, "Au": 0.5}], [[0, 0, 0]])
-    l10 = Structure(Lattice.tetragonal(3.96 / 2**0.5, 3.67), ["Cu", "Au"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    fcc = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(3.87), [{"Cu": 0.5, "Au": 0.5}], [[0, 0, 0]]
+    )
+    l10 = Structure(
+        Lattice.tetragonal(3.96 / 2**0.5, 3.67), ["Cu", "Au"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
     result = NoveltyChecker([Reference("cuau-a1", fcc, "file")]).check(l10)
     assert result.flag is NoveltyFlag.ordering_of_disordered and result.nearest_id == "cuau-a1"
     assert result.amd > 1e-3  # tetragonal (c/a 0.93): not quite the cubic geometry
@@ -130,12 +149,30 @@ def test_known_disordered_phases_read_from_a_cif(tmp_path):
 
 
 def _stored(repo, structure, candidate_id, generator, when, **extra):
-    repo.put([Candidate(id=candidate_id, structure=structure.as_dict(), formula=structure.formula.replace(" ", ""),
-                        reduced_formula=structure.composition.reduced_formula,
-                        chemsys=structure.composition.chemical_system, nsites=len(structure),
-                        generator=generator, campaign="c")])
-    return make_entry(structure.composition, -6.0 * len(structure), "s", structure=structure,
-                      candidate_id=candidate_id, campaign="c", created_at=when, **extra)
+    repo.put(
+        [
+            Candidate(
+                id=candidate_id,
+                structure=structure.as_dict(),
+                formula=structure.formula.replace(" ", ""),
+                reduced_formula=structure.composition.reduced_formula,
+                chemsys=structure.composition.chemical_system,
+                nsites=len(structure),
+                generator=generator,
+                campaign="c",
+            )
+        ]
+    )
+    return make_entry(
+        structure.composition,
+        -6.0 * len(structure),
+        "s",
+        structure=structure,
+        candidate_id=candidate_id,
+        campaign="c",
+        created_at=when,
+        **extra,
+    )
 
 
 def test_stored_phases_known_lineage_and_order_of_discovery(sqlite_repo):
@@ -145,21 +182,56 @@ def test_stored_phases_known_lineage_and_order_of_discovery(sqlite_repo):
     twin = _stored(sqlite_repo, strained(layered_limno2()), "c1", "saps", t0 + timedelta(hours=1))
     first = _stored(sqlite_repo, wurtzite_limno2(), "c2", "saps", t0 + timedelta(hours=2))
     # its DFT entry, started from it: the same crystal in another scheme, never "known" from it
-    child = make_entry(first.formula, -50.0, "dft", structure=Structure.from_dict(first.structure),
-                       candidate_id="c2-dft", parent_entry_id=first.id, campaign="c", created_at=t0 + timedelta(hours=3))
+    child = make_entry(
+        first.formula,
+        -50.0,
+        "dft",
+        structure=Structure.from_dict(first.structure),
+        candidate_id="c2-dft",
+        parent_entry_id=first.id,
+        campaign="c",
+        created_at=t0 + timedelta(hours=3),
+    )
     # another started from it, linked only through its candidate's parent
-    sqlite_repo.put([Candidate(id="c2-dft2", structure=first.structure, formula=first.formula,
-                               reduced_formula=first.reduced_formula, chemsys=first.chemsys, nsites=first.nsites,
-                               generator="mlip", campaign="c", parent_entry_id=first.id)])
-    child2 = make_entry(first.formula, -51.0, "dft2", structure=Structure.from_dict(first.structure),
-                        candidate_id="c2-dft2", campaign="c", created_at=t0 + timedelta(hours=3))
-    again = _stored(sqlite_repo, strained(wurtzite_limno2(), 1.03, seed=1), "c3", "random",
-                    t0 + timedelta(hours=4))
+    sqlite_repo.put(
+        [
+            Candidate(
+                id="c2-dft2",
+                structure=first.structure,
+                formula=first.formula,
+                reduced_formula=first.reduced_formula,
+                chemsys=first.chemsys,
+                nsites=first.nsites,
+                generator="mlip",
+                campaign="c",
+                parent_entry_id=first.id,
+            )
+        ]
+    )
+    child2 = make_entry(
+        first.formula,
+        -51.0,
+        "dft2",
+        structure=Structure.from_dict(first.structure),
+        candidate_id="c2-dft2",
+        campaign="c",
+        created_at=t0 + timedelta(hours=3),
+    )
+    again = _stored(
+        sqlite_repo,
+        strained(wurtzite_limno2(), 1.03, seed=1),
+        "c3",
+        "random",
+        t0 + timedelta(hours=4),
+    )
     HullEngine(sqlite_repo).ingest([*refs, known, twin, first, child, child2, again])
 
     by_id = {r.id: r for r in stored_references(sqlite_repo, ["Li-Mn-O"])}
     assert by_id[known.id].source == "known" and by_id[known.id].found_at is None
-    assert by_id[first.id].source == "campaign c" and by_id[child.id].lineage == by_id[first.id].lineage
+    assert (
+        by_id[first.id].source == "campaign c"
+        and by_id[child.id].lineage == by_id[first.id].lineage
+    )
 
     rows = PhaseQuery(chemsys="Li-Mn-O").run(sqlite_repo)
     result = novelty_of_rows(sqlite_repo, rows)
@@ -169,6 +241,10 @@ def test_stored_phases_known_lineage_and_order_of_discovery(sqlite_repo):
     assert result[first.id].flag is NoveltyFlag.new  # the later twin does not make it known
     assert result[child.id].flag is NoveltyFlag.new  # nor does its own ML-relaxed parent
     assert result[child2.id].flag is NoveltyFlag.new
-    assert result[again.id].flag is NoveltyFlag.known and result[again.id].nearest_id in (first.id, child.id, child2.id)
+    assert result[again.id].flag is NoveltyFlag.known and result[again.id].nearest_id in (
+        first.id,
+        child.id,
+        child2.id,
+    )
     assert result[again.id].nearest_source == "campaign c"
     assert result[first.id].amd > 0.1 and result[twin.id].amd < 0.05

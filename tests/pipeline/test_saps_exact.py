@@ -14,7 +14,9 @@ from gnomon.pipeline.generation.templates import make_template, prototype_templa
 
 
 def rock_salt() -> Structure:
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3])
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5] * 3]
+    )
 
 
 def layered_knacl2() -> Structure:
@@ -26,8 +28,9 @@ def layered_knacl2() -> Structure:
 
 
 def perovskite() -> Structure:
-    return Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.905), ["Sr", "Ti", "O"],
-                                     [[0.5] * 3, [0, 0, 0], [0.5, 0, 0]])
+    return Structure.from_spacegroup(
+        "Pm-3m", Lattice.cubic(3.905), ["Sr", "Ti", "O"], [[0.5] * 3, [0, 0, 0], [0.5, 0, 0]]
+    )
 
 
 def both(template, **settings):
@@ -42,8 +45,17 @@ def assert_same_outcomes(fast, ref):
     assert [structure_hash(Structure.from_dict(c.structure)) for c in fast] == [c.id for c in ref]
     for f, r in zip(fast, ref, strict=True):
         assert Structure.from_dict(f.structure) == Structure.from_dict(r.structure)
-        for name in ("formula", "reduced_formula", "chemsys", "nsites", "template_id", "substitution",
-                     "replaced_fraction", "fingerprint", "extra"):
+        for name in (
+            "formula",
+            "reduced_formula",
+            "chemsys",
+            "nsites",
+            "template_id",
+            "substitution",
+            "replaced_fraction",
+            "fingerprint",
+            "extra",
+        ):
             assert getattr(f, name) == getattr(r, name), name
     assert len({c.id for c in fast}) == len(fast)  # the fast ids tell outcomes apart
 
@@ -83,7 +95,9 @@ def test_partial_substitution_onto_an_element_already_present_equals_brute_force
     assert_same_outcomes(fast, ref)
     assert all(c.replaced_fraction < 1 for c in fast)
     na_to_k = [c for c in fast if c.substitution == {"Na": "K"}]
-    assert_matches_brute_force(na_to_k, brute_force_distinct(layered_knacl2(), "Na", "K", skip_full=True))
+    assert_matches_brute_force(
+        na_to_k, brute_force_distinct(layered_knacl2(), "Na", "K", skip_full=True)
+    )
 
 
 def test_perovskite_supercell_b_sites_equal_reference_and_brute_force():
@@ -92,7 +106,9 @@ def test_perovskite_supercell_b_sites_equal_reference_and_brute_force():
     fast, ref = both(t, **settings)
     assert_same_outcomes(fast, ref)
     ti_to_zr = [c for c in fast if c.substitution == {"Ti": "Zr"}]
-    assert_matches_brute_force(ti_to_zr, brute_force_distinct(perovskite() * (2, 2, 1), "Ti", "Zr", skip_full=False))
+    assert_matches_brute_force(
+        ti_to_zr, brute_force_distinct(perovskite() * (2, 2, 1), "Ti", "Zr", skip_full=False)
+    )
 
 
 @pytest.mark.slow  # the reference path's spglib standardization: ~20 s on 2 loaded cores
@@ -109,20 +125,33 @@ def test_wyckoff_unions_and_two_species_maps_on_prototypes_equal_reference():
 
 def test_fast_ids_are_stable_across_runs_and_name_the_structure_not_the_enumeration():
     t = make_template("rs", rock_salt(), "test")
-    first = [c.id for c in SAPSGenerator(elements=("Na", "K", "Cl"), partial_mode="sites").generate([t])]
-    second = [c.id for c in SAPSGenerator(elements=("Na", "K", "Cl"), partial_mode="sites").generate([t])]
+    first = [
+        c.id for c in SAPSGenerator(elements=("Na", "K", "Cl"), partial_mode="sites").generate([t])
+    ]
+    second = [
+        c.id for c in SAPSGenerator(elements=("Na", "K", "Cl"), partial_mode="sites").generate([t])
+    ]
     assert first == second
     # a different substituent is a different structure, hence a different id
-    rb = [c.id for c in SAPSGenerator(elements=("Na", "Rb", "Cl"), partial_mode="sites",
-                                      threshold=0.0).generate([t])]
+    rb = [
+        c.id
+        for c in SAPSGenerator(
+            elements=("Na", "Rb", "Cl"), partial_mode="sites", threshold=0.0
+        ).generate([t])
+    ]
     assert not set(rb) & set(first)
 
 
 def test_an_outcome_gets_the_same_fast_id_whatever_else_the_run_could_substitute():
     t = make_template("rs", rock_salt(), "test")
-    narrow = {c.reduced_formula: c.id for c in
-              SAPSGenerator(elements=("Na", "K", "Cl"), partial_mode="sites").generate([t])}
-    wide = {c.reduced_formula: c.id for c in
-            SAPSGenerator(elements=("Na", "K", "Rb", "Cl", "Br"), partial_mode="sites",
-                          within_elements=False).generate([t])}
+    narrow = {
+        c.reduced_formula: c.id
+        for c in SAPSGenerator(elements=("Na", "K", "Cl"), partial_mode="sites").generate([t])
+    }
+    wide = {
+        c.reduced_formula: c.id
+        for c in SAPSGenerator(
+            elements=("Na", "K", "Rb", "Cl", "Br"), partial_mode="sites", within_elements=False
+        ).generate([t])
+    }
     assert narrow and all(wide[f] == cid for f, cid in narrow.items())

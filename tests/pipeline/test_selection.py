@@ -8,8 +8,10 @@ from gnomon.campaign.selection import Scored, make_policy
 
 
 def pool(n: int = 20) -> list[Scored]:
-    return [Scored(f"c{i:02d}", e_above_hull=0.01 * i - 0.05, sigma=0.002 * (n - i), group=f"g{i % 4}")
-            for i in range(n)]
+    return [
+        Scored(f"c{i:02d}", e_above_hull=0.01 * i - 0.05, sigma=0.002 * (n - i), group=f"g{i % 4}")
+        for i in range(n)
+    ]
 
 
 def test_threshold_takes_lowest_below_threshold():

@@ -24,15 +24,33 @@ class Tracked(Candidate):
 def tiny(i: int) -> Tracked:
     """A one-atom candidate with a formula of its own (its dedup bucket is empty)."""
     LIVE[0] += 1
-    structure = {"@module": "pymatgen.core.structure", "@class": "Structure", "charge": 0,
-                 "lattice": {"matrix": [[3.0, 0, 0], [0, 3.0, 0], [0, 0, 3.0 + i * 1e-4]]},
-                 "properties": {}, "sites": [{"species": [{"element": "Li", "occu": 1}],
-                                              "abc": [0, 0, 0], "properties": {}, "label": "Li"}]}
+    structure = {
+        "@module": "pymatgen.core.structure",
+        "@class": "Structure",
+        "charge": 0,
+        "lattice": {"matrix": [[3.0, 0, 0], [0, 3.0, 0], [0, 0, 3.0 + i * 1e-4]]},
+        "properties": {},
+        "sites": [
+            {
+                "species": [{"element": "Li", "occu": 1}],
+                "abc": [0, 0, 0],
+                "properties": {},
+                "label": "Li",
+            }
+        ],
+    }
     # every 10th candidate repeats the previous id: a duplicate the identity sieve catches
     cid = f"c{i - 1 if i % 10 == 9 else i}"
-    return Tracked.model_construct(id=cid, structure=structure, formula=f"Li{i}",
-                                   reduced_formula=f"Li{i}X", chemsys="Li", nsites=1,
-                                   generator="test", extra={})
+    return Tracked.model_construct(
+        id=cid,
+        structure=structure,
+        formula=f"Li{i}",
+        reduced_formula=f"Li{i}X",
+        chemsys="Li",
+        nsites=1,
+        generator="test",
+        extra={},
+    )
 
 
 class Source:
@@ -65,7 +83,9 @@ def test_a_long_stream_never_holds_more_than_one_chunk(tmp_path, store_kind):
 
     seen = MemorySeenStore() if store_kind == "memory" else SQLiteSeenStore(tmp_path / "seen.db")
     LIVE[0] = 0
-    funnel = Funnel(Deduplicator(seen=seen, record_duplicates=False), screen, stored.extend, chunk_size)
+    funnel = Funnel(
+        Deduplicator(seen=seen, record_duplicates=False), screen, stored.extend, chunk_size
+    )
     counts = funnel.run(source)
 
     assert source.yielded == counts.generated == n
@@ -82,7 +102,9 @@ def test_a_long_stream_never_holds_more_than_one_chunk(tmp_path, store_kind):
 
 
 def saltlike(a: float, species=("Na", "Cl")) -> Structure:
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), list(species), [[0, 0, 0], [0.5] * 3])
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(a), list(species), [[0, 0, 0], [0.5] * 3]
+    )
 
 
 def test_funnel_counts_every_candidate_once_and_stores_only_what_passes():
@@ -91,7 +113,9 @@ def test_funnel_counts_every_candidate_once_and_stores_only_what_passes():
     stream = generated + generated[:2]  # two repeats
 
     def screen(chunk):
-        return ["no graph" if c.reduced_formula == "KCl" else c.replaced_fraction < 0.5 for c in chunk]
+        return [
+            "no graph" if c.reduced_formula == "KCl" else c.replaced_fraction < 0.5 for c in chunk
+        ]
 
     stored: list[Candidate] = []
     counts = Funnel(Deduplicator(), screen, stored.extend, chunk_size=3).run(stream)

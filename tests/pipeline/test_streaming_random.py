@@ -10,7 +10,9 @@ from gnomon.pipeline.generation.random_search import RandomSearch
 
 def test_two_worker_processes_draw_exactly_what_one_process_draws():
     one = list(RandomSearch(n_per_composition=2, seed=3, max_atoms=8).generate(["NaCl"]))
-    two = list(RandomSearch(n_per_composition=2, seed=3, max_atoms=8).generate(["NaCl"], processes=2))
+    two = list(
+        RandomSearch(n_per_composition=2, seed=3, max_atoms=8).generate(["NaCl"], processes=2)
+    )
     assert [c.id for c in one] == [c.id for c in two] and len(one) == 2
 
 

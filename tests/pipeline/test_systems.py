@@ -69,7 +69,10 @@ def test_fair_take_respects_shares_and_spends_the_rest(stream, limit):
 
 
 def _scored(system: str, n: int, start: float = 0.0) -> list[Scored]:
-    return [Scored(f"{system}-{i}", start + 0.001 * i, group=f"{system}-{i}", system=system) for i in range(n)]
+    return [
+        Scored(f"{system}-{i}", start + 0.001 * i, group=f"{system}-{i}", system=system)
+        for i in range(n)
+    ]
 
 
 def test_per_system_max_stops_one_system_taking_the_budget():
@@ -97,15 +100,25 @@ def test_per_system_min_reaches_every_system_with_candidates():
     rand = make_policy("random", budget=3, per_system_min=1, seed=4)
     assert {c.system for c in rand.select(rich + others)} == {"Li-O", "Mn-O", "Li-Mn-O"}
     # a threshold that passes nothing of a system leaves its minimum to exploration
-    threshold = make_policy("threshold", threshold=-0.1, budget=4, exploration=0.5, per_system_min=1,
-                            max_per_group=None)
+    threshold = make_policy(
+        "threshold", threshold=-0.1, budget=4, exploration=0.5, per_system_min=1, max_per_group=None
+    )
     chosen = threshold.select(rich + others)
-    assert sum(c.system == "Li-O" for c in chosen) == 2 and {c.system for c in chosen} == {"Li-O", "Mn-O", "Li-Mn-O"}
+    assert sum(c.system == "Li-O" for c in chosen) == 2 and {c.system for c in chosen} == {
+        "Li-O",
+        "Mn-O",
+        "Li-Mn-O",
+    }
 
 
 def test_one_name_per_chemical_system():
     """Every spelling of a system indexes as one; the empty name has no elements."""
-    assert canonical_chemsys("O-Li") == canonical_chemsys("Li-O-Li") == chemsys_of(["O", "Li", "O"]) == "Li-O"
+    assert (
+        canonical_chemsys("O-Li")
+        == canonical_chemsys("Li-O-Li")
+        == chemsys_of(["O", "Li", "O"])
+        == "Li-O"
+    )
     assert arity("") == 0 and arity("-") == 0 and arity("Li-Mn-O") == 3 and arity("O-O") == 1
     assert subsystems("O-Li") == ["Li", "O", "Li-O"]
     assert subsystems("Mn-Li-O", min_arity=2) == ["Li-Mn", "Li-O", "Mn-O", "Li-Mn-O"]

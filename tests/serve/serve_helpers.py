@@ -29,7 +29,9 @@ def grid_structure(species: list[str], spacing: float = 2.2) -> Structure:
     while k**3 < len(species):
         k += 1
     points = list(itertools.product(range(k), repeat=3))[: len(species)]
-    return Structure(Lattice.cubic(k * spacing), species, [[i / k, j / k, m / k] for i, j, m in points])
+    return Structure(
+        Lattice.cubic(k * spacing), species, [[i / k, j / k, m / k] for i, j, m in points]
+    )
 
 
 def campaign_entries(seed: int = 7, n: int = 24) -> list[Entry]:
@@ -41,7 +43,14 @@ def campaign_entries(seed: int = 7, n: int = 24) -> list[Entry]:
                    source="reference")
         for el in ELEMENTS
     ]
-    systems = [("Li", "O"), ("Mn", "O"), ("Li", "Mn", "O"), ("Na", "Cl"), ("Fe", "O"), ("Li", "Fe", "O")]
+    systems = [
+        ("Li", "O"),
+        ("Mn", "O"),
+        ("Li", "Mn", "O"),
+        ("Na", "Cl"),
+        ("Fe", "O"),
+        ("Li", "Fe", "O"),
+    ]
     for i in range(n):
         chosen = systems[i % len(systems)]
         species = [el for el in chosen for _ in range(rng.randint(1, 3))]

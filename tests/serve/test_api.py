@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from optimade.models import StructureResource
 from pymatgen.core import Structure
-from serve_helpers import SCHEME, campaign_entries, fill, grid_structure
+from serve_helpers import SCHEME, campaign_entries, fill, grid_structure, new_url
 
-from gnomon.serve.resources import PROVIDER_FIELD_NAMES, structure_row
 from gnomon.storage import open_repository
+from gnomon.storage.optimade.resources import PROVIDER_FIELD_NAMES, structure_row
 
 BACKENDS = ("sqlite", "mongomock")
 
@@ -98,7 +98,10 @@ def test_structures_are_the_stored_entries(backend, clients, campaign_urls):
     one = next(iter(served))
     single = client.get(f"/v1/structures/{one}").json()
     assert single["data"]["id"] == one
-    assert single["data"]["attributes"]["chemical_formula_reduced"] == served[one]["attributes"]["chemical_formula_reduced"]
+    assert (
+        single["data"]["attributes"]["chemical_formula_reduced"]
+        == served[one]["attributes"]["chemical_formula_reduced"]
+    )
     missing = client.get("/v1/structures/no-such-id").json()
     assert missing["data"] is None and missing["meta"]["data_returned"] == 0
 
@@ -106,7 +109,11 @@ def test_structures_are_the_stored_entries(backend, clients, campaign_urls):
 def test_formulas_follow_optimade():
     """Alphabetical reduced formulas (not pymatgen's electronegativity order), anonymous ones
     largest amount first."""
-    from gnomon.serve.resources import formula_anonymous, formula_descriptive, formula_reduced
+    from gnomon.storage.optimade.resources import (
+        formula_anonymous,
+        formula_descriptive,
+        formula_reduced,
+    )
 
     assert formula_reduced({"Na": 2, "Cl": 2}) == "ClNa"
     assert formula_reduced({"Li": 4, "O": 2}) == "Li2O"
@@ -126,23 +133,30 @@ FILTERS = {
     "elements LENGTH 1": lambda r: r["nelements"] == 1,
     'chemical_formula_reduced="Li2O"': lambda r: r["chemical_formula_reduced"] == "Li2O",
     'chemical_formula_anonymous="AB"': lambda r: r["chemical_formula_anonymous"] == "AB",
-    'chemical_formula_reduced STARTS WITH "Li"': lambda r: r["chemical_formula_reduced"].startswith("Li"),
-    "_gnomon_e_above_hull<=0.05": lambda r: r["e_above_hull"] is not None and r["e_above_hull"] <= 0.05,
+    'chemical_formula_reduced STARTS WITH "Li"': lambda r: r["chemical_formula_reduced"].startswith(
+        "Li"
+    ),
+    "_gnomon_e_above_hull<=0.05": lambda r: (
+        r["e_above_hull"] is not None and r["e_above_hull"] <= 0.05
+    ),
     "_gnomon_e_above_hull>0.1": lambda r: r["e_above_hull"] is not None and r["e_above_hull"] > 0.1,
-    'elements HAS ALL "Li","O" AND _gnomon_e_above_hull<=0.05':
-        lambda r: {"Li", "O"} <= set(r["elements"]) and r["e_above_hull"] <= 0.05,
+    'elements HAS ALL "Li","O" AND _gnomon_e_above_hull<=0.05': lambda r: (
+        {"Li", "O"} <= set(r["elements"]) and r["e_above_hull"] <= 0.05
+    ),
     'elements HAS "Na" OR nelements=3': lambda r: "Na" in r["elements"] or r["nelements"] == 3,
     'NOT elements HAS "O"': lambda r: "O" not in r["elements"],
     # an unknown value makes a comparison false, and NOT keeps it false (optimade's
     # MongoTransformer and SQL's three-valued logic agree): references have no round
-    'elements HAS "O" AND NOT (nelements=2 OR _gnomon_round=1)':
-        lambda r: "O" in r["elements"] and r["nelements"] != 2 and r["round"] is not None and r["round"] != 1,
+    'elements HAS "O" AND NOT (nelements=2 OR _gnomon_round=1)': lambda r: (
+        "O" in r["elements"] and r["nelements"] != 2 and r["round"] is not None and r["round"] != 1
+    ),
     "_gnomon_round=2": lambda r: r["round"] == 2,
     "_gnomon_round!=2": lambda r: r["round"] is not None and r["round"] != 2,
     "_gnomon_campaign IS UNKNOWN": lambda r: r["campaign"] is None,
     "_gnomon_is_stable=1": lambda r: r["is_stable"] is True,
-    '_gnomon_scheme="test-pbe" AND _gnomon_formation_energy_per_atom<0':
-        lambda r: r["formation_energy_per_atom"] is not None and r["formation_energy_per_atom"] < 0,
+    '_gnomon_scheme="test-pbe" AND _gnomon_formation_energy_per_atom<0': lambda r: (
+        r["formation_energy_per_atom"] is not None and r["formation_energy_per_atom"] < 0
+    ),
     "nsites>=4 AND nsites<6": lambda r: 4 <= r["nsites"] < 6,
     '_gnomon_source CONTAINS "relax-1"': lambda r: "relax-1" in (r["source"] or ""),
 }
@@ -150,13 +164,16 @@ FILTERS = {
 
 @pytest.mark.parametrize("filter_", list(FILTERS))
 def test_filters_agree_on_both_backends_and_with_the_data(filter_, clients, campaign_urls):
-    expected = sorted(i for i, row in stored_rows(campaign_urls["sqlite"]).items() if FILTERS[filter_](row))
+    expected = sorted(
+        i for i, row in stored_rows(campaign_urls["sqlite"]).items() if FILTERS[filter_](row)
+    )
     assert sorted(ids(clients["sqlite"], filter_)) == expected
     assert sorted(ids(clients["mongomock"], filter_)) == expected
 
 
 def test_the_filter_set_is_not_trivial(campaign_urls):
-    """Each filter above selects some structures and leaves some out, so agreement means something."""
+    """Each filter above selects some structures and leaves some out, so agreement means
+    something."""
     rows = list(stored_rows(campaign_urls["sqlite"]).values())
     for filter_, predicate in FILTERS.items():
         hits = sum(1 for r in rows if predicate(r))
@@ -212,7 +229,9 @@ def test_malformed_filter_is_a_400_error_document(backend, filter_, clients):
 
 def test_unsupported_query_is_501_not_500(clients):
     for client in clients.values():
-        r = client.get("/v1/structures", params={"filter": 'elements:species_at_sites HAS "Li":"Li"'})
+        r = client.get(
+            "/v1/structures", params={"filter": 'elements:species_at_sites HAS "Li":"Li"'}
+        )
         assert r.status_code == 501, r.text
         assert r.json()["errors"]
 
@@ -255,7 +274,9 @@ def test_no_sql_injection_through_a_value(tmp_path):
     hostile = "x' OR '1'='1'); DROP TABLE structures; --"
     url = f"sqlite:///{tmp_path / 'g.db'}"
     entries = campaign_entries(n=6)
-    entries.append(make_entry(None, -9.0, SCHEME, structure=grid_structure(["Li", "Li", "O"]), source=hostile))
+    entries.append(
+        make_entry(None, -9.0, SCHEME, structure=grid_structure(["Li", "Li", "O"]), source=hostile)
+    )
     fill(url, entries)
     with TestClient(create_app(url)) as client:
         total = client.get("/v1/structures").json()["meta"]["data_available"]
@@ -276,21 +297,32 @@ def test_no_sql_injection_through_a_value(tmp_path):
         repo.close()
 
 
-def test_view_follows_the_database(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_view_follows_the_database(backend, tmp_path):
     """An ingest while the server runs is served after the next refresh check."""
     from fastapi.testclient import TestClient
 
     from gnomon.pipeline.thermo.entries import make_entry
     from gnomon.serve.app import create_app
 
-    url = f"sqlite:///{tmp_path / 'g.db'}"
+    url = new_url(backend, tmp_path)
     fill(url, campaign_entries(n=4))
     import time
 
     with TestClient(create_app(url, refresh_s=0.01)) as client:
         before = client.get("/v1/structures").json()["meta"]["data_available"]
-        fill(url, [make_entry(None, -20.0, SCHEME, structure=grid_structure(["Na", "Na", "Cl", "Cl"]),
-                              source="late")])
+        fill(
+            url,
+            [
+                make_entry(
+                    None,
+                    -20.0,
+                    SCHEME,
+                    structure=grid_structure(["Na", "Na", "Cl", "Cl"]),
+                    source="late",
+                )
+            ],
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             time.sleep(0.05)
@@ -299,3 +331,22 @@ def test_view_follows_the_database(tmp_path):
                 break
         assert [d["attributes"]["_gnomon_source"] for d in hit["data"]] == ["late"]
         assert client.get("/v1/structures").json()["meta"]["data_available"] == before + 1
+
+
+@pytest.mark.parametrize("url", ["postgres://alice:s3cret@host/db", "sqlite://relative.db"])
+def test_an_unsupported_url_is_refused_before_serving(url):
+    from gnomon.serve.app import create_app
+    from gnomon.storage import StorageError
+
+    with pytest.raises(StorageError, match="sqlite:///path") as caught:
+        create_app(url)
+    assert "s3cret" not in str(caught.value)
+
+
+def test_a_missing_database_is_refused_not_created(tmp_path):
+    from gnomon.serve.app import create_app
+    from gnomon.storage import StorageError
+
+    with pytest.raises(StorageError, match="no gnomon database"):
+        create_app(f"sqlite:///{tmp_path / 'absent.db'}")
+    assert not (tmp_path / "absent.db").exists()

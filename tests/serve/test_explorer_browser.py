@@ -122,7 +122,10 @@ def test_the_e_above_hull_filter_hides_rows_above_the_threshold(page, served):
     expected = {pid for pid, p in phases.items() if p.e_above_hull <= threshold}
     assert shown == expected
     assert 0 < len(expected) < len(phases)
-    assert page.locator("#shown-count").inner_text() == f"{len(expected)} of {len(phases)} phases shown"
+    assert (
+        page.locator("#shown-count").inner_text()
+        == f"{len(expected)} of {len(phases)} phases shown"
+    )
     page.get_by_label("Show phases with E above hull ≤").fill("")
     assert all(rows.nth(i).is_visible() for i in range(rows.count()))
 
@@ -140,7 +143,9 @@ def test_columns_sort_both_ways(page, served):
     header.click()
     assert column("formation_energy_per_atom") == sorted(column("formation_energy_per_atom"))
     header.click()
-    assert column("formation_energy_per_atom") == sorted(column("formation_energy_per_atom"), reverse=True)
+    assert column("formation_energy_per_atom") == sorted(
+        column("formation_energy_per_atom"), reverse=True
+    )
     page.locator('#phases th[data-key="formula"] button').click()
     formulas = column("reduced_formula")
     assert formulas == sorted(formulas, key=str.lower)

@@ -43,9 +43,13 @@ def _structures() -> dict[str, Structure]:
         "Li": Structure.from_spacegroup("Im-3m", Lattice.cubic(3.44), ["Li"], [[0, 0, 0]]),
         "O": _cubic(["O", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]], 3.2),
         "Li2O": li2o,
-        "Li2O2": _cubic(["Li", "Li", "O", "O"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]], 4.0),
+        "Li2O2": _cubic(
+            ["Li", "Li", "O", "O"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]], 4.0
+        ),
         "LiO2": _cubic(["Li", "O", "O"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5]], 3.6),
-        "Li3O": _cubic(["Li", "Li", "Li", "O"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]], 4.1),
+        "Li3O": _cubic(
+            ["Li", "Li", "Li", "O"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]], 4.1
+        ),
         "LiO": _cubic(["Li", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]], 3.0),
     }
 
@@ -122,7 +126,9 @@ def test_campaigns_page_shows_each_round_and_links_the_systems(client, db_url):
     page = client.get("/")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    rounds = sorted(open_repository(db_url).query(Round, {"campaign": "demo"}), key=lambda r: r.index)
+    rounds = sorted(
+        open_repository(db_url).query(Round, {"campaign": "demo"}), key=lambda r: r.index
+    )
     for r in rounds:
         assert f"<td class=\"num\">{r.metrics['generated']}</td>" in page.text
         assert f"{r.metrics['hit_rate']:.3f}" in page.text
@@ -157,9 +163,13 @@ def test_system_page_lists_one_scheme_within_the_near_stable_window(client, phas
             assert float(e) == pytest.approx(expected[rid].e_above_hull, abs=1e-12)
         assert f'src="/systems/Li-O/hull.svg?scheme={scheme}"' in page.text
     everything = client.get("/systems/Li-O", params={"scheme": SCHEME, "within": "inf"})
-    assert {rid for rid, _ in _rows(everything.text)} == {p.id for p in phases if p.scheme == SCHEME}
+    assert {rid for rid, _ in _rows(everything.text)} == {
+        p.id for p in phases if p.scheme == SCHEME
+    }
     tight = client.get("/systems/Li-O", params={"scheme": SCHEME, "within": 0})
-    assert {rid for rid, _ in _rows(tight.text)} == {p.id for p in phases if p.scheme == SCHEME and p.is_stable}
+    assert {rid for rid, _ in _rows(tight.text)} == {
+        p.id for p in phases if p.scheme == SCHEME and p.is_stable
+    }
 
 
 def test_system_page_defaults_to_one_scheme_and_offers_the_others(client):
@@ -264,8 +274,14 @@ def test_pages_fetch_nothing_from_elsewhere(client, phases):
             assert url.startswith(("/", "?", "#", "data:")), (path, url)
             if attr != "action" and url.startswith("/") and "/download/" not in url:
                 assert client.get(html.unescape(url)).status_code == 200, url
-    assert client.get("/explorer/assets/explorer.js").headers["content-type"].startswith("text/javascript")
-    assert client.get("/explorer/assets/explorer.css").headers["content-type"].startswith("text/css")
+    assert (
+        client.get("/explorer/assets/explorer.js")
+        .headers["content-type"]
+        .startswith("text/javascript")
+    )
+    assert (
+        client.get("/explorer/assets/explorer.css").headers["content-type"].startswith("text/css")
+    )
 
 
 def test_an_empty_database_has_a_campaigns_page(tmp_path):

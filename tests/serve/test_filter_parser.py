@@ -1,4 +1,5 @@
-"""The LALR-first filter parser gives optimade's Earley parser's trees, and refuses what it refuses."""
+"""The LALR-first filter parser gives optimade's Earley parser's trees, and refuses what it
+refuses."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from optimade.exceptions import BadRequest
 from optimade.filterparser import LarkParser
 from test_api import FILTERS, MALFORMED
 
-from gnomon.serve.filter_parser import FastFilterParser
+from gnomon.storage.optimade.filter_parser import FastFilterParser
 
 MORE = [
     'chemical_formula_descriptive CONTAINS "Li" AND NOT elements HAS ANY "Fe","Mn"',

@@ -66,14 +66,43 @@ def test_import_round_trip_from_a_gnomon_server(campaign_urls, tmp_path):
     templates = tmp_path / "templates.json"
     runner = CliRunner()
     with live_server(campaign_urls["sqlite"]) as base:
-        result = runner.invoke(app, ["db", "import", f"{base}/v1", "--filter", 'elements HAS ONLY "Li","O"',
-                                     "--scheme", SCHEME, "--db", target], catch_exceptions=False)
+        result = runner.invoke(
+            app,
+            [
+                "db",
+                "import",
+                f"{base}/v1",
+                "--filter",
+                'elements HAS ONLY "Li","O"',
+                "--scheme",
+                SCHEME,
+                "--db",
+                target,
+            ],
+            catch_exceptions=False,
+        )
         assert result.exit_code == 0, result.output
         assert "imported as entries" in result.output
         # without energies (a field the provider does not have) they become candidates
-        bare = runner.invoke(app, ["db", "import", base, "--filter", "nelements=3", "--scheme", SCHEME,
-                                   "--energy-field", "_other_energy", "--templates-out", str(templates),
-                                   "--db", target], catch_exceptions=False)
+        bare = runner.invoke(
+            app,
+            [
+                "db",
+                "import",
+                base,
+                "--filter",
+                "nelements=3",
+                "--scheme",
+                SCHEME,
+                "--energy-field",
+                "_other_energy",
+                "--templates-out",
+                str(templates),
+                "--db",
+                target,
+            ],
+            catch_exceptions=False,
+        )
         assert bare.exit_code == 0, bare.output
         assert "stored as candidates" in bare.output
         broken = runner.invoke(app, ["db", "import", base, "--filter", 'elements HAS ALL "Li" AND',
@@ -93,8 +122,12 @@ def test_import_round_trip_from_a_gnomon_server(campaign_urls, tmp_path):
         original = by_structure[(entry.reduced_formula, round(entry.energy_per_atom, 5))]
         assert entry.scheme == SCHEME
         assert entry.source.endswith(f"/structures/{original.id}")
-        assert new_phases[entry.id].e_above_hull == pytest.approx(phases[original.id].e_above_hull, abs=1e-6)
-    assert candidates and all(c.generator == "optimade" and len(c.chemsys.split("-")) == 3 for c in candidates)
+        assert new_phases[entry.id].e_above_hull == pytest.approx(
+            phases[original.id].e_above_hull, abs=1e-6
+        )
+    assert candidates and all(
+        c.generator == "optimade" and len(c.chemsys.split("-")) == 3 for c in candidates
+    )
     written = json.loads(templates.read_text())
     # identical structures (one per structure hash) are one candidate
     assert {c["id"] for c in written} == {c.id for c in candidates}

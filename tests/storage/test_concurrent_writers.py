@@ -47,17 +47,23 @@ def test_two_processes_import_at_once(tmp_path):
         "    assert res.exit_code == 0, res.output\n"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", script, db, *[str(f) for n, f in files if n == who]])
+        subprocess.Popen(
+            [sys.executable, "-c", script, db, *[str(f) for n, f in files if n == who]]
+        )
         for who in ("a", "b")
     ]
     assert [p.wait(timeout=600) for p in procs] == [0, 0]
 
     repo = open_repository(db)
-    everything = {(e.composition.reduced_formula, e.composition.num_atoms, round(e.energy, 6)) for e in a + b}
+    everything = {
+        (e.composition.reduced_formula, e.composition.num_atoms, round(e.energy, 6)) for e in a + b
+    }
     assert repo.count("entries") == len(everything)
     assert repo.count("phases") == len(everything)
     # the stored hull is the hull of everything both processes wrote
-    pool = [ComputedEntry(Composition(e.composition), e.energy, entry_id=e.id) for e in repo.entries()]
+    pool = [
+        ComputedEntry(Composition(e.composition), e.energy, entry_id=e.id) for e in repo.entries()
+    ]
     pd = PhaseDiagram(pool)
     stored = {p.id: p for p in repo.phases()}
     for e in pool:

@@ -34,16 +34,44 @@ def _entry(i: int, chemsys: str = "Li-O", scheme: str = "s1") -> Entry:
 
 def test_every_record_type_round_trips(repo):
     records = [
-        Candidate(id="c1", structure={"a": 1}, formula="Li2O1", reduced_formula="Li2O", chemsys="Li-O",
-                  nsites=3, generator="saps", substitution={"Na": "Li"}, replaced_fraction=0.5, seed=7,
-                  round=2, template_id="t1", extra={"note": "x"}),
-        Prediction(id=Prediction.key("c1", "m1"), candidate_id="c1", model_version="m1", scheme="s1",
-                   energy_per_atom=-3.2, sigma=0.05, e_above_hull=0.01),
-        Calculation(id=Calculation.key("c1", "h"), candidate_id="c1", engine="mlip", scheme="s1",
-                    settings_hash="h", state=CalcState.submitted, batch_id="123"),
+        Candidate(
+            id="c1",
+            structure={"a": 1},
+            formula="Li2O1",
+            reduced_formula="Li2O",
+            chemsys="Li-O",
+            nsites=3,
+            generator="saps",
+            substitution={"Na": "Li"},
+            replaced_fraction=0.5,
+            seed=7,
+            round=2,
+            template_id="t1",
+            extra={"note": "x"},
+        ),
+        Prediction(
+            id=Prediction.key("c1", "m1"),
+            candidate_id="c1",
+            model_version="m1",
+            scheme="s1",
+            energy_per_atom=-3.2,
+            sigma=0.05,
+            e_above_hull=0.01,
+        ),
+        Calculation(
+            id=Calculation.key("c1", "h"),
+            candidate_id="c1",
+            engine="mlip",
+            scheme="s1",
+            settings_hash="h",
+            state=CalcState.submitted,
+            batch_id="123",
+        ),
         _entry(1),
         _phase(1, stable=True),
-        Round(id=Round.key("camp", 0), campaign="camp", index=0, steps={"generate": StepState.done}),
+        Round(
+            id=Round.key("camp", 0), campaign="camp", index=0, steps={"generate": StepState.done}
+        ),
         Campaign(id="camp", name="camp", config={"rounds": 3}),
         ModelVersion(id="m1", kind="gnn", scheme="s1", weights_path="/x", metrics={"mae": 0.01}),
     ]
@@ -74,7 +102,10 @@ def test_filters_equality_lists_booleans_and_none(repo):
     assert repo.count("phases", {"chemsys": "Li-O"}) == 6
     assert repo.count("phases", {"chemsys": ["Li-O", "Mn-O"]}) == 12
     assert repo.count("phases", {"is_stable": True}) == 4
-    assert {p.id for p in repo.query(Phase, {"chemsys": "Mn-O", "is_stable": True})} == {"p00000", "p00006"}
+    assert {p.id for p in repo.query(Phase, {"chemsys": "Mn-O", "is_stable": True})} == {
+        "p00000",
+        "p00006",
+    }
     assert repo.count("phases", {"chemsys": []}) == 0
     assert sorted(repo.distinct("phases", "chemsys")) == ["Li-O", "Mn-O"]
     assert len(list(repo.find("phases", limit=5))) == 5
@@ -112,9 +143,13 @@ def test_transaction_is_all_or_nothing(repo):
 def test_update_fields_compare_and_set(repo):
     calc = Calculation(id="c:h", candidate_id="c", engine="mlip", scheme="s", settings_hash="h")
     repo.put([calc])
-    assert repo.set_calculation_state("c:h", CalcState.submitted, expect_state=CalcState.queued, batch_id="42")
+    assert repo.set_calculation_state(
+        "c:h", CalcState.submitted, expect_state=CalcState.queued, batch_id="42"
+    )
     # a second claimant loses: the state is no longer queued
-    assert not repo.set_calculation_state("c:h", CalcState.submitted, expect_state=CalcState.queued, batch_id="43")
+    assert not repo.set_calculation_state(
+        "c:h", CalcState.submitted, expect_state=CalcState.queued, batch_id="43"
+    )
     back = repo.get(Calculation, "c:h")
     assert back.state is CalcState.submitted and back.batch_id == "42"
     assert repo.calculations(state="submitted")[0].id == "c:h"
@@ -122,7 +157,9 @@ def test_update_fields_compare_and_set(repo):
 
 
 def test_invalid_update_is_rejected_and_leaves_record(repo):
-    repo.put([Calculation(id="c:h", candidate_id="c", engine="mlip", scheme="s", settings_hash="h")])
+    repo.put(
+        [Calculation(id="c:h", candidate_id="c", engine="mlip", scheme="s", settings_hash="h")]
+    )
     with pytest.raises(ValueError):
         repo.set_calculation_state("c:h", "not-a-state")
     assert repo.get(Calculation, "c:h").state is CalcState.queued
@@ -139,7 +176,13 @@ def test_latest_model_and_predictions_for(repo):
 
     t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     repo.put([ModelVersion(id="m1", kind="gnn", scheme="s", weights_path="a", created_at=t0)])
-    repo.put([ModelVersion(id="m2", kind="gnn", scheme="s", weights_path="b", created_at=t0 + dt.timedelta(1))])
+    repo.put(
+        [
+            ModelVersion(
+                id="m2", kind="gnn", scheme="s", weights_path="b", created_at=t0 + dt.timedelta(1)
+            )
+        ]
+    )
     assert repo.latest_model(scheme="s").id == "m2"
     assert repo.latest_model(scheme="other") is None
     repo.put([Prediction(id=Prediction.key(c, "m2"), candidate_id=c, model_version="m2", scheme="s",

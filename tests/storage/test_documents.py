@@ -10,8 +10,17 @@ from gnomon.storage.documents import cell_formula
 
 @pytest.mark.parametrize(
     ("written", "read"),
-    [("Li3 Mn1 O3", "Li3MnO3"), ("Li3Mn1O3", "Li3MnO3"), ("Li1Mn2O4", "LiMn2O4"), ("Li3", "Li3"),
-     ("Li1", "Li"), ("Mn10O1", "Mn10O"), ("C12H1", "C12H"), ("Li0.5O1", "Li0.5O"), ("Li1.5O1", "Li1.5O")],
+    [
+        ("Li3 Mn1 O3", "Li3MnO3"),
+        ("Li3Mn1O3", "Li3MnO3"),
+        ("Li1Mn2O4", "LiMn2O4"),
+        ("Li3", "Li3"),
+        ("Li1", "Li"),
+        ("Mn10O1", "Mn10O"),
+        ("C12H1", "C12H"),
+        ("Li0.5O1", "Li0.5O"),
+        ("Li1.5O1", "Li1.5O"),
+    ],
 )
 def test_cell_formula_drops_spaces_and_amounts_of_one_only(written, read):
     assert cell_formula(written) == read

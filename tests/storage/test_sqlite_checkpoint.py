@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.storage import open_repository
-from gnomon.storage.sqlite_checkpoint import ROWS_PER_CHECKPOINT
+from gnomon.storage.sqlite.checkpoint import ROWS_PER_CHECKPOINT
 
 
 def test_a_large_write_is_checkpointed_in_the_background(tmp_path):
     repo = open_repository(f"sqlite:///{tmp_path / 'g.db'}")
     opened = (tmp_path / "g.db").stat().st_size
-    entries = [make_entry("Li2O", -14.0 - i * 1e-3, "t", source=f"s{i}") for i in range(ROWS_PER_CHECKPOINT + 10)]
+    entries = [
+        make_entry("Li2O", -14.0 - i * 1e-3, "t", source=f"s{i}")
+        for i in range(ROWS_PER_CHECKPOINT + 10)
+    ]
     repo.insert_new("entries", entries)
     repo.checkpointer.stop()  # runs the requested checkpoint, then ends the thread
     assert repo.checkpointer.checkpoints == 1

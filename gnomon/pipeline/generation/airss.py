@@ -67,8 +67,9 @@ def write_seed(path: str | Path, text: str) -> Path:
     return path
 
 
-def run_buildcell(seed: str, executable: str = "buildcell", timeout: float = 60.0,
-                  label: str = "seed") -> Structure:
+def run_buildcell(
+    seed: str, executable: str = "buildcell", timeout: float = 60.0, label: str = "seed"
+) -> Structure:
     """One structure from buildcell for the seed text; BuildcellError on any failure."""
     exe = shutil.which(executable)
     if exe is None:
@@ -77,10 +78,18 @@ def run_buildcell(seed: str, executable: str = "buildcell", timeout: float = 60.
             "or use the pyxtal backend"
         )
     try:
-        proc = subprocess.run([exe], input=seed, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        proc = subprocess.run(
+            [exe],
+            input=seed,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
     except subprocess.TimeoutExpired as exc:
-        raise BuildcellError(f"buildcell timed out after {timeout:g} s on the {label} seed") from exc
+        raise BuildcellError(
+            f"buildcell timed out after {timeout:g} s on the {label} seed"
+        ) from exc
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise BuildcellError(
@@ -92,7 +101,9 @@ def run_buildcell(seed: str, executable: str = "buildcell", timeout: float = 60.
     try:
         return parse_cell(proc.stdout)
     except ValueError as exc:
-        raise BuildcellError(f"buildcell wrote an unreadable cell for the {label} seed: {exc}") from exc
+        raise BuildcellError(
+            f"buildcell wrote an unreadable cell for the {label} seed: {exc}"
+        ) from exc
 
 
 def _cell_to_res_structure(cabal: str, cell: str, timeout: float, label: str) -> Structure:
@@ -100,12 +111,15 @@ def _cell_to_res_structure(cabal: str, cell: str, timeout: float, label: str) ->
     from pymatgen.io.res import ResIO
 
     try:
-        proc = subprocess.run([cabal, "cell", "res"], input=cell, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(
+            [cabal, "cell", "res"], input=cell, capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired as exc:
         raise BuildcellError(f"cabal timed out converting the {label} structure") from exc
     if proc.returncode != 0:
-        raise BuildcellError(f"cabal cell res failed on the {label} structure (exit {proc.returncode})")
+        raise BuildcellError(
+            f"cabal cell res failed on the {label} structure (exit {proc.returncode})"
+        )
     try:
         return ResIO.structure_from_str(proc.stdout)
     except Exception as exc:  # noqa: BLE001 - pymatgen's res parser raises several types

@@ -7,8 +7,11 @@
 * ``.extxyz`` / ``.xyz``: one frame per candidate, provenance in the frame's info line
   (``substitution`` as ``A:B,C:D``, ``extra`` as a JSON string), readable by ASE and OVITO.
 
-Reading also accepts plain structure files (CIF, POSCAR, a Structure dict or a list of them);
-those become candidates with generator ``file``.
+Reading also accepts plain structure files: anything pymatgen reads (CIF, POSCAR, ...), a
+Structure dict, a list of them or of ``{"structure": ...}`` records in JSON, and ASE
+trajectories (``.traj``); those become candidates with generator ``file``.
+:func:`read_structures` is the one reader every command that takes structures uses, so every
+format is accepted everywhere and a bad file gives the same one-line error.
 """
 
 from __future__ import annotations
@@ -28,8 +31,17 @@ from gnomon.storage import Candidate
 logger = logging.getLogger(__name__)
 
 _XYZ = {".extxyz", ".xyz"}
-_INFO_SCALARS = ("generator", "generator_version", "template_id", "replaced_fraction", "seed",
-                 "campaign", "round", "fingerprint")
+_ASE = {".traj"}
+_INFO_SCALARS = (
+    "generator",
+    "generator_version",
+    "template_id",
+    "replaced_fraction",
+    "seed",
+    "campaign",
+    "round",
+    "fingerprint",
+)
 
 
 class CandidateFileError(ValueError):
@@ -44,11 +56,15 @@ def file_format(path: str | Path) -> str:
         return "jsonl"
     if suffix == ".json":
         return "json"
+    if suffix in _ASE:
+        return "ase"
     return "structure"
 
 
 # -- writing ----------------------------------------------------------------------------------
-def write_candidates(path: str | Path, candidates: Iterable[Candidate], fmt: str | None = None) -> int:
+def write_candidates(
+    path: str | Path, candidates: Iterable[Candidate], fmt: str | None = None
+) -> int:
     """Write candidates one at a time; returns how many were written."""
     path = Path(path)
     fmt = fmt or file_format(path)
@@ -64,7 +80,9 @@ def write_candidates(path: str | Path, candidates: Iterable[Candidate], fmt: str
                 n += 1
         return n
     if fmt not in ("json", "jsonl"):
-        raise CandidateFileError(f"{path}: cannot write candidates as {fmt!r}; use .json, .jsonl or .extxyz")
+        raise CandidateFileError(
+            f"{path}: cannot write candidates as {fmt!r}; use .json, .jsonl or .extxyz"
+        )
     with path.open("wb") as fh:
         if fmt == "json":
             fh.write(b"[")
@@ -115,29 +133,76 @@ def read_candidates(path: str | Path) -> Iterator[Candidate]:
                 try:
                     yield Candidate.from_doc(item)
                 except ValidationError as exc:
-                    raise CandidateFileError(f"{where} (id {item.get('id')}): {_first_error(exc)}") from exc
-            elif isinstance(item, dict) and "lattice" in item and "sites" in item:
-                yield candidate_from_structure(_structure(item, where), "file", extra={"source": str(path)})
+                    raise CandidateFileError(
+                        f"{where} (id {item.get('id')}): {_first_error(exc)}"
+                    ) from exc
             else:
-                raise CandidateFileError(f"{where}: neither a candidate nor a pymatgen Structure dict")
+                structure = _structure(_structure_doc(item, where), where)
+                yield candidate_from_structure(structure, "file", extra={"source": str(path)})
         return
     for label, structure in read_structures(path):
-        yield candidate_from_structure(structure, "file", extra={"source": str(path), "label": label})
+        yield candidate_from_structure(
+            structure, "file", extra={"source": str(path), "label": label}
+        )
 
 
 def read_structures(path: str | Path) -> Iterator[tuple[str, Structure]]:
-    """``(label, structure)`` pairs from any file gnomon reads structures from."""
+    """``(label, structure)`` pairs from any file gnomon reads structures from.
+
+    A candidate is labelled by its id; a structure by the file's name, with ``[k]`` appended
+    where the file holds several. Every problem is a :class:`CandidateFileError` naming the
+    file and, where there is one, the record.
+    """
     path = Path(path)
+    if not path.exists():
+        raise CandidateFileError(f"{path}: no such file")
     fmt = file_format(path)
-    if fmt in ("json", "jsonl", "extxyz"):
+    if fmt in ("json", "jsonl"):
+        items = list(_json_items(path))
+        for k, (where, item) in enumerate(items):
+            if isinstance(item, dict) and "generator" in item and "structure" in item:
+                yield (
+                    str(item.get("id") or f"{path.name}[{k}]"),
+                    _structure(item["structure"], f"{path} {where}"),
+                )
+                continue
+            label = f"{path.name}[{k}]" if len(items) > 1 else path.name
+            yield label, _structure(_structure_doc(item, f"{path} {where}"), f"{path} {where}")
+        return
+    if fmt == "extxyz":
         for c in read_candidates(path):
             yield c.id, Structure.from_dict(c.structure)
+        return
+    if fmt == "ase":
+        frames = _read_ase(path)
+        for k, structure in enumerate(frames):
+            yield (f"{path.name}[{k}]" if len(frames) > 1 else path.name), structure
         return
     try:
         structure = Structure.from_file(path)
     except Exception as exc:  # noqa: BLE001 - pymatgen's parsers raise anything; report it per file
         raise CandidateFileError(f"{path}: not a structure file pymatgen can read ({exc})") from exc
     yield path.name, structure
+
+
+def _structure_doc(item: Any, where: str) -> dict[str, Any]:
+    """A pymatgen Structure dict, bare or under ``"structure"`` (a task or entry record)."""
+    if isinstance(item, dict) and "lattice" not in item and isinstance(item.get("structure"), dict):
+        item = item["structure"]
+    if isinstance(item, dict) and "lattice" in item and "sites" in item:
+        return item
+    raise CandidateFileError(f"{where}: neither a candidate nor a pymatgen Structure dict")
+
+
+def _read_ase(path: Path) -> list[Structure]:
+    # heavy: ase, pymatgen.io
+    from ase.io import read
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    try:
+        return [AseAtomsAdaptor.get_structure(atoms) for atoms in read(str(path), index=":")]
+    except Exception as exc:  # noqa: BLE001 - ASE's readers raise anything; report it per file
+        raise CandidateFileError(f"{path}: not a trajectory ASE can read ({exc})") from exc
 
 
 def _json_items(path: Path) -> Iterator[tuple[str, Any]]:
@@ -149,7 +214,9 @@ def _json_items(path: Path) -> Iterator[tuple[str, Any]]:
                     try:
                         item = orjson.loads(line)
                     except orjson.JSONDecodeError as exc:
-                        raise CandidateFileError(f"{path} line {lineno}: invalid JSON ({exc})") from exc
+                        raise CandidateFileError(
+                            f"{path} line {lineno}: invalid JSON ({exc})"
+                        ) from exc
                     yield f"line {lineno}", item
         return
     try:
@@ -180,7 +247,6 @@ def _read_xyz(path: Path) -> Iterator[Candidate]:
     from ase.io import iread
     from pymatgen.io.ase import AseAtomsAdaptor
 
-
     try:
         frames = iread(str(path), index=":", format="extxyz")
         for atoms in frames:
@@ -204,6 +270,8 @@ def _read_xyz(path: Path) -> Iterator[Candidate]:
                 prov["extra"] = extra if isinstance(extra, dict) else orjson.loads(str(extra))
             generator = prov.pop("generator", "file")
             cid = info.get("candidate_id")
-            yield candidate_from_structure(structure, generator, id=str(cid) if cid else None, **prov)
+            yield candidate_from_structure(
+                structure, generator, id=str(cid) if cid else None, **prov
+            )
     except (ValueError, KeyError, IndexError) as exc:
         raise CandidateFileError(f"{path}: not a readable extended XYZ file ({exc})") from exc

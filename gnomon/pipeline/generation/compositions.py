@@ -69,7 +69,9 @@ def parse_composition(formula: str) -> Composition:
         raise CompositionError(f"composition {formula!r} has no atoms")
     for el, amount in comp.items():
         if not isinstance(el, Element):
-            raise CompositionError(f"cannot read composition {formula!r}: unknown element {str(el)!r}")
+            raise CompositionError(
+                f"cannot read composition {formula!r}: unknown element {str(el)!r}"
+            )
         if amount < 0:
             raise CompositionError(f"composition {formula!r} has a negative amount of {el}")
         if not math.isclose(amount, round(amount), abs_tol=1e-6):
@@ -92,10 +94,18 @@ def is_balanced(formula: str, mode: BalanceMode | str = BalanceMode.strict) -> b
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if mode is BalanceMode.strict:
-            return bool(smact_validity(formula, use_pauling_test=True, include_alloys=False,
-                                       oxidation_states_set="pymatgen_sp", mixed_valence=True))
-        return bool(smact_validity(formula, use_pauling_test=False, include_alloys=True,
-                                   mixed_valence=True))
+            return bool(
+                smact_validity(
+                    formula,
+                    use_pauling_test=True,
+                    include_alloys=False,
+                    oxidation_states_set="pymatgen_sp",
+                    mixed_valence=True,
+                )
+            )
+        return bool(
+            smact_validity(formula, use_pauling_test=False, include_alloys=True, mixed_valence=True)
+        )
 
 
 def stoichiometries(n_elements: int, max_atoms: int) -> Iterator[tuple[int, ...]]:
@@ -144,7 +154,11 @@ class CompositionGenerator:
                 f"but max_atoms is {self.max_atoms}"
             )
         skipped = {Composition(f).reduced_formula for f in skip}
-        sizes = range(max(1, self.min_elements), len(els) + 1) if self.include_subsystems else [len(els)]
+        sizes = (
+            range(max(1, self.min_elements), len(els) + 1)
+            if self.include_subsystems
+            else [len(els)]
+        )
         formulas: list[tuple[int, str]] = []
         for size in sizes:
             for subset in itertools.combinations(els, size):

@@ -10,7 +10,8 @@ Sieves, cheapest first:
 
 1. identity: a candidate whose id (its structure hash) is already kept or stored is a
    duplicate; one indexed ``existing_ids`` lookup per chunk.
-2. bucket: the key of :mod:`gnomon.pipeline.generation.fingerprint` (the reduced formula) names the only
+2. bucket: the key of :mod:`gnomon.pipeline.generation.fingerprint` (the reduced formula) names
+   the only
    records that can match; stored candidates and entries are found through the indexed
    ``reduced_formula`` column, one query per chunk. The module docstring there proves that
    StructureMatcher never matches structures with different keys. A candidate whose bucket is
@@ -168,12 +169,15 @@ class SQLiteSeenStore:
 
     def bucket(self, key: str) -> list[Known]:
         out = []
-        rows = self._conn.execute("SELECT id FROM seen WHERE key=? ORDER BY rowid", (key,)).fetchall()
+        rows = self._conn.execute(
+            "SELECT id FROM seen WHERE key=? ORDER BY rowid", (key,)
+        ).fetchall()
         for (cid,) in rows:
             known = self._cache.get(cid)
             if known is None:
                 nsites, reduced, doc = self._conn.execute(
-                    "SELECT nsites, reduced, doc FROM seen WHERE id=?", (cid,)).fetchone()
+                    "SELECT nsites, reduced, doc FROM seen WHERE id=?", (cid,)
+                ).fetchone()
                 d = orjson.loads(doc)
                 known = Known(cid, d, Structure.from_dict(d) if reduced else None, nsites)
                 if reduced:
@@ -192,15 +196,19 @@ class SQLiteSeenStore:
     def add(self, key: str, known: Known) -> None:
         reduced = known.reduced is not None
         doc = known.reduced.as_dict() if reduced else known.structure  # type: ignore[union-attr]
-        self._conn.execute("INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?, ?)",
-                           (known.id, key, known.nsites, int(reduced), orjson.dumps(doc)))
+        self._conn.execute(
+            "INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?, ?)",
+            (known.id, key, known.nsites, int(reduced), orjson.dumps(doc)),
+        )
         self._remember(known)
         self._n += 1
 
     def reduced(self, key: str, known: Known) -> None:
         assert known.reduced is not None
-        self._conn.execute("UPDATE seen SET nsites=?, reduced=1, doc=? WHERE id=?",
-                           (known.nsites, orjson.dumps(known.reduced.as_dict()), known.id))
+        self._conn.execute(
+            "UPDATE seen SET nsites=?, reduced=1, doc=? WHERE id=?",
+            (known.nsites, orjson.dumps(known.reduced.as_dict()), known.id),
+        )
 
     def clear(self) -> None:
         self._conn.execute("DELETE FROM seen")
@@ -248,8 +256,12 @@ class Deduplicator:
 
     def __post_init__(self) -> None:
         self.matcher = StructureMatcher(
-            ltol=self.ltol, stol=self.stol, angle_tol=self.angle_tol,
-            primitive_cell=True, scale=True, attempt_supercell=False,
+            ltol=self.ltol,
+            stol=self.stol,
+            angle_tol=self.angle_tol,
+            primitive_cell=True,
+            scale=True,
+            attempt_supercell=False,
         )
         if self.seen is None:
             self.seen = MemorySeenStore()
@@ -296,7 +308,9 @@ class Deduplicator:
             self.forget()
         return kept
 
-    def stream(self, candidates: Iterable[Candidate], chunk_size: int = 1000) -> Iterator[Candidate]:
+    def stream(
+        self, candidates: Iterable[Candidate], chunk_size: int = 1000
+    ) -> Iterator[Candidate]:
         """Deduplicate a stream chunk by chunk, yielding the candidates kept."""
 
         for chunk in chunked(candidates, chunk_size):
@@ -373,20 +387,27 @@ class Deduplicator:
             return buckets
         wanted = sorted(keys)
         for doc in self.repository.find("candidates", {"reduced_formula": wanted}):
-            buckets[doc["reduced_formula"]].append(self._stored(doc["id"], doc["id"], doc["structure"]))
+            buckets[doc["reduced_formula"]].append(
+                self._stored(doc["id"], doc["id"], doc["structure"])
+            )
         if self.against_entries:
             for doc in self.repository.find("entries", {"reduced_formula": wanted}):
                 if doc.get("structure"):
                     rid = doc.get("candidate_id") or doc["id"]
                     buckets[doc["reduced_formula"]].append(
-                        self._stored(f"entry:{doc['id']}", rid, doc["structure"]))
+                        self._stored(f"entry:{doc['id']}", rid, doc["structure"])
+                    )
         return buckets
 
 
 def _check_structure_dict(candidate: Candidate) -> None:
     """Fail on a structure that cannot be read, even where it is never parsed (empty bucket)."""
     s = candidate.structure
-    if not (isinstance(s, dict) and isinstance(s.get("lattice"), dict) and isinstance(s.get("sites"), list)):
+    if not (
+        isinstance(s, dict)
+        and isinstance(s.get("lattice"), dict)
+        and isinstance(s.get("sites"), list)
+    ):
         raise ValueError(f"candidate {candidate.id}: unreadable structure (no lattice or sites)")
 
 

@@ -29,7 +29,8 @@ nothing. The symmetry-based key used before (``"LiMnO2|166|1"``: space group at
 matches (a distortion below ``stol`` but above ``symprec`` changes the space group), and let
 duplicates through (75 kept where an exhaustive ``group_structures`` keeps 66, on the bench).
 
-Within a bucket :mod:`gnomon.pipeline.generation.dedup` skips pairs by one more necessary condition the
+Within a bucket :mod:`gnomon.pipeline.generation.dedup` skips pairs by one more necessary
+condition the
 matcher applies itself: with ``attempt_supercell=False`` the two reduced (primitive, Niggli)
 cells must hold the same number of sites (``_strict_match`` returns None when
 ``mask.shape[0] != mask.shape[1]``). That count is computed, by the matcher's own reduction,

@@ -59,8 +59,9 @@ class FunnelCounts:
     chunks: int = 0
     max_buffered: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=lambda: {
-        "generate": 0.0, "dedup": 0.0, "screen": 0.0, "store": 0.0})
+    seconds: dict[str, float] = field(
+        default_factory=lambda: {"generate": 0.0, "dedup": 0.0, "screen": 0.0, "store": 0.0}
+    )
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -106,8 +107,9 @@ class Funnel:
             verdicts = self.screen(fresh) if fresh else []
             c.seconds["screen"] += clock() - t
             if len(verdicts) != len(fresh):
-                raise ValueError(f"the screen returned {len(verdicts)} verdicts for "
-                                 f"{len(fresh)} candidates")
+                raise ValueError(
+                    f"the screen returned {len(verdicts)} verdicts for {len(fresh)} candidates"
+                )
             passing = self._tally(fresh, verdicts)
             del fresh, verdicts  # hold nothing of this chunk past its end
 

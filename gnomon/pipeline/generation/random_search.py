@@ -70,7 +70,11 @@ def estimate_volume_per_atom(composition: Composition) -> float:
     for el, amount in composition.element_composition.items():
         with warnings.catch_warnings():  # pymatgen warns for elements without a calculated radius
             warnings.simplefilter("ignore")
-            r = float(Element(el.symbol).atomic_radius or Element(el.symbol).atomic_radius_calculated or 1.5)
+            r = float(
+                Element(el.symbol).atomic_radius
+                or Element(el.symbol).atomic_radius_calculated
+                or 1.5
+            )
         total += amount * 4.0 / 3.0 * math.pi * r**3
     return PACKING_FACTOR * total / composition.num_atoms
 
@@ -99,12 +103,18 @@ def min_separations(
     for a, b in itertools.combinations_with_replacement(els, 2):
         value = named.get(frozenset((a, b)))
         if value is None:
-            value = default if default is not None else MINSEP_FACTOR * (covalent_radius(a) + covalent_radius(b))
+            value = (
+                default
+                if default is not None
+                else MINSEP_FACTOR * (covalent_radius(a) + covalent_radius(b))
+            )
         out[(a, b)] = value
     return out
 
 
-def separation_violations(structure: Structure, minsep: Mapping[tuple[str, str], float]) -> list[tuple[str, str, float]]:
+def separation_violations(
+    structure: Structure, minsep: Mapping[tuple[str, str], float]
+) -> list[tuple[str, str, float]]:
     """Pairs of atoms (periodic images included) closer than allowed: ``(A, B, distance)``."""
     cutoff = max(minsep.values())
     centers, points, _, distances = structure.get_neighbor_list(cutoff)
@@ -150,7 +160,6 @@ class RandomSearch:
 
     def __post_init__(self) -> None:
         if self.backend == "auto":  # AIRSS where buildcell is installed, pyxtal elsewhere
-
             self.backend = "airss" if shutil.which(self.buildcell) else "pyxtal"
         if self.backend not in ("pyxtal", "airss"):
             raise ValueError(f"unknown backend {self.backend!r}: use 'pyxtal', 'airss' or 'auto'")
@@ -193,7 +202,8 @@ class RandomSearch:
         choices = [z for z in (self.formula_units or range(1, zmax + 1)) if 1 <= z <= zmax]
         if not choices:
             raise CompositionError(
-                f"no number of formula units of {reduced.reduced_formula} fits max_atoms={self.max_atoms}"
+                f"no number of formula units of {reduced.reduced_formula} "
+                f"fits max_atoms={self.max_atoms}"
             )
         return choices
 
@@ -212,7 +222,6 @@ class RandomSearch:
         seed together draw exactly the structures one job would.
         """
         if self.backend == "airss":
-
             if shutil.which(self.buildcell) is None:
                 raise RandomSearchError(
                     f"{self.buildcell!r} is not on PATH: install AIRSS "
@@ -282,16 +291,21 @@ class RandomSearch:
                     **info,
                 },
             )
-        raise RandomSearchError(f"no acceptable structure in {self.max_attempts} attempts (last: {last_reason})")
+        raise RandomSearchError(
+            f"no acceptable structure in {self.max_attempts} attempts (last: {last_reason})"
+        )
 
     # -- backends -------------------------------------------------------------------------
     def _draw(self, comp: Composition, minsep, vpa: float, rng: np.random.Generator):
         if self.backend == "airss":
-
             text = seed_text(comp, vpa, minsep)
             try:
-                structure = run_buildcell(text, self.buildcell, self.buildcell_timeout,
-                                          label=comp.formula.replace(" ", ""))
+                structure = run_buildcell(
+                    text,
+                    self.buildcell,
+                    self.buildcell_timeout,
+                    label=comp.formula.replace(" ", ""),
+                )
             except BuildcellError as exc:
                 return None, {"reason": str(exc)}
             return structure, {"backend": "airss"}
@@ -300,6 +314,7 @@ class RandomSearch:
     def _draw_pyxtal(self, comp: Composition, minsep, vpa: float, rng: np.random.Generator):
         # heavy: pyxtal
         from pyxtal import pyxtal
+
         _cache_pyxtal_default_tolerances()
         # heavy: pyxtal
         from pyxtal.symmetry import Group
@@ -321,8 +336,9 @@ class RandomSearch:
                 continue
             crystal = pyxtal()
             try:
-                crystal.from_random(3, sg, species, counts, factor=1.0, tm=tm,
-                                    random_state=int(rng.integers(2**31)))
+                crystal.from_random(
+                    3, sg, species, counts, factor=1.0, tm=tm, random_state=int(rng.integers(2**31))
+                )
             except Exception as exc:  # noqa: BLE001 - pyxtal signals a failed draw many ways
                 logger.debug("pyxtal failed for %s in %d: %s", comp.formula, sg, exc)
                 continue

@@ -133,7 +133,9 @@ class SAPSGenerator:
         if self.elements is not None:
             self.elements = tuple(parse_elements(self.elements))
         if self.partial_mode not in ("wyckoff", "sites"):
-            raise ValueError(f"partial_mode must be 'wyckoff' or 'sites', not {self.partial_mode!r}")
+            raise ValueError(
+                f"partial_mode must be 'wyckoff' or 'sites', not {self.partial_mode!r}"
+            )
         if self.method not in ("fast", "reference"):
             raise ValueError(f"method must be 'fast' or 'reference', not {self.method!r}")
         if self.identity not in ("decoration", "structure"):
@@ -204,7 +206,9 @@ class SAPSGenerator:
         """Whether substituting at most ``max_species`` elements can land in ``elements``."""
         return len(self.outside(structure)) <= self.max_species
 
-    def substitution_maps(self, structure: Structure, oxidation: dict[str, float]) -> list[tuple[dict[str, str], float]]:
+    def substitution_maps(
+        self, structure: Structure, oxidation: dict[str, float]
+    ) -> list[tuple[dict[str, str], float]]:
         """``({A: B, ...}, probability)`` for every allowed map, most probable first."""
         present = sorted({el.symbol for el in structure.composition.elements})
         pool = list(self.elements) if self.elements is not None else table_elements()
@@ -279,7 +283,9 @@ class SAPSGenerator:
                 if self.outside(new):
                     continue
                 formula = new.composition.reduced_formula
-                if self.charge_balance is not None and not is_balanced(formula, self.charge_balance):
+                if self.charge_balance is not None and not is_balanced(
+                    formula, self.charge_balance
+                ):
                     continue
                 if self.verify:
                     same_formula = kept.setdefault(formula, [])
@@ -324,8 +330,12 @@ class SAPSGenerator:
             subsets: Iterable[tuple[int, ...]] = distinct_subsets(perms, a_sites)
         else:
             if self.partial_mode == "sites":
-                logger.info("%d %s sites exceed max_enumerated_sites=%d; using Wyckoff orbits",
-                            len(a_sites), a, self.max_enumerated_sites)
+                logger.info(
+                    "%d %s sites exceed max_enumerated_sites=%d; using Wyckoff orbits",
+                    len(a_sites),
+                    a,
+                    self.max_enumerated_sites,
+                )
             orbits = site_orbits(perms, a_sites)
             subsets = (
                 tuple(sorted(i for orbit in chosen for i in orbit))
@@ -344,7 +354,9 @@ class SAPSGenerator:
     ) -> Structure:
         """``structure`` with the chosen sites replaced, its volume rescaled (module docstring)."""
         new = structure.copy()
-        old_r3 = sum(site_radius(s.specie.symbol, oxidation.get(s.specie.symbol)) ** 3 for s in structure)
+        old_r3 = sum(
+            site_radius(s.specie.symbol, oxidation.get(s.specie.symbol)) ** 3 for s in structure
+        )
         new_r3 = old_r3
         for a, indices in sites_by_element.items():
             b = mapping[a]

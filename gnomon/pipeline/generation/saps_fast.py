@@ -25,7 +25,8 @@ instead of once per outcome:
   gets the same id, whichever symmetry-equivalent sites were enumerated. ``identity="structure"``
   computes the reference path's structure hash instead (same ids as the reference, at its
   cost). Outcomes equal across *different* templates get different fast ids; the deduplicator
-  (:mod:`gnomon.pipeline.generation.dedup`), which compares structures with StructureMatcher, merges them.
+  (:mod:`gnomon.pipeline.generation.dedup`), which compares structures with StructureMatcher,
+  merges them.
 """
 
 from __future__ import annotations
@@ -89,8 +90,10 @@ class SAPSGenerator(Protocol):
 
     def reachable(self, structure: Structure) -> bool: ...
 
-    def substitution_maps(self, structure: Structure, oxidation: dict[str, float]
-                          ) -> list[tuple[dict[str, str], float]]: ...
+    def substitution_maps(
+        self, structure: Structure, oxidation: dict[str, float]
+    ) -> list[tuple[dict[str, str], float]]: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +123,9 @@ _by_object: dict[tuple, tuple[Structure, tuple]] = {}
 cache_stats = {"hits": 0, "misses": 0}
 
 
-def _content_key(structure: Structure, supercell: tuple[int, int, int] | None, symprec: float) -> tuple:
+def _content_key(
+    structure: Structure, supercell: tuple[int, int, int] | None, symprec: float
+) -> tuple:
     return (
         np.round(structure.lattice.matrix, 6).tobytes(),
         tuple(s.species_string for s in structure),
@@ -130,8 +135,9 @@ def _content_key(structure: Structure, supercell: tuple[int, int, int] | None, s
     )
 
 
-def template_symmetry(template: Template, supercell: tuple[int, int, int] | None,
-                      symprec: float) -> TemplateSymmetry:
+def template_symmetry(
+    template: Template, supercell: tuple[int, int, int] | None, symprec: float
+) -> TemplateSymmetry:
     """The template's symmetry and everything else SAPS needs of it, cached by content."""
     same_object = _by_object.get((id(template.structure), supercell, symprec))
     if same_object is not None and same_object[0] is template.structure:
@@ -157,12 +163,26 @@ def template_symmetry(template: Template, supercell: tuple[int, int, int] | None
         perms, spacegroup = _symmetry(structure, symprec, permutations_from_ops)
         oxidation = oxidation_guess(structure)
     base = structure.as_dict()
-    digest = hashlib.sha256(orjson.dumps([base["lattice"]["matrix"],
-                                          [s["abc"] for s in base["sites"]],
-                                          [s.species_string for s in structure]],
-                                         option=orjson.OPT_SERIALIZE_NUMPY)).hexdigest()[:16]
-    sym = TemplateSymmetry(structure, problem, perms, spacegroup, oxidation,
-                           [s.specie.symbol for s in structure], base, digest)
+    digest = hashlib.sha256(
+        orjson.dumps(
+            [
+                base["lattice"]["matrix"],
+                [s["abc"] for s in base["sites"]],
+                [s.species_string for s in structure],
+            ],
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+    ).hexdigest()[:16]
+    sym = TemplateSymmetry(
+        structure,
+        problem,
+        perms,
+        spacegroup,
+        oxidation,
+        [s.specie.symbol for s in structure],
+        base,
+        digest,
+    )
     # Lattice.scale's arithmetic, with what does not depend on the new volume done once
     abc0 = np.array(structure.lattice.abc)
     versors = structure.lattice.matrix / abc0
@@ -198,8 +218,12 @@ def _symmetry(structure: Structure, symprec: float, to_perms) -> tuple[np.ndarra
 def _composition(counts: tuple[tuple[str, int], ...]) -> tuple[str, str, str, frozenset[str]]:
     """(cell formula, reduced formula, chemical system, elements) of a site count vector."""
     comp = Composition(dict(counts))
-    return (comp.formula.replace(" ", ""), comp.reduced_formula, comp.chemical_system,
-            frozenset(el.symbol for el in comp.elements))
+    return (
+        comp.formula.replace(" ", ""),
+        comp.reduced_formula,
+        comp.chemical_system,
+        frozenset(el.symbol for el in comp.elements),
+    )
 
 
 def _canonical(species: np.ndarray, perms: np.ndarray) -> list[int]:
@@ -225,18 +249,25 @@ def _subsets(gen: SAPSGenerator, sym: TemplateSymmetry, a: str) -> list[tuple[in
             subsets = list(distinct_subsets(sym.perms, a_sites))
         else:
             if gen.partial_mode == "sites":
-                logger.info("%d %s sites exceed max_enumerated_sites=%d; using Wyckoff orbits",
-                            len(a_sites), a, gen.max_enumerated_sites)
+                logger.info(
+                    "%d %s sites exceed max_enumerated_sites=%d; using Wyckoff orbits",
+                    len(a_sites),
+                    a,
+                    gen.max_enumerated_sites,
+                )
             orbits = site_orbits(sym.perms, a_sites)
-            subsets = [tuple(sorted(i for orbit in chosen for i in orbit))
-                       for r in range(1, len(orbits) + 1)
-                       for chosen in itertools.combinations(orbits, r)]
+            subsets = [
+                tuple(sorted(i for orbit in chosen for i in orbit))
+                for r in range(1, len(orbits) + 1)
+                for chosen in itertools.combinations(orbits, r)
+            ]
         sym.choices[key] = subsets
     return subsets
 
 
-def _site_choices(gen: SAPSGenerator, sym: TemplateSymmetry, mapping: dict[str, str]
-                  ) -> Iterator[tuple[dict[str, tuple[int, ...]], float]]:
+def _site_choices(
+    gen: SAPSGenerator, sym: TemplateSymmetry, mapping: dict[str, str]
+) -> Iterator[tuple[dict[str, tuple[int, ...]], float]]:
     """``gen._site_choices`` on the cached template: the same choices in the same order."""
     if len(mapping) > 1 or not gen.partial:
         yield {a: tuple(i for i, el in enumerate(sym.symbols) if el == a) for a in mapping}, 1.0
@@ -251,7 +282,11 @@ def _maps(gen: SAPSGenerator, sym: TemplateSymmetry) -> list[tuple[dict[str, str
     key = (gen.elements, gen.within_elements, gen.threshold, gen.max_species, gen.partial)
     maps = sym.maps.get(key)
     if maps is None:
-        maps = gen.substitution_maps(sym.structure, sym.oxidation) if gen.reachable(sym.structure) else []
+        maps = (
+            gen.substitution_maps(sym.structure, sym.oxidation)
+            if gen.reachable(sym.structure)
+            else []
+        )
         sym.maps[key] = maps
     return maps
 
@@ -296,11 +331,21 @@ def expand_fast(gen: SAPSGenerator, template: Template) -> Iterator[Candidate]:
             else:
                 cid = _decoration_id(sym, codes, mapping, sites_by_element, matrix)
             yield Candidate(
-                id=cid, structure=doc, formula=cell_formula, reduced_formula=formula,
-                chemsys=chemsys, nsites=len(new_symbols), generator=GENERATOR,
-                generator_version=gen.version, template_id=template.id,
-                substitution=dict(mapping), replaced_fraction=fraction, seed=gen.seed,
-                campaign=gen.campaign, round=gen.round, fingerprint=formula,
+                id=cid,
+                structure=doc,
+                formula=cell_formula,
+                reduced_formula=formula,
+                chemsys=chemsys,
+                nsites=len(new_symbols),
+                generator=GENERATOR,
+                generator_version=gen.version,
+                template_id=template.id,
+                substitution=dict(mapping),
+                replaced_fraction=fraction,
+                seed=gen.seed,
+                campaign=gen.campaign,
+                round=gen.round,
+                fingerprint=formula,
                 extra={
                     "replaced_sites": sorted(i for ix in sites_by_element.values() for i in ix),
                     "probability": prob,
@@ -314,9 +359,12 @@ def expand_fast(gen: SAPSGenerator, template: Template) -> Iterator[Candidate]:
                 return
 
 
-def _decorate(sym: TemplateSymmetry, mapping: dict[str, str],
-              sites_by_element: dict[str, tuple[int, ...]], old_r3: float
-              ) -> tuple[list[str], float]:
+def _decorate(
+    sym: TemplateSymmetry,
+    mapping: dict[str, str],
+    sites_by_element: dict[str, tuple[int, ...]],
+    old_r3: float,
+) -> tuple[list[str], float]:
     """The outcome's species per site, and its summed cubed radii (the volume rescaling's
     numerator, as the reference path's ``_substitute`` computes it)."""
     new_symbols = list(sym.symbols)
@@ -329,8 +377,9 @@ def _decorate(sym: TemplateSymmetry, mapping: dict[str, str],
     return new_symbols, new_r3
 
 
-def _scaled_lattice(sym: TemplateSymmetry, rescale: bool, old_r3: float, new_r3: float
-                    ) -> tuple[np.ndarray, np.ndarray, float]:
+def _scaled_lattice(
+    sym: TemplateSymmetry, rescale: bool, old_r3: float, new_r3: float
+) -> tuple[np.ndarray, np.ndarray, float]:
     """``Lattice.scale``'s arithmetic (a uniform scaling of the columns, as pymatgen does),
     with what does not depend on the new volume done once per template."""
     abc0, versors, geo, ratios, volume0 = sym.scaling
@@ -341,8 +390,13 @@ def _scaled_lattice(sym: TemplateSymmetry, rescale: bool, old_r3: float, new_r3:
     return versors * (new_c * ratios), abc0 * factor, volume0 * factor**3
 
 
-def _decoration_id(sym: TemplateSymmetry, codes: dict[str, int], mapping: dict[str, str],
-                   sites_by_element: dict[str, tuple[int, ...]], matrix: np.ndarray) -> str:
+def _decoration_id(
+    sym: TemplateSymmetry,
+    codes: dict[str, int],
+    mapping: dict[str, str],
+    sites_by_element: dict[str, tuple[int, ...]],
+    matrix: np.ndarray,
+) -> str:
     """The fast id: the template's key, the decoration made canonical under the template's
     group, and the scaled lattice (module docstring)."""
     names = {z: el for el, z in codes.items()}
@@ -350,9 +404,15 @@ def _decoration_id(sym: TemplateSymmetry, codes: dict[str, int], mapping: dict[s
     for a, indices in sites_by_element.items():
         species[list(indices)] = codes[mapping[a]]
     canon = ",".join(names[k] for k in _canonical(species, sym.perms)).encode()
-    return hashlib.sha256(b"|".join([
-        sym.key.encode(), canon, np.round(matrix, 4).tobytes(),
-    ])).hexdigest()[:16]
+    return hashlib.sha256(
+        b"|".join(
+            [
+                sym.key.encode(),
+                canon,
+                np.round(matrix, 4).tobytes(),
+            ]
+        )
+    ).hexdigest()[:16]
 
 
 class _Verifier:
@@ -370,8 +430,9 @@ class _Verifier:
         new = None
         for other_doc, other_symbols in same:
             if self.matcher is None:
-                self.matcher = StructureMatcher(primitive_cell=True, scale=True,
-                                                attempt_supercell=False)
+                self.matcher = StructureMatcher(
+                    primitive_cell=True, scale=True, attempt_supercell=False
+                )
             key = (self.sym.key, *_pair_labels(symbols, other_symbols, self.present))
             fit = _fits.get(key)
             if fit is None:
@@ -388,8 +449,9 @@ _fits: OrderedDict[tuple, bool] = OrderedDict()
 _FIT_CACHE = 200_000
 
 
-def _pair_labels(first: list[str], second: list[str], template_elements: set[str]
-                 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _pair_labels(
+    first: list[str], second: list[str], template_elements: set[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Two outcomes' species per site with the elements new to the template renamed, in both
     alike, in order of first appearance (``#0``, ``#1``, ...).
 
@@ -403,8 +465,10 @@ def _pair_labels(first: list[str], second: list[str], template_elements: set[str
     names: dict[str, str] = {}
 
     def label(symbols: list[str]) -> tuple[str, ...]:
-        return tuple(el if el in template_elements else names.setdefault(el, f"#{len(names)}")
-                     for el in symbols)
+        return tuple(
+            el if el in template_elements else names.setdefault(el, f"#{len(names)}")
+            for el in symbols
+        )
 
     return label(first), label(second)
 
@@ -415,8 +479,15 @@ def _remember_fit(key: tuple, fit: bool) -> None:
         _fits.popitem(last=False)
 
 
-def _structure_dict(base: dict[str, Any], matrix: np.ndarray, abc: np.ndarray, volume: float,
-                    frac: np.ndarray, symbols: list[str], old: list[str]) -> dict[str, Any]:
+def _structure_dict(
+    base: dict[str, Any],
+    matrix: np.ndarray,
+    abc: np.ndarray,
+    volume: float,
+    frac: np.ndarray,
+    symbols: list[str],
+    old: list[str],
+) -> dict[str, Any]:
     """``base`` (a Structure.as_dict()) on the lattice ``matrix`` with the species
     ``symbols``: what ``Structure.as_dict()`` writes for the substituted, rescaled structure
     (angles are unchanged by an isotropic scaling)."""

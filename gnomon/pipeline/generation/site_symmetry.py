@@ -30,7 +30,9 @@ def site_permutations(structure: Structure, symprec: float = 0.01) -> np.ndarray
     """
     identity = np.arange(len(structure))[None, :]
     try:
-        ops = SpacegroupAnalyzer(structure, symprec=symprec).get_symmetry_operations(cartesian=False)
+        ops = SpacegroupAnalyzer(structure, symprec=symprec).get_symmetry_operations(
+            cartesian=False
+        )
     except (ValueError, TypeError, RuntimeError) as exc:
         logger.debug("no symmetry for %s (%s); using the identity", structure.formula, exc)
         return identity
@@ -51,7 +53,9 @@ def permutations_from_ops(structure: Structure, ops, symprec: float = 0.01) -> n
         diff -= np.round(diff)
         dist = np.linalg.norm(diff @ lattice, axis=-1)
         perm = dist.argmin(axis=1)
-        if dist[np.arange(n), perm].max() > 10 * symprec + 1e-3 or not np.array_equal(species[perm], species):
+        if dist[np.arange(n), perm].max() > 10 * symprec + 1e-3 or not np.array_equal(
+            species[perm], species
+        ):
             continue  # an operation spglib found at a looser tolerance than the sites allow
         if len(set(perm.tolist())) == n:
             perms.append(perm)
@@ -71,7 +75,9 @@ def site_orbits(perms: np.ndarray, sites: Sequence[int]) -> list[list[int]]:
     return orbits
 
 
-def distinct_subsets(perms: np.ndarray, sites: Sequence[int], sizes: Iterable[int] | None = None) -> Iterator[tuple[int, ...]]:
+def distinct_subsets(
+    perms: np.ndarray, sites: Sequence[int], sizes: Iterable[int] | None = None
+) -> Iterator[tuple[int, ...]]:
     """One subset of ``sites`` per class of subsets related by the permutation group.
 
     For each size, every combination is mapped through every operation; the class is named by

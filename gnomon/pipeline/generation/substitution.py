@@ -74,7 +74,9 @@ def table_elements() -> list[str]:
 
 
 @lru_cache(maxsize=200_000)
-def substitution_probability(a: str, b: str, a_oxidation: float | None = None) -> tuple[float, float | None]:
+def substitution_probability(
+    a: str, b: str, a_oxidation: float | None = None
+) -> tuple[float, float | None]:
     """``(P(B|A), charge of B's best ion)`` over observed ion pairs with same-sign charges.
 
     ``a_oxidation`` fixes A's charge (rounded to the nearest ion in the table); without it all
@@ -125,7 +127,11 @@ def oxidation_guess(structure: Structure) -> dict[str, float]:
     """The most likely oxidation state of each element (empty where none is neutral)."""
     comp = structure.composition.reduced_composition
     try:
-        guesses = comp.oxi_state_guesses(max_sites=-1) if comp.num_atoms > 30 else comp.oxi_state_guesses()
+        guesses = (
+            comp.oxi_state_guesses(max_sites=-1)
+            if comp.num_atoms > 30
+            else comp.oxi_state_guesses()
+        )
     except (ValueError, KeyError):
         return {}
     return dict(guesses[0]) if guesses else {}

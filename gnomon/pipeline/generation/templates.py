@@ -61,8 +61,10 @@ def template_problem(structure: Structure) -> str | None:
         return "it has no sites"
     if not structure.is_ordered:
         disordered = sorted({s.species_string for s in structure if not s.is_ordered})
-        return f"it is disordered (partial occupancies on {', '.join(disordered[:3])}); " \
-               "order it first, e.g. with pymatgen's OrderDisorderedStructureTransformation"
+        return (
+            f"it is disordered (partial occupancies on {', '.join(disordered[:3])}); "
+            "order it first, e.g. with pymatgen's OrderDisorderedStructureTransformation"
+        )
     dummies = sorted({str(sp) for sp in structure.composition if isinstance(sp, DummySpecies)})
     if dummies:
         return f"it holds dummy species {dummies}"
@@ -83,7 +85,9 @@ def _min_distance(structure: Structure) -> float:
     return min(dmin, min(structure.lattice.abc))
 
 
-def make_template(template_id: str, structure: Structure, source: str, **tags: Any) -> TemplateResult:
+def make_template(
+    template_id: str, structure: Structure, source: str, **tags: Any
+) -> TemplateResult:
     """A checked template, or the reason it is skipped."""
     problem = template_problem(structure)
     if problem is not None:
@@ -100,8 +104,13 @@ def geometry_only(structure: Structure) -> Structure:
     ``Structure.from_dict`` or ``StructureMatcher.fit`` of the candidate."""
     if not structure.site_properties:
         return structure
-    return Structure(structure.lattice, structure.species_and_occu, structure.frac_coords,
-                     charge=structure.charge, properties=structure.properties)
+    return Structure(
+        structure.lattice,
+        structure.species_and_occu,
+        structure.frac_coords,
+        charge=structure.charge,
+        properties=structure.properties,
+    )
 
 
 # -- pymatgen's prototype library --------------------------------------------------------------
@@ -130,14 +139,18 @@ def prototype_templates(
 
 
 @functools.lru_cache(maxsize=8)
-def _library_templates(max_sites: int | None, max_species: int | None) -> tuple[TemplateResult, ...]:
+def _library_templates(
+    max_sites: int | None, max_species: int | None
+) -> tuple[TemplateResult, ...]:
     """The whole library's templates, built once per process: parsing ~1,100 prototypes and
     analysing each one's symmetry costs seconds, and every round of a campaign asks again."""
     return tuple(_prototype_templates(None, max_sites, max_species))
 
 
 def _prototype_templates(
-    labels: Iterable[str] | None, max_sites: int | None, max_species: int | None,
+    labels: Iterable[str] | None,
+    max_sites: int | None,
+    max_species: int | None,
 ) -> Iterator[TemplateResult]:
     wanted = {w.lower() for w in labels} if labels is not None else None
     found: set[str] = set()
@@ -172,9 +185,13 @@ def templates_from_files(paths: Iterable[str | Path]) -> Iterator[TemplateResult
         path = Path(raw)
         if path.is_dir():
             children = sorted(
-                p for p in path.iterdir()
-                if p.is_file() and (p.suffix.lower() in STRUCTURE_SUFFIXES | {".json", ".extxyz"}
-                                    or p.name.startswith(STRUCTURE_NAMES))
+                p
+                for p in path.iterdir()
+                if p.is_file()
+                and (
+                    p.suffix.lower() in STRUCTURE_SUFFIXES | {".json", ".extxyz"}
+                    or p.name.startswith(STRUCTURE_NAMES)
+                )
             )
             if not children:
                 yield SkippedTemplate(f"file:{path}", "the directory holds no structure files")
@@ -238,7 +255,9 @@ def templates_from_repository(
         yield make_template(tid, structure, "database", scheme=entry.scheme)
 
 
-def split_skipped(results: Iterable[TemplateResult]) -> tuple[list[Template], list[SkippedTemplate]]:
+def split_skipped(
+    results: Iterable[TemplateResult],
+) -> tuple[list[Template], list[SkippedTemplate]]:
     """Templates and skips of a finite stream, each logged once."""
     good: list[Template] = []
     bad: list[SkippedTemplate] = []

@@ -78,7 +78,9 @@ class ArrayHull:
         refs: dict[int, int] = {int(present[k].argmax()): mins[k] for k in single.tolist()}
         missing = set(range(len(self.elements))) - set(refs)
         if missing:
-            raise ValueError(f"no elemental reference for {sorted(self.elements[m] for m in missing)}")
+            raise ValueError(
+                f"no elemental reference for {sorted(self.elements[m] for m in missing)}"
+            )
         self.ref_epa = np.array([self.epa[refs[k]] for k in range(len(self.elements))])
         form = self.epa[mins] - self.frac[mins] @ self.ref_epa
         chosen = [m for m, f in zip(mins, form, strict=True) if f < -FORMATION_TOL]
@@ -106,7 +108,8 @@ class ArrayHull:
         return self.geometry.hull_energies(frac[:, 1:])
 
     def products_of(self, facets: np.ndarray, weights: np.ndarray) -> list[list[int]]:
-        """Rows of docs each point (facet and weights from :meth:`hull_energies`) decomposes into."""
+        """Rows of docs each point (facet and weights from :meth:`hull_energies`) decomposes
+        into."""
         qhull = np.asarray(self.qhull)
         return [qhull[v].tolist() for v in self.geometry.decompositions(facets, weights)]
 
@@ -157,7 +160,11 @@ class SeparationLP:
         b = np.concatenate([p[2] for p in self._problems])
         result = linprog(c, A_eq=a, b_eq=b, bounds=(0, None), method="highs")
         if not result.success:
-            raise RuntimeError(f"no decomposition into competing phases for one of "
-                               f"{sorted({p[3] for p in self._problems})}: {result.message}")
+            raise RuntimeError(
+                f"no decomposition into competing phases for one of "
+                f"{sorted({p[3] for p in self._problems})}: {result.message}"
+            )
         bounds = np.cumsum([0] + [p[0].size for p in self._problems])
-        return np.array([c[s:e] @ result.x[s:e] for s, e in zip(bounds[:-1], bounds[1:], strict=True)])
+        return np.array(
+            [c[s:e] @ result.x[s:e] for s, e in zip(bounds[:-1], bounds[1:], strict=True)]
+        )

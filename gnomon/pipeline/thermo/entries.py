@@ -54,7 +54,9 @@ def check_structure(structure: Structure, record: str) -> None:
     volume = structure.lattice.volume
     if not np.isfinite(volume) or np.linalg.det(structure.lattice.matrix) <= 1e-8:
         raise EntryValidationError(record, f"cell volume is {volume:.4g} A^3 (must be positive)")
-    centers, neighbors, images, dists = structure.get_neighbor_list(MIN_DISTANCE, exclude_self=False)
+    centers, neighbors, images, dists = structure.get_neighbor_list(
+        MIN_DISTANCE, exclude_self=False
+    )
     itself = (centers == neighbors) & np.all(images == 0, axis=1)
     centers, neighbors, dists = centers[~itself], neighbors[~itself], dists[~itself]
     if len(dists):
@@ -67,7 +69,9 @@ def check_structure(structure: Structure, record: str) -> None:
         )
 
 
-def _entry_id(scheme: str, composition: Composition, energy: float, structure: Structure | None) -> str:
+def _entry_id(
+    scheme: str, composition: Composition, energy: float, structure: Structure | None
+) -> str:
     return stable_hash(
         {
             "scheme": scheme,
@@ -100,9 +104,15 @@ def make_entry(
         comp = Composition(composition) if structure is None else structure.composition
     except (ValueError, KeyError) as exc:
         raise EntryValidationError(record, f"composition {composition!r}: {exc}") from None
-    unknown = [str(el) for el in comp.elements if not Element.is_valid_symbol(getattr(el, "symbol", str(el)))]
+    unknown = [
+        str(el)
+        for el in comp.elements
+        if not Element.is_valid_symbol(getattr(el, "symbol", str(el)))
+    ]
     if unknown:
-        raise EntryValidationError(record, f"composition {comp.formula!r} has unknown elements {unknown}")
+        raise EntryValidationError(
+            record, f"composition {comp.formula!r} has unknown elements {unknown}"
+        )
     comp = comp.element_composition  # oxidation states are not part of an energy's identity
     if comp.num_atoms <= 0:
         raise EntryValidationError(record, "composition has no atoms")
@@ -112,7 +122,9 @@ def make_entry(
     computed = (
         ComputedStructureEntry(structure, energy, parameters=parameters)
         if structure is not None
-        else ComputedEntry(comp, energy, parameters=parameters, energy_adjustments=energy_adjustments)
+        else ComputedEntry(
+            comp, energy, parameters=parameters, energy_adjustments=energy_adjustments
+        )
     )
     corrected = apply_corrections(scheme, [computed])[0]
     if corrected is None:
@@ -144,10 +156,18 @@ def make_entry(
     )
 
 
-def entry_from_structure(structure: Structure, energy: float, scheme: str, **provenance: Any) -> Entry:
+def entry_from_structure(
+    structure: Structure, energy: float, scheme: str, **provenance: Any
+) -> Entry:
     """An Entry for a relaxed ``structure`` of total ``energy`` (eV, uncorrected)."""
-    record = provenance.pop("record", None) or provenance.get("source") or structure.composition.reduced_formula
-    return make_entry(structure.composition, energy, scheme, structure=structure, record=record, **provenance)
+    record = (
+        provenance.pop("record", None)
+        or provenance.get("source")
+        or structure.composition.reduced_formula
+    )
+    return make_entry(
+        structure.composition, energy, scheme, structure=structure, record=record, **provenance
+    )
 
 
 def entry_from_computed(

@@ -93,7 +93,9 @@ def _computed(doc: dict[str, Any]) -> ComputedEntry:
 
 def phase_diagram(entries: Sequence[ComputedEntry], chemsys: str) -> PhaseDiagram | None:
     """PhaseDiagram of ``chemsys``, or None when an element has no reference entry."""
-    present = {str(el) for e in entries if e.composition.is_element for el in e.composition.elements}
+    present = {
+        str(el) for e in entries if e.composition.is_element for el in e.composition.elements
+    }
     missing = set(chemsys.split("-")) - present
     if missing:
         return None
@@ -114,7 +116,9 @@ def _pymatgen_e_above(hull: ArrayHull, doc: dict[str, Any]) -> float:
     The fallback for the rare point that rounding puts outside every facet of the array hull;
     pymatgen reads the composition and energy from ``doc`` itself.
     """
-    pd = PhaseDiagram([_computed(d) for d in hull.docs], elements=[Element(e) for e in hull.elements])
+    pd = PhaseDiagram(
+        [_computed(d) for d in hull.docs], elements=[Element(e) for e in hull.elements]
+    )
     return pd.get_e_above_hull(_computed(doc), allow_negative=True)
 
 
@@ -141,9 +145,15 @@ def phases_of(
         return []
     now = utcnow()  # one timestamp per system, not a clock read per phase
     base = [
-        dict(id=pool[r]["id"], scheme=scheme, chemsys=chemsys, reduced_formula=pool[r]["reduced_formula"],
-             energy_per_atom=pool[r]["energy_per_atom"], stable_at_ingest=at_ingest.get(pool[r]["id"]),
-             updated_at=now)
+        dict(
+            id=pool[r]["id"],
+            scheme=scheme,
+            chemsys=chemsys,
+            reduced_formula=pool[r]["reduced_formula"],
+            energy_per_atom=pool[r]["energy_per_atom"],
+            stable_at_ingest=at_ingest.get(pool[r]["id"]),
+            updated_at=now,
+        )
         for r in rows
     ]
     if hull is None:
@@ -156,7 +166,9 @@ def phases_of(
     form = (epa - frac @ hull.ref_epa).tolist()
     above = (epa - hull_e).tolist()
     epa_values = epa.tolist()
-    stable_formulas = {pool[r]["reduced_formula"] for r in hull.stable if len(pool[r]["elements"]) > 1}
+    stable_formulas = {
+        pool[r]["reduced_formula"] for r in hull.stable if len(pool[r]["elements"]) > 1
+    }
     reference_without: dict[str, int] = {}
     phases = []
     product_rows = hull.products_of(facets, weights)
@@ -170,8 +182,14 @@ def phases_of(
             e_hull = above[k]
             products = sorted({pool[j]["reduced_formula"] for j in product_rows[k]})
         formula = b["reduced_formula"]
-        phase = Phase(**b, formation_energy_per_atom=form[k], e_above_hull=e_hull,
-                      decomposition_energy=e_hull, is_stable=stable, decomposes_to=products)
+        phase = Phase(
+            **b,
+            formation_energy_per_atom=form[k],
+            e_above_hull=e_hull,
+            decomposition_energy=e_hull,
+            is_stable=stable,
+            decomposes_to=products,
+        )
         if formula in stable_formulas:
             if formula not in reference_without:
                 reference_without[formula] = separations.queue(hull, r)
@@ -212,8 +230,20 @@ class Separations:
         self._deferred = []
 
 
-_VALUE_FIELDS = ("energy_per_atom", "formation_energy_per_atom", "e_above_hull", "decomposition_energy")
-_EXACT_FIELDS = ("is_stable", "stable_at_ingest", "decomposes_to", "note", "reduced_formula", "chemsys")
+_VALUE_FIELDS = (
+    "energy_per_atom",
+    "formation_energy_per_atom",
+    "e_above_hull",
+    "decomposition_energy",
+)
+_EXACT_FIELDS = (
+    "is_stable",
+    "stable_at_ingest",
+    "decomposes_to",
+    "note",
+    "reduced_formula",
+    "chemsys",
+)
 SAME_VALUE_TOL = 1e-12  # eV/atom: a recomputed value this close to the stored one is the same
 
 
@@ -271,16 +301,22 @@ class _Pools:
         """
         systems = set(systems)
         self._load_own(systems)
-        subs = {x for t in systems for x in subsystems(t)} - set(self.own) - set(self.vertices_before)
+        subs = (
+            {x for t in systems for x in subsystems(t)} - set(self.own) - set(self.vertices_before)
+        )
         stale = self._stale(subs)
         if stale:
-            log.warning("scheme %s: %d chemical systems have entries without phases; recomputing them",
-                        self.scheme, len(stale))
+            log.warning(
+                "scheme %s: %d chemical systems have entries without phases; recomputing them",
+                self.scheme,
+                len(stale),
+            )
             self._load_own(stale)
             subs -= stale
             self.stale |= stale
         stable_ids = [
-            d["id"] for d in self.repo.find(
+            d["id"]
+            for d in self.repo.find(
                 "phases", {"scheme": self.scheme, "chemsys": sorted(subs), "is_stable": True}
             )
         ]
@@ -357,8 +393,11 @@ class _Pools:
                 hull_e, facets, _ = old.hull_energies(frac)
                 verdicts = {}
                 for k, d in enumerate(new):
-                    e_old = (d["energy_per_atom"] - hull_e[k] if facets[k] >= 0
-                             else _pymatgen_e_above(old, d))
+                    e_old = (
+                        d["energy_per_atom"] - hull_e[k]
+                        if facets[k] >= 0
+                        else _pymatgen_e_above(old, d)
+                    )
                     verdicts[d["id"]] = bool(e_old <= STABILITY_TOL)
             self._at_ingest[chemsys] = verdicts
         return self._at_ingest[chemsys]
@@ -403,7 +442,9 @@ class HullEngine:
                 report.phases_written += len(phases)
         return report
 
-    def rebuild(self, scheme: str | None = None, progress: Callable[[int, int], None] | None = None) -> IngestReport:
+    def rebuild(
+        self, scheme: str | None = None, progress: Callable[[int, int], None] | None = None
+    ) -> IngestReport:
         """Recompute every hull of ``scheme`` (or of all schemes) from the stored entries."""
         report = IngestReport()
         self._pd_cache.clear()
@@ -456,7 +497,9 @@ class HullEngine:
                 if rid not in fresh and rid in pools.previous:
                     at_ingest[rid] = pools.previous[rid].get("stable_at_ingest")
             hull = _array_hull(elements, pool)
-            pools.vertices[chemsys] = [pool[r] for r in rows if hull is not None and r in hull.stable]
+            pools.vertices[chemsys] = [
+                pool[r] for r in rows if hull is not None and r in hull.stable
+            ]
             phases.extend(phases_of(hull, pool, rows, scheme, chemsys, at_ingest, separations))
             separations.maybe_flush()
             if progress is not None:
@@ -476,11 +519,15 @@ class HullEngine:
         chemsys = canonical_chemsys(chemsys) if isinstance(chemsys, str) else chemsys_of(chemsys)
         key = (scheme, chemsys)
         if key not in self._pd_cache:
-            docs = list(self.repo.find("entries", {"scheme": scheme, "chemsys": subsystems(chemsys)}))
+            docs = list(
+                self.repo.find("entries", {"scheme": scheme, "chemsys": subsystems(chemsys)})
+            )
             self._pd_cache[key] = phase_diagram([_computed(d) for d in docs], chemsys)
         return self._pd_cache[key]
 
-    def e_above_hull(self, scheme: str, composition: Composition | str, energy_per_atom: float) -> float | None:
+    def e_above_hull(
+        self, scheme: str, composition: Composition | str, energy_per_atom: float
+    ) -> float | None:
         """Energy above the stored hull of a hypothetical entry; negative below it.
 
         None when the hull of its chemical system cannot be built (an element lacks a

@@ -26,7 +26,9 @@ class HullGeometry:
         self._setup(list(pd.elements), pd.qhull_data, pd.facets)
 
     @classmethod
-    def from_arrays(cls, elements: Sequence, qhull_data: np.ndarray, facets: Sequence) -> HullGeometry:
+    def from_arrays(
+        cls, elements: Sequence, qhull_data: np.ndarray, facets: Sequence
+    ) -> HullGeometry:
         """From a hull built outside pymatgen (rows: fractions of elements[1:], energy)."""
         geometry = cls.__new__(cls)
         geometry._setup(list(elements), qhull_data, facets)
@@ -50,7 +52,8 @@ class HullGeometry:
     def coords(self, compositions: Sequence[Composition]) -> np.ndarray:
         """pymatgen's pd_coords for many compositions: atomic fractions of elements[1:]."""
         return np.array(
-            [[c.get_atomic_fraction(el) for el in self.elements[1:]] for c in compositions], dtype=float
+            [[c.get_atomic_fraction(el) for el in self.elements[1:]] for c in compositions],
+            dtype=float,
         ).reshape(len(compositions), self.dim - 1)
 
     def hull_energies(self, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -79,7 +82,9 @@ class HullGeometry:
             weights[start : start + len(x)] = bary[best, cols]
         return energy, facet, weights
 
-    def decompositions(self, facets: np.ndarray, weights: np.ndarray, tol: float = 1e-8) -> list[np.ndarray]:
+    def decompositions(
+        self, facets: np.ndarray, weights: np.ndarray, tol: float = 1e-8
+    ) -> list[np.ndarray]:
         """For each point (its facet and barycentric weights from :meth:`hull_energies`), the
         indices into ``pd.qhull_entries`` of the phases it splits into; none for facet -1."""
         if len(facets) == 0:

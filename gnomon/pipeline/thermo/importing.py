@@ -87,7 +87,9 @@ def read_json(path: Path, scheme: str, **provenance: Any) -> ImportResult:
     try:
         data = json.loads(Path(path).read_text())
     except json.JSONDecodeError as exc:
-        raise ImportFormatError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise ImportFormatError(
+            f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
     except UnicodeDecodeError:
         raise ImportFormatError(f"{path}: not a text file") from None
     if isinstance(data, dict) and "entries" in data and isinstance(data["entries"], list):
@@ -97,11 +99,15 @@ def read_json(path: Path, scheme: str, **provenance: Any) -> ImportResult:
         label = f"{path}[{i}]"
         if isinstance(doc, dict) and doc.get("entry_id") is not None:
             label += f" ({doc['entry_id']})"
-        record_scheme = (doc.get("data") or {}).get("scheme", scheme) if isinstance(doc, dict) else scheme
+        record_scheme = (
+            (doc.get("data") or {}).get("scheme", scheme) if isinstance(doc, dict) else scheme
+        )
 
         def build(doc=doc, label=label, record_scheme=record_scheme) -> Entry:
             computed = _computed_from_dict(doc, label)
-            return entry_from_computed(computed, record_scheme, record=label, source=str(path), **provenance)
+            return entry_from_computed(
+                computed, record_scheme, record=label, source=str(path), **provenance
+            )
 
         _append(result, build, label)
     return result
@@ -132,19 +138,32 @@ def read_extxyz(path: Path, scheme: str, **provenance: Any) -> ImportResult:
             warnings.simplefilter("ignore")
             frames = read(str(path), index=":", format="extxyz")
     except (ValueError, KeyError, IndexError, StopIteration, XYZError) as exc:
-        raise ImportFormatError(f"{path}: malformed extended XYZ: {type(exc).__name__}: {exc}") from None
+        raise ImportFormatError(
+            f"{path}: malformed extended XYZ: {type(exc).__name__}: {exc}"
+        ) from None
     for i, atoms in enumerate(frames):
         label = f"{path}[frame {i}]"
 
         def build(atoms=atoms, label=label) -> Entry:
             if not atoms.pbc.all():
-                raise EntryValidationError(label, "frame is not periodic in three directions (pbc must be T T T)")
+                raise EntryValidationError(
+                    label, "frame is not periodic in three directions (pbc must be T T T)"
+                )
             structure = AseAtomsAdaptor.get_structure(atoms)
             energy = _frame_energy(atoms)
             if energy is None:
-                raise EntryValidationError(label, f"no energy (looked for {', '.join(ENERGY_KEYS)} and a calculator)")
-            return make_entry(structure.composition, energy, scheme, structure=structure, record=label,
-                              source=str(path), **provenance)
+                raise EntryValidationError(
+                    label, f"no energy (looked for {', '.join(ENERGY_KEYS)} and a calculator)"
+                )
+            return make_entry(
+                structure.composition,
+                energy,
+                scheme,
+                structure=structure,
+                record=label,
+                source=str(path),
+                **provenance,
+            )
 
         _append(result, build, label)
     return result
@@ -157,9 +176,14 @@ def read_energy_table(path: Path) -> dict[tuple[str, str | None], dict[str, str]
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
             if not reader.fieldnames or "file" not in reader.fieldnames:
-                raise ImportFormatError(f"{path}: an energy table needs a 'file' column (and 'energy' or 'energy_per_atom')")
+                raise ImportFormatError(
+                    f"{path}: an energy table needs a 'file' column "
+                    "(and 'energy' or 'energy_per_atom')"
+                )
             if not {"energy", "energy_per_atom"} & set(reader.fieldnames):
-                raise ImportFormatError(f"{path}: an energy table needs an 'energy' or 'energy_per_atom' column")
+                raise ImportFormatError(
+                    f"{path}: an energy table needs an 'energy' or 'energy_per_atom' column"
+                )
             rows = {}
             for row in reader:
                 key = (Path(row["file"]).name, row.get("block") or None)
@@ -188,7 +212,9 @@ def _cif_structures(path: Path) -> Iterator[tuple[str, Structure | Exception]]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                structure = parser._get_structure(parser._cif.data[block], primitive=False, symmetrized=False)
+                structure = parser._get_structure(
+                    parser._cif.data[block], primitive=False, symmetrized=False
+                )
             if structure is None:
                 raise ValueError("no structure could be read from this block")
         except Exception as exc:  # noqa: BLE001 - see above: a malformed block, named by the caller
@@ -197,8 +223,12 @@ def _cif_structures(path: Path) -> Iterator[tuple[str, Structure | Exception]]:
         yield block, structure
 
 
-def read_cif(path: Path, scheme: str, table: dict[tuple[str, str | None], dict[str, str]] | None,
-             **provenance: Any) -> ImportResult:
+def read_cif(
+    path: Path,
+    scheme: str,
+    table: dict[tuple[str, str | None], dict[str, str]] | None,
+    **provenance: Any,
+) -> ImportResult:
     result = ImportResult()
     for block, structure in _cif_structures(path):
         label = f"{path}[{block}]"
@@ -210,14 +240,24 @@ def read_cif(path: Path, scheme: str, table: dict[tuple[str, str | None], dict[s
             if table is not None:
                 row = table.get((path.name, block)) or table.get((path.name, None))
             if row is None:
-                raise EntryValidationError(label, "no energy for this structure in the energy table "
-                                           "(pass a CSV with file[,block],energy columns)")
+                raise EntryValidationError(
+                    label,
+                    "no energy for this structure in the energy table "
+                    "(pass a CSV with file[,block],energy columns)",
+                )
             if row.get("energy") not in (None, ""):
                 energy = float(row["energy"])
             else:
                 energy = float(row["energy_per_atom"]) * structure.composition.num_atoms
-            return make_entry(structure.composition, energy, scheme, structure=structure, record=label,
-                              source=str(path), **provenance)
+            return make_entry(
+                structure.composition,
+                energy,
+                scheme,
+                structure=structure,
+                record=label,
+                source=str(path),
+                **provenance,
+            )
 
         _append(result, build, label)
     return result
@@ -243,7 +283,9 @@ def read_files(paths: list[Path], scheme: str, **provenance: Any) -> ImportResul
         elif suffix == ".cif":
             part = read_cif(path, scheme, table if tables else None, **provenance)
         else:
-            raise ImportFormatError(f"{path}: unknown format {suffix!r} (expected .json, .extxyz, .xyz, .cif, .csv)")
+            raise ImportFormatError(
+                f"{path}: unknown format {suffix!r} (expected .json, .extxyz, .xyz, .cif, .csv)"
+            )
         total.entries.extend(part.entries)
         total.rejected.extend(part.rejected)
         total.records += part.records

@@ -74,26 +74,37 @@ class KnownPhase:
         a = p["a"]
         gamma_default = 120.0 if self.spacegroup.startswith(HEXAGONAL_PREFIXES) else 90.0
         return Lattice.from_parameters(
-            a, p.get("b", a), p.get("c", a),
-            p.get("alpha", 90.0), p.get("beta", 90.0), p.get("gamma", gamma_default),
+            a,
+            p.get("b", a),
+            p.get("c", a),
+            p.get("alpha", 90.0),
+            p.get("beta", 90.0),
+            p.get("gamma", gamma_default),
         )
 
     def conventional(self) -> Structure:
         """The conventional cell, checked against the formula and the Wyckoff multiplicities."""
         lattice = self._lattice()
         for site in self.sites:
-            orbit = Structure.from_spacegroup(self.spacegroup, lattice, [site.species], [list(site.coords)])
+            orbit = Structure.from_spacegroup(
+                self.spacegroup, lattice, [site.species], [list(site.coords)]
+            )
             if len(orbit) != site.multiplicity:
                 raise KnownPhaseError(
-                    f"{self.name}: {site.species} at {site.coords} in {self.spacegroup} gives {len(orbit)} "
-                    f"sites, Wyckoff {site.wyckoff} has {site.multiplicity} (wrong coordinates or origin choice?)"
+                    f"{self.name}: {site.species} at {site.coords} in {self.spacegroup} "
+                    f"gives {len(orbit)} sites, Wyckoff {site.wyckoff} has {site.multiplicity} "
+                    "(wrong coordinates or origin choice?)"
                 )
         structure = Structure.from_spacegroup(
-            self.spacegroup, lattice, [s.species for s in self.sites], [list(s.coords) for s in self.sites]
+            self.spacegroup,
+            lattice,
+            [s.species for s in self.sites],
+            [list(s.coords) for s in self.sites],
         )
         if structure.composition.reduced_formula != self.reduced_formula:
             raise KnownPhaseError(
-                f"{self.name}: the sites give {structure.composition.reduced_formula}, not {self.reduced_formula}"
+                f"{self.name}: the sites give {structure.composition.reduced_formula}, "
+                f"not {self.reduced_formula}"
             )
         return structure
 
@@ -105,16 +116,23 @@ class KnownPhase:
     def from_dict(cls, data: dict[str, Any]) -> KnownPhase:
         try:
             sites = tuple(
-                WyckoffSite(str(s["species"]), str(s["wyckoff"]), tuple(float(x) for x in s["coords"]))
+                WyckoffSite(
+                    str(s["species"]), str(s["wyckoff"]), tuple(float(x) for x in s["coords"])
+                )
                 for s in data["sites"]
             )
             return cls(
-                name=str(data["name"]), formula=str(data["formula"]), spacegroup=str(data["spacegroup"]),
-                lattice={k: float(v) for k, v in data["lattice"].items()}, sites=sites,
+                name=str(data["name"]),
+                formula=str(data["formula"]),
+                spacegroup=str(data["spacegroup"]),
+                lattice={k: float(v) for k, v in data["lattice"].items()},
+                sites=sites,
                 source=" ".join(str(data["source"]).split()),
             )
         except (KeyError, TypeError) as exc:
-            raise KnownPhaseError(f"known phase record {data.get('name', data)!r}: missing or bad field {exc}") from exc
+            raise KnownPhaseError(
+                f"known phase record {data.get('name', data)!r}: missing or bad field {exc}"
+            ) from exc
 
 
 def _data_dir() -> Path:
@@ -140,7 +158,9 @@ def _read_file(path: Path) -> tuple[KnownPhase, ...]:
     return tuple(KnownPhase.from_dict(item) for item in data["phases"])
 
 
-def known_phases_in(elements: Iterable[str], phases: Sequence[KnownPhase] | None = None) -> list[KnownPhase]:
+def known_phases_in(
+    elements: Iterable[str], phases: Sequence[KnownPhase] | None = None
+) -> list[KnownPhase]:
     """The known compounds whose elements all lie in ``elements`` (a campaign's space)."""
     space = frozenset(elements)
     return [p for p in (load_known_phases() if phases is None else phases) if p.elements <= space]

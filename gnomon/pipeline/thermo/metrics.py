@@ -24,7 +24,9 @@ from gnomon.storage.repository import Repository
 HIT_TOL = 1e-8
 
 
-def e_above_previous_hull(repo: Repository, scheme: str, entries: Sequence[Entry]) -> dict[str, float | None]:
+def e_above_previous_hull(
+    repo: Repository, scheme: str, entries: Sequence[Entry]
+) -> dict[str, float | None]:
     """e_above_hull of each entry against the hull built without every entry in ``entries``."""
     excluded = {e.id for e in entries}
     by_sys: dict[str, list[Entry]] = defaultdict(list)
@@ -42,7 +44,9 @@ def e_above_previous_hull(repo: Repository, scheme: str, entries: Sequence[Entry
             out.update({e.id: None for e in group})
             continue
         geometry = HullGeometry(pd)
-        hull_e, facets, _ = geometry.hull_energies(geometry.coords([Composition(e.composition) for e in group]))
+        hull_e, facets, _ = geometry.hull_energies(
+            geometry.coords([Composition(e.composition) for e in group])
+        )
         for e, h, f in zip(group, hull_e, facets, strict=True):
             out[e.id] = float(e.energy_per_atom - h) if f >= 0 else None
     return out
@@ -89,7 +93,11 @@ def round_metrics(
 
 
 def stable_phases(repo: Repository, scheme: str, chemsys: str) -> list[Phase]:
-    return [p for p in repo.phases(scheme=scheme, is_stable=True) if set(p.chemsys.split("-")) <= set(chemsys.split("-"))]
+    return [
+        p
+        for p in repo.phases(scheme=scheme, is_stable=True)
+        if set(p.chemsys.split("-")) <= set(chemsys.split("-"))
+    ]
 
 
 def entries_of(repo: Repository, ids: Iterable[str]) -> list[Entry]:

@@ -110,12 +110,17 @@ class Novelty:
     amd: float | None = None  # Å, at the nearest phase's density
 
     def as_dict(self) -> dict[str, Any]:
-        return {"novelty": self.flag.value, "nearest_known_id": self.nearest_id,
-                "nearest_known_formula": self.nearest_formula, "nearest_known_source": self.nearest_source,
-                "nearest_known_amd": self.amd}
+        return {
+            "novelty": self.flag.value,
+            "nearest_known_id": self.nearest_id,
+            "nearest_known_formula": self.nearest_formula,
+            "nearest_known_source": self.nearest_source,
+            "nearest_known_amd": self.amd,
+        }
 
     def describe(self) -> str:
-        """One line for a table: ``new (AMD 0.412 Å to LiMn2O4)``, ``known (= Li2O, AMD 0.003 Å)``."""
+        """One line for a table: ``new (AMD 0.412 Å to LiMn2O4)``,
+        ``known (= Li2O, AMD 0.003 Å)``."""
         if self.nearest_id is None:
             return f"{self.flag.value} (nothing known in its space)"
         amd = f"AMD {self.amd:.3f} Å" if self.amd is not None else "AMD –"
@@ -183,8 +188,9 @@ class NoveltyChecker:
         from pymatgen.analysis.structure_matcher import ElementComparator, StructureMatcher
 
         # the same element on every site; oxidation-state labels are not a crystal's identity
-        return StructureMatcher(ltol=self.ltol, stol=self.stol, angle_tol=self.angle_tol,
-                                comparator=ElementComparator())
+        return StructureMatcher(
+            ltol=self.ltol, stol=self.stol, angle_tol=self.angle_tol, comparator=ElementComparator()
+        )
 
     @cached_property
     def _order_disorder(self):
@@ -195,15 +201,22 @@ class NoveltyChecker:
         )
 
         # an ordering lives in a supercell of the disordered phase's cell
-        return StructureMatcher(ltol=self.ltol, stol=self.stol, angle_tol=self.angle_tol,
-                                comparator=OrderDisorderElementComparator(), attempt_supercell=True)
+        return StructureMatcher(
+            ltol=self.ltol,
+            stol=self.stol,
+            angle_tol=self.angle_tol,
+            comparator=OrderDisorderElementComparator(),
+            attempt_supercell=True,
+        )
 
     def _ref_amd(self, ref: Reference) -> np.ndarray:
         if ref.id not in self._amd:
             self._amd[ref.id] = unit_amd(ref.structure, self.neighbours)
         return self._amd[ref.id]
 
-    def _pool(self, chemsys: str, lineage: str | None, found_at: datetime | None) -> list[Reference]:
+    def _pool(
+        self, chemsys: str, lineage: str | None, found_at: datetime | None
+    ) -> list[Reference]:
         pool = []
         for space in _compound_spaces(chemsys):
             for ref in self._by_chemsys.get(space, ()):
@@ -214,8 +227,9 @@ class NoveltyChecker:
                 pool.append(ref)
         return pool
 
-    def check(self, structure: Structure, *, lineage: str | None = None,
-              found_at: datetime | None = None) -> Novelty:
+    def check(
+        self, structure: Structure, *, lineage: str | None = None, found_at: datetime | None = None
+    ) -> Novelty:
         """The flag of ``structure`` and its nearest known phase (see :class:`Reference` for
         ``lineage`` and ``found_at``)."""
         comp = structure.composition
@@ -223,17 +237,28 @@ class NoveltyChecker:
         if not pool:
             return Novelty(NoveltyFlag.new)
         mine = unit_amd(structure, self.neighbours)
-        amd = {ref.id: site_length(ref.structure) * float(np.max(np.abs(mine - self._ref_amd(ref))))
-               for ref in pool}
+        amd = {
+            ref.id: site_length(ref.structure) * float(np.max(np.abs(mine - self._ref_amd(ref))))
+            for ref in pool
+        }
         reduced = comp.reduced_formula
         fractions = comp.fractional_composition
-        exact = [r for r in pool if r.is_ordered and r.formula == reduced
-                 and self._fit(self._exact, structure, r)]
+        exact = [
+            r
+            for r in pool
+            if r.is_ordered and r.formula == reduced and self._fit(self._exact, structure, r)
+        ]
         if exact:
             return self._result(NoveltyFlag.known, exact, amd)
-        orderings = [r for r in pool if not r.is_ordered
-                     and r.structure.composition.fractional_composition.almost_equals(fractions, rtol=0.01, atol=0.005)
-                     and self._fit(self._order_disorder, structure, r)]
+        orderings = [
+            r
+            for r in pool
+            if not r.is_ordered
+            and r.structure.composition.fractional_composition.almost_equals(
+                fractions, rtol=0.01, atol=0.005
+            )
+            and self._fit(self._order_disorder, structure, r)
+        ]
         if orderings:
             return self._result(NoveltyFlag.ordering_of_disordered, orderings, amd)
         return self._result(NoveltyFlag.new, pool, amd)
@@ -252,6 +277,7 @@ class NoveltyChecker:
 
 # -- what counts as known ---------------------------------------------------------------------
 
+
 def stored_references(repo: Repository, chemsystems: Iterable[str]) -> list[Reference]:
     """Every stored entry with a structure in the compound spaces of ``chemsystems``: the
     shipped known phases a campaign relaxed (source ``known``), imported entries
@@ -263,7 +289,9 @@ def stored_references(repo: Repository, chemsystems: Iterable[str]) -> list[Refe
     entries = [e for e in repo.query(Entry, {"chemsys": spaces}) if e.structure is not None]
     ids = sorted({e.candidate_id for e in entries if e.candidate_id})
     candidates = {c.id: c for c in repo.query(Candidate, {"id": ids})} if ids else {}
-    lineage = entry_lineages(entries, {c.id: c.parent_entry_id for c in candidates.values() if c.parent_entry_id})
+    lineage = entry_lineages(
+        entries, {c.id: c.parent_entry_id for c in candidates.values() if c.parent_entry_id}
+    )
     out = []
     for e in entries:
         cand = candidates.get(e.candidate_id) if e.candidate_id else None
@@ -272,12 +300,19 @@ def stored_references(repo: Repository, chemsystems: Iterable[str]) -> list[Refe
         elif cand is not None and cand.generator in ("known", "reference"):
             source, found_at = "known", None
         else:
-            source, found_at = f"campaign {e.campaign or (cand.campaign if cand else None) or '?'}", e.created_at
-        out.append(Reference(e.id, Structure.from_dict(e.structure), source, lineage[e.id], found_at))
+            source, found_at = (
+                f"campaign {e.campaign or (cand.campaign if cand else None) or '?'}",
+                e.created_at,
+            )
+        out.append(
+            Reference(e.id, Structure.from_dict(e.structure), source, lineage[e.id], found_at)
+        )
     return out
 
 
-def entry_lineages(entries: Sequence[Entry], candidate_parents: Mapping[str, str] | None = None) -> dict[str, str]:
+def entry_lineages(
+    entries: Sequence[Entry], candidate_parents: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Each entry's lineage: the candidate of the first entry in its chain of parents (an
     ML-relaxed entry and the DFT entry started from it share one). An entry's parent is its
     ``parent_entry_id``, else its candidate's (``candidate_parents``: candidate id -> entry id)."""
@@ -309,7 +344,6 @@ def references_from_files(paths: Iterable[str | Path]) -> list[Reference]:
     for path in map(Path, paths):
         try:
             if path.suffix.lower() == ".json":
-
                 data = json.loads(path.read_text())
                 docs = data if isinstance(data, list) else [data]
                 structures = [Structure.from_dict(d) for d in docs]
@@ -319,20 +353,27 @@ def references_from_files(paths: Iterable[str | Path]) -> list[Reference]:
 
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    structures = CifParser(str(path), occupancy_tolerance=1.0).parse_structures(primitive=False)
+                    structures = CifParser(str(path), occupancy_tolerance=1.0).parse_structures(
+                        primitive=False
+                    )
         except FileNotFoundError:
             raise ValueError(f"{path}: no such file of known phases") from None
         except Exception as exc:  # noqa: BLE001 - whatever the readers raise means "not a structure file"
-            raise ValueError(f"{path}: no crystal structure could be read ({type(exc).__name__}: {exc})") from None
+            raise ValueError(
+                f"{path}: no crystal structure could be read ({type(exc).__name__}: {exc})"
+            ) from None
         if not structures:
             raise ValueError(f"{path}: no crystal structure in the file")
-        out += [Reference(f"{path.name}#{i}" if len(structures) > 1 else path.name, s, f"file {path}")
-                for i, s in enumerate(structures)]
+        out += [
+            Reference(f"{path.name}#{i}" if len(structures) > 1 else path.name, s, f"file {path}")
+            for i, s in enumerate(structures)
+        ]
     return out
 
 
-def novelty_of_rows(repo: Repository, rows: Sequence[Mapping[str, Any]],
-                    extra: Sequence[Reference] = ()) -> dict[str, Novelty | None]:
+def novelty_of_rows(
+    repo: Repository, rows: Sequence[Mapping[str, Any]], extra: Sequence[Reference] = ()
+) -> dict[str, Novelty | None]:
     """The novelty of each phase row (:class:`~gnomon.pipeline.thermo.phase_query.PhaseQuery`
     output) by id. None for a row that is not a discovery (a known, imported or elemental
     phase is known by definition) or that has no structure to compare."""
@@ -349,8 +390,9 @@ def novelty_of_rows(repo: Repository, rows: Sequence[Mapping[str, Any]],
         if own is not None and own.found_at is None:
             continue  # known, imported: not a discovery
         structure = own.structure if own is not None else Structure.from_dict(r["_structure"])
-        out[r["id"]] = checker.check(structure, lineage=own.lineage if own else None,
-                                     found_at=own.found_at if own else None)
+        out[r["id"]] = checker.check(
+            structure, lineage=own.lineage if own else None, found_at=own.found_at if own else None
+        )
     return out
 
 

@@ -35,8 +35,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ENERGY_FIELD = "_gnomon_uncorrected_energy_per_atom"
 GENERATOR = "optimade"
-_STRUCTURE_FIELDS = ("lattice_vectors", "cartesian_site_positions", "species_at_sites", "species",
-                     "chemical_formula_reduced")
+_STRUCTURE_FIELDS = (
+    "lattice_vectors",
+    "cartesian_site_positions",
+    "species_at_sites",
+    "species",
+    "chemical_formula_reduced",
+)
 
 
 class OptimadeImportError(RuntimeError):
@@ -76,7 +81,10 @@ def fetch_resources(
     client: httpx.Client | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every structure resource matching ``filter_``, page by page."""
-    params: dict[str, Any] = {"page_limit": page_limit, "response_fields": ",".join(response_fields)}
+    params: dict[str, Any] = {
+        "page_limit": page_limit,
+        "response_fields": ",".join(response_fields),
+    }
     if filter_:
         params["filter"] = filter_
     own = client is None
@@ -90,11 +98,15 @@ def fetch_resources(
             except httpx.HTTPError as exc:
                 raise OptimadeImportError(f"cannot reach {url}: {exc}") from None
             if response.status_code != 200:
-                raise OptimadeImportError(f"{url} answered {response.status_code}: {_error_detail(response)}")
+                raise OptimadeImportError(
+                    f"{url} answered {response.status_code}: {_error_detail(response)}"
+                )
             try:
                 body = response.json()
             except ValueError:
-                raise OptimadeImportError(f"{url} did not answer JSON (is it an OPTIMADE base URL?)") from None
+                raise OptimadeImportError(
+                    f"{url} did not answer JSON (is it an OPTIMADE base URL?)"
+                ) from None
             for resource in body.get("data") or []:
                 if max_records is not None and seen >= max_records:
                     return
@@ -113,15 +125,21 @@ def fetch_resources(
 def _error_detail(response: httpx.Response) -> str:
     try:
         errors = response.json().get("errors") or []
-        return "; ".join(str(e.get("detail") or e.get("title")) for e in errors) or response.text[:300]
+        return (
+            "; ".join(str(e.get("detail") or e.get("title")) for e in errors) or response.text[:300]
+        )
     except ValueError:
         return response.text[:300]
 
 
 def structure_from_resource(attributes: dict[str, Any]) -> Structure:
-    """The pymatgen Structure of an OPTIMADE structure resource's attributes (ordered sites only)."""
-    missing = [f for f in ("lattice_vectors", "cartesian_site_positions", "species_at_sites")
-               if not attributes.get(f)]
+    """The pymatgen Structure of an OPTIMADE structure resource's attributes (ordered sites
+    only)."""
+    missing = [
+        f
+        for f in ("lattice_vectors", "cartesian_site_positions", "species_at_sites")
+        if not attributes.get(f)
+    ]
     if missing:
         raise ValueError(f"no {', '.join(missing)} in the resource")
     symbols: dict[str, str] = {}
@@ -129,13 +147,19 @@ def structure_from_resource(attributes: dict[str, Any]) -> Structure:
         chem = [s for s in sp.get("chemical_symbols", []) if s != "vacancy"]
         conc = sp.get("concentration") or [1.0]
         if len(chem) != 1 or abs(sum(conc) - 1.0) > 1e-6:
-            raise ValueError(f"species {sp.get('name')!r} is disordered ({chem}, {conc}); "
-                             "gnomon keeps ordered structures")
+            raise ValueError(
+                f"species {sp.get('name')!r} is disordered ({chem}, {conc}); "
+                "gnomon keeps ordered structures"
+            )
         symbols[sp["name"]] = chem[0]
     try:
         species = [symbols.get(name, name) for name in attributes["species_at_sites"]]
-        return Structure(Lattice(attributes["lattice_vectors"]), species,
-                         attributes["cartesian_site_positions"], coords_are_cartesian=True)
+        return Structure(
+            Lattice(attributes["lattice_vectors"]),
+            species,
+            attributes["cartesian_site_positions"],
+            coords_are_cartesian=True,
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"not a structure: {exc}") from None
 
@@ -154,8 +178,9 @@ def read_provider(
     out = OptimadeImport()
     host = urlsplit(base_url).netloc or base_url
     fields = [*_STRUCTURE_FIELDS, energy_field]
-    for resource in fetch_resources(base_url, filter_, fields, page_limit=page_limit,
-                                    max_records=max_records, client=client):
+    for resource in fetch_resources(
+        base_url, filter_, fields, page_limit=page_limit, max_records=max_records, client=client
+    ):
         rid = str(resource.get("id"))
         label = f"{host}:{rid}"
         attributes = resource.get("attributes") or {}
@@ -165,8 +190,10 @@ def read_provider(
         except ValueError as exc:
             out.entries.rejected.append(Rejected(label, str(exc)))
             continue
-        provenance = {"source": f"{structures_url(base_url)}/{rid}",
-                      "data": {"provider": base_url, "provider_id": rid}}
+        provenance = {
+            "source": f"{structures_url(base_url)}/{rid}",
+            "data": {"provider": base_url, "provider_id": rid},
+        }
         energy = attributes.get(energy_field)
         if energy is None:
             try:
@@ -174,13 +201,24 @@ def read_provider(
             except EntryValidationError as exc:
                 out.entries.rejected.append(Rejected(exc.record, exc.problem))
                 continue
-            out.candidates.append(candidate_from_structure(
-                structure, GENERATOR, extra={"provider": base_url, "provider_id": rid}))
+            out.candidates.append(
+                candidate_from_structure(
+                    structure, GENERATOR, extra={"provider": base_url, "provider_id": rid}
+                )
+            )
             continue
         try:
             total = float(energy) * (len(structure) if energy_per == "atom" else 1)
-            out.entries.entries.append(make_entry(structure.composition, total, scheme,
-                                                  structure=structure, record=label, **provenance))
+            out.entries.entries.append(
+                make_entry(
+                    structure.composition,
+                    total,
+                    scheme,
+                    structure=structure,
+                    record=label,
+                    **provenance,
+                )
+            )
         except EntryValidationError as exc:
             out.entries.rejected.append(Rejected(exc.record, exc.problem))
         except (TypeError, ValueError) as exc:

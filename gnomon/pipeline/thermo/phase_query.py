@@ -13,9 +13,22 @@ from gnomon.storage.documents import Entry, Phase
 from gnomon.storage.repository import Repository
 
 ROW_FIELDS = (
-    "id", "formula", "reduced_formula", "cell_formula", "chemsys", "scheme", "energy_per_atom",
-    "formation_energy_per_atom", "e_above_hull", "decomposition_energy", "is_stable",
-    "stable_at_ingest", "decomposes_to", "nsites", "source", "candidate_id",
+    "id",
+    "formula",
+    "reduced_formula",
+    "cell_formula",
+    "chemsys",
+    "scheme",
+    "energy_per_atom",
+    "formation_energy_per_atom",
+    "e_above_hull",
+    "decomposition_energy",
+    "is_stable",
+    "stable_at_ingest",
+    "decomposes_to",
+    "nsites",
+    "source",
+    "candidate_id",
 )
 
 
@@ -55,15 +68,31 @@ class PhaseQuery:
             systems = subsystems(normalise_chemsys(self.chemsys))
         if self.elements:
             wanted = set(normalise_chemsys("-".join(self.elements)).split("-"))
-            known = repo.distinct("phases", "chemsys", {"scheme": self.scheme} if self.scheme else None)
+            known = repo.distinct(
+                "phases", "chemsys", {"scheme": self.scheme} if self.scheme else None
+            )
             with_elements = [c for c in known if wanted <= set(c.split("-"))]
-            systems = with_elements if systems is None else sorted(set(systems) & set(with_elements))
+            systems = (
+                with_elements if systems is None else sorted(set(systems) & set(with_elements))
+            )
         if systems is not None:
             filters["chemsys"] = systems
         phases: list[Phase] = list(repo.query(Phase, filters))
         if self.max_e_above_hull is not None:
-            phases = [p for p in phases if p.e_above_hull is not None and p.e_above_hull <= self.max_e_above_hull + 1e-12]
-        phases.sort(key=lambda p: (p.scheme, p.chemsys.count("-"), p.chemsys, p.e_above_hull if p.e_above_hull is not None else float("inf"), p.reduced_formula))
+            phases = [
+                p
+                for p in phases
+                if p.e_above_hull is not None and p.e_above_hull <= self.max_e_above_hull + 1e-12
+            ]
+        phases.sort(
+            key=lambda p: (
+                p.scheme,
+                p.chemsys.count("-"),
+                p.chemsys,
+                p.e_above_hull if p.e_above_hull is not None else float("inf"),
+                p.reduced_formula,
+            )
+        )
         if self.limit is not None:
             phases = phases[: self.limit]
         entries = {e.id: e for e in repo.query(Entry, {"id": [p.id for p in phases]})}

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import fastapi
 
+from gnomon.serve.explorer.routes import make_router
+
 
 def mount_explorer(app: fastapi.FastAPI, db_url: str) -> None:
     """Add the explorer's routes to ``app``; the database is opened at the first request.
@@ -24,8 +26,6 @@ def mount_explorer(app: fastapi.FastAPI, db_url: str) -> None:
     The explorer's routes go first, so they answer their paths even where the app already
     had a route there (optimade's own landing page at ``/``): the explorer is gnomon's ``/``.
     """
-    from gnomon.serve.explorer.routes import make_router
-
     before = list(app.router.routes)
     app.include_router(make_router(db_url))
     added = [r for r in app.router.routes if not any(r is b for b in before)]

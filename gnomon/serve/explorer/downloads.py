@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pymatgen.io.cif import CifWriter
+from pymatgen.io.vasp import Poscar
+
 
 @dataclass(frozen=True)
 class Format:
@@ -21,14 +24,10 @@ class Format:
 
 
 def _cif(structure, title: str) -> str:
-    from pymatgen.io.cif import CifWriter
-
     return str(CifWriter(structure))
 
 
 def _poscar(structure, title: str) -> str:
-    from pymatgen.io.vasp import Poscar
-
     return Poscar(structure, comment=title).get_str()
 
 

@@ -21,6 +21,8 @@ matplotlib.use("Agg")
 
 from matplotlib.figure import Figure  # noqa: E402
 
+from gnomon.pipeline.thermo.plots import plot_hull  # noqa: E402
+
 _DRAWING = threading.Lock()
 _STYLE = {"svg.fonttype": "none", "svg.hashsalt": "gnomon"}  # text stays text; stable ids
 
@@ -30,8 +32,6 @@ COUNT_KEYS = (("generated", "generated"), ("unique", "unique"), ("screened", "sc
 
 def hull_svg(pd) -> str:
     """The hull diagram of a PhaseDiagram (2 to 4 elements) as SVG text."""
-    from gnomon.pipeline.thermo.plots import plot_hull
-
     with _DRAWING, matplotlib.rc_context(_STYLE), tempfile.TemporaryDirectory() as tmp:
         path = plot_hull(pd, Path(tmp) / "hull.svg")
         return path.read_text()

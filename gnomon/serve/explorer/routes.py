@@ -110,46 +110,48 @@ def _phase_props(p: views.PhaseView) -> list[tuple[str, str]]:
     return props
 
 
-def make_router(db_url: str) -> APIRouter:
-    repo = LazyRepository(db_url)
-    hulls = figures.SvgCache()
-    charts = figures.SvgCache()
-    router = APIRouter(include_in_schema=False)
+def _text(message: str, status: int) -> Response:
+    return Response(message, status_code=status, media_type="text/plain")
 
-    @router.get("/", response_class=HTMLResponse)
-    def campaigns(request: Request) -> HTMLResponse:
-        return _page(request, "home.html", home=views.home_view(repo()))
 
-    @router.get("/campaigns/{name}/metrics.svg")
-    def campaign_metrics(request: Request, name: str) -> Response:
+class ExplorerPages:
+    """The explorer's handlers over one database: one method per route.
+
+    Holds what the handlers share: the repository (opened at the first request) and the caches
+    of drawn figures.
+    """
+
+    def __init__(self, db_url: str):
+        self.repo = LazyRepository(db_url)
+        self.hulls = figures.SvgCache()
+        self.charts = figures.SvgCache()
+
+    def campaigns(self, request: Request) -> HTMLResponse:
+        """``/``: the campaigns and the chemical systems."""
+        return _page(request, "home.html", home=views.home_view(self.repo()))
+
+    def campaign_metrics(self, request: Request, name: str) -> Response:
+        """``/campaigns/{name}/metrics.svg``: a campaign's per-round metrics, drawn."""
         try:
-            rows = views.campaign_rows(repo(), name)
+            rows = views.campaign_rows(self.repo(), name)
         except views.NotFound as exc:
-            return Response(str(exc), status_code=404, media_type="text/plain")
+            return _text(str(exc), 404)
         if not rows:
-            return Response(f"campaign {name!r} has no round metrics yet", status_code=404,
-                            media_type="text/plain")
+            return _text(f"campaign {name!r} has no round metrics yet", 404)
         key = (name, stable_hash(rows))
-        svg = charts.get(key) or charts.put(key, figures.metrics_svg(rows, name))
+        svg = self.charts.get(key) or self.charts.put(key, figures.metrics_svg(rows, name))
         return Response(svg, media_type="image/svg+xml")
 
-    @router.get("/systems", response_class=HTMLResponse)
-    def find_system(request: Request, chemsys: str = "") -> Response:
-        try:
-            chemsys = normalise_chemsys(chemsys)
-        except ValueError as exc:
-            return _error(request, 400, "Not a chemical system", str(exc))
-        if not chemsys:
-            return _error(request, 400, "Not a chemical system", "name the elements, e.g. Li-Mn-O")
-        return RedirectResponse(system_url(_root(request))(chemsys), status_code=303)
-
-    @router.get("/systems/{chemsys}", response_class=HTMLResponse)
     def system(
+        self,
         request: Request,
         chemsys: str,
         scheme: str | None = None,
-        within: Annotated[float, Query(ge=0, description="eV/atom; inf lists every phase")] = views.NEAR_STABLE,
+        within: Annotated[
+            float, Query(ge=0, description="eV/atom; inf lists every phase")
+        ] = views.NEAR_STABLE,
     ) -> Response:
+        """``/systems/{chemsys}``: one chemical system's hull and phases."""
         try:
             canonical = normalise_chemsys(chemsys)
         except ValueError as exc:
@@ -157,69 +159,100 @@ def make_router(db_url: str) -> APIRouter:
         if canonical != chemsys:  # one address per system: O-Li goes to Li-O
             url = system_url(_root(request))(canonical, scheme, within)
             return RedirectResponse(url, status_code=308)
-        db = repo()
+        db = self.repo()
         try:
             view = views.system_view(db, chemsys, scheme, within)
         except views.NotFound as exc:
             return _error(request, 404, f"Nothing in {chemsys}", str(exc))
         elements = chemsys.split("-")
-        present = set(db.distinct("entries", "chemsys", {"scheme": view.scheme, "chemsys": elements}))
+        present = set(
+            db.distinct("entries", "chemsys", {"scheme": view.scheme, "chemsys": elements})
+        )
         missing = [el for el in elements if el not in present]
         return _page(request, "system.html", v=view, columns=PHASE_COLUMNS, has_hull=not missing,
                      missing=missing)
 
-    @router.get("/systems/{chemsys}/hull.svg")
-    def hull_diagram(chemsys: str, scheme: str) -> Response:
+    def hull_diagram(self, chemsys: str, scheme: str) -> Response:
+        """``/systems/{chemsys}/hull.svg``: the hull of 2 to 4 elements in one scheme."""
         try:
             chemsys = normalise_chemsys(chemsys)
         except ValueError as exc:
-            return Response(str(exc), status_code=400, media_type="text/plain")
+            return _text(str(exc), 400)
         n = len(chemsys.split("-"))
         if not 2 <= n <= 4:
-            return Response(f"hull diagrams need 2 to 4 elements; {chemsys} has {n}",
-                            status_code=400, media_type="text/plain")
-        db = repo()
+            return _text(f"hull diagrams need 2 to 4 elements; {chemsys} has {n}", 400)
+        db = self.repo()
         # entries are only ever added, so their count says whether a cached drawing is current
-        key = (scheme, chemsys, db.count("entries", {"scheme": scheme, "chemsys": subsystems(chemsys)}))
-        svg = hulls.get(key)
+        count = db.count("entries", {"scheme": scheme, "chemsys": subsystems(chemsys)})
+        key = (scheme, chemsys, count)
+        svg = self.hulls.get(key)
         if svg is None:
             pd = HullEngine(db).phase_diagram(scheme, chemsys)
             if pd is None:
-                return Response(f"no hull for {chemsys} in scheme {scheme}: an element has no "
-                                "reference entry", status_code=404, media_type="text/plain")
-            svg = hulls.put(key, figures.hull_svg(pd))
+                return _text(f"no hull for {chemsys} in scheme {scheme}: an element has no "
+                             "reference entry", 404)
+            svg = self.hulls.put(key, figures.hull_svg(pd))
         return Response(svg, media_type="image/svg+xml")
 
-    @router.get("/phases/{phase_id}", response_class=HTMLResponse)
-    def phase(request: Request, phase_id: str) -> Response:
+    def phase(self, request: Request, phase_id: str) -> Response:
+        """``/phases/{phase_id}``: a phase's numbers and structure."""
         try:
-            view = views.phase_view(repo(), phase_id)
+            view = views.phase_view(self.repo(), phase_id)
         except views.NotFound as exc:
             return _error(request, 404, "No such phase", str(exc))
-        downloads_ = [("cif", "CIF"), ("poscar", "POSCAR"), ("json", "JSON (pymatgen)")]
-        return _page(request, "phase.html", p=view, props=_phase_props(view), downloads=downloads_)
+        return _page(request, "phase.html", p=view, props=_phase_props(view),
+                     downloads=_DOWNLOADS)
 
-    @router.get("/phases/{phase_id}/download/{fmt}")
-    def download(phase_id: str, fmt: str) -> Response:
+    def download(self, phase_id: str, fmt: str) -> Response:
+        """``/phases/{phase_id}/download/{fmt}``: the structure as CIF, POSCAR or JSON."""
         if fmt not in downloads.FORMATS:
-            return Response(f"unknown format {fmt!r}: use one of {', '.join(downloads.FORMATS)}",
-                            status_code=404, media_type="text/plain")
+            return _text(f"unknown format {fmt!r}: use one of {', '.join(downloads.FORMATS)}",
+                         404)
         try:
-            entry, structure = views.phase_structure(repo(), phase_id)
+            entry, structure = views.phase_structure(self.repo(), phase_id)
         except views.NotFound as exc:
-            return Response(str(exc), status_code=404, media_type="text/plain")
+            return _text(str(exc), 404)
         form = downloads.FORMATS[fmt]
         text = form.write(structure, f"{entry.reduced_formula} {entry.id} ({entry.scheme})")
         name = downloads.filename(entry.reduced_formula, entry.id, fmt)
         return Response(text, media_type=form.media_type,
                         headers={"Content-Disposition": downloads.content_disposition(name)})
 
-    @router.get("/explorer/assets/explorer.css")
-    def stylesheet() -> Response:
-        return Response(assets.CSS, media_type="text/css; charset=utf-8")
 
-    @router.get("/explorer/assets/explorer.js")
-    def script() -> Response:
-        return Response(assets.JS, media_type="text/javascript; charset=utf-8")
+_DOWNLOADS = [("cif", "CIF"), ("poscar", "POSCAR"), ("json", "JSON (pymatgen)")]
 
+
+def find_system(request: Request, chemsys: str = "") -> Response:
+    """``/systems?chemsys=``: the search box, redirected to the system's own address."""
+    try:
+        chemsys = normalise_chemsys(chemsys)
+    except ValueError as exc:
+        return _error(request, 400, "Not a chemical system", str(exc))
+    if not chemsys:
+        return _error(request, 400, "Not a chemical system", "name the elements, e.g. Li-Mn-O")
+    return RedirectResponse(system_url(_root(request))(chemsys), status_code=303)
+
+
+def stylesheet() -> Response:
+    return Response(assets.CSS, media_type="text/css; charset=utf-8")
+
+
+def script() -> Response:
+    return Response(assets.JS, media_type="text/javascript; charset=utf-8")
+
+
+def make_router(db_url: str) -> APIRouter:
+    """The explorer's routes over the database at ``db_url`` (opened at the first request)."""
+    pages = ExplorerPages(db_url)
+    router = APIRouter(include_in_schema=False)
+    html = {"response_class": HTMLResponse}
+    router.add_api_route("/", pages.campaigns, methods=["GET"], **html)
+    router.add_api_route("/campaigns/{name}/metrics.svg", pages.campaign_metrics, methods=["GET"])
+    router.add_api_route("/systems", find_system, methods=["GET"], **html)
+    router.add_api_route("/systems/{chemsys}", pages.system, methods=["GET"], **html)
+    router.add_api_route("/systems/{chemsys}/hull.svg", pages.hull_diagram, methods=["GET"])
+    router.add_api_route("/phases/{phase_id}", pages.phase, methods=["GET"], **html)
+    router.add_api_route("/phases/{phase_id}/download/{fmt}", pages.download, methods=["GET"])
+    router.add_api_route("/explorer/assets/explorer.css", stylesheet, methods=["GET"])
+    router.add_api_route("/explorer/assets/explorer.js", script, methods=["GET"])
     return router

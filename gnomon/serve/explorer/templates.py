@@ -85,7 +85,7 @@ the first {{ home.systems | length }} are listed, find others with the box above
 <p class="muted">No phases yet.</p>
 {% endif %}
 {% endblock %}
-"""
+"""  # noqa: E501 (markup: a line break inside it would be output)
 
 SYSTEM = """{% extends "base.html" %}
 {% block title %}{{ v.chemsys }}{% endblock %}
@@ -137,7 +137,7 @@ only the first {{ v.rows | length }} are shown{% endif %}.</p>
 {% endfor %}</tbody>
 </table>
 {% endblock %}
-"""
+"""  # noqa: E501 (markup: a line break inside it would be output)
 
 PHASE = """{% extends "base.html" %}
 {% block title %}{{ p.phase.reduced_formula }} {{ p.phase.id }}{% endblock %}
@@ -197,7 +197,7 @@ energy scheme {{ p.phase.scheme }}.</p>
 </table>
 {% endif %}
 {% endblock %}
-"""
+"""  # noqa: E501 (markup: a line break inside it would be output)
 
 ERROR = """{% extends "base.html" %}
 {% block title %}{{ status }}{% endblock %}

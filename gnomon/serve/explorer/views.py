@@ -11,7 +11,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from gnomon.campaign.reports.campaign import METRIC_COLUMNS, metric_rows
+from pymatgen.core import Structure
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+from gnomon.campaign.reports import METRIC_COLUMNS, metric_rows
 from gnomon.pipeline.thermo.hull import subsystems
 from gnomon.pipeline.thermo.phase_query import PhaseQuery, normalise_chemsys
 from gnomon.storage import Campaign, Entry, Phase, Repository
@@ -95,7 +98,9 @@ def schemes_in(repo: Repository, chemsys: str) -> list[str]:
     return sorted(repo.distinct("entries", "scheme", {"chemsys": subsystems(chemsys)}))
 
 
-def system_view(repo: Repository, chemsys: str, scheme: str | None, within: float = NEAR_STABLE) -> SystemView:
+def system_view(
+    repo: Repository, chemsys: str, scheme: str | None, within: float = NEAR_STABLE
+) -> SystemView:
     """The phases of one energy scheme in a chemical space; hulls never mix schemes, so a
     page shows one scheme at a time (the first by name unless one is asked for)."""
     chemsys = normalise_chemsys(chemsys)
@@ -105,11 +110,14 @@ def system_view(repo: Repository, chemsys: str, scheme: str | None, within: floa
     if scheme is None:
         scheme = schemes[0]
     elif scheme not in schemes:
-        raise NotFound(f"no entries of scheme {scheme!r} in {chemsys} (schemes here: {', '.join(schemes)})")
+        raise NotFound(f"no entries of scheme {scheme!r} in {chemsys} "
+                       f"(schemes here: {', '.join(schemes)})")
     if math.isnan(within) or within < 0:
         raise ValueError(f"within must be a non-negative number of eV/atom, not {within}")
     limit = None if math.isinf(within) else within
-    rows = PhaseQuery(chemsys=chemsys, scheme=scheme, max_e_above_hull=limit, limit=MAX_ROWS + 1).run(repo)
+    query = PhaseQuery(chemsys=chemsys, scheme=scheme, max_e_above_hull=limit,
+                       limit=MAX_ROWS + 1)
+    rows = query.run(repo)
     systems = subsystems(chemsys)
     return SystemView(
         chemsys=chemsys, schemes=schemes, scheme=scheme, within=within, rows=rows[:MAX_ROWS],
@@ -146,14 +154,13 @@ def phase_view(repo: Repository, phase_id: str) -> PhaseView:
                   "cart": site.coords.tolist()} for i, site in enumerate(structure[:MAX_SITES])]
         spacegroup = spacegroup_of(structure)
         projection = project_ab(structure)
-    return PhaseView(phase=phase, entry=entry, structure=structure, lattice=lattice, sites=sites or [],
-                     n_sites=len(structure) if structure is not None else 0, spacegroup=spacegroup,
-                     projection=projection)
+    return PhaseView(phase=phase, entry=entry, structure=structure, lattice=lattice,
+                     sites=sites or [],
+                     n_sites=len(structure) if structure is not None else 0,
+                     spacegroup=spacegroup, projection=projection)
 
 
 def structure_of(entry: Entry | None):
-    from pymatgen.core import Structure
-
     if entry is None or entry.structure is None:
         return None
     return Structure.from_dict(entry.structure)
@@ -172,8 +179,6 @@ def phase_structure(repo: Repository, phase_id: str):
 
 def spacegroup_of(structure) -> str | None:
     """International symbol and number, or None where spglib finds no symmetry cell."""
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
     try:
         sga = SpacegroupAnalyzer(structure, symprec=0.1)
         return f"{sga.get_space_group_symbol()} ({sga.get_space_group_number()})"
@@ -197,7 +202,8 @@ def project_ab(structure, size: float = 260.0, margin: float = 14.0) -> dict[str
     scale = (size - 2 * margin) / span
 
     def px(x: float, y: float) -> tuple[float, float]:
-        return (round(margin + (x - min(xs)) * scale, 2), round(size - margin - (y - min(ys)) * scale, 2))
+        return (round(margin + (x - min(xs)) * scale, 2),
+                round(size - margin - (y - min(ys)) * scale, 2))
 
     elements = sorted({sp.symbol for sp in structure.composition.elements})
     atoms = []

@@ -1,4 +1,4 @@
-"""MongoDB backend: for shared and HPC use, where compute nodes and the orchestrator share
+"""The MongoDB repository: for shared and HPC use, where compute nodes and the orchestrator share
 one database.
 
 Indexes are created on first use. MongoDB only has multi-document transactions on replica
@@ -19,7 +19,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from pymongo import ASCENDING, ReplaceOne
+import mongomock
+from mongomock.store import ServerStore
+from pymongo import ASCENDING, MongoClient, ReplaceOne
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from gnomon.credentials import mask_url
@@ -47,9 +49,6 @@ _MOCK_SERVERS: dict[str, Any] = {}
 
 def _mock_client(url: str) -> Any:
     """A mongomock client on the process's in-memory server for ``url``'s host."""
-    import mongomock
-    from mongomock.store import ServerStore
-
     host = url[len("mongomock://") :].split("/", 1)[0].rsplit("@", 1)[-1]
     store = _MOCK_SERVERS.setdefault(host, ServerStore())
     return mongomock.MongoClient(_store=store)
@@ -66,6 +65,12 @@ def _mongo_filter(filters: Filters) -> dict[str, Any]:
     return query
 
 
+def open_mongodb(url: str) -> MongoRepository:
+    """The repository at a ``mongodb://``, ``mongodb+srv://`` or ``mongomock://`` URL (the
+    registry's opener)."""
+    return MongoRepository(url)
+
+
 class MongoRepository(Repository):
     """Repository in a MongoDB database (``mongodb://host:port/dbname``)."""
 
@@ -75,12 +80,11 @@ class MongoRepository(Repository):
             if url.startswith("mongomock://"):
                 client = _mock_client(url)
             else:
-                from pymongo import MongoClient
-
                 client = MongoClient(url, serverSelectionTimeoutMS=5000, tz_aware=True)
         self.client = client
         self._mock = type(client).__module__.startswith("mongomock")
-        name = database or (url.rsplit("/", 1)[-1].split("?")[0] if "/" in url[12:] else "") or "gnomon"
+        path = url.rsplit("/", 1)[-1].split("?")[0] if "/" in url[12:] else ""
+        name = database or path or "gnomon"
         self.db = client[name]
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._undo: list[tuple[str, str, dict | None]] | None = None
@@ -230,7 +234,8 @@ class MongoRepository(Repository):
             yield doc
 
     def count(self, collection, filters=None) -> int:
-        return self.db[collection].count_documents(_mongo_filter(check_filters(collection, filters)))
+        query = _mongo_filter(check_filters(collection, filters))
+        return self.db[collection].count_documents(query)
 
     def distinct(self, collection, field, filters=None) -> list[Any]:
         check_distinct_field(collection, field)

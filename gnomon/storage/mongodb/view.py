@@ -1,11 +1,12 @@
-"""OPTIMADE structures over a gnomon MongoDB database.
+"""OPTIMADE structures over a gnomon MongoDB database: the MongoDB backend's serve view.
 
 Filters become MongoDB queries through ``optimade``'s own MongoTransformer (the one its
 reference server uses), run against a *view collection*, ``optimade_structures``, in the same
-database: one document per structure (:func:`gnomon.serve.resources.structure_row`), indexed
-for the common filters. gnomon's own collections are only read; the view is derived data the
-server owns (like the ``_locks`` collection the repository keeps), so deleting it loses
-nothing.
+database: one document per structure
+(:func:`gnomon.storage.optimade.resources.structure_row`), indexed for the common filters.
+gnomon's own collections are only read, through :class:`~.reader.MongoPhaseReader`; the view
+is derived data the server owns (like the ``_locks`` collection the repository keeps), so
+deleting it loses nothing.
 
 How the view stays current: it is rebuilt when the server starts (into a fresh collection,
 renamed over the old one when complete, so a second server never reads half a view). After
@@ -26,11 +27,12 @@ from optimade.models import StructureResource
 from optimade.server.config import ServerConfig
 from optimade.server.mappers import StructureMapper
 from pymongo import ASCENDING, DESCENDING
+from pymongo.collection import Collection
 
-from gnomon.serve.collection import ReadOnlyCollection
-from gnomon.serve.refresh import RefreshingView
-from gnomon.serve.resources import structure_row
-from gnomon.storage.mongodb import MongoRepository
+from gnomon.storage.mongodb.reader import MongoPhaseReader, open_reader
+from gnomon.storage.optimade.collection import ReadOnlyCollection
+from gnomon.storage.optimade.refresh import RefreshingView
+from gnomon.storage.optimade.resources import served_rows
 
 log = logging.getLogger(__name__)
 
@@ -69,72 +71,62 @@ def _as_bool(value: Any) -> Any:
 
 
 class MongoView(RefreshingView):
-    """The ``optimade_structures`` collection of one gnomon MongoDB database."""
+    """The ``optimade_structures`` collection of one gnomon MongoDB database, built from what
+    its reader yields."""
 
-    def __init__(self, repo: MongoRepository, refresh_s: float = 30.0):
-        self.repo = repo
-        self.db = repo.db
+    def __init__(self, reader: MongoPhaseReader, refresh_s: float = 30.0):
+        self.reader = reader
+        self.db = reader.db
         self._start_watching(refresh_s)
         self.size = self._build()
 
     @property
-    def collection(self):
+    def structures(self) -> Collection:
+        """The view collection the queries run against."""
         return self.db[VIEW]
 
-    def _signature(self) -> tuple:
-        latest = list(self.db["phases"].find({}, {"updated_at": 1}).sort("updated_at", DESCENDING).limit(1))
-        newest = list(self.db["entries"].find({}, {"created_at": 1}).sort("created_at", DESCENDING).limit(1))
-        return (self.db["entries"].count_documents({}), self.db["phases"].count_documents({}),
-                str(latest[0].get("updated_at")) if latest else None,
-                str(newest[0].get("created_at")) if newest else None)
+    def collection(self, config: ServerConfig) -> MongoStructureCollection:
+        return MongoStructureCollection(self, config)
 
     def _build(self) -> int:
         start = time.perf_counter()
         staging = self.db[f"{VIEW}_build_{uuid.uuid4().hex[:8]}"]
-        n = 0
         batch: list[dict[str, Any]] = []
-
-        def flush() -> None:
-            if not batch:
-                return
-            phases = {p["_id"]: p for p in self.db["phases"].find({"_id": {"$in": [d["_id"] for d in batch]}})}
-            docs = []
-            for entry in batch:
-                try:
-                    row = structure_row(entry, phases.get(entry["_id"]))
-                except (ValueError, KeyError, TypeError) as exc:
-                    log.warning("entry %s is not served: %s", entry.get("id"), exc)
-                    continue
-                if row is not None:
-                    docs.append({"_id": row["id"], **row})
-            if docs:
-                staging.insert_many(docs, ordered=False)
-            batch.clear()
-
-        for entry in self.db["entries"].find({"structure": {"$ne": None}}).sort("_id", ASCENDING):
-            batch.append(entry)
+        for row in served_rows(self.reader):
+            batch.append({"_id": row["id"], **row})
             if len(batch) >= _BATCH:
-                n += len(batch)
-                flush()
-        flush()
+                staging.insert_many(batch, ordered=False)
+                batch = []
+        if batch:
+            staging.insert_many(batch, ordered=False)
         n = staging.count_documents({})
-        staging.create_index([("id", ASCENDING)], unique=True)
-        staging.create_index([("elements", ASCENDING), ("e_above_hull", ASCENDING)])
-        for field in _INDEXED:
-            staging.create_index([(field, ASCENDING)])
+        _index(staging)
         if n:
             staging.rename(VIEW, dropTarget=True)
         else:
             staging.drop()
             self.db[VIEW].drop()
-        log.info("OPTIMADE view of %r: %d structures in %.1f s", self.repo, n, time.perf_counter() - start)
+        log.info("OPTIMADE view of %r: %d structures in %.1f s", self.reader.repo, n,
+                 time.perf_counter() - start)
         return n
 
     def _rebuild(self) -> None:
         self.size = self._build()
 
     def close(self) -> None:
-        self.repo.close()
+        self.reader.close()
+
+
+def _index(staging: Collection) -> None:
+    staging.create_index([("id", ASCENDING)], unique=True)
+    staging.create_index([("elements", ASCENDING), ("e_above_hull", ASCENDING)])
+    for field in _INDEXED:
+        staging.create_index([(field, ASCENDING)])
+
+
+def open_view(url: str, refresh_s: float) -> MongoView:
+    """The served view of the database at a MongoDB URL (the registry's opener)."""
+    return MongoView(open_reader(url), refresh_s=refresh_s)
 
 
 class MongoStructureCollection(ReadOnlyCollection):
@@ -149,14 +141,14 @@ class MongoStructureCollection(ReadOnlyCollection):
         return self.view.size
 
     def count(self, **kwargs: Any) -> int:
-        return self.view.collection.count_documents(kwargs.get("filter") or {})
+        return self.view.structures.count_documents(kwargs.get("filter") or {})
 
     def _run_db_query(self, criteria: dict[str, Any], single_entry: bool = False):
         self.view.maybe_refresh()
         query = criteria.get("filter") or {}
         limit = int(criteria.get("limit", self.config.page_limit))
         skip = int(criteria.get("skip", 0) or 0)
-        cursor = self.view.collection.find(query, {"_id": False}).sort(
+        cursor = self.view.structures.find(query, {"_id": False}).sort(
             [(f, ASCENDING if d > 0 else DESCENDING) for f, d in self.order(criteria)]
         ).skip(skip)
         if limit:
@@ -164,5 +156,5 @@ class MongoStructureCollection(ReadOnlyCollection):
         results = [self.public(doc) for doc in cursor] if limit else []
         if single_entry:
             return results, len(results), False
-        total = self.view.collection.count_documents(query)
+        total = self.view.structures.count_documents(query)
         return results, total, skip + len(results) < total

@@ -3,8 +3,8 @@
 ``optimade``'s server routers call an :class:`~optimade.server.entry_collections.EntryCollection`
 for ``/structures``: it parses the query parameters (filter, page_limit, page_offset,
 page_number, sort, response_fields) and asks the backend for one page and the count. gnomon's
-collections are read-only views (:mod:`gnomon.serve.sqlite_query`,
-:mod:`gnomon.serve.mongo_query`); this base adds what both need: no writes, sorting only on
+collections are read-only views (:mod:`gnomon.storage.sqlite.view`,
+:mod:`gnomon.storage.mongodb.view`); this base adds what both need: no writes, sorting only on
 scalar fields (a list has no order a client could rely on), a deterministic order (ties and
 unsorted queries go by id, so pages never overlap), and a bound on the filter's length.
 """
@@ -22,9 +22,9 @@ from optimade.server.entry_collections import EntryCollection
 from optimade.server.mappers import BaseResourceMapper
 from optimade.server.query_params import EntryListingQueryParams, SingleEntryQueryParams
 
-from gnomon.serve.filter_parser import FastFilterParser
-from gnomon.serve.limits import MAX_FILTER_CHARS
-from gnomon.serve.resources import INTERNAL_FIELDS, SCALAR_FIELDS
+from gnomon.storage.optimade.filter_parser import FastFilterParser
+from gnomon.storage.optimade.limits import MAX_FILTER_CHARS
+from gnomon.storage.optimade.resources import INTERNAL_FIELDS, SCALAR_FIELDS
 
 
 class ReadOnlyCollection(EntryCollection):
@@ -46,7 +46,9 @@ class ReadOnlyCollection(EntryCollection):
             raise BadRequest(detail=f"the filter is {len(text)} characters long; at most "
                                     f"{MAX_FILTER_CHARS} are accepted")
         if getattr(params, "page_above", None) is not None or getattr(params, "page_below", None):
-            raise NotImplementedError("page_above/page_below paging is not supported: use page_offset")
+            raise NotImplementedError(
+                "page_above/page_below paging is not supported: use page_offset"
+            )
         criteria = super().handle_query_params(params)
         if criteria.get("skip", 0) < 0:
             raise BadRequest(detail="page_offset must not be negative")
@@ -58,7 +60,8 @@ class ReadOnlyCollection(EntryCollection):
         spec = list(super().parse_sort_params(sort_params))
         for field, _ in spec:
             if field not in SCALAR_FIELDS:
-                raise BadRequest(detail=f"cannot sort on {self.resource_mapper.get_optimade_field(field)}: "
+                name = self.resource_mapper.get_optimade_field(field)
+                raise BadRequest(detail=f"cannot sort on {name}: "
                                         "only fields with one value per structure are sortable")
         return spec
 

@@ -1,9 +1,9 @@
 """When a served view of the database is rebuilt: the one throttle both backends share.
 
 A request never waits for a rebuild. At most every ``refresh_s`` seconds one request asks the
-backend for a cheap signature of the database (SQLite's ``data_version``, MongoDB's counts and
-newest timestamps); if it moved, one background thread rebuilds the view while the previous
-one keeps answering.
+backend's :class:`~gnomon.storage.reader.PhaseReader` for its change token (SQLite's
+``data_version``, MongoDB's counts and newest timestamps); if it moved, one background thread
+rebuilds the view while the previous one keeps answering.
 """
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Hashable
 
+from gnomon.storage.reader import PhaseReader
+
 
 class RefreshingView(ABC):
-    """A view rebuilt in the background when its database's signature changes."""
+    """A view rebuilt in the background when its reader's change token moves."""
 
     refresh_s: float
+    reader: PhaseReader
 
     def _start_watching(self, refresh_s: float) -> None:
         """Take the database's signature now: later changes are measured against it."""
@@ -27,9 +30,9 @@ class RefreshingView(ABC):
         self._checked = time.monotonic()
         self._seen = self._signature()
 
-    @abstractmethod
     def _signature(self) -> Hashable:
         """A cheap value that changes whenever the served records may have."""
+        return self.reader.change_token()
 
     @abstractmethod
     def _rebuild(self) -> None:

@@ -1,7 +1,8 @@
 """A stored entry and its phase, as an OPTIMADE structure resource.
 
 One function, :func:`structure_row`, makes the flat document both query backends keep (the
-SQLite view and the MongoDB view collection), so a filter means the same thing on either.
+SQLite view and the MongoDB view collection, through :func:`served_rows`), so a filter
+means the same thing on either.
 Field names are the *backend* names of ``optimade``'s resource mapper: OPTIMADE fields as the
 specification names them, gnomon's own fields without their ``_gnomon_`` prefix (the mapper
 adds it on the way out, from :data:`PROVIDER_FIELDS`).
@@ -13,37 +14,50 @@ largest first (``A2B``); ``chemical_formula_descriptive`` is the stored cell's f
 
 from __future__ import annotations
 
+import logging
 import math
 import string
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import reduce
 from typing import Any
+
+from gnomon.storage.reader import PhaseReader
+
+log = logging.getLogger(__name__)
 
 PROVIDER_PREFIX = "gnomon"
 
 #: gnomon's provider fields: name (without prefix), OPTIMADE type, unit, description.
 PROVIDER_FIELDS: tuple[dict[str, Any], ...] = (
     {"name": "e_above_hull", "type": "float", "unit": "eV/atom",
-     "description": "Energy above the convex hull of its energy scheme and chemical system (0 on the hull)."},
+     "description": "Energy above the convex hull of its energy scheme and chemical system "
+                    "(0 on the hull)."},
     {"name": "formation_energy_per_atom", "type": "float", "unit": "eV/atom",
-     "description": "Formation energy per atom from the elemental references of its energy scheme."},
+     "description": "Formation energy per atom from the elemental references of its energy "
+                    "scheme."},
     {"name": "decomposition_energy", "type": "float", "unit": "eV/atom",
      "description": "Decomposition (phase separation) energy: negative for phases on the hull, "
                     "the distance to the hull without this phase."},
     {"name": "is_stable", "type": "boolean",
      "description": "Whether the phase is on the hull of its energy scheme. The OPTIMADE filter "
-                    "grammar has no booleans: filter with _gnomon_is_stable=1 (on the hull) or =0."},
+                    "grammar has no booleans: filter with _gnomon_is_stable=1 (on the hull) "
+                    "or =0."},
     {"name": "energy_per_atom", "type": "float", "unit": "eV/atom",
-     "description": "Total energy per atom with the energy scheme's corrections applied (the hull's energy)."},
+     "description": "Total energy per atom with the energy scheme's corrections applied "
+                    "(the hull's energy)."},
     {"name": "uncorrected_energy_per_atom", "type": "float", "unit": "eV/atom",
      "description": "Total energy per atom as the code computed it, before corrections."},
     {"name": "scheme", "type": "string",
      "description": "Energy scheme of the energy (for example mlip-chgnet-0.3.0, vasp-pbe-mp2020); "
                     "hulls are built within one scheme."},
-    {"name": "campaign", "type": "string", "description": "Discovery campaign that found it (null when imported)."},
+    {"name": "campaign", "type": "string",
+     "description": "Discovery campaign that found it (null when imported)."},
     {"name": "round", "type": "integer", "description": "Campaign round that relaxed it."},
-    {"name": "source", "type": "string", "description": "Where the energy came from (a file, a provider URL, an engine)."},
-    {"name": "calculation_id", "type": "string", "description": "The gnomon calculation that produced the entry."},
+    {"name": "source", "type": "string",
+     "description": "Where the energy came from (a file, a provider URL, an engine)."},
+    {"name": "calculation_id", "type": "string",
+     "description": "The gnomon calculation that produced the entry."},
 )
 
 PROVIDER_FIELD_NAMES = tuple(f["name"] for f in PROVIDER_FIELDS)
@@ -62,7 +76,9 @@ SCALAR_FIELDS: dict[str, str] = {
 }
 
 #: list fields whose members can be filtered with HAS / HAS ALL / HAS ANY / HAS ONLY
-LIST_FIELDS: tuple[str, ...] = ("elements", "species_at_sites", "structure_features", "dimension_types")
+LIST_FIELDS: tuple[str, ...] = (
+    "elements", "species_at_sites", "structure_features", "dimension_types"
+)
 
 #: the scalar field that holds a list field's LENGTH
 LENGTH_FIELDS: dict[str, str] = {
@@ -113,7 +129,8 @@ def formula_anonymous(composition: dict[str, float]) -> str:
 
 def _anonymous_formula(reduced: dict[str, int]) -> str:
     amounts = sorted(reduced.values(), reverse=True)
-    return "".join(f"{sym}{_amount(n)}" for sym, n in zip(_anonymous_symbols(), amounts, strict=False))
+    symbols = _anonymous_symbols()
+    return "".join(f"{sym}{_amount(n)}" for sym, n in zip(symbols, amounts, strict=False))
 
 
 def formula_descriptive(composition: dict[str, float]) -> str:
@@ -155,7 +172,8 @@ def structure_row(entry: dict[str, Any], phase: dict[str, Any] | None) -> dict[s
     total = sum(counts.values())
     elements = sorted(counts)
     nsites = len(sites)
-    stamps = [s for s in (_timestamp(entry.get("created_at")), _timestamp(phase.get("updated_at"))) if s]
+    stamps = [s for s in (_timestamp(entry.get("created_at")),
+                          _timestamp(phase.get("updated_at"))) if s]
     is_stable = phase.get("is_stable")
     return {
         "id": entry["id"],
@@ -183,7 +201,8 @@ def structure_row(entry: dict[str, Any], phase: dict[str, Any] | None) -> dict[s
         "is_stable": None if is_stable is None else bool(is_stable),
         "energy_per_atom": entry.get("energy_per_atom"),
         "uncorrected_energy_per_atom": (
-            entry["uncorrected_energy"] / total if entry.get("uncorrected_energy") is not None else None
+            entry["uncorrected_energy"] / total
+            if entry.get("uncorrected_energy") is not None else None
         ),
         "scheme": entry.get("scheme"),
         "campaign": entry.get("campaign"),
@@ -191,6 +210,19 @@ def structure_row(entry: dict[str, Any], phase: dict[str, Any] | None) -> dict[s
         "source": entry.get("source"),
         "calculation_id": entry.get("calculation_id"),
     }
+
+
+def served_rows(reader: PhaseReader) -> Iterator[dict[str, Any]]:
+    """The row of every entry ``reader`` yields, as a view keeps it; an entry that cannot be
+    shown (a disordered site) is logged and left out."""
+    for entry, phase in reader.entries_with_phases():
+        try:
+            row = structure_row(entry, phase)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("entry %s is not served: %s", entry.get("id"), exc)
+            continue
+        if row is not None:
+            yield row
 
 
 #: fields of a row that are not part of the OPTIMADE resource (bookkeeping for LENGTH queries)

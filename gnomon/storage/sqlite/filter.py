@@ -1,9 +1,9 @@
-"""OPTIMADE filters as parameterised SQL over the serve view (:mod:`gnomon.serve.sqlite_view`).
+"""OPTIMADE filters as parameterised SQL over the serve view (:mod:`gnomon.storage.sqlite.view`).
 
 The filter is parsed by ``optimade``'s Lark grammar; this transformer turns the tree into one
 SQL boolean expression and its parameters. User values only ever travel as ``?`` parameters;
 the only names that reach SQL text are columns from a fixed table (:data:`COLUMNS`) and list
-fields from :data:`~gnomon.serve.resources.LIST_FIELDS`, never the filter's own spelling.
+fields from :data:`~gnomon.storage.optimade.resources.LIST_FIELDS`, never the filter's own spelling.
 
 Semantics follow ``optimade``'s MongoTransformer, so both gnomon backends answer a filter
 alike: a comparison with an unknown (null) value is false and stays false under NOT (SQL's
@@ -21,8 +21,9 @@ from typing import Any
 from lark import v_args
 from optimade.exceptions import BadRequest
 from optimade.filtertransformers.base_transformer import BaseTransformer, Quantity
+from pymatgen.core.periodic_table import Element
 
-from gnomon.serve.resources import LENGTH_FIELDS, LIST_FIELDS, SCALAR_FIELDS
+from gnomon.storage.optimade.resources import LENGTH_FIELDS, LIST_FIELDS, SCALAR_FIELDS
 
 #: backend field -> (SQL column of the ``structures`` table, OPTIMADE type)
 COLUMNS: dict[str, tuple[str, str]] = {name: (name, kind) for name, kind in SCALAR_FIELDS.items()}
@@ -37,8 +38,6 @@ _BITS_PER_MASK = 60
 @functools.lru_cache(maxsize=256)
 def _element_bit(symbol: str) -> tuple[int, int] | None:
     """(mask column, bit) of an element symbol, or None for a string that is not one."""
-    from pymatgen.core.periodic_table import Element
-
     if not Element.is_valid_symbol(symbol):
         return None
     z = Element(symbol).Z - 1
@@ -144,7 +143,9 @@ class SQLiteTransformer(BaseTransformer):
     def value_list(self, arg: list) -> list[Any]:
         for value in arg:
             if str(value) in _SQL_OPS:
-                raise NotImplementedError(f"an operator inside a value list ({value}) is not supported")
+                raise NotImplementedError(
+                    f"an operator inside a value list ({value}) is not supported"
+                )
         return list(arg)
 
     @v_args(inline=True)
@@ -249,12 +250,13 @@ class SQLiteTransformer(BaseTransformer):
 
     def _elements(self, mode: str, members: list[Any]) -> Sql:
         masks, complete = _masks_of(members)
+        pairs = list(zip(MASK_COLUMNS, masks, strict=True))
         if mode == "ALL":
             if not complete:
                 return NOTHING  # a value that is no element is in no structure's elements
-            parts = [Sql(f"(({col} & ?) = ?)", (m, m)) for col, m in zip(MASK_COLUMNS, masks, strict=True) if m]
+            parts = [Sql(f"(({col} & ?) = ?)", (m, m)) for col, m in pairs if m]
         elif mode == "ANY":
-            parts = [Sql(f"(({col} & ?) != 0)", (m,)) for col, m in zip(MASK_COLUMNS, masks, strict=True) if m]
+            parts = [Sql(f"(({col} & ?) != 0)", (m,)) for col, m in pairs if m]
             if not parts:
                 return NOTHING
             out = parts[0]
@@ -262,7 +264,7 @@ class SQLiteTransformer(BaseTransformer):
                 out = out | part
             return out
         elif mode == "ONLY":
-            parts = [Sql(f"(({col} & ?) = 0)", (~m,)) for col, m in zip(MASK_COLUMNS, masks, strict=True)]
+            parts = [Sql(f"(({col} & ?) = 0)", (~m,)) for col, m in pairs]
             parts.append(Sql("(nelements > 0)"))
         else:
             raise BadRequest(detail=f"unknown set operator HAS {mode}")
@@ -279,7 +281,9 @@ class SQLiteTransformer(BaseTransformer):
 
     def _set(self, name: str, mode: str, members: list[Any]) -> Sql:
         if name not in LIST_FIELDS:
-            raise NotImplementedError(f"HAS on {name} is not supported (list fields: {', '.join(LIST_FIELDS)})")
+            raise NotImplementedError(
+                f"HAS on {name} is not supported (list fields: {', '.join(LIST_FIELDS)})"
+            )
         if any(isinstance(v, Quantity) for v in members):
             raise NotImplementedError("HAS with a property on the right is not supported")
         if name == "elements":
@@ -292,8 +296,8 @@ class SQLiteTransformer(BaseTransformer):
             return out
         marks = ",".join("?" * len(members))
         if mode == "ANY":
-            return Sql(f"(sid IN (SELECT sid FROM structure_lists WHERE field = ? AND value IN ({marks})))",
-                       (name, *members))
+            return Sql(f"(sid IN (SELECT sid FROM structure_lists WHERE field = ? "
+                       f"AND value IN ({marks})))", (name, *members))
         if mode == "ONLY":
             return Sql(
                 f"(sid IN (SELECT sid FROM structure_lists WHERE field = ?) AND sid NOT IN "

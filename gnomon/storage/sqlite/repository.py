@@ -1,4 +1,4 @@
-"""SQLite backend: the embedded default, one file in the workspace.
+"""The SQLite repository: the embedded default, one file in the workspace.
 
 One table per collection: the record as JSON plus a column per indexed field. WAL mode lets
 readers run beside a writer; writers take the database lock with ``BEGIN IMMEDIATE`` and wait
@@ -33,7 +33,7 @@ from gnomon.storage.repository import (
     check_distinct_field,
     check_filters,
 )
-from gnomon.storage.sqlite_checkpoint import Checkpointer
+from gnomon.storage.sqlite.checkpoint import Checkpointer
 
 _BUSY_TIMEOUT_MS = 120_000
 _CHUNK = 500  # bound on SQL parameters per IN (...) clause
@@ -46,6 +46,19 @@ def _column_value(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         return orjson.dumps(value).decode()
     return value
+
+
+PREFIX = "sqlite:///"
+
+
+def sqlite_path(url: str) -> Path:
+    """The file a ``sqlite:///path`` URL names (checked by :mod:`gnomon.storage.backends`)."""
+    return Path(url[len(PREFIX) :])
+
+
+def open_sqlite(url: str) -> SQLiteRepository:
+    """The repository at a ``sqlite:///path`` URL (the registry's opener)."""
+    return SQLiteRepository(sqlite_path(url))
 
 
 class SQLiteRepository(Repository):
@@ -71,7 +84,7 @@ class SQLiteRepository(Repository):
             conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            # Checkpoints run in the background (sqlite_checkpoint); SQLite's own stays as a
+            # Checkpoints run in the background (.checkpoint); SQLite's own stays as a
             # backstop at 10x its default, should that thread be unable to keep up.
             conn.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
             self._local.conn = conn
@@ -83,7 +96,8 @@ class SQLiteRepository(Repository):
             for name, fields in INDEXED_FIELDS.items():
                 cols = "".join(f", {f}" for f in fields)
                 self._conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {name} (id TEXT PRIMARY KEY, doc BLOB NOT NULL{cols})"
+                    f"CREATE TABLE IF NOT EXISTS {name} "
+                    f"(id TEXT PRIMARY KEY, doc BLOB NOT NULL{cols})"
                 )
                 for field in single_field_indexes(name):
                     self._conn.execute(
@@ -226,7 +240,9 @@ class SQLiteRepository(Repository):
                 clauses.append(f"{field} = ?")
                 params.append(_column_value(value))
         if len(big) > 1:
-            raise StorageError(f"at most one filter on {collection} may list more than {_CHUNK} values")
+            raise StorageError(
+                f"at most one filter on {collection} may list more than {_CHUNK} values"
+            )
         return " AND ".join(clauses) or "1", params, big
 
     def find(self, collection, filters=None, limit=None) -> Iterator[dict[str, Any]]:
@@ -256,7 +272,8 @@ class SQLiteRepository(Repository):
         where, params, big = self._where(collection, filters)
         if big:
             return sum(1 for _ in self.find(collection, filters))
-        return self._conn.execute(f"SELECT COUNT(*) FROM {collection} WHERE {where}", params).fetchone()[0]
+        sql = f"SELECT COUNT(*) FROM {collection} WHERE {where}"
+        return self._conn.execute(sql, params).fetchone()[0]
 
     def distinct(self, collection, field, filters=None) -> list[Any]:
         check_distinct_field(collection, field)

@@ -1,13 +1,14 @@
-"""OPTIMADE structures over a gnomon SQLite database.
+"""OPTIMADE structures over a gnomon SQLite database: the SQLite backend's serve view.
 
 gnomon keeps an entry (with its structure) and its phase (with e_above_hull) in two tables,
-as JSON documents plus a few indexed columns (:mod:`gnomon.storage.sqlite`). A filter such as
-``elements HAS ALL "Li","O" AND _gnomon_e_above_hull<=0.05`` needs both, per element, on
-10^5 rows in well under 100 ms, so ``gnomon serve`` answers from a *view*: a separate SQLite
-file in a temporary directory, built from the database, with one row per structure
-(:func:`gnomon.serve.resources.structure_row`), a column per scalar field, a membership table
-for list fields (``structure_lists``: elements, species_at_sites, ...) and an index on each.
-The gnomon database itself is only read (``mode=ro``), never written.
+as JSON documents plus a few indexed columns (:mod:`gnomon.storage.sqlite.repository`). A
+filter such as ``elements HAS ALL "Li","O" AND _gnomon_e_above_hull<=0.05`` needs both, per
+element, on 10^5 rows in well under 100 ms, so ``gnomon serve`` answers from a *view*: a
+separate SQLite file in a temporary directory, built from the database, with one row per
+structure (:func:`gnomon.storage.optimade.resources.structure_row`), a column per scalar
+field, a membership table for list fields (``structure_lists``: elements, species_at_sites,
+...) and an index on each. The gnomon database itself is only read, through
+:class:`~.reader.SQLitePhaseReader` (``mode=ro``), never written.
 
 How the view stays current: it is built when the server starts, so it reflects the database
 as it was then. Afterwards, at most every ``refresh_s`` seconds a request asks SQLite whether
@@ -34,10 +35,18 @@ from optimade.models import StructureResource
 from optimade.server.config import ServerConfig
 from optimade.server.mappers import StructureMapper
 
-from gnomon.serve.collection import ReadOnlyCollection
-from gnomon.serve.refresh import RefreshingView
-from gnomon.serve.resources import LIST_FIELDS, structure_row
-from gnomon.serve.sqlite_filter import COLUMNS, MASK_COLUMNS, Sql, SQLiteTransformer, element_masks
+from gnomon.storage.optimade.collection import ReadOnlyCollection
+from gnomon.storage.optimade.refresh import RefreshingView
+from gnomon.storage.optimade.resources import LIST_FIELDS, served_rows
+from gnomon.storage.reader import PhaseReader
+from gnomon.storage.sqlite.filter import (
+    COLUMNS,
+    MASK_COLUMNS,
+    Sql,
+    SQLiteTransformer,
+    element_masks,
+)
+from gnomon.storage.sqlite.reader import SQLitePhaseReader, open_reader
 
 log = logging.getLogger(__name__)
 
@@ -61,95 +70,103 @@ def _column_value(kind: str, value: Any) -> Any:
     return value
 
 
-def build_view(source: Path, target: Path) -> int:
-    """Write the view of the gnomon database at ``source`` into a new file ``target``;
-    returns the number of structures. Entries without a structure are not structures and
-    are left out; one that cannot be shown (a disordered site) is logged and left out."""
-    # the columns most filters test come first: SQLite decodes a row's columns in order
-    columns = sorted(COLUMNS, key=lambda c: (c not in _FIRST, _FIRST.index(c) if c in _FIRST else 0))
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=120)
-    dst = sqlite3.connect(target, isolation_level=None)
-    dst.execute("PRAGMA journal_mode=OFF")
-    dst.execute("PRAGMA synchronous=OFF")
+def _ordered_columns() -> list[str]:
+    """The view's scalar columns, those most filters test first: SQLite decodes a row's columns
+    in order."""
+    return sorted(COLUMNS, key=lambda c: (c not in _FIRST, _FIRST.index(c) if c in _FIRST else 0))
+
+
+def _create_tables(dst: sqlite3.Connection, columns: list[str]) -> str:
+    """Create the view's tables in ``dst``; returns the INSERT of one ``structures`` row.
+
+    Rows are narrow (scalars and the element masks) so that a scan of 10^5 structures reads a
+    few MB; the documents live in their own table and are read only for the page returned.
+    """
     col_defs = ", ".join(f"{c} {_SQL_TYPES[COLUMNS[c][1]]}" for c in columns)
-    # narrow rows (scalars and the element masks) so that a scan of 10^5 structures reads a few
-    # MB; the documents live in their own table and are read only for the page returned
-    dst.execute(f"CREATE TABLE structures (sid INTEGER PRIMARY KEY, "
-                f"{', '.join(f'{c} INTEGER NOT NULL' for c in MASK_COLUMNS)}, {col_defs})")
+    masks = ", ".join(f"{c} INTEGER NOT NULL" for c in MASK_COLUMNS)
+    dst.execute(f"CREATE TABLE structures (sid INTEGER PRIMARY KEY, {masks}, {col_defs})")
     dst.execute("CREATE TABLE structure_docs (sid INTEGER PRIMARY KEY, doc BLOB NOT NULL)")
     dst.execute("CREATE TABLE structure_lists (sid INTEGER NOT NULL, field TEXT NOT NULL, value)")
-    insert = (f"INSERT INTO structures (sid, {', '.join(MASK_COLUMNS)}, {', '.join(columns)}) "
-              f"VALUES ({', '.join('?' * (len(columns) + 1 + len(MASK_COLUMNS)))})")
-    n = 0
-    rows: list[tuple] = []
-    docs: list[tuple] = []
-    members: list[tuple] = []
-    dst.execute("BEGIN")
+    marks = ", ".join("?" * (len(columns) + 1 + len(MASK_COLUMNS)))
+    return (f"INSERT INTO structures (sid, {', '.join(MASK_COLUMNS)}, {', '.join(columns)}) "
+            f"VALUES ({marks})")
+
+
+class _Batch:
+    """Rows of the three view tables, written ``_BATCH`` structures at a time."""
+
+    def __init__(self, dst: sqlite3.Connection, insert: str, columns: list[str]):
+        self.dst, self.insert, self.columns = dst, insert, columns
+        self.rows: list[tuple] = []
+        self.docs: list[tuple] = []
+        self.members: list[tuple] = []
+
+    def add(self, sid: int, row: dict[str, Any]) -> None:
+        self.rows.append((sid, *element_masks(row["elements"]),
+                          *(_column_value(COLUMNS[c][1], row.get(c)) for c in self.columns)))
+        self.docs.append((sid, orjson.dumps(row, option=orjson.OPT_UTC_Z)))
+        for name in LIST_FIELDS:
+            if name != "elements":
+                self.members.extend((sid, name, v) for v in set(row[name]))
+        if len(self.rows) >= _BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        self.dst.executemany(self.insert, self.rows)
+        self.dst.executemany("INSERT INTO structure_docs VALUES (?, ?)", self.docs)
+        self.dst.executemany("INSERT INTO structure_lists VALUES (?, ?, ?)", self.members)
+        self.rows, self.docs, self.members = [], [], []
+
+
+def build_view(reader: PhaseReader, target: Path) -> int:
+    """Write the view of the entries and phases ``reader`` yields into a new file ``target``;
+    returns the number of structures."""
+    columns = _ordered_columns()
+    dst = sqlite3.connect(target, isolation_level=None)
     try:
-        # entries without a phase (no elemental reference yet) are served with unknown energies
-        cursor = src.execute(
-            "SELECT e.doc, p.doc FROM entries e LEFT JOIN phases p ON p.id = e.id ORDER BY e.id"
-        )
-        for entry_doc, phase_doc in cursor:
-            entry = orjson.loads(entry_doc)
-            try:
-                row = structure_row(entry, orjson.loads(phase_doc) if phase_doc else None)
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("entry %s is not served: %s", entry.get("id"), exc)
-                continue
-            if row is None:
-                continue
-            n += 1
-            rows.append((n, *element_masks(row["elements"]),
-                         *(_column_value(COLUMNS[c][1], row.get(c)) for c in columns)))
-            docs.append((n, orjson.dumps(row, option=orjson.OPT_UTC_Z)))
-            for name in LIST_FIELDS:
-                if name != "elements":
-                    members.extend((n, name, v) for v in set(row[name]))
-            if len(rows) >= _BATCH:
-                _write(dst, insert, rows, docs, members)
-                rows, docs, members = [], [], []
-        _write(dst, insert, rows, docs, members)
+        dst.execute("PRAGMA journal_mode=OFF")
+        dst.execute("PRAGMA synchronous=OFF")
+        batch = _Batch(dst, _create_tables(dst, columns), columns)
+        n = 0
+        dst.execute("BEGIN")
+        for n, row in enumerate(served_rows(reader), start=1):
+            batch.add(n, row)
+        batch.flush()
         for c in _INDEXED:
             dst.execute(f"CREATE {'UNIQUE ' if c == 'id' else ''}INDEX ix_{c} ON structures ({c})")
         dst.execute("CREATE INDEX ix_lists ON structure_lists (field, value, sid)")
         dst.execute("COMMIT")
         dst.execute("ANALYZE")
     finally:
-        src.close()
         dst.close()
     return n
 
 
-def _write(dst: sqlite3.Connection, insert: str, rows: list, docs: list, members: list) -> None:
-    dst.executemany(insert, rows)
-    dst.executemany("INSERT INTO structure_docs VALUES (?, ?)", docs)
-    dst.executemany("INSERT INTO structure_lists VALUES (?, ?, ?)", members)
+def open_view(url: str, refresh_s: float) -> SQLiteView:
+    """The served view of the database at a ``sqlite:///path`` URL (the registry's opener)."""
+    return SQLiteView(open_reader(url), refresh_s=refresh_s)
 
 
 class SQLiteView(RefreshingView):
     """The current view file of one gnomon SQLite database, rebuilt when the database changes."""
 
-    def __init__(self, source: Path, refresh_s: float = 30.0):
-        self.source = Path(source)
-        if not self.source.exists():
-            raise FileNotFoundError(f"no gnomon database at {self.source}")
+    def __init__(self, reader: SQLitePhaseReader, refresh_s: float = 30.0):
+        self.reader = reader
+        self.source = reader.path
         self._dir = Path(tempfile.mkdtemp(prefix="gnomon-serve-"))
         self._local = threading.local()
         self._generation = 0
-        self._watch = sqlite3.connect(f"file:{self.source}?mode=ro", uri=True,
-                                      check_same_thread=False)
         self._start_watching(refresh_s)
         self.path, self.size = self._build()
 
-    def _signature(self) -> int:
-        return self._watch.execute("PRAGMA data_version").fetchone()[0]
+    def collection(self, config: ServerConfig) -> SQLiteStructureCollection:
+        return SQLiteStructureCollection(self, config)
 
     def _build(self) -> tuple[Path, int]:
         self._generation += 1
         target = self._dir / f"view-{self._generation}.sqlite"
         start = time.perf_counter()
-        size = build_view(self.source, target)
+        size = build_view(self.reader, target)
         log.info("OPTIMADE view of %s: %d structures in %.1f s", self.source, size,
                  time.perf_counter() - start)
         return target, size
@@ -175,7 +192,7 @@ class SQLiteView(RefreshingView):
         return conn
 
     def close(self) -> None:
-        self._watch.close()
+        self.reader.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
 

@@ -19,7 +19,9 @@ from gnomon.pipeline.thermo.schemes import (
 
 
 def rocksalt(a: float = 4.2) -> Structure:
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(a), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
 
 
 @pytest.mark.parametrize("energy", [None, float("nan"), float("inf"), "abc"])
@@ -48,7 +50,9 @@ def test_partial_occupancy_rejected():
 
 
 def test_non_positive_volume_rejected():
-    s = Structure(Lattice([[4, 0, 0], [0, 4, 0], [0, 0, -4]]), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    s = Structure(
+        Lattice([[4, 0, 0], [0, 4, 0], [0, 0, -4]]), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
     with pytest.raises(EntryValidationError, match="volume"):
         make_entry(s.composition, -10, "t", structure=s)
 
@@ -76,10 +80,16 @@ def test_scheme_names():
 
 
 def test_mp2020_corrections_apply_only_in_the_vasp_scheme():
-    params = {"run_type": "GGA", "hubbards": {}, "is_hubbard": False,
-              "potcar_spec": [{"titel": "PAW_PBE Mg_pv 13Apr2007", "hash": None},
-                              {"titel": "PAW_PBE O 08Apr2002", "hash": None}],
-              "potcar_symbols": ["PAW_PBE Mg_pv 13Apr2007", "PAW_PBE O 08Apr2002"]}
+    params = {
+        "run_type": "GGA",
+        "hubbards": {},
+        "is_hubbard": False,
+        "potcar_spec": [
+            {"titel": "PAW_PBE Mg_pv 13Apr2007", "hash": None},
+            {"titel": "PAW_PBE O 08Apr2002", "hash": None},
+        ],
+        "potcar_symbols": ["PAW_PBE Mg_pv 13Apr2007", "PAW_PBE O 08Apr2002"],
+    }
     computed = ComputedEntry("MgO", -12.0, parameters=params)
     mp = entry_from_computed(computed, VASP_MP2020)
     plain = entry_from_computed(computed, "qe-pbe-pslibrary")

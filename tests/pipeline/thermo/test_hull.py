@@ -24,8 +24,11 @@ POOL = ["Li", "Na", "Mn", "Fe", "O", "S", "Cl", "Mg"]
 
 def random_entries(rng: random.Random, elements: list[str], n: int, scheme: str = "test") -> list:
     """Elemental references plus ``n`` random compounds (polymorphs and unstable ones included)."""
-    entries = [make_entry(el, rng.uniform(-5, -1), scheme, source=f"ref-{el}-{i}")
-               for el in elements for i in range(rng.randint(1, 2))]
+    entries = [
+        make_entry(el, rng.uniform(-5, -1), scheme, source=f"ref-{el}-{i}")
+        for el in elements
+        for i in range(rng.randint(1, 2))
+    ]
     for i in range(n):
         k = rng.randint(1, len(elements))
         chosen = rng.sample(elements, k)
@@ -34,7 +37,9 @@ def random_entries(rng: random.Random, elements: list[str], n: int, scheme: str 
         energy = ref + rng.uniform(-2.0, 1.0) * comp.num_atoms
         entries.append(make_entry(comp, energy, scheme, source=f"rand-{i}"))
         if rng.random() < 0.2:  # a polymorph of the same composition
-            entries.append(make_entry(comp, energy + rng.uniform(-0.2, 0.2), scheme, source=f"poly-{i}"))
+            entries.append(
+                make_entry(comp, energy + rng.uniform(-0.2, 0.2), scheme, source=f"poly-{i}")
+            )
     return entries
 
 
@@ -43,25 +48,42 @@ def pymatgen_reference(entries) -> dict[str, tuple[float, float, bool, list[str]
     per chemsys as pymatgen does."""
     out = {}
     for chemsys in {e.chemsys for e in entries}:
-        pool = [ComputedEntry(Composition(e.composition), e.energy, entry_id=e.id)
-                for e in entries if set(e.elements) <= set(chemsys.split("-"))]
+        pool = [
+            ComputedEntry(Composition(e.composition), e.energy, entry_id=e.id)
+            for e in entries
+            if set(e.elements) <= set(chemsys.split("-"))
+        ]
         pd = PhaseDiagram(pool)
         stable = {x.entry_id for x in pd.stable_entries}
         for x in pool:
             if set(x.composition.chemical_system.split("-")) != set(chemsys.split("-")):
                 continue
-            products = [] if x.entry_id in stable else sorted(
-                {p.reduced_formula for p in pd.get_decomposition(x.composition)}
+            products = (
+                []
+                if x.entry_id in stable
+                else sorted({p.reduced_formula for p in pd.get_decomposition(x.composition)})
             )
-            out[x.entry_id] = (pd.get_e_above_hull(x, allow_negative=True),
-                               pd.get_phase_separation_energy(x), x.entry_id in stable, products)
+            out[x.entry_id] = (
+                pd.get_e_above_hull(x, allow_negative=True),
+                pd.get_phase_separation_energy(x),
+                x.entry_id in stable,
+                products,
+            )
     return out
 
 
 # GNOMON_HULL_EXAMPLES=400 for a deeper run after changing the engine
-@settings(max_examples=int(os.environ.get("GNOMON_HULL_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**31), nel=st.integers(1, 5), n=st.integers(0, 25),
-       batches=st.integers(1, 3))
+@settings(
+    max_examples=int(os.environ.get("GNOMON_HULL_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    seed=st.integers(0, 2**31),
+    nel=st.integers(1, 5),
+    n=st.integers(0, 25),
+    batches=st.integers(1, 3),
+)
 def test_hull_equals_pymatgen(tmp_path_factory, seed, nel, n, batches):
     rng = random.Random(seed)
     elements = rng.sample(POOL, nel)
@@ -71,7 +93,11 @@ def test_hull_equals_pymatgen(tmp_path_factory, seed, nel, n, batches):
     rng.shuffle(entries)
     # references first so every batch has a hull to land on
     entries.sort(key=lambda e: len(e.elements) > 1)
-    cuts = sorted(rng.sample(range(1, len(entries)), min(batches - 1, len(entries) - 1))) if len(entries) > 1 else []
+    cuts = (
+        sorted(rng.sample(range(1, len(entries)), min(batches - 1, len(entries) - 1)))
+        if len(entries) > 1
+        else []
+    )
     start = 0
     for cut in [*cuts, len(entries)]:
         engine.ingest(entries[start:cut])
@@ -93,17 +119,24 @@ def test_hull_equals_pymatgen(tmp_path_factory, seed, nel, n, batches):
 def test_ingest_recomputes_only_systems_containing_the_change(sqlite_repo):
     engine = HullEngine(sqlite_repo)
     rng = random.Random(1)
-    engine.ingest(random_entries(rng, ["Li", "O"], 5) + random_entries(rng, ["Na", "Cl"], 5)
-                  + random_entries(rng, ["Li", "Mn", "O"], 8))
+    engine.ingest(
+        random_entries(rng, ["Li", "O"], 5)
+        + random_entries(rng, ["Na", "Cl"], 5)
+        + random_entries(rng, ["Li", "Mn", "O"], 8)
+    )
     report = engine.ingest([make_entry("LiO2", -20.0, "test")])
     recomputed = set(report.recomputed["test"])
     assert "Li-O" in recomputed
     assert recomputed <= {"Li-O", "Li-Mn-O"}
     assert not recomputed & {"Cl-Na", "Na", "Cl", "Li", "O", "Mn", "Mn-O", "Li-Mn"}
     # and the stored result equals a full rebuild
-    before = {p.id: (p.e_above_hull, p.decomposition_energy, p.is_stable) for p in sqlite_repo.phases()}
+    before = {
+        p.id: (p.e_above_hull, p.decomposition_energy, p.is_stable) for p in sqlite_repo.phases()
+    }
     engine.rebuild()
-    after = {p.id: (p.e_above_hull, p.decomposition_energy, p.is_stable) for p in sqlite_repo.phases()}
+    after = {
+        p.id: (p.e_above_hull, p.decomposition_energy, p.is_stable) for p in sqlite_repo.phases()
+    }
     assert before.keys() == after.keys()
     for k in before:
         assert before[k][2] == after[k][2]
@@ -113,8 +146,8 @@ def test_ingest_recomputes_only_systems_containing_the_change(sqlite_repo):
 def test_stable_before_ingest_flag(sqlite_repo):
     engine = HullEngine(sqlite_repo)
     engine.ingest([make_entry("Li", -2.0, "t"), make_entry("O2", -10.0, "t")])
-    low = make_entry("Li2O", -20.0, "t")      # far below the Li-O tie line
-    high = make_entry("LiO", -5.0, "t", source="x")        # above the tie line
+    low = make_entry("Li2O", -20.0, "t")  # far below the Li-O tie line
+    high = make_entry("LiO", -5.0, "t", source="x")  # above the tie line
     report = engine.ingest([low, high])
     assert report.stable_at_ingest == [low.id]
     phases = {p.id: p for p in sqlite_repo.phases()}
@@ -139,13 +172,21 @@ def test_reingest_is_a_no_op(sqlite_repo):
 
 def test_schemes_never_share_a_hull(sqlite_repo):
     engine = HullEngine(sqlite_repo)
-    engine.ingest([make_entry("Li", -2.0, "a"), make_entry("O2", -10.0, "a"), make_entry("Li2O", -20.0, "a")])
+    engine.ingest(
+        [make_entry("Li", -2.0, "a"), make_entry("O2", -10.0, "a"), make_entry("Li2O", -20.0, "a")]
+    )
     # scheme b has references of its own and a much lower Li2O energy scale
-    engine.ingest([make_entry("Li", -1.0, "b"), make_entry("O2", -4.0, "b"), make_entry("Li2O", -4.5, "b")])
+    engine.ingest(
+        [make_entry("Li", -1.0, "b"), make_entry("O2", -4.0, "b"), make_entry("Li2O", -4.5, "b")]
+    )
     a = {p.reduced_formula: p for p in sqlite_repo.phases(scheme="a")}
     b = {p.reduced_formula: p for p in sqlite_repo.phases(scheme="b")}
-    assert a["Li2O"].is_stable and a["Li2O"].formation_energy_per_atom == pytest.approx((-20 + 2 * 2 + 5) / 3)
-    assert b["Li2O"].is_stable and b["Li2O"].formation_energy_per_atom == pytest.approx((-4.5 + 2 * 1 + 2) / 3)
+    assert a["Li2O"].is_stable and a["Li2O"].formation_energy_per_atom == pytest.approx(
+        (-20 + 2 * 2 + 5) / 3
+    )
+    assert b["Li2O"].is_stable and b["Li2O"].formation_energy_per_atom == pytest.approx(
+        (-4.5 + 2 * 1 + 2) / 3
+    )
     assert engine.e_above_hull("a", "Li2O", -20 / 3) == pytest.approx(0.0, abs=1e-9)
     assert engine.e_above_hull("b", "Li2O", -20 / 3) < -4
 
@@ -163,7 +204,9 @@ def test_missing_reference_gives_phase_without_hull(sqlite_repo):
 
 
 def test_subsystems():
-    assert sorted(subsystems("Li-Mn-O")) == sorted(["Li", "Mn", "O", "Li-Mn", "Li-O", "Mn-O", "Li-Mn-O"])
+    assert sorted(subsystems("Li-Mn-O")) == sorted(
+        ["Li", "Mn", "O", "Li-Mn", "Li-O", "Mn-O", "Li-Mn-O"]
+    )
 
 
 def test_entries_above_their_hull_leave_supersets_alone(sqlite_repo):
@@ -204,7 +247,10 @@ def test_entries_stored_without_phases_are_recomputed_by_the_next_ingest(sqlite_
     engine = HullEngine(sqlite_repo)
     rng = random.Random(7)
     engine.ingest(random_entries(rng, ["Li", "Mn", "O"], 20))
-    bypass = [make_entry("Li2O", -40.0, "test", source="raw"), make_entry("MnO2", -45.0, "test", source="raw")]
+    bypass = [
+        make_entry("Li2O", -40.0, "test", source="raw"),
+        make_entry("MnO2", -45.0, "test", source="raw"),
+    ]
     sqlite_repo.insert_new("entries", bypass)  # no hull update
     report = engine.ingest([make_entry("LiMnO2", -50.0, "test", source="new")])
     assert {"Li-O", "Mn-O", "Li-Mn-O"} <= set(report.recomputed["test"])
@@ -253,8 +299,10 @@ def test_ingest_pauses_the_cyclic_collector_and_restores_it(sqlite_repo, monkeyp
         gc.enable()
 
 
-@given(st.sets(st.frozensets(st.sampled_from(POOL), min_size=1, max_size=5), max_size=40),
-       st.sets(st.frozensets(st.sampled_from(POOL), min_size=1, max_size=3), max_size=6))
+@given(
+    st.sets(st.frozensets(st.sampled_from(POOL), min_size=1, max_size=5), max_size=40),
+    st.sets(st.frozensets(st.sampled_from(POOL), min_size=1, max_size=3), max_size=6),
+)
 def test_supersets_are_the_systems_containing_one_of_the_given(systems, of):
     stored = {"-".join(sorted(t)) for t in systems}
     inner = {"-".join(sorted(s)) for s in of}
