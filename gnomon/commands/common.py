@@ -19,6 +19,7 @@ from rich.markup import escape
 
 from gnomon.config import ConfigError, Settings, load_settings
 from gnomon.credentials import MaskSecretsFilter, mask_secrets
+from gnomon.flows.database import DatabaseNotFound, database_url
 from gnomon.storage import Repository, StorageError, open_repository
 
 # Piped output (CI logs, `| tee`) gets a wide console instead of rich's 80 columns, so
@@ -28,8 +29,13 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="Database URL (sqlite:///path, mongodb://host/db); default GNOMON_DB "
-                 "or a SQLite file in GNOMON_HOME.", envvar="GNOMON_DB", show_envvar=False),
+    typer.Option(
+        "--db",
+        help="Database URL (sqlite:///path, mongodb://host/db); default GNOMON_DB "
+        "or a SQLite file in GNOMON_HOME.",
+        envvar="GNOMON_DB",
+        show_envvar=False,
+    ),
 ]
 
 
@@ -39,10 +45,10 @@ def settings(db: str | None = None) -> Settings:
     try:
         s = load_settings(db=db)
         if s.db is None and os.environ.get("GNOMON_DB_SECRET_BLOCK"):
-            from gnomon.flows.database import DatabaseNotFound, database_url
-
             try:
-                s = load_settings(db=database_url({"prefect_secret": os.environ["GNOMON_DB_SECRET_BLOCK"]}))
+                s = load_settings(
+                    db=database_url({"prefect_secret": os.environ["GNOMON_DB_SECRET_BLOCK"]})
+                )
             except DatabaseNotFound as exc:
                 fail(str(exc))
     except ConfigError as exc:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from gnomon.commands.common import DbOption, console, err_console, fail, repository
 from gnomon.credentials import mask_url
+from gnomon.pipeline.generation.candidate_io import write_candidates
 from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.pipeline.thermo.importing import ImportFormatError, read_files
 from gnomon.pipeline.thermo.optimade_import import DEFAULT_ENERGY_FIELD
@@ -24,8 +25,12 @@ app = typer.Typer(no_args_is_help=True)
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
     )
 
 
@@ -36,24 +41,48 @@ class EnergyPer(StrEnum):
 
 @app.command("import")
 def import_(
-    files: Annotated[list[str], typer.Argument(help="JSON (pymatgen entries), extxyz, CIF files; "
-                                                 "CSV files are energy tables for the CIFs; or one "
-                                                 "OPTIMADE base URL (https://...).")],
-    scheme: Annotated[str, typer.Option(help="Energy scheme of these energies (records may name "
-                                        "their own in data.scheme).")] = IMPORTED,
-    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Store the valid records "
-                                               "and list each rejected one.")] = False,
-    filter_: Annotated[str | None, typer.Option("--filter", help="OPTIMADE filter for a URL import, "
-                                                "e.g. 'elements HAS ALL \"Li\",\"O\"'.")] = None,
-    energy_field: Annotated[str, typer.Option(help="Provider field holding the energy (eV, uncorrected) "
-                                              "for a URL import.")] = DEFAULT_ENERGY_FIELD,
-    energy_per: Annotated[EnergyPer, typer.Option(help="Whether --energy-field is per atom or per cell.")]
-        = EnergyPer.atom,
-    max_records: Annotated[int | None, typer.Option(help="Stop after this many structures "
-                                                    "(URL import).", min=1)] = None,
-    templates_out: Annotated[Path | None, typer.Option(help="Also write the structures without "
-                                                       "energies to this candidate file (.json), for "
-                                                       "`gnomon generate saps --templates`.")] = None,
+    files: Annotated[
+        list[str],
+        typer.Argument(
+            help="JSON (pymatgen entries), extxyz, CIF files; "
+            "CSV files are energy tables for the CIFs; or one "
+            "OPTIMADE base URL (https://...)."
+        ),
+    ],
+    scheme: Annotated[
+        str,
+        typer.Option(
+            help="Energy scheme of these energies (records may name their own in data.scheme)."
+        ),
+    ] = IMPORTED,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option("--skip-invalid", help="Store the valid records and list each rejected one."),
+    ] = False,
+    filter_: Annotated[
+        str | None,
+        typer.Option(
+            "--filter", help='OPTIMADE filter for a URL import, e.g. \'elements HAS ALL "Li","O"\'.'
+        ),
+    ] = None,
+    energy_field: Annotated[
+        str,
+        typer.Option(help="Provider field holding the energy (eV, uncorrected) for a URL import."),
+    ] = DEFAULT_ENERGY_FIELD,
+    energy_per: Annotated[
+        EnergyPer, typer.Option(help="Whether --energy-field is per atom or per cell.")
+    ] = EnergyPer.atom,
+    max_records: Annotated[
+        int | None, typer.Option(help="Stop after this many structures (URL import).", min=1)
+    ] = None,
+    templates_out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the structures without "
+            "energies to this candidate file (.json), for "
+            "`gnomon generate saps --templates`."
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Import computed entries from files or an OPTIMADE provider; the hulls they touch are
@@ -66,8 +95,17 @@ def import_(
     if urls:
         if len(files) != 1:
             fail("give either files or one OPTIMADE base URL, not both")
-        _import_from_provider(urls[0], filter_, scheme, energy_field, energy_per.value, max_records,
-                              templates_out, skip_invalid, db)
+        _import_from_provider(
+            urls[0],
+            filter_,
+            scheme,
+            energy_field,
+            energy_per.value,
+            max_records,
+            templates_out,
+            skip_invalid,
+            db,
+        )
         return
     if filter_ is not None:
         fail("--filter applies to an OPTIMADE URL import only")
@@ -83,8 +121,10 @@ def _store_entries(result, skip_invalid: bool, db: str | None) -> None:
         for r in result.rejected:
             err_console.print(f"[yellow]rejected[/] {escape(str(r))}", highlight=False)
         if not skip_invalid:
-            fail(f"{len(result.rejected)} of {result.records} records are invalid; nothing was "
-                 "imported (use --skip-invalid to import the valid ones)")
+            fail(
+                f"{len(result.rejected)} of {result.records} records are invalid; nothing was "
+                "imported (use --skip-invalid to import the valid ones)"
+            )
     if not result.entries:
         fail("no valid records to import")
     with repository(db) as repo:
@@ -93,7 +133,8 @@ def _store_entries(result, skip_invalid: bool, db: str | None) -> None:
             task = progress.add_task("updating hulls", total=None)
             try:
                 report = engine.ingest(
-                    result.entries, progress=lambda i, n: progress.update(task, completed=i, total=n)
+                    result.entries,
+                    progress=lambda i, n: progress.update(task, completed=i, total=n),
                 )
             except StorageError as exc:
                 fail(f"{exc}\nnothing was imported")
@@ -105,17 +146,31 @@ def _store_entries(result, skip_invalid: bool, db: str | None) -> None:
     )
 
 
-def _import_from_provider(url: str, filter_: str | None, scheme: str, energy_field: str, energy_per: str,
-                          max_records: int | None, templates_out: Path | None, skip_invalid: bool,
-                          db: str | None) -> None:
+def _import_from_provider(
+    url: str,
+    filter_: str | None,
+    scheme: str,
+    energy_field: str,
+    energy_per: str,
+    max_records: int | None,
+    templates_out: Path | None,
+    skip_invalid: bool,
+    db: str | None,
+) -> None:
     """Page through an OPTIMADE provider; entries with energies go through the hull like a file
     import, structures without become candidates (and, with --templates-out, a template file)."""
-    from gnomon.pipeline.generation.candidate_io import write_candidates
+    # heavy: pymatgen.entries
     from gnomon.pipeline.thermo.optimade_import import OptimadeImportError, read_provider
 
     try:
-        read = read_provider(url, filter_, scheme, energy_field=energy_field, energy_per=energy_per,
-                             max_records=max_records)
+        read = read_provider(
+            url,
+            filter_,
+            scheme,
+            energy_field=energy_field,
+            energy_per=energy_per,
+            max_records=max_records,
+        )
     except OptimadeImportError as exc:
         fail(f"{exc}\nnothing was imported")
     result = read.entries
@@ -124,21 +179,31 @@ def _import_from_provider(url: str, filter_: str | None, scheme: str, energy_fie
     if not result.entries and not read.candidates:
         fail(f"the provider returned no usable structures for filter {filter_!r}")
     if result.entries:
-        err_console.print(f"{len(result.entries)} structures have energies in {energy_field}: "
-                          f"imported as entries of scheme {scheme}", highlight=False)
+        err_console.print(
+            f"{len(result.entries)} structures have energies in {energy_field}: "
+            f"imported as entries of scheme {scheme}",
+            highlight=False,
+        )
         _store_entries(result, skip_invalid, db)
     if read.candidates:
         err_console.print(
             f"{len(read.candidates)} structures have no {energy_field}: stored as candidates "
             "(generator 'optimade') to relax, not as entries"
-            + (f"; written to {templates_out} for `gnomon generate saps --templates`" if templates_out else ""),
-            highlight=False)
+            + (
+                f"; written to {templates_out} for `gnomon generate saps --templates`"
+                if templates_out
+                else ""
+            ),
+            highlight=False,
+        )
         with repository(db) as repo:
             new = repo.add_candidates(read.candidates)
         if templates_out is not None:
             write_candidates(templates_out, read.candidates)
-        console.print(f"stored [bold]{len(new)}[/] new candidates ({len(read.candidates) - len(new)} "
-                      "already stored)")
+        console.print(
+            f"stored [bold]{len(new)}[/] new candidates ({len(read.candidates) - len(new)} "
+            "already stored)"
+        )
 
 
 @app.command("stats")
@@ -177,5 +242,7 @@ def rebuild_hull(
             report = HullEngine(repo).rebuild(
                 scheme, progress=lambda i, n: progress.update(task, completed=i, total=n)
             )
-    console.print(f"recomputed {sum(len(v) for v in report.recomputed.values())} chemical systems, "
-                  f"{report.phases_written} phases")
+    console.print(
+        f"recomputed {sum(len(v) for v in report.recomputed.values())} chemical systems, "
+        f"{report.phases_written} phases"
+    )

@@ -12,19 +12,37 @@ from gnomon.storage import StorageError
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on this "
-                                      "machine (0.0.0.0 exposes it to the network).")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on; 127.0.0.1 keeps it on this "
+            "machine (0.0.0.0 exposes it to the network)."
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
-    base_url: Annotated[str | None, typer.Option(help="Public URL clients reach the server by, "
-                                                 "when behind a proxy (links in responses use it).")] = None,
-    refresh: Annotated[float, typer.Option(help="Seconds between checks of the database for new "
-                                           "phases (the served view is rebuilt on a change).", min=1)] = 30.0,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Public URL clients reach the server by, "
+            "when behind a proxy (links in responses use it)."
+        ),
+    ] = None,
+    refresh: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between checks of the database for new "
+            "phases (the served view is rebuilt on a change).",
+            min=1,
+        ),
+    ] = 30.0,
     db: DbOption = None,
 ) -> None:
     """Serve the database read-only: OPTIMADE v1.2 under /v1 (structures with _gnomon_ fields),
     the explorer at /. Stop with Ctrl-C."""
+    # heavy: uvicorn
     import uvicorn
 
+    # heavy: fastapi
     from gnomon.serve.app import create_app
 
     url = settings(db).db_url
@@ -33,6 +51,9 @@ def serve(
     except (StorageError, FileNotFoundError) as exc:
         fail(f"cannot serve {mask_url(url)}: {exc}")
     shown = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
-    err_console.print(f"serving {mask_url(url)}: OPTIMADE at {shown}/v1 "
-                      f"({app.state.gnomon_view.size} structures), explorer at {shown}/", highlight=False)
+    err_console.print(
+        f"serving {mask_url(url)}: OPTIMADE at {shown}/v1 "
+        f"({app.state.gnomon_view.size} structures), explorer at {shown}/",
+        highlight=False,
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")
