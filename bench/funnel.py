@@ -98,7 +98,7 @@ def qe_run(engine, structure, workdir: Path) -> Run:
 def bench_qe(n: int, ecutwfc: float, kspacing: float, max_sites: int, tolerance: float, seed: int) -> None:
     from pymatgen.core import Structure
 
-    from gnomon.dft.mlip import CHGNetEngine
+    from gnomon.dft.forcefield import CHGNetEngine
     from gnomon.dft.qe import QEEngine
     from gnomon.dft.settings import QESettings
     from gnomon.campaign.steps import dft_start

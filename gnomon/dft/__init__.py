@@ -1,6 +1,7 @@
-"""Relaxations: engines (CHGNet, Quantum ESPRESSO, VASP) as atomate2/jobflow Makers,
-custodian handlers for pw.x, dispatchers (local, SLURM, jobflow-remote), parsing into
-entries, and the service that ties submit -> track -> collect -> ingest together.
+"""Relaxations: engines as atomate2/jobflow Makers (one force-field engine for every
+universal potential, Quantum ESPRESSO, VASP), custodian handlers for pw.x, dispatchers
+(local, SLURM, jobflow-remote), parsing into entries, and the service that ties
+submit -> track -> collect -> ingest together.
 
 Engines and dispatchers are found by name in :mod:`gnomon.dft.registry`; the factories take
 the site's settings explicitly (any object shaped like :class:`~gnomon.dft.settings.SiteSettings`).

@@ -80,7 +80,10 @@ def _restart_from_last_geometry(directory: str, reason: str) -> dict[str, Any]:
     inp = read_input(directory)
     inp["structure"] = out.final_structure.as_dict()
     write_input(inp, directory)
-    return {"errors": [reason], "actions": [{"dict": "qe_input.json", "action": {"_set": {"structure": "last geometry"}}}]}
+    return {
+        "errors": [reason],
+        "actions": [{"dict": "qe_input.json", "action": {"_set": {"structure": "last geometry"}}}],
+    }
 
 
 class QEScfHandler(ErrorHandler):
@@ -98,13 +101,20 @@ class QEScfHandler(ErrorHandler):
         beta = float(el.get("mixing_beta", 0.7))
         if beta > MIN_MIXING_BETA + 1e-9:
             el["mixing_beta"] = max(MIN_MIXING_BETA, round(beta / 2, 4))
-            actions.append({"dict": "electrons", "action": {"_set": {"mixing_beta": el["mixing_beta"]}}})
+            actions.append(
+                {"dict": "electrons", "action": {"_set": {"mixing_beta": el["mixing_beta"]}}}
+            )
         elif el.get("diagonalization", "david") != "cg":
             el["diagonalization"] = "cg"
             actions.append({"dict": "electrons", "action": {"_set": {"diagonalization": "cg"}}})
         elif int(el.get("electron_maxstep", 100)) < 400:
             el["electron_maxstep"] = int(el.get("electron_maxstep", 100)) * 2
-            actions.append({"dict": "electrons", "action": {"_set": {"electron_maxstep": el["electron_maxstep"]}}})
+            actions.append(
+                {
+                    "dict": "electrons",
+                    "action": {"_set": {"electron_maxstep": el["electron_maxstep"]}},
+                }
+            )
         else:
             return {"errors": ["scf_not_converged"], "actions": None}
         # keep the geometry the run reached, so ionic progress is not thrown away
@@ -141,8 +151,23 @@ class QEWalltimeHandler(ErrorHandler):
         return _restart_from_last_geometry(directory, "walltime")
 
 
-DIAGONALIZATION_ROUTINES = ("cdiaghg", "rdiaghg", "cdiagh", "rdiagh", "c_bands", "cegterg", "regterg")
-SYMMETRY_ROUTINES = ("checkallsym", "sgam_at", "sgam_at_mag", "symm_base", "find_sym", "sym_rho_init")
+DIAGONALIZATION_ROUTINES = (
+    "cdiaghg",
+    "rdiaghg",
+    "cdiagh",
+    "rdiagh",
+    "c_bands",
+    "cegterg",
+    "regterg",
+)
+SYMMETRY_ROUTINES = (
+    "checkallsym",
+    "sgam_at",
+    "sgam_at_mag",
+    "symm_base",
+    "find_sym",
+    "sym_rho_init",
+)
 MAX_DEGAUSS = 0.05  # Ry
 CELL_FACTOR = 4.0  # pw.x's default is 2 for vc-relax
 
@@ -164,9 +189,13 @@ def _errore_fix(error: PWError, inp: dict[str, Any]) -> dict[tuple[str, str], An
         degauss = float(inp["system"].get("degauss", MAX_DEGAUSS))
         fix = {("system", "degauss"): max(degauss, min(MAX_DEGAUSS, 2 * degauss))}  # never lowered
     elif error.routine == "scale_h":
-        fix = {("cell", "cell_factor"): max(CELL_FACTOR, float(inp["cell"].get("cell_factor", 2.0)))}
+        fix = {
+            ("cell", "cell_factor"): max(CELL_FACTOR, float(inp["cell"].get("cell_factor", 2.0)))
+        }
     elif error.routine == "bfgs":
-        smaller = [r for r in BFGS_TRUST_RADII if r < float(inp["ions"].get("trust_radius_ini", 0.5))]
+        smaller = [
+            r for r in BFGS_TRUST_RADII if r < float(inp["ions"].get("trust_radius_ini", 0.5))
+        ]
         if not smaller:
             return None
         fix = {("ions", "trust_radius_ini"): smaller[0]}
@@ -196,8 +225,13 @@ class QEErroreHandler(ErrorHandler):
         if out.images:  # keep the ionic progress the run made
             inp["structure"] = out.final_structure.as_dict()
         write_input(inp, directory)
-        return {"errors": [str(out.error)],
-                "actions": [{"dict": namelist, "action": {"_set": {key: value}}} for (namelist, key), value in fix.items()]}
+        return {
+            "errors": [str(out.error)],
+            "actions": [
+                {"dict": namelist, "action": {"_set": {key: value}}}
+                for (namelist, key), value in fix.items()
+            ],
+        }
 
 
 class PWDoneValidator(Validator):
@@ -211,7 +245,9 @@ def default_handlers() -> list[ErrorHandler]:
     return [QEScfHandler(), QEBfgsHandler(), QEWalltimeHandler(), QEErroreHandler()]
 
 
-def run_pw_custodian(directory: str | Path, pw_command: list[str], max_errors: int = 5) -> list[dict[str, Any]]:
+def run_pw_custodian(
+    directory: str | Path, pw_command: list[str], max_errors: int = 5
+) -> list[dict[str, Any]]:
     """Run pw.x in ``directory`` under custodian; returns the corrections made.
 
     Raises RelaxationError with custodian's reason, pw.x's own error message (from pw.out) and
@@ -232,7 +268,11 @@ def run_pw_custodian(directory: str | Path, pw_command: list[str], max_errors: i
         run_log = c.run()
     except CustodianError as exc:
         error = parse_pw_output(directory / PW_OUT).error
-        err = (directory / PW_ERR).read_text(errors="replace")[-500:] if (directory / PW_ERR).exists() else ""
+        err = (
+            (directory / PW_ERR).read_text(errors="replace")[-500:]
+            if (directory / PW_ERR).exists()
+            else ""
+        )
         raise RelaxationError(f"pw.x failed under custodian in {directory}: {exc}"
                               + (f" | pw.x: {error}" if error is not None else "")
                               + (f" | {err.strip()}" if err.strip() else "")) from exc

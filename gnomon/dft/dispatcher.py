@@ -86,7 +86,13 @@ class Dispatcher(ABC):
 
 def worker_command(workdirs: Sequence[Path], python: str | None = None) -> list[str]:
     """The command a batch runs: the gnomon worker over each calculation directory."""
-    return [python or sys.executable, "-m", "gnomon.cli", "worker", *[str(Path(w).resolve()) for w in workdirs]]
+    return [
+        python or sys.executable,
+        "-m",
+        "gnomon.cli",
+        "worker",
+        *[str(Path(w).resolve()) for w in workdirs],
+    ]
 
 
 def shell_command(workdirs: Sequence[Path], python: str | None = None) -> str:

@@ -103,7 +103,7 @@ class RelaxEngine(ABC):
 
         Raises RelaxationError (with the reason) when the job fails.
         """
-        from jobflow import run_locally
+        from jobflow import run_locally  # heavy: jobflow (~1 s), only where a job runs
 
         workdir = Path(workdir).resolve()
         workdir.mkdir(parents=True, exist_ok=True)

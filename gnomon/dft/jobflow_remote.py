@@ -17,8 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlparse
 
+import yaml
 from jobflow import Flow, Job, job
+from pydantic import ValidationError
+from pymongo.errors import PyMongoError
 
 from gnomon.credentials import mask_url, write_private
 from gnomon.dft.dispatcher import BatchState, BatchStatus, Dispatcher
@@ -32,8 +36,6 @@ WORKER = "gnomon-slurm"
 
 
 def _mongo_store(url: str, database: str, collection: str) -> dict[str, Any]:
-    from urllib.parse import urlparse
-
     u = urlparse(url)
     store: dict[str, Any] = {
         "type": "MongoStore",
@@ -108,8 +110,6 @@ def write_project_file(config: dict[str, Any], folder: str | Path | None = None)
     The project holds the MongoDB password of its stores, so the file is mode 0600 and its
     folder 0700: on a cluster, other users can often read home and scratch directories.
     """
-    import yaml
-
     path = Path(folder or projects_folder()) / f"{config['name']}.yaml"
     write_private(path, yaml.safe_dump(config, sort_keys=False))
     return path
@@ -123,12 +123,10 @@ def validate_project_config(config: dict[str, Any]) -> list[str]:
     """
     problems: list[str] = []
     try:
-        from jobflow_remote.config.base import Project
+        from jobflow_remote.config.base import Project  # heavy: jobflow-remote (optional)
     except ImportError:
         Project = None  # noqa: N806
     if Project is not None:
-        from pydantic import ValidationError
-
         try:
             Project.model_validate(config)
         except ValidationError as exc:
@@ -143,7 +141,9 @@ def validate_project_config(config: dict[str, Any]) -> list[str]:
         if w.get("type") not in ("local", "remote"):
             problems.append(f"workers.{wname}.type: must be local or remote")
         if w.get("scheduler_type") not in ("slurm", "pbs", "sge", "shell"):
-            problems.append(f"workers.{wname}.scheduler_type: unsupported {w.get('scheduler_type')!r}")
+            problems.append(
+                f"workers.{wname}.scheduler_type: unsupported {w.get('scheduler_type')!r}"
+            )
         if not w.get("work_dir"):
             problems.append(f"workers.{wname}.work_dir: missing")
     for key in ("queue", "jobstore"):
@@ -180,7 +180,7 @@ class JobflowRemoteDispatcher(Dispatcher):
 
     def check(self) -> None:
         try:
-            import jobflow_remote  # noqa: F401
+            import jobflow_remote  # noqa: F401 - heavy: jobflow-remote (optional)
         except ImportError:
             raise DispatchError(
                 "jobflow-remote is not installed (pip install jobflow-remote) and needs a "
@@ -192,8 +192,7 @@ class JobflowRemoteDispatcher(Dispatcher):
         if self.config and not (projects_folder() / f"{self.project}.yaml").exists():
             path = write_project_file({**self.config, "name": self.project})
             log.info("jobflow-remote project written to %s (mode 0600)", path)
-        from jobflow_remote import JobController
-        from pymongo.errors import PyMongoError
+        from jobflow_remote import JobController  # heavy: jobflow-remote (optional)
 
         try:
             JobController.from_project_name(self.project).queue_store.connect()
@@ -201,7 +200,7 @@ class JobflowRemoteDispatcher(Dispatcher):
             raise DispatchError(f"jobflow-remote queue (MongoDB) unreachable: {exc}") from exc
 
     def submit(self, workdirs: Sequence[Path], label: str, batch_dir: Path) -> str:
-        from jobflow_remote import submit_flow
+        from jobflow_remote import submit_flow  # heavy: jobflow-remote (optional)
 
         batch = run_worker([str(Path(w).resolve()) for w in workdirs])
         batch.name = label
@@ -209,7 +208,7 @@ class JobflowRemoteDispatcher(Dispatcher):
         return batch.uuid
 
     def poll(self, batch_ids: Sequence[str]) -> dict[str, BatchStatus]:
-        from jobflow_remote import JobController
+        from jobflow_remote import JobController  # heavy: jobflow-remote (optional)
 
         jc = JobController.from_project_name(self.project)
         out: dict[str, BatchStatus] = {}
@@ -230,7 +229,7 @@ class JobflowRemoteDispatcher(Dispatcher):
         return out
 
     def cancel(self, batch_id: str) -> None:
-        from jobflow_remote import JobController
+        from jobflow_remote import JobController  # heavy: jobflow-remote (optional)
 
         JobController.from_project_name(self.project).cancel_jobs(job_ids=[batch_id])
 

@@ -66,7 +66,12 @@ class LocalDispatcher(Dispatcher):
         # Each worker gets its share of the cores: torch's OpenMP threads spinning against
         # another worker's on the same cores make every force call tens of times slower.
         threads = str(max(1, (os.cpu_count() or 1) // self.max_workers))
-        env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **os.environ, **(self.env or {})}
+        env = {
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+            **os.environ,
+            **(self.env or {}),
+        }
         with open(batch_dir / f"{label}.out", "ab") as out:
             proc = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -9,8 +9,8 @@ calculator object, FIRE on a FrechetCellFilter with ASE's defaults, the engine's
 and ``steps``, ASE's ``irun`` order of check-then-step); only the scheduling differs.
 Finished relaxations leave the batch and new ones join it, so the batch stays full.
 
-Used where throughput matters more than per-calculation records: building the benchmark
-world (``bench/world.py``) and simulation. Campaign relaxations go through the engine and
+Used where throughput matters more than per-calculation records: building the labelled
+world (:mod:`gnomon.world`) and simulation. Campaign relaxations go through the engine and
 its dispatchers, which record every calculation.
 """
 
@@ -23,11 +23,14 @@ from typing import Any
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
+from ase.filters import FrechetCellFilter
+from ase.optimize import FIRE
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from gnomon.dft.collapse import collapsed_pair
-from gnomon.dft.mlip import CHGNetEngine
+from gnomon.dft.forcefield import CHGNetEngine, ForceFieldEngine
+from gnomon.dft.potentials import CHGNET
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,7 @@ class BatchRelaxer:
     ``(key, reason)`` strings instead of results, never as exceptions.
     """
 
-    engine: CHGNetEngine = field(default_factory=CHGNetEngine)
+    engine: ForceFieldEngine = field(default_factory=CHGNetEngine)
     batch_size: int = 32
     min_volume_ratio: float = 0.33  # of the input volume; and at most its inverse
     _calculator: Any = field(default=None, init=False, repr=False)
@@ -92,16 +95,17 @@ class BatchRelaxer:
     def calculator(self):
         """The engine's own CHGNet calculator (loaded once)."""
         if self._calculator is None:
-            probe = Structure([[3, 0, 0], [0, 3, 0], [0, 0, 3]], ["H"], [[0, 0, 0]])
-            self._calculator = self.engine.maker(probe).calculator
+            self._calculator = self.engine.calculator()
         return self._calculator
 
     def relax(
         self, items: Iterable[tuple[Hashable, Structure]]
     ) -> Iterator[tuple[Hashable, BatchResult | str]]:
-        from ase.filters import FrechetCellFilter
-        from ase.optimize import FIRE
-
+        if self.engine.potential is not CHGNET:
+            raise ValueError(
+                f"BatchRelaxer batches CHGNet's model calls; {self.engine.potential.label} "
+                "relaxes through its engine"
+            )
         if self.engine.optimizer != "FIRE" or not self.engine.relax_cell:
             raise ValueError("BatchRelaxer reproduces FIRE with a relaxed cell only")
         pending = iter(items)

@@ -18,6 +18,7 @@ from pymatgen.core import Structure
 from gnomon.dft.collapse import collapsed_pair
 from gnomon.dft.errors import RelaxationError
 from gnomon.dft.task import TaskDocument
+from gnomon.pipeline.thermo.entries import entry_from_structure
 from gnomon.storage.documents import Entry
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,9 @@ def task_from_vasp(doc: Any, *, scheme: str, settings_hash: str, inputs_hash: st
         stress=np.asarray(stress, dtype=float).tolist() if stress is not None else None,
         converged=state.lower().endswith("successful"),
         parameters=parameters,
-        corrections=[c if isinstance(c, dict) else {"correction": str(c)} for c in (doc.custodian or [])],
+        corrections=[
+            c if isinstance(c, dict) else {"correction": str(c)} for c in (doc.custodian or [])
+        ],
         dir_name=str(doc.dir_name) if getattr(doc, "dir_name", None) else None,
     )
 
@@ -133,8 +136,6 @@ def entry_from_task(
     Raises ``gnomon.pipeline.thermo.entries.EntryValidationError`` for an energy or final structure
     the hull must not see.
     """
-    from gnomon.pipeline.thermo.entries import entry_from_structure
-
     return entry_from_structure(
         doc.final_structure,
         doc.energy,

@@ -68,7 +68,11 @@ def _matches_family(filename: str, family: str, functional: str) -> bool:
 
 
 def find_pseudos(
-    elements: Sequence[str], pseudo_dir: Path, family: str, functional: str, overrides: dict[str, str]
+    elements: Sequence[str],
+    pseudo_dir: Path,
+    family: str,
+    functional: str,
+    overrides: dict[str, str],
 ) -> dict[str, str]:
     """Element -> UPF file name in ``pseudo_dir`` for ``family`` and ``functional``.
 
@@ -116,7 +120,9 @@ def kpoint_grid(structure: Structure, kspacing: float) -> list[int]:
     return [max(1, math.ceil(b / kspacing)) for b in structure.lattice.reciprocal_lattice.abc]
 
 
-def build_input(structure: Structure, settings: QESettings, pseudos: dict[str, str], pseudo_dir: Path) -> dict[str, Any]:
+def build_input(
+    structure: Structure, settings: QESettings, pseudos: dict[str, str], pseudo_dir: Path
+) -> dict[str, Any]:
     """The pw.x vc-relax input as JSON-able namelists + cards."""
     ecutrho = settings.ecutrho
     if ecutrho is None:
@@ -288,7 +294,9 @@ class QEEngine(RelaxEngine):
         """The Maker with ``structure``'s pw.x input (pseudopotentials, cutoffs, k-points)."""
         inp = self.input_for(structure)
         inp.pop("structure", None)
-        return QERelaxMaker(input=inp, pw_command=self.pw_command, max_errors=self.settings.max_errors)
+        return QERelaxMaker(
+            input=inp, pw_command=self.pw_command, max_errors=self.settings.max_errors
+        )
 
     def inputs_hash(self, structure: Structure) -> str:
         inp = self.input_for(structure)

@@ -17,7 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ase.calculators.calculator import PropertyNotImplementedError
+from ase.io import read
+from ase.stress import voigt_6_to_full_3x3_stress
 from pymatgen.core import Element, Structure
+from pymatgen.io.ase import AseAtomsAdaptor
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +91,9 @@ _BFGS_FAIL = re.compile(
 _BFGS_OK = re.compile(r"bfgs converged", re.I)
 _JOB_DONE = re.compile(r"JOB DONE")
 # pw.x's errore() block: a row of %, "Error in routine NAME (CODE):", the message, a row of %
-_ERROR = re.compile(r"%{20,}\s*\n\s*Error in routine\s+(\S+)\s*\((-?\d+)\):\s*\n(.*?)\n\s*%{20,}", re.S)
+_ERROR = re.compile(
+    r"%{20,}\s*\n\s*Error in routine\s+(\S+)\s*\((-?\d+)\):\s*\n(.*?)\n\s*%{20,}", re.S
+)
 
 
 @dataclass(frozen=True)
@@ -146,8 +152,6 @@ class PWOutput:
     def final_structure(self) -> Structure | None:
         if not self.images:
             return None
-        from pymatgen.io.ase import AseAtomsAdaptor
-
         return AseAtomsAdaptor.get_structure(self.images[-1])
 
     @property
@@ -160,8 +164,6 @@ class PWOutput:
     def forces(self) -> list[list[float]] | None:
         if not self.images:
             return None
-        from ase.calculators.calculator import PropertyNotImplementedError
-
         try:
             return np.asarray(self.images[-1].get_forces(), dtype=float).tolist()
         except (PropertyNotImplementedError, RuntimeError):
@@ -176,16 +178,16 @@ class PWOutput:
         stress = None if calc is None else calc.results.get("stress")
         if stress is None:
             return None
-        from ase.stress import voigt_6_to_full_3x3_stress
-
-        full = voigt_6_to_full_3x3_stress(np.asarray(stress)) if np.shape(stress) == (6,) else np.asarray(stress)
+        full = (
+            voigt_6_to_full_3x3_stress(np.asarray(stress))
+            if np.shape(stress) == (6,)
+            else np.asarray(stress)
+        )
         return (-full * EV_PER_A3_TO_KBAR).tolist()
 
 
 def parse_pw_output(path: str | Path) -> PWOutput:
     """Read a pw.x output file; images are empty if pw.x stopped before the first SCF."""
-    from ase.io import read
-
     path = Path(path)
     text = path.read_text(errors="replace") if path.exists() else ""
     images: list = []

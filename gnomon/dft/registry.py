@@ -6,7 +6,8 @@ The modules that ship with gnomon are listed below by that name, so the names ar
 (campaign config validation, CLI help) without importing torch, jobflow or qtoolkit, and a
 module is imported only when its class is first asked for. That keeps the base modules
 ``engine.py`` and ``dispatcher.py`` free of any concrete import: adding an engine is a new
-module plus one line here.
+module plus one line here, and adding a universal potential is one entry in
+:mod:`gnomon.dft.potentials` (with its scheme) plus its engine name here.
 
 The module imports nothing from gnomon, so every other module may import it.
 """
@@ -60,7 +61,10 @@ class Registry(Generic[T]):
                 f"{cls.__module__}.{cls.__qualname__} needs another name"
             )
         old = self._classes.get(name)
-        if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        if old is not None and (old.__module__, old.__qualname__) != (
+            cls.__module__,
+            cls.__qualname__,
+        ):
             raise TypeError(
                 f"{self.family} name {name!r} is taken by {old.__module__}.{old.__qualname__}"
             )
@@ -90,10 +94,12 @@ class Registry(Generic[T]):
 ENGINES: Registry[type] = Registry(
     "engine",
     {
-        "mlip": "gnomon.dft.mlip",
-        "sevennet": "gnomon.dft.sevennet",
+        # one engine per universal potential, all of them gnomon.dft.forcefield's
+        "mlip": "gnomon.dft.forcefield",  # CHGNet
+        "sevennet": "gnomon.dft.forcefield",
         "qe": "gnomon.dft.qe",
         "vasp": "gnomon.dft.vasp",
+        "emt": "gnomon.dft.forcefield",
     },
 )
 

@@ -38,6 +38,10 @@ from gnomon.dft import worker as files
 from gnomon.dft.dispatcher import BatchState, BatchStatus, Dispatcher
 from gnomon.dft.engine import RelaxEngine
 from gnomon.dft.errors import DispatchError
+from gnomon.dft.parsing import entry_from_task
+from gnomon.pipeline.generation.identity import candidate_from_structure
+from gnomon.pipeline.thermo.entries import EntryValidationError
+from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.storage.documents import CalcState, Calculation, Candidate, stable_hash
 from gnomon.storage.repository import Repository
 
@@ -98,12 +102,12 @@ class Relaxations:
         Checks the engine's inputs and the dispatcher first: on InputError or DispatchError
         nothing is stored or submitted.
         """
-        from gnomon.pipeline.generation.identity import candidate_from_structure
-
         if dispatcher not in self.dispatchers:
             raise DispatchError(f"unknown dispatcher {dispatcher!r}: {', '.join(self.dispatchers)}")
         candidates = [
-            it if isinstance(it, Candidate) else candidate_from_structure(it, generator="relax", campaign=campaign, round=round)
+            it
+            if isinstance(it, Candidate)
+            else candidate_from_structure(it, generator="relax", campaign=campaign, round=round)
             for it in items
         ]
         structures = [Structure.from_dict(c.structure) for c in candidates]
@@ -111,6 +115,33 @@ class Relaxations:
         self.dispatchers[dispatcher].check()
 
         self.repo.add_candidates(candidates)
+        calcs = self._calculations(candidates, structures, engine, dispatcher, campaign, round)
+        existing = self.repo.existing_ids("calculations", list(calcs))
+        report = SubmitReport(existing=sorted(existing))
+        for cid, (calc, structure) in calcs.items():
+            if cid in existing:
+                continue
+            files.write_job(Path(calc.workdir), cid, engine.spec(), structure.as_dict())
+        report.new = self.repo.insert_new(
+            "calculations", [c for cid, (c, _) in calcs.items() if cid not in existing]
+        )
+        if report.existing:
+            log.info("%d calculation(s) already known; not submitted again", len(report.existing))
+        if dispatch:
+            report.submitted_batches = self.dispatch()
+        return report
+
+    def _calculations(
+        self,
+        candidates: Sequence[Candidate],
+        structures: Sequence[Structure],
+        engine: RelaxEngine,
+        dispatcher: str,
+        campaign: str | None,
+        round: int | None,
+    ) -> dict[str, tuple[Calculation, Structure]]:
+        """One Calculation record per distinct (candidate, engine settings), with its
+        structure; the campaign and round default to the candidate's."""
         settings_hash = engine.settings_hash
         calcs: dict[str, tuple[Calculation, Structure]] = {}
         for cand, structure in zip(candidates, structures, strict=True):
@@ -132,18 +163,7 @@ class Relaxations:
                 ),
                 structure,
             )
-        existing = self.repo.existing_ids("calculations", list(calcs))
-        report = SubmitReport(existing=sorted(existing))
-        for cid, (calc, structure) in calcs.items():
-            if cid in existing:
-                continue
-            files.write_job(Path(calc.workdir), cid, engine.spec(), structure.as_dict())
-        report.new = self.repo.insert_new("calculations", [c for cid, (c, _) in calcs.items() if cid not in existing])
-        if report.existing:
-            log.info("%d calculation(s) already known; not submitted again", len(report.existing))
-        if dispatch:
-            report.submitted_batches = self.dispatch()
-        return report
+        return calcs
 
     # -- dispatch queued work -------------------------------------------------------------
     def _mine(self, calcs: Iterable[Calculation]) -> list[Calculation]:
@@ -160,7 +180,9 @@ class Relaxations:
         for name, calcs in by_dispatcher.items():
             disp = self.dispatchers[name]
             running_batches = {c.batch_id or c.id for c in active if c.dispatcher == name}
-            capacity = None if disp.max_active is None else max(0, disp.max_active - len(running_batches))
+            capacity = (
+                None if disp.max_active is None else max(0, disp.max_active - len(running_batches))
+            )
             packs = [calcs[i : i + self.pack] for i in range(0, len(calcs), self.pack)]
             if capacity is not None:
                 packs = packs[:capacity]
@@ -185,7 +207,9 @@ class Relaxations:
         workdirs = [Path(c.workdir) for c in claimed]
         for w in workdirs:
             files.clear_outcome(w)
-            files.write_atomic(w / BATCH_FILE, json.dumps({"label": label, "dispatcher": disp.name}))
+            files.write_atomic(
+                w / BATCH_FILE, json.dumps({"label": label, "dispatcher": disp.name})
+            )
         try:
             batch_id = disp.submit(workdirs, label, self.runs_dir / "batches")
         except DispatchError as exc:
@@ -219,7 +243,9 @@ class Relaxations:
             label = None
         batch_id = disp.find(label) if label else None
         if batch_id:
-            self.repo.update_fields("calculations", calc.id, {"batch_id": batch_id}, expect={"batch_id": None})
+            self.repo.update_fields(
+                "calculations", calc.id, {"batch_id": batch_id}, expect={"batch_id": None}
+            )
             report.reattached.append(calc.id)
             log.info("re-attached %s to batch %s", calc.id, batch_id)
             return calc.model_copy(update={"batch_id": batch_id})
@@ -251,19 +277,28 @@ class Relaxations:
         finished: list[Calculation] = []
         for c in calcs:
             wd = Path(c.workdir)
-            status = statuses.get((c.dispatcher, c.batch_id or ""), BatchStatus(BatchState.unknown, "no batch id"))
+            status = statuses.get(
+                (c.dispatcher, c.batch_id or ""), BatchStatus(BatchState.unknown, "no batch id")
+            )
             if (wd / files.RESULT).exists():
                 finished.append(c)
             elif (wd / files.ERROR).exists():  # this attempt ran and failed in the code
                 reason = files.read_error(wd)
-                if self.repo.set_calculation_state(c.id, CalcState.failed, expect_state=ACTIVE,
-                                                   failure_reason=reason, failures=[*c.failures, reason]):
+                if self.repo.set_calculation_state(
+                    c.id,
+                    CalcState.failed,
+                    expect_state=ACTIVE,
+                    failure_reason=reason,
+                    failures=[*c.failures, reason],
+                ):
                     report.failed.append(c.id)
             elif status.state == BatchState.pending:
                 report.pending.append(c.id)
             elif status.state == BatchState.running:
                 if c.state == CalcState.submitted and (wd / files.STARTED).exists():
-                    self.repo.set_calculation_state(c.id, CalcState.running, expect_state=CalcState.submitted)
+                    self.repo.set_calculation_state(
+                        c.id, CalcState.running, expect_state=CalcState.submitted
+                    )
                 report.running.append(c.id)
             else:
                 self._lost(c, status, report)
@@ -274,11 +309,18 @@ class Relaxations:
         return report
 
     def _lost(self, c: Calculation, status: BatchStatus, report: TrackReport) -> None:
-        reason = f"batch {c.batch_id} ({c.dispatcher}) ended without a result: {status.reason or status.state}"
+        reason = (f"batch {c.batch_id} ({c.dispatcher}) ended without a result: "
+                  f"{status.reason or status.state}")
         failures = [*c.failures, reason]
         if c.attempts <= self.max_retries:
-            if self.repo.set_calculation_state(c.id, CalcState.queued, expect_state=ACTIVE,
-                                               batch_id=None, failures=failures, failure_reason=reason):
+            if self.repo.set_calculation_state(
+                c.id,
+                CalcState.queued,
+                expect_state=ACTIVE,
+                batch_id=None,
+                failures=failures,
+                failure_reason=reason,
+            ):
                 report.retried.append(c.id)
                 log.warning("%s: %s; resubmitting (attempt %d of %d)", c.id, reason,
                             c.attempts + 1, self.max_retries + 1)
@@ -290,12 +332,10 @@ class Relaxations:
             log.error("%s: %s; no retries left", c.id, reason)
 
     # -- collect --------------------------------------------------------------------------
-    def collect(self, calcs: Sequence[Calculation], report: TrackReport | None = None) -> TrackReport:
+    def collect(
+        self, calcs: Sequence[Calculation], report: TrackReport | None = None
+    ) -> TrackReport:
         """Parse finished results into entries, ingest them in one go, mark the calcs done."""
-        from gnomon.dft.parsing import entry_from_task
-        from gnomon.pipeline.thermo.entries import EntryValidationError
-        from gnomon.pipeline.thermo.hull import HullEngine
-
         report = report or TrackReport()
         entries, done = [], []
         for c in calcs:
@@ -305,9 +345,14 @@ class Relaxations:
                                         campaign=c.campaign, round=c.round)
             except EntryValidationError as exc:
                 reason = f"result rejected: {exc}"
-                if self.repo.set_calculation_state(c.id, CalcState.failed, expect_state=ACTIVE,
-                                                   failure_reason=reason, failures=[*c.failures, reason],
-                                                   task_doc=doc.model_dump(mode="json")):
+                if self.repo.set_calculation_state(
+                    c.id,
+                    CalcState.failed,
+                    expect_state=ACTIVE,
+                    failure_reason=reason,
+                    failures=[*c.failures, reason],
+                    task_doc=doc.model_dump(mode="json"),
+                ):
                     report.failed.append(c.id)
                 continue
             entries.append(entry)
@@ -315,9 +360,14 @@ class Relaxations:
         if entries:
             HullEngine(self.repo).ingest(entries)
         for c, doc, entry in done:
-            if self.repo.set_calculation_state(c.id, CalcState.done, expect_state=ACTIVE,
-                                               task_doc=doc.model_dump(mode="json"), entry_id=entry.id,
-                                               failure_reason=None):
+            if self.repo.set_calculation_state(
+                c.id,
+                CalcState.done,
+                expect_state=ACTIVE,
+                task_doc=doc.model_dump(mode="json"),
+                entry_id=entry.id,
+                failure_reason=None,
+            ):
                 report.done.append(c.id)
                 report.entries.append(entry.id)
         return report
@@ -371,8 +421,9 @@ class Relaxations:
             self.dispatchers[disp_name].cancel(bid)
             for other in self.repo.calculations(batch_id=bid):
                 if other.state in ACTIVE and not (Path(other.workdir) / files.RESULT).exists():
-                    self.repo.set_calculation_state(other.id, CalcState.queued, expect_state=other.state,
-                                                    batch_id=None)
+                    self.repo.set_calculation_state(
+                        other.id, CalcState.queued, expect_state=other.state, batch_id=None
+                    )
         return cancelled
 
     def retry(self, calc_ids: Iterable[str], dispatch: bool = True) -> list[str]:
@@ -383,7 +434,9 @@ class Relaxations:
             if c is None or c.state not in (CalcState.failed, CalcState.cancelled):
                 continue
             if c.dispatcher not in self.dispatchers:
-                raise DispatchError(f"{cid} ran on dispatcher {c.dispatcher!r}, which is not configured here")
+                raise DispatchError(
+                    f"{cid} ran on dispatcher {c.dispatcher!r}, which is not configured here"
+                )
             files.clear_outcome(Path(c.workdir))
             if self.repo.set_calculation_state(cid, CalcState.queued, expect_state=c.state,
                                                batch_id=None, attempts=0):

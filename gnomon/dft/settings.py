@@ -13,7 +13,22 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-MAGNETIC_ELEMENTS = ("V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Mo", "W", "Ru", "Rh", "Nd", "Gd", "Eu")
+MAGNETIC_ELEMENTS = (
+    "V",
+    "Cr",
+    "Mn",
+    "Fe",
+    "Co",
+    "Ni",
+    "Cu",
+    "Mo",
+    "W",
+    "Ru",
+    "Rh",
+    "Nd",
+    "Gd",
+    "Eu",
+)
 
 
 class QESettings(BaseModel):
@@ -36,7 +51,9 @@ class QESettings(BaseModel):
     )
     functional: str = Field("pbe", description="Functional the pseudopotentials were made with.")
     spin: Literal["auto", "on", "off"] = Field(
-        "auto", description="auto: spin-polarised (ferromagnetic start) when a magnetic element is present."
+        "auto",
+        description="auto: spin-polarised (ferromagnetic start) when a magnetic element is "
+        "present.",
     )
     starting_magnetization: float = 0.5
     magnetic_elements: list[str] = Field(default_factory=lambda: list(MAGNETIC_ELEMENTS))

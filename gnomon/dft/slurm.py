@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from qtoolkit.core.data_objects import QState, SubmissionStatus
 from qtoolkit.core.exceptions import QTKError
+from qtoolkit.io.slurm import SlurmIO
+from qtoolkit.manager import QueueManager
 
 from gnomon.credentials import write_private
 from gnomon.dft.dispatcher import BatchState, BatchStatus, Dispatcher, shell_command
@@ -42,9 +45,6 @@ class SlurmDispatcher(Dispatcher):
         return cls(settings.slurm)
 
     def __post_init__(self) -> None:
-        from qtoolkit.io.slurm import SlurmIO
-        from qtoolkit.manager import QueueManager
-
         self.manager = QueueManager(SlurmIO())
 
     # -- checks ---------------------------------------------------------------------------
@@ -56,10 +56,16 @@ class SlurmDispatcher(Dispatcher):
             proc = subprocess.run(["sinfo", "-h", "-o", "%P %a"], capture_output=True, text=True,
                                   timeout=self.timeout_s, check=False)
         except subprocess.TimeoutExpired:
-            raise DispatchError(f"SLURM unreachable: sinfo did not answer in {self.timeout_s:.0f} s") from None
+            raise DispatchError(
+                f"SLURM unreachable: sinfo did not answer in {self.timeout_s:.0f} s"
+            ) from None
         if proc.returncode != 0:
-            raise DispatchError(f"SLURM unreachable: sinfo failed: {(proc.stderr or proc.stdout).strip()}")
-        partitions = {line.split()[0].rstrip("*") for line in proc.stdout.splitlines() if line.strip()}
+            raise DispatchError(
+                f"SLURM unreachable: sinfo failed: {(proc.stderr or proc.stdout).strip()}"
+            )
+        partitions = {
+            line.split()[0].rstrip("*") for line in proc.stdout.splitlines() if line.strip()
+        }
         if self.settings.partition and self.settings.partition not in partitions:
             raise DispatchError(
                 f"SLURM partition {self.settings.partition!r} does not exist "
@@ -86,23 +92,28 @@ class SlurmDispatcher(Dispatcher):
     def script(self, workdirs: Sequence[Path], label: str, batch_dir: Path) -> str:
         commands = [f"export {k}={shlex.quote(v)}" for k, v in self.settings.environment.items()]
         commands += list(self.settings.pre_run)
-        commands += [f"cd {shlex.quote(str(batch_dir))}", shell_command(workdirs, self.settings.python)]
+        commands += [
+            f"cd {shlex.quote(str(batch_dir))}",
+            shell_command(workdirs, self.settings.python),
+        ]
         return self.manager.get_submission_script(
             commands, self.options(label, batch_dir),
             environment={"modules": self.settings.modules} if self.settings.modules else None,
         )
 
     def submit(self, workdirs: Sequence[Path], label: str, batch_dir: Path) -> str:
-        from qtoolkit.core.data_objects import SubmissionStatus
-
         batch_dir.mkdir(parents=True, exist_ok=True)
         script = batch_dir / f"{label}.sh"
         # the site's environment lines may export a secret (a database URL for the compute
         # nodes): the script is the owner's alone, 0600 (sbatch reads it as the owner)
         write_private(script, self.script(workdirs, label, batch_dir))
-        stdout, stderr, code = self.manager.execute_cmd(self.manager.scheduler_io.get_submit_cmd(script), batch_dir)
+        stdout, stderr, code = self.manager.execute_cmd(
+            self.manager.scheduler_io.get_submit_cmd(script), batch_dir
+        )
         try:
-            result = self.manager.scheduler_io.parse_submit_output(exit_code=code, stdout=stdout, stderr=stderr)
+            result = self.manager.scheduler_io.parse_submit_output(
+                exit_code=code, stdout=stdout, stderr=stderr
+            )
         except QTKError as exc:
             raise DispatchError(f"sbatch failed for {label}: {exc}") from exc
         if result.status != SubmissionStatus.SUCCESSFUL or not result.job_id:
@@ -113,8 +124,6 @@ class SlurmDispatcher(Dispatcher):
     # -- poll -----------------------------------------------------------------------------
     @staticmethod
     def _status_of(job) -> BatchStatus:
-        from qtoolkit.core.data_objects import QState
-
         sub = getattr(job.sub_state, "name", None) or str(job.sub_state)
         state = job.state
         if state in (QState.QUEUED, QState.QUEUED_HELD, QState.REQUEUED, QState.REQUEUED_HELD):
@@ -140,7 +149,11 @@ class SlurmDispatcher(Dispatcher):
             job = jobs.get(b)
             if job is None:  # no longer in squeue: ask scontrol for its final state
                 job = self.manager.get_job(b)
-            out[b] = self._status_of(job) if job is not None else BatchStatus(BatchState.unknown, "not known to SLURM")
+            out[b] = (
+                self._status_of(job)
+                if job is not None
+                else BatchStatus(BatchState.unknown, "not known to SLURM")
+            )
         return out
 
     def cancel(self, batch_id: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from monty.json import jsanitize
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymatgen.core import Structure
 
@@ -45,8 +46,6 @@ class TaskDocument(BaseModel):
     @classmethod
     def _plain_json(cls, data: Any) -> Any:
         """numpy scalars/arrays (pymatgen, ASE, torch outputs) become plain JSON values."""
-        from monty.json import jsanitize
-
         return jsanitize(data, strict=False) if isinstance(data, dict) else data
 
     @property

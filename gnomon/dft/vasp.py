@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pymatgen.core import Structure
+from pymatgen.core import SETTINGS, Structure
 
 from gnomon.dft.engine import RelaxEngine
 from gnomon.dft.errors import InputError
@@ -65,10 +65,10 @@ class VaspEngine(RelaxEngine):
 
     def input_generator(self):
         if self.settings.use_r2scan:
-            from pymatgen.io.vasp.sets import MPScanRelaxSet
+            from pymatgen.io.vasp.sets import MPScanRelaxSet  # heavy: reads its YAML sets
 
             return MPScanRelaxSet(user_incar_settings=dict(self.settings.user_incar_settings))
-        from pymatgen.io.vasp.sets import MPRelaxSet
+        from pymatgen.io.vasp.sets import MPRelaxSet  # heavy: reads its YAML sets
 
         return MPRelaxSet(
             force_gamma=True,
@@ -78,7 +78,7 @@ class VaspEngine(RelaxEngine):
         )
 
     def maker(self, structure: Structure) -> BaseVaspMaker:
-        from atomate2.vasp.jobs.mp import MPGGARelaxMaker, MPMetaGGARelaxMaker
+        from atomate2.vasp.jobs.mp import MPGGARelaxMaker, MPMetaGGARelaxMaker  # heavy: atomate2
 
         cls = MPMetaGGARelaxMaker if self.settings.use_r2scan else MPGGARelaxMaker
         return cls(
@@ -97,8 +97,6 @@ class VaspEngine(RelaxEngine):
                 f"VASP not found: {exe!r} is not on PATH (set vasp.vasp_command to your site's "
                 "VASP binary; gnomon cannot ship VASP)"
             )
-        from pymatgen.core import SETTINGS
-
         if not SETTINGS.get("PMG_VASP_PSP_DIR"):
             raise InputError(
                 "VASP POTCARs not configured: set PMG_VASP_PSP_DIR in ~/.config/.pmgrc.yaml "

@@ -20,6 +20,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from pymatgen.core import Structure
+
+from gnomon.dft.engine import engine_from_spec
+from gnomon.dft.errors import RelaxationError
+from gnomon.dft.task import TaskDocument
+
 log = logging.getLogger("gnomon.dft.worker")
 
 JOB = "job.json"
@@ -35,14 +41,17 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_job(workdir: Path, calc_id: str, engine_spec: dict[str, Any], structure: dict[str, Any]) -> None:
+def write_job(
+    workdir: Path, calc_id: str, engine_spec: dict[str, Any], structure: dict[str, Any]
+) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
-    write_atomic(workdir / JOB, json.dumps({"calc_id": calc_id, "engine": engine_spec, "structure": structure}))
+    write_atomic(
+        workdir / JOB,
+        json.dumps({"calc_id": calc_id, "engine": engine_spec, "structure": structure}),
+    )
 
 
-def read_result(workdir: Path):
-    from gnomon.dft.task import TaskDocument
-
+def read_result(workdir: Path) -> TaskDocument:
     return TaskDocument.model_validate_json((workdir / RESULT).read_text())
 
 
@@ -61,11 +70,6 @@ def clear_outcome(workdir: Path) -> None:
 
 def run_one(workdir: Path) -> bool:
     """Relax one directory; True if it ended with a result."""
-    from pymatgen.core import Structure
-
-    from gnomon.dft.engine import engine_from_spec
-    from gnomon.dft.errors import RelaxationError
-
     if (workdir / RESULT).exists():
         log.info("%s already has a result; skipped", workdir)
         return True

@@ -54,7 +54,10 @@ def pw_x() -> str:
 
 def _sinfo_ok(env) -> bool:
     try:
-        return subprocess.run(["sinfo", "-h"], env=env, capture_output=True, timeout=10).returncode == 0
+        return (
+            subprocess.run(["sinfo", "-h"], env=env, capture_output=True, timeout=10).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -64,7 +67,9 @@ def slurm_cluster():
     """A single-node SLURM cluster on localhost for the session; SLURM_CONF points at it."""
     missing = [x for x in ("slurmctld", "slurmd", "munged", "sbatch") if shutil.which(x) is None]
     if missing:
-        pytest.skip(f"SLURM not installed ({', '.join(missing)} missing): run infra/install-system-deps.sh")
+        pytest.skip(
+            f"SLURM not installed ({', '.join(missing)} missing): run infra/install-system-deps.sh"
+        )
     conf = SLURM_DIR / "slurm.conf"
     env = {**os.environ, "SLURM_CONF": str(conf), "GNOMON_SLURM_DIR": str(SLURM_DIR)}
     already = conf.exists() and _sinfo_ok(env)

@@ -25,7 +25,8 @@ def rocksalt(a: float = 5.7, a_el: str = "Na", b_el: str = "Cl") -> Structure:
 def errore(routine: str, code: int, message: str) -> str:
     """pw.x's errore() block, as it prints it to pw.out."""
     bar = " " + "%" * 78
-    return f"\n{bar}\n     Error in routine {routine} ({code}):\n     {message}\n{bar}\n\n     stopping ...\n"
+    return (f"\n{bar}\n     Error in routine {routine} ({code}):\n     {message}\n{bar}\n\n"
+            "     stopping ...\n")
 
 
 def wait_for(predicate, timeout: float = 120.0, every: float = 0.5, what: str = "condition"):

@@ -63,7 +63,11 @@ class FakeEngine(RelaxEngine):
         return {"scale": self.scale, "fail": self.fail, "scheme": self.scheme_name}
 
     def spec(self) -> dict[str, Any]:
-        return {"engine": self.name, "class": "gnomon_fake_engine:FakeEngine", "settings": asdict(self)}
+        return {
+            "engine": self.name,
+            "class": "gnomon_fake_engine:FakeEngine",
+            "settings": asdict(self),
+        }
 
     def check(self, structures: Sequence[Structure]) -> None:
         for s in structures:
@@ -71,8 +75,12 @@ class FakeEngine(RelaxEngine):
                 raise InputError("fake engine does not support Og")
 
     def maker(self, structure: Structure) -> FakeRelaxMaker:
-        return FakeRelaxMaker(sleep_s=self.sleep_s, sleep_first_attempt_only=self.sleep_first_attempt_only,
-                              fail=self.fail, scale=self.scale)
+        return FakeRelaxMaker(
+            sleep_s=self.sleep_s,
+            sleep_first_attempt_only=self.sleep_first_attempt_only,
+            fail=self.fail,
+            scale=self.scale,
+        )
 
     def inputs_hash(self, structure: Structure) -> str:
         return stable_hash({"s": self.settings_payload(), "structure": structure.as_dict()})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -14,8 +12,8 @@ from pymatgen.core import Element, Lattice, Structure
 from gnomon.dft.collapse import COLLAPSED_FRACTION, collapsed_pair
 from gnomon.dft.errors import RelaxationError
 from gnomon.dft.parsing import task_from_forcefield
-
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from gnomon.world.label import judged
+from gnomon.world.oracle import INPUT_RULE
 
 
 def dimer_in_box(el: str, ratio: float) -> Structure:
@@ -57,9 +55,9 @@ def _forcefield_doc(structure: Structure) -> SimpleNamespace:
 
 
 def _task(structure: Structure):
-    return task_from_forcefield(_forcefield_doc(structure), engine="mlip", scheme="mlip-chgnet-0.3.0",
-                                settings_hash="s", inputs_hash="i", initial=structure, fmax=0.1,
-                                steps=100, model_version="0.3.0")
+    return task_from_forcefield(_forcefield_doc(structure), engine="mlip",
+                                scheme="mlip-chgnet-0.3.0", settings_hash="s", inputs_hash="i",
+                                initial=structure, fmax=0.1, steps=100, model_version="0.3.0")
 
 
 def test_a_collapsed_forcefield_result_is_a_failed_relaxation_not_an_energy():
@@ -69,19 +67,14 @@ def test_a_collapsed_forcefield_result_is_a_failed_relaxation_not_an_energy():
 
 
 def test_the_world_judges_stored_results_again_without_relaxing():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import world
-    finally:
-        sys.path.remove(str(BENCH))
     good, bad = rocksalt(5.64), rocksalt(2.6)
     results = {
         "a": {"id": "a", "structure": good.as_dict(), "energy": -6.0},
         "b": {"id": "b", "structure": bad.as_dict(), "energy": 20.0},
         "c": {"id": "c", "error": "input refused: too dense"},
     }
-    out = world.judged(results)
+    out = judged(results)
     assert out["a"] is results["a"]
     assert out["c"] is results["c"]
-    assert "collapsed" in out["b"]["error"] and out["b"]["input_rule"] == world.INPUT_RULE
+    assert "collapsed" in out["b"]["error"] and out["b"]["input_rule"] == INPUT_RULE
     assert "error" not in results["b"]  # the stored record itself is untouched

@@ -26,20 +26,39 @@ from gnomon.dft.settings import SlurmSettings
 from gnomon.dft.slurm import SlurmDispatcher
 
 SITE = SlurmSettings(
-    partition="compute", account="mat123", qos="normal", walltime="12:00:00", nodes=2, ntasks=64,
-    cpus_per_task=1, modules=["quantum-espresso/7.2", "openmpi"], environment={"OMP_NUM_THREADS": "1"},
-    pre_run=["source /opt/site/env.sh"], python="/opt/gnomon/bin/python",
+    partition="compute",
+    account="mat123",
+    qos="normal",
+    walltime="12:00:00",
+    nodes=2,
+    ntasks=64,
+    cpus_per_task=1,
+    modules=["quantum-espresso/7.2", "openmpi"],
+    environment={"OMP_NUM_THREADS": "1"},
+    pre_run=["source /opt/site/env.sh"],
+    python="/opt/gnomon/bin/python",
 )
 
 
 def test_slurm_script_carries_the_site_settings(tmp_path):
-    script = SlurmDispatcher(SITE).script([tmp_path / "a", tmp_path / "b"], "gnomon-abc-1", tmp_path / "batches")
-    for line in ("#SBATCH --partition=compute", "#SBATCH --account=mat123", "#SBATCH --qos=normal",
-                 "#SBATCH --time=12:00:00", "#SBATCH --nodes=2", "#SBATCH --ntasks=64",
-                 "#SBATCH --job-name=gnomon-abc-1", f"#SBATCH --output={tmp_path}/batches/gnomon-abc-1.out",
-                 "module load quantum-espresso/7.2", "module load openmpi", "export OMP_NUM_THREADS=1",
-                 "source /opt/site/env.sh",
-                 f"/opt/gnomon/bin/python -m gnomon.cli worker {tmp_path}/a {tmp_path}/b"):
+    script = SlurmDispatcher(SITE).script(
+        [tmp_path / "a", tmp_path / "b"], "gnomon-abc-1", tmp_path / "batches"
+    )
+    for line in (
+        "#SBATCH --partition=compute",
+        "#SBATCH --account=mat123",
+        "#SBATCH --qos=normal",
+        "#SBATCH --time=12:00:00",
+        "#SBATCH --nodes=2",
+        "#SBATCH --ntasks=64",
+        "#SBATCH --job-name=gnomon-abc-1",
+        f"#SBATCH --output={tmp_path}/batches/gnomon-abc-1.out",
+        "module load quantum-espresso/7.2",
+        "module load openmpi",
+        "export OMP_NUM_THREADS=1",
+        "source /opt/site/env.sh",
+        f"/opt/gnomon/bin/python -m gnomon.cli worker {tmp_path}/a {tmp_path}/b",
+    ):
         assert line in script.splitlines(), line
     minimal = SlurmDispatcher(SlurmSettings()).script([tmp_path], "x", tmp_path)
     assert "--partition" not in minimal and "--account" not in minimal and "module" not in minimal
@@ -52,14 +71,23 @@ def test_slurm_not_found(monkeypatch, tmp_path):
 
 
 def test_jobflow_remote_project_config():
-    config = project_config("mongodb://user:pw@db.example.org:27018/campaigns", SITE, "/scratch/gnomon")
+    config = project_config(
+        "mongodb://user:pw@db.example.org:27018/campaigns", SITE, "/scratch/gnomon"
+    )
     assert validate_project_config(config) == []
     worker = config["workers"]["gnomon-slurm"]
     assert worker["scheduler_type"] == "slurm" and worker["resources"]["partition"] == "compute"
     assert worker["resources"]["time"] == "12:00:00" and "module load openmpi" in worker["pre_run"]
     store = config["queue"]["store"]
-    assert store == {"type": "MongoStore", "host": "db.example.org", "port": 27018, "database": "campaigns",
-                     "collection_name": "jf_queue", "username": "user", "password": "pw"}
+    assert store == {
+        "type": "MongoStore",
+        "host": "db.example.org",
+        "port": 27018,
+        "database": "campaigns",
+        "collection_name": "jf_queue",
+        "username": "user",
+        "password": "pw",
+    }
     broken = {**config, "queue": {"store": {"type": "JSONStore"}}, "workers": {}}
     problems = validate_project_config(broken)
     assert any("workers" in p for p in problems) and any("MongoStore" in p for p in problems)
@@ -83,7 +111,9 @@ def test_jobflow_remote_job_is_found_by_name_on_the_remote_side(tmp_path):
 
     calc = tmp_path / "calc"
     worker.write_job(calc, "c1", FakeEngine().spec(), si_diamond().as_dict())
-    sent = json.dumps(Flow([jobflow_remote.run_worker([str(calc)])], name="b").as_dict(), cls=MontyEncoder)
+    sent = json.dumps(
+        Flow([jobflow_remote.run_worker([str(calc)])], name="b").as_dict(), cls=MontyEncoder
+    )
 
     received = json.loads(sent, cls=MontyDecoder)
     assert isinstance(received, Flow)
@@ -147,5 +177,7 @@ def test_local_dispatcher_sees_a_batch_end(tmp_path):
     disp = LocalDispatcher(max_workers=1, python=_sleeper(tmp_path, 0))
     bid = disp.submit([tmp_path / "calc"], "x", tmp_path / "batches")
     assert _wait_until_ended(disp, bid) == BatchStatus(BatchState.finished, "exit code 0")
-    assert disp.poll(["local:1:0"])["local:1:0"].state == BatchState.finished  # pid reused: not ours
+    assert (
+        disp.poll(["local:1:0"])["local:1:0"].state == BatchState.finished
+    )  # pid reused: not ours
     assert disp.poll(["nonsense"])["nonsense"].state == BatchState.unknown

@@ -14,7 +14,7 @@ from pymatgen.core import Lattice, Structure
 from gnomon.config import Settings
 from gnomon.dft.engine import engine_from_spec, make_engine
 from gnomon.dft.errors import InputError, RelaxationError
-from gnomon.dft.mlip import CHGNetEngine
+from gnomon.dft.forcefield import CHGNetEngine
 from gnomon.dft.parsing import entry_from_task, task_from_vasp
 from gnomon.dft.qe import QEEngine
 from gnomon.dft.registry import DISPATCHERS, ENGINES
@@ -60,9 +60,19 @@ def test_vasp_task_into_mp2020_entry():
                         {"titel": "PAW_PBE O 08Apr2002", "hash": None}],
     }
     native = SimpleNamespace(
-        output=SimpleNamespace(energy=-16.5, structure=s, forces=[[0, 0, 0]] * 2, stress=[[0.1, 0, 0], [0, 0.1, 0], [0, 0, 0.1]]),
-        input=SimpleNamespace(structure=s), entry=SimpleNamespace(parameters=entry_params),
-        run_type="GGA+U", state="successful", vasp_version="6.4.2", custodian=[], dir_name="/x",
+        output=SimpleNamespace(
+            energy=-16.5,
+            structure=s,
+            forces=[[0, 0, 0]] * 2,
+            stress=[[0.1, 0, 0], [0, 0.1, 0], [0, 0, 0.1]],
+        ),
+        input=SimpleNamespace(structure=s),
+        entry=SimpleNamespace(parameters=entry_params),
+        run_type="GGA+U",
+        state="successful",
+        vasp_version="6.4.2",
+        custodian=[],
+        dir_name="/x",
     )
     doc = task_from_vasp(native, scheme="vasp-pbe-mp2020", settings_hash="s", inputs_hash="i")
     assert doc.converged and doc.code_version == "6.4.2"
@@ -85,11 +95,13 @@ def test_chgnet_rejects_unsupported_elements():
 
 def test_engine_specs_round_trip(tmp_path):
     s = Settings(qe={"pseudo_dir": str(tmp_path), "ecutwfc": 33})
-    for name in ("mlip", "sevennet", "qe", "vasp"):
+    for name in ("mlip", "sevennet", "qe", "vasp", "emt"):
         engine = make_engine(name, s)
         again = engine_from_spec(engine.spec())
         assert type(again) is type(engine) and again.settings_hash == engine.settings_hash
-    with pytest.raises(ValueError, match="unknown engine 'abacus': choose one of mlip, sevennet, qe, vasp"):
+    with pytest.raises(
+        ValueError, match="unknown engine 'abacus': choose one of mlip, sevennet, qe, vasp, emt"
+    ):
         make_engine("abacus", s)
     with pytest.raises(TypeError):
         make_engine("mlip")  # settings are never read behind the caller's back
@@ -100,7 +112,7 @@ def test_one_registry_names_engines_and_config_takes_its_names():
 
     from gnomon.config import DispatchConfig, EngineConfig
 
-    assert ENGINES.builtin_names == ("mlip", "sevennet", "qe", "vasp")
+    assert ENGINES.builtin_names == ("mlip", "sevennet", "qe", "vasp", "emt")
     assert ENGINES.resolve("qe") is QEEngine and ENGINES.resolve("vasp") is VaspEngine
     assert get_args(EngineConfig.model_fields["name"].annotation) == ENGINES.builtin_names
     assert get_args(DispatchConfig.model_fields["name"].annotation) == DISPATCHERS.builtin_names

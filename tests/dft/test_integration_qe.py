@@ -8,8 +8,8 @@ import pytest
 from dft_helpers import errore, si_diamond
 
 from gnomon.dft.custodian import run_pw_custodian
+from gnomon.dft.forcefield import CHGNetEngine
 from gnomon.dft.local import LocalDispatcher
-from gnomon.dft.mlip import CHGNetEngine
 from gnomon.dft.qe import QEEngine, build_input, pseudo_dir_of
 from gnomon.dft.qe_io import PW_OUT, parse_pw_output, write_input
 from gnomon.dft.service import Relaxations
@@ -51,7 +51,9 @@ def test_qe_vc_relax_of_si_and_separate_hulls(pw_x, sqlite_repo, tmp_path):
         entries = sqlite_repo.entries(scheme=scheme)
         assert len(phases) == len(entries) == 1
         assert phases[0].id == entries[0].id and phases[0].is_stable
-    qe_e, ml_e = (sqlite_repo.entries(scheme=s)[0] for s in ("qe-pbe-pslibrary", "mlip-chgnet-0.3.0"))
+    qe_e, ml_e = (
+        sqlite_repo.entries(scheme=s)[0] for s in ("qe-pbe-pslibrary", "mlip-chgnet-0.3.0")
+    )
     assert abs(qe_e.energy_per_atom - ml_e.energy_per_atom) > 10  # never comparable: separate hulls
 
 
@@ -68,12 +70,18 @@ def test_bfgs_uphill_line_search_is_corrected_and_real_pw_x_converges(pw_x, tmp_
     uphill = tmp_path / "uphill.out"
     uphill.write_text(errore("bfgs", 1, "dE0s is positive which should never happen"))
     stand_in = tmp_path / "pw.sh"
-    stand_in.write_text(f"#!/bin/bash\nif [ ! -f once ]; then touch once; cat {uphill}; exit 1; fi\nexec {pw_x} \"$@\"\n")
+    stand_in.write_text(
+        "#!/bin/bash\n"
+        f"if [ ! -f once ]; then touch once; cat {uphill}; exit 1; fi\n"
+        f'exec {pw_x} "$@"\n'
+    )
     stand_in.chmod(0o755)
 
     corrections = run_pw_custodian(run, [str(stand_in)], max_errors=3)
     assert [c["handler"] for c in corrections] == ["QEErroreHandler"]
-    assert corrections[0]["errors"] == ["Error in routine bfgs (1): dE0s is positive which should never happen"]
+    assert corrections[0]["errors"] == [
+        "Error in routine bfgs (1): dE0s is positive which should never happen"
+    ]
     assert "trust_radius_ini = 0.1" in (run / "pw.in").read_text()
     out = parse_pw_output(run / PW_OUT)
     assert out.job_done and out.bfgs_converged and out.error is None

@@ -16,7 +16,7 @@ from dft_helpers import rocksalt, si_diamond, wait_for
 from gnomon_fake_engine import FakeEngine
 
 from gnomon.dft.errors import DispatchError
-from gnomon.dft.mlip import CHGNetEngine
+from gnomon.dft.forcefield import CHGNetEngine
 from gnomon.dft.service import BATCH_FILE, Relaxations
 from gnomon.dft.settings import SlurmSettings
 from gnomon.dft.slurm import SlurmDispatcher
@@ -30,7 +30,9 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture
 def slurm(slurm_cluster, fake_env) -> SlurmDispatcher:
-    return SlurmDispatcher(SlurmSettings(environment=fake_env, walltime="00:10:00", partition="debug"))
+    return SlurmDispatcher(
+        SlurmSettings(environment=fake_env, walltime="00:10:00", partition="debug")
+    )
 
 
 def test_chgnet_relaxations_through_slurm_run_once(slurm, sqlite_repo, tmp_path):
@@ -86,8 +88,15 @@ def test_orchestrator_killed_mid_batch_reattaches(slurm_cluster, fake_env, tmp_p
         def mid_batch():
             calcs = repo.calculations()
             done = [c for c in calcs if c.state == CalcState.done]
-            return len(calcs) == 3 and 1 <= len(done) < 3 and all(c.batch_id for c in calcs if c.state != CalcState.queued)
-        wait_for(mid_batch, timeout=180, every=0.2, what="one result collected, others still running")
+            return (
+                len(calcs) == 3
+                and 1 <= len(done) < 3
+                and all(c.batch_id for c in calcs if c.state != CalcState.queued)
+            )
+
+        wait_for(
+            mid_batch, timeout=180, every=0.2, what="one result collected, others still running"
+        )
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -128,9 +137,15 @@ def test_batch_submitted_but_not_recorded_is_found_by_label(slurm, sqlite_repo, 
     assert calc.state == CalcState.done and calc.batch_id == job_id and calc.attempts == 1
 
 
-def test_unreachable_slurm_is_reported_before_submitting(slurm_cluster, sqlite_repo, tmp_path, monkeypatch):
+def test_unreachable_slurm_is_reported_before_submitting(
+    slurm_cluster, sqlite_repo, tmp_path, monkeypatch
+):
     conf = tmp_path / "slurm.conf"
-    text = Path(slurm_cluster).read_text().replace("SlurmctldHost=localhost", "SlurmctldHost=localhost\nSlurmctldPort=6999")
+    text = (
+        Path(slurm_cluster)
+        .read_text()
+        .replace("SlurmctldHost=localhost", "SlurmctldHost=localhost\nSlurmctldPort=6999")
+    )
     conf.write_text(text)
     monkeypatch.setenv("SLURM_CONF", str(conf))
     svc = Relaxations(sqlite_repo, tmp_path / "runs", {"slurm": SlurmDispatcher(timeout_s=15)})

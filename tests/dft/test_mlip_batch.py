@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from gnomon.dft.mlip import CHGNetEngine
+from gnomon.dft.forcefield import CHGNetEngine
 from gnomon.dft.mlip_batch import BatchRelaxer, BatchResult
 
 
@@ -14,7 +14,9 @@ def _rattled(seed: int) -> list[Structure]:
     rng = np.random.default_rng(seed)
     out = []
     for a, b, lat in [("Na", "Cl", 5.5), ("Mg", "O", 4.3), ("Li", "F", 3.8), ("K", "Br", 6.3)]:
-        s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(lat), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]])
+        s = Structure.from_spacegroup(
+            "Fm-3m", Lattice.cubic(lat), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]]
+        )
         s = s.get_primitive_structure()
         s.make_supercell([1, 1, 2])
         s.perturb(0.15, seed=int(rng.integers(1000)))

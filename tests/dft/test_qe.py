@@ -69,7 +69,9 @@ def test_pseudopotentials_of_a_family(pseudo_dir):
         "Fe": "Fe.pbe-spn-rrkjus_psl.0.2.1.UPF",  # not the pbesol one
         "O": "O.pbe-n-kjpaw_psl.1.0.0.UPF",  # the newest library version
     }
-    assert find_pseudos(["Si"], pseudo_dir, "pslibrary", "pbe", {"Si": "Si.pbe-rrkj.UPF"}) == {"Si": "Si.pbe-rrkj.UPF"}
+    assert find_pseudos(["Si"], pseudo_dir, "pslibrary", "pbe", {"Si": "Si.pbe-rrkj.UPF"}) == {
+        "Si": "Si.pbe-rrkj.UPF"
+    }
     with pytest.raises(InputError, match="no PBE pslibrary pseudopotential for Ga, Na"):
         find_pseudos(["Si", "Na", "Ga"], pseudo_dir, "pslibrary", "pbe", {})
     with pytest.raises(InputError, match="missing.UPF not in"):
@@ -95,7 +97,12 @@ def test_input_generation(pseudo_dir, tmp_path):
     feo = si_diamond(4.3)
     feo.replace_species({"Si": "Fe"})
     feo.replace(1, "O")
-    inp = build_input(feo, settings, {"Fe": "Fe.pbe-spn-rrkjus_psl.0.2.1.UPF", "O": "O.pbe-n-kjpaw_psl.1.0.0.UPF"}, pseudo_dir)
+    inp = build_input(
+        feo,
+        settings,
+        {"Fe": "Fe.pbe-spn-rrkjus_psl.0.2.1.UPF", "O": "O.pbe-n-kjpaw_psl.1.0.0.UPF"},
+        pseudo_dir,
+    )
     assert inp["system"]["nspin"] == 2
     assert inp["system"]["starting_magnetization(1)"] == 0.5  # Fe
     assert inp["system"]["starting_magnetization(2)"] == 0.0  # O
@@ -107,7 +114,10 @@ def test_engine_identity_and_checks(pseudo_dir):
     # where binaries live does not change the settings hash; a cutoff does
     moved = QEEngine(QESettings(pseudo_dir=pseudo_dir, pw_command="/opt/qe/bin/pw.x"))
     assert moved.settings_hash == engine.settings_hash
-    assert QEEngine(QESettings(pseudo_dir=pseudo_dir, ecutwfc=60)).settings_hash != engine.settings_hash
+    assert (
+        QEEngine(QESettings(pseudo_dir=pseudo_dir, ecutwfc=60)).settings_hash
+        != engine.settings_hash
+    )
     assert engine.inputs_hash(si_diamond(5.43)) != engine.inputs_hash(si_diamond(5.5))
     engine.check([si_diamond()])
     nacl = si_diamond()
@@ -192,19 +202,32 @@ def test_a_finished_or_missing_output_has_no_errore():
     [
         ("cdiaghg", "S matrix not positive definite", ("electrons", "diagonalization"), "cg"),
         ("c_bands", "too many bands are not converged", ("electrons", "diagonalization"), "cg"),
-        ("checkallsym", "some of the original symmetry operations not satisfied", ("system", "nosym"), True),
+        (
+            "checkallsym",
+            "some of the original symmetry operations not satisfied",
+            ("system", "nosym"),
+            True,
+        ),
         ("efermig", "internal error, cannot bracket Ef", ("system", "degauss"), None),
-        ("scale_h", "Not enough space allocated for radial FFT: try restarting with a larger cell_factor.",
-         ("cell", "cell_factor"), 4.0),
+        (
+            "scale_h",
+            "Not enough space allocated for radial FFT: try restarting with a larger cell_factor.",
+            ("cell", "cell_factor"),
+            4.0,
+        ),
     ],
 )
-def test_errore_handler_changes_the_input_from_the_last_geometry(tmp_path, routine, message, key, expected):
+def test_errore_handler_changes_the_input_from_the_last_geometry(
+    tmp_path, routine, message, key, expected
+):
     d = _run_dir(tmp_path, _truncated_fixture(errore(routine, 1, message)))
     out = parse_pw_output(d / PW_OUT)
     assert str(out.error) == f"Error in routine {routine} (1): {message}"
     degauss = read_input(d)["system"]["degauss"]
     h = QEErroreHandler()
-    assert h.check(str(d)) and not QEScfHandler().check(str(d)) and not QEBfgsHandler().check(str(d))
+    assert (
+        h.check(str(d)) and not QEScfHandler().check(str(d)) and not QEBfgsHandler().check(str(d))
+    )
     result = h.correct(str(d))
     assert result["errors"] == [str(out.error)]
     inp = read_input(d)
@@ -228,7 +251,9 @@ def test_bfgs_line_search_uphill_restarts_with_smaller_first_steps(tmp_path):
     d = _run_dir(tmp_path, _truncated_fixture(errore("bfgs", 1, message)))
     out = parse_pw_output(d / PW_OUT)
     h = QEErroreHandler()
-    assert h.check(str(d)) and not QEBfgsHandler().check(str(d)) and not QEScfHandler().check(str(d))
+    assert (
+        h.check(str(d)) and not QEBfgsHandler().check(str(d)) and not QEScfHandler().check(str(d))
+    )
     radii = []
     while h.check(str(d)):  # the same error after each correction
         result = h.correct(str(d))
@@ -253,19 +278,26 @@ def test_an_errore_no_handler_knows_is_not_corrected(tmp_path):
 
 
 def test_custodian_corrects_a_diagonalization_errore_and_reruns(tmp_path):
-    exe = _aborting_pw(tmp_path, _truncated_fixture(errore("cdiaghg", 159, "S matrix not positive definite")),
-                       once=True)
+    exe = _aborting_pw(
+        tmp_path,
+        _truncated_fixture(errore("cdiaghg", 159, "S matrix not positive definite")),
+        once=True,
+    )
     d = _run_dir(tmp_path)
     corrections = run_pw_custodian(d, [str(exe)], max_errors=3)
     assert [c["handler"] for c in corrections] == ["QEErroreHandler"]
-    assert corrections[0]["errors"] == ["Error in routine cdiaghg (159): S matrix not positive definite"]
+    assert corrections[0]["errors"] == [
+        "Error in routine cdiaghg (159): S matrix not positive definite"
+    ]
     assert read_input(d)["electrons"]["diagonalization"] == "cg"
 
 
 def test_a_failure_reports_pw_x_s_own_error_not_only_mpi_abort(tmp_path):
     exe = _aborting_pw(tmp_path, errore("readpp", 1, "file Xx.UPF not found"), once=False)
     d = _run_dir(tmp_path)
-    with pytest.raises(RelaxationError, match=r"pw.x: Error in routine readpp \(1\): file Xx.UPF not found"):
+    with pytest.raises(
+        RelaxationError, match=r"pw.x: Error in routine readpp \(1\): file Xx.UPF not found"
+    ):
         run_pw_custodian(d, [str(exe)], max_errors=2)
 
 
@@ -283,14 +315,21 @@ def _aborting_pw(tmp_path, pw_out: str, once: bool) -> Path:
     mpi = tmp_path / "mpi.err"
     mpi.write_text(MPI_ABORT)
     abort = f"cat {crashed}; cat {mpi} >&2; exit 1"
-    return _fake_pw(tmp_path, f"if [ ! -f calls ]; then touch calls; {abort}; fi\ncat {FIXTURE}\n" if once else abort + "\n")
+    return _fake_pw(
+        tmp_path,
+        f"if [ ! -f calls ]; then touch calls; {abort}; fi\ncat {FIXTURE}\n"
+        if once
+        else abort + "\n",
+    )
 
 
 def test_custodian_corrects_scf_failure_and_reruns(tmp_path):
     """A stand-in pw.x fails its SCF once, then prints a converged vc-relax."""
     failed = tmp_path / "scf_fail.out"
     failed.write_text(SCF_FAIL)
-    exe = _fake_pw(tmp_path, f"if [ ! -f calls ]; then touch calls; cat {failed}; exit 1; fi\ncat {FIXTURE}\n")
+    exe = _fake_pw(
+        tmp_path, f"if [ ! -f calls ]; then touch calls; cat {failed}; exit 1; fi\ncat {FIXTURE}\n"
+    )
     d = _run_dir(tmp_path)
     corrections = run_pw_custodian(d, [str(exe)], max_errors=3)
     assert [c["handler"] for c in corrections] == ["QEScfHandler"]
@@ -308,7 +347,9 @@ def test_custodian_gives_up_with_a_reason(tmp_path):
 
 def test_maker_end_to_end_with_stand_in_pw(tmp_path, pseudo_dir):
     exe = _fake_pw(tmp_path, f"cat {FIXTURE}\n")
-    engine = QEEngine(QESettings(pseudo_dir=pseudo_dir, pw_command=str(exe), ecutwfc=25, kspacing=0.5))
+    engine = QEEngine(
+        QESettings(pseudo_dir=pseudo_dir, pw_command=str(exe), ecutwfc=25, kspacing=0.5)
+    )
     si = si_diamond(5.6)
     doc = engine.relax(si, tmp_path / "calc")
     assert doc.scheme == "qe-pbe-pslibrary" and doc.code == "pw.x" and doc.code_version == "6.7MaX"
@@ -346,5 +387,7 @@ def test_resubmitted_job_restarts_from_the_last_geometry(tmp_path, pseudo_dir):
     doc = engine.relax(start, calc)
     assert doc.converged
     restarted = read_input(calc)["structure"]["lattice"]["a"]
-    assert restarted == pytest.approx(last.lattice.a) and restarted != pytest.approx(start.lattice.a)
+    assert restarted == pytest.approx(last.lattice.a) and restarted != pytest.approx(
+        start.lattice.a
+    )
     assert doc.inputs_hash == engine.inputs_hash(start)  # identity is the submitted input

@@ -22,7 +22,9 @@ from gnomon.storage.documents import CalcState, Calculation, Entry, Phase
 def service(sqlite_repo, tmp_path, fake_env):
     def make(workers: int = 2, pack: int = 1, max_retries: int = 2) -> Relaxations:
         disp = LocalDispatcher(max_workers=workers, env=fake_env)
-        return Relaxations(sqlite_repo, tmp_path / "runs", {"local": disp}, max_retries=max_retries, pack=pack)
+        return Relaxations(
+            sqlite_repo, tmp_path / "runs", {"local": disp}, max_retries=max_retries, pack=pack
+        )
 
     return make
 
@@ -118,10 +120,16 @@ def test_gives_up_after_max_retries(service, sqlite_repo):
         wait_for(lambda a=attempt: current().attempts == a and current().batch_id
                  and (Path(calc.workdir) / "started").exists(), what=f"attempt {attempt} running")
         os.killpg(int(current().batch_id.split(":")[1]), signal.SIGKILL)
-        wait_for(lambda a=attempt: svc.track() and (current().attempts > a or current().state == CalcState.failed),
-                 what=f"kill {attempt} noticed")
-    calc = wait_for(lambda: (c := sqlite_repo.get(Calculation, calc.id)).state == CalcState.failed and c,
-                    what="failed")
+        wait_for(
+            lambda a=attempt: (
+                svc.track() and (current().attempts > a or current().state == CalcState.failed)
+            ),
+            what=f"kill {attempt} noticed",
+        )
+    calc = wait_for(
+        lambda: (c := sqlite_repo.get(Calculation, calc.id)).state == CalcState.failed and c,
+        what="failed",
+    )
     assert calc.attempts == 2 and len(calc.failures) == 2
     assert "gave up after 2 attempts" in calc.failure_reason
 
@@ -139,7 +147,11 @@ def test_concurrency_limit_and_packing(service, sqlite_repo):
 
     packed = service(workers=4, pack=2)
     packed.submit([rocksalt(a) for a in (5.5, 5.6, 5.7)], FakeEngine(), "local")
-    batches = [c.batch_id for c in sqlite_repo.calculations() if c.engine == "fake" and c.candidate_id and c.state != CalcState.done]
+    batches = [
+        c.batch_id
+        for c in sqlite_repo.calculations()
+        if c.engine == "fake" and c.candidate_id and c.state != CalcState.done
+    ]
     assert len(set(batches)) == 2  # 3 calculations in packs of 2
     packed.wait(poll_s=0.2, timeout_s=120)
 
@@ -147,7 +159,9 @@ def test_concurrency_limit_and_packing(service, sqlite_repo):
 @pytest.mark.slow
 def test_cancel_and_retry(service, sqlite_repo):
     svc = service(workers=1)
-    svc.submit([si_diamond(), rocksalt()], FakeEngine(sleep_s=30, sleep_first_attempt_only=True), "local")
+    svc.submit(
+        [si_diamond(), rocksalt()], FakeEngine(sleep_s=30, sleep_first_attempt_only=True), "local"
+    )
     calcs = sorted(sqlite_repo.calculations(), key=lambda c: c.state.value)
     running = next(c for c in calcs if c.state == CalcState.submitted)
     queued = next(c for c in calcs if c.state == CalcState.queued)

@@ -11,12 +11,11 @@ from pymatgen.core import Lattice, Structure
 from gnomon.config import EngineConfig, Settings
 from gnomon.dft.engine import engine_from_spec, make_engine
 from gnomon.dft.errors import InputError
-from gnomon.dft.mlip import CHGNetEngine
+from gnomon.dft.forcefield import CHGNetEngine, SevenNetEngine
+from gnomon.dft.potentials import sevennet_elements
 from gnomon.dft.registry import ENGINES
 
 pytest.importorskip("sevenn", reason="sevenn is not installed: the SevenNet engine is skipped")
-
-from gnomon.dft.sevennet import SevenNetEngine, supported_elements  # noqa: E402
 
 
 def test_sevennet_is_an_engine_with_its_own_scheme():
@@ -35,7 +34,7 @@ def test_sevennet_is_an_engine_with_its_own_scheme():
 
 
 def test_sevennet_rejects_what_it_cannot_relax():
-    known = supported_elements()
+    known = sevennet_elements()
     assert {"Li", "Mn", "O", "Si", "Pu"} <= known and "Cm" not in known
     engine = SevenNetEngine()
     engine.check([si_diamond(), rocksalt(4.2, "Li", "F")])
