@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 import warnings
 from collections import defaultdict
@@ -48,81 +47,16 @@ from typing import Any
 
 import numpy as np
 
+from gnomon.world.files import default_world_dir
+from gnomon.world.replay import KNOWN_AT_START, campaign_data
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
-
-import world  # noqa: E402
-
 RESULTS = HERE / "results"
 PRETRAINED_DIR = HERE.parent / "gnomon" / "data" / "pretrained"
-STABLE_TOLERANCE = 1e-8  # eV/atom, as gnomon.campaign.simulate.HIT_TOLERANCE
 log = logging.getLogger("campaigns")
 
 
-# -- data -------------------------------------------------------------------------------------
-def _canonical(chemsys: str) -> str:
-    return "-".join(sorted(chemsys.split("-")))
-
-
-KNOWN_AT_START = ("elements", "first-build")
-
-
-def campaign_data(world_dir: Path, max_systems: int | None = None, known: str = "elements") -> dict[str, Any]:
-    """The pool (held-out systems' compounds and the elements they need), the reference
-    entries known from the start, and the keys on the world's hull.
-
-    ``known="first-build"`` also counts the held-out systems' own phases of the world's first
-    build (waves 1 and 2) as known, as a campaign starts from the phases Materials Project
-    already holds; the pool is then what the later waves made, substituted into compounds."""
-    from pymatgen.core import Structure
-
-    from gnomon.campaign.simulate import Labelled
-
-    rows = list(world.read_jsonl_gz(world_dir / world.WORLD_FILE.name))
-    held = sorted(_canonical(s) for s in json.loads((world_dir / world.HELDOUT_FILE.name).read_text())["systems"])
-    present = {_canonical(r["chemsys"]) for r in rows}
-    held = [s for s in held if s in present][:max_systems]
-    held_set = set(held)
-    spaces = [set(s.split("-")) for s in held]
-
-    def inside(chemsys: str) -> bool:
-        return any(set(chemsys.split("-")) <= space for space in spaces)
-
-    def labelled(r: dict[str, Any]) -> Labelled:
-        relaxed = Structure.from_dict(r["relaxed"])
-        comp = relaxed.composition
-        return Labelled(r["id"], relaxed, float(r["energy_per_atom"]), comp.reduced_formula,
-                        comp.chemical_system, Structure.from_dict(r["unrelaxed"]))
-
-    elements, pool, reference, stable = [], [], [], set()
-    for r in rows:
-        chemsys = _canonical(r["chemsys"])
-        if not inside(chemsys):
-            continue
-        if "-" not in chemsys:
-            elements.append(labelled(r))
-        elif chemsys in held_set and known == "first-build" and _wave(r) <= 2:
-            reference.append(labelled(r))
-        elif chemsys in held_set:
-            pool.append(labelled(r))
-            if r.get("e_above_hull") is not None and r["e_above_hull"] <= STABLE_TOLERANCE:
-                stable.add(r["id"])
-        else:
-            reference.append(labelled(r))
-    return {"held": held, "labels": elements + pool, "reference": reference, "stable": stable,
-            "n_pool": len(pool), "n_world": len(rows)}
-
-
-def _wave(row: dict[str, Any]) -> int:
-    """The wave that made a world row; a world written before rows said so cannot be split
-    into a first build and later waves by guessing."""
-    if row.get("wave") is None:
-        raise ValueError(f"world row {row['id']} has no wave: rewrite the world with "
-                         "bench/world.py grow before --known first-build")
-    return int(row["wave"])
-
-
+# -- data (the pool: gnomon.world.replay.campaign_data) -------------------------------------
 def default_model() -> Path | None:
     """The shipped model's weights: the file its card names (older versions may lie beside it)."""
     card = PRETRAINED_DIR / "card.json"
@@ -149,31 +83,59 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
         _DATA.update(campaign_data(Path(job["world"]), job["systems"], job["known"]), key=key)
     data = _DATA
     t0 = time.perf_counter()
-    r = simulate(data["labels"], job["policy"], rounds=job["rounds"], budget=job["budget"], initial=0,
-                 seed=job["seed"], policy_options={"k": job["k"]} if job["policy"] == "uncertainty" else {},
-                 model_options=job["model_options"], reference=data["reference"],
-                 initial_model=job["model"], stable=data["stable"])
+    r = simulate(
+        data["labels"],
+        job["policy"],
+        rounds=job["rounds"],
+        budget=job["budget"],
+        initial=0,
+        seed=job["seed"],
+        policy_options={"k": job["k"]} if job["policy"] == "uncertainty" else {},
+        model_options=job["model_options"],
+        reference=data["reference"],
+        initial_model=job["model"],
+        stable=data["stable"],
+    )
     out = r.as_dict()
     out.update(start=job["start"], seed=job["seed"], seconds=time.perf_counter() - t0)
-    log.info("%s/%s seed %d: hit rate %s, %d stable found in %d calls (%.0f s)", job["start"],
-             job["policy"], job["seed"], out["hit_rate"], out["stable_found"][-1] if out["stable_found"] else 0,
-             out["evaluations"][-1] if out["evaluations"] else 0, out["seconds"])
+    log.info(
+        "%s/%s seed %d: hit rate %s, %d stable found in %d calls (%.0f s)",
+        job["start"],
+        job["policy"],
+        job["seed"],
+        out["hit_rate"],
+        out["stable_found"][-1] if out["stable_found"] else 0,
+        out["evaluations"][-1] if out["evaluations"] else 0,
+        out["seconds"],
+    )
     return out
 
 
 def jobs(args: argparse.Namespace, model: Path | None) -> list[dict[str, Any]]:
     """Random runs once per seed (they never use a model, so both starts share them)."""
-    common = {"world": str(args.world), "systems": args.systems, "known": args.known,
-              "rounds": args.rounds, "budget": args.budget,
-              "k": args.k, "model_options": {"ensemble_size": args.members, "hidden": args.hidden,
-                                             "layers": args.layers, "max_epochs": args.epochs,
-                                             "patience": args.patience}}
+    common = {
+        "world": str(args.world),
+        "systems": args.systems,
+        "known": args.known,
+        "rounds": args.rounds,
+        "budget": args.budget,
+        "k": args.k,
+        "model_options": {
+            "ensemble_size": args.members,
+            "hidden": args.hidden,
+            "layers": args.layers,
+            "max_epochs": args.epochs,
+            "patience": args.patience,
+        },
+    }
     out = []
     starts = [("scratch", None)] + ([("pretrained", str(model))] if model is not None else [])
     for seed in range(args.seeds):
         for policy in args.policies:
             for start, path in starts if policy != "random" else [("any", None)]:
-                out.append({**common, "policy": policy, "start": start, "model": path, "seed": seed})
+                out.append(
+                    {**common, "policy": policy, "start": start, "model": path, "seed": seed}
+                )
     return out
 
 
@@ -188,7 +150,10 @@ def _series(runs: list[dict[str, Any]], field: str, rounds: int) -> np.ndarray:
 
 
 def _per_100(r: dict[str, Any]) -> list[float]:
-    return [100.0 * s / e if e else float("nan") for s, e in zip(r["stable_found"], r["evaluations"], strict=True)]
+    return [
+        100.0 * s / e if e else float("nan")
+        for s, e in zip(r["stable_found"], r["evaluations"], strict=True)
+    ]
 
 
 def summarise(results: list[dict[str, Any]], rounds: int) -> dict[str, dict[str, Any]]:
@@ -202,10 +167,16 @@ def summarise(results: list[dict[str, Any]], rounds: int) -> dict[str, dict[str,
         per100 = _series([{**r, "per100": _per_100(r)} for r in runs], "per100", rounds)
         with warnings.catch_warnings():  # all-NaN rounds (no pick judged) average to NaN
             warnings.simplefilter("ignore", RuntimeWarning)
-            out[name] = {"seeds": len(runs), "hit_mean": np.nanmean(hits, 0), "hit_std": np.nanstd(hits, 0),
-                         "per100_mean": np.nanmean(per100, 0), "per100_std": np.nanstd(per100, 0),
-                         "evaluations": runs[0]["evaluations"], "n_stable_total": runs[0]["n_stable_total"],
-                         "seconds": float(np.mean([r["seconds"] for r in runs]))}
+            out[name] = {
+                "seeds": len(runs),
+                "hit_mean": np.nanmean(hits, 0),
+                "hit_std": np.nanstd(hits, 0),
+                "per100_mean": np.nanmean(per100, 0),
+                "per100_std": np.nanstd(per100, 0),
+                "evaluations": runs[0]["evaluations"],
+                "n_stable_total": runs[0]["n_stable_total"],
+                "seconds": float(np.mean([r["seconds"] for r in runs])),
+            }
     return out
 
 
@@ -221,7 +192,9 @@ def print_tables(summary: dict[str, dict[str, Any]], rounds: int, title: str) ->
     console = Console(width=200)
     order = sorted(summary, key=lambda n: (n != "random", n))
     rand = summary.get("random")
-    hit = Table(title=f"hit rate per round (e_above_hull <= 0 vs the hull before the round), {title}")
+    hit = Table(
+        title=f"hit rate per round (e_above_hull <= 0 vs the hull before the round), {title}"
+    )
     hit.add_column("start/policy")
     for j in range(rounds):
         hit.add_column(f"round {j}", justify="right")
@@ -229,8 +202,12 @@ def print_tables(summary: dict[str, dict[str, Any]], rounds: int, title: str) ->
     hit.add_column("s/run", justify="right")
     for n in order:
         s = summary[n]
-        hit.add_row(n, *[_pm(s["hit_mean"][j], s["hit_std"][j]) for j in range(rounds)], str(s["seeds"]),
-                    f"{s['seconds']:.0f}")
+        hit.add_row(
+            n,
+            *[_pm(s["hit_mean"][j], s["hit_std"][j]) for j in range(rounds)],
+            str(s["seeds"]),
+            f"{s['seconds']:.0f}",
+        )
     console.print(hit)
     ratio = Table(title="hit rate / random hit rate (ratio of the means over seeds)")
     ratio.add_column("start/policy")
@@ -242,30 +219,41 @@ def print_tables(summary: dict[str, dict[str, Any]], rounds: int, title: str) ->
         r = summary[n]["hit_mean"] / np.where(rand["hit_mean"] > 0, rand["hit_mean"], np.nan)
         ratio.add_row(n, *["–" if not np.isfinite(v) else f"{v:.1f}x" for v in r])
     console.print(ratio)
-    per100 = Table(title="stable phases found (on the world's hull) per 100 oracle calls, cumulative")
+    per100 = Table(
+        title="stable phases found (on the world's hull) per 100 oracle calls, cumulative"
+    )
     per100.add_column("start/policy")
     for j in range(rounds):
         per100.add_column(f"after round {j}", justify="right")
     per100.add_column("stable in pool", justify="right")
     for n in order:
         s = summary[n]
-        per100.add_row(n, *[_pm(s["per100_mean"][j], s["per100_std"][j], "{:.1f}") for j in range(rounds)],
-                       str(s["n_stable_total"]))
+        per100.add_row(
+            n,
+            *[_pm(s["per100_mean"][j], s["per100_std"][j], "{:.1f}") for j in range(rounds)],
+            str(s["n_stable_total"]),
+        )
     console.print(per100)
     goals = []
     best = summary.get("pretrained/uncertainty")
     if best is None or rand is None:
-        goals.append("goal not measured: needs the pretrained start, the uncertainty policy and random")
+        goals.append(
+            "goal not measured: needs the pretrained start, the uncertainty policy and random"
+        )
     else:
         r = best["hit_mean"] / np.where(rand["hit_mean"] > 0, rand["hit_mean"], np.nan)
         later = r[1:]
         ok5 = bool(len(later)) and bool(np.all(np.isfinite(later) & (later >= 5.0)))
-        goals.append(f"goal: pretrained+uncertainty >= 5x random in every round from round 1: "
-                     f"{'met' if ok5 else 'not met'} (ratios {', '.join(f'{v:.1f}' for v in later)})")
+        goals.append(
+            f"goal: pretrained+uncertainty >= 5x random in every round from round 1: "
+            f"{'met' if ok5 else 'not met'} (ratios {', '.join(f'{v:.1f}' for v in later)})"
+        )
         if rounds > 4:
             h = best["hit_mean"]
-            goals.append(f"goal: round 4 hit rate above round 0: {'met' if h[4] > h[0] else 'not met'} "
-                         f"({h[4]:.2f} vs {h[0]:.2f})")
+            goals.append(
+                f"goal: round 4 hit rate above round 0: {'met' if h[4] > h[0] else 'not met'} "
+                f"({h[4]:.2f} vs {h[0]:.2f})"
+            )
         else:
             goals.append("goal: round 4 above round 0: not measured (fewer than 5 rounds)")
     for g in goals:
@@ -273,7 +261,9 @@ def print_tables(summary: dict[str, dict[str, Any]], rounds: int, title: str) ->
     return goals
 
 
-def plot(summary: dict[str, dict[str, Any]], rounds: int, title: str, suffix: str = "") -> list[Path]:
+def plot(
+    summary: dict[str, dict[str, Any]], rounds: int, title: str, suffix: str = ""
+) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -282,13 +272,19 @@ def plot(summary: dict[str, dict[str, Any]], rounds: int, title: str, suffix: st
     RESULTS.mkdir(parents=True, exist_ok=True)
     x = np.arange(rounds)
     paths = []
-    for field, ylabel, name in (("hit", "hit rate (vs hull before the round)", "campaigns_hit_rate.png"),
-                                ("per100", "stable found per 100 oracle calls", "campaigns_stable_per_100.png")):
+    for field, ylabel, name in (
+        ("hit", "hit rate (vs hull before the round)", "campaigns_hit_rate.png"),
+        ("per100", "stable found per 100 oracle calls", "campaigns_stable_per_100.png"),
+    ):
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for n in sorted(summary, key=lambda n: (n != "random", n)):
             s = summary[n]
-            style = "--" if n.startswith("scratch") else ("-" if n.startswith("pretrained") else ":")
-            ax.errorbar(x, s[f"{field}_mean"], yerr=s[f"{field}_std"], fmt="o" + style, capsize=3, label=n)
+            style = (
+                "--" if n.startswith("scratch") else ("-" if n.startswith("pretrained") else ":")
+            )
+            ax.errorbar(
+                x, s[f"{field}_mean"], yerr=s[f"{field}_std"], fmt="o" + style, capsize=3, label=n
+            )
         ax.set(xlabel="round", ylabel=ylabel, xticks=x)
         ax.set_title(title.replace("; ", "\n", 1), fontsize=9)
         if field == "hit":
@@ -302,42 +298,72 @@ def plot(summary: dict[str, dict[str, Any]], rounds: int, title: str, suffix: st
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--budget", type=int, default=20, help="oracle calls per round")
     ap.add_argument("--policies", default="random,greedy,uncertainty")
     ap.add_argument("--k", type=float, default=1.0, help="uncertainty policy: mean - k*sigma")
-    ap.add_argument("--model", default="default",
-                    help="initial ensemble (.pt) for the pretrained start; 'default': the shipped "
-                         "gnomon/data/pretrained/*.pt; 'none': from scratch only")
+    ap.add_argument(
+        "--model",
+        default="default",
+        help="initial ensemble (.pt) for the pretrained start; 'default': the shipped "
+        "gnomon/data/pretrained/*.pt; 'none': from scratch only",
+    )
     ap.add_argument("--epochs", type=int, default=60, help="max epochs per (re)training")
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--members", type=int, default=5, help="ensemble members trained each round")
     ap.add_argument("--hidden", type=int, default=48, help="from scratch: hidden width")
     ap.add_argument("--layers", type=int, default=3, help="from scratch: message-passing layers")
-    ap.add_argument("--systems", type=int, default=None, help="use only the first N held-out systems")
+    ap.add_argument(
+        "--systems", type=int, default=None, help="use only the first N held-out systems"
+    )
     ap.add_argument("--workers", type=int, default=1, help="campaigns run in parallel processes")
-    ap.add_argument("--known", choices=KNOWN_AT_START, default="elements",
-                    help="known before round 0 besides the training systems' entries: the "
-                         "elements only, or also the held-out systems' first-build phases")
-    ap.add_argument("--world", type=Path, default=world.WORLD_DIR, help="folder with world.jsonl.gz, heldout.json")
+    ap.add_argument(
+        "--known",
+        choices=KNOWN_AT_START,
+        default="elements",
+        help="known before round 0 besides the training systems' entries: the "
+        "elements only, or also the held-out systems' first-build phases",
+    )
+    ap.add_argument(
+        "--world",
+        type=Path,
+        default=default_world_dir(),
+        help="folder with world.jsonl.gz, heldout.json",
+    )
     args = ap.parse_args(argv)
     args.policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for name in ("gnomon", "pymatgen"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
-    model = default_model() if args.model == "default" else (None if args.model == "none" else Path(args.model))
+    model = (
+        default_model()
+        if args.model == "default"
+        else (None if args.model == "none" else Path(args.model))
+    )
     if args.model == "default" and model is None:
         print(f"no pretrained model under {PRETRAINED_DIR}: from scratch only")
     data = campaign_data(args.world, args.systems, args.known)
-    title = (f"{len(data['held'])} held-out systems, {data['n_pool']} candidates, {len(data['stable'])} stable, "
-             f"known at start: {args.known}; "
-             f"{args.rounds} rounds x {args.budget} calls; {args.seeds} seeds")
-    print(f"world: {data['n_world']} structures; pool {data['n_pool']} in {', '.join(data['held'])}; "
-          f"{len(data['reference'])} reference entries known from the start; model: {model or 'none'}")
+    title = (
+        f"{len(data['held'])} held-out systems, {data['n_pool']} candidates, "
+        f"{len(data['stable'])} stable, "
+        f"known at start: {args.known}; "
+        f"{args.rounds} rounds x {args.budget} calls; {args.seeds} seeds"
+    )
+    print(
+        f"world: {data['n_world']} structures; pool {data['n_pool']} in {', '.join(data['held'])}; "
+        f"{len(data['reference'])} reference entries known from the start; model: {model or 'none'}"
+    )
     todo = jobs(args, model)
     t0 = time.perf_counter()
     if args.workers > 1:
@@ -354,9 +380,21 @@ def main(argv: list[str] | None = None) -> int:
     pngs = plot(summary, args.rounds, title, suffix)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"campaigns{suffix}.json"
-    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "args": {**vars(args), "world": str(args.world)},
-                               "model": str(model) if model else None, "title": title, "goals": goals,
-                               "held_out_systems": data["held"], "runs": results}, indent=1, default=str))
+    out.write_text(
+        json.dumps(
+            {
+                "date": time.strftime("%Y-%m-%d"),
+                "args": {**vars(args), "world": str(args.world)},
+                "model": str(model) if model else None,
+                "title": title,
+                "goals": goals,
+                "held_out_systems": data["held"],
+                "runs": results,
+            },
+            indent=1,
+            default=str,
+        )
+    )
     print(f"results: {out}; plots: {', '.join(str(p) for p in pngs)}")
     return 0
 

@@ -48,28 +48,111 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import orjson
+from pymatgen.core import Composition, Structure
 
-import orjson  # noqa: E402
-from pymatgen.core import Composition, Structure  # noqa: E402
-
-from gnomon.pipeline.generation.dedup import Deduplicator, SQLiteSeenStore  # noqa: E402
-from gnomon.pipeline.generation import saps_fast  # noqa: E402
-from gnomon.pipeline.generation.random_search import RandomSearch  # noqa: E402
-from gnomon.pipeline.generation.saps import SAPSGenerator  # noqa: E402
-from gnomon.pipeline.generation.templates import prototype_templates  # noqa: E402
-from gnomon.storage import Candidate, open_repository  # noqa: E402
+from gnomon.pipeline.generation import saps_fast
+from gnomon.pipeline.generation.dedup import Deduplicator, SQLiteSeenStore
+from gnomon.pipeline.generation.random_search import RandomSearch
+from gnomon.pipeline.generation.saps import SAPSGenerator
+from gnomon.pipeline.generation.templates import prototype_templates
+from gnomon.storage import Candidate, open_repository
 
 CACHE = Path(os.environ.get("GNOMON_BENCH_CACHE", Path.home() / ".cache" / "gnomon-bench"))
-SYSTEMS = [("Li", "Mn", "O"), ("Na", "Fe", "O"), ("K", "Co", "S"), ("Mg", "Al", "O"),
-           ("Ca", "Ti", "O"), ("Li", "Ni", "F"), ("Na", "Mn", "S"), ("Sr", "Zr", "O")]
-FUNNEL_ELEMENTS = ["Li", "Na", "K", "Mg", "Ca", "Sr", "Al", "Ti", "Zr", "Mn", "Fe", "Co", "Ni",
-                   "Cu", "Zn", "O", "S", "F", "Cl", "N"]
-FILLER_ELEMENTS = ["Mg", "Ca", "Ba", "V", "Cr", "Fe", "Co", "Ni", "Cu", "Zn", "Al", "Ga", "Si",
-                   "Ge", "Sn", "P", "Sb", "Bi", "S", "Se", "F", "Br", "I", "Rb", "Cs", "Y", "Sc",
-                   "Nb", "Mo", "W", "Ta", "Hf", "La", "Ce", "Nd", "In", "Tl", "Pb", "Te", "As",
-                   "B", "N", "C", "Cd", "Hg", "Ag", "Au", "Pd", "Pt", "Rh", "Ru", "Ir", "Os",
-                   "Re", "Tc", "Be", "Gd", "Sm", "Eu", "Er"]
+SYSTEMS = [
+    ("Li", "Mn", "O"),
+    ("Na", "Fe", "O"),
+    ("K", "Co", "S"),
+    ("Mg", "Al", "O"),
+    ("Ca", "Ti", "O"),
+    ("Li", "Ni", "F"),
+    ("Na", "Mn", "S"),
+    ("Sr", "Zr", "O"),
+]
+FUNNEL_ELEMENTS = [
+    "Li",
+    "Na",
+    "K",
+    "Mg",
+    "Ca",
+    "Sr",
+    "Al",
+    "Ti",
+    "Zr",
+    "Mn",
+    "Fe",
+    "Co",
+    "Ni",
+    "Cu",
+    "Zn",
+    "O",
+    "S",
+    "F",
+    "Cl",
+    "N",
+]
+FILLER_ELEMENTS = [
+    "Mg",
+    "Ca",
+    "Ba",
+    "V",
+    "Cr",
+    "Fe",
+    "Co",
+    "Ni",
+    "Cu",
+    "Zn",
+    "Al",
+    "Ga",
+    "Si",
+    "Ge",
+    "Sn",
+    "P",
+    "Sb",
+    "Bi",
+    "S",
+    "Se",
+    "F",
+    "Br",
+    "I",
+    "Rb",
+    "Cs",
+    "Y",
+    "Sc",
+    "Nb",
+    "Mo",
+    "W",
+    "Ta",
+    "Hf",
+    "La",
+    "Ce",
+    "Nd",
+    "In",
+    "Tl",
+    "Pb",
+    "Te",
+    "As",
+    "B",
+    "N",
+    "C",
+    "Cd",
+    "Hg",
+    "Ag",
+    "Au",
+    "Pd",
+    "Pt",
+    "Rh",
+    "Ru",
+    "Ir",
+    "Os",
+    "Re",
+    "Tc",
+    "Be",
+    "Gd",
+    "Sm",
+    "Eu",
+    "Er",
+]
 
 clock = time.process_time
 
@@ -85,21 +168,28 @@ class Rows(list):
 # -- 1. SAPS --------------------------------------------------------------------------------------
 def saps_run(protos, systems, method: str) -> tuple[list[Candidate], float]:
     t = clock()
-    out = [c for el in systems
-           for c in SAPSGenerator(elements=el, max_species=2, method=method).generate(protos)]
+    out = [
+        c
+        for el in systems
+        for c in SAPSGenerator(elements=el, max_species=2, method=method).generate(protos)
+    ]
     return out, clock() - t
 
 
 def same_outcomes(a: list[Candidate], b: list[Candidate]) -> bool:
     return len(a) == len(b) and all(
-        x.template_id == y.template_id and x.substitution == y.substitution
+        x.template_id == y.template_id
+        and x.substitution == y.substitution
         and Structure.from_dict(x.structure) == Structure.from_dict(y.structure)
-        for x, y in zip(a, b, strict=True))
+        for x, y in zip(a, b, strict=True)
+    )
 
 
 def bench_saps(rows: Rows, n_systems: int) -> list[Candidate]:
     protos = [t for t in prototype_templates(max_sites=6) if hasattr(t, "structure")]
-    list(SAPSGenerator(elements=("Na", "K", "Cl"), method="reference").generate(protos[:2]))  # imports
+    list(
+        SAPSGenerator(elements=("Na", "K", "Cl"), method="reference").generate(protos[:2])
+    )  # imports
     systems = SYSTEMS[:n_systems]
 
     ref1, t_ref1 = saps_run(protos, systems[:1], "reference")
@@ -108,13 +198,21 @@ def bench_saps(rows: Rows, n_systems: int) -> list[Candidate]:
     fast1, t_cold1 = saps_run(protos, systems[:1], "fast")
     fast1b, t_warm1 = saps_run(protos, systems[:1], "fast")
     ok1 = same_outcomes(fast1, ref1)
-    rows.add(f"SAPS reference, {len(protos)} prototypes (<= 6 sites) into Li-Mn-O",
-             f"{len(ref1)} candidates, {t_ref1:.2f} s", f"{len(ref1) / t_ref1:,.0f} /s")
-    rows.add("SAPS fast, same, cold (template symmetry analysed in the run)",
-             f"{len(fast1)} candidates, {t_cold1:.2f} s; same outcomes as reference: {ok1}",
-             f"{len(fast1) / t_cold1:,.0f} /s")
-    rows.add("SAPS fast, same, warm (template symmetry cached)",
-             f"{len(fast1b)} candidates, {t_warm1:.3f} s", f"{len(fast1b) / t_warm1:,.0f} /s")
+    rows.add(
+        f"SAPS reference, {len(protos)} prototypes (<= 6 sites) into Li-Mn-O",
+        f"{len(ref1)} candidates, {t_ref1:.2f} s",
+        f"{len(ref1) / t_ref1:,.0f} /s",
+    )
+    rows.add(
+        "SAPS fast, same, cold (template symmetry analysed in the run)",
+        f"{len(fast1)} candidates, {t_cold1:.2f} s; same outcomes as reference: {ok1}",
+        f"{len(fast1) / t_cold1:,.0f} /s",
+    )
+    rows.add(
+        "SAPS fast, same, warm (template symmetry cached)",
+        f"{len(fast1b)} candidates, {t_warm1:.3f} s",
+        f"{len(fast1b) / t_warm1:,.0f} /s",
+    )
 
     refn, t_refn = saps_run(protos, systems, "reference")
     saps_fast._cache.clear()
@@ -122,13 +220,21 @@ def bench_saps(rows: Rows, n_systems: int) -> list[Candidate]:
     fastn, t_coldn = saps_run(protos, systems, "fast")
     _, t_warmn = saps_run(protos, systems, "fast")
     okn = same_outcomes(fastn, refn)
-    rows.add(f"SAPS reference, same prototypes into {len(systems)} ternary systems",
-             f"{len(refn)} candidates, {t_refn:.1f} s", f"{len(refn) / t_refn:,.0f} /s")
-    rows.add(f"SAPS fast, {len(systems)} systems, cold (each template analysed once)",
-             f"{len(fastn)} candidates, {t_coldn:.2f} s; same outcomes as reference: {okn}",
-             f"{len(fastn) / t_coldn:,.0f} /s")
-    rows.add(f"SAPS fast, {len(systems)} systems, warm",
-             f"{len(fastn)} candidates, {t_warmn:.2f} s", f"{len(fastn) / t_warmn:,.0f} /s")
+    rows.add(
+        f"SAPS reference, same prototypes into {len(systems)} ternary systems",
+        f"{len(refn)} candidates, {t_refn:.1f} s",
+        f"{len(refn) / t_refn:,.0f} /s",
+    )
+    rows.add(
+        f"SAPS fast, {len(systems)} systems, cold (each template analysed once)",
+        f"{len(fastn)} candidates, {t_coldn:.2f} s; same outcomes as reference: {okn}",
+        f"{len(fastn) / t_coldn:,.0f} /s",
+    )
+    rows.add(
+        f"SAPS fast, {len(systems)} systems, warm",
+        f"{len(fastn)} candidates, {t_warmn:.2f} s",
+        f"{len(fastn) / t_warmn:,.0f} /s",
+    )
     return fast1
 
 
@@ -143,38 +249,65 @@ def bench_random(rows: Rows, n: int) -> None:
         out = list(search.generate(formulas, processes=procs))
         wall = time.perf_counter() - t
         rates[procs] = len(out) / wall
-        rows.add(f"random search, pyxtal, {procs} process{'es' if procs > 1 else ''} (wall time)",
-                 f"{len(out)} candidates ({len(search.failures)} failed), {wall:.1f} s",
-                 f"{rates[procs]:.2f} /s")
+        rows.add(
+            f"random search, pyxtal, {procs} process{'es' if procs > 1 else ''} (wall time)",
+            f"{len(out)} candidates ({len(search.failures)} failed), {wall:.1f} s",
+            f"{rates[procs]:.2f} /s",
+        )
     load = os.getloadavg()[0]
-    rows.add("  speed-up, 2 vs 1 processes", f"load average {load:.1f} on {os.cpu_count()} cores "
-             "(shared with other jobs)", f"{rates[2] / rates[1]:.2f}x")
+    rows.add(
+        "  speed-up, 2 vs 1 processes",
+        f"load average {load:.1f} on {os.cpu_count()} cores (shared with other jobs)",
+        f"{rates[2] / rates[1]:.2f}x",
+    )
 
 
 # -- 3. dedup -------------------------------------------------------------------------------------
 def filler_rows(count: int):
     """Rows for the candidates table: binary formulas outside Li-Mn-O, ~7 polymorphs each."""
     ratios = [(a, b) for a in range(1, 9) for b in range(1, 9) if math.gcd(a, b) == 1]
-    formulas = itertools.cycle((x, y, a, b) for x, y in itertools.permutations(FILLER_ELEMENTS, 2)
-                               for a, b in ratios)
+    formulas = itertools.cycle(
+        (x, y, a, b) for x, y in itertools.permutations(FILLER_ELEMENTS, 2) for a, b in ratios
+    )
     for i in range(count):
         x, y, a, b = next(formulas)
         comp = Composition({x: a, y: b})
         n = a + b
         edge = 2.5 * n ** (1 / 3) + 2 + (i % 7) * 0.01
         doc = {
-            "id": f"filler-{i:08d}", "generator": "bench", "nsites": n,
-            "formula": comp.formula.replace(" ", ""), "reduced_formula": comp.reduced_formula,
-            "chemsys": comp.chemical_system, "fingerprint": comp.reduced_formula,
-            "structure": {"@module": "pymatgen.core.structure", "@class": "Structure", "charge": 0,
-                          "lattice": {"matrix": [[edge, 0, 0], [0, edge, 0], [0, 0, edge]]},
-                          "properties": {},
-                          "sites": [{"species": [{"element": el, "occu": 1}], "properties": {},
-                                     "label": el, "abc": [k / n, (k * 0.37) % 1, (k * 0.61) % 1]}
-                                    for k, el in enumerate([x] * a + [y] * b)]},
+            "id": f"filler-{i:08d}",
+            "generator": "bench",
+            "nsites": n,
+            "formula": comp.formula.replace(" ", ""),
+            "reduced_formula": comp.reduced_formula,
+            "chemsys": comp.chemical_system,
+            "fingerprint": comp.reduced_formula,
+            "structure": {
+                "@module": "pymatgen.core.structure",
+                "@class": "Structure",
+                "charge": 0,
+                "lattice": {"matrix": [[edge, 0, 0], [0, edge, 0], [0, 0, edge]]},
+                "properties": {},
+                "sites": [
+                    {
+                        "species": [{"element": el, "occu": 1}],
+                        "properties": {},
+                        "label": el,
+                        "abc": [k / n, (k * 0.37) % 1, (k * 0.61) % 1],
+                    }
+                    for k, el in enumerate([x] * a + [y] * b)
+                ],
+            },
         }
-        yield (doc["id"], orjson.dumps(doc), doc["reduced_formula"], doc["chemsys"], None, None,
-               doc["fingerprint"])
+        yield (
+            doc["id"],
+            orjson.dumps(doc),
+            doc["reduced_formula"],
+            doc["chemsys"],
+            None,
+            None,
+            doc["fingerprint"],
+        )
 
 
 def filler_db(size: int) -> Path:
@@ -193,8 +326,11 @@ def filler_db(size: int) -> Path:
     rows = filler_rows(size)
     while batch := list(itertools.islice(rows, 50_000)):
         conn.execute("BEGIN")
-        conn.executemany("INSERT INTO candidates (id, doc, reduced_formula, chemsys, campaign, round, "
-                         "fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
+        conn.executemany(
+            "INSERT INTO candidates (id, doc, reduced_formula, chemsys, campaign, round, "
+            "fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            batch,
+        )
         conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
@@ -240,11 +376,20 @@ def novel_query(n: int) -> list[Candidate]:
     out = []
     for i in range(n):
         comp = Composition({"Li": 1, "Mn": 1, "O": 1000 + i})
-        out.append(Candidate(
-            id=f"novel-{i}", formula=comp.formula.replace(" ", ""), reduced_formula=comp.reduced_formula,
-            chemsys="Li-Mn-O", nsites=int(comp.num_atoms), generator="bench",
-            structure={"lattice": {"matrix": [[4, 0, 0], [0, 4, 0], [0, 0, 4]]},
-                       "sites": [{"species": [{"element": "Li", "occu": 1}], "abc": [0, 0, 0]}]}))
+        out.append(
+            Candidate(
+                id=f"novel-{i}",
+                formula=comp.formula.replace(" ", ""),
+                reduced_formula=comp.reduced_formula,
+                chemsys="Li-Mn-O",
+                nsites=int(comp.num_atoms),
+                generator="bench",
+                structure={
+                    "lattice": {"matrix": [[4, 0, 0], [0, 4, 0], [0, 0, 4]]},
+                    "sites": [{"species": [{"element": "Li", "occu": 1}], "abc": [0, 0, 0]}],
+                },
+            )
+        )
     return out
 
 
@@ -269,21 +414,29 @@ def bench_dedup(rows: Rows, query_saps: list[Candidate], sizes: list[int]) -> No
             seconds, kept, dd = time_dedup(repo, query)
             per[size] = seconds / len(query)
             misses = kept - expected
-            rows.add(f"dedup vs SQLite of {size:,} candidates (filler {'cached' if t_build < 1 else f'built in {t_build:.0f} s'})",
-                     f"{len(query)} in, {kept} kept (exhaustive group_structures: {expected}; "
-                     f"misses {max(misses, 0)}); {dd.stats.reductions} reductions, "
-                     f"{dd.stats.comparisons} fits, {dd.stats.skipped_by_sites} skipped by site count",
-                     f"{len(query) / seconds:,.0f} /s ({per[size] * 1e3:.2f} ms each)")
+            rows.add(
+                f"dedup vs SQLite of {size:,} candidates (filler "
+                f"{'cached' if t_build < 1 else f'built in {t_build:.0f} s'})",
+                f"{len(query)} in, {kept} kept (exhaustive group_structures: {expected}; "
+                f"misses {max(misses, 0)}); {dd.stats.reductions} reductions, "
+                f"{dd.stats.comparisons} fits, {dd.stats.skipped_by_sites} skipped by site count",
+                f"{len(query) / seconds:,.0f} /s ({per[size] * 1e3:.2f} ms each)",
+            )
             seconds, kept, _ = time_dedup(repo, novel)
             per_novel[size] = seconds / len(novel)
-            rows.add(f"  formulas new to the DB, {size:,} stored", f"{len(novel)} in, {kept} kept",
-                     f"{len(novel) / seconds:,.0f} /s")
+            rows.add(
+                f"  formulas new to the DB, {size:,} stored",
+                f"{len(novel)} in, {kept} kept",
+                f"{len(novel) / seconds:,.0f} /s",
+            )
             repo.close()
     rows.add("  exhaustive group_structures over anchors + query", f"{t_exh:.1f} s", "")
-    rows.add("dedup cost per candidate, largest / smallest DB",
-             f"{min(sizes):,} -> {max(sizes):,} stored",
-             f"{max(per.values()) / min(per.values()):.2f}x (new formulas: "
-             f"{max(per_novel.values()) / min(per_novel.values()):.2f}x)")
+    rows.add(
+        "dedup cost per candidate, largest / smallest DB",
+        f"{min(sizes):,} -> {max(sizes):,} stored",
+        f"{max(per.values()) / min(per.values()):.2f}x (new formulas: "
+        f"{max(per_novel.values()) / min(per_novel.values()):.2f}x)",
+    )
 
 
 # -- 4. funnel ------------------------------------------------------------------------------------
@@ -297,9 +450,10 @@ def bench_funnel(rows: Rows, n: int) -> None:
     import numpy as np
     import torch
 
+    from gnomon.campaign.screens import ensemble_screen
     from gnomon.models import pretrained
     from gnomon.models.screening import Screener
-    from gnomon.pipeline.generation.funnel import Funnel, ensemble_screen
+    from gnomon.pipeline.generation.funnel import Funnel
 
     torch.set_num_threads(1)
     ensemble = pretrained.load_weights(pretrained.read_card()["weights"])
@@ -311,8 +465,12 @@ def bench_funnel(rows: Rows, n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         repo = open_repository(f"sqlite:///{Path(tmp) / 'funnel.db'}")
         seen = SQLiteSeenStore(Path(tmp) / "seen.db")
-        funnel = Funnel(Deduplicator(repository=repo, seen=seen, record_duplicates=False),
-                        ensemble_screen(ensemble, threshold), repo.add_candidates, chunk_size=1000)
+        funnel = Funnel(
+            Deduplicator(repository=repo, seen=seen, record_duplicates=False),
+            ensemble_screen(ensemble, threshold),
+            repo.add_candidates,
+            chunk_size=1000,
+        )
         t_wall = time.perf_counter()
         counts = funnel.run(funnel_stream(protos), limit=n)
         wall = time.perf_counter() - t_wall
@@ -322,27 +480,37 @@ def bench_funnel(rows: Rows, n: int) -> None:
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     s = counts.seconds
     total = sum(s.values())
-    rows.add(f"funnel: SAPS -> exact dedup -> ensemble screen -> store, {n:,} generated",
-             f"{counts.duplicates:,} duplicates, {counts.screened:,} screened, {counts.passed:,} "
-             f"passed, {stored:,} stored; max {counts.max_buffered} buffered; CPU s: "
-             + ", ".join(f"{k} {v:.0f}" for k, v in s.items()) + f" ({wall:.0f} s wall)",
-             f"peak RSS {rss_gb:.2f} GB")
+    rows.add(
+        f"funnel: SAPS -> exact dedup -> ensemble screen -> store, {n:,} generated",
+        f"{counts.duplicates:,} duplicates, {counts.screened:,} screened, {counts.passed:,} "
+        f"passed, {stored:,} stored; max {counts.max_buffered} buffered; CPU s: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in s.items())
+        + f" ({wall:.0f} s wall)",
+        f"peak RSS {rss_gb:.2f} GB",
+    )
     per_hour = counts.screened / total * 3600
     screen_only = counts.screened / s["screen"] * 3600
     rows.add("  screened per hour per core, end to end", "", f"{per_hour:,.0f} /h")
     rows.add("  screened per hour per core, the screen alone", "", f"{screen_only:,.0f} /h")
-    rows.add("  generation + dedup vs the screen (CPU s per screened candidate)",
-             f"{(s['generate'] + s['dedup']) / counts.screened * 1e3:.2f} ms vs "
-             f"{s['screen'] / counts.screened * 1e3:.2f} ms", "")
+    rows.add(
+        "  generation + dedup vs the screen (CPU s per screened candidate)",
+        f"{(s['generate'] + s['dedup']) / counts.screened * 1e3:.2f} ms vs "
+        f"{s['screen'] / counts.screened * 1e3:.2f} ms",
+        "",
+    )
     hours = 1e6 / per_hour / 2
-    rows.add(f"  10^6 screened on 2 cores: extrapolated from {counts.screened:,} screened "
-             f"({n:,} generated) at this rate, not run",
-             "memory is bounded by the chunk (RSS above: the peak of this process up to here)",
-             f"~{hours:.1f} h")
+    rows.add(
+        f"  10^6 screened on 2 cores: extrapolated from {counts.screened:,} screened "
+        f"({n:,} generated) at this rate, not run",
+        "memory is bounded by the chunk (RSS above: the peak of this process up to here)",
+        f"~{hours:.1f} h",
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="smaller sizes (~4 min)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -355,8 +523,10 @@ def main() -> None:
     bench_funnel(rows, 2_000 if args.quick else 20_000)  # before the dedup part: its RSS is its own
     bench_dedup(rows, query, [1_000, 10_000] if args.quick else [1_000, 100_000, 1_000_000])
     total = time.perf_counter() - t0
-    print(f"\ngnomon generation benchmark ({time.strftime('%Y-%m-%d')}, {total:.0f} s wall; "
-          "rates per core in CPU seconds unless marked wall)\n")
+    print(
+        f"\ngnomon generation benchmark ({time.strftime('%Y-%m-%d')}, {total:.0f} s wall; "
+        "rates per core in CPU seconds unless marked wall)\n"
+    )
     print("| what | work | rate |\n|---|---|---|")
     for what, work, rate in rows:
         print(f"| {what} | {work} | {rate} |")

@@ -23,28 +23,54 @@ import os
 import random
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from itertools import combinations
 from math import comb
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pymatgen.analysis.phase_diagram import PatchedPhaseDiagram
+from pymatgen.core import Composition
+from pymatgen.entries.computed_entries import ComputedEntry
+from rich.console import Console
+from rich.table import Table
 
-from pymatgen.analysis.phase_diagram import PatchedPhaseDiagram  # noqa: E402
-from pymatgen.core import Composition  # noqa: E402
-from pymatgen.entries.computed_entries import ComputedEntry  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from gnomon.pipeline.thermo.entries import make_entry
+from gnomon.pipeline.thermo.hull import HullEngine
+from gnomon.storage import open_repository
 
-from gnomon.pipeline.thermo.entries import make_entry  # noqa: E402
-from gnomon.pipeline.thermo.hull import HullEngine  # noqa: E402
-from gnomon.storage import open_repository  # noqa: E402
-
-ELEMENTS = ["Li", "Na", "K", "Mg", "Ca", "Sr", "Ba", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni",
-            "Cu", "Zn", "Al", "Ga", "Si", "Ge", "Sn", "P", "Sb", "Bi", "O", "S", "Se", "F",
-            "Cl", "Br"]
+ELEMENTS = [
+    "Li",
+    "Na",
+    "K",
+    "Mg",
+    "Ca",
+    "Sr",
+    "Ba",
+    "Ti",
+    "V",
+    "Cr",
+    "Mn",
+    "Fe",
+    "Co",
+    "Ni",
+    "Cu",
+    "Zn",
+    "Al",
+    "Ga",
+    "Si",
+    "Ge",
+    "Sn",
+    "P",
+    "Sb",
+    "Bi",
+    "O",
+    "S",
+    "Se",
+    "F",
+    "Cl",
+    "Br",
+]
 SCHEME = "bench"
 
 
@@ -89,7 +115,9 @@ def timed_write(source: Path, target: Path, write) -> tuple[float, float, object
     return elapsed, flush, result
 
 
-def ingest_time(base_db: Path, batch: list, trials: int) -> tuple[float, list[float], object, float]:
+def ingest_time(
+    base_db: Path, batch: list, trials: int
+) -> tuple[float, list[float], object, float]:
     """Best and all wall times of ingesting ``batch`` into fresh copies of ``base_db``, and the
     longest background checkpoint after one."""
     times, flushes, report = [], [], None
@@ -104,12 +132,16 @@ def ingest_time(base_db: Path, batch: list, trials: int) -> tuple[float, list[fl
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--entries", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=1_000)
     ap.add_argument("--per-system", type=int, default=30, help="entries per chemical system")
     ap.add_argument("--trials", type=int, default=3, help="rebuilds, each followed by its ingests")
-    ap.add_argument("--repeats", type=int, default=2, help="ingests of each batch per trial (best is kept)")
+    ap.add_argument(
+        "--repeats", type=int, default=2, help="ingests of each batch per trial (best is kept)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     console = Console()
@@ -119,9 +151,12 @@ def main() -> None:
     base = [make_entry(el, refs[el], SCHEME, source="ref") for el in ELEMENTS]
     while len(base) < args.entries:
         base.append(random_entry(rng, rng.choice(systems), refs, f"b{len(base)}"))
-    print(f"{len(base)} synthetic entries over {len(systems)} chemical systems "
-          f"(+{len(ELEMENTS)} elemental references); {args.trials} trials, each a rebuild and "
-          f"{args.repeats} ingests of each campaign batch", flush=True)
+    print(
+        f"{len(base)} synthetic entries over {len(systems)} chemical systems "
+        f"(+{len(ELEMENTS)} elemental references); {args.trials} trials, each a rebuild and "
+        f"{args.repeats} ingests of each campaign batch",
+        flush=True,
+    )
 
     workdir = Path(tempfile.mkdtemp(prefix="gnomon-bench-hull-"))
     raw_db = workdir / "raw.db"
@@ -137,7 +172,13 @@ def main() -> None:
     for k in range(0, len(base), args.batch):
         repo.insert_new("entries", base[k : k + args.batch])
     t_import = time.perf_counter() - t0
-    note(("import into SQLite (no hull)", f"{t_import:.2f} s", f"{len(base) / t_import:,.0f} entries/s"))
+    note(
+        (
+            "import into SQLite (no hull)",
+            f"{t_import:.2f} s",
+            f"{len(base) / t_import:,.0f} entries/s",
+        )
+    )
     repo.close()
 
     # 2.-3. full rebuilds paired with incremental ingests. Each trial rebuilds every hull on a
@@ -150,10 +191,16 @@ def main() -> None:
     # compounds only: a new elemental reference moves every hull holding that element
     one = [tuple(c) for k in (2, 3) for c in combinations(ternaries[0], k)]
     three = [tuple(c) for s in ternaries[:3] for k in (2, 3) for c in combinations(s, k)]
-    kinds = [("campaign round: one ternary space", [random_entry(rng, rng.choice(one), refs, f"cam{i}")
-                                                   for i in range(args.batch)]),
-             ("campaign batch: three ternary spaces", [random_entry(rng, rng.choice(three), refs, f"cam{i}")
-                                                      for i in range(args.batch)])]
+    kinds = [
+        (
+            "campaign round: one ternary space",
+            [random_entry(rng, rng.choice(one), refs, f"cam{i}") for i in range(args.batch)],
+        ),
+        (
+            "campaign batch: three ternary spaces",
+            [random_entry(rng, rng.choice(three), refs, f"cam{i}") for i in range(args.batch)],
+        ),
+    ]
     campaign = kinds[0][1]
     base_db = workdir / "base.db"
     rebuilds: list[float] = []
@@ -162,7 +209,9 @@ def main() -> None:
     reports: dict[str, object] = {}
     flushes: dict[str, float] = {label: 0.0 for label, _ in kinds}
     for _ in range(args.trials):
-        elapsed, rebuild_flush, full = timed_write(raw_db, base_db, lambda engine: engine.rebuild(SCHEME))
+        elapsed, rebuild_flush, full = timed_write(
+            raw_db, base_db, lambda engine: engine.rebuild(SCHEME)
+        )
         rebuilds.append(elapsed)
         for label, batch in kinds:
             best, _times_k, reports[label], flush = ingest_time(base_db, batch, args.repeats)
@@ -171,28 +220,48 @@ def main() -> None:
             flushes[label] = max(flushes[label], flush)
     t_rebuild = min(rebuilds)
     n_sys = len(full.recomputed[SCHEME])
-    note(("full rebuild: every hull", f"{t_rebuild:.2f} s",
-          f"{n_sys} systems, {full.phases_written:,} phases; trials {_times(rebuilds)}; "
-          f"background checkpoint after it {rebuild_flush:.2f} s"))
+    note(
+        (
+            "full rebuild: every hull",
+            f"{t_rebuild:.2f} s",
+            f"{n_sys} systems, {full.phases_written:,} phases; trials {_times(rebuilds)}; "
+            f"background checkpoint after it {rebuild_flush:.2f} s",
+        )
+    )
     for label, _ in kinds:
         rep = reports[label]
         r = sorted(ratios[label])
-        note((f"incremental: {label}", f"{min(ingests[label]):.2f} s",
-              f"{len(rep.recomputed[SCHEME])} systems recomputed, {rep.phases_written:,} phases rewritten; "
-              f"{statistics.median(r):,.1f}x faster than the rebuild of its trial (median; trials "
-              f"{', '.join(f'{x:.1f}x' for x in ratios[label])}); ingest trials {_times(ingests[label])} "
-              f"(each the best of {args.repeats}); background checkpoint after it {flushes[label]:.2f} s"))
+        note(
+            (
+                f"incremental: {label}",
+                f"{min(ingests[label]):.2f} s",
+                f"{len(rep.recomputed[SCHEME])} systems recomputed, "
+                f"{rep.phases_written:,} phases rewritten; "
+                f"{statistics.median(r):,.1f}x faster than the rebuild of its trial "
+                f"(median; trials {', '.join(f'{x:.1f}x' for x in ratios[label])}); "
+                f"ingest trials {_times(ingests[label])} (each the best of {args.repeats}); "
+                f"background checkpoint after it {flushes[label]:.2f} s",
+            )
+        )
     batch = [random_entry(rng, rng.choice(systems), refs, f"s{i}") for i in range(args.batch)]
     best, _times_s, rep, flush = ingest_time(base_db, batch, 1)
-    note(("incremental: scattered batch: random systems", f"{best:.2f} s",
-          f"{len(rep.recomputed[SCHEME])} systems recomputed, {rep.phases_written:,} phases rewritten; "
-          f"{rebuilds[-1] / best:,.1f}x faster than the last rebuild; one trial; "
-          f"background checkpoint after it {flush:.2f} s"))
+    note(
+        (
+            "incremental: scattered batch: random systems",
+            f"{best:.2f} s",
+            f"{len(rep.recomputed[SCHEME])} systems recomputed, "
+            f"{rep.phases_written:,} phases rewritten; "
+            f"{rebuilds[-1] / best:,.1f}x faster than the last rebuild; one trial; "
+            f"background checkpoint after it {flush:.2f} s",
+        )
+    )
 
     # 4. the peer: pymatgen's PatchedPhaseDiagram over all entries, then e_above_hull of a batch
     repo = open_repository(f"sqlite:///{base_db}")
-    pool = [ComputedEntry(Composition(d["composition"]), d["energy"], entry_id=d["id"])
-            for d in repo.find("entries", {"scheme": SCHEME})]
+    pool = [
+        ComputedEntry(Composition(d["composition"]), d["energy"], entry_id=d["id"])
+        for d in repo.find("entries", {"scheme": SCHEME})
+    ]
     t0 = time.perf_counter()
     ppd = PatchedPhaseDiagram(pool, keep_all_spaces=False)
     t_ppd = time.perf_counter() - t0
@@ -202,11 +271,18 @@ def main() -> None:
         ppd.get_e_above_hull(e, allow_negative=True)
     t_probe = time.perf_counter() - t0
     note(("pymatgen PatchedPhaseDiagram build", f"{t_ppd:.2f} s", f"{len(ppd.pds)} patches"))
-    note(("  + e_above_hull of the campaign round", f"{t_probe:.2f} s",
-          "(existing hull only: no decomposition energies, nothing stored)"))
+    note(
+        (
+            "  + e_above_hull of the campaign round",
+            f"{t_probe:.2f} s",
+            "(existing hull only: no decomposition energies, nothing stored)",
+        )
+    )
 
-    table = Table(title=f"bench/hull.py: {repo.count('entries'):,} entries, batches of {args.batch:,} "
-                        f"(SQLite, 1 process, {args.trials} trials)")
+    table = Table(
+        title=f"bench/hull.py: {repo.count('entries'):,} entries, batches of {args.batch:,} "
+        f"(SQLite, 1 process, {args.trials} trials)"
+    )
     table.add_column("operation")
     table.add_column("time", justify="right")
     table.add_column("notes")

@@ -6,7 +6,7 @@
     .venv/bin/python bench/learning.py --part sevennet    # SevenNet-0 zero shot only (no training)
     .venv/bin/python bench/learning.py --epochs 40 --members 3   # a cheaper budget
 
-Data: ``bench/world`` (``bench/world.py build``), CHGNet-relaxed structures labelled with
+Data: ``bench/world`` (``gnomon world build``), CHGNet-relaxed structures labelled with
 their energies, formation energies and e_above_hull from gnomon's hull engine.
 
 Splits (``gnomon.models.evaluation``):
@@ -48,11 +48,9 @@ from typing import Any
 
 import numpy as np
 
+from gnomon.world.files import WorldFiles, default_world_dir, load_world
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-import world  # noqa: E402
-
 RESULTS = HERE / "results"
 SCHEME = "mlip-chgnet-0.3.0"
 log = logging.getLogger("learning")
@@ -67,7 +65,7 @@ def world_data() -> dict[str, Any]:
     from gnomon.models.training import Sample
     from gnomon.pipeline.thermo.entries import entry_from_structure
 
-    rows, held = world.load_world()
+    rows, held = load_world(WorldFiles(default_world_dir()))
     entries, relaxed, unrelaxed = [], [], []
     for r in rows:
         structure = Structure.from_dict(r["relaxed"])
@@ -78,9 +76,15 @@ def world_data() -> dict[str, Any]:
         start.structure = r["unrelaxed"]
         start.key = f"{entry.id}:unrelaxed"
         unrelaxed.append(start)
-    return {"rows": rows, "held": held, "entries": entries, "relaxed": relaxed,
-            "unrelaxed": unrelaxed, "chemsys": [e.chemsys for e in entries],
-            "e_above_hull": hull_distances(entries)}
+    return {
+        "rows": rows,
+        "held": held,
+        "entries": entries,
+        "relaxed": relaxed,
+        "unrelaxed": unrelaxed,
+        "chemsys": [e.chemsys for e in entries],
+        "e_above_hull": hull_distances(entries),
+    }
 
 
 def splits(data: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,8 +106,13 @@ def train(kind: str, samples: list, args: argparse.Namespace):
     from gnomon.models.training import Trainer
 
     spec = ModelSpec(kind=kind, hidden=args.hidden, num_layers=args.layers)
-    config = TrainConfig(ensemble_size=args.members, max_epochs=args.epochs,
-                         patience=args.patience, seed=args.seed, threads=args.threads)
+    config = TrainConfig(
+        ensemble_size=args.members,
+        max_epochs=args.epochs,
+        patience=args.patience,
+        seed=args.seed,
+        threads=args.threads,
+    )
     t0 = time.perf_counter()
     result = Trainer(spec, config).fit(samples)
     return result, time.perf_counter() - t0
@@ -152,11 +161,19 @@ def sevennet_rows(data: dict[str, Any], idx_sets: dict[str, np.ndarray]) -> list
             structures = [Structure.from_dict(data["rows"][i][key]) for i in idx]
             pred = sevennet_energies(structures)
             # compare formation energies: each model against its own elemental references
-            ef_pred = np.asarray([p - sum(frac * refs[el] for el, frac in _fractions(s))
-                                  for p, s in zip(pred, structures, strict=True)])
-            ef_true = np.asarray([data["relaxed"][i].energy_per_atom
-                                  - sum(frac * world_refs[el] for el, frac in _fractions(s))
-                                  for i, s in zip(idx, structures, strict=True)])
+            ef_pred = np.asarray(
+                [
+                    p - sum(frac * refs[el] for el, frac in _fractions(s))
+                    for p, s in zip(pred, structures, strict=True)
+                ]
+            )
+            ef_true = np.asarray(
+                [
+                    data["relaxed"][i].energy_per_atom
+                    - sum(frac * world_refs[el] for el, frac in _fractions(s))
+                    for i, s in zip(idx, structures, strict=True)
+                ]
+            )
             # a blow-up is a failed prediction, counted in n_missing, not a number to average
             blown = ~np.isfinite(ef_pred) | (np.abs(ef_pred) > SEVENNET_BLOWUP)
             ef_pred = np.where(blown, np.nan, ef_pred)
@@ -172,11 +189,23 @@ def _fractions(structure):
 
 
 # -- tables -----------------------------------------------------------------------------------
-COLUMNS = [("model", "{}"), ("test", "{}"), ("input", "{}"), ("n", "{}"), ("n_missing", "{}"),
-           ("mae", "{:.3f}"),
-           ("rmse", "{:.3f}"), ("r2", "{:.3f}"), ("precision", "{:.2f}"), ("recall", "{:.2f}"),
-           ("f1", "{:.2f}"), ("daf", "{:.2f}"), ("coverage_1sigma", "{:.2f}"),
-           ("coverage_2sigma", "{:.2f}"), ("miscalibration_area", "{:.3f}")]
+COLUMNS = [
+    ("model", "{}"),
+    ("test", "{}"),
+    ("input", "{}"),
+    ("n", "{}"),
+    ("n_missing", "{}"),
+    ("mae", "{:.3f}"),
+    ("rmse", "{:.3f}"),
+    ("r2", "{:.3f}"),
+    ("precision", "{:.2f}"),
+    ("recall", "{:.2f}"),
+    ("f1", "{:.2f}"),
+    ("daf", "{:.2f}"),
+    ("coverage_1sigma", "{:.2f}"),
+    ("coverage_2sigma", "{:.2f}"),
+    ("miscalibration_area", "{:.3f}"),
+]
 
 
 def print_table(rows: list[dict[str, Any]], columns=COLUMNS) -> None:
@@ -188,7 +217,9 @@ def print_table(rows: list[dict[str, Any]], columns=COLUMNS) -> None:
         for c, fmt in columns:
             v = r.get(c, "")
             try:
-                cells.append(fmt.format(v) if v != "" and not (isinstance(v, float) and np.isnan(v)) else "–")
+                cells.append(
+                    fmt.format(v) if v != "" and not (isinstance(v, float) and np.isnan(v)) else "–"
+                )
             except (ValueError, TypeError):
                 cells.append(str(v))
         print("| " + " | ".join(cells) + " |")
@@ -197,8 +228,10 @@ def print_table(rows: list[dict[str, Any]], columns=COLUMNS) -> None:
 # -- parts ------------------------------------------------------------------------------------
 def peers(data: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:
     train_idx, in_idx, out_idx = splits(data, args.seed)
-    print(f"\ntraining items {len(train_idx)}, in-distribution test {len(in_idx)}, "
-          f"held-out-system test {len(out_idx)} ({len(data['held'])} systems)")
+    print(
+        f"\ntraining items {len(train_idx)}, in-distribution test {len(in_idx)}, "
+        f"held-out-system test {len(out_idx)} ({len(data['held'])} systems)"
+    )
     samples = [data["relaxed"][i] for i in train_idx]
     rows: list[dict[str, Any]] = []
     for kind in args.kinds:
@@ -212,17 +245,23 @@ def peers(data: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]
             ens.save(args.save_model)
     if args.sevennet:
         rows.extend(sevennet_peer(data, in_idx, out_idx))
-    print("\nPeers, same split and budget "
-          f"({args.members} members, {args.epochs} epochs, patience {args.patience}, "
-          f"width {args.hidden}, {args.layers} layers); energies eV/atom")
+    print(
+        "\nPeers, same split and budget "
+        f"({args.members} members, {args.epochs} epochs, patience {args.patience}, "
+        f"width {args.hidden}, {args.layers} layers); energies eV/atom"
+    )
     print_table(rows)
     return rows
 
 
-def sevennet_peer(data: dict[str, Any], in_idx: np.ndarray, out_idx: np.ndarray) -> list[dict[str, Any]]:
+def sevennet_peer(
+    data: dict[str, Any], in_idx: np.ndarray, out_idx: np.ndarray
+) -> list[dict[str, Any]]:
     try:
-        return [{"model": "SevenNet-0 zero-shot (E_form)", **row}
-                for row in sevennet_rows(data, {"in-distribution": in_idx, "held-out systems": out_idx})]
+        return [
+            {"model": "SevenNet-0 zero-shot (E_form)", **row}
+            for row in sevennet_rows(data, {"in-distribution": in_idx, "held-out systems": out_idx})
+        ]
     except ImportError as exc:
         print(f"SevenNet-0 skipped: {exc}")
         return []
@@ -235,23 +274,49 @@ def curve(data: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
 
     split = held_out_split(data["chemsys"], data["held"])
     spec = ModelSpec(kind="gnn", hidden=args.hidden, num_layers=args.layers)
-    config = TrainConfig(ensemble_size=args.members, max_epochs=args.epochs,
-                         patience=args.patience, seed=args.seed, threads=args.threads)
-    fit_predict = trainer_fit_predict(data["relaxed"], spec, config,
-                                      inputs={"unrelaxed": data["unrelaxed"]})
+    config = TrainConfig(
+        ensemble_size=args.members,
+        max_epochs=args.epochs,
+        patience=args.patience,
+        seed=args.seed,
+        threads=args.threads,
+    )
+    fit_predict = trainer_fit_predict(
+        data["relaxed"], spec, config, inputs={"unrelaxed": data["unrelaxed"]}
+    )
     energy = [s.energy_per_atom for s in data["relaxed"]]
-    lc = learning_curve(data["chemsys"], energy, split, fit_predict,
-                        e_above_hull_true=data["e_above_hull"], n_sizes=args.sizes,
-                        seed=args.seed)
+    lc = learning_curve(
+        data["chemsys"],
+        energy,
+        split,
+        fit_predict,
+        e_above_hull_true=data["e_above_hull"],
+        n_sizes=args.sizes,
+        seed=args.seed,
+    )
     print("\nLearning curve: gnomon ensemble, held-out systems")
-    print_table(lc.table(), [("input", "{}"), ("n_systems", "{}"), ("n_train", "{}"),
-                             ("n", "{}"), ("n_missing", "{}"),
-                             ("mae", "{:.3f}"), ("rmse", "{:.3f}"), ("r2", "{:.3f}"),
-                             ("f1", "{:.2f}"), ("daf", "{:.2f}"), ("coverage_1sigma", "{:.2f}")])
+    print_table(
+        lc.table(),
+        [
+            ("input", "{}"),
+            ("n_systems", "{}"),
+            ("n_train", "{}"),
+            ("n", "{}"),
+            ("n_missing", "{}"),
+            ("mae", "{:.3f}"),
+            ("rmse", "{:.3f}"),
+            ("r2", "{:.3f}"),
+            ("f1", "{:.2f}"),
+            ("daf", "{:.2f}"),
+            ("coverage_1sigma", "{:.2f}"),
+        ],
+    )
     for label, slope in lc.slopes.items():
         print(f"log-log slope of MAE vs training systems ({label}): {slope:.3f}")
     RESULTS.mkdir(exist_ok=True)
-    png = plot_learning_curve(lc, RESULTS / "learning_curve.png", "gnomon ensemble, held-out systems")
+    png = plot_learning_curve(
+        lc, RESULTS / "learning_curve.png", "gnomon ensemble, held-out systems"
+    )
     print(f"plot: {png}")
     return {"rows": lc.table(), "slopes": lc.slopes}
 
@@ -275,17 +340,23 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*detach.*")
     t0 = time.time()
     data = world_data()
-    print(f"world: {len(data['rows'])} structures, {len(set(data['chemsys']))} systems, "
-          f"{len(data['held'])} held out; loaded in {time.time() - t0:.0f} s")
-    out: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()},
-                           "date": time.strftime("%Y-%m-%d %H:%M")}
+    print(
+        f"world: {len(data['rows'])} structures, {len(set(data['chemsys']))} systems, "
+        f"{len(data['held'])} held out; loaded in {time.time() - t0:.0f} s"
+    )
+    out: dict[str, Any] = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
     if args.part in ("peers", "all"):
         out["peers"] = peers(data, args)
     if args.part == "sevennet":  # the zero-shot reference alone, on the peers' splits
         _, in_idx, out_idx = splits(data, args.seed)
         out["peers"] = sevennet_peer(data, in_idx, out_idx)
-        print("\nSevenNet-0 zero shot, the peers' splits; formation energies eV/atom "
-              f"(|E_f| > {SEVENNET_BLOWUP:g} counted missing)")
+        print(
+            "\nSevenNet-0 zero shot, the peers' splits; formation energies eV/atom "
+            f"(|E_f| > {SEVENNET_BLOWUP:g} counted missing)"
+        )
         print_table(out["peers"], [*COLUMNS[:4], ("blown_up", "{}"), *COLUMNS[4:]])
     if args.part in ("curve", "all"):
         out["curve"] = curve(data, args)

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.console import Console
+from rich.table import Table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPACES = (("Li", "Mn", "O"), ("Na", "Fe", "S"), ("Mg", "Al", "O"))
@@ -45,19 +42,26 @@ def build_labels(path: Path, per_space: int, seed: int) -> Path:
         structures += [AseAtomsAdaptor.get_structure(dcdft[el]) for el in space]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            gen = SAPSGenerator(elements=space, max_species=len(space), max_per_template=10, seed=seed)
+            gen = SAPSGenerator(
+                elements=space, max_species=len(space), max_per_template=10, seed=seed
+            )
             for c in gen.generate(prototype_templates(max_sites=8, max_species=3), limit=per_space):
                 structures.append(Structure.from_dict(c.structure))
     model = CHGNet.load(verbose=False)
     preds = model.predict_structure(structures, task="e", batch_size=32)
-    entries = [ComputedStructureEntry(s, float(p["e"]) * len(s)).as_dict() for s, p in zip(structures, preds, strict=True)]
+    entries = [
+        ComputedStructureEntry(s, float(p["e"]) * len(s)).as_dict()
+        for s, p in zip(structures, preds, strict=True)
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(entries))
     return path
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--per-space", type=int, default=150)
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--budget", type=int, default=15)
@@ -82,19 +86,44 @@ def main() -> None:
         found, evals, hits, secs = [], [], [], []
         for seed in range(args.seeds):
             t0 = time.perf_counter()
-            r = simulate(labels, policy, rounds=args.rounds, budget=args.budget, initial=args.initial, seed=seed,
-                         policy_options={"k": 1.0} if policy == "uncertainty" else {},
-                         model_options={"ensemble_size": args.ensemble, "max_epochs": 120, "patience": 15})
+            r = simulate(
+                labels,
+                policy,
+                rounds=args.rounds,
+                budget=args.budget,
+                initial=args.initial,
+                seed=seed,
+                policy_options={"k": 1.0} if policy == "uncertainty" else {},
+                model_options={"ensemble_size": args.ensemble, "max_epochs": 120, "patience": 15},
+            )
             secs.append(time.perf_counter() - t0)
             found.append(r.stable_found[-1])
             evals.append(r.evaluations[-1])
             hits += [h for h in r.hits if h is not None]
             total = r.n_stable_total
-        rows.append((policy, sum(evals) / len(evals), sum(found) / len(found),
-                     100 * sum(found) / max(sum(evals), 1), sum(hits) / max(len(hits), 1), sum(secs) / len(secs)))
-    table = Table(title=f"bench/policies.py: {len(labels)} labelled structures, {total} stable compounds; "
-                        f"{args.rounds} rounds x {args.budget}, {args.initial} known at start, mean of {args.seeds} seeds")
-    for h in ("policy", "evaluations", "stable found", "stable per 100 evaluations", "mean hit rate", "time (s)"):
+        rows.append(
+            (
+                policy,
+                sum(evals) / len(evals),
+                sum(found) / len(found),
+                100 * sum(found) / max(sum(evals), 1),
+                sum(hits) / max(len(hits), 1),
+                sum(secs) / len(secs),
+            )
+        )
+    table = Table(
+        title=f"bench/policies.py: {len(labels)} labelled structures, {total} stable compounds; "
+        f"{args.rounds} rounds x {args.budget}, {args.initial} known at start, "
+        f"mean of {args.seeds} seeds"
+    )
+    for h in (
+        "policy",
+        "evaluations",
+        "stable found",
+        "stable per 100 evaluations",
+        "mean hit rate",
+        "time (s)",
+    ):
         table.add_column(h, justify="right")
     for p, e, f, per100, hit, t in rows:
         table.add_row(p, f"{e:.0f}", f"{f:.1f}", f"{per100:.1f}", f"{hit:.2f}", f"{t:.0f}")

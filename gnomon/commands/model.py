@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pymatgen.core import Structure
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gnomon.commands.common import DbOption, console, err_console, fail, repository, settings
+from gnomon.models.errors import ModelNotFound
 from gnomon.models.spec import ModelSpec, TrainConfig
+from gnomon.storage import Candidate
+from gnomon.world.files import default_world_dir
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -54,8 +61,6 @@ def _pick_scheme(repo, scheme: str | None) -> str:
 
 
 def _resolve(registry, model: str | None, scheme: str | None, kind: str | None):
-    from gnomon.models.registry import ModelNotFound
-
     try:
         record = registry.get(model) if model else registry.latest(scheme=scheme, kind=kind)
         return record, registry.load(record)
@@ -68,7 +73,8 @@ def _resolve(registry, model: str | None, scheme: str | None, kind: str | None):
 
 def _metrics_table(title: str, reports: dict[str, dict[str, Any]]) -> Table:
     table = Table(title=title)
-    table.caption = "energies in eV/atom; cover = share of |error| within ±kσ (Gaussian: 0.683, 0.954)"
+    table.caption = ("energies in eV/atom; cover = share of |error| within ±kσ "
+                     "(Gaussian: 0.683, 0.954)")
     table.add_column("set", no_wrap=True)
     for col in ("n", "MAE", "RMSE", "mean σ", "±1σ", "±2σ", "miscal."):
         table.add_column(col, justify="right", no_wrap=True)
@@ -76,7 +82,8 @@ def _metrics_table(title: str, reports: dict[str, dict[str, Any]]) -> Table:
         if not r:
             continue
         table.add_row(
-            name, _fmt(r.get("n")), _fmt(r.get("mae")), _fmt(r.get("rmse")), _fmt(r.get("mean_sigma")),
+            name, _fmt(r.get("n")), _fmt(r.get("mae")), _fmt(r.get("rmse")),
+            _fmt(r.get("mean_sigma")),
             _fmt(r.get("coverage_1sigma"), 3), _fmt(r.get("coverage_2sigma"), 3),
             _fmt(r.get("miscalibration_area"), 3),
         )
@@ -107,41 +114,60 @@ def train(
         help="Share of groups held out for testing.")] = TrainConfig.test_fraction,
     bootstrap: Annotated[bool, typer.Option(
         help="Train each member on a bootstrap resample.")] = TrainConfig.bootstrap,
-    seed: Annotated[int, typer.Option(help="Base seed (member k uses seed + 1000k).")] = TrainConfig.seed,
-    retrain: Annotated[str, typer.Option(help="fine-tune the latest version, or scratch.")] = "fine-tune",
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: CUDA if present).")] = None,
+    seed: Annotated[int, typer.Option(
+        help="Base seed (member k uses seed + 1000k).")] = TrainConfig.seed,
+    retrain: Annotated[str, typer.Option(
+        help="fine-tune the latest version, or scratch.")] = "fine-tune",
+    device: Annotated[str | None, typer.Option(
+        help="cpu, cuda, cuda:1 (default: CUDA if present).")] = None,
     checkpoints: Annotated[bool, typer.Option(help="Write per-member checkpoints.")] = True,
     db: DbOption = None,
 ) -> None:
     """Train an ensemble on the stored entries of one energy scheme and register it."""
-    from gnomon.models.training import early_stopping, train_scheme
-
     s = settings(db)
     try:
-        spec = ModelSpec(kind=kind, hidden=hidden, num_layers=layers, cutoff=cutoff, readout=readout)
+        spec = ModelSpec(kind=kind, hidden=hidden, num_layers=layers, cutoff=cutoff,
+                         readout=readout)
         config = TrainConfig(
             ensemble_size=ensemble, seed=seed, bootstrap=bootstrap, max_epochs=epochs,
             patience=patience, batch_size=batch_size, lr=lr, group_by=group_by,
             val_fraction=val_fraction, test_fraction=test_fraction, device=device,
-            checkpoint_dir=str(s.models_dir / "checkpoints" / f"{kind}-latest") if checkpoints else None,
+            checkpoint_dir=(str(s.models_dir / "checkpoints" / f"{kind}-latest")
+                            if checkpoints else None),
         )
     except ValueError as exc:
         fail(str(exc))
     with repository(db) as repo:
         scheme = _pick_scheme(repo, scheme)
-        with _progress() as progress:
-            task = progress.add_task("training", total=epochs, info="")
+        record, result = _train_with_progress(repo, s.models_dir, scheme, spec, config, retrain)
+    _print_trained(record, result, config)
 
-            def report(name: str, epoch: int, total: int, monitor: str, value: float) -> None:
-                progress.update(task, description=name, completed=epoch, total=total,
-                                info=f"{MONITOR_LABELS[monitor]} {value:.4f}")
 
-            try:
-                record, result = train_scheme(
-                    repo, s.models_dir, scheme, spec, config, retrain=retrain, progress=report
-                )
-            except ValueError as exc:
-                fail(str(exc))
+def _train_with_progress(repo, models_dir: Path, scheme: str, spec: ModelSpec,
+                         config: TrainConfig, retrain: str):
+    """``train_scheme`` with a progress bar of epochs per member; clean failure on bad input."""
+    from gnomon.models.retrain import train_scheme  # heavy: torch
+
+    with _progress() as progress:
+        task = progress.add_task("training", total=config.max_epochs, info="")
+
+        def report(name: str, epoch: int, total: int, monitor: str, value: float) -> None:
+            progress.update(task, description=name, completed=epoch, total=total,
+                            info=f"{MONITOR_LABELS[monitor]} {value:.4f}")
+
+        try:
+            return train_scheme(
+                repo, models_dir, scheme, spec, config, retrain=retrain, progress=report
+            )
+        except ValueError as exc:
+            fail(str(exc))
+    raise AssertionError  # unreachable
+
+
+def _print_trained(record, result, config: TrainConfig) -> None:
+    """What was registered, each member's best epoch, and the validation and test metrics."""
+    from gnomon.models.training import early_stopping  # heavy: torch
+
     m = result.metrics
     console.print(
         f"registered [bold]{record.id}[/] ({record.kind}, {config.ensemble_size} members, "
@@ -166,7 +192,7 @@ def train(
 def list_(scheme: SchemeOption = None, kind: Annotated[str | None, typer.Option()] = None,
           db: DbOption = None) -> None:
     """Model versions, oldest first."""
-    from gnomon.models.registry import ModelRegistry
+    from gnomon.models.registry import ModelRegistry  # heavy: torch
 
     s = settings(db)
     with repository(db) as repo:
@@ -196,7 +222,7 @@ def show(
     db: DbOption = None,
 ) -> None:
     """Everything recorded about one version; for the pretrained model, its card."""
-    from gnomon.models.registry import ModelNotFound, ModelRegistry, _jsonable
+    from gnomon.models.registry import ModelRegistry, _jsonable  # heavy: torch
 
     s = settings(db)
     with repository(db) as repo:
@@ -226,7 +252,8 @@ def show(
     table.add_row("created", v.created_at.isoformat())
     console.print(table)
     console.print(_metrics_table("metrics", {
-        "val (raw σ)": v.metrics.get("val_uncalibrated", {}), "val (calibrated)": v.metrics.get("val", {}),
+        "val (raw σ)": v.metrics.get("val_uncalibrated", {}),
+        "val (calibrated)": v.metrics.get("val", {}),
         "test": v.metrics.get("test", {}),
     }))
 
@@ -245,14 +272,16 @@ def _show_card(version: str, card: dict[str, Any]) -> None:
                   f"sha256 {str(data.get('manifest_sha256', '-'))[:16]}…")
     table.add_row("oracle", json.dumps(data.get("oracle", {})))
     held = split.get("heldout_systems", [])
-    table.add_row("split", f"{split.get('kind', '-')}: trained on {len(split.get('train_systems', []))} "
-                  f"systems ({split.get('n_train', '-')} structures; {split.get('validation', '')}); "
-                  f"{len(held)} held-out systems never seen ({split.get('n_heldout', '-')} structures)")
+    table.add_row("split", f"{split.get('kind', '-')}: trained on "
+                  f"{len(split.get('train_systems', []))} systems ({split.get('n_train', '-')} "
+                  f"structures; {split.get('validation', '')}); {len(held)} held-out systems "
+                  f"never seen ({split.get('n_heldout', '-')} structures)")
     table.add_row("held-out systems", ", ".join(held))
     table.add_row("hyperparameters", json.dumps(card.get("hyperparameters", {})))
     table.add_row("training", json.dumps(card.get("training", {})))
     table.add_row("date", str(card.get("date", "-")))
     table.add_row("code version", str(card.get("code_version", "-")))
+    table.add_row("made by", str(card.get("command", "-")))
     table.add_row("weights", f"gnomon/data/pretrained/{card.get('weights')} (sha256 "
                   f"{str(card.get('weights_sha256', '-'))[:16]}…)")
     console.print(table)
@@ -276,8 +305,6 @@ def _show_card(version: str, card: dict[str, Any]) -> None:
 
 def read_structures(path: Path) -> list[tuple[str, Any]]:
     """(label, Structure) pairs from a CIF, POSCAR, or JSON (a Structure dict or a list)."""
-    from pymatgen.core import Structure
-
     if path.suffix.lower() == ".json":
         data = json.loads(path.read_text())
         items = data if isinstance(data, list) else [data]
@@ -293,7 +320,8 @@ def read_structures(path: Path) -> list[tuple[str, Any]]:
 
 @app.command()
 def predict(
-    files: Annotated[list[Path] | None, typer.Argument(help="CIF, POSCAR or JSON structure files.")] = None,
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="CIF, POSCAR or JSON structure files.")] = None,
     model: ModelOption = None,
     scheme: SchemeOption = None,
     kind: Annotated[str | None, typer.Option(help="Kind of the latest model to use.")] = None,
@@ -303,16 +331,16 @@ def predict(
                                              "without a prediction from this model; write "
                                              "Prediction records.")] = False,
     campaign: Annotated[str | None, typer.Option(help="Only candidates of this campaign.")] = None,
-    round_: Annotated[int | None, typer.Option("--round", help="Only candidates of this round.")] = None,
+    round_: Annotated[int | None, typer.Option(
+        "--round", help="Only candidates of this round.")] = None,
     batch_size: Annotated[int | None, typer.Option(
         help="Structures per batch (default: 64 on CPU, 512 on CUDA).", min=1)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     db: DbOption = None,
 ) -> None:
     """Energy per atom, calibrated σ and e_above_hull of structure files (or stored candidates)."""
-    from gnomon.models.ensemble import TTA
-    from gnomon.models.registry import ModelRegistry
-    from gnomon.models.screening import Screener, hull_function
+    from gnomon.models.ensemble import TTA  # heavy: torch
+    from gnomon.models.registry import ModelRegistry  # heavy: torch
 
     if not files and not candidates:
         fail("give structure files, or --candidates to screen the stored candidates")
@@ -326,26 +354,42 @@ def predict(
         if candidates:
             _screen_stored(repo, record, ens, augment, campaign, round_, batch_size)
             return
-        structures: list[tuple[str, Any]] = []
-        for path in files or []:
-            try:
-                structures.extend(read_structures(path))
-            except (OSError, ValueError, KeyError) as exc:
-                fail(f"cannot read {path}: {exc}")
-        ehull = hull_function(repo, record.scheme)
-        results = Screener(ens, batch_size=batch_size, tta=augment).predict(
-            [st for _, st in structures]
-        )
-        rows = []
-        for (label, st), r in zip(structures, results, strict=True):
-            formula = st.composition.reduced_formula
-            e_hull = ehull(st.composition.formula, r.energy_per_atom) if r.rejected is None else None
-            rows.append({"file": label, "formula": formula, "energy_per_atom": r.energy_per_atom,
-                         "sigma": r.sigma, "e_above_hull": e_hull, "rejected": r.rejected})
+        rows = _predict_files(repo, record, ens, files or [], augment, batch_size)
     if as_json:
         console.print_json(json.dumps({"model": record.id, "predictions": rows}))
         return
-    table = Table(title=f"{record.id} ({record.scheme}){' with TTA ' + aggregate if tta else ''}")
+    console.print(_predictions_table(record, rows, aggregate if tta else None))
+    if any(r["rejected"] for r in rows):
+        raise typer.Exit(2)
+
+
+def _predict_files(repo, record, ens, files: list[Path], augment,
+                   batch_size: int | None) -> list[dict[str, Any]]:
+    """One row per structure in ``files``: energy, σ and e_above_hull, or why it was rejected."""
+    from gnomon.models.screening import Screener, hull_function  # heavy: torch
+
+    structures: list[tuple[str, Any]] = []
+    for path in files:
+        try:
+            structures.extend(read_structures(path))
+        except (OSError, ValueError, KeyError) as exc:
+            fail(f"cannot read {path}: {exc}")
+    ehull = hull_function(repo, record.scheme)
+    results = Screener(ens, batch_size=batch_size, tta=augment).predict(
+        [st for _, st in structures]
+    )
+    rows = []
+    for (label, st), r in zip(structures, results, strict=True):
+        formula = st.composition.reduced_formula
+        e_hull = ehull(st.composition.formula, r.energy_per_atom) if r.rejected is None else None
+        rows.append({"file": label, "formula": formula, "energy_per_atom": r.energy_per_atom,
+                     "sigma": r.sigma, "e_above_hull": e_hull, "rejected": r.rejected})
+    return rows
+
+
+def _predictions_table(record, rows: list[dict[str, Any]], aggregate: str | None) -> Table:
+    tta = f" with TTA {aggregate}" if aggregate else ""
+    table = Table(title=f"{record.id} ({record.scheme}){tta}")
     for col in ("structure", "formula", "E eV/atom", "σ", "E above hull"):
         table.add_column(col)
     for r in rows:
@@ -354,14 +398,11 @@ def predict(
         else:
             table.add_row(r["file"], r["formula"], _fmt(r["energy_per_atom"]), _fmt(r["sigma"]),
                           _fmt(r["e_above_hull"]))
-    console.print(table)
-    if any(r["rejected"] for r in rows):
-        raise typer.Exit(2)
+    return table
 
 
 def _screen_stored(repo, record, ens, augment, campaign, round_, batch_size) -> None:
-    from gnomon.models.screening import screen_candidates
-    from gnomon.storage import Candidate
+    from gnomon.models.screening import screen_candidates  # heavy: torch
 
     filters = {k: v for k, v in {"campaign": campaign, "round": round_}.items() if v is not None}
     total = repo.count("candidates", filters)
@@ -403,7 +444,8 @@ def evaluate(
     epochs: Annotated[int, typer.Option(help="Fresh ensemble: most epochs per member.")] = 100,
     patience: Annotated[int, typer.Option(help="Fresh ensemble: early-stopping patience.")] = 15,
     batch_size: Annotated[int, typer.Option(help="Fresh ensemble: structures per batch.")] = 32,
-    chemsys: Annotated[list[str] | None, typer.Option(help="Only entries of these chemical systems.")] = None,
+    chemsys: Annotated[list[str] | None, typer.Option(
+        help="Only entries of these chemical systems.")] = None,
     include_training: Annotated[bool, typer.Option(help="With --model: also score the entries "
                                                    "it was trained on.")] = False,
     tta: Annotated[bool, typer.Option(help="Test-time augmentation over volume scalings.")] = False,
@@ -418,53 +460,75 @@ def evaluate(
     trained on, split into systems its training data held and systems it never saw (--split,
     --test-fraction and --seed then do not apply: its own training split decides).
     """
-    from gnomon.models.ensemble import TTA, ModelSpec
-    from gnomon.models.evaluation import NotEnoughData, evaluate_fresh, evaluate_version
-    from gnomon.models.registry import ModelRegistry
-    from gnomon.models.training import TrainConfig
+    from gnomon.models.ensemble import TTA  # heavy: torch
+    from gnomon.models.evaluation import NotEnoughData  # heavy: torch
+    from gnomon.models.registry import _jsonable  # heavy: torch
 
-    if split not in ("both", "random", "chemsys"):
-        fail(f"--split must be random, chemsys or both, not {split!r}")
+    splits = _splits(split)
     augment = TTA() if tta else None
     s = settings(db)
     with repository(db) as repo:
         try:
             if model:
-                registry = ModelRegistry(repo, s.models_dir)
-                record, ens = _resolve(registry, model, scheme, None)
-                entries = repo.entries(scheme=record.scheme, chemsys=chemsys)
-                reference = repo.entries(scheme=record.scheme) if chemsys else entries
-                result = evaluate_version(record, ens, entries, registry.training_keys(record),
-                                          reference=reference, include_training=include_training,
-                                          tta=augment)
+                result = _evaluate_version(repo, s.models_dir, model, scheme, chemsys,
+                                           include_training, augment)
             else:
-                scheme = _pick_scheme(repo, scheme)
                 spec = ModelSpec(kind=kind, hidden=hidden, num_layers=layers, cutoff=cutoff)
                 config = TrainConfig(ensemble_size=ensemble, max_epochs=epochs, patience=patience,
                                      batch_size=batch_size, checkpoint_dir=None)
-                entries = repo.entries(scheme=scheme, chemsys=chemsys)
-                reference = repo.entries(scheme=scheme) if chemsys else entries
-                with err_console.status("training") as status:
-                    result = evaluate_fresh(
-                        scheme, entries, reference=reference,
-                        splits=("random", "chemsys") if split == "both" else (split,),
-                        test_fraction=test_fraction, seed=seed, spec=spec, config=config,
-                        tta=augment, progress=status.update,
-                    )
+                result = _evaluate_fresh(repo, scheme, chemsys, spec, config, splits,
+                                         test_fraction, seed, augment)
         except NotEnoughData as exc:
             fail(str(exc))
         except ValueError as exc:
             fail(f"cannot evaluate: {exc}")
     if as_json:
-        from gnomon.models.registry import _jsonable
-
         console.print_json(json.dumps(_jsonable(result)))
-        return
-    console.print(_evaluation_table(result, include_training))
+    else:
+        console.print(_evaluation_table(result, include_training))
+
+
+def _splits(split: str) -> tuple[str, ...]:
+    """The splits ``--split`` names (``both``: random and chemsys, side by side)."""
+    if split not in ("both", "random", "chemsys"):
+        fail(f"--split must be random, chemsys or both, not {split!r}")
+    return ("random", "chemsys") if split == "both" else (split,)
+
+
+def _evaluate_version(repo, models_dir: Path, model: str, scheme: str | None,
+                      chemsys: list[str] | None, include_training: bool,
+                      augment) -> dict[str, Any]:
+    """A registered version scored on the stored entries of its scheme (``--model``)."""
+    from gnomon.models.evaluation import evaluate_version  # heavy: torch
+    from gnomon.models.registry import ModelRegistry  # heavy: torch
+
+    registry = ModelRegistry(repo, models_dir)
+    record, ens = _resolve(registry, model, scheme, None)
+    entries = repo.entries(scheme=record.scheme, chemsys=chemsys)
+    reference = repo.entries(scheme=record.scheme) if chemsys else entries
+    return evaluate_version(record, ens, entries, registry.training_keys(record),
+                            reference=reference, include_training=include_training, tta=augment)
+
+
+def _evaluate_fresh(repo, scheme: str | None, chemsys: list[str] | None, spec: ModelSpec,
+                    config: TrainConfig, splits: tuple[str, ...], test_fraction: float,
+                    seed: int, augment) -> dict[str, Any]:
+    """A fresh ensemble trained and scored per split (no ``--model``)."""
+    from gnomon.models.evaluation import evaluate_fresh  # heavy: torch
+
+    scheme = _pick_scheme(repo, scheme)
+    entries = repo.entries(scheme=scheme, chemsys=chemsys)
+    reference = repo.entries(scheme=scheme) if chemsys else entries
+    with err_console.status("training") as status:
+        return evaluate_fresh(
+            scheme, entries, reference=reference, splits=splits,
+            test_fraction=test_fraction, seed=seed, spec=spec, config=config,
+            tta=augment, progress=status.update,
+        )
 
 
 def _evaluation_table(result: dict[str, Any], include_training: bool) -> Table:
-    from gnomon.models.evaluation import SET_LABELS
+    from gnomon.models.evaluation import SET_LABELS  # heavy: torch
 
     if result["mode"] == "fresh":
         title = f"fresh ensemble on {result['n_entries']} entries of {result['scheme']}"
@@ -480,9 +544,11 @@ def _evaluation_table(result: dict[str, Any], include_training: bool) -> Table:
     sets = result["sets"]
     for name, r in sets.items():
         label = SET_LABELS.get(name, name)
-        table.add_column(f"{label} ({r['split']} split)" if "split" in r else label, justify="right")
+        table.add_column(f"{label} ({r['split']} split)" if "split" in r else label,
+                         justify="right")
     rows = [("entries", "n", 0), ("systems", "n_systems", 0), ("no prediction", "n_missing", 0),
-            ("MAE", "mae", 4), ("RMSE", "rmse", 4), ("R²", "r2", 3), ("stable (true)", "prevalence", 3),
+            ("MAE", "mae", 4), ("RMSE", "rmse", 4), ("R²", "r2", 3),
+            ("stable (true)", "prevalence", 3),
             ("precision", "precision", 3), ("recall", "recall", 3), ("F1", "f1", 3),
             ("accuracy", "accuracy", 3), ("DAF", "daf", 2), ("mean σ", "mean_sigma", 4),
             ("±1σ cover", "coverage_1sigma", 3), ("±2σ cover", "coverage_2sigma", 3),
@@ -493,3 +559,107 @@ def _evaluation_table(result: dict[str, Any], include_training: bool) -> Table:
                  ("-" if isinstance(v, float) else _fmt(v)) for v in values]
         table.add_row(label, *cells)
     return table
+
+
+@app.command()
+def pretrain(
+    world: Annotated[Path | None, typer.Option(
+        help="World folder (world.jsonl.gz, heldout.json, manifest.json); default: the shipped "
+        "world, bench/world of the checkout.", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Where the weights and card.json go; default: gnomon/data/pretrained.",
+        show_default=False)] = None,
+    version: Annotated[int, typer.Option(help="N of pretrained-<scheme>-vN.")] = 1,
+    members: Annotated[int, typer.Option(help="Members K.")] = 5,
+    epochs: Annotated[int, typer.Option(help="Most epochs per member.")] = 200,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).")] = 25,
+    width: Annotated[int, typer.Option(help="Feature width (hidden).")] = 48,
+    layers: Annotated[int, typer.Option(help="Message-passing layers.")] = 3,
+    cutoff: Annotated[float, typer.Option(help="Neighbour cutoff (Å).")] = 5.0,
+    batch_size: Annotated[int, typer.Option(help="Structures per batch.")] = 32,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 2e-3,
+    val_fraction: Annotated[float, typer.Option(
+        help="Share of the training systems for early stopping and σ calibration.")] = 0.15,
+    seed: Annotated[int, typer.Option(help="Base seed.")] = 0,
+    threads: Annotated[int | None, typer.Option(
+        help="Torch threads (default: torch's).")] = None,
+    device: Annotated[str | None, typer.Option(
+        help="cpu, cuda (default: CUDA when present).")] = None,
+) -> None:
+    """Train the pretrained model that ships with gnomon, on a world's training systems.
+
+    The world's held-out systems are never trained on; every metric on the card is measured
+    on them. Writes <version>.pt and card.json (data hashes, split, metrics, hyperparameters,
+    and this command). The options exist for other hardware or a quick trial, not to search.
+    """
+    from gnomon.world.pretrain import DEFAULT_OUT, PretrainOptions  # heavy: torch
+
+    options = PretrainOptions(
+        version=version, members=members, epochs=epochs, patience=patience, width=width,
+        layers=layers, cutoff=cutoff, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
+        seed=seed, threads=threads, device=device)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _pretrain(world or default_world_dir(), out or DEFAULT_OUT, options,
+              options.command(world, out))
+
+
+def _pretrain(world: Path, out: Path, options, command: str) -> None:
+    """Load, train, measure on the held-out systems, write the weights and the card."""
+    # heavy: torch (the models and what they load)
+    from gnomon.world.pretrain import (
+        PretrainError,
+        load,
+        metrics,
+        model_card,
+        split_world,
+        train,
+        write_card,
+        write_weights,
+    )
+
+    t0 = time.time()
+    try:
+        data = load(world)
+        split = split_world(data)
+    except (OSError, KeyError, ValueError) as exc:
+        fail(f"cannot pretrain on the world in {world}: {exc}")
+    console.print(
+        f"world {world}: {len(data.rows)} structures, {len(set(data.chemsys))} systems; "
+        f"training on {len(split.train)} structures of {len(split.train_systems)} systems, "
+        f"{len(split.test)} structures of {len(split.test_systems)} held-out systems never seen",
+        highlight=False)
+    result = train(data, split, options)
+    m = result.metrics
+    console.print(
+        f"trained {result.ensemble.size} members in {m['train_seconds']:.0f} s on {m['device']}: "
+        f"{m['n_train']} train / {m['n_val']} validation structures, {m['n_rejected']} set "
+        f"aside; σ scale {m['sigma_scale']:.3g}", highlight=False)
+    scores = metrics(result, data, split)
+    console.print(f"\nHeld-out systems ({len(split.test_systems)} systems, {len(split.test)} "
+                  "structures), energies eV/atom:", highlight=False)
+    console.print("\n".join(_metrics_markdown(scores["heldout"])), highlight=False)
+    try:
+        weights = write_weights(result.ensemble, out, options.version)
+    except PretrainError as exc:
+        fail(str(exc))
+    card = write_card(out, model_card(world, weights, data, split, result, options, scores,
+                                      command))
+    console.print(f"\nwrote {weights} ({weights.stat().st_size / 2**20:.2f} MB) and {card}; "
+                  f"{time.time() - t0:.0f} s in all", highlight=False)
+
+
+def _metrics_markdown(metrics: dict[str, dict[str, Any]]) -> list[str]:
+    """The held-out metrics as a Markdown table, one column per input (ready for a README)."""
+    from gnomon.world.pretrain import METRIC_KEYS  # heavy: torch
+
+    names = list(metrics)
+    lines = ["| metric | " + " | ".join(f"{n} input" for n in names) + " |",
+             "|---|" + "---|" * len(names)]
+    for key in METRIC_KEYS:
+        cells = []
+        for n in names:
+            v = metrics[n].get(key)
+            cells.append("–" if v is None or (isinstance(v, float) and not math.isfinite(v))
+                         else f"{v:.4f}" if isinstance(v, float) else str(v))
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return lines

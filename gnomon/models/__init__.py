@@ -9,19 +9,21 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gnomon.models.ensemble import TTA, Ensemble, Normalization, pick_device
+    from gnomon.models.errors import ModelNotFound
     from gnomon.models.graphs import GraphRejected, crystal_graph
-    from gnomon.models.registry import ModelNotFound, ModelRegistry
+    from gnomon.models.registry import ModelRegistry
+    from gnomon.models.retrain import train_scheme
     from gnomon.models.screening import Screener, ScreenResult, screen_candidates
     from gnomon.models.spec import ModelSpec, TrainConfig
-    from gnomon.models.training import Sample, Trainer, evaluate, train_scheme
+    from gnomon.models.training import Sample, Trainer, evaluate
 
 _HOME = {
     "TTA": "ensemble", "Ensemble": "ensemble", "Normalization": "ensemble",
     "pick_device": "ensemble", "GraphRejected": "graphs", "crystal_graph": "graphs",
-    "ModelNotFound": "registry", "ModelRegistry": "registry", "Screener": "screening",
+    "ModelNotFound": "errors", "ModelRegistry": "registry", "Screener": "screening",
     "ScreenResult": "screening", "screen_candidates": "screening", "ModelSpec": "spec",
     "TrainConfig": "spec", "Sample": "training", "Trainer": "training", "evaluate": "training",
-    "train_scheme": "training",
+    "train_scheme": "retrain",
 }
 
 

@@ -153,7 +153,8 @@ class Ensemble(nn.Module):
     # -- construction and persistence ----------------------------------------------------
     @classmethod
     def create(
-        cls, kind: str, hparams: dict[str, Any], size: int, normalization: Normalization, seeds: list[int]
+        cls, kind: str, hparams: dict[str, Any], size: int, normalization: Normalization,
+        seeds: list[int],
     ) -> Ensemble:
         members = []
         for seed in seeds[:size]:
@@ -209,7 +210,8 @@ class Ensemble(nn.Module):
             try:
                 member.load_state_dict(weights)
             except RuntimeError as exc:  # same names, other shapes
-                raise IncompatibleWeights(f"weights do not fit the saved hyperparameters: {exc}") from None
+                raise IncompatibleWeights(
+                    f"weights do not fit the saved hyperparameters: {exc}") from None
             members.append(member)
         ens = cls(
             state["kind"],
@@ -246,7 +248,8 @@ class Ensemble(nn.Module):
         dist = batch.dist if length_factor == 1.0 else batch.dist * length_factor
         edges = self.members[0].edge_inputs(dist, batch.edge_index, int(batch.z.shape[0]))
         return torch.stack(
-            [m(batch.z, batch.edge_index, dist, batch.batch, batch.num_graphs, edges) for m in self.members]
+            [m(batch.z, batch.edge_index, dist, batch.batch, batch.num_graphs, edges)
+             for m in self.members]
         )
 
     def energies(self, batch: Data, tta: TTA | None = None, amp: bool = True) -> Tensor:

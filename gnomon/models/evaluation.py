@@ -23,16 +23,17 @@ Metrics (:func:`evaluation_report`)
 Predicted e_above_hull (:func:`predicted_e_above_hull`)
     A model predicts energies per atom. The predicted distance to the hull of a structure is
     its predicted energy minus the hull energy at its composition, the hull built from the TRUE
-    energies of the other entries (never from predictions). Because the hull energy at a composition does not depend
-    on the structure being judged, this is ``e_above_hull_true + (E_pred - E_true)`` per atom,
-    the convention of Matbench Discovery (``each_pred = each_true + e_form_pred - e_form_dft``).
+    energies of the other entries (never from predictions). Because the hull energy at a
+    composition does not depend on the structure being judged, this is
+    ``e_above_hull_true + (E_pred - E_true)`` per atom, the convention of Matbench Discovery
+    (``each_pred = each_true + e_form_pred - e_form_dft``).
     It isolates the model's error on the structure judged from errors on its neighbours.
     :func:`hull_distances` gives ``e_above_hull_true`` in the same sense: against the others,
     so a stable structure's value is negative (how far below its competitors it lies).
 
 Learning curves (:func:`learning_curve`)
     Training is a callable, so any model (the gnomon ensemble, a peer) plugs in;
-    :func:`learning_curve` never imports training code. :func:`trainer_fit_predict` is that
+    :func:`learning_curve` never calls training code itself. :func:`trainer_fit_predict` is that
     callable for gnomon's own ensemble, predicting relaxed and (optionally) unrelaxed inputs.
 """
 
@@ -41,17 +42,18 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
+from pymatgen.core import Element
 
 from gnomon.models.calibration import coverage, miscalibration_area
-
-if TYPE_CHECKING:
-    from gnomon.models.ensemble import TTA, Ensemble
-    from gnomon.models.training import Sample
-    from gnomon.storage import Entry
+from gnomon.models.ensemble import TTA, Ensemble
+from gnomon.models.screening import Featurizer
+from gnomon.models.spec import ModelSpec, TrainConfig
+from gnomon.models.training import Sample, Trainer, predict_graphs
+from gnomon.storage import Entry
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,9 @@ def _by_system(chemsys: Sequence[str]) -> tuple[list[str], dict[str, list[int]]]
     return names, index
 
 
-def _split_from_systems(kind: str, names: Sequence[str], test: set[str], seed: int | None) -> SystemSplit:
+def _split_from_systems(
+    kind: str, names: Sequence[str], test: set[str], seed: int | None
+) -> SystemSplit:
     train_idx = [i for i, n in enumerate(names) if n not in test]
     test_idx = [i for i, n in enumerate(names) if n in test]
     return SystemSplit(
@@ -280,7 +284,8 @@ def stability_metrics(
         "n_stability": n, "tp": tp, "fp": fp, "tn": tn, "fn": fn,
         "precision": precision, "recall": recall, "f1": f1, "accuracy": _ratio(tp + tn, n),
         "prevalence": prevalence,
-        "daf": precision / prevalence if np.isfinite(precision) and prevalence > 0 else float("nan"),
+        "daf": (precision / prevalence if np.isfinite(precision) and prevalence > 0
+                else float("nan")),
     }
 
 
@@ -455,9 +460,6 @@ def predict_samples(
 ) -> Predictions:
     """The ensemble's calibrated mean and σ for each sample, NaN where it refuses one (an
     element it never saw, a structure it cannot make a graph of)."""
-    from gnomon.models.screening import Featurizer
-    from gnomon.models.training import Trainer, predict_graphs
-
     featurizer = Featurizer.for_ensemble(ensemble, tta)
     graphs, kept, _ = Trainer().featurize(samples, featurizer)
     energy = np.full(len(samples), np.nan)
@@ -486,8 +488,6 @@ def trainer_fit_predict(
     energies, which is what screening really sees. The trainer validates on part of the
     training items only, so nothing of the test side reaches training or calibration.
     """
-    from gnomon.models.training import Trainer
-
     for name, other in (inputs or {}).items():
         if len(other) != len(samples):
             raise ValueError(f"input {name!r} has {len(other)} samples, not {len(samples)}")
@@ -517,9 +517,8 @@ def hull_distances(
     The sole elemental reference of an element is 0 by definition. NaN where an element of the
     entry's system has no reference entry at all.
     """
-    from pymatgen.analysis.phase_diagram import PhaseDiagram
-    from pymatgen.core import Element
-    from pymatgen.entries.computed_entries import ComputedEntry
+    from pymatgen.analysis.phase_diagram import PhaseDiagram  # heavy: pymatgen.analysis
+    from pymatgen.entries.computed_entries import ComputedEntry  # heavy: pymatgen.entries
 
     reference = list(entries if reference is None else reference)
     computed = {e.id: ComputedEntry(e.composition, e.energy, entry_id=e.id) for e in reference}
@@ -546,10 +545,12 @@ def hull_distances(
                 out[i] = above
                 continue
             others = [c for c in pool if c.entry_id != entry.entry_id]
-            if not els <= {str(c.composition.elements[0]) for c in others if c.composition.is_element}:
+            refs = {str(c.composition.elements[0]) for c in others if c.composition.is_element}
+            if not els <= refs:
                 out[i] = 0.0  # the only reference of an element: 0 by definition
                 continue
-            hull = PhaseDiagram(others, elements=elements).get_hull_energy_per_atom(entry.composition)
+            diagram = PhaseDiagram(others, elements=elements)
+            hull = diagram.get_hull_energy_per_atom(entry.composition)
             out[i] = entry.energy_per_atom - hull
     return out
 
@@ -615,8 +616,6 @@ def evaluate_version(
     ``reference`` holds the entries the true hull is built from (default: ``entries``; give
     every entry of the scheme when ``entries`` is a selection).
     """
-    from gnomon.models.training import Sample
-
     if not entries:
         raise NotEnoughData(f"the database holds no entries of scheme {record.scheme!r}")
     trained_systems = {canonical_chemsys(e.chemsys) for e in entries if e.id in training_keys}
@@ -641,7 +640,8 @@ def evaluate_version(
         if not idx:
             continue
         rows = [where[i] for i in idx]
-        sub = Predictions(pred.energy_per_atom[rows], None if pred.sigma is None else pred.sigma[rows])
+        sigma = None if pred.sigma is None else pred.sigma[rows]
+        sub = Predictions(pred.energy_per_atom[rows], sigma)
         sets[name] = _report(entries, idx, sub, hull)
     return {
         "scheme": record.scheme, "model": record.id, "mode": "registered",
@@ -670,17 +670,13 @@ def evaluate_fresh(
     calibration) on part of the training side only: by formula for the random split, by system
     for the split by system, so its σ is calibrated on the kind of novelty it is judged on.
     """
-    from dataclasses import replace
-
-    from gnomon.models.ensemble import ModelSpec
-    from gnomon.models.training import Sample, TrainConfig, Trainer
-
     for s in splits:
         if s not in ("random", "chemsys"):
             raise ValueError(f"split must be 'random' or 'chemsys', not {s!r}")
     check_enough(entries, scheme, need_systems="chemsys" in splits)
     spec = spec or ModelSpec()
-    config = config or TrainConfig(ensemble_size=3, max_epochs=100, patience=15, checkpoint_dir=None)
+    config = config or TrainConfig(ensemble_size=3, max_epochs=100, patience=15,
+                                   checkpoint_dir=None)
     chemsys = [e.chemsys for e in entries]
     samples = [Sample.from_entry(e) for e in entries]
     hull = np.full(len(entries), np.nan)

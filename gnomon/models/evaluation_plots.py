@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
@@ -14,8 +15,7 @@ from gnomon.models.evaluation import LearningCurve  # noqa: E402
 
 def plot_learning_curve(curve: LearningCurve, path: Path | str, title: str = "") -> Path:
     """Write the curve of every input (relaxed, unrelaxed, ...) to ``path``; returns it."""
-    import matplotlib.pyplot as plt
-    import numpy as np
+    import matplotlib.pyplot as plt  # heavy: matplotlib
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -165,7 +165,9 @@ class GNoMEInteraction(nn.Module):
     def reset_parameters(self) -> None:
         _reset(self)
 
-    def forward(self, h: Tensor, e: Tensor, edge_index: Tensor, envelope: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, h: Tensor, e: Tensor, edge_index: Tensor, envelope: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """The differentiable block, for training (and anywhere off the CPU-inference path)."""
         src, dst = edge_index  # j -> i
         # e_ij <- e_ij + W_2 SiLU(W_i h_i + W_j h_j + W_e e_ij + b)
@@ -288,7 +290,8 @@ class GNoMENet(nn.Module):
         of the 48-wide e^0 with a (48 x 48) one.
         """
         assert edges.weighted is not None and edges.scratch is not None
-        emb = torch.cat([self.edge_embedding.weight, self.edge_embedding.bias.unsqueeze(-1)], dim=-1)
+        emb = torch.cat([self.edge_embedding.weight, self.edge_embedding.bias.unsqueeze(-1)],
+                        dim=-1)
         e: Tensor | None = torch.mm(edges.weighted, emb.t(), out=edges.scratch)
         edge_proj = (edges.weighted, self.layers[0].edge_in.weight @ emb)
         last = len(self.layers) - 1

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from pymatgen.core import Element
+from pymatgen.optimization.neighbors import find_points_in_spheres
 from torch_geometric.data import Data
 
 MAX_Z = 94
@@ -63,8 +65,6 @@ class CrystalArrays:
 def _atomic_number(symbol: str) -> int:
     z = ATOMIC_NUMBER.get(symbol)
     if z is None:
-        from pymatgen.core import Element
-
         try:
             z = Element(symbol).Z
         except ValueError:
@@ -75,8 +75,6 @@ def _atomic_number(symbol: str) -> int:
 def symbol_of(z: int) -> str:
     if z in SYMBOL:
         return SYMBOL[z]
-    from pymatgen.core import Element
-
     try:
         return Element.from_Z(z).symbol
     except ValueError:
@@ -104,7 +102,8 @@ def arrays_from_dict(structure: Mapping[str, Any]) -> CrystalArrays:
 def arrays_from_structure(structure) -> CrystalArrays:
     """Arrays of a pymatgen ``Structure`` (or anything with ``as_dict()``)."""
     if not getattr(structure, "is_ordered", True):
-        raise GraphRejected("structure is disordered (partial occupancies); ordered structures only")
+        raise GraphRejected(
+            "structure is disordered (partial occupancies); ordered structures only")
     lattice = np.asarray(structure.lattice.matrix, dtype=np.float64)
     frac = np.asarray(structure.frac_coords, dtype=np.float64)
     z = np.fromiter((_atomic_number(sp.symbol) for sp in structure.species), dtype=np.int64)
@@ -129,8 +128,6 @@ def neighbor_list(
     (``find_points_in_spheres``, the kernel behind ``Structure.get_neighbor_list``) directly on
     the arrays: measured 5-15x faster than the vectorised numpy search below on 2-32 atom cells.
     """
-    from pymatgen.optimization.neighbors import find_points_in_spheres
-
     cart = np.ascontiguousarray(frac @ lattice, dtype=np.float64)
     center, neighbor, _, dist = find_points_in_spheres(
         cart, cart, float(cutoff), _PBC, np.ascontiguousarray(lattice, dtype=np.float64), 1e-8

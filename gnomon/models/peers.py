@@ -35,20 +35,17 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pymatgen.core import Structure
 from torch import Tensor, nn
 from torch_geometric.nn import CGConv
 from torch_geometric.nn.models import SchNet
 from torch_geometric.utils import scatter
 
-from gnomon.dft.sevennet import SEVENNET_MODEL, sevennet_calculator
+from gnomon.dft.potentials import SEVENNET_MODEL, sevennet_calculator
 from gnomon.models.graphs import MAX_Z
+from gnomon.models.spec import GAUSSIAN_STEP, num_gaussians_for, peer_hparams
 
 log = logging.getLogger(__name__)
-
-GAUSSIAN_STEP = 0.2
-"""Spacing (Å) of the Gaussian distance basis of both peers: CGCNN's published step, and the
-spacing of torch-geometric's SchNet default (50 Gaussians over 10 Å)."""
-
 
 class PeerEdges(NamedTuple):
     """A batch's edges as a peer reads them: those kept, their lengths and distance features."""
@@ -56,11 +53,6 @@ class PeerEdges(NamedTuple):
     edge_index: Tensor  # (2, E') rows [neighbour j, centre i]: messages flow j -> i
     dist: Tensor  # (E',) Å
     attr: Tensor  # (E', num_gaussians)
-
-
-def num_gaussians_for(cutoff: float, step: float = GAUSSIAN_STEP) -> int:
-    """Gaussians centred at 0, step, ..., cutoff."""
-    return int(round(cutoff / step)) + 1
 
 
 def within_cutoff(dist: Tensor, edge_index: Tensor, cutoff: float) -> tuple[Tensor, Tensor]:
@@ -235,7 +227,8 @@ class CGCNN(nn.Module):
         self.expansion = GaussianDistance(cutoff, gaussian_step)
         num_gaussians = int(self.expansion.centers.numel())
         self.convs = nn.ModuleList(
-            CGConv(hidden, dim=num_gaussians, aggr="add", batch_norm=True) for _ in range(num_layers)
+            CGConv(hidden, dim=num_gaussians, aggr="add", batch_norm=True)
+            for _ in range(num_layers)
         )
         self.conv_to_fc = nn.Linear(hidden, fc_hidden)
         self.fc_out = nn.Linear(fc_hidden, 1)
@@ -295,42 +288,15 @@ PEERS: dict[str, type[nn.Module]] = {"schnet": PeriodicSchNet, "cgcnn": CGCNN}
 """The trained structural peers by model kind (the composition peer is its own kind)."""
 
 
-def peer_hparams(
-    kind: str, hidden: int, num_layers: int, cutoff: float, extra: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """A peer's hyperparameters from the shared model spec.
-
-    Width, depth and cutoff follow the spec, so every model of a benchmark sees the same
-    graphs with the same capacity knobs; the rest are each paper's choices (Gaussian basis step
-    0.2 Å, CGCNN's 12 neighbours and a fully connected layer twice as wide as the atom
-    features). ``extra`` overrides any of them.
-    """
-    if kind == "schnet":
-        base: dict[str, Any] = dict(
-            hidden=hidden, num_filters=hidden, num_layers=num_layers,
-            num_gaussians=num_gaussians_for(cutoff), cutoff=float(cutoff),
-        )
-    elif kind == "cgcnn":
-        base = dict(
-            hidden=hidden, num_layers=num_layers, fc_hidden=2 * hidden, cutoff=float(cutoff),
-            max_neighbors=12, gaussian_step=GAUSSIAN_STEP,
-        )
-    else:
-        raise ValueError(f"unknown peer kind {kind!r}; expected one of {tuple(PEERS)}")
-    base.update(extra or {})
-    return base
-
-
 # -- SevenNet-0: a universal potential as a zero-shot reference -------------------------------
 
 # The one loader of SevenNet (SEVENNET_MODEL, sevennet_calculator) lives beside its engine in
-# gnomon.dft.sevennet, so the engine and this reference load the same calculator.
+# gnomon.dft.potentials, so the engine and this reference load the same calculator.
 
 
 def _as_atoms(structure):
-    from ase import Atoms
-    from pymatgen.core import Structure
-    from pymatgen.io.ase import AseAtomsAdaptor
+    from ase import Atoms  # heavy: ase
+    from pymatgen.io.ase import AseAtomsAdaptor  # heavy: pymatgen.io
 
     if isinstance(structure, Atoms):
         return structure.copy()
@@ -361,8 +327,8 @@ def sevennet_energies(
         atoms = _as_atoms(structure)
         atoms.calc = calc
         if relax_steps > 0:
-            from ase.filters import FrechetCellFilter
-            from ase.optimize import FIRE
+            from ase.filters import FrechetCellFilter  # heavy: ase
+            from ase.optimize import FIRE  # heavy: ase
 
             FIRE(FrechetCellFilter(atoms), logfile=None).run(fmax=fmax, steps=relax_steps)
         out[k] = float(atoms.get_potential_energy()) / len(atoms)

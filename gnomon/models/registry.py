@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from pathlib import Path
 from typing import Any
 
 from gnomon.credentials import mask_url
+from gnomon.models import pretrained
 from gnomon.models.ensemble import Ensemble
+from gnomon.models.errors import ModelNotFound
 from gnomon.storage import ModelVersion, Repository
 
 log = logging.getLogger(__name__)
-
-
-class ModelNotFound(LookupError):
-    pass
 
 
 def _slug(text: str) -> str:
@@ -91,14 +90,13 @@ class ModelRegistry:
             (folder / "split.json").write_text(json.dumps(split))
         (folder / "version.json").write_text(json.dumps(record.to_doc(), indent=1, default=str))
         self.repo.put([record])
-        log.info("registered model %s (%s, %d members) at %s", version, scheme, ensemble.size, weights)
+        log.info("registered model %s (%s, %d members) at %s", version, scheme, ensemble.size,
+                 weights)
         return record
 
     def get(self, version: str) -> ModelVersion:
         """The version's record; ``"pretrained"`` (or the shipped model's version id) is the
         model shipped with gnomon, registered here on first use (gnomon.models.pretrained)."""
-        from gnomon.models import pretrained
-
         if version == pretrained.ALIAS:
             return pretrained.ensure_registered(self.repo)
         record = self.repo.get(ModelVersion, version)
@@ -112,7 +110,8 @@ class ModelRegistry:
     def latest(self, scheme: str | None = None, kind: str | None = None) -> ModelVersion:
         record = self.repo.latest_model(scheme=scheme, kind=kind)
         if record is None:
-            what = " ".join(x for x in (kind, "model", f"for scheme {scheme}" if scheme else "") if x)
+            for_scheme = f"for scheme {scheme}" if scheme else ""
+            what = " ".join(x for x in (kind, "model", for_scheme) if x)
             raise ModelNotFound(f"no {what} has been trained yet (gnomon model train; "
                                 "or --model pretrained, the model shipped with gnomon)")
         return record
@@ -131,9 +130,7 @@ class ModelRegistry:
     def load(self, version: str | ModelVersion, device: str | None = "cpu") -> Ensemble:
         record = self.get(version) if isinstance(version, str) else version
         if record.config.get("package_data"):  # shipped with gnomon: read from package data
-            from gnomon.models.pretrained import load_weights
-
-            return load_weights(record.config["package_data"], device=device)
+            return pretrained.load_weights(record.config["package_data"], device=device)
         path = Path(record.weights_path)
         if not path.exists():
             raise ModelNotFound(f"weights of {record.id} are missing: {path}")
@@ -142,8 +139,6 @@ class ModelRegistry:
 
 def _jsonable(value: Any) -> Any:
     """Metrics as plain JSON (NaN becomes None)."""
-    import math
-
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

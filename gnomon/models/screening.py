@@ -23,11 +23,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from pymatgen.core import Composition
 from torch_geometric.data import Data
 
 from gnomon.models.composition import fraction_matrix
 from gnomon.models.ensemble import TTA, Ensemble
 from gnomon.models.graphs import (
+    ATOMIC_NUMBER,
     MAX_Z,
     SYMBOL,
     GraphRejected,
@@ -35,6 +37,7 @@ from gnomon.models.graphs import (
     collate,
     crystal_graph,
 )
+from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.storage import Candidate, Prediction, Repository
 
 log = logging.getLogger(__name__)
@@ -64,11 +67,10 @@ class Featurizer:
         return crystal_graph(item, self.cutoff, self.max_z, self.allowed_z)
 
     def _check_seen(self, comp: Mapping[str, float]) -> None:
-        from gnomon.models.graphs import ATOMIC_NUMBER
-
         if self.allowed_z is None:
             return
-        unseen = [el for el in comp if el in ATOMIC_NUMBER and not self.allowed_z[ATOMIC_NUMBER[el]]]
+        unseen = [el for el in comp
+                  if el in ATOMIC_NUMBER and not self.allowed_z[ATOMIC_NUMBER[el]]]
         if unseen:
             raise GraphRejected(
                 f"unsupported element {', '.join(sorted(unseen))}: not in the model's training data"
@@ -83,8 +85,6 @@ class Featurizer:
 def _composition_of(item: Any) -> dict[str, float]:
     """Element amounts of a composition mapping, formula string, Structure, or structure dict."""
     if isinstance(item, str):
-        from pymatgen.core import Composition
-
         try:
             return {str(el): float(v) for el, v in Composition(item).items()}
         except ValueError as exc:
@@ -138,6 +138,41 @@ FEATURIZE_THREAD = "gnomon-featurize"
 """Name of the thread :func:`prefetch` builds batches in (one per stream, ended with it)."""
 
 
+def _produce(
+    featurizer: Featurizer,
+    items: Iterable[tuple[Any, Any]],
+    batch_size: int,
+    ahead: int,
+    workers: int,
+    out: queue.Queue,
+    stop: threading.Event,
+) -> None:
+    """:func:`prefetch`'s producer: batches into ``out`` (in this thread, or farmed out to
+    ``workers`` processes with at most ``ahead`` in flight) until done or ``stop`` is set;
+    an exception is handed to the consumer, which re-raises it; ``_DONE`` always ends it."""
+    try:
+        if workers > 0:
+            with ProcessPoolExecutor(workers) as pool:
+                pending = []
+                for chunk in _chunks(items, batch_size):
+                    pending.append(pool.submit(featurize_chunk, featurizer, chunk))
+                    while len(pending) >= ahead:
+                        out.put(pending.pop(0).result())
+                    if stop.is_set():
+                        return
+                for fut in pending:
+                    out.put(fut.result())
+        else:
+            for chunk in _chunks(items, batch_size):
+                out.put(featurize_chunk(featurizer, chunk))
+                if stop.is_set():
+                    return
+    except BaseException as exc:  # handed to the consumer, which re-raises it
+        out.put(exc)
+    finally:
+        out.put(_DONE)
+
+
 def prefetch(
     featurizer: Featurizer,
     items: Iterable[tuple[Any, Any]],
@@ -161,27 +196,7 @@ def prefetch(
     stop = threading.Event()
 
     def produce() -> None:
-        try:
-            if workers > 0:
-                with ProcessPoolExecutor(workers) as pool:
-                    pending = []
-                    for chunk in _chunks(items, batch_size):
-                        pending.append(pool.submit(featurize_chunk, featurizer, chunk))
-                        while len(pending) >= ahead:
-                            out.put(pending.pop(0).result())
-                        if stop.is_set():
-                            return
-                    for fut in pending:
-                        out.put(fut.result())
-            else:
-                for chunk in _chunks(items, batch_size):
-                    out.put(featurize_chunk(featurizer, chunk))
-                    if stop.is_set():
-                        return
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            out.put(exc)
-        finally:
-            out.put(_DONE)
+        _produce(featurizer, items, batch_size, ahead, workers, out, stop)
 
     thread = threading.Thread(target=produce, name=FEATURIZE_THREAD, daemon=True)
     thread.start()
@@ -290,8 +305,6 @@ class ScreenStats:
 
 def hull_function(repo: Repository, scheme: str) -> Callable[[str, float], float | None]:
     """e_above_hull(formula, energy_per_atom) against the stored hull of ``scheme``."""
-    from gnomon.pipeline.thermo.hull import HullEngine
-
     engine = HullEngine(repo)
 
     def e_above_hull(formula: str, energy_per_atom: float) -> float | None:

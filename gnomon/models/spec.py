@@ -7,8 +7,47 @@ here without loading the networks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+PEER_KINDS = ("schnet", "cgcnn")
+"""The published architectures gnomon trains beside its own (:mod:`gnomon.models.peers`)."""
+
+GAUSSIAN_STEP = 0.2
+"""Spacing (Å) of the Gaussian distance basis of both peers: CGCNN's published step, and the
+spacing of torch-geometric's SchNet default (50 Gaussians over 10 Å)."""
+
+
+def num_gaussians_for(cutoff: float, step: float = GAUSSIAN_STEP) -> int:
+    """Gaussians centred at 0, step, ..., cutoff."""
+    return int(round(cutoff / step)) + 1
+
+
+def peer_hparams(
+    kind: str, hidden: int, num_layers: int, cutoff: float, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A peer's hyperparameters from the shared model spec.
+
+    Width, depth and cutoff follow the spec, so every model of a benchmark sees the same
+    graphs with the same capacity knobs; the rest are each paper's choices (Gaussian basis step
+    0.2 Å, CGCNN's 12 neighbours and a fully connected layer twice as wide as the atom
+    features). ``extra`` overrides any of them.
+    """
+    if kind == "schnet":
+        base: dict[str, Any] = dict(
+            hidden=hidden, num_filters=hidden, num_layers=num_layers,
+            num_gaussians=num_gaussians_for(cutoff), cutoff=float(cutoff),
+        )
+    elif kind == "cgcnn":
+        base = dict(
+            hidden=hidden, num_layers=num_layers, fc_hidden=2 * hidden, cutoff=float(cutoff),
+            max_neighbors=12, gaussian_step=GAUSSIAN_STEP,
+        )
+    else:
+        raise ValueError(f"unknown peer kind {kind!r}; expected one of {PEER_KINDS}")
+    base.update(extra or {})
+    return base
 
 
 @dataclass
@@ -25,8 +64,6 @@ class ModelSpec:
 
     def hparams(self, avg_num_neighbors: float) -> dict[str, Any]:
         if self.kind not in ("gnn", "composition"):
-            from gnomon.models.peers import peer_hparams  # imports torch: only for a peer
-
             return peer_hparams(self.kind, self.hidden, self.num_layers, self.cutoff, self.extra)
         if self.kind == "composition":
             return dict(hidden=self.hidden, num_layers=max(1, self.num_layers - 1), **self.extra)

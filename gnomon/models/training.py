@@ -16,7 +16,8 @@ The recipe, in order:
    :mod:`gnomon.models.calibration`); test-split metrics are reported with that scale.
 
 Retraining either fine-tunes a previous ensemble (its weights as the starting point) or starts
-from scratch.
+from scratch; choosing the parent and registering the new version is
+:func:`gnomon.models.retrain.train_scheme`.
 """
 
 from __future__ import annotations
@@ -41,13 +42,12 @@ from gnomon.models.ensemble import (
     TTA,
     Ensemble,
     EnsembleOutput,
-    IncompatibleWeights,
     Normalization,
     autocast,
     build_member,
     pick_device,
 )
-from gnomon.models.graphs import MAX_Z, GraphRejected
+from gnomon.models.graphs import ATOMIC_NUMBER, MAX_Z, GraphRejected
 from gnomon.models.screening import Featurizer
 from gnomon.models.spec import ModelSpec, TrainConfig
 from gnomon.storage.documents import Entry, stable_hash
@@ -129,7 +129,8 @@ def split_by_group(
     if names is None:
         n = len(set(groups))
         raise ValueError(
-            f"cannot split {n} distinct {'formulas' if by == 'composition' else 'chemical systems'} "
+            f"cannot split {n} distinct "
+            f"{'formulas' if by == 'composition' else 'chemical systems'} "
             "into train, validation and test; add data or lower the held-out fractions"
         )
     names, n_test, n_val = names
@@ -198,7 +199,8 @@ names what ``value`` measures, one of :data:`MONITORS`."""
 
 MONITORS = {
     "val_mae": "validation MAE of energy per atom (eV/atom)",
-    "train_loss": "training Huber loss on the standardised residual (unitless; no validation split)",
+    "train_loss": "training Huber loss on the standardised residual "
+                  "(unitless; no validation split)",
 }
 """What early stopping watches and best weights are picked by, with its meaning and unit."""
 
@@ -451,8 +453,6 @@ class Trainer:
 
     @staticmethod
     def _all_seen(sample: Sample, seen: np.ndarray) -> bool:
-        from gnomon.models.graphs import ATOMIC_NUMBER
-
         return all(seen[ATOMIC_NUMBER[el]] for el in sample.composition if el in ATOMIC_NUMBER)
 
     @staticmethod
@@ -482,7 +482,8 @@ class Trainer:
             train_idx = rng.choice(train_idx, size=len(train_idx), replace=True)
         model = model.to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.max_epochs, eta_min=lr * 0.01)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.max_epochs,
+                                                           eta_min=lr * 0.01)
         use_scaler = device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
         scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         monitor = data.monitor
@@ -494,7 +495,8 @@ class Trainer:
         if ckpt_dir:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
         for epoch in range(cfg.max_epochs):
-            train_loss = self._train_epoch(model, data, rng.permutation(train_idx), opt, scaler, device)
+            order = rng.permutation(train_idx)
+            train_loss = self._train_epoch(model, data, order, opt, scaler, device)
             sched.step()
             value = self._val_mae(model, data, device) if monitor == "val_mae" else train_loss
             if value < best[0] - 1e-6:
@@ -502,8 +504,8 @@ class Trainer:
                 if ckpt_dir:
                     torch.save(model.state_dict(), ckpt_dir / f"member{index}-best.pt")
             if ckpt_dir:
-                torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict()},
-                           ckpt_dir / f"member{index}-last.pt")
+                torch.save({"epoch": epoch, "model": model.state_dict(),
+                            "optimizer": opt.state_dict()}, ckpt_dir / f"member{index}-last.pt")
             history["epochs"] = epoch + 1
             if self.progress is not None:
                 self.progress(f"member {index + 1}/{cfg.ensemble_size}", epoch + 1, cfg.max_epochs,
@@ -576,78 +578,3 @@ def evaluate(
     report = calibration_report(out.mean - np.array([s.energy_per_atom for s in kept]), out.sigma)
     report["n_rejected"] = len(rejected)
     return report
-
-
-def train_scheme(
-    repo,
-    models_dir,
-    scheme: str,
-    spec: ModelSpec | None = None,
-    config: TrainConfig | None = None,
-    *,
-    retrain: str = "fine-tune",
-    campaign: str | None = None,
-    round: int | None = None,
-    progress: ProgressCallback | None = None,
-    parent: str | None = None,
-):
-    """Train on every entry of ``scheme`` in ``repo`` and register the new version.
-
-    ``retrain="fine-tune"`` starts from ``parent`` (a version, or ``"pretrained"``) when given,
-    else from the latest version of the same kind and scheme when there is one; ``"scratch"``
-    always initialises afresh. A fine-tuned child keeps its parent's normalisation, with the
-    element references refitted on this scheme's entries
-    (:func:`gnomon.models.pretrained.fine_tune_normalization`); a parent of another scheme is
-    recorded as ``transfer_from``. Returns (ModelVersion, TrainResult).
-    """
-    from gnomon.models.pretrained import fine_tune_normalization
-    from gnomon.models.registry import ModelRegistry
-
-    if retrain not in ("fine-tune", "scratch"):
-        raise ValueError(f"retrain must be 'fine-tune' or 'scratch', not {retrain!r}")
-    spec = spec or ModelSpec()
-    registry = ModelRegistry(repo, models_dir)
-    entries = repo.entries(scheme=scheme)
-    if not entries:
-        raise ValueError(f"no entries of scheme {scheme!r} to train on")
-    if retrain != "fine-tune":
-        parent_record = None
-    elif parent is not None:
-        parent_record = registry.get(parent)
-    else:
-        parent_record = repo.latest_model(scheme=scheme, kind=spec.kind)
-    samples = [Sample.from_entry(e) for e in entries]
-    parent_ens, refused, normalization, lineage = None, None, None, {}
-    if parent_record is not None:
-        try:
-            parent_ens = registry.load(parent_record)
-        except IncompatibleWeights as exc:
-            # A campaign must not stop at a round boundary because the network changed
-            # under an old model; it starts afresh and records why.
-            refused = f"{parent_record.id}: {exc}"
-    if parent_ens is not None:
-        normalization, lineage = fine_tune_normalization(parent_record, parent_ens, samples, scheme)
-        if normalization is None:
-            refused, parent_ens = f"{parent_record.id}: {lineage['references']['reason']}", None
-    if refused:
-        log.warning("cannot fine-tune from %s; training from scratch", refused)
-        parent_record, lineage = None, {}
-    result = Trainer(spec, config, progress).fit(samples, parent_ens, normalization)
-    record = registry.register(
-        result.ensemble,
-        scheme,
-        training_data_hash=result.training_data_hash,
-        n_train=result.metrics["n_train"],
-        metrics=result.metrics,
-        parent=parent_record.id if parent_record is not None else None,
-        campaign=campaign,
-        round=round,
-        extra_config={
-            "retrain": "scratch" if refused else retrain,
-            "split": {k: len(v) for k, v in result.split.items()},
-            **({"fine_tune_refused": refused} if refused else {}),
-            **lineage,
-        },
-        split=result.split,
-    )
-    return record, result

@@ -1,22 +1,21 @@
-"""bench/campaigns.py's pool: what a replayed campaign may pick and what it knows from the start."""
+"""A world's replay pool (gnomon.world.replay, bench/campaigns.py's data): what a replayed
+campaign may pick and what it knows from the start."""
 
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from tests.models.pretrained_toy import HELD_OUT, ROOT, write_toy_world
+from gnomon.world import replay
+from tests.models.pretrained_toy import HELD_OUT, write_toy_world
 
 
 def _campaigns():
-    spec = importlib.util.spec_from_file_location("bench_campaigns", ROOT / "bench" / "campaigns.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """Where the pool is made (bench/campaigns.py replays campaigns on it)."""
+    return replay
 
 
 def _with_waves(folder: Path) -> dict[str, int]:

@@ -1,7 +1,7 @@
 """The pretrained model shipped with gnomon: registered on first use, loaded offline from package
 data, carried over to other schemes by refitting its references, shown by its card.
 
-Most tests use a tiny model that bench/pretrain.py trains on a toy world (tests.models.
+Most tests use a tiny model that `gnomon model pretrain` trains on a toy world (tests.models.
 pretrained_toy), put where the package data would be. The fresh-clone test uses what
 gnomon/data/pretrained really holds."""
 
@@ -19,12 +19,14 @@ import pytest
 from pymatgen.core import Lattice, Structure
 from typer.testing import CliRunner
 
-from gnomon.models import pretrained
+from gnomon.models import pretrained, transfer
 from gnomon.models.ensemble import Ensemble
+from gnomon.models.errors import ModelNotFound
 from gnomon.models.evaluation import predict_samples
 from gnomon.models.graphs import ATOMIC_NUMBER
-from gnomon.models.registry import ModelNotFound, ModelRegistry
-from gnomon.models.training import Sample, train_scheme
+from gnomon.models.registry import ModelRegistry
+from gnomon.models.retrain import train_scheme
+from gnomon.models.training import Sample
 from gnomon.pipeline.thermo.entries import entry_from_structure
 from tests.models.conftest import cscl, tiny_config, toy_energy
 from tests.models.pretrained_toy import HELD_OUT, ROOT, run_pretrain, write_toy_world
@@ -63,7 +65,7 @@ def test_no_weights_means_a_clear_error_not_a_crash(tmp_path, monkeypatch, sqlit
     assert not pretrained.available()
     with pytest.raises(ModelNotFound, match="no pretrained model ships"):
         ModelRegistry(sqlite_repo, tmp_path / "models").get("pretrained")
-    assert pretrained.start_model(sqlite_repo, tmp_path / "models", "mlip-chgnet-0.3.0") is None
+    assert transfer.start_model(sqlite_repo, tmp_path / "models", "mlip-chgnet-0.3.0") is None
 
 
 def test_registered_on_first_use_once(shipped, repo, tmp_path):
@@ -109,8 +111,9 @@ def test_transfer_refits_references_on_the_schemes_own_entries(shipped, sqlite_r
     # entries of the pretrained scheme in the same database must not move the QE references
     chgnet = _entries("mlip-chgnet-0.3.0", {"Li": 40.0, "O": 40.0}, parent)
     sqlite_repo.put(qe + chgnet)
-    record, result = train_scheme(sqlite_repo, tmp_path / "models", "qe-pbe-test", config=tiny_config(
-        ensemble_size=2, max_epochs=1, val_fraction=0.3, lr=0.0), parent="pretrained")
+    config = tiny_config(ensemble_size=2, max_epochs=1, val_fraction=0.3, lr=0.0)
+    record, result = train_scheme(sqlite_repo, tmp_path / "models", "qe-pbe-test", config=config,
+                                  parent="pretrained")
     assert record.parent == base.id and record.config["transfer_from"] == base.id
     assert record.config["train_systems"] == base.config["train_systems"]
     note = record.config["references"]
@@ -119,7 +122,8 @@ def test_transfer_refits_references_on_the_schemes_own_entries(shipped, sqlite_r
     norm = result.ensemble.normalization
     for el, d in offsets.items():
         z = ATOMIC_NUMBER[el]
-        assert norm.element_refs[z] == pytest.approx(parent.normalization.element_refs[z] + d, abs=1e-4)
+        expected = parent.normalization.element_refs[z] + d
+        assert norm.element_refs[z] == pytest.approx(expected, abs=1e-4)
     assert {z for z in np.nonzero(norm.seen)[0]} == {ATOMIC_NUMBER["Li"], ATOMIC_NUMBER["O"]}
     # at lr 0 the network is the parent's: the child predicts the QE energies themselves
     got = predict_samples(result.ensemble, [Sample.from_entry(e) for e in qe]).energy_per_atom
@@ -131,10 +135,10 @@ def test_too_few_entries_keep_references_in_the_same_scheme_and_refuse_transfer(
     # one composition holding two elements and no elemental entry: neither reference is determined
     samples = [Sample.from_structure(f"s{i}", cscl("Li", "O", a), toy_energy(cscl("Li", "O", a)))
                for i, a in enumerate((2.9, 3.1))]
-    norm, note = pretrained.refit_references(parent, samples, same_scheme=False)
+    norm, note = transfer.refit_references(parent, samples, same_scheme=False)
     assert norm is None and "too few entries" in note["reason"] and "Li, O" in note["reason"]
-    with caplog.at_level("WARNING", logger="gnomon.models.pretrained"):
-        norm, note = pretrained.refit_references(parent, samples, same_scheme=True)
+    with caplog.at_level("WARNING", logger="gnomon.models.transfer"):
+        norm, note = transfer.refit_references(parent, samples, same_scheme=True)
     assert note["kept"] == ["Li", "O"] and "keeping the parent's" in caplog.text
     assert np.array_equal(norm.element_refs, parent.normalization.element_refs)
 
@@ -178,20 +182,23 @@ with open_repository(settings.db_url) as repo:
     record = registry.get("pretrained")
     ensemble = registry.load(record)
     again = registry.get("pretrained")
-    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"],
+                                     [[0, 0, 0], [0.5, 0.5, 0.5]])
     r = Screener(ensemble).predict([nacl])[0]
-    print(json.dumps({"gnomon": gnomon.__file__, "version": record.id, "same": again.id == record.id,
+    print(json.dumps({"gnomon": gnomon.__file__, "version": record.id,
+                      "same": again.id == record.id,
                       "models": repo.count("models"), "weights": record.weights_path,
                       "e": r.energy_per_atom, "sigma": r.sigma, "rejected": r.rejected}))
 """
 
 
 @pytest.mark.skipif(not _shipped_weights(), reason="gnomon/data/pretrained holds no weights yet "
-                    "(bench/pretrain.py writes them when the benchmark world is built)")
+                    "(gnomon model pretrain writes them when the benchmark world is built)")
 def test_shipped_model_loads_offline_and_predicts_in_a_fresh_clone(tmp_path):
     clone = tmp_path / "clone"
     if shutil.which("git") and (ROOT / ".git").exists():
-        subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)], check=True)
+        subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)],
+                       check=True)
     else:  # not a git checkout (an sdist): the package as it is
         shutil.copytree(ROOT / "gnomon", clone / "gnomon")
     card = json.loads((SHIPPED / "card.json").read_text())
@@ -210,16 +217,19 @@ def test_shipped_model_loads_offline_and_predicts_in_a_fresh_clone(tmp_path):
     assert -8.0 < out["e"] < -1.0 and np.isfinite(out["sigma"]) and out["sigma"] >= 0
 
 
-def test_evaluate_tells_systems_it_was_trained_on_from_held_out_ones(shipped, sqlite_repo, tmp_path):
+def test_evaluate_tells_systems_it_was_trained_on_from_held_out_ones(shipped, sqlite_repo,
+                                                                     tmp_path):
     from gnomon.models.evaluation import evaluate_version
 
     registry = ModelRegistry(sqlite_repo, tmp_path / "models")
     record = registry.get("pretrained")
     structures = [Structure(Lattice.cubic(2.4), [el], [[0, 0, 0]]) for el in ("Li", "Cl", "K", "O")]
-    structures += [cscl("Li", "Cl", a) for a in (3.0, 3.2)] + [cscl("K", "O", a) for a in (3.0, 3.2)]
+    structures += [cscl("Li", "Cl", a) for a in (3.0, 3.2)]
+    structures += [cscl("K", "O", a) for a in (3.0, 3.2)]
     entries = [entry_from_structure(s, toy_energy(s) * len(s), record.scheme, source="t")
                for s in structures]
-    result = evaluate_version(record, registry.load(record), entries, registry.training_keys(record))
+    result = evaluate_version(record, registry.load(record), entries,
+                              registry.training_keys(record))
     assert result["split_known"]
     assert result["sets"]["in_distribution"]["n"] == 6  # Li, Cl, K, O and Li-Cl: trained on
     assert result["sets"]["out_of_distribution"]["n"] == 2  # K-O: held out, never seen

@@ -11,8 +11,8 @@ import torch
 
 from gnomon.models.ensemble import Ensemble
 from gnomon.models.registry import ModelNotFound, ModelRegistry
+from gnomon.models.retrain import train_scheme
 from gnomon.models.screening import Screener
-from gnomon.models.training import train_scheme
 from gnomon.pipeline.thermo.entries import entry_from_structure
 from gnomon.storage import ModelVersion, open_repository
 from tests.models.conftest import TINY_SPEC, tiny_config, toy_energy, toy_structures
@@ -22,7 +22,8 @@ SCHEME = "mlip-toy-1"
 
 def test_register_and_load_round_trip(tiny_result, repo, tmp_path):
     registry = ModelRegistry(repo, tmp_path / "models")
-    record = registry.register(tiny_result.ensemble, SCHEME, training_data_hash=tiny_result.training_data_hash,
+    record = registry.register(tiny_result.ensemble, SCHEME,
+                               training_data_hash=tiny_result.training_data_hash,
                                n_train=tiny_result.metrics["n_train"], metrics=tiny_result.metrics,
                                split=tiny_result.split)
     assert record.id == "gnn-mlip-toy-1-v1"
@@ -30,7 +31,8 @@ def test_register_and_load_round_trip(tiny_result, repo, tmp_path):
     assert stored.training_data_hash == tiny_result.training_data_hash
     assert stored.calibration["sigma_scale"] == pytest.approx(tiny_result.ensemble.sigma_scale)
     assert stored.normalization["scale"] == pytest.approx(tiny_result.ensemble.normalization.scale)
-    assert stored.config["hparams"] == tiny_result.ensemble.hparams and stored.metrics["val"]["mae"] > 0
+    assert stored.config["hparams"] == tiny_result.ensemble.hparams
+    assert stored.metrics["val"]["mae"] > 0
     assert registry.training_keys(stored) == set(tiny_result.split["train"])
     loaded = registry.load(record.id)
     structures = toy_structures(5, seed=21)
@@ -107,7 +109,8 @@ def test_an_old_network_layout_is_refused_clearly_and_retraining_starts_afresh(t
     # rewrite its weights as an older gnomon laid the network out (one renamed layer)
     path = tmp_path / "models" / first.id / "ensemble.pt"
     state = torch.load(path, weights_only=True)
-    state["members"] = [{k.replace("center_in", "node_in"): v for k, v in m.items()} for m in state["members"]]
+    state["members"] = [{k.replace("center_in", "node_in"): v for k, v in m.items()}
+                        for m in state["members"]]
     torch.save(state, path)
     with pytest.raises(ValueError, match="node_in.*older gnomon"):
         Ensemble.load(path)

@@ -1,0 +1,280 @@
+"""Pretraining the screening model that ships with gnomon, on a world's training systems.
+
+Data: a world (``gnomon world build``): oracle-relaxed structures in the scheme
+``mlip-chgnet-0.3.0``, with ``heldout.json`` (whole chemical systems) and ``manifest.json``.
+
+* **Training** uses the structures of the training systems only: every system not in
+  ``heldout.json``. The trainer validates (early stopping, σ calibration) on a seeded 15 % of
+  those training systems, whole systems (``group_by="chemsys"``), because screening judges
+  systems the model has not seen.
+* **Hyperparameters** are fixed here (:class:`PretrainOptions`), before any result is seen,
+  and never tuned on the held-out systems: GNoME-style GNN (``gnomon.models.gnn``), width 48,
+  3 message-passing layers, cutoff 5 Å, 5 members, AdamW at 2e-3 with a cosine schedule, up
+  to 200 epochs, early-stopping patience 25, batches of 32. The options exist to run it on
+  other hardware or for a quick trial, not to search.
+* **Evaluation** (``gnomon.models.evaluation``) on every structure of the held-out systems:
+  MAE, RMSE, R² of energy per atom; precision, recall, F1 and DAF of "e_above_hull <= 0"
+  against the world's hull (Matbench Discovery's convention); ±1σ/±2σ coverage and
+  miscalibration area; on the relaxed structures, and on the unrelaxed inputs labelled with
+  the relaxed energies (what screening sees), with and without volume test-time augmentation.
+
+Writes ``<out>/<version>.pt`` (``Ensemble.save``) and ``card.json`` (data set and manifest
+hashes, split, held-out and training systems, metrics, scheme, hyperparameters, date, code
+version and the command that made it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymatgen.core import Structure
+
+from gnomon.models.ensemble import TTA, Ensemble
+from gnomon.models.evaluation import (
+    SystemSplit,
+    canonical_chemsys,
+    evaluation_report,
+    held_out_split,
+    hull_distances,
+    predict_samples,
+)
+from gnomon.models.pretrained import CARD_FILE, version_name
+from gnomon.models.registry import _jsonable
+from gnomon.models.spec import ModelSpec, TrainConfig
+from gnomon.models.training import Sample, Trainer, TrainResult
+from gnomon.pipeline.thermo.entries import entry_from_structure
+from gnomon.storage import Entry
+from gnomon.world.files import WorldFiles, load_world, sha256
+from gnomon.world.oracle import SCHEME
+
+MAX_BYTES = 5 * 1024 * 1024
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = PACKAGE_ROOT / "data" / "pretrained"
+"""Where the shipped model lives: the package data folder ``gnomon/data/pretrained``."""
+log = logging.getLogger(__name__)
+
+METRIC_KEYS = ("n", "n_missing", "mae", "rmse", "r2", "precision", "recall", "f1", "accuracy",
+               "prevalence", "daf", "mean_sigma", "coverage_1sigma", "coverage_2sigma",
+               "miscalibration_area")
+
+
+class PretrainError(ValueError):
+    """The world cannot give a model that ships (a leaking split, weights too big)."""
+
+
+@dataclass
+class PretrainOptions:
+    """The shipped model's recipe; the defaults are the shipped model's."""
+
+    version: int = 1  # N of pretrained-<scheme>-vN
+    members: int = 5
+    epochs: int = 200
+    patience: int = 25
+    width: int = 48  # feature width (hidden)
+    layers: int = 3
+    cutoff: float = 5.0
+    batch_size: int = 32
+    lr: float = 2e-3
+    val_fraction: float = 0.15
+    seed: int = 0
+    threads: int | None = None  # torch threads (default: torch's)
+    device: str | None = None  # cpu, cuda (default: CUDA when present)
+
+    def command(self, world: Path | None = None, out: Path | None = None) -> str:
+        """The command line that pretrains with these options (defaults left out)."""
+        parts = ["gnomon", "model", "pretrain"]
+        parts += [f"--world {world}"] if world is not None else []
+        parts += [f"--out {out}"] if out is not None else []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value != f.default:
+                parts.append(f"--{f.name.replace('_', '-')} {value}")
+        return " ".join(parts)
+
+    def spec(self) -> ModelSpec:
+        return ModelSpec(kind="gnn", hidden=self.width, num_layers=self.layers,
+                         cutoff=self.cutoff)
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(ensemble_size=self.members, seed=self.seed, max_epochs=self.epochs,
+                           patience=self.patience, batch_size=self.batch_size, lr=self.lr,
+                           val_fraction=self.val_fraction, group_by="chemsys",
+                           threads=self.threads, device=self.device, checkpoint_dir=None)
+
+
+@dataclass
+class WorldData:
+    """A world's rows as entries and samples (relaxed, unrelaxed), and its held-out systems."""
+
+    rows: list[dict[str, Any]]
+    held: set[str]
+    entries: list[Entry] = field(default_factory=list)
+    relaxed: list[Sample] = field(default_factory=list)
+    unrelaxed: list[Sample] = field(default_factory=list)
+
+    @property
+    def chemsys(self) -> list[str]:
+        return [e.chemsys for e in self.entries]
+
+
+def load(world_dir: Path) -> WorldData:
+    """The world in ``world_dir`` as entries and samples (unrelaxed: the input structures
+    labelled with the relaxed energies, which is what screening sees)."""
+    rows, held = load_world(WorldFiles(world_dir))
+    data = WorldData(rows, {canonical_chemsys(s) for s in held})
+    for r in rows:
+        entry = entry_from_structure(Structure.from_dict(r["relaxed"]), r["energy"], SCHEME,
+                                     source=r["generator"])
+        data.entries.append(entry)
+        data.relaxed.append(Sample.from_entry(entry))
+        start = Sample.from_entry(entry)
+        start.structure, start.key = r["unrelaxed"], f"{entry.id}:unrelaxed"
+        data.unrelaxed.append(start)
+    return data
+
+
+def split_world(data: WorldData) -> SystemSplit:
+    """Training systems and the held-out ones; :class:`PretrainError` when they leak."""
+    split = held_out_split(data.chemsys, data.held)
+    if split.leaks or set(split.train_systems) & data.held:
+        raise PretrainError(f"held-out systems leak into training: {sorted(split.leaks)}")
+    return split
+
+
+def train(data: WorldData, split: SystemSplit, options: PretrainOptions) -> TrainResult:
+    """The ensemble, trained on the training systems' relaxed structures only."""
+    samples = [data.relaxed[i] for i in split.train]
+    return Trainer(options.spec(), options.train_config()).fit(samples)
+
+
+def heldout_metrics(ensemble: Ensemble, data: WorldData,
+                    test: list[int]) -> dict[str, dict[str, Any]]:
+    """Every metric on the held-out structures, per input (relaxed, unrelaxed, unrelaxed+TTA)."""
+    held_entries = [data.entries[i] for i in test]
+    hull = hull_distances(held_entries, data.entries)  # against the whole world's hull
+    energy = np.array([e.energy_per_atom for e in held_entries])
+    out: dict[str, dict[str, Any]] = {}
+    for label, inputs, tta in (("relaxed", data.relaxed, None),
+                               ("unrelaxed", data.unrelaxed, None),
+                               ("unrelaxed +TTA", data.unrelaxed, TTA())):
+        pred = predict_samples(ensemble, [inputs[i] for i in test], tta)
+        report = evaluation_report(energy, pred.energy_per_atom, hull, pred.sigma)
+        out[label] = {k: report[k] for k in METRIC_KEYS if k in report}
+        log.info("held-out systems, %s input: MAE %.4f eV/atom", label, report["mae"])
+    return out
+
+
+def metrics(result: TrainResult, data: WorldData, split: SystemSplit) -> dict[str, Any]:
+    """The card's metrics: on the held-out systems, and the trainer's own validation."""
+    val = result.metrics.get("val", {})
+    return {"heldout": heldout_metrics(result.ensemble, data, split.test),
+            "validation": {k: val.get(k) for k in
+                           ("n", "mae", "rmse", "coverage_1sigma", "coverage_2sigma")}}
+
+
+def write_weights(ensemble: Ensemble, out: Path, number: int) -> Path:
+    """``<out>/<version>.pt``; :class:`PretrainError` (and no file) when over 5 MB."""
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / f"{version_name(SCHEME, number)}.pt"
+    ensemble.save(weights)
+    size = weights.stat().st_size
+    if size > MAX_BYTES:
+        weights.unlink()
+        raise PretrainError(f"{weights.name} would be {size / 2**20:.1f} MB (> 5 MB); use a "
+                            "smaller --width or fewer --members")
+    return weights
+
+
+def code_version() -> str:
+    """gnomon's version and the commit it ran at (``+dirty`` with local changes)."""
+    try:
+        v = version("gnomon")
+    except PackageNotFoundError:
+        v = "unknown"
+    root = PACKAGE_ROOT.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "gnomon"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return v
+    return f"{v} ({commit[:12]}{'+dirty' if dirty else ''})"
+
+
+def _data_section(world_dir: Path, data: WorldData, result: TrainResult) -> dict[str, Any]:
+    files = WorldFiles(world_dir)
+    manifest = json.loads(files.manifest.read_text()) if files.manifest.exists() else {}
+    return {
+        "name": "gnomon benchmark world (gnomon world build, gnomon world grow)",
+        "file": "bench/world/world.jsonl.gz",
+        "sha256": sha256(files.world),
+        "manifest_sha256": sha256(files.manifest) if files.manifest.exists() else None,
+        "heldout_sha256": sha256(files.heldout),
+        "built": manifest.get("built"),
+        "oracle": manifest.get("oracle", {}),
+        "n_structures": len(data.rows),
+        "n_systems": len(set(data.chemsys)),
+        "training_data_hash": result.training_data_hash,
+    }
+
+
+def _split_section(split: SystemSplit, result: TrainResult,
+                   options: PretrainOptions) -> dict[str, Any]:
+    m = result.metrics
+    return {
+        "kind": "fixed held-out systems (bench/world/heldout.json), whole chemical systems",
+        "validation": f"early stopping and σ calibration on {options.val_fraction:.0%} of the "
+                      "training systems, whole systems",
+        "n_train": m["n_train"], "n_val": m["n_val"], "n_heldout": len(split.test),
+        "train_systems": split.train_systems,
+        "heldout_systems": split.test_systems,
+    }
+
+
+def _training_section(result: TrainResult, options: PretrainOptions) -> dict[str, Any]:
+    m = result.metrics
+    return {"seconds": round(m["train_seconds"]), "device": m["device"],
+            "threads": options.threads, "sigma_scale": m["sigma_scale"],
+            "best_epochs": [h.get("best_epoch") for h in m["members"]],
+            "epochs_run": [h.get("epochs") for h in m["members"]]}
+
+
+def model_card(world_dir: Path, weights: Path, data: WorldData, split: SystemSplit,
+               result: TrainResult, options: PretrainOptions, scores: dict[str, Any],
+               command: str) -> dict[str, Any]:
+    """The shipped model's card (see the module); ``command`` is what made it."""
+    ensemble, config = result.ensemble, options.train_config()
+    train_keys = ("ensemble_size", "seed", "max_epochs", "patience", "batch_size", "lr",
+                  "weight_decay", "huber_delta", "val_fraction", "group_by")
+    return {
+        "version": version_name(SCHEME, options.version),
+        "weights": weights.name,
+        "weights_sha256": sha256(weights),
+        "scheme": SCHEME,
+        "kind": ensemble.kind,
+        "ensemble_size": ensemble.size,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code_version": code_version(),
+        "command": command,
+        "data": _data_section(world_dir, data, result),
+        "split": _split_section(split, result, options),
+        "hyperparameters": {"model": dict(ensemble.hparams),
+                            "train": {k: getattr(config, k) for k in train_keys}},
+        "training": _training_section(result, options),
+        "metrics": scores,
+    }
+
+
+def write_card(out: Path, card: dict[str, Any]) -> Path:
+    path = out / CARD_FILE
+    path.write_text(json.dumps(_jsonable(card), indent=1) + "\n")
+    return path
