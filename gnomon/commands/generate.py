@@ -33,6 +33,7 @@ from gnomon.pipeline.generation.compositions import (
     known_formulas,
     parse_elements,
 )
+from gnomon.pipeline.generation.physical import PhysicalCheck
 from gnomon.pipeline.generation.random_search import RandomSearch, RandomSearchError
 from gnomon.pipeline.generation.streaming import chunked
 from gnomon.pipeline.generation.templates import (
@@ -68,6 +69,14 @@ ShardOption = Annotated[
     typer.Option(
         "--shard",
         help="I/N: do the I-th of N equal shares of the work (I from 0), for N batch jobs.",
+    ),
+]
+PhysicalOption = Annotated[
+    bool,
+    typer.Option(
+        "--physical/--raw",
+        help="Rescale every candidate to its predicted volume and refuse those with atoms "
+        "closer than their radii allow (--raw keeps the generator's cells).",
     ),
 ]
 DedupOption = Annotated[
@@ -108,8 +117,11 @@ def _emit(
     dedup: bool,
     label: str,
     limit: int | None = None,
+    physical: bool = True,
 ) -> tuple[int, int, int]:
-    """Deduplicate and write a candidate stream; returns (generated, duplicates, written)."""
+    """Check, deduplicate and write a candidate stream; returns (generated, duplicates,
+    written). The physical check runs before the dedup, so a refused cell never shadows a
+    physical duplicate of it."""
     # heavy: pymatgen.analysis
     from gnomon.pipeline.generation.dedup import Deduplicator
 
@@ -127,7 +139,10 @@ def _emit(
 
     with _progress() as progress:
         task = progress.add_task(label, total=limit)
+        check = PhysicalCheck(rescale=True) if physical else None
         stream = counted(candidates, progress, task)
+        if check is not None:
+            stream = check.candidates(stream)
         if to_db:
             with repository(db) as repo:
                 dd = (
@@ -148,11 +163,24 @@ def _emit(
             duplicates = dd.stats.duplicates if dd is not None else 0
             where = str(out)
     console.print(
-        f"{label}: [bold]{counts['generated']}[/] generated, {duplicates} duplicates "
-        f"dropped, [bold]{written}[/] written to {escape(where)}",
+        f"{label}: [bold]{counts['generated']}[/] generated, {_physical_summary(check)}"
+        f"{duplicates} duplicates dropped, [bold]{written}[/] written to {escape(where)}",
         highlight=False,
     )
     return counts["generated"], duplicates, written
+
+
+def _physical_summary(check: PhysicalCheck | None) -> str:
+    if check is None:
+        return ""
+    refused = sum(check.counts()["refused"].values())
+    reasons = ", ".join(
+        f"{k.replace('_', ' ')} {v}" for k, v in sorted(check.counts()["refused"].items())
+    )
+    return (
+        f"{check.rescaled} rescaled to their predicted volume, {refused} refused as "
+        f"unphysical{f' ({reasons})' if reasons else ''}, "
+    )
 
 
 def _store(repo: Repository, candidates: list[Candidate]) -> list[str]:
@@ -278,6 +306,7 @@ def saps(
     ] = 2,
     charge_balance: Annotated[str, typer.Option(help="strict, relaxed or none (SMACT).")] = "none",
     dedup: DedupOption = True,
+    physical: PhysicalOption = True,
     seed: SeedOption = 0,
     processes: ProcessesOption = 1,
     shard_: ShardOption = None,
@@ -332,7 +361,7 @@ def saps(
     stream = generator.generate(
         sources(), limit=max_candidates, processes=processes, shard_of=_parse_shard(shard_)
     )
-    _emit(stream, out, to_db, db, dedup, "SAPS", limit=max_candidates)
+    _emit(stream, out, to_db, db, dedup, "SAPS", limit=max_candidates, physical=physical)
     _report_skipped(generator.skipped)
 
 
@@ -358,6 +387,7 @@ def random_(
     max_atoms: Annotated[int, typer.Option(min=1, help="Most atoms per cell.")] = 20,
     buildcell_timeout: Annotated[float, typer.Option(help="Seconds per buildcell call.")] = 60.0,
     dedup: DedupOption = True,
+    physical: PhysicalOption = True,
     seed: SeedOption = 0,
     processes: ProcessesOption = 1,
     shard_: ShardOption = None,
@@ -385,7 +415,16 @@ def random_(
         for formula in composition:  # check every request before drawing anything
             search.check_packing(search.check_composition(formula))
         stream = search.generate(composition, processes=processes, shard_of=_parse_shard(shard_))
-        _emit(stream, out, to_db, db, dedup, f"random ({backend})", limit=n * len(composition))
+        _emit(
+            stream,
+            out,
+            to_db,
+            db,
+            dedup,
+            f"random ({backend})",
+            limit=n * len(composition),
+            physical=physical,
+        )
     except (CompositionError, RandomSearchError, ValueError) as exc:
         fail(str(exc))
     for failure in search.failures:

@@ -17,9 +17,9 @@ Cs and Rb salts, whose covalent radii are generous.
 
 from __future__ import annotations
 
-import numpy as np
-from ase.data import covalent_radii
 from pymatgen.core import Structure
+
+from gnomon.pipeline.generation.physical import close_pair
 
 COLLAPSED_FRACTION = 0.6
 """Of a pair's covalent radii sum: a pair nearer than this means the cell has collapsed."""
@@ -28,26 +28,11 @@ COLLAPSED_FRACTION = 0.6
 def collapsed_pair(structure: Structure, fraction: float = COLLAPSED_FRACTION) -> str | None:
     """Why ``structure`` is no crystal, naming its closest offending pair; None if it is one.
 
-    Periodic images count (a one-atom cell with a 1 Å axis is collapsed too). Disordered
-    sites are judged by their first species.
+    The same line as the generators' physical check draws on their inputs
+    (:func:`gnomon.pipeline.generation.physical.close_pair`), drawn here on results.
     """
-    z = np.array([site.species.elements[0].Z for site in structure])
-    radius = covalent_radii[z]
-    reach = fraction * 2.0 * float(radius.max())
-    centres, neighbours, _, distances = structure.get_neighbor_list(reach)
-    if len(distances) == 0:
-        return None
-    limits = fraction * (radius[centres] + radius[neighbours])
-    ratio = distances / limits
-    worst = int(np.argmin(ratio))
-    if ratio[worst] >= 1.0:
-        return None
-    i, j = int(centres[worst]), int(neighbours[worst])
-    a, b = structure[i].species.elements[0], structure[j].species.elements[0]
-    bond = radius[i] + radius[j]
-    where = f"site {i} and its periodic image" if i == j else f"sites {i} and {j}"
-    return (f"collapsed: {a}-{b} ({where}) at {distances[worst]:.2f} Å, under "
-            f"{fraction:g} of their covalent bond length {bond:.2f} Å")
+    pair = close_pair(structure, fraction)
+    return None if pair is None else "collapsed: " + pair.describe(structure, fraction)
 
 
 __all__ = ["COLLAPSED_FRACTION", "collapsed_pair"]

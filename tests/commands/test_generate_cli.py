@@ -236,3 +236,27 @@ def test_dedup_file(tmp_path, db):
     (tmp_path / "broken.json").write_text('[{"id": "x", "generator": "g", "structure": {}}]')
     r = runner.invoke(app, ["dedup", str(tmp_path / "broken.json")])
     assert r.exit_code == 1 and "record 0 (id x)" in said(r)
+
+
+@pytest.mark.slow
+def test_saps_candidates_come_at_their_predicted_volume_and_raw_keeps_the_template(tmp_path):
+    """A prototype's cell is scaled by radii from its template; the physical check brings it
+    to the predicted volume (and says how many it rescaled); --raw keeps the template's."""
+    from pymatgen.core import Structure
+
+    from gnomon.pipeline.generation.random_search import estimate_volume_per_atom
+
+    physical, raw = tmp_path / "physical.json", tmp_path / "raw.json"
+    r = invoke("generate", "saps", "--elements", "K,Br", "--prototype", "B1", "--out", str(physical))
+    assert r.exit_code == 0, r.output
+    assert "rescaled to their predicted volume" in said(r) and "0 refused as unphysical" in said(r)
+    r = invoke("generate", "saps", "--elements", "K,Br", "--prototype", "B1", "--raw",
+               "--out", str(raw))
+    assert r.exit_code == 0, r.output
+    assert "rescaled" not in said(r)
+    (c,), (d,) = json.loads(physical.read_text()), json.loads(raw.read_text())
+    s, t = Structure.from_dict(c["structure"]), Structure.from_dict(d["structure"])
+    assert c["id"] == d["id"]
+    predicted = estimate_volume_per_atom(s.composition)
+    assert abs(s.volume / len(s) - predicted) < 1e-6 * predicted
+    assert abs(t.volume / len(t) - predicted) > 0.01 * predicted
