@@ -247,11 +247,14 @@ def test_saps_candidates_come_at_their_predicted_volume_and_raw_keeps_the_templa
     from gnomon.pipeline.generation.random_search import estimate_volume_per_atom
 
     physical, raw = tmp_path / "physical.json", tmp_path / "raw.json"
-    r = invoke("generate", "saps", "--elements", "K,Br", "--prototype", "B1", "--out", str(physical))
+    r = invoke(
+        "generate", "saps", "--elements", "K,Br", "--prototype", "B1", "--out", str(physical)
+    )
     assert r.exit_code == 0, r.output
     assert "rescaled to their predicted volume" in said(r) and "0 refused as unphysical" in said(r)
-    r = invoke("generate", "saps", "--elements", "K,Br", "--prototype", "B1", "--raw",
-               "--out", str(raw))
+    r = invoke(
+        "generate", "saps", "--elements", "K,Br", "--prototype", "B1", "--raw", "--out", str(raw)
+    )
     assert r.exit_code == 0, r.output
     assert "rescaled" not in said(r)
     (c,), (d,) = json.loads(physical.read_text()), json.loads(raw.read_text())
