@@ -112,20 +112,17 @@ def acquire(repo: Repository, campaign: str, run: str, ttl_s: float = LEASE_TTL_
         if record is None:
             raise KeyError(f"no campaign named {campaign!r}")
         runs = record.runs
-        if record.lease and record.lease != me.token:
-            if not _stale(record, now, ttl_s):
-                holder = Holder.parse(record.lease)
-                reason = f"run {holder.run} (pid {holder.pid} on {holder.host}) is still advancing the campaign"
-                repo.update_fields("campaigns", campaign, {"runs": _with_run(
-                    runs, run, started_at=_iso(now), finished_at=_iso(now), outcome="skipped", reason=reason)})
-                held = reason
-        if held is None and record.lease and record.lease != me.token:
-            dead = Holder.parse(record.lease)
-            log.warning("campaign %s: run %s (pid %d on %s) died holding it; run %s takes over",
-                        campaign, dead.run, dead.pid, dead.host, run)
-            runs = _with_run(runs, dead.run, outcome="interrupted", finished_at=_iso(now),
-                             reason=f"its process died; run {run} took over")
-        if held is None:
+        other = record.lease if record.lease and record.lease != me.token else None
+        if other is not None and not _stale(record, now, ttl_s):
+            holder = Holder.parse(other)
+            held = (f"run {holder.run} (pid {holder.pid} on {holder.host}) is still "
+                    "advancing the campaign")
+            skipped = _with_run(runs, run, started_at=_iso(now), finished_at=_iso(now),
+                                outcome="skipped", reason=held)
+            repo.update_fields("campaigns", campaign, {"runs": skipped})
+        else:
+            if other is not None:
+                runs = _taken_over(campaign, Holder.parse(other), runs, run, now)
             repo.update_fields("campaigns", campaign, {
                 "lease": me.token, "lease_renewed_at": _iso(now),
                 "runs": _with_run(runs, run, started_at=_iso(now), outcome="running", rounds=[]),
@@ -135,10 +132,20 @@ def acquire(repo: Repository, campaign: str, run: str, ttl_s: float = LEASE_TTL_
     return me
 
 
+def _taken_over(campaign: str, dead: Holder, runs: list[dict[str, Any]], run: str,
+                now: datetime) -> list[dict[str, Any]]:
+    """The run log with the dead holder's run marked interrupted, ``run`` taking over."""
+    log.warning("campaign %s: run %s (pid %d on %s) died holding it; run %s takes over",
+                campaign, dead.run, dead.pid, dead.host, run)
+    return _with_run(runs, dead.run, outcome="interrupted", finished_at=_iso(now),
+                     reason=f"its process died; run {run} took over")
+
+
 def renew(repo: Repository, campaign: str, holder: Holder) -> bool:
     """Renew the lease; False when ``holder`` no longer has it (another run took over)."""
-    return repo.update_fields("campaigns", campaign, {"lease_renewed_at": _iso(utcnow())},
-                              expect={"lease": holder.token})
+    return repo.update_fields(
+        "campaigns", campaign, {"lease_renewed_at": _iso(utcnow())}, expect={"lease": holder.token}
+    )
 
 
 def record(repo: Repository, campaign: str, run: str, **fields: Any) -> None:
@@ -146,7 +153,9 @@ def record(repo: Repository, campaign: str, run: str, **fields: Any) -> None:
     with repo.transaction():
         current = repo.get(Campaign, campaign)
         if current is not None:
-            repo.update_fields("campaigns", campaign, {"runs": _with_run(current.runs, run, **fields)})
+            repo.update_fields(
+                "campaigns", campaign, {"runs": _with_run(current.runs, run, **fields)}
+            )
 
 
 def release(repo: Repository, campaign: str, holder: Holder, **fields: Any) -> None:
@@ -155,7 +164,9 @@ def release(repo: Repository, campaign: str, holder: Holder, **fields: Any) -> N
         current = repo.get(Campaign, campaign)
         if current is None:
             return
-        update: dict[str, Any] = {"runs": _with_run(current.runs, holder.run, finished_at=_iso(utcnow()), **fields)}
+        update: dict[str, Any] = {
+            "runs": _with_run(current.runs, holder.run, finished_at=_iso(utcnow()), **fields)
+        }
         if current.lease == holder.token:
             update.update({"lease": None, "lease_renewed_at": None})
         repo.update_fields("campaigns", campaign, update)
@@ -168,7 +179,9 @@ class Renewer:
     stop at its next round boundary rather than race the new holder.
     """
 
-    def __init__(self, db_url: str, campaign: str, holder: Holder, every_s: float = RENEW_EVERY_S) -> None:
+    def __init__(
+        self, db_url: str, campaign: str, holder: Holder, every_s: float = RENEW_EVERY_S
+    ) -> None:
         self.db_url, self.campaign, self.holder, self.every_s = db_url, campaign, holder, every_s
         self.lost = threading.Event()
         self._stop = threading.Event()
@@ -179,7 +192,11 @@ class Renewer:
         try:
             while not self._stop.wait(self.every_s):
                 if not renew(repo, self.campaign, self.holder):
-                    log.error("campaign %s: run %s lost its lease to another run", self.campaign, self.holder.run)
+                    log.error(
+                        "campaign %s: run %s lost its lease to another run",
+                        self.campaign,
+                        self.holder.run,
+                    )
                     self.lost.set()
                     return
         finally:

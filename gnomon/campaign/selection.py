@@ -15,8 +15,10 @@ import random
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+from gnomon.config import CampaignConfig, SelectionConfig
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class SelectionPolicy(ABC):
 
         def fill(pool: Sequence[Scored], until: int) -> None:
             # every system first up to its minimum, then the pool in order
-            for short_only in ((True, False) if self.per_system_min else (False,)):
+            for short_only in (True, False) if self.per_system_min else (False,):
                 for c in pool:
                     if len(chosen) >= until:
                         return
@@ -84,7 +86,11 @@ class SelectionPolicy(ABC):
 
         fill(ranked, n_exploit)
         chosen.sort(key=lambda c: (self.score(c), c.candidate_id))
-        rest = [c for c in sorted(candidates, key=lambda c: c.candidate_id) if c.candidate_id not in picked]
+        rest = [
+            c
+            for c in sorted(candidates, key=lambda c: c.candidate_id)
+            if c.candidate_id not in picked
+        ]
         rng.shuffle(rest)
         # exploration gets its own share only: budget the filter left unused stays unspent,
         # as GNoME relaxed only what passed its filter
@@ -152,7 +158,27 @@ def make_policy(name: str, **options) -> SelectionPolicy:
     try:
         cls = POLICIES[name]
     except KeyError:
-        raise ValueError(f"unknown selection policy {name!r}; choose one of {sorted(POLICIES)}") from None
+        raise ValueError(
+            f"unknown selection policy {name!r}; choose one of {sorted(POLICIES)}"
+        ) from None
     if cls is RandomPolicy:
         options = {**options, "exploration": 1.0}
     return cls(**options)
+
+
+def policy_options(selection: SelectionConfig, name: str) -> dict[str, Any]:
+    """The arguments of policy ``name`` that a campaign's selection settings give: every field
+    of the policy's dataclass that the settings also have (budget, exploration, threshold,
+    k...)."""
+    if name not in POLICIES:
+        raise ValueError(f"unknown selection policy {name!r}; choose one of {sorted(POLICIES)}")
+    settings = selection.model_dump()
+    return {
+        f.name: settings[f.name] for f in fields(POLICIES[name]) if f.init and f.name in settings
+    }
+
+
+def selection_policy(config: CampaignConfig, name: str | None = None) -> SelectionPolicy:
+    """The policy ``name`` (default: the campaign's) as the campaign's settings configure it."""
+    name = name or config.selection.policy
+    return make_policy(name, **policy_options(config.selection, name), seed=config.seed)

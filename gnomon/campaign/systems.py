@@ -39,11 +39,15 @@ def system_compositions(
     out: dict[str, list[str]] = {}
     for system in systems:
         elements = system.split("-")
-        out[system] = [] if len(elements) > max_atoms else list(generator.generate(elements, skip=skipped))
+        out[system] = (
+            [] if len(elements) > max_atoms else list(generator.generate(elements, skip=skipped))
+        )
     return out
 
 
-def feasible_systems(systems: Sequence[str], max_atoms: int, mode: BalanceMode | str = BalanceMode.strict) -> list[str]:
+def feasible_systems(
+    systems: Sequence[str], max_atoms: int, mode: BalanceMode | str = BalanceMode.strict
+) -> list[str]:
     """The systems that have at least one charge-balanced composition (SMACT, ``mode``)."""
     formulas = system_compositions(systems, max_atoms, mode)
     return [s for s in systems if formulas[s]]
@@ -60,7 +64,9 @@ def round_robin(per_system: dict[str, Sequence[T]]) -> Iterator[T]:
                 yield q[depth]
 
 
-def fair_take(items: Iterable[T], limit: int, n_systems: int, system: Callable[[T], str]) -> list[T]:
+def fair_take(
+    items: Iterable[T], limit: int, n_systems: int, system: Callable[[T], str]
+) -> list[T]:
     """At most ``limit`` items, no system over its fair share ``ceil(limit / n_systems)`` while
     others still have items to give; what the share left unused goes, in stream order, to the
     systems that had more.
@@ -105,11 +111,15 @@ def system_breakdown(
 
     chosen = set(selected_ids)
     for start in range(0, len(candidate_ids), 500):
-        for c in repo.query(Candidate, {"id": list(candidate_ids[start:start + 500])}):
+        for c in repo.query(Candidate, {"id": list(candidate_ids[start : start + 500])}):
             row(c.chemsys)["candidates"] += 1
             row(c.chemsys)["selected"] += c.id in chosen
     prev = e_above_previous_hull(repo, scheme, entries) if entries else {}
-    stable = {p.id for p in repo.query(Phase, {"id": [e.id for e in entries]}) if p.is_stable} if entries else set()
+    stable = (
+        {p.id for p in repo.query(Phase, {"id": [e.id for e in entries]}) if p.is_stable}
+        if entries
+        else set()
+    )
     for e in entries:
         r = row(e.chemsys)
         r["relaxed"] += 1

@@ -45,7 +45,7 @@ def _run(cfg: CampaignConfig, db: str | None, rounds: int | None) -> dict:
 
 
 def _metrics_table(db: str | None, name: str) -> Table:
-    from gnomon.campaign.reports.campaign import METRIC_COLUMNS, _fmt, metric_rows
+    from gnomon.campaign.reports import METRIC_COLUMNS, format_value, metric_rows
 
     with repository(db) as repo:
         rows = metric_rows(repo, name)
@@ -53,26 +53,30 @@ def _metrics_table(db: str | None, name: str) -> Table:
     for _, head in METRIC_COLUMNS:
         table.add_column(head, justify="right")
     for r in rows:
-        table.add_row(*(_fmt(r.get(k)) for k, _ in METRIC_COLUMNS))
+        table.add_row(*(format_value(r.get(k)) for k, _ in METRIC_COLUMNS))
     return table
 
 
 def _finish(cfg: CampaignConfig, db: str | None, result: dict) -> None:
-    from gnomon.campaign.reports.campaign import write_report
+    from gnomon.campaign.reports import write_report
 
     console.print(_metrics_table(db, cfg.name))
     with repository(db) as repo:
         path = write_report(repo, settings(db), cfg)
-    console.print(f"campaign {cfg.name}: {result['status']}"
-                  + (f" ({result['reason']})" if result.get("reason") else "")
-                  + f", {result['relaxations']} relaxations")
+    console.print(
+        f"campaign {cfg.name}: {result['status']}"
+        + (f" ({result['reason']})" if result.get("reason") else "")
+        + f", {result['relaxations']} relaxations"
+    )
     console.print(f"report: [bold]{path}[/]")
 
 
 @app.command("run")
 def run(
     config: Annotated[Path, typer.Argument(help="Campaign YAML file.")],
-    rounds: Annotated[int | None, typer.Option(help="Run this many rounds (default: the config's).")] = None,
+    rounds: Annotated[
+        int | None, typer.Option(help="Run this many rounds (default: the config's).")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Run a campaign (resuming it if it was interrupted)."""
@@ -97,8 +101,8 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Campaigns, their rounds and the state of every step."""
-    from gnomon.campaign.reports.campaign import campaign_rounds
-    from gnomon.campaign.steps import STEPS, with_current_step_names
+    from gnomon.campaign.reports import campaign_rounds
+    from gnomon.campaign.round_steps import STEPS, with_current_step_names
     from gnomon.storage import Campaign
 
     with repository(db) as repo:
@@ -126,20 +130,30 @@ def _schedule_lines(c) -> list[str]:
     if c.schedule:
         from gnomon.flows.deploy import next_due
 
-        nxt = ("none (stopped; its schedule is paused)" if c.stop_reason
-               else f"{next_due(c.schedule).isoformat(timespec='seconds')} (when `gnomon campaign serve` runs)")
-        lines.append(f"schedule: {c.schedule}, {c.rounds_per_run} round(s) per run; next run: {nxt}")
+        nxt = (
+            "none (stopped; its schedule is paused)"
+            if c.stop_reason
+            else f"{next_due(c.schedule).isoformat(timespec='seconds')} "
+            "(when `gnomon campaign serve` runs)"
+        )
+        lines.append(
+            f"schedule: {c.schedule}, {c.rounds_per_run} round(s) per run; next run: {nxt}"
+        )
     done = [r for r in c.runs if r.get("outcome") not in ("skipped", "missed")]
     if done:
         last = done[-1]
         rounds = ", ".join(map(str, last.get("rounds") or [])) or "none"
-        lines.append(f"last run: {last.get('outcome')} (started {last.get('started_at')}, finished "
-                     f"{last.get('finished_at') or '–'}, rounds {rounds})"
-                     + (f": {last['reason']}" if last.get("reason") else ""))
+        lines.append(
+            f"last run: {last.get('outcome')} (started {last.get('started_at')}, finished "
+            f"{last.get('finished_at') or '–'}, rounds {rounds})"
+            + (f": {last['reason']}" if last.get("reason") else "")
+        )
     skipped = sum(1 for r in c.runs if r.get("outcome") == "skipped")
     missed = sum(int(r.get("count", 1)) for r in c.runs if r.get("outcome") == "missed")
     if skipped or missed:
-        lines.append(f"runs skipped (another still going): {skipped}; missed while serve was down: {missed}")
+        lines.append(
+            f"runs skipped (another still going): {skipped}; missed while serve was down: {missed}"
+        )
     return lines
 
 
@@ -150,7 +164,7 @@ def report(
     db: DbOption = None,
 ) -> None:
     """Write the campaign report (Markdown + PNG)."""
-    from gnomon.campaign.reports.campaign import write_report
+    from gnomon.campaign.reports import write_report
 
     cfg = _stored_config(name, db)
     with repository(db) as repo:
@@ -178,44 +192,74 @@ def quickstart(db: DbOption = None) -> None:
     for h in ("formula", "chemsys", "E_f (eV/atom)", "decomposition energy", "source"):
         table.add_column(h)
     for r, origin in zip(rows, origins, strict=True):
-        table.add_row(r["formula"], r["chemsys"], f"{r['formation_energy_per_atom']:.3f}",
-                      f"{r['decomposition_energy']:.3f}", origin)
+        table.add_row(
+            r["formula"],
+            r["chemsys"],
+            f"{r['formation_energy_per_atom']:.3f}",
+            f"{r['decomposition_energy']:.3f}",
+            origin,
+        )
     console.print(table)
 
 
 @app.command("schedule")
 def schedule(
     config: Annotated[Path, typer.Argument(help="Campaign YAML file.")],
-    cron: Annotated[str | None, typer.Option(help="Cron schedule, e.g. '0 2 * * *' (daily at 02:00).")] = None,
-    every: Annotated[str | None, typer.Option(
-        help="Interval schedule instead of a cron: '10s', '15m', '6h', '1d' (slots counted from "
-             "2000-01-01 00:00 UTC).")] = None,
+    cron: Annotated[
+        str | None, typer.Option(help="Cron schedule, e.g. '0 2 * * *' (daily at 02:00).")
+    ] = None,
+    every: Annotated[
+        str | None,
+        typer.Option(
+            help="Interval schedule instead of a cron: '10s', '15m', '6h', '1d' (slots counted "
+            "from 2000-01-01 00:00 UTC)."
+        ),
+    ] = None,
     rounds_per_run: Annotated[int, typer.Option(help="Rounds each scheduled run adds.")] = 1,
     db: DbOption = None,
 ) -> None:
-    """Schedule a campaign: each run adds --rounds-per-run rounds until its stopping rules end it."""
+    """Schedule a campaign: each run adds --rounds-per-run rounds until its stopping rules end
+    it."""
     from gnomon.flows.campaign import CampaignError
     from gnomon.flows.deploy import schedule as make_schedule
 
     cfg = _config(config)
     try:
-        deployment_id = make_schedule(cfg, settings(db), cron=cron, interval=every, rounds_per_run=rounds_per_run)
+        deployment_id = make_schedule(
+            cfg, settings(db), cron=cron, interval=every, rounds_per_run=rounds_per_run
+        )
     except (ValueError, CampaignError) as exc:
         fail(str(exc))
     when = f"'{cron}'" if cron else f"every {every}"
-    where = (f"deployment gnomon-campaign/{cfg.name} ({deployment_id})" if deployment_id
-             else f"campaign {cfg.name}")
-    console.print(f"{where} scheduled {when}, {rounds_per_run} round(s) per run; "
-                  "run `gnomon campaign serve` to execute it")
+    where = (
+        f"deployment gnomon-campaign/{cfg.name} ({deployment_id})"
+        if deployment_id
+        else f"campaign {cfg.name}"
+    )
+    console.print(
+        f"{where} scheduled {when}, {rounds_per_run} round(s) per run; "
+        "run `gnomon campaign serve` to execute it"
+    )
 
 
 @app.command("serve")
 def serve(
-    names: Annotated[list[str] | None, typer.Argument(help="Campaigns to serve (default: all scheduled).")] = None,
-    port: Annotated[int | None, typer.Option(
-        help="Port of the workspace's Prefect server (default: a free one); unused with PREFECT_API_URL.")] = None,
-    ui: Annotated[bool, typer.Option(help="Serve Prefect's web UI with the workspace's server.")] = True,
-    poll: Annotated[float, typer.Option(help="Seconds between asking the server for due runs.")] = 5.0,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Campaigns to serve (default: all scheduled).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of the workspace's Prefect server (default: a free one); unused with "
+            "PREFECT_API_URL."
+        ),
+    ] = None,
+    ui: Annotated[
+        bool, typer.Option(help="Serve Prefect's web UI with the workspace's server.")
+    ] = True,
+    poll: Annotated[
+        float, typer.Option(help="Seconds between asking the server for due runs.")
+    ] = 5.0,
     db: DbOption = None,
 ) -> None:
     """Run scheduled campaigns when they come due, until interrupted.
@@ -234,22 +278,34 @@ def serve(
 
 @app.command("simulate")
 def simulate(
-    config: Annotated[Path, typer.Argument(help="Campaign YAML file (selection and model settings).")],
-    labels: Annotated[Path, typer.Option(help="Labelled structures: JSON entries or extxyz with energies.")],
-    policies: Annotated[str, typer.Option(help="Comma-separated policies to compare.")] = "random,greedy,uncertainty",
+    config: Annotated[
+        Path, typer.Argument(help="Campaign YAML file (selection and model settings).")
+    ],
+    labels: Annotated[
+        Path, typer.Option(help="Labelled structures: JSON entries or extxyz with energies.")
+    ],
+    policies: Annotated[
+        str, typer.Option(help="Comma-separated policies to compare.")
+    ] = "random,greedy,uncertainty",
     rounds: Annotated[int | None, typer.Option(help="Rounds (default: the config's).")] = None,
     initial: Annotated[int, typer.Option(help="Labelled compounds known before round 0.")] = 20,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
-    model: Annotated[Path | None, typer.Option(
-        help="Ensemble file to start from: it screens round 0 and is fine-tuned each round "
-             "(default: a fresh ensemble each round; round 0 random when --initial is 0).")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the results as JSON.")
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="Ensemble file to start from: it screens round 0 and is fine-tuned each round "
+            "(default: a fresh ensemble each round; round 0 random when --initial is 0)."
+        ),
+    ] = None,
 ) -> None:
     """Replay the loop on a labelled set to compare selection policies (no engine runs)."""
     import json
 
+    from gnomon.campaign.selection import policy_options
     from gnomon.campaign.simulate import load_labels
     from gnomon.campaign.simulate import simulate as run_simulation
-    from gnomon.campaign.steps import policy_options
 
     cfg = _config(config)
     try:
@@ -260,20 +316,42 @@ def simulate(
     for name in [p.strip() for p in policies.split(",") if p.strip()]:
         try:
             options = policy_options(cfg.selection, name)
-            results.append(run_simulation(items, name, rounds or cfg.rounds, options.pop("budget"), initial, cfg.seed,
-                                          options, {"ensemble_size": cfg.model.ensemble_size, "hidden": cfg.model.hidden,
-                                                    "layers": cfg.model.layers, "max_epochs": cfg.model.max_epochs,
-                                                    "patience": cfg.model.patience},
-                                          initial_model=model))
+            results.append(
+                run_simulation(
+                    items,
+                    name,
+                    rounds or cfg.rounds,
+                    options.pop("budget"),
+                    initial,
+                    cfg.seed,
+                    options,
+                    {
+                        "ensemble_size": cfg.model.ensemble_size,
+                        "hidden": cfg.model.hidden,
+                        "layers": cfg.model.layers,
+                        "max_epochs": cfg.model.max_epochs,
+                        "patience": cfg.model.patience,
+                    },
+                    initial_model=model,
+                )
+            )
         except ValueError as exc:
             fail(str(exc))
-    table = Table(title=f"simulation on {labels} ({len(items)} labelled, {results[0].n_stable_total if results else 0} stable)")
+    table = Table(
+        title=f"simulation on {labels} ({len(items)} labelled, "
+        f"{results[0].n_stable_total if results else 0} stable)"
+    )
     for h in ("policy", "evaluations", "stable found", "stable per 100", "hit rate per round"):
         table.add_column(h)
     for r in results:
         hits = " ".join("–" if h is None else f"{h:.2f}" for h in r.hits)
-        table.add_row(r.policy, str(r.evaluations[-1] if r.evaluations else 0), str(r.stable_found[-1] if r.stable_found else 0),
-                      f"{r.per_100:.1f}", hits)
+        table.add_row(
+            r.policy,
+            str(r.evaluations[-1] if r.evaluations else 0),
+            str(r.stable_found[-1] if r.stable_found else 0),
+            f"{r.per_100:.1f}",
+            hits,
+        )
     console.print(table)
     if json_out:
         json_out.write_text(json.dumps([r.as_dict() for r in results], indent=1))

@@ -47,7 +47,11 @@ class DatabaseNotFound(RuntimeError):
 
 
 def _settings_file(settings: Settings) -> Path:
-    return Path(os.environ["GNOMON_CONFIG"]) if os.environ.get("GNOMON_CONFIG") else settings.home / "gnomon.yaml"
+    return (
+        Path(os.environ["GNOMON_CONFIG"])
+        if os.environ.get("GNOMON_CONFIG")
+        else settings.home / "gnomon.yaml"
+    )
 
 
 def _file_db(path: Path) -> str | None:
@@ -79,19 +83,22 @@ def database_ref(settings: Settings) -> dict[str, str]:
 def database_url(ref: dict[str, str]) -> str:
     """The database URL a reference from :func:`database_ref` points to, read now."""
     if "prefect_secret" in ref:
-        from prefect.blocks.system import Secret
+        from prefect.blocks.system import Secret  # heavy: prefect, only for a Secret block
 
         try:
             return str(Secret.load(ref["prefect_secret"]).get())
         except ValueError as exc:  # Prefect: no block of that name
-            raise DatabaseNotFound(f"no Prefect Secret block {ref['prefect_secret']!r} holding the "
-                                   f"database URL: {exc}") from None
+            raise DatabaseNotFound(
+                f"no Prefect Secret block {ref['prefect_secret']!r} holding the database URL: {exc}"
+            ) from None
     if "env" in ref:
         url = os.environ.get(ref["env"])
         if not url:
-            raise DatabaseNotFound(f"the campaign's database URL is read from ${ref['env']}, which "
-                                   "is not set where this flow runs: set it there (or use "
-                                   f"${DB_SECRET_BLOCK_ENV} with a Prefect Secret block)")
+            raise DatabaseNotFound(
+                f"the campaign's database URL is read from ${ref['env']}, which "
+                "is not set where this flow runs: set it there (or use "
+                f"${DB_SECRET_BLOCK_ENV} with a Prefect Secret block)"
+            )
         return url
     if "file" in ref:
         url = _file_db(Path(ref["file"]))
@@ -139,8 +146,10 @@ def _secret_environment(ref: dict[str, Any]) -> dict[str, str]:
     try:
         values = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise DatabaseNotFound(f"the SLURM environment's secret values ({', '.join(ref['names'])}) "
-                               f"are read from {path}, which cannot be read here: {exc}") from None
+        raise DatabaseNotFound(
+            f"the SLURM environment's secret values ({', '.join(ref['names'])}) "
+            f"are read from {path}, which cannot be read here: {exc}"
+        ) from None
     missing = [n for n in ref["names"] if n not in values]
     if missing:
         raise DatabaseNotFound(f"{path} does not hold the SLURM environment values {missing}")

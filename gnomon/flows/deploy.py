@@ -31,8 +31,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from gnomon.config import CampaignConfig, Settings
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterNextScheduledStartTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.runner import Runner
+from prefect.schedules import Cron, Interval
+from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+from prefect.states import Cancelled, Crashed
+
 from gnomon.campaign import runs
+from gnomon.config import CampaignConfig, Settings
 from gnomon.flows.campaign import campaign_flow, register_campaign, settings_payload
 from gnomon.flows.server import LocalPrefectServer, running_server
 from gnomon.storage import Campaign, open_repository
@@ -54,7 +71,9 @@ def parse_every(text: str) -> int:
     """Seconds of an interval written ``90``, ``10s``, ``15m``, ``6h`` or ``1d``."""
     match = _EVERY.match(text)
     if not match or int(match.group(1)) == 0:
-        raise ValueError(f"{text!r} is not an interval (a positive number with s, m, h or d, e.g. '10s', '6h')")
+        raise ValueError(
+            f"{text!r} is not an interval (a positive number with s, m, h or d, e.g. '10s', '6h')"
+        )
     return int(match.group(1)) * _UNIT_S[match.group(2)]
 
 
@@ -69,18 +88,16 @@ def interval_of(schedule: str) -> int | None:
 
 
 def validate_cron(cron: str) -> str:
-    from prefect.client.schemas.schedules import CronSchedule
-
     try:
         CronSchedule(cron=cron)
     except ValueError:
-        raise ValueError(f"{cron!r} is not a valid cron expression (five fields, e.g. '0 2 * * *')") from None
+        raise ValueError(
+            f"{cron!r} is not a valid cron expression (five fields, e.g. '0 2 * * *')"
+        ) from None
     return cron
 
 
 def _prefect_schedule(schedule: str):
-    from prefect.schedules import Cron, Interval
-
     seconds = interval_of(schedule)
     if seconds is None:
         return Cron(schedule)
@@ -91,10 +108,13 @@ def _deployment(config: CampaignConfig, settings: Settings, schedule: str, round
     return campaign_flow.to_deployment(
         name=config.name,
         schedule=_prefect_schedule(schedule),
-        parameters={"config": config.model_dump(mode="json"), "settings": settings_payload(settings),
-                    "rounds_per_run": rounds_per_run},
+        parameters={
+            "config": config.model_dump(mode="json"),
+            "settings": settings_payload(settings),
+            "rounds_per_run": rounds_per_run,
+        },
         description=f"gnomon discovery campaign {config.name} in {config.chemsys}: "
-                    f"{rounds_per_run} round(s) per run until its stopping rules end it",
+        f"{rounds_per_run} round(s) per run until its stopping rules end it",
         tags=["gnomon", config.chemsys],
         paused=False,
     )
@@ -107,24 +127,23 @@ def next_due(schedule: str, after: datetime | None = None) -> datetime:
     if seconds is not None:
         slots = int((after - INTERVAL_ANCHOR).total_seconds() // seconds) + 1
         return INTERVAL_ANCHOR + timedelta(seconds=slots * seconds)
-    from prefect.server.schemas.schedules import CronSchedule
+    # heavy: prefect's server schemas (its database models), only to read a cron
+    from prefect.server.schemas.schedules import CronSchedule as ServerCronSchedule
 
-    (date,) = asyncio.run(CronSchedule(cron=schedule).get_dates(n=1, start=after + timedelta(seconds=1)))
+    (date,) = asyncio.run(
+        ServerCronSchedule(cron=schedule).get_dates(n=1, start=after + timedelta(seconds=1))
+    )
     return date
 
 
 def configured_api_url() -> str | None:
     """The Prefect API the user chose (``PREFECT_API_URL`` or their Prefect profile), if any."""
-    from prefect.settings import get_current_settings
-
     return os.environ.get("PREFECT_API_URL") or get_current_settings().api.url
 
 
 @contextmanager
 def prefect_api(url: str) -> Iterator[None]:
     """Prefect clients of this process, and of the processes it starts, talk to ``url``."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     before = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = url
     try:
@@ -137,8 +156,13 @@ def prefect_api(url: str) -> Iterator[None]:
             os.environ["PREFECT_API_URL"] = before
 
 
-def schedule(config: CampaignConfig, settings: Settings, cron: str | None = None, interval: str | None = None,
-             rounds_per_run: int = 1) -> str | None:
+def schedule(
+    config: CampaignConfig,
+    settings: Settings,
+    cron: str | None = None,
+    interval: str | None = None,
+    rounds_per_run: int = 1,
+) -> str | None:
     """Record the campaign's schedule and register its deployment where a Prefect API is in
     force; returns the deployment's id, or None when ``serve`` will register it."""
     if (cron is None) == (interval is None):
@@ -149,8 +173,16 @@ def schedule(config: CampaignConfig, settings: Settings, cron: str | None = None
     register_campaign(settings, config)
     repo = open_repository(settings.db_url)
     try:
-        repo.update_fields("campaigns", config.name, {"schedule": spec, "rounds_per_run": rounds_per_run,
-                                                      "status": "scheduled", "stop_reason": None})
+        repo.update_fields(
+            "campaigns",
+            config.name,
+            {
+                "schedule": spec,
+                "rounds_per_run": rounds_per_run,
+                "status": "scheduled",
+                "stop_reason": None,
+            },
+        )
     finally:
         repo.close()
     url = configured_api_url() or running_server(settings.home / "prefect")
@@ -173,19 +205,31 @@ def servable(settings: Settings, names: list[str] | None = None) -> list[Campaig
     campaigns = [c for c in scheduled(settings) if not names or c.name in names]
     unknown = sorted(set(names or ()) - {c.name for c in campaigns})
     if unknown:
-        raise ValueError(f"not scheduled: {', '.join(unknown)} (`gnomon campaign schedule CONFIG --every ...` first)")
+        raise ValueError(
+            f"not scheduled: {', '.join(unknown)} "
+            "(`gnomon campaign schedule CONFIG --every ...` first)"
+        )
     ended = [c for c in campaigns if c.stop_reason]
     for c in ended:
         log.info("campaign %s is not served: it stopped (%s)", c.name, c.stop_reason)
     live = [c for c in campaigns if not c.stop_reason]
     if not live:
-        raise ValueError("no scheduled campaign to serve: create one with `gnomon campaign schedule CONFIG "
-                         "--cron ...` or `--every ...`" + (f" ({len(ended)} stopped)" if ended else ""))
+        raise ValueError(
+            "no scheduled campaign to serve: create one with `gnomon campaign schedule CONFIG "
+            "--cron ...` or `--every ...`" + (f" ({len(ended)} stopped)" if ended else "")
+        )
     return live
 
 
-def serve(settings: Settings, names: list[str] | None = None, *, port: int | None = None, ui: bool = True,
-          poll_s: float = POLL_S, server_start_timeout_s: float = 300.0) -> None:
+def serve(
+    settings: Settings,
+    names: list[str] | None = None,
+    *,
+    port: int | None = None,
+    ui: bool = True,
+    poll_s: float = POLL_S,
+    server_start_timeout_s: float = 300.0,
+) -> None:
     """Serve the scheduled campaigns (all, or those named) until interrupted (Ctrl-C, SIGTERM).
 
     Uses the Prefect API in force; without one, the workspace's own server (started here,
@@ -197,30 +241,46 @@ def serve(settings: Settings, names: list[str] | None = None, *, port: int | Non
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     url = configured_api_url()
     if url:
-        log.info("serving %s with the Prefect server at %s", ", ".join(c.name for c in campaigns), url)
+        log.info(
+            "serving %s with the Prefect server at %s", ", ".join(c.name for c in campaigns), url
+        )
         _serve(settings, campaigns, own_server=False, poll_s=poll_s)
         return
-    server = LocalPrefectServer(settings.home / "prefect", port=port, ui=ui, start_timeout_s=server_start_timeout_s)
+    server = LocalPrefectServer(
+        settings.home / "prefect", port=port, ui=ui, start_timeout_s=server_start_timeout_s
+    )
     with server:
         with prefect_api(server.api_url):
-            log.info("serving %s with the workspace's Prefect server at %s", ", ".join(c.name for c in campaigns),
-                     server.api_url)
+            log.info(
+                "serving %s with the workspace's Prefect server at %s",
+                ", ".join(c.name for c in campaigns),
+                server.api_url,
+            )
             _serve(settings, campaigns, own_server=True, poll_s=poll_s)
 
 
 def _serve(settings: Settings, campaigns: list[Campaign], own_server: bool, poll_s: float) -> None:
-    from prefect.runner import Runner
-
-    runner = Runner(name=f"gnomon-serve-{socket.gethostname()}-{os.getpid()}", query_seconds=poll_s,
-                    pause_on_shutdown=False, limit=None)
+    runner = Runner(
+        name=f"gnomon-serve-{socket.gethostname()}-{os.getpid()}",
+        query_seconds=poll_s,
+        pause_on_shutdown=False,
+        limit=None,
+    )
     ids: dict[str, UUID] = {}
     for c in campaigns:
-        deployment = _deployment(CampaignConfig.model_validate(c.config), settings, c.schedule, c.rounds_per_run)
+        deployment = _deployment(
+            CampaignConfig.model_validate(c.config), settings, c.schedule, c.rounds_per_run
+        )
         ids[c.name] = runner.add_deployment(deployment)
     catch_up(settings, ids, own_server)
     for c in campaigns:
-        log.info("campaign %s: %s, %d round(s) per run, next due %s", c.name, c.schedule, c.rounds_per_run,
-                 next_due(c.schedule).isoformat(timespec="seconds"))
+        log.info(
+            "campaign %s: %s, %d round(s) per run, next due %s",
+            c.name,
+            c.schedule,
+            c.rounds_per_run,
+            next_due(c.schedule).isoformat(timespec="seconds"),
+        )
     try:
         asyncio.run(_run_until_stopped(runner))
     except KeyboardInterrupt:
@@ -255,56 +315,73 @@ def catch_up(settings: Settings, deployments: dict[str, UUID], own_server: bool)
     """Before serving: due runs missed while nothing served them collapse into one, and (on
     the workspace's own server, which nothing else could have run) runs left Running or
     Pending by a killed ``serve`` are marked Crashed."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        DeploymentFilter,
-        DeploymentFilterId,
-        FlowRunFilter,
-        FlowRunFilterNextScheduledStartTime,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-    from prefect.client.schemas.sorting import FlowRunSort
-    from prefect.states import Cancelled, Crashed
-
     now = datetime.now(UTC)
     with get_client(sync_client=True) as client:
         for name, deployment_id in deployments.items():
             only = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
-            due = _all_runs(client, only, FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
-                next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=now)),
-                sort=FlowRunSort.EXPECTED_START_TIME_ASC)
-            missed = due[:-1]
-            for run in missed:
-                client.set_flow_run_state(run.id, Cancelled(
-                    name="Missed", message="came due while gnomon campaign serve was not running; "
-                                           "one catch-up run is kept"), force=True)
-            if missed:
-                log.info("campaign %s: %d runs came due while serve was down; one catch-up run is kept",
-                         name, len(missed))
-                _record(settings, name, f"missed-{missed[0].id}", outcome="missed", count=len(missed),
-                        started_at=missed[0].expected_start_time.isoformat(),
-                        finished_at=missed[-1].expected_start_time.isoformat(),
-                        reason="came due while serve was not running; one catch-up run kept")
-            if not own_server:
-                continue
-            left = _all_runs(client, only, FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
-                any_=[StateType.RUNNING, StateType.PENDING, StateType.CANCELLING]))))
-            for run in left:
-                client.set_flow_run_state(run.id, Crashed(
-                    message="gnomon campaign serve stopped while it ran; the next run resumes the campaign "
-                            "at its first unfinished step"), force=True)
-                log.warning("campaign %s: run %s was cut short when serve stopped; marked Crashed", name, run.id)
+            _collapse_missed(client, settings, name, only, now)
+            if own_server:
+                _crash_left_over(client, name, only)
+
+
+def _collapse_missed(client: Any, settings: Settings, name: str, only: DeploymentFilter,
+                     now: datetime) -> None:
+    """Every due run of the deployment but the last cancelled as Missed, and recorded."""
+    due = _all_runs(
+        client,
+        only,
+        FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+            next_scheduled_start_time=FlowRunFilterNextScheduledStartTime(before_=now),
+        ),
+        sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+    )
+    missed = due[:-1]
+    for run in missed:
+        client.set_flow_run_state(
+            run.id,
+            Cancelled(name="Missed", message="came due while gnomon campaign serve was not "
+                      "running; one catch-up run is kept"),
+            force=True,
+        )
+    if not missed:
+        return
+    log.info("campaign %s: %d runs came due while serve was down; one catch-up run is kept",
+             name, len(missed))
+    _record(settings, name, f"missed-{missed[0].id}", outcome="missed", count=len(missed),
+            started_at=missed[0].expected_start_time.isoformat(),
+            finished_at=missed[-1].expected_start_time.isoformat(),
+            reason="came due while serve was not running; one catch-up run kept")
+
+
+def _crash_left_over(client: Any, name: str, only: DeploymentFilter) -> None:
+    """Runs of the deployment a killed ``serve`` left Running, Pending or Cancelling, marked
+    Crashed."""
+    active = [StateType.RUNNING, StateType.PENDING, StateType.CANCELLING]
+    left = _all_runs(client, only, FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=active))))
+    for run in left:
+        client.set_flow_run_state(
+            run.id,
+            Crashed(message="gnomon campaign serve stopped while it ran; the next run resumes "
+                    "the campaign at its first unfinished step"),
+            force=True,
+        )
+        log.warning("campaign %s: run %s was cut short when serve stopped; marked Crashed",
+                    name, run.id)
 
 
 def _all_runs(client: Any, deployments: Any, runs_filter: Any, sort: Any = None) -> list[Any]:
     """Every flow run matching the filters, read page by page (the API returns 200 at most)."""
     out: list[Any] = []
     while True:
-        page = client.read_flow_runs(deployment_filter=deployments, flow_run_filter=runs_filter, sort=sort,
-                                     limit=_PAGE, offset=len(out))
+        page = client.read_flow_runs(
+            deployment_filter=deployments,
+            flow_run_filter=runs_filter,
+            sort=sort,
+            limit=_PAGE,
+            offset=len(out),
+        )
         out.extend(page)
         if len(page) < _PAGE:
             return out
@@ -321,4 +398,12 @@ def _record(settings: Settings, campaign: str, run: str, **fields: Any) -> None:
         repo.close()
 
 
-__all__ = ["DEPLOYMENT_PREFIX", "catch_up", "next_due", "parse_every", "schedule", "scheduled", "serve"]
+__all__ = [
+    "DEPLOYMENT_PREFIX",
+    "catch_up",
+    "next_due",
+    "parse_every",
+    "schedule",
+    "scheduled",
+    "serve",
+]

@@ -68,27 +68,39 @@ def slurm_cluster_options(config: DaskConfig) -> dict[str, Any]:
     cores, ``processes`` worker processes and ``memory``, for ``walltime``, started with this
     interpreter unless ``python`` says otherwise."""
     return dict(
-        cores=config.cores, processes=config.processes, memory=config.memory,
-        walltime=config.walltime, queue=config.queue, account=config.account,
-        job_extra_directives=list(config.job_extra), job_script_prologue=list(config.job_script_prologue),
-        python=config.python or sys.executable, interface=config.interface,
-        log_directory=config.log_directory, scheduler_options={"dashboard_address": ":0"},  # any free port
+        cores=config.cores,
+        processes=config.processes,
+        memory=config.memory,
+        walltime=config.walltime,
+        queue=config.queue,
+        account=config.account,
+        job_extra_directives=list(config.job_extra),
+        job_script_prologue=list(config.job_script_prologue),
+        python=config.python or sys.executable,
+        interface=config.interface,
+        log_directory=config.log_directory,
+        scheduler_options={"dashboard_address": ":0"},  # any free port
     )
 
 
 def make_cluster(config: DaskConfig) -> Any:
     """The cluster ``config`` asks for, scaled to its workers (not yet connected)."""
     if config.cluster == "slurm":
-        from dask_jobqueue import SLURMCluster
+        from dask_jobqueue import SLURMCluster  # heavy: dask
 
         cluster = SLURMCluster(**slurm_cluster_options(config))
         cluster.scale(jobs=config.workers)
         return cluster
-    from distributed import LocalCluster
+    from distributed import LocalCluster  # heavy: dask
 
-    return LocalCluster(n_workers=config.workers, threads_per_worker=config.cores, processes=True,
-                        memory_limit=config.memory, dashboard_address=None,
-                        **({"interface": config.interface} if config.interface else {}))
+    return LocalCluster(
+        n_workers=config.workers,
+        threads_per_worker=config.cores,
+        processes=True,
+        memory_limit=config.memory,
+        dashboard_address=None,
+        **({"interface": config.interface} if config.interface else {}),
+    )
 
 
 def runtime(config: DaskConfig) -> DaskRuntime:
@@ -98,7 +110,7 @@ def runtime(config: DaskConfig) -> DaskRuntime:
         found = _RUNTIMES.get(key)
         if found is not None and found.client.status == "running":
             return found
-        from distributed import Client
+        from distributed import Client  # heavy: dask
 
         cluster = None if config.address else make_cluster(config)
         client = Client(config.address or cluster)
@@ -108,9 +120,15 @@ def runtime(config: DaskConfig) -> DaskRuntime:
             client.close()
             if cluster is not None:
                 cluster.close()
-            raise ChunkLost(f"no Dask worker of the {config.cluster} cluster started within "
-                            f"{config.start_timeout:.0f} s (SLURM: see squeue and the job logs)") from None
-        log.info("dask: %s cluster up (%s)", config.cluster, client.dashboard_link if cluster is None else cluster)
+            raise ChunkLost(
+                f"no Dask worker of the {config.cluster} cluster started within "
+                f"{config.start_timeout:.0f} s (SLURM: see squeue and the job logs)"
+            ) from None
+        log.info(
+            "dask: %s cluster up (%s)",
+            config.cluster,
+            client.dashboard_link if cluster is None else cluster,
+        )
         _RUNTIMES[key] = found = DaskRuntime(config, client, cluster)
         return found
 
@@ -146,8 +164,8 @@ def map_chunks(
     is still in flight. Waiting longer than ``no_worker_timeout`` with no worker left raises
     :class:`ChunkLost`.
     """
-    from distributed import KilledWorker
-    from distributed.client import FutureCancelledError
+    from distributed import KilledWorker  # heavy: dask
+    from distributed.client import FutureCancelledError  # heavy: dask
 
     limit = max_in_flight or 2 * max(1, sum(client.nthreads().values()))
     run = uuid.uuid4().hex[:8]
@@ -168,12 +186,22 @@ def map_chunks(
                     continue
                 alone_since = alone_since or time.monotonic()
                 if time.monotonic() - alone_since > no_worker_timeout:
-                    raise ChunkLost(f"{name}: no Dask worker left for {no_worker_timeout:.0f} s") from None
+                    raise ChunkLost(
+                        f"{name}: no Dask worker left for {no_worker_timeout:.0f} s"
+                    ) from None
             except (KilledWorker, FutureCancelledError) as exc:
                 if tries >= max_retries:
-                    raise ChunkLost(f"{name}: lost {tries + 1} times with its workers ({exc})") from exc
+                    raise ChunkLost(
+                        f"{name}: lost {tries + 1} times with its workers ({exc})"
+                    ) from exc
                 tries += 1
-                log.warning("dask: %s lost with its worker (%s); resubmitted (%d/%d)", name, exc, tries, max_retries)
+                log.warning(
+                    "dask: %s lost with its worker (%s); resubmitted (%d/%d)",
+                    name,
+                    exc,
+                    tries,
+                    max_retries,
+                )
                 future = submit(chunk)
 
     pending: deque[tuple[T, Any]] = deque()

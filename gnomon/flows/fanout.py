@@ -1,7 +1,9 @@
-"""A round's generation and screening, in chunks, on the campaign's Dask cluster or in-process.
+"""A round's generation and screening, in chunks, on the campaign's Dask cluster.
 
-The steps (``gnomon.campaign.steps``) call these in place of the generators and the screen: with
-no ``dask:`` section they run here, as before; with one, the work is cut into chunks
+The steps (``gnomon.campaign.steps``) call their round's fan-out
+(:class:`gnomon.campaign.fanout.FanOut`) in place of the generators and the screen; the flow
+hands them :func:`fan_out`'s choice. With no ``dask:`` section that is the campaign layer's
+in-process one; with one it is a :class:`DaskFanOut`: the work is cut into chunks
 (templates for SAPS, compositions for the random search, candidates for the screen) that
 Dask workers compute (:func:`gnomon.flows.distributed.map_chunks`) and that come back in
 chunk order. Every chunk is a pure function of its items (SAPS and the random search seed each
@@ -15,12 +17,21 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from gnomon.campaign.fanout import IN_PROCESS, FanOut
 from gnomon.config import CampaignConfig, DaskConfig, Settings
+from gnomon.flows.distributed import map_chunks, runtime
+from gnomon.models.ensemble import TTA, Ensemble
+from gnomon.models.registry import ModelRegistry
+from gnomon.models.screening import Screener, ScreenStats, hull_function
+from gnomon.pipeline.generation.random_search import RandomSearch
+from gnomon.pipeline.generation.saps import SAPSGenerator
 from gnomon.pipeline.generation.streaming import chunked
+from gnomon.pipeline.generation.templates import Template
 from gnomon.storage import Candidate, ModelVersion, Prediction, Repository
 
 log = logging.getLogger(__name__)
@@ -32,61 +43,59 @@ def dask_config(config: CampaignConfig, settings: Settings) -> DaskConfig | None
 
 
 def _map(dask: DaskConfig, fn, chunks: Iterable[Any], name: str) -> Iterator[Any]:
-    from gnomon.flows.distributed import map_chunks, runtime
-
     client = runtime(dask).client
     return map_chunks(fn, chunks, client, max_retries=dask.max_retries, name=name,
                       no_worker_timeout=dask.start_timeout)
 
 
 # -- SAPS -------------------------------------------------------------------------------------
-def _saps_chunk(generator: Any, templates: list[Any]) -> tuple[list[Candidate], list[Any]]:
+def _saps_chunk(generator: SAPSGenerator,
+                templates: list[Template]) -> tuple[list[Candidate], list[Any]]:
     gen = copy.copy(generator)
     gen.skipped = []
     return list(gen.generate(templates)), gen.skipped
 
 
-def saps_candidates(dask: DaskConfig | None, generator: Any, templates: Iterable[Any]) -> Iterator[Candidate]:
-    """``generator.generate(templates)``, template chunks on the cluster when there is one;
-    skipped templates end up in ``generator.skipped`` either way."""
-    if dask is None:
-        yield from generator.generate(templates)
-        return
+def saps_candidates(dask: DaskConfig, generator: SAPSGenerator,
+                    templates: Iterable[Template]) -> Iterator[Candidate]:
+    """``generator.generate(templates)``, template chunks on the cluster; skipped templates
+    end up in ``generator.skipped`` as in-process."""
     clean = copy.copy(generator)
     clean.skipped = []
-    for candidates, skipped in _map(dask, partial(_saps_chunk, clean), chunked(templates, dask.chunk_size), "saps"):
+    chunks = chunked(templates, dask.chunk_size)
+    for candidates, skipped in _map(dask, partial(_saps_chunk, clean), chunks, "saps"):
         generator.skipped.extend(skipped)
         yield from candidates
 
 
 # -- random search -----------------------------------------------------------------------------
-def _random_chunk(search: Any, formulas: list[str]) -> tuple[list[Candidate], list[str]]:
+def _random_chunk(search: RandomSearch, formulas: list[str]) -> tuple[list[Candidate], list[str]]:
     s = copy.copy(search)
     s.failures = []
     return list(s.generate(formulas)), s.failures
 
 
-def random_candidates(dask: DaskConfig | None, search: Any, formulas: Iterable[str]) -> Iterator[Candidate]:
-    """``search.generate(formulas)``, composition chunks on the cluster when there is one;
-    failures end up in ``search.failures`` either way."""
-    if dask is None:
-        yield from search.generate(formulas)
-        return
+def random_candidates(dask: DaskConfig, search: RandomSearch,
+                      formulas: Iterable[str]) -> Iterator[Candidate]:
+    """``search.generate(formulas)``, composition chunks on the cluster; failures end up in
+    ``search.failures`` as in-process."""
     clean = copy.copy(search)
     clean.failures = []
-    for candidates, failures in _map(dask, partial(_random_chunk, clean), chunked(formulas, dask.chunk_size), "random"):
+    chunks = chunked(formulas, dask.chunk_size)
+    for candidates, failures in _map(dask, partial(_random_chunk, clean), chunks, "random"):
         search.failures.extend(failures)
         yield from candidates
 
 
 # -- screening ---------------------------------------------------------------------------------
-_ENSEMBLES: dict[str, Any] = {}
+_ENSEMBLES: dict[str, Ensemble] = {}
+
+#: what a worker sends back per candidate: id, energy per atom, sigma, rejection reason
+ChunkResult = tuple[str, float | None, float | None, str | None]
 
 
-def _ensemble(record: ModelVersion, models_dir: str) -> Any:
+def _ensemble(record: ModelVersion, models_dir: str) -> Ensemble:
     """The ensemble of ``record``, loaded once per worker process."""
-    from gnomon.models.registry import ModelRegistry
-
     key = f"{record.id}:{record.weights_path}"
     if key not in _ENSEMBLES:
         _ENSEMBLES.clear()  # one model a round: keep only the newest in memory
@@ -95,15 +104,15 @@ def _ensemble(record: ModelVersion, models_dir: str) -> Any:
 
 
 def _screen_chunk(record: ModelVersion, models_dir: str, tta: bool,
-                  items: list[tuple[str, str, dict]]) -> list[tuple[str, float | None, float | None, str | None]]:
-    from gnomon.models.ensemble import TTA
-    from gnomon.models.screening import Screener
-
+                  items: list[tuple[str, str, dict]]) -> list[ChunkResult]:
     ensemble = _ensemble(record, models_dir)
-    keyed = [(cid, formula if ensemble.kind == "composition" else structure) for cid, formula, structure in items]
-    results = [r for batch in Screener(ensemble, tta=TTA() if tta else None).stream(keyed) for r in batch]
+    composition = ensemble.kind == "composition"
+    keyed = [(cid, formula if composition else structure) for cid, formula, structure in items]
+    screener = Screener(ensemble, tta=TTA() if tta else None)
+    results = [r for batch in screener.stream(keyed) for r in batch]
     order = {cid: i for i, (cid, _, _) in enumerate(items)}
-    return sorted(((r.key, r.energy_per_atom, r.sigma, r.rejected) for r in results), key=lambda r: order[r[0]])
+    return sorted(((r.key, r.energy_per_atom, r.sigma, r.rejected) for r in results),
+                  key=lambda r: order[r[0]])
 
 
 def screen_on_cluster(
@@ -117,12 +126,10 @@ def screen_on_cluster(
     tta: bool = False,
     campaign: str | None = None,
     round: int | None = None,
-) -> Any:
+) -> ScreenStats:
     """What :func:`gnomon.models.screening.screen_candidates` does, the ensemble running on
     the cluster's workers chunk by chunk; predictions are written here as chunks come back,
     with e_above_hull against the stored hull of ``scheme``."""
-    from gnomon.models.screening import ScreenStats, hull_function
-
     stats = ScreenStats()
     ehull = hull_function(repo, scheme)
     formulas: dict[str, str] = {}
@@ -144,9 +151,36 @@ def screen_on_cluster(
                 continue
             stats.screened += 1
             preds.append(Prediction(
-                id=Prediction.key(cid, record.id), candidate_id=cid, model_version=record.id, scheme=scheme,
-                energy_per_atom=energy, sigma=sigma, e_above_hull=ehull(formula, energy),
-                campaign=campaign, round=round,
+                id=Prediction.key(cid, record.id), candidate_id=cid, model_version=record.id,
+                scheme=scheme, energy_per_atom=energy, sigma=sigma,
+                e_above_hull=ehull(formula, energy), campaign=campaign, round=round,
             ))
         stats.written += repo.upsert("predictions", preds) if preds else 0
     return stats
+
+
+# -- the fan-out a flow hands its round ----------------------------------------------------------
+@dataclass(frozen=True)
+class DaskFanOut:
+    """A round's SAPS, random search and screen in chunks on the cluster of ``dask``."""
+
+    dask: DaskConfig
+
+    def saps(self, generator: SAPSGenerator, templates: Iterable[Template]) -> Iterator[Candidate]:
+        return saps_candidates(self.dask, generator, templates)
+
+    def random(self, search: RandomSearch, formulas: Iterable[str]) -> Iterator[Candidate]:
+        return random_candidates(self.dask, search, formulas)
+
+    def screen(self, repo: Repository, candidates: Iterable[Candidate], record: ModelVersion,
+               models_dir: str | Path, scheme: str, *, tta: bool = False,
+               campaign: str | None = None, round: int | None = None) -> ScreenStats:
+        return screen_on_cluster(self.dask, repo, candidates, record, models_dir, scheme,
+                                 tta=tta, campaign=campaign, round=round)
+
+
+def fan_out(config: CampaignConfig, settings: Settings) -> FanOut:
+    """Where a round of ``config`` runs its heavy work: on the Dask cluster its ``dask:``
+    section (or the site's) names, else in-process."""
+    dask = dask_config(config, settings)
+    return IN_PROCESS if dask is None else DaskFanOut(dask)

@@ -107,13 +107,15 @@ class LocalPrefectServer:
     def environment(self) -> dict[str, str]:
         """The server's environment: the caller's, with Prefect's home and settings fixed."""
         env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-        env.update({
-            "PREFECT_HOME": str(self.home),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_UI_ENABLED": str(self.ui).lower(),
-            "PREFECT_SERVER_UI_ENABLED": str(self.ui).lower(),
-            "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "true",
-        })
+        env.update(
+            {
+                "PREFECT_HOME": str(self.home),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_UI_ENABLED": str(self.ui).lower(),
+                "PREFECT_SERVER_UI_ENABLED": str(self.ui).lower(),
+                "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "true",
+            }
+        )
         return env
 
     def start(self) -> str:
@@ -123,18 +125,34 @@ class LocalPrefectServer:
             self.port = free_port(self.host)
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "prefect", "server", "start", "--host", self.host,
-                 "--port", str(self.port)],
-                env=self.environment(), stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent())
-        log.info("starting Prefect server for %s on %s (log: %s)", self.home, self.api_url,
-                 self.log_path)
+                [
+                    sys.executable,
+                    "-m",
+                    "prefect",
+                    "server",
+                    "start",
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(self.port),
+                ],
+                env=self.environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent(),
+            )
+        log.info(
+            "starting Prefect server for %s on %s (log: %s)", self.home, self.api_url, self.log_path
+        )
         try:
             self._wait_healthy()
         except BaseException:  # noqa: BLE001 - never leave the child behind, then re-raise
             self.stop()
             raise
-        (self.home / "server.json").write_text(json.dumps({"api_url": self.api_url, "pid": self.proc.pid}))
+        (self.home / "server.json").write_text(
+            json.dumps({"api_url": self.api_url, "pid": self.proc.pid})
+        )
         log.info("Prefect server ready on %s", self.api_url)
         return self.api_url
 
@@ -142,11 +160,15 @@ class LocalPrefectServer:
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ServerError(f"prefect server exited with {self.proc.returncode}:\n{self._tail()}")
+                raise ServerError(
+                    f"prefect server exited with {self.proc.returncode}:\n{self._tail()}"
+                )
             if healthy(self.api_url):
                 return
             time.sleep(1.0)
-        raise ServerError(f"prefect server not healthy after {self.start_timeout_s:.0f} s:\n{self._tail()}")
+        raise ServerError(
+            f"prefect server not healthy after {self.start_timeout_s:.0f} s:\n{self._tail()}"
+        )
 
     def stop(self) -> None:
         """Stop the server: SIGTERM, then SIGKILL if it has not exited in ``stop_timeout_s``."""
@@ -169,8 +191,12 @@ class LocalPrefectServer:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 

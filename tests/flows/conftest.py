@@ -29,7 +29,9 @@ def fake_engine(monkeypatch):
     """The instant test-double engine of tests/dft, importable here and in worker processes
     (the local dispatcher passes its environment on)."""
     monkeypatch.syspath_prepend(str(DFT_TESTS))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(DFT_TESTS), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(DFT_TESTS), os.environ.get("PYTHONPATH")]))
+    )
     from gnomon_fake_engine import FakeEngine
 
     return FakeEngine()

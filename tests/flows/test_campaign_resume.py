@@ -27,8 +27,21 @@ CONFIG = {
     "saps": {"max_candidates": 12, "max_template_sites": 4, "max_per_template": 3},
     "random_search": {"n_per_composition": 1, "max_compositions": 2, "max_atoms": 6},
     "compositions": {"max_atoms": 5},
-    "model": {"ensemble_size": 2, "hidden": 16, "layers": 1, "max_epochs": 15, "patience": 5, "min_entries": 4},
-    "selection": {"policy": "threshold", "threshold": 1.0, "budget": 3, "exploration": 0.0, "max_per_group": 2},
+    "model": {
+        "ensemble_size": 2,
+        "hidden": 16,
+        "layers": 1,
+        "max_epochs": 15,
+        "patience": 5,
+        "min_entries": 4,
+    },
+    "selection": {
+        "policy": "threshold",
+        "threshold": 1.0,
+        "budget": 3,
+        "exploration": 0.0,
+        "max_per_group": 2,
+    },
     "engine": {"name": "mlip", "options": {"fmax": 0.5, "steps": 15}},
     # one worker process at a time, two relaxations each (one process start per pair): round 1
     # stays part-way through its relaxations for several seconds, wide enough for the test to
@@ -40,9 +53,14 @@ CONFIG = {
 def _campaign(home: Path, config: Path, extra_env: dict | None = None) -> subprocess.Popen:
     env = {**os.environ, "GNOMON_HOME": str(home), **(extra_env or {})}
     # its own process group, so the Prefect server it starts can be found after a SIGKILL
-    return subprocess.Popen([sys.executable, "-m", "gnomon.cli", "campaign", "run", str(config)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gnomon.cli", "campaign", "run", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _snapshot(home: Path) -> dict:
@@ -51,9 +69,13 @@ def _snapshot(home: Path) -> dict:
             "candidates": sorted(c.id for c in repo.query(Candidate)),
             "calculations": sorted((c.id, c.state.value) for c in repo.query(Calculation)),
             "entries": sorted((e.id, round(e.energy, 5)) for e in repo.query(Entry)),
-            "phases": sorted((p.id, round(p.e_above_hull, 5), p.is_stable) for p in repo.query(Phase)),
-            "rounds": sorted((r.index, tuple(sorted(r.outputs.get("select", {}).get("selected", []))))
-                             for r in repo.query(Round)),
+            "phases": sorted(
+                (p.id, round(p.e_above_hull, 5), p.is_stable) for p in repo.query(Phase)
+            ),
+            "rounds": sorted(
+                (r.index, tuple(sorted(r.outputs.get("select", {}).get("selected", []))))
+                for r in repo.query(Round)
+            ),
         }
 
 
@@ -63,7 +85,9 @@ def _state(home: Path) -> tuple[int, int]:
     if not db.exists():
         return 0, 0
     with open_repository(f"sqlite:///{db}") as repo:
-        return repo.count("calculations", {"round": 1, "state": "done"}), repo.count("calculations", {"round": 1})
+        return repo.count("calculations", {"round": 1, "state": "done"}), repo.count(
+            "calculations", {"round": 1}
+        )
 
 
 def test_sigkill_mid_round_then_resume_equals_uninterrupted(tmp_path):
@@ -115,5 +139,9 @@ def test_sigkill_mid_round_then_resume_equals_uninterrupted(tmp_path):
         if state is CalcState.done:  # finished before the kill: never run again
             assert after[cid].attempts == attempts
     assert all(c.attempts == 1 for c in after.values())
-    runs = [line for c in after.values() for line in Path(c.workdir, "attempts.log").read_text().splitlines()]
+    runs = [
+        line
+        for c in after.values()
+        for line in Path(c.workdir, "attempts.log").read_text().splitlines()
+    ]
     assert len(runs) == len(after)  # one relaxation started per calculation, none repeated

@@ -23,7 +23,9 @@ SITE = Path(__file__).resolve().parent / "dask_site"  # chunk functions the work
 @pytest.fixture(scope="module")
 def local():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(SITE), os.environ.get("PYTHONPATH")])))
+        mp.setenv(
+            "PYTHONPATH", os.pathsep.join(filter(None, [str(SITE), os.environ.get("PYTHONPATH")]))
+        )
         mp.syspath_prepend(str(SITE))
         cfg = DaskConfig(cluster="local", workers=2, cores=1, memory="2GB", start_timeout=60)
         # the scheduler gives a task up at the first death of its worker (KilledWorker), so
@@ -41,7 +43,9 @@ def test_chunks_come_back_in_order_and_a_dead_worker_loses_nothing(local, tmp_pa
 
     client = runtime(local).client
     chunks = [list(range(i, i + 2)) for i in range(0, 12, 2)]
-    out = list(map_chunks(partial(square_dying_once, str(tmp_path)), chunks, client, max_in_flight=3))
+    out = list(
+        map_chunks(partial(square_dying_once, str(tmp_path)), chunks, client, max_in_flight=3)
+    )
     assert out == [[x * x for x in c] for c in chunks]
     assert (tmp_path / "died-2").exists()  # the worker did die, and its chunk ran again
     assert "chunk lost with its worker" in caplog.text and "resubmitted (1/3)" in caplog.text
@@ -49,7 +53,6 @@ def test_chunks_come_back_in_order_and_a_dead_worker_loses_nothing(local, tmp_pa
 
     with pytest.raises(ValueError, match="bad item 5"):
         list(map_chunks(fails_on_five, chunks, client))
-
 
 
 def test_a_campaign_takes_its_own_dask_section_else_the_sites():
@@ -64,12 +67,27 @@ def test_a_campaign_takes_its_own_dask_section_else_the_sites():
 def test_slurm_section_becomes_the_worker_job_script():
     from dask_jobqueue import SLURMCluster
 
-    cfg = DaskConfig(cluster="slurm", cores=2, memory="3GB", walltime="00:20:00", queue="compute",
-                     account="chem", job_extra=["--qos=debug"], job_script_prologue=["module load foo"],
-                     python="/opt/py/bin/python")
+    cfg = DaskConfig(
+        cluster="slurm",
+        cores=2,
+        memory="3GB",
+        walltime="00:20:00",
+        queue="compute",
+        account="chem",
+        job_extra=["--qos=debug"],
+        job_script_prologue=["module load foo"],
+        python="/opt/py/bin/python",
+    )
     with SLURMCluster(**slurm_cluster_options(cfg)) as cluster:  # no job submitted until scaled
         script = cluster.job_script()
-    for line in ("#SBATCH -p compute", "#SBATCH -A chem", "#SBATCH --cpus-per-task=2", "#SBATCH -t 00:20:00",
-                 "#SBATCH --qos=debug", "module load foo", "/opt/py/bin/python -m distributed.cli.dask_worker"):
+    for line in (
+        "#SBATCH -p compute",
+        "#SBATCH -A chem",
+        "#SBATCH --cpus-per-task=2",
+        "#SBATCH -t 00:20:00",
+        "#SBATCH --qos=debug",
+        "module load foo",
+        "/opt/py/bin/python -m distributed.cli.dask_worker",
+    ):
         assert line in script, (line, script)
     assert "--mem=" in script and "--nthreads 2" in script

@@ -41,7 +41,9 @@ def _worker_jobs(client) -> dict[str, str]:
 
 
 def _job_state(job_id: str) -> str:
-    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=10).stdout
+    out = subprocess.run(
+        ["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=10
+    ).stdout
     return next((w.split("=", 1)[1] for w in out.split() if w.startswith("JobState=")), "")
 
 
@@ -60,8 +62,11 @@ class Saboteur(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             processing = self.client.processing()
-            busy = {w: keys for w, keys in processing.items()
-                    if any(str(k).startswith(("random-", "screen-")) for k in keys)}
+            busy = {
+                w: keys
+                for w, keys in processing.items()
+                if any(str(k).startswith(("random-", "screen-")) for k in keys)
+            }
             if len(processing) >= 2 and busy:
                 worker, keys = sorted(busy.items())[0]
                 self.was_computing = tuple(str(k) for k in keys)
@@ -72,14 +77,25 @@ class Saboteur(threading.Thread):
 
 
 def test_scancelled_worker_job_loses_nothing(slurm_cluster, tmp_path):
-    nodes = subprocess.run(["scontrol", "show", "node"], capture_output=True, text=True, timeout=10).stdout
+    nodes = subprocess.run(
+        ["scontrol", "show", "node"], capture_output=True, text=True, timeout=10
+    ).stdout
     cpus = int(next(w.split("=")[1] for w in nodes.split() if w.startswith("CPUTot=")))
     # each worker job takes one CPU of the single node: with fewer, one job would stay pending
     assert cpus >= 2, f"the SLURM node has {cpus} CPU; the test needs 2 for its 2 worker jobs"
     dask = DaskConfig(
-        cluster="slurm", workers=2, cores=1, processes=1, memory="2GB", walltime="00:15:00",
-        queue="debug", interface="lo", log_directory=str(tmp_path / "dask-logs"),
-        chunk_size=1, screen_chunk_size=4, start_timeout=120,
+        cluster="slurm",
+        workers=2,
+        cores=1,
+        processes=1,
+        memory="2GB",
+        walltime="00:15:00",
+        queue="debug",
+        interface="lo",
+        log_directory=str(tmp_path / "dask-logs"),
+        chunk_size=1,
+        screen_chunk_size=4,
+        start_timeout=120,
     )
     rt = runtime(dask)
     try:

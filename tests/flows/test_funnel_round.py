@@ -12,9 +12,10 @@ from functools import cached_property
 
 import pytest
 
-from gnomon.config import CampaignConfig, Settings
-from gnomon.campaign import funnel_step
+from gnomon.campaign.screens import HullScreen
 from gnomon.campaign.steps import STEP_FUNCTIONS, RoundContext, run_step, screening_model
+from gnomon.campaign.steps import funnel as funnel_step
+from gnomon.config import CampaignConfig, Settings
 from gnomon.models.registry import ModelRegistry
 from gnomon.models.screening import Screener, hull_function
 from gnomon.pipeline.generation.dedup import Deduplicator
@@ -33,7 +34,10 @@ THROUGH_SELECT = ("references", "generate", "dedup", "screen", "select")
 
 def _config(**funnel) -> CampaignConfig:
     return CampaignConfig(
-        name="funnel-test", elements=sorted(REFERENCES), known_phases=False, seed=2,
+        name="funnel-test",
+        elements=sorted(REFERENCES),
+        known_phases=False,
+        seed=2,
         saps={"max_candidates": 10_000, "max_template_sites": 6, "max_per_template": 4},
         random_search={"n_per_composition": 1, "max_compositions": 2, "max_atoms": 6},
         compositions={"max_atoms": 6},
@@ -53,7 +57,9 @@ class FakeEngineContext(RoundContext):
 def _context(tmp_path, name: str, cfg: CampaignConfig, fake=None) -> RoundContext:
     ctx = FakeEngineContext(Settings(home=tmp_path / name), cfg, 0)
     ctx.fake = fake
-    HullEngine(ctx.repo).ingest([make_entry(el, e, SCHEME, candidate_id=f"ref-{el}") for el, e in REFERENCES.items()])
+    HullEngine(ctx.repo).ingest(
+        [make_entry(el, e, SCHEME, candidate_id=f"ref-{el}") for el, e in REFERENCES.items()]
+    )
     return ctx
 
 
@@ -70,16 +76,23 @@ def _independent_bounds(ctx: RoundContext) -> tuple[dict[str, float], int]:
     ensemble = ModelRegistry(ctx.repo, ctx.settings.models_dir).load(screening_model(ctx))
     ehull = hull_function(ctx.repo, SCHEME)
     results = Screener(ensemble).predict([c.structure for c in unique])
-    bounds = {c.id: ehull(c.formula, r.energy_per_atom) - (r.sigma or 0.0)
-              for c, r in zip(unique, results, strict=True) if r.rejected is None}
+    bounds = {
+        c.id: ehull(c.formula, r.energy_per_atom) - (r.sigma or 0.0)
+        for c, r in zip(unique, results, strict=True)
+        if r.rejected is None
+    }
     return bounds, len(unique)
 
 
-def test_the_funnel_stores_exactly_what_passes_and_counts_the_rest(tmp_path, fake_engine, monkeypatch):
+def test_the_funnel_stores_exactly_what_passes_and_counts_the_rest(
+    tmp_path, fake_engine, monkeypatch
+):
     import gnomon.dft.engine
 
     fake_engine.scheme_name = SCHEME
-    monkeypatch.setattr(gnomon.dft.engine, "make_engine", lambda *a, **k: fake_engine)  # the report's engine
+    monkeypatch.setattr(
+        gnomon.dft.engine, "make_engine", lambda *a, **k: fake_engine
+    )  # the report's engine
     probe = _context(tmp_path, "probe", _config())
     try:
         _through(probe, ("references",))
@@ -91,7 +104,10 @@ def test_the_funnel_stores_exactly_what_passes_and_counts_the_rest(tmp_path, fak
     # agree only to float precision, so a bound equal to the threshold could fall either side
     ordered = sorted(bounds.values())
     mid = len(ordered) // 2
-    gap = max(range(max(0, mid - 3), min(len(ordered) - 1, mid + 3)), key=lambda k: ordered[k + 1] - ordered[k])
+    gap = max(
+        range(max(0, mid - 3), min(len(ordered) - 1, mid + 3)),
+        key=lambda k: ordered[k + 1] - ordered[k],
+    )
     assert ordered[gap + 1] - ordered[gap] > 1e-4, "no clear gap near the middle of the bounds"
     threshold = (ordered[gap] + ordered[gap + 1]) / 2
     expected = {cid for cid, b in bounds.items() if b <= threshold}
@@ -104,7 +120,10 @@ def test_the_funnel_stores_exactly_what_passes_and_counts_the_rest(tmp_path, fak
         assert not (ctx.run_dir / "saps.json").exists()  # nothing written before the screen
         counts = out["dedup"]["funnel"]
         assert counts["generated"] == MAX_GENERATED == out["dedup"]["generated"]
-        assert counts["generated"] == counts["duplicates"] + counts["screened"] + counts["unscreenable"]
+        assert (
+            counts["generated"]
+            == counts["duplicates"] + counts["screened"] + counts["unscreenable"]
+        )
         assert counts["screened"] == counts["passed"] + counts["failed"] == len(bounds)
         assert n_unique == counts["screened"] + counts["unscreenable"]
         assert 0 < counts["passed"] < counts["screened"]
@@ -115,7 +134,9 @@ def test_the_funnel_stores_exactly_what_passes_and_counts_the_rest(tmp_path, fak
         assert len(stored) == counts["passed"] == counts["stored"]
         assert stored == expected  # exactly what the deduplicator and screener called directly pass
         # each stored candidate carries the prediction it passed on
-        preds = {p.candidate_id: p for p in ctx.repo.query(Prediction, {"candidate_id": sorted(stored)})}
+        preds = {
+            p.candidate_id: p for p in ctx.repo.query(Prediction, {"candidate_id": sorted(stored)})
+        }
         assert set(preds) == stored
         assert all(p.e_above_hull - (p.sigma or 0.0) <= threshold + 1e-9 for p in preds.values())
         # the screen step found them predicted; selection chose among them
@@ -123,8 +144,12 @@ def test_the_funnel_stores_exactly_what_passes_and_counts_the_rest(tmp_path, fak
         assert out["select"]["selected"] and set(out["select"]["selected"]) <= stored
         # the round's metrics and report count the stream, not only what was stored
         metrics = ctx.round().metrics
-        assert (metrics["generated"], metrics["unique"], metrics["screened"], metrics["passed_screen"]) == \
-            (MAX_GENERATED, n_unique, len(bounds), len(stored))
+        assert (
+            metrics["generated"],
+            metrics["unique"],
+            metrics["screened"],
+            metrics["passed_screen"],
+        ) == (MAX_GENERATED, n_unique, len(bounds), len(stored))
         report = (ctx.settings.home / "reports" / "funnel-test" / "report.md").read_text()
         assert "passed screen" in report
     finally:
@@ -141,7 +166,9 @@ def test_max_passed_stops_the_stream_at_the_chunk_that_reaches_it(tmp_path):
         ctx.close()
 
 
-def test_a_crash_mid_funnel_reruns_to_the_same_candidates_without_screening_twice(tmp_path, monkeypatch):
+def test_a_crash_mid_funnel_reruns_to_the_same_candidates_without_screening_twice(
+    tmp_path, monkeypatch
+):
     straight = _context(tmp_path, "straight", _config(e_above_hull=10.0))
     try:
         _through(straight, THROUGH_SELECT[:3])
@@ -152,7 +179,7 @@ def test_a_crash_mid_funnel_reruns_to_the_same_candidates_without_screening_twic
 
     ctx = _context(tmp_path, "crashed", _config(e_above_hull=10.0))
     calls = {"n": 0}
-    real_store = funnel_step.HullScreen.store
+    real_store = HullScreen.store
 
     def store_then_crash(self, passing):
         calls["n"] += 1
@@ -162,7 +189,7 @@ def test_a_crash_mid_funnel_reruns_to_the_same_candidates_without_screening_twic
 
     try:
         _through(ctx, THROUGH_SELECT[:2])
-        monkeypatch.setattr(funnel_step.HullScreen, "store", store_then_crash)
+        monkeypatch.setattr(HullScreen, "store", store_then_crash)
         with pytest.raises(RuntimeError, match="killed mid-round"):
             run_step(ctx, "dedup", STEP_FUNCTIONS["dedup"])
         assert ctx.round().steps["dedup"] is not StepState.done
@@ -170,20 +197,22 @@ def test_a_crash_mid_funnel_reruns_to_the_same_candidates_without_screening_twic
         before = len(first)
         assert 0 < before < len(expected)
 
-        monkeypatch.setattr(funnel_step.HullScreen, "store", real_store)
+        monkeypatch.setattr(HullScreen, "store", real_store)
         screened = []
-        real_call = funnel_step.HullScreen.__call__
+        real_call = HullScreen.__call__
 
         def counting(self, chunk):
             screened.extend(c.id for c in chunk)
             return real_call(self, chunk)
 
-        monkeypatch.setattr(funnel_step.HullScreen, "__call__", counting)
+        monkeypatch.setattr(HullScreen, "__call__", counting)
         run_step(ctx, "dedup", STEP_FUNCTIONS["dedup"])
         out = ctx.round().outputs["dedup"]
         assert set(out["unique"]) == expected
         assert out["funnel"]["resumed"] == before
-        assert screened and not first & set(screened)  # what the first run stored was not screened again
+        assert screened and not first & set(
+            screened
+        )  # what the first run stored was not screened again
     finally:
         ctx.close()
 

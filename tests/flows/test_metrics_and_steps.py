@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from gnomon.config import CampaignConfig, ConfigError, Settings, load_campaign
-from gnomon.campaign.reports.campaign import write_report
+from gnomon.campaign.reports import write_report
 from gnomon.campaign.steps import STEPS, RoundContext, run_step
-from gnomon.pipeline.thermo.metrics import e_above_previous_hull, round_metrics
+from gnomon.config import CampaignConfig, ConfigError, Settings, load_campaign
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.pipeline.thermo.hull import HullEngine
+from gnomon.pipeline.thermo.metrics import e_above_previous_hull, round_metrics
 from gnomon.storage import Prediction, Round, StepState
 
 
@@ -50,7 +50,13 @@ def test_a_failed_step_stays_unfinished_and_reruns(ctx):
 
 def test_hit_rate_is_against_the_hull_before_the_round(tmp_path, sqlite_repo):
     engine = HullEngine(sqlite_repo)
-    engine.ingest([make_entry("Li", -2.0, "s"), make_entry("O2", -10.0, "s"), make_entry("Li2O", -15.0, "s", source="old")])
+    engine.ingest(
+        [
+            make_entry("Li", -2.0, "s"),
+            make_entry("O2", -10.0, "s"),
+            make_entry("Li2O", -15.0, "s", source="old"),
+        ]
+    )
     # this round: one compound below the old hull, one above; the first also lowers the hull
     below = make_entry("Li2O", -18.0, "s", source="new", candidate_id="c1")
     above = make_entry("LiO", -7.5, "s", source="new", candidate_id="c2")
@@ -59,8 +65,24 @@ def test_hit_rate_is_against_the_hull_before_the_round(tmp_path, sqlite_repo):
     assert prev[below.id] == pytest.approx(-1.0)
     # old hull at LiO runs from Li2O (-5 eV/atom) to O (-5 eV/atom): -3.75 sits 1.25 above it
     assert prev[above.id] == pytest.approx(1.25)
-    preds = {"c1": Prediction(id="c1:m", candidate_id="c1", model_version="m", scheme="s", energy_per_atom=-5.9, sigma=0.2),
-             "c2": Prediction(id="c2:m", candidate_id="c2", model_version="m", scheme="s", energy_per_atom=-3.0, sigma=0.1)}
+    preds = {
+        "c1": Prediction(
+            id="c1:m",
+            candidate_id="c1",
+            model_version="m",
+            scheme="s",
+            energy_per_atom=-5.9,
+            sigma=0.2,
+        ),
+        "c2": Prediction(
+            id="c2:m",
+            candidate_id="c2",
+            model_version="m",
+            scheme="s",
+            energy_per_atom=-3.0,
+            sigma=0.1,
+        ),
+    }
     m = round_metrics(sqlite_repo, "s", [below, above], preds, {"generated": 10}, failed=1)
     assert m["hit_rate"] == pytest.approx(0.5)
     assert m["new_stable"] == 1 and m["stable_vs_previous"] == 1
@@ -72,11 +94,29 @@ def test_hit_rate_is_against_the_hull_before_the_round(tmp_path, sqlite_repo):
 def test_report_has_metrics_table_curves_and_hull(ctx):
     engine = HullEngine(ctx.repo)
     scheme = ctx.scheme
-    engine.ingest([make_entry("Li", -1.9, scheme), make_entry("O2", -9.9, scheme),
-                   make_entry("Li2O", -14.5, scheme, candidate_id="x")])
+    engine.ingest(
+        [
+            make_entry("Li", -1.9, scheme),
+            make_entry("O2", -9.9, scheme),
+            make_entry("Li2O", -14.5, scheme, candidate_id="x"),
+        ]
+    )
     for i in range(2):
-        ctx.repo.put([Round(id=Round.key("t", i), campaign="t", index=i,
-                            metrics={"hit_rate": 0.2 * (i + 1), "mae": 0.1 / (i + 1), "generated": 5, "policy": "random"})])
+        ctx.repo.put(
+            [
+                Round(
+                    id=Round.key("t", i),
+                    campaign="t",
+                    index=i,
+                    metrics={
+                        "hit_rate": 0.2 * (i + 1),
+                        "mae": 0.1 / (i + 1),
+                        "generated": 5,
+                        "policy": "random",
+                    },
+                )
+            ]
+        )
     path = write_report(ctx.repo, ctx.settings, ctx.config)
     text = path.read_text()
     assert "| 0 | random | 5 |" in text and "0.400" in text
@@ -112,17 +152,31 @@ def test_one_table_names_the_steps_in_order():
     from gnomon.campaign import steps
 
     assert STEPS == tuple(steps.STEP_FUNCTIONS)
-    assert STEPS[0] == "references" and STEPS[-1] == "report" and "metrics" in STEPS and "hull" not in STEPS
+    assert (
+        STEPS[0] == "references"
+        and STEPS[-1] == "report"
+        and "metrics" in STEPS
+        and "hull" not in STEPS
+    )
     assert steps.generate.__name__ == steps.STEP_FUNCTIONS["generate"].__name__
 
 
 def test_a_round_stored_under_the_old_step_name_resumes(ctx):
-    from gnomon.flows.campaign import round_done
     from gnomon.campaign.steps import round_finished
+    from gnomon.flows.campaign import round_done
 
     legacy = {s: StepState.done for s in STEPS if s != "metrics"} | {"hull": StepState.done}
-    ctx.repo.put([Round(id=Round.key("t", 0), campaign="t", index=0, steps=legacy,
-                        outputs={"hull": {"new_stable": 2}})])
+    ctx.repo.put(
+        [
+            Round(
+                id=Round.key("t", 0),
+                campaign="t",
+                index=0,
+                steps=legacy,
+                outputs={"hull": {"new_stable": 2}},
+            )
+        ]
+    )
     assert round_done(ctx.settings, "t", 0)
     calls = []
     assert run_step(ctx, "metrics", lambda c: calls.append(1) or {}) == {"new_stable": 2}
@@ -138,11 +192,16 @@ def test_a_round_stored_under_the_old_step_name_resumes(ctx):
 def test_selection_takes_every_policy_argument_from_the_config():
     from dataclasses import fields
 
-    from gnomon.campaign.steps import selection_policy
-    from gnomon.campaign.selection import POLICIES
+    from gnomon.campaign.selection import POLICIES, selection_policy
 
-    selection = {"policy": "uncertainty", "budget": 7, "threshold": 0.02, "k": 2.5, "exploration": 0.3,
-                 "max_per_group": 1}
+    selection = {
+        "policy": "uncertainty",
+        "budget": 7,
+        "threshold": 0.02,
+        "k": 2.5,
+        "exploration": 0.3,
+        "max_per_group": 1,
+    }
     config = CampaignConfig(name="t", elements=["Li", "O"], seed=11, selection=selection)
     assert selection_policy(config).name == "uncertainty"
     for name in POLICIES:

@@ -11,12 +11,12 @@ from functools import cached_property
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from gnomon.config import CampaignConfig, Settings
 from gnomon.campaign.steps import STEP_FUNCTIONS, RoundContext, run_step
-from gnomon.storage.chemsys import arity
+from gnomon.config import CampaignConfig, Settings
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.storage import Candidate
+from gnomon.storage.chemsys import arity
 
 pytestmark = pytest.mark.slow
 
@@ -24,14 +24,36 @@ SCHEME = "mlip-chgnet-0.3.0"  # the scheme of the engine the config names (the r
 
 
 TEMPLATES = [
-    Structure(Lattice.cubic(6.6), ["K"] * 4 + ["Br"] * 4,  # rock salt
-              [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5],
-               [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5], [0.5, 0.5, 0.5]]),
-    Structure(Lattice.cubic(4.0), ["K", "Mg", "F", "F", "F"],  # perovskite
-              [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]),
-    Structure(Lattice.cubic(5.5), ["Ca"] * 4 + ["F"] * 8,  # fluorite
-              [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5],
-               *[[x, y, z] for x in (0.25, 0.75) for y in (0.25, 0.75) for z in (0.25, 0.75)]]),
+    Structure(
+        Lattice.cubic(6.6),
+        ["K"] * 4 + ["Br"] * 4,  # rock salt
+        [
+            [0, 0, 0],
+            [0.5, 0.5, 0],
+            [0.5, 0, 0.5],
+            [0, 0.5, 0.5],
+            [0.5, 0, 0],
+            [0, 0.5, 0],
+            [0, 0, 0.5],
+            [0.5, 0.5, 0.5],
+        ],
+    ),
+    Structure(
+        Lattice.cubic(4.0),
+        ["K", "Mg", "F", "F", "F"],  # perovskite
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+    ),
+    Structure(
+        Lattice.cubic(5.5),
+        ["Ca"] * 4 + ["F"] * 8,  # fluorite
+        [
+            [0, 0, 0],
+            [0.5, 0.5, 0],
+            [0.5, 0, 0.5],
+            [0, 0.5, 0.5],
+            *[[x, y, z] for x in (0.25, 0.75) for y in (0.25, 0.75) for z in (0.25, 0.75)],
+        ],
+    ),
 ]
 
 
@@ -45,13 +67,28 @@ class FakeEngineContext(RoundContext):
 
 def config(**extra) -> CampaignConfig:
     return CampaignConfig(
-        name="many-systems", elements=["Li", "Na", "O", "F", "Cl"], max_arity=3, known_phases=False, seed=5,
-        saps={"max_candidates": 30, "max_template_sites": 8, "max_per_template": 6, "prototypes": False},
+        name="many-systems",
+        elements=["Li", "Na", "O", "F", "Cl"],
+        max_arity=3,
+        known_phases=False,
+        seed=5,
+        saps={
+            "max_candidates": 30,
+            "max_template_sites": 8,
+            "max_per_template": 6,
+            "prototypes": False,
+        },
         random_search={"n_per_composition": 1, "max_compositions": 6, "max_atoms": 6},
         compositions={"max_atoms": 4},
         model={"ensemble_size": 2, "max_epochs": 2, "patience": 1, "min_entries": 1000},
-        selection={"policy": "greedy", "budget": 14, "exploration": 0.0, "max_per_group": None,
-                   "per_system_max": 2, "per_system_min": 1},
+        selection={
+            "policy": "greedy",
+            "budget": 14,
+            "exploration": 0.0,
+            "max_per_group": None,
+            "per_system_max": 2,
+            "per_system_min": 1,
+        },
         dispatch={"name": "local", "workers": 1, "pack": 16, "poll_interval": 0.2},
         **extra,
     )
@@ -61,20 +98,27 @@ def run_round(tmp_path, fake_engine, cfg: CampaignConfig, monkeypatch) -> FakeEn
     import gnomon.dft.engine
 
     fake_engine.scheme_name = SCHEME
-    monkeypatch.setattr(gnomon.dft.engine, "make_engine", lambda *a, **k: fake_engine)  # the report's engine
+    monkeypatch.setattr(
+        gnomon.dft.engine, "make_engine", lambda *a, **k: fake_engine
+    )  # the report's engine
     ctx = FakeEngineContext(Settings(home=tmp_path / "home"), cfg, 0)
     ctx.fake = fake_engine
     # phases of systems outside the campaign's elements: SAPS templates all the same
-    HullEngine(ctx.repo).ingest([make_entry(s.composition.formula, -3.0 * len(s), SCHEME, structure=s)
-                                 for s in TEMPLATES])
+    HullEngine(ctx.repo).ingest(
+        [make_entry(s.composition.formula, -3.0 * len(s), SCHEME, structure=s) for s in TEMPLATES]
+    )
     # the elements' references, as an earlier campaign left them: no relaxation needed for them
-    HullEngine(ctx.repo).ingest([make_entry(el, -1.0, SCHEME, candidate_id=f"ref-{el}") for el in cfg.elements])
+    HullEngine(ctx.repo).ingest(
+        [make_entry(el, -1.0, SCHEME, candidate_id=f"ref-{el}") for el in cfg.elements]
+    )
     for step, fn in STEP_FUNCTIONS.items():
         run_step(ctx, step, fn)
     return ctx
 
 
-def test_one_round_over_many_systems_respects_quotas_and_reports_each(tmp_path, fake_engine, monkeypatch):
+def test_one_round_over_many_systems_respects_quotas_and_reports_each(
+    tmp_path, fake_engine, monkeypatch
+):
     cfg = config()
     assert len(cfg.systems) == 10 + 10  # C(5,2) binaries + C(5,3) ternaries
     ctx = run_round(tmp_path, fake_engine, cfg, monkeypatch)
@@ -86,9 +130,15 @@ def test_one_round_over_many_systems_respects_quotas_and_reports_each(tmp_path, 
         assert set(systems) <= set(cfg.systems)
         # random search took its compositions from several systems in turn, not all from one
         formulas = out["generate"]["random"]["compositions"]
-        assert len({c.chemsys for c in generated if c.generator.startswith("random")}) >= 3, formulas
+        assert len({c.chemsys for c in generated if c.generator.startswith("random")}) >= 3, (
+            formulas
+        )
         # SAPS substituted the templates of other systems into the campaign's elements
-        outside = {f"entry:{e.id}" for e in ctx.repo.entries(scheme=SCHEME) if {"K", "Ca"} & set(e.elements)}
+        outside = {
+            f"entry:{e.id}"
+            for e in ctx.repo.entries(scheme=SCHEME)
+            if {"K", "Ca"} & set(e.elements)
+        }
         assert len({c.template_id for c in generated if c.generator == "saps"} & outside) >= 2
         # quotas: no system over per_system_max, every system with candidates gets one first
         assert out["screen"]["model_version"] and out["select"]["policy"] == "greedy"
@@ -99,12 +149,17 @@ def test_one_round_over_many_systems_respects_quotas_and_reports_each(tmp_path, 
         # per-system metrics on the round and in the report
         by_system = ctx.round().metrics["by_system"]
         assert {s: row["candidates"] for s, row in by_system.items()} == dict(systems)
-        assert {s: row["selected"] for s, row in by_system.items() if row["selected"]} == dict(per_system)
+        assert {s: row["selected"] for s, row in by_system.items() if row["selected"]} == dict(
+            per_system
+        )
         assert sum(row["relaxed"] for row in by_system.values()) == out["relax"]["done"] > 0
         report = (ctx.settings.home / "reports" / "many-systems" / "report.md").read_text()
         assert "## Chemical systems" in report
         for system, row in by_system.items():
             line = next(line for line in report.splitlines() if line.startswith(f"| {system} |"))
-            assert f"| {row['candidates']} | {row['selected']} | {row['relaxed']} | {row['hits']} |" in line
+            assert (
+                f"| {row['candidates']} | {row['selected']} | {row['relaxed']} | {row['hits']} |"
+                in line
+            )
     finally:
         ctx.close()

@@ -46,8 +46,12 @@ def _log_tail(path: Path, chars: int = 4000) -> str:
 def _api(url: str, body: dict | None = None) -> object:
     """GET (or POST a JSON body to) the server's REST API and decode the answer."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"},
-                                     method="GET" if body is None else "POST")
+    request = urllib.request.Request(
+        url,
+        data=data,
+        headers={"Content-Type": "application/json"},
+        method="GET" if body is None else "POST",
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
@@ -73,22 +77,37 @@ class PrefectServer:
     def start(self) -> None:
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "prefect", "server", "start",
-                 "--host", "127.0.0.1", "--port", str(self.port)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "prefect",
+                    "server",
+                    "start",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + SERVER_START_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"prefect server exited with {self.proc.returncode}:\n"
-                                   + _log_tail(self.log))
+                raise RuntimeError(
+                    f"prefect server exited with {self.proc.returncode}:\n" + _log_tail(self.log)
+                )
             try:
                 if _api(f"{self.api_url}/health") is True:
                     return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(2)
-        raise TimeoutError(f"prefect server not healthy after {SERVER_START_S} s:\n"
-                           + _log_tail(self.log))
+        raise TimeoutError(
+            f"prefect server not healthy after {SERVER_START_S} s:\n" + _log_tail(self.log)
+        )
 
     def stop(self) -> None:
         """Stop the server's whole process group (uvicorn and services), escalating to SIGKILL."""
@@ -106,8 +125,13 @@ class PrefectServer:
                 continue
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", *args], env=self.env, capture_output=True,
-                              text=True, timeout=CLI_TIMEOUT_S)
+        return subprocess.run(
+            [sys.executable, "-m", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_S,
+        )
 
 
 @pytest.fixture
@@ -123,14 +147,16 @@ def prefect_server(tmp_path: Path) -> Iterator[PrefectServer]:
 
 
 def test_prefect_cli_lists_a_gnomon_deployment_and_the_scheduler_schedules_it(
-        tmp_path: Path, prefect_server: PrefectServer) -> None:
+    tmp_path: Path, prefect_server: PrefectServer
+) -> None:
     name = "cli-nightly"
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"name": name, "elements": ["Li", "O"], "rounds": 1}))
     prefect_server.env["GNOMON_HOME"] = str(tmp_path / "gnomon-home")
 
-    made = prefect_server.run("gnomon.cli", "campaign", "schedule", str(config),
-                              "--cron", "* * * * *")
+    made = prefect_server.run(
+        "gnomon.cli", "campaign", "schedule", str(config), "--cron", "* * * * *"
+    )
     assert made.returncode == 0, made.stdout + made.stderr
 
     listed = prefect_server.run("prefect", "deployment", "ls")
@@ -142,21 +168,39 @@ def test_prefect_cli_lists_a_gnomon_deployment_and_the_scheduler_schedules_it(
 
     # nothing but the server's scheduler service creates runs here: creating a deployment
     # schedules none, and no worker or `serve` is running
-    query = {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]},
-                           "state": {"type": {"any_": ["SCHEDULED"]}}},
-             "limit": 10, "sort": "EXPECTED_START_TIME_ASC"}
+    query = {
+        "flow_runs": {
+            "deployment_id": {"any_": [deployment["id"]]},
+            "state": {"type": {"any_": ["SCHEDULED"]}},
+        },
+        "limit": 10,
+        "sort": "EXPECTED_START_TIME_ASC",
+    }
     scheduled: list = []
     deadline = time.monotonic() + SCHEDULER_WAIT_S
     while not scheduled and time.monotonic() < deadline:
         scheduled = _api(f"{prefect_server.api_url}/flow_runs/filter", query)
         if not scheduled:
             time.sleep(3)
-    assert scheduled, (f"the scheduler created no run in {SCHEDULER_WAIT_S} s; server log:\n"
-                       + _log_tail(prefect_server.log))
+    assert scheduled, (
+        f"the scheduler created no run in {SCHEDULER_WAIT_S} s; server log:\n"
+        + _log_tail(prefect_server.log)
+    )
     assert all(run["deployment_id"] == deployment["id"] for run in scheduled)
 
-    runs = prefect_server.run("prefect", "flow-run", "ls", "--flow-name", "gnomon-campaign",
-                              "--state-type", "SCHEDULED", "--limit", "100", "--output", "json")
+    runs = prefect_server.run(
+        "prefect",
+        "flow-run",
+        "ls",
+        "--flow-name",
+        "gnomon-campaign",
+        "--state-type",
+        "SCHEDULED",
+        "--limit",
+        "100",
+        "--output",
+        "json",
+    )
     assert runs.returncode == 0, runs.stdout + runs.stderr
     listed_runs = {run["id"]: run["deployment_id"] for run in json.loads(runs.stdout)}
     assert {run["id"] for run in scheduled} <= set(listed_runs)

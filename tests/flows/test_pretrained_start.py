@@ -9,8 +9,8 @@ from functools import cached_property
 
 import pytest
 
-from gnomon.config import CampaignConfig, Settings
 from gnomon.campaign.steps import STEP_FUNCTIONS, RoundContext, run_step, screening_model
+from gnomon.config import CampaignConfig, Settings
 from gnomon.models import pretrained
 from gnomon.storage import ModelVersion
 from tests.models.pretrained_toy import run_pretrain, write_toy_world
@@ -39,7 +39,9 @@ def shipped(toy_model_dir, monkeypatch):
 
 def _context(tmp_path, engine, index: int = 0, **model) -> RoundContext:
     cfg = CampaignConfig(
-        name="start-test", elements=["Li", "O"], known_phases=False,
+        name="start-test",
+        elements=["Li", "O"],
+        known_phases=False,
         saps={"max_candidates": 6, "max_template_sites": 4, "max_per_template": 3},
         random_search={"enabled": False},
         model={"ensemble_size": 2, "max_epochs": 1, "patience": 1, "min_entries": 2, **model},
@@ -58,7 +60,9 @@ def _run(ctx: RoundContext, until: str) -> None:
             return
 
 
-def test_round_0_is_screened_by_the_pretrained_model_and_retrain_fine_tunes_it(shipped, tmp_path, fake_engine):
+def test_round_0_is_screened_by_the_pretrained_model_and_retrain_fine_tunes_it(
+    shipped, tmp_path, fake_engine
+):
     engine = fake_engine
     engine.scheme_name = "mlip-chgnet-0.3.0"  # the scheme the pretrained model predicts
     ctx = _context(tmp_path, engine)
@@ -71,9 +75,14 @@ def test_round_0_is_screened_by_the_pretrained_model_and_retrain_fine_tunes_it(s
         child = ctx.repo.get(ModelVersion, out["retrain"]["model_version"])
         assert child.parent == VERSION and child.campaign == "start-test" and child.round == 0
         assert "transfer_from" not in child.config
-        assert child.config["train_systems"] == ctx.repo.get(ModelVersion, VERSION).config["train_systems"]
+        assert (
+            child.config["train_systems"]
+            == ctx.repo.get(ModelVersion, VERSION).config["train_systems"]
+        )
         report = (ctx.settings.home / "reports" / "start-test" / "report.md").read_text()
-        assert f"round 0 screened by `{VERSION}`, the pretrained model shipped with gnomon" in report
+        assert (
+            f"round 0 screened by `{VERSION}`, the pretrained model shipped with gnomon" in report
+        )
         nxt = _context(tmp_path, engine, index=1)
         try:
             assert screening_model(nxt).id == child.id  # round 1: the fine-tuned version
@@ -83,7 +92,9 @@ def test_round_0_is_screened_by_the_pretrained_model_and_retrain_fine_tunes_it(s
         ctx.close()
 
 
-def test_another_scheme_starts_from_a_transfer_with_its_own_references(shipped, tmp_path, fake_engine):
+def test_another_scheme_starts_from_a_transfer_with_its_own_references(
+    shipped, tmp_path, fake_engine
+):
     ctx = _context(tmp_path, fake_engine)  # scheme mlip-fake-1
     try:
         _run(ctx, until="retrain")

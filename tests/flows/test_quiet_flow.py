@@ -12,9 +12,9 @@ import warnings
 
 import pytest
 
-from gnomon.config import CampaignConfig, Settings
 from gnomon.campaign import steps
-from gnomon.campaign.reports.campaign import write_report
+from gnomon.campaign.reports import write_report
+from gnomon.config import CampaignConfig, Settings
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.pipeline.thermo.known import known_phases_in
@@ -23,8 +23,15 @@ from gnomon.pipeline.thermo.known import known_phases_in
 @pytest.fixture
 def ctx(tmp_path):
     config = CampaignConfig(
-        name="quiet", elements=["Li", "Mn", "O"], engine={"name": "mlip"},
-        saps={"prototypes": False, "max_candidates": 40, "max_template_sites": 14, "max_per_template": 12},
+        name="quiet",
+        elements=["Li", "Mn", "O"],
+        engine={"name": "mlip"},
+        saps={
+            "prototypes": False,
+            "max_candidates": 40,
+            "max_template_sites": 14,
+            "max_per_template": 12,
+        },
         random_search={"enabled": False},
     )
     c = steps.RoundContext(Settings(home=tmp_path / "home"), config, 1)
@@ -39,7 +46,9 @@ def _relaxed_hull(ctx: steps.RoundContext) -> None:
     for n, phase in enumerate(known_phases_in(ctx.config.elements)):
         s = phase.structure()
         s.add_site_property("final_magmom", [0.1 * (i % 3) for i in range(len(s))])
-        entries.append(make_entry(s.composition, -2.5 * len(s), ctx.scheme, structure=s, candidate_id=f"k{n}"))
+        entries.append(
+            make_entry(s.composition, -2.5 * len(s), ctx.scheme, structure=s, candidate_id=f"k{n}")
+        )
     HullEngine(ctx.repo).ingest(entries)
 
 

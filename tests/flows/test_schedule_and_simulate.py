@@ -21,12 +21,22 @@ def test_schedule_is_recorded_for_serve_and_rejects_bad_schedules(tmp_path, pref
     checks the deployment on a server)."""
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"name": "nightly", "elements": ["Li", "O"], "rounds": 1}))
-    env = {**os.environ, "GNOMON_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(prefect_home), "COLUMNS": "250"}
+    env = {
+        **os.environ,
+        "GNOMON_HOME": str(tmp_path / "home"),
+        "PREFECT_HOME": str(prefect_home),
+        "COLUMNS": "250",
+    }
     env.pop("PREFECT_API_URL", None)
 
     def gnomon(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "gnomon.cli", "campaign", *args], env=env,
-                              capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, "-m", "gnomon.cli", "campaign", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     out = gnomon("schedule", str(config), "--cron", "0 2 * * *", "--rounds-per-run", "2")
     assert out.returncode == 0, out.stdout + out.stderr
@@ -57,11 +67,19 @@ def _labels(n_per: int = 12) -> list[Labelled]:
         for b in ("Cl", "Br"):
             for i in range(n_per):
                 if i % 2:
-                    s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.5 + 0.05 * i), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]])
+                    s = Structure.from_spacegroup(
+                        "Fm-3m", Lattice.cubic(4.5 + 0.05 * i), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]]
+                    )
                 else:
-                    s = Structure(Lattice.cubic(3.0 + 0.05 * i), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]])
+                    s = Structure(
+                        Lattice.cubic(3.0 + 0.05 * i), [a, b], [[0, 0, 0], [0.5, 0.5, 0.5]]
+                    )
                 e = (refs[a] + refs[b]) / 2 - 1.0 - 0.3 * (i % 2) + rng.uniform(0, 0.4)
-                out.append(Labelled(f"x{k}", s, e, s.composition.reduced_formula, s.composition.chemical_system))
+                out.append(
+                    Labelled(
+                        f"x{k}", s, e, s.composition.reduced_formula, s.composition.chemical_system
+                    )
+                )
                 k += 1
     return out
 
@@ -72,21 +90,38 @@ def test_simulation_counts_and_reproducibility():
     stable = true_stable(labels)
     # every compound is AB, so each of the four A-B systems has exactly one stable phase: its
     # lowest-energy structure
-    lowest = {chemsys: min((it for it in compounds if it.chemsys == chemsys), key=lambda it: it.energy_per_atom).key
-              for chemsys in {it.chemsys for it in compounds}}
+    lowest = {
+        chemsys: min(
+            (it for it in compounds if it.chemsys == chemsys), key=lambda it: it.energy_per_atom
+        ).key
+        for chemsys in {it.chemsys for it in compounds}
+    }
     assert stable == set(lowest.values()) and len(stable) == 4
     # a run that evaluates every compound must have found every stable one, round by round
     # no fewer than before and never more than it evaluated
     full = simulate(labels, "random", rounds=3, budget=len(compounds) // 2, initial=0, seed=1)
-    assert full.evaluations == [len(compounds) // 2, len(compounds)]  # the pool ran dry after two rounds
+    assert full.evaluations == [
+        len(compounds) // 2,
+        len(compounds),
+    ]  # the pool ran dry after two rounds
     assert full.stable_found[-1] == len(stable) == full.n_stable_total
     assert full.stable_found[0] <= full.stable_found[1]
     assert all(found <= n for found, n in zip(full.stable_found, full.evaluations, strict=True))
     # the first round's picks are judged against a hull of bare elements, on which every
     # compound here (formation energy below -0.6 eV/atom) is stable
     assert full.hits[0] == 1.0
-    kw = dict(rounds=2, budget=4, initial=6, model_options={"ensemble_size": 2, "hidden": 8, "layers": 1,
-                                                            "max_epochs": 10, "patience": 3})
+    kw = dict(
+        rounds=2,
+        budget=4,
+        initial=6,
+        model_options={
+            "ensemble_size": 2,
+            "hidden": 8,
+            "layers": 1,
+            "max_epochs": 10,
+            "patience": 3,
+        },
+    )
     rand = simulate(labels, "random", seed=1, **kw)
     assert rand.evaluations == [4, 8]
     assert rand.as_dict() == simulate(labels, "random", seed=1, **kw).as_dict()
@@ -102,15 +137,51 @@ def test_simulate_cli_reads_labels_and_rejects_bad_ones(tmp_path):
 
     labels = _labels(6)
     path = tmp_path / "labels.json"
-    path.write_text(json.dumps([ComputedStructureEntry(it.structure, it.energy_per_atom * len(it.structure)).as_dict()
-                                for it in labels]))
+    path.write_text(
+        json.dumps(
+            [
+                ComputedStructureEntry(
+                    it.structure, it.energy_per_atom * len(it.structure)
+                ).as_dict()
+                for it in labels
+            ]
+        )
+    )
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({"name": "sim", "elements": ["Li", "Na", "Cl", "Br"], "rounds": 1,
-                                      "selection": {"budget": 3},
-                                      "model": {"ensemble_size": 2, "hidden": 8, "layers": 1, "max_epochs": 5, "patience": 2}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "sim",
+                "elements": ["Li", "Na", "Cl", "Br"],
+                "rounds": 1,
+                "selection": {"budget": 3},
+                "model": {
+                    "ensemble_size": 2,
+                    "hidden": 8,
+                    "layers": 1,
+                    "max_epochs": 5,
+                    "patience": 2,
+                },
+            }
+        )
+    )
     out = tmp_path / "sim.json"
-    result = CliRunner().invoke(app, ["campaign", "simulate", str(config), "--labels", str(path), "--initial", "4",
-                                      "--policies", "random,greedy", "--json", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "campaign",
+            "simulate",
+            str(config),
+            "--labels",
+            str(path),
+            "--initial",
+            "4",
+            "--policies",
+            "random,greedy",
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())
     assert [r["policy"] for r in rows] == ["random", "greedy"]
@@ -124,6 +195,19 @@ def test_simulate_cli_reads_labels_and_rejects_bad_ones(tmp_path):
 @pytest.mark.parametrize("policy", ["greedy", "uncertainty"])
 def test_policies_accept_their_options(policy):
     labels = _labels(4)
-    r = simulate(labels, policy, rounds=1, budget=2, initial=4, policy_options={"k": 0.5} if policy == "uncertainty" else {},
-                 model_options={"ensemble_size": 2, "hidden": 8, "layers": 1, "max_epochs": 5, "patience": 2})
+    r = simulate(
+        labels,
+        policy,
+        rounds=1,
+        budget=2,
+        initial=4,
+        policy_options={"k": 0.5} if policy == "uncertainty" else {},
+        model_options={
+            "ensemble_size": 2,
+            "hidden": 8,
+            "layers": 1,
+            "max_epochs": 5,
+            "patience": 2,
+        },
+    )
     assert r.evaluations == [2]

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gnomon.flows.server import healthy
 from gnomon.campaign.steps import round_finished
+from gnomon.flows.server import healthy
 from gnomon.storage import Calculation, Campaign, Round, open_repository
 from tests.flows.test_prefect_cli import _api, _free_port, _log_tail
 
@@ -38,15 +38,37 @@ def _config(name: str, engine_options: dict | None = None, dispatch: dict | None
     """A campaign small enough for a round in seconds: two elements, a handful of candidates,
     a one-model ensemble trained for two epochs, the instant engine."""
     return {
-        "name": name, "elements": ["Li", "O"], "rounds": 1, "seed": 1, "known_phases": False,
-        "saps": {"max_candidates": 4, "max_template_sites": 4, "max_per_template": 2, "prototypes": False},
+        "name": name,
+        "elements": ["Li", "O"],
+        "rounds": 1,
+        "seed": 1,
+        "known_phases": False,
+        "saps": {
+            "max_candidates": 4,
+            "max_template_sites": 4,
+            "max_per_template": 2,
+            "prototypes": False,
+        },
         "random_search": {"n_per_composition": 1, "max_compositions": 1, "max_atoms": 4},
         "compositions": {"max_atoms": 4},
-        "model": {"start_from": "scratch", "ensemble_size": 1, "hidden": 8, "layers": 1, "max_epochs": 2,
-                  "patience": 1, "min_entries": 2},
+        "model": {
+            "start_from": "scratch",
+            "ensemble_size": 1,
+            "hidden": 8,
+            "layers": 1,
+            "max_epochs": 2,
+            "patience": 1,
+            "min_entries": 2,
+        },
         "selection": {"policy": "random", "budget": 1, "exploration": 0.0},
         "engine": {"name": "fake", "options": engine_options or {}},
-        "dispatch": {"name": "local", "workers": 1, "pack": 8, "poll_interval": 0.2, **(dispatch or {})},
+        "dispatch": {
+            "name": "local",
+            "workers": 1,
+            "pack": 8,
+            "poll_interval": 0.2,
+            **(dispatch or {}),
+        },
     }
 
 
@@ -59,10 +81,16 @@ class Workspace:
         self.config = root / f"{self.name}.yaml"
         self.config.write_text(yaml.safe_dump(config))
         env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-        self.env = {**env, "GNOMON_HOME": str(self.home), "OMP_NUM_THREADS": "1", "COLUMNS": "250",
-                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                    "PYTHONPATH": os.pathsep.join(filter(None, [str(SITE), str(DFT_TESTS),
-                                                                os.environ.get("PYTHONPATH")]))}
+        self.env = {
+            **env,
+            "GNOMON_HOME": str(self.home),
+            "OMP_NUM_THREADS": "1",
+            "COLUMNS": "250",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(SITE), str(DFT_TESTS), os.environ.get("PYTHONPATH")])
+            ),
+        }
         self.serve_proc: subprocess.Popen | None = None
         self.port = 0
         self.serve_log = root / "serve.log"
@@ -72,8 +100,13 @@ class Workspace:
         return f"http://127.0.0.1:{self.port}/api"
 
     def gnomon(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "gnomon.cli", *args], env=self.env,
-                              capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+        return subprocess.run(
+            [sys.executable, "-m", "gnomon.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_S,
+        )
 
     def start_serve(self) -> None:
         """`gnomon campaign serve` in a process group of its own, its output in serve.log."""
@@ -82,9 +115,23 @@ class Workspace:
             log.write(f"\n=== serve on port {self.port} ===\n")
             log.flush()
             self.serve_proc = subprocess.Popen(
-                [sys.executable, "-m", "gnomon.cli", "campaign", "serve", "--no-ui", "--port",
-                 str(self.port), "--poll", "1"],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "gnomon.cli",
+                    "campaign",
+                    "serve",
+                    "--no-ui",
+                    "--port",
+                    str(self.port),
+                    "--poll",
+                    "1",
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def kill_serve(self) -> None:
         """SIGKILL serve's whole process group: serve, its Prefect server, the run it runs."""
@@ -123,7 +170,9 @@ class Workspace:
             if condition():
                 return
             assert self.serve_proc is None or self.serve_proc.poll() is None, (
-                f"serve exited ({self.serve_proc.returncode}) before {what}:\n" + _log_tail(self.serve_log, 8000))
+                f"serve exited ({self.serve_proc.returncode}) before {what}:\n"
+                + _log_tail(self.serve_log, 8000)
+            )
             time.sleep(1)
         pytest.fail(f"not within {timeout_s} s: {what}\n" + _log_tail(self.serve_log, 8000))
 
@@ -131,9 +180,15 @@ class Workspace:
         deployment = _api(f"{self.api_url}/deployments/name/gnomon-campaign/{self.name}")
         out: list[dict] = []
         while True:
-            page = _api(f"{self.api_url}/flow_runs/filter", {
-                "flow_runs": {"deployment_id": {"any_": [deployment["id"]]}},
-                "limit": 200, "offset": len(out), "sort": "EXPECTED_START_TIME_ASC"})
+            page = _api(
+                f"{self.api_url}/flow_runs/filter",
+                {
+                    "flow_runs": {"deployment_id": {"any_": [deployment["id"]]}},
+                    "limit": 200,
+                    "offset": len(out),
+                    "sort": "EXPECTED_START_TIME_ASC",
+                },
+            )
             out.extend(page)
             if len(page) < 200:
                 return out
@@ -163,7 +218,9 @@ def _interval(run: dict, start: str, end: str) -> tuple[datetime, datetime]:
 
 def _disjoint(intervals: list[tuple[datetime, datetime]]) -> bool:
     ordered = sorted(intervals)
-    return all(a_end <= b_start for (_, a_end), (b_start, _) in zip(ordered, ordered[1:], strict=False))
+    return all(
+        a_end <= b_start for (_, a_end), (b_start, _) in zip(ordered, ordered[1:], strict=False)
+    )
 
 
 def test_scheduled_runs_each_add_a_round_and_never_overlap(workspace):
@@ -178,9 +235,13 @@ def test_scheduled_runs_each_add_a_round_and_never_overlap(workspace):
     ws.wait_for("two scheduled runs completed", lambda: len(_completed(ws.campaign())) >= 2)
 
     # Prefect's own CLI, against the server serve started, lists the deployment
-    listed = subprocess.run([sys.executable, "-m", "prefect", "deployment", "ls"],
-                            env={**ws.env, "PREFECT_API_URL": ws.api_url}, capture_output=True, text=True,
-                            timeout=CLI_TIMEOUT_S)
+    listed = subprocess.run(
+        [sys.executable, "-m", "prefect", "deployment", "ls"],
+        env={**ws.env, "PREFECT_API_URL": ws.api_url},
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+    )
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert f"gnomon-campaign/{ws.name}" in listed.stdout
     prefect_runs = ws.flow_runs()
@@ -205,10 +266,18 @@ def test_scheduled_runs_each_add_a_round_and_never_overlap(workspace):
     # Prefect's records agree: the runs that did work are the completed ones gnomon logged,
     # they did not overlap either, and every run skipped because another was going is logged
     by_id = {r["id"]: r for r in prefect_runs}
-    worked = [r for r in prefect_runs if r["state"]["type"] == "COMPLETED" and r["state"]["name"] == "Completed"]
+    worked = [
+        r
+        for r in prefect_runs
+        if r["state"]["type"] == "COMPLETED" and r["state"]["name"] == "Completed"
+    ]
     assert {r["run"] for r in completed} <= {r["id"] for r in worked}
-    assert _disjoint([(datetime.fromisoformat(r["start_time"]), datetime.fromisoformat(r["end_time"]))
-                      for r in worked])
+    assert _disjoint(
+        [
+            (datetime.fromisoformat(r["start_time"]), datetime.fromisoformat(r["end_time"]))
+            for r in worked
+        ]
+    )
     skipped = {r["run"] for r in campaign.runs if r.get("outcome") == "skipped"}
     assert {r["id"] for r in prefect_runs if r["state"]["name"] == "Skipped"} <= skipped
     assert skipped <= set(by_id)
@@ -244,8 +313,10 @@ def test_serve_killed_mid_run_resumes_the_round_without_repeating_a_relaxation(w
     time.sleep(25)  # serve stays down over two slots of the schedule
 
     ws.start_serve()
-    ws.wait_for("round 0 finished after the restart",
-                lambda: any(r.get("outcome") == "completed" for r in ws.campaign().runs))
+    ws.wait_for(
+        "round 0 finished after the restart",
+        lambda: any(r.get("outcome") == "completed" for r in ws.campaign().runs),
+    )
     prefect_runs = ws.flow_runs()
     assert ws.stop_serve() == 0, _log_tail(ws.serve_log, 8000)
 
@@ -261,7 +332,11 @@ def test_serve_killed_mid_run_resumes_the_round_without_repeating_a_relaxation(w
         if state == "done":  # finished before the kill: never run again
             assert after[cid].attempts == attempts
     assert all(c.attempts == 1 for c in after.values())
-    started = [line for c in after.values() for line in Path(c.workdir, "attempts.log").read_text().splitlines()]
+    started = [
+        line
+        for c in after.values()
+        for line in Path(c.workdir, "attempts.log").read_text().splitlines()
+    ]
     assert len(started) == len(after)  # one relaxation started per calculation, none repeated
 
     # in Prefect: the cut-short run is Crashed; of the slots that came due while serve was
@@ -269,4 +344,6 @@ def test_serve_killed_mid_run_resumes_the_round_without_repeating_a_relaxation(w
     states = {r["id"]: r["state"]["name"] for r in prefect_runs}
     assert states[killed[0]["run"]] == "Crashed"
     missed = [r for r in campaign.runs if r.get("outcome") == "missed"]
-    assert missed and sum(r["count"] for r in missed) == sum(1 for s in states.values() if s == "Missed")
+    assert missed and sum(r["count"] for r in missed) == sum(
+        1 for s in states.values() if s == "Missed"
+    )

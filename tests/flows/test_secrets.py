@@ -82,11 +82,14 @@ def _prefect_records() -> str:
     assert any(r.parameters.get("config", {}).get("name") == CONFIG["name"] for r in flow_runs)
     assert any(d.name == CONFIG["name"] for d in deployments)
     assert task_runs
-    return json.dumps([json.loads(x.model_dump_json()) for x in [*flow_runs, *task_runs, *deployments]])
+    return json.dumps(
+        [json.loads(x.model_dump_json()) for x in [*flow_runs, *task_runs, *deployments]]
+    )
 
 
-def test_no_credential_in_output_logs_prefect_reports_or_files(tmp_path, monkeypatch, fake_engine, raw_logs,
-                                                              capfd, prefect_home):
+def test_no_credential_in_output_logs_prefect_reports_or_files(
+    tmp_path, monkeypatch, fake_engine, raw_logs, capfd, prefect_home
+):
     from gnomon.cli import app
     from gnomon.dft import engine as engine_module
 
@@ -125,7 +128,9 @@ def test_no_credential_in_output_logs_prefect_reports_or_files(tmp_path, monkeyp
 
     out, err = capfd.readouterr()
     assert sentinel not in "\n".join(printed) + out + err
-    assert any(name.startswith("gnomon.") for name in raw_logs.loggers)  # the log check saw gnomon's
+    assert any(
+        name.startswith("gnomon.") for name in raw_logs.loggers
+    )  # the log check saw gnomon's
     assert not [line for line in raw_logs.lines if sentinel in line]
     assert sentinel not in _prefect_records()
     report = home / "reports" / CONFIG["name"] / "report.md"
@@ -133,7 +138,11 @@ def test_no_credential_in_output_logs_prefect_reports_or_files(tmp_path, monkeyp
     # every file in the workspace, and everything Prefect keeps (its database included)
     files = [p for root in (home, Path(prefect_home)) for p in root.rglob("*") if p.is_file()]
     assert any(p.suffix == ".db" for p in files)
-    leaking = [p for p in files if sentinel.encode() in p.read_bytes() and stat.S_IMODE(p.stat().st_mode) != 0o600]
+    leaking = [
+        p
+        for p in files
+        if sentinel.encode() in p.read_bytes() and stat.S_IMODE(p.stat().st_mode) != 0o600
+    ]
     assert leaking == []
 
 
@@ -170,10 +179,14 @@ def test_secret_slurm_environment_values_stay_out_of_flow_settings(tmp_path, mon
     from gnomon.dft.settings import SlurmSettings
     from gnomon.flows.database import DatabaseNotFound, settings_from_payload, settings_payload
 
-    env = {"GNOMON_DB": "mongodb://alice:pw-sentinel@db.example.org/gnomon",
-           "HPC_API_TOKEN": "tok-sentinel", "OMP_NUM_THREADS": "4"}
-    settings = Settings(home=tmp_path, db=f"sqlite:///{tmp_path}/x.db",
-                        slurm=SlurmSettings(environment=env))
+    env = {
+        "GNOMON_DB": "mongodb://alice:pw-sentinel@db.example.org/gnomon",
+        "HPC_API_TOKEN": "tok-sentinel",
+        "OMP_NUM_THREADS": "4",
+    }
+    settings = Settings(
+        home=tmp_path, db=f"sqlite:///{tmp_path}/x.db", slurm=SlurmSettings(environment=env)
+    )
     payload = settings_payload(settings)
     text = json.dumps(payload)
     assert "pw-sentinel" not in text and "tok-sentinel" not in text
@@ -203,18 +216,29 @@ def test_a_prefect_secret_block_supplies_the_url(tmp_path, monkeypatch):
     assert settings_from_payload(payload).db == url
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("mongodb://alice:s3cret@127.0.0.1:1/x", "mongodb://alice:***@127.0.0.1:1/x"),
-    ("mongodb+srv://bob:p%40ss@c.example.net/db?retryWrites=true",
-     "mongodb+srv://bob:***@c.example.net/db?retryWrites=true"),
-    ("mongodb://h/db?tlsCertificateKeyFilePassword=s3cret", "mongodb://h/db?tlsCertificateKeyFilePassword=***"),
-    ("mongodb://host:27017/db", "mongodb://host:27017/db"),
-    ("sqlite:////tmp/gnomon.db", "sqlite:////tmp/gnomon.db"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("mongodb://alice:s3cret@127.0.0.1:1/x", "mongodb://alice:***@127.0.0.1:1/x"),
+        (
+            "mongodb+srv://bob:p%40ss@c.example.net/db?retryWrites=true",
+            "mongodb+srv://bob:***@c.example.net/db?retryWrites=true",
+        ),
+        (
+            "mongodb://h/db?tlsCertificateKeyFilePassword=s3cret",
+            "mongodb://h/db?tlsCertificateKeyFilePassword=***",
+        ),
+        ("mongodb://host:27017/db", "mongodb://host:27017/db"),
+        ("sqlite:////tmp/gnomon.db", "sqlite:////tmp/gnomon.db"),
+    ],
+)
 def test_mask_url(url, shown):
     assert mask_url(url) == shown
     assert has_credentials(url) is (url != shown)
-    assert mask_secrets(f"cannot reach MongoDB at {url} (timed out)") == f"cannot reach MongoDB at {shown} (timed out)"
+    assert (
+        mask_secrets(f"cannot reach MongoDB at {url} (timed out)")
+        == f"cannot reach MongoDB at {shown} (timed out)"
+    )
 
 
 def test_config_errors_do_not_echo_the_password(monkeypatch):
@@ -235,7 +259,9 @@ def test_files_that_hold_credentials_are_private(tmp_path, monkeypatch):
     folder.mkdir(mode=0o755)
     path = write_project_file(project_config(url, SlurmSettings(), tmp_path / "runs"), folder)
     assert "s3cret" in path.read_text()
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert (
+        stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(folder.stat().st_mode) == 0o700
+    )
     # rewriting an existing, readable file makes it private as well
     path.chmod(0o644)
     write_private(path, "x")
@@ -243,7 +269,11 @@ def test_files_that_hold_credentials_are_private(tmp_path, monkeypatch):
 
     # a batch script exporting the database URL to the compute nodes
     dispatcher = SlurmDispatcher(SlurmSettings(environment={"GNOMON_DB": url}))
-    monkeypatch.setattr(dispatcher.manager, "execute_cmd", lambda cmd, cwd=None, timeout=None: ("Submitted batch job 42\n", "", 0))
+    monkeypatch.setattr(
+        dispatcher.manager,
+        "execute_cmd",
+        lambda cmd, cwd=None, timeout=None: ("Submitted batch job 42\n", "", 0),
+    )
     assert dispatcher.submit([tmp_path / "calc"], "gnomon-x-1", tmp_path / "batches") == "42"
     script = tmp_path / "batches" / "gnomon-x-1.sh"
     assert "s3cret" in script.read_text() and stat.S_IMODE(script.stat().st_mode) == 0o600

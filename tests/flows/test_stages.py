@@ -13,7 +13,6 @@ import pytest
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
-from gnomon.config import CampaignConfig, Settings, mlip_engine_name
 from gnomon.campaign.reports.stages import discovery_paths, stage_section
 from gnomon.campaign.steps import (
     STAGE_STEPS,
@@ -24,6 +23,7 @@ from gnomon.campaign.steps import (
     round_finished,
     run_step,
 )
+from gnomon.config import CampaignConfig, Settings, mlip_engine_name
 from gnomon.pipeline.generation.identity import candidate_from_structure
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.pipeline.thermo.hull import HullEngine
@@ -53,14 +53,21 @@ def engines(fake_engine):
     from gnomon_fake_engine import FakeEngine
 
     # the mlip stage shrinks cells by 3 %, the dft stage by 1 %: a DFT result shows where it started
-    return {"mlip": FakeEngine(scheme_name=MLIP_SCHEME, scale=0.97),
-            "dft": FakeEngine(scheme_name=DFT_SCHEME, scale=0.99)}
+    return {
+        "mlip": FakeEngine(scheme_name=MLIP_SCHEME, scale=0.97),
+        "dft": FakeEngine(scheme_name=DFT_SCHEME, scale=0.99),
+    }
 
 
 def _context(home: Path, engines: dict, **config) -> StagedContext:
-    cfg = CampaignConfig(name="stages-test", elements=["Li", "O"], known_phases=False,
-                         stages=config.pop("stages", ["screen", "mlip", "dft"]),
-                         dispatch={"name": "local", "workers": 1, "pack": 8, "poll_interval": 0.2}, **config)
+    cfg = CampaignConfig(
+        name="stages-test",
+        elements=["Li", "O"],
+        known_phases=False,
+        stages=config.pop("stages", ["screen", "mlip", "dft"]),
+        dispatch={"name": "local", "workers": 1, "pack": 8, "poll_interval": 0.2},
+        **config,
+    )
     ctx = StagedContext(Settings(home=home), cfg, 0)
     ctx.engines = engines
     return ctx
@@ -71,10 +78,19 @@ def _candidates() -> dict[str, Candidate]:
     cubic = Lattice.cubic(4.0)
     structures = {
         "LiO": Structure(cubic, ["Li", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
-        "Li2O": Structure(Lattice.cubic(4.6), ["O", "Li", "Li"], [[0, 0, 0], [0.25, 0.25, 0.25], [0.75, 0.75, 0.75]]),
-        "Li3O": Structure(cubic, ["O", "Li", "Li", "Li"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]),
+        "Li2O": Structure(
+            Lattice.cubic(4.6),
+            ["O", "Li", "Li"],
+            [[0, 0, 0], [0.25, 0.25, 0.25], [0.75, 0.75, 0.75]],
+        ),
+        "Li3O": Structure(
+            cubic, ["O", "Li", "Li", "Li"], [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+        ),
     }
-    return {f: candidate_from_structure(s, "saps", campaign="stages-test", round=0) for f, s in structures.items()}
+    return {
+        f: candidate_from_structure(s, "saps", campaign="stages-test", round=0)
+        for f, s in structures.items()
+    }
 
 
 def _through_select(ctx: StagedContext) -> dict[str, Candidate]:
@@ -87,27 +103,43 @@ def _through_select(ctx: StagedContext) -> dict[str, Candidate]:
     ctx.repo.add_candidates(list(candidates.values()))
     for step in ("generate", "dedup", "screen"):
         run_step(ctx, step, lambda _ctx: {})
-    run_step(ctx, "select", lambda _ctx: {"policy": "test", "selected": [c.id for c in candidates.values()]})
+    run_step(
+        ctx,
+        "select",
+        lambda _ctx: {"policy": "test", "selected": [c.id for c in candidates.values()]},
+    )
     return candidates
 
 
 @pytest.mark.slow
-def test_a_round_cut_between_the_stages_resumes_and_only_candidates_near_the_mlip_hull_reach_dft(tmp_path, engines):
+def test_a_round_cut_between_the_stages_resumes_and_only_candidates_near_the_mlip_hull_reach_dft(
+    tmp_path, engines
+):
     home = tmp_path / "home"
     first = _context(home, engines)
     candidates = _through_select(first)
     refs = first.round().outputs["references"]
-    assert len(refs["relaxed"]) == 2 and len(refs["mlip"]["relaxed"]) == 2  # Li and O, in each scheme
+    assert (
+        len(refs["relaxed"]) == 2 and len(refs["mlip"]["relaxed"]) == 2
+    )  # Li and O, in each scheme
     for step in THROUGH_MLIP:
         run_step(first, step, STEP_FUNCTIONS[step])
     # what a process killed just after starting the dft stage leaves behind: the step marked
     # running, its relaxation submitted to a worker, nothing collected
     passed = first.outputs("mlip_gate")["passed"]
     record = first.round()
-    first.repo.update_fields("rounds", first.round_id,
-                             {"steps": {**{k: v.value for k, v in record.steps.items()}, "relax": "running"}})
-    first.relaxations().submit(list(first.repo.query(Candidate, {"id": passed})), first.engine, "local",
-                               campaign="stages-test", round=0)
+    first.repo.update_fields(
+        "rounds",
+        first.round_id,
+        {"steps": {**{k: v.value for k, v in record.steps.items()}, "relax": "running"}},
+    )
+    first.relaxations().submit(
+        list(first.repo.query(Candidate, {"id": passed})),
+        first.engine,
+        "local",
+        campaign="stages-test",
+        round=0,
+    )
     mlip_before = {c.id: c.attempts for c in first.repo.query(Calculation, {"scheme": MLIP_SCHEME})}
     first.close()
 
@@ -119,14 +151,18 @@ def test_a_round_cut_between_the_stages_resumes_and_only_candidates_near_the_mli
         calcs = list(ctx.repo.query(Calculation))
         assert {c.id: c.attempts for c in calcs if c.scheme == MLIP_SCHEME} == mlip_before
         assert all(c.state is CalcState.done and c.attempts == 1 for c in calcs)
-        runs = [line for c in calcs for line in Path(c.workdir, "attempts.log").read_text().splitlines()]
+        runs = [
+            line for c in calcs for line in Path(c.workdir, "attempts.log").read_text().splitlines()
+        ]
         assert len(runs) == len(calcs)  # one relaxation started per calculation, none repeated
         _assert_gated_and_apart(ctx, candidates)
 
         # the gate's threshold is the config's: at 0.2 eV/atom Li2O goes on too
         wider = _context(home, engines, mlip_e_above_hull=0.2)
         try:
-            passed = [wider.repo.get(Candidate, c).reduced_formula for c in mlip_gate(wider)["passed"]]
+            passed = [
+                wider.repo.get(Candidate, c).reduced_formula for c in mlip_gate(wider)["passed"]
+            ]
             assert sorted(passed) == ["Li2O", "Li3O"]
         finally:
             wider.close()
@@ -137,8 +173,14 @@ def test_a_round_cut_between_the_stages_resumes_and_only_candidates_near_the_mli
 def _assert_gated_and_apart(ctx: StagedContext, candidates: dict[str, Candidate]) -> None:
     out = ctx.round().outputs
     gate = out["mlip_gate"]
-    held = {ctx.repo.get(Entry, eid).reduced_formula: e_hull for eid, e_hull in gate["held_back"].items()}
-    assert held == {"Li2O2": pytest.approx(0.3), "Li2O": pytest.approx(0.2 / 1.5)}  # pymatgen writes LiO Li2O2
+    held = {
+        ctx.repo.get(Entry, eid).reduced_formula: e_hull
+        for eid, e_hull in gate["held_back"].items()
+    }
+    assert held == {
+        "Li2O2": pytest.approx(0.3),
+        "Li2O": pytest.approx(0.2 / 1.5),
+    }  # pymatgen writes LiO Li2O2
     (passed,) = gate["passed"]
     start = ctx.repo.get(Candidate, passed)
     assert start.generator == "mlip" and start.parent_candidate_id == candidates["Li3O"].id
@@ -146,52 +188,83 @@ def _assert_gated_and_apart(ctx: StagedContext, candidates: dict[str, Candidate]
     # the dft stage relaxed the one that passed, from its ML-relaxed structure
     assert out["relax"]["calculations"] == [Calculation.key(passed, ctx.engine.settings_hash)]
     references = set(out["references"]["relaxed"])
-    dft_runs = {c.candidate_id for c in ctx.repo.query(Calculation, {"scheme": DFT_SCHEME})} - references
+    dft_runs = {
+        c.candidate_id for c in ctx.repo.query(Calculation, {"scheme": DFT_SCHEME})
+    } - references
     assert dft_runs == {passed}
     mlip_entry = ctx.repo.get(Entry, start.parent_entry_id)
     assert mlip_entry.scheme == MLIP_SCHEME and mlip_entry.candidate_id == candidates["Li3O"].id
-    ml_relaxed, dft_start = (Structure.from_dict(d) for d in (mlip_entry.structure, start.structure))
+    ml_relaxed, dft_start = (
+        Structure.from_dict(d) for d in (mlip_entry.structure, start.structure)
+    )
     assert StructureMatcher().fit(ml_relaxed, dft_start)
     raw = Structure.from_dict(candidates["Li3O"].structure)
     assert dft_start.volume / len(dft_start) == pytest.approx(raw.volume / len(raw) * 0.97**3)
     (dft_entry_id,) = out["ingest"]["entries"]
     dft_entry = ctx.repo.get(Entry, dft_entry_id)
     dft_relaxed = Structure.from_dict(dft_entry.structure)
-    assert dft_relaxed.volume / len(dft_relaxed) == pytest.approx(raw.volume / len(raw) * (0.97 * 0.99) ** 3)
+    assert dft_relaxed.volume / len(dft_relaxed) == pytest.approx(
+        raw.volume / len(raw) * (0.97 * 0.99) ** 3
+    )
 
     # the path candidate -> mlip entry -> dft entry, on the records and in the round
     assert dft_entry.scheme == DFT_SCHEME and dft_entry.parent_entry_id == mlip_entry.id
-    assert out["ingest"]["paths"] == [{"candidate": candidates["Li3O"].id, "mlip_entry": mlip_entry.id,
-                                       "dft_entry": dft_entry.id}]
+    assert out["ingest"]["paths"] == [
+        {"candidate": candidates["Li3O"].id, "mlip_entry": mlip_entry.id, "dft_entry": dft_entry.id}
+    ]
 
     # no hull mixes schemes: each scheme's phases are exactly its own entries
     for scheme in (MLIP_SCHEME, DFT_SCHEME):
         entries = {e.id: e for e in ctx.repo.entries(scheme=scheme)}
         phases = ctx.repo.phases(scheme=scheme)
-        assert {p.id for p in phases} == set(entries) and all(entries[p.id].scheme == scheme for p in phases)
-    assert len(ctx.repo.entries(scheme=MLIP_SCHEME)) == 2 + 1 + 3  # references, imported LiO, candidates
+        assert {p.id for p in phases} == set(entries) and all(
+            entries[p.id].scheme == scheme for p in phases
+        )
+    assert (
+        len(ctx.repo.entries(scheme=MLIP_SCHEME)) == 2 + 1 + 3
+    )  # references, imported LiO, candidates
     assert len(ctx.repo.entries(scheme=DFT_SCHEME)) == 2 + 1  # references, the one that passed
     # on the DFT hull (no LiO there) Li3O at -1.2 eV/atom is stable
     assert ctx.repo.get(Phase, dft_entry.id).is_stable
 
     # ... and in the report
     paths = discovery_paths(ctx.repo, [dft_entry.id])
-    assert paths == [{"formula": "Li3O", "candidate": candidates["Li3O"].id, "mlip_entry": mlip_entry.id,
-                      "mlip_e_above_hull": pytest.approx(0.05), "dft_entry": dft_entry.id}]
+    assert paths == [
+        {
+            "formula": "Li3O",
+            "candidate": candidates["Li3O"].id,
+            "mlip_entry": mlip_entry.id,
+            "mlip_e_above_hull": pytest.approx(0.05),
+            "dft_entry": dft_entry.id,
+        }
+    ]
     lines = stage_section(ctx.repo, ctx.config, [ctx.repo.get(Round, ctx.round_id)], [dft_entry.id])
-    assert "## Stages" in lines and any(mlip_entry.id in line and dft_entry.id in line for line in lines)
+    assert "## Stages" in lines and any(
+        mlip_entry.id in line and dft_entry.id in line for line in lines
+    )
 
     stages = ctx.repo.get(Round, ctx.round_id).metrics["stages"]
     assert stages["mlip"]["relaxed"] == 3 and stages["mlip"]["passed"] == 1
-    assert stages["mlip"]["pass_rate"] == pytest.approx(1 / 3) and stages["mlip"]["scheme"] == MLIP_SCHEME
-    assert stages["dft"]["calls"] == 1 and stages["dft"]["new_stable"] == 1 and stages["dft"]["stable_share"] == 1.0
+    assert (
+        stages["mlip"]["pass_rate"] == pytest.approx(1 / 3)
+        and stages["mlip"]["scheme"] == MLIP_SCHEME
+    )
+    assert (
+        stages["dft"]["calls"] == 1
+        and stages["dft"]["new_stable"] == 1
+        and stages["dft"]["stable_share"] == 1.0
+    )
 
 
-def test_a_single_stage_round_skips_the_mlip_steps_and_relaxes_the_selection(tmp_path, engines, monkeypatch):
-    from gnomon.campaign import steps
+def test_a_single_stage_round_skips_the_mlip_steps_and_relaxes_the_selection(
+    tmp_path, engines, monkeypatch
+):
+    from gnomon.campaign.steps import relaxation
 
     relaxed = []
-    monkeypatch.setattr(steps, "_relax_with", lambda ctx, ids, engine: relaxed.append((ids, engine)) or {})
+    monkeypatch.setattr(
+        relaxation, "relax_with", lambda ctx, ids, engine: relaxed.append((ids, engine)) or {}
+    )
     ctx = _context(tmp_path / "home", engines, stages=["screen", "dft"])
     try:
         run_step(ctx, "select", lambda _ctx: {"policy": "test", "selected": ["a", "b"]})
@@ -215,9 +288,17 @@ def test_stage_config_is_validated():
     base = {"name": "c", "elements": ["Si", "C"]}
     assert CampaignConfig(**base).stages == ["screen", "dft"] and not CampaignConfig(**base).staged
     staged = CampaignConfig(**base, stages=["screen", "mlip", "dft"], engine={"name": "qe"})
-    assert staged.staged and staged.mlip_e_above_hull == 0.1 and mlip_engine_name(staged.mlip_engine) == "mlip"
-    for bad in ({"stages": ["mlip", "dft"]}, {"stages": ["screen", "dft", "mlip"]},
-                {"mlip_engine": "no-such-potential"}, {"mlip_e_above_hull": -0.1}):
+    assert (
+        staged.staged
+        and staged.mlip_e_above_hull == 0.1
+        and mlip_engine_name(staged.mlip_engine) == "mlip"
+    )
+    for bad in (
+        {"stages": ["mlip", "dft"]},
+        {"stages": ["screen", "dft", "mlip"]},
+        {"mlip_engine": "no-such-potential"},
+        {"mlip_e_above_hull": -0.1},
+    ):
         with pytest.raises(ValueError):
             CampaignConfig(**base, **bad)
 
@@ -238,15 +319,28 @@ def test_the_relaxation_budget_of_a_staged_campaign_counts_its_dft_relaxations(t
     from gnomon.storage import open_repository
 
     settings = Settings(home=tmp_path / "home")
-    config = CampaignConfig(name="budget", elements=["Mg", "Si"], stages=["screen", "mlip", "dft"],
-                            engine={"name": "qe"}, stopping={"max_relaxations": 2})
+    config = CampaignConfig(
+        name="budget",
+        elements=["Mg", "Si"],
+        stages=["screen", "mlip", "dft"],
+        engine={"name": "qe"},
+        stopping={"max_relaxations": 2},
+    )
 
     def calc(i: int, scheme: str) -> Calculation:
-        return Calculation(id=f"c{i}:{scheme}", candidate_id=f"c{i}", engine=scheme.split("-")[0], scheme=scheme,
-                           settings_hash=scheme, campaign="budget")
+        return Calculation(
+            id=f"c{i}:{scheme}",
+            candidate_id=f"c{i}",
+            engine=scheme.split("-")[0],
+            scheme=scheme,
+            settings_hash=scheme,
+            campaign="budget",
+        )
 
     with open_repository(settings.db_url) as repo:
-        repo.insert_new("calculations", [calc(i, MLIP_SCHEME) for i in range(3)] + [calc(0, "qe-pbe-pslibrary")])
+        repo.insert_new(
+            "calculations", [calc(i, MLIP_SCHEME) for i in range(3)] + [calc(0, "qe-pbe-pslibrary")]
+        )
     assert should_stop(settings, config, 1) is None  # 3 mlip relaxations, 1 DFT
     with open_repository(settings.db_url) as repo:
         repo.insert_new("calculations", [calc(1, "qe-pbe-pslibrary")])

@@ -28,8 +28,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PSEUDO_DIR = Path("/usr/share/espresso/pseudo")
 PSEUDOS = {"Mg": "Mg.pz-n-vbc.UPF", "Si": "Si.pz-vbc.UPF"}
-QE_OPTIONS = {"ecutwfc": 16.0, "kspacing": 0.6, "functional": "pz", "pseudo_family": "vbc",
-              "pseudo_map": PSEUDOS}
+QE_OPTIONS = {
+    "ecutwfc": 16.0,
+    "kspacing": 0.6,
+    "functional": "pz",
+    "pseudo_family": "vbc",
+    "pseudo_map": PSEUDOS,
+}
 CONFIG = {
     "name": "stages-qe",
     "elements": ["Mg", "Si"],
@@ -63,9 +68,14 @@ def pw_x() -> str:
 
 def _campaign(home: Path, config: Path) -> subprocess.Popen:
     env = {**os.environ, "GNOMON_HOME": str(home), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "gnomon.cli", "campaign", "run", str(config)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gnomon.cli", "campaign", "run", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _steps(db: Path) -> dict[str, str]:
@@ -93,7 +103,8 @@ def test_staged_qe_campaign_killed_between_stages_resumes(pw_x, tmp_path):
         pytest.fail("the mlip stage never finished")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    try:  # the ephemeral Prefect server it started (its relaxation workers have sessions of their own)
+    # the ephemeral Prefect server it started (its relaxation workers have sessions of their own)
+    try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
@@ -114,11 +125,15 @@ def test_staged_qe_campaign_killed_between_stages_resumes(pw_x, tmp_path):
         record = repo.get(Round, Round.key(CONFIG["name"], 0))
         calcs = list(repo.query(Calculation))
         qe = [c for c in calcs if c.engine == "qe"]
-        failed = "\n".join(f"{c.id}: {(c.failure_reason or '')[:400]}" for c in calcs if c.state != CalcState.done)
+        failed = "\n".join(
+            f"{c.id}: {(c.failure_reason or '')[:400]}" for c in calcs if c.state != CalcState.done
+        )
         assert not failed, failed
         # no relaxation repeated: one attempt and one start per calculation, across the kill
         assert all(c.attempts == 1 for c in calcs)
-        runs = [line for c in calcs for line in Path(c.workdir, "attempts.log").read_text().splitlines()]
+        runs = [
+            line for c in calcs for line in Path(c.workdir, "attempts.log").read_text().splitlines()
+        ]
         assert len(runs) == len(calcs)
         for cid, (_state, attempts) in calcs_before.items():
             assert next(c for c in calcs if c.id == cid).attempts == attempts
@@ -138,9 +153,14 @@ def test_staged_qe_campaign_killed_between_stages_resumes(pw_x, tmp_path):
             mlip_entry = repo.get(Entry, path["mlip_entry"])
             start = repo.get(Candidate, dft_entry.candidate_id)
             assert dft_entry.scheme == dft_scheme and mlip_entry.scheme == mlip_scheme
-            assert dft_entry.parent_entry_id == mlip_entry.id and start.parent_entry_id == mlip_entry.id
+            assert (
+                dft_entry.parent_entry_id == mlip_entry.id
+                and start.parent_entry_id == mlip_entry.id
+            )
             # QE started from the ML-relaxed cell (idealised to its space group)
-            assert StructureMatcher().fit(Structure.from_dict(start.structure), Structure.from_dict(mlip_entry.structure))
+            assert StructureMatcher().fit(
+                Structure.from_dict(start.structure), Structure.from_dict(mlip_entry.structure)
+            )
             assert mlip_entry.candidate_id == path["candidate"] == start.parent_candidate_id
         # no hull mixes schemes
         for scheme in (mlip_scheme, dft_scheme):

@@ -6,21 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from gnomon.campaign.reports.tables import markdown_table
 from gnomon.config import CampaignConfig
 from gnomon.storage import Candidate, Entry, Phase, Repository, Round
 
 STAGE_COLUMNS = (
     ("round", "round"), ("selected", "selected"), ("mlip_relaxed", "mlip relaxed"),
     ("mlip_hit_rate", "mlip hit rate"), ("passed", "within gate"), ("pass_rate", "pass rate"),
-    ("dft_calls", "dft calls"), ("dft_hit_rate", "dft hit rate"), ("dft_new_stable", "dft new stable"),
-    ("stable_share", "stable / dft call"),
+    ("dft_calls", "dft calls"), ("dft_hit_rate", "dft hit rate"),
+    ("dft_new_stable", "dft new stable"), ("stable_share", "stable / dft call"),
 )
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+PATH_HEADERS = ("formula", "candidate", "mlip entry", "mlip E_hull (eV/atom)", "dft entry")
 
 
 def stage_rows(rounds: list[Round]) -> list[dict[str, Any]]:
@@ -35,7 +31,8 @@ def stage_rows(rounds: list[Round]) -> list[dict[str, Any]]:
                      "mlip_relaxed": mlip.get("relaxed"), "mlip_hit_rate": mlip.get("hit_rate"),
                      "passed": mlip.get("passed"), "pass_rate": mlip.get("pass_rate"),
                      "dft_calls": dft.get("calls"), "dft_hit_rate": dft.get("hit_rate"),
-                     "dft_new_stable": dft.get("new_stable"), "stable_share": dft.get("stable_share")})
+                     "dft_new_stable": dft.get("new_stable"),
+                     "stable_share": dft.get("stable_share")})
     return rows
 
 
@@ -47,7 +44,8 @@ def discovery_paths(repo: Repository, entry_ids: list[str]) -> list[dict[str, An
         return []
     mlip_ids = [e.parent_entry_id for e in entries.values()]
     mlip_phases = {p.id: p for p in repo.query(Phase, {"id": mlip_ids})}
-    starts = {c.id: c for c in repo.query(Candidate, {"id": [e.candidate_id for e in entries.values()]})}
+    start_ids = [e.candidate_id for e in entries.values()]
+    starts = {c.id: c for c in repo.query(Candidate, {"id": start_ids})}
     out = []
     for eid in entry_ids:
         e = entries.get(eid)
@@ -55,32 +53,35 @@ def discovery_paths(repo: Repository, entry_ids: list[str]) -> list[dict[str, An
             continue
         start = starts.get(e.candidate_id)
         phase = mlip_phases.get(e.parent_entry_id)
-        out.append({"formula": e.reduced_formula, "candidate": start.parent_candidate_id if start else None,
+        out.append({"formula": e.reduced_formula,
+                    "candidate": start.parent_candidate_id if start else None,
                     "mlip_entry": e.parent_entry_id,
-                    "mlip_e_above_hull": phase.e_above_hull if phase else None, "dft_entry": e.id})
+                    "mlip_e_above_hull": phase.e_above_hull if phase else None,
+                    "dft_entry": e.id})
     return out
 
 
-def stage_section(repo: Repository, config: CampaignConfig, rounds: list[Round], found_ids: list[str]) -> list[str]:
+def stage_section(repo: Repository, config: CampaignConfig, rounds: list[Round],
+                  found_ids: list[str]) -> list[str]:
     """Markdown lines: the per-stage table and the paths of the phases found (``found_ids``:
     entry ids of the stable phases this campaign found)."""
     if not config.staged:
         return []
-    schemes = {r.metrics["stages"]["mlip"].get("scheme") for r in rounds if r.metrics.get("stages")}
+    schemes = {r.metrics["stages"]["mlip"].get("scheme") for r in rounds
+               if r.metrics.get("stages")}
+    named = ", ".join(f"`{s}`" for s in sorted(filter(None, schemes)))
+    table = [[row.get(k) for k, _ in STAGE_COLUMNS] for row in stage_rows(rounds)]
     lines = ["## Stages", "",
-             f"screen → mlip (`{config.mlip_engine}`, scheme {', '.join(f'`{s}`' for s in sorted(filter(None, schemes)))}) "
-             f"→ dft (`{config.engine.name}`); only mlip results within {config.mlip_e_above_hull} eV/atom of the "
-             "mlip hull go on, each from its ML-relaxed structure. Hit rates are against each scheme's own hull "
-             "before the round.", "",
-             "| " + " | ".join(h for _, h in STAGE_COLUMNS) + " |", "|" + "---|" * len(STAGE_COLUMNS)]
-    for row in stage_rows(rounds):
-        lines.append("| " + " | ".join(_fmt(row.get(k)) for k, _ in STAGE_COLUMNS) + " |")
-    lines.append("")
+             f"screen → mlip (`{config.mlip_engine}`, scheme {named}) "
+             f"→ dft (`{config.engine.name}`); only mlip results within "
+             f"{config.mlip_e_above_hull} eV/atom of the mlip hull go on, each from its "
+             "ML-relaxed structure. Hit rates are against each scheme's own hull before the "
+             "round.", "",
+             *markdown_table([h for _, h in STAGE_COLUMNS], table), ""]
     paths = discovery_paths(repo, found_ids)
     if paths:
+        table = [[p["formula"], str(p["candidate"]), p["mlip_entry"], p["mlip_e_above_hull"],
+                  p["dft_entry"]] for p in paths]
         lines += ["Paths of the phases found (candidate → mlip entry → dft entry):", "",
-                  "| formula | candidate | mlip entry | mlip E_hull (eV/atom) | dft entry |", "|---|---|---|---|---|"]
-        lines += [f"| {p['formula']} | {p['candidate']} | {p['mlip_entry']} | {_fmt(p['mlip_e_above_hull'])} | "
-                  f"{p['dft_entry']} |" for p in paths]
-        lines.append("")
+                  *markdown_table(PATH_HEADERS, table), ""]
     return lines

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections import Counter
 
+from gnomon.campaign.reports.tables import markdown_table
 from gnomon.config import CampaignConfig
 from gnomon.pipeline.thermo.known import phase_origins
 from gnomon.pipeline.thermo.phase_query import PhaseQuery
 from gnomon.storage import Repository, Round
 
 COLUMNS = ("candidates", "selected", "relaxed", "hits", "new_stable", "stable_found")
-HEADERS = ("system", "candidates", "selected", "relaxed", "hits", "new stable (at its round)", "stable found (now)")
+HEADERS = ("system", "candidates", "selected", "relaxed", "hits", "new stable (at its round)",
+           "stable found (now)")
 
 
 def system_rows(repo: Repository, config: CampaignConfig, scheme: str) -> dict[str, dict[str, int]]:
@@ -28,7 +30,8 @@ def system_rows(repo: Repository, config: CampaignConfig, scheme: str) -> dict[s
     for row, origin in zip(stable, phase_origins(repo, stable), strict=True):
         if origin == "campaign":
             totals.setdefault(row["chemsys"], Counter())["stable_found"] += 1
-    return {s: {k: int(totals[s][k]) for k in COLUMNS} for s in sorted(totals, key=lambda s: (s.count("-"), s))}
+    order = sorted(totals, key=lambda s: (s.count("-"), s))  # binaries first, then by name
+    return {s: {k: int(totals[s][k]) for k in COLUMNS} for s in order}
 
 
 def system_section(repo: Repository, config: CampaignConfig, scheme: str) -> list[str]:
@@ -38,10 +41,9 @@ def system_section(repo: Repository, config: CampaignConfig, scheme: str) -> lis
         return []
     explored = len(config.systems)
     touched = sum(1 for row in rows.values() if row["candidates"])
-    lines = ["## Chemical systems", "",
-             f"{touched} of the {explored} systems explored had candidates"
-             + (f" (every sub-system of {config.max_arity} or fewer elements)." if config.max_arity else "."),
-             "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    for system, row in rows.items():
-        lines.append(f"| {system} | " + " | ".join(str(row[k]) for k in COLUMNS) + " |")
-    return [*lines, ""]
+    scope = (f" (every sub-system of {config.max_arity} or fewer elements)."
+             if config.max_arity else ".")
+    table = [[system, *(row[k] for k in COLUMNS)] for system, row in rows.items()]
+    return ["## Chemical systems", "",
+            f"{touched} of the {explored} systems explored had candidates{scope}", "",
+            *markdown_table(HEADERS, table), ""]

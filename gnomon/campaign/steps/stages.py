@@ -1,0 +1,110 @@
+"""The fidelity stages of a round (config ``stages``): ``mlip_relax``, ``mlip_ingest`` and
+``mlip_gate``.
+
+With ``[screen, mlip, dft]`` the selected candidates are relaxed by the universal potential,
+ingested into its own scheme's hull, and only those within ``mlip_e_above_hull`` of that hull
+go on, as new candidates holding the ML-relaxed structure, to the campaign's engine (the
+``relax`` and ``ingest`` steps). With the default ``[screen, dft]`` these steps do nothing. A
+crash between stages resumes like a crash between any two steps.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pymatgen.core import Structure
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+from gnomon.campaign.steps.context import RoundContext
+from gnomon.campaign.steps.relaxation import ingest_calculations, relax_with
+from gnomon.pipeline.generation.identity import candidate_from_structure
+from gnomon.storage import Candidate, Entry, Phase
+
+log = logging.getLogger(__name__)
+
+#: The generator recorded on a candidate that holds an earlier stage's relaxed structure.
+STAGE_GENERATOR = "mlip"
+#: Å: an ML-relaxed structure is idealised to the space group it has within this tolerance
+#: before DFT starts from it (``dft_start``).
+DFT_START_SYMPREC = 0.01
+SKIPPED = {"skipped": "no mlip stage"}
+
+
+def mlip_relax(ctx: RoundContext) -> dict[str, Any]:
+    """The mlip stage: the selected candidates relaxed by the universal potential."""
+    if not ctx.config.staged:
+        return dict(SKIPPED)
+    engine = ctx.stage_engines()["mlip"]
+    selected = ctx.outputs("select").get("selected", [])
+    return {"scheme": engine.scheme, **relax_with(ctx, selected, engine)}
+
+
+def mlip_ingest(ctx: RoundContext) -> dict[str, Any]:
+    """The mlip stage's entries on the mlip scheme's own hull."""
+    if not ctx.config.staged:
+        return dict(SKIPPED)
+    return ingest_calculations(ctx, ctx.outputs("mlip_relax").get("calculations", []))
+
+
+def mlip_gate(ctx: RoundContext) -> dict[str, Any]:
+    """Who goes on to the dft stage: mlip entries within ``mlip_e_above_hull`` of the mlip
+    hull (as it stands with the whole round ingested), each as a new candidate holding its
+    ML-relaxed structure (idealised to its space group, ``dft_start``), its parents recorded
+    (``parent_candidate_id``, ``parent_entry_id``).
+
+    Repeatable: the new candidates are keyed by their structure, so a rerun finds them."""
+    if not ctx.config.staged:
+        return dict(SKIPPED)
+    limit = ctx.config.mlip_e_above_hull
+    entries = list(ctx.repo.query(Entry, {"id": ctx.outputs("mlip_ingest").get("entries", [])}))
+    phases = {p.id: p for p in ctx.repo.query(Phase, {"id": [e.id for e in entries]})}
+    parent_ids = [e.candidate_id for e in entries if e.candidate_id]
+    parents = {c.id: c for c in ctx.repo.query(Candidate, {"id": parent_ids})}
+    passed, paths, held_back = [], [], {}
+    for e in sorted(entries, key=lambda e: e.id):
+        phase = phases.get(e.id)
+        e_hull = phase.e_above_hull if phase is not None else None
+        if e_hull is None or e_hull > limit or e.structure is None:
+            held_back[e.id] = e_hull
+            continue
+        child = dft_candidate(ctx, e, parents.get(e.candidate_id), e_hull)
+        ctx.repo.add_candidates([child])
+        passed.append(child.id)
+        paths.append({"candidate": e.candidate_id, "mlip_entry": e.id, "dft_candidate": child.id})
+    passed = list(dict.fromkeys(passed))
+    log.info("round %d: %d of %d mlip entries within %.3f eV/atom of the %s hull go on to dft",
+             ctx.index, len(passed), len(entries), limit, ctx.mlip_engine.scheme)
+    return {"threshold": limit, "passed": passed, "held_back": held_back, "paths": paths}
+
+
+def dft_candidate(ctx: RoundContext, e: Entry, parent: Candidate | None,
+                  e_hull: float) -> Candidate:
+    """The candidate the dft stage relaxes for the mlip entry ``e``: its structure idealised,
+    its parents (the candidate screened, the mlip entry) recorded."""
+    return candidate_from_structure(
+        dft_start(Structure.from_dict(e.structure)), STAGE_GENERATOR, campaign=ctx.campaign,
+        round=ctx.index, template_id=parent.template_id if parent else None,
+        substitution=parent.substitution if parent else None,
+        parent_candidate_id=e.candidate_id, parent_entry_id=e.id,
+        extra={"stage": "mlip", "scheme": e.scheme, "e_above_hull": e_hull},
+    )
+
+
+def dft_start(relaxed: Structure, symprec: float = DFT_START_SYMPREC) -> Structure:
+    """The structure DFT starts from: the ML-relaxed one, idealised to its space group.
+
+    A universal potential stops at forces of a few 0.01 eV/Å, leaving a cell a hair off its
+    symmetry; pw.x then finds symmetry operations that are not quite orthogonal and stops
+    (``checkallsym: not orthogonal operation``). The idealised primitive standard cell has the
+    same crystal, at most as many sites, and exact symmetry. Left as relaxed when spglib finds
+    no cell.
+    """
+    try:
+        ideal = SpacegroupAnalyzer(relaxed, symprec=symprec).get_primitive_standard_structure()
+    except (ValueError, TypeError) as exc:  # spglib: no symmetry dataset for this cell
+        log.warning("%s: left as relaxed (%s)", relaxed.composition.reduced_formula, exc)
+        return relaxed
+    same = (ideal is not None and ideal.composition.reduced_composition
+            == relaxed.composition.reduced_composition)
+    return ideal if same else relaxed
