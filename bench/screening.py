@@ -39,9 +39,27 @@ from gnomon.models.screening import Screener
 from gnomon.models.training import Sample, TrainConfig, Trainer
 
 RADII = {  # rough ionic radii (Å) for bond-length guesses
-    "Li": 0.76, "Na": 1.02, "K": 1.38, "Rb": 1.52, "Mg": 0.72, "Ca": 1.00, "Sr": 1.18,
-    "Ba": 1.35, "Zn": 0.74, "Al": 0.54, "Ga": 0.62, "Ti": 0.61, "Zr": 0.72, "Nb": 0.64,
-    "O": 1.40, "S": 1.84, "Se": 1.98, "F": 1.33, "Cl": 1.81, "Br": 1.96, "N": 1.46,
+    "Li": 0.76,
+    "Na": 1.02,
+    "K": 1.38,
+    "Rb": 1.52,
+    "Mg": 0.72,
+    "Ca": 1.00,
+    "Sr": 1.18,
+    "Ba": 1.35,
+    "Zn": 0.74,
+    "Al": 0.54,
+    "Ga": 0.62,
+    "Ti": 0.61,
+    "Zr": 0.72,
+    "Nb": 0.64,
+    "O": 1.40,
+    "S": 1.84,
+    "Se": 1.98,
+    "F": 1.33,
+    "Cl": 1.81,
+    "Br": 1.96,
+    "N": 1.46,
 }
 CATIONS = ["Li", "Na", "K", "Mg", "Ca", "Sr", "Zn", "Al", "Ga", "Ba"]
 ANIONS = ["O", "S", "Se", "F", "Cl", "Br"]
@@ -52,37 +70,60 @@ PEROV_B = ["Ti", "Zr", "Nb", "Al", "Mg"]
 def _prototype(name: str, a_el: str, b_el: str, d: float) -> Structure:
     """A binary prototype with cation-anion bond length ``d`` (Å)."""
     if name == "rocksalt":
-        return Structure.from_spacegroup("Fm-3m", Lattice.cubic(2 * d), [a_el, b_el],
-                                         [[0, 0, 0], [0.5, 0.5, 0.5]])
+        return Structure.from_spacegroup(
+            "Fm-3m", Lattice.cubic(2 * d), [a_el, b_el], [[0, 0, 0], [0.5, 0.5, 0.5]]
+        )
     if name == "cscl":
         return Structure(Lattice.cubic(2 * d / 3**0.5), [a_el, b_el], [[0, 0, 0], [0.5, 0.5, 0.5]])
     if name == "zincblende":
-        return Structure.from_spacegroup("F-43m", Lattice.cubic(4 * d / 3**0.5), [a_el, b_el],
-                                         [[0, 0, 0], [0.25, 0.25, 0.25]])
+        return Structure.from_spacegroup(
+            "F-43m", Lattice.cubic(4 * d / 3**0.5), [a_el, b_el], [[0, 0, 0], [0.25, 0.25, 0.25]]
+        )
     if name == "wurtzite":
         a = d * (8 / 3) ** 0.5
-        return Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(a, 1.633 * a), [a_el, b_el],
-                                         [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.375]])
+        return Structure.from_spacegroup(
+            "P6_3mc",
+            Lattice.hexagonal(a, 1.633 * a),
+            [a_el, b_el],
+            [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.375]],
+        )
     if name == "fluorite":
-        return Structure.from_spacegroup("Fm-3m", Lattice.cubic(4 * d / 3**0.5), [a_el, b_el],
-                                         [[0, 0, 0], [0.25, 0.25, 0.25]])
+        return Structure.from_spacegroup(
+            "Fm-3m", Lattice.cubic(4 * d / 3**0.5), [a_el, b_el], [[0, 0, 0], [0.25, 0.25, 0.25]]
+        )
     if name == "antifluorite":
-        return Structure.from_spacegroup("Fm-3m", Lattice.cubic(4 * d / 3**0.5), [b_el, a_el],
-                                         [[0, 0, 0], [0.25, 0.25, 0.25]])
+        return Structure.from_spacegroup(
+            "Fm-3m", Lattice.cubic(4 * d / 3**0.5), [b_el, a_el], [[0, 0, 0], [0.25, 0.25, 0.25]]
+        )
     if name == "rutile":
         a = 2.3 * d
-        return Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(a, 0.64 * a), [a_el, b_el],
-                                         [[0, 0, 0], [0.305, 0.305, 0]])
+        return Structure.from_spacegroup(
+            "P4_2/mnm",
+            Lattice.tetragonal(a, 0.64 * a),
+            [a_el, b_el],
+            [[0, 0, 0], [0.305, 0.305, 0]],
+        )
     raise ValueError(name)
 
 
-BINARY_PROTOTYPES = ["rocksalt", "cscl", "zincblende", "wurtzite", "fluorite", "antifluorite", "rutile"]
+BINARY_PROTOTYPES = [
+    "rocksalt",
+    "cscl",
+    "zincblende",
+    "wurtzite",
+    "fluorite",
+    "antifluorite",
+    "rutile",
+]
 
 
 def perovskite(a_el: str, b_el: str, x_el: str, d: float) -> Structure:
     a = 2 * d
-    return Structure(Lattice.cubic(a), [a_el, b_el, x_el, x_el, x_el],
-                     [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]])
+    return Structure(
+        Lattice.cubic(a),
+        [a_el, b_el, x_el, x_el, x_el],
+        [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]],
+    )
 
 
 def _perturb(s: Structure, rng: np.random.Generator) -> Structure:
@@ -111,7 +152,9 @@ def chemical_systems() -> list[tuple[str, list[tuple[str, ...]]]]:
     return systems
 
 
-def generate(recipes: list[tuple[str, ...]], per_system: int, rng: np.random.Generator) -> list[Structure]:
+def generate(
+    recipes: list[tuple[str, ...]], per_system: int, rng: np.random.Generator
+) -> list[Structure]:
     out = []
     for recipe in recipes:
         for _ in range(per_system):
@@ -142,7 +185,9 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    body = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows
+    ]
     return "\n".join([f"\n{title}", line, sep, *body])
 
 
@@ -156,8 +201,9 @@ def fresh_ensemble(structures: list[Structure], size: int = 5) -> Ensemble:
     return Ensemble.create("gnn", spec.hparams(avg), size, norm, seeds=list(range(size))).eval()
 
 
-def time_ensemble(ens: Ensemble, dicts: list[dict], tta: TTA | None, batch_size: int | None,
-                  repeats: int = 2) -> float:
+def time_ensemble(
+    ens: Ensemble, dicts: list[dict], tta: TTA | None, batch_size: int | None, repeats: int = 2
+) -> float:
     """Best wall time to screen ``dicts``; ``batch_size=None`` takes the Screener's default."""
     screener = Screener(ens, batch_size=batch_size, tta=tta)
     screener.predict(dicts[: screener.batch_size])  # warm-up
@@ -172,8 +218,9 @@ def time_ensemble(ens: Ensemble, dicts: list[dict], tta: TTA | None, batch_size:
     return best
 
 
-def speed(n_structures: int, threads: int, ensemble: Ensemble | None, seed: int = 0,
-          rounds: int = 5) -> None:
+def speed(
+    n_structures: int, threads: int, ensemble: Ensemble | None, seed: int = 0, rounds: int = 5
+) -> None:
     rng = np.random.default_rng(seed)
     systems = chemical_systems()
     picks = rng.choice(len(systems), size=n_structures)
@@ -182,9 +229,13 @@ def speed(n_structures: int, threads: int, ensemble: Ensemble | None, seed: int 
     n_atoms = sum(len(s) for s in structures)
     ens = ensemble if ensemble is not None else fresh_ensemble(structures)
     params = sum(p.numel() for p in ens.members[0].parameters())
-    print(f"\n{n_structures} structures, {n_atoms} atoms ({n_atoms / n_structures:.1f} per structure); "
-          f"torch threads {torch.get_num_threads()}; ensemble of {ens.size} x {params:,} parameters "
-          f"(hidden {ens.hparams['hidden']}, {ens.hparams['num_layers']} layers, cutoff {ens.cutoff} Å)")
+    print(
+        f"\n{n_structures} structures, {n_atoms} atoms ({n_atoms / n_structures:.1f} per "
+        "structure); "
+        f"torch threads {torch.get_num_threads()}; ensemble of {ens.size} x {params:,} parameters "
+        f"(hidden {ens.hparams['hidden']}, {ens.hparams['num_layers']} layers, cutoff {ens.cutoff} "
+        "Å)"
+    )
 
     # neighbour-list backends
     t0 = time.perf_counter()
@@ -195,10 +246,19 @@ def speed(n_structures: int, threads: int, ensemble: Ensemble | None, seed: int 
     for s in structures:
         numpy_neighbor_list(s.frac_coords, s.lattice.matrix, 5.0)
     t_np = time.perf_counter() - t0
-    print(table("neighbour lists (5 Å), per structure", ["backend", "µs/structure"], [
-        ["pymatgen find_points_in_spheres on arrays (used)", f"{1e6 * t_cell / n_structures:.0f}"],
-        ["vectorised numpy over images", f"{1e6 * t_np / n_structures:.0f}"],
-    ]))
+    print(
+        table(
+            "neighbour lists (5 Å), per structure",
+            ["backend", "µs/structure"],
+            [
+                [
+                    "pymatgen find_points_in_spheres on arrays (used)",
+                    f"{1e6 * t_cell / n_structures:.0f}",
+                ],
+                ["vectorised numpy over images", f"{1e6 * t_np / n_structures:.0f}"],
+            ],
+        )
+    )
 
     rows = []
     cpu = torch.device("cpu")
@@ -227,19 +287,45 @@ def speed(n_structures: int, threads: int, ensemble: Ensemble | None, seed: int 
     best = {k: min(v) for k, v in times.items()}
     chg_atoms = n_atoms / best["chgnet"]
     x_chgnet = {k: statistics.median(v) for k, v in ratio.items()}
-    rows.append(["gnomon 5-model ensemble", "cpu", f"{n_structures / best['plain']:.1f}",
-                 f"{n_atoms / best['plain']:.0f}", f"{x_chgnet['plain']:.1f}"])
-    rows.append(["gnomon 5-model ensemble + TTA x5", "cpu", f"{n_structures / best['tta']:.1f}",
-                 f"{n_atoms / best['tta']:.0f}", f"{x_chgnet['tta']:.1f}"])
-    rows.append(["CHGNet predict_structure (energy only, batch 64, same structures)",
-                 "cpu", f"{n_structures / best['chgnet']:.1f}", f"{chg_atoms:.0f}", "1.0"])
+    rows.append(
+        [
+            "gnomon 5-model ensemble",
+            "cpu",
+            f"{n_structures / best['plain']:.1f}",
+            f"{n_atoms / best['plain']:.0f}",
+            f"{x_chgnet['plain']:.1f}",
+        ]
+    )
+    rows.append(
+        [
+            "gnomon 5-model ensemble + TTA x5",
+            "cpu",
+            f"{n_structures / best['tta']:.1f}",
+            f"{n_atoms / best['tta']:.0f}",
+            f"{x_chgnet['tta']:.1f}",
+        ]
+    )
+    rows.append(
+        [
+            "CHGNet predict_structure (energy only, batch 64, same structures)",
+            "cpu",
+            f"{n_structures / best['chgnet']:.1f}",
+            f"{chg_atoms:.0f}",
+            "1.0",
+        ]
+    )
     if torch.cuda.is_available():
         gpu = pick_device("cuda")
         name = torch.cuda.get_device_name(gpu)
         ens_gpu = ens.to(gpu)
-        for label, aug in (("gnomon 5-model ensemble", None), ("gnomon 5-model ensemble + TTA x5", tta)):
+        for label, aug in (
+            ("gnomon 5-model ensemble", None),
+            ("gnomon 5-model ensemble + TTA x5", tta),
+        ):
             dt = time_ensemble(ens_gpu, dicts, aug, batch_size=512)
-            rows.append([label, f"cuda ({name}, AMP)", f"{n_structures / dt:.1f}", f"{n_atoms / dt:.0f}"])
+            rows.append(
+                [label, f"cuda ({name}, AMP)", f"{n_structures / dt:.1f}", f"{n_atoms / dt:.0f}"]
+            )
         ens.to(cpu)
         model = model.to("cuda")
         chgnet_energies(model, structures[:4])
@@ -247,25 +333,49 @@ def speed(n_structures: int, threads: int, ensemble: Ensemble | None, seed: int 
         chgnet_energies(model, structures, batch_size=64)
         torch.cuda.synchronize()
         dt = time.perf_counter() - t0
-        rows.append(["CHGNet predict_structure (energy only, batch 64)", f"cuda ({name})",
-                     f"{n_structures / dt:.1f}", f"{n_atoms / dt:.0f}"])
-    print(table("screening throughput (same structures, same run)",
-                ["model", "device", "structures/s", "atoms/s", "x CHGNet (atoms/s, cpu)"],
-                [r if len(r) == 5 else r + [f"{float(r[3]) / chg_atoms:.1f} (best/best)"] for r in rows]))
-    print(f"x CHGNet per round, ensemble: {', '.join(f'{x:.1f}' for x in ratio['plain'])}; "
-          f"with TTA: {', '.join(f'{x:.1f}' for x in ratio['tta'])} (median in the table)")
+        rows.append(
+            [
+                "CHGNet predict_structure (energy only, batch 64)",
+                f"cuda ({name})",
+                f"{n_structures / dt:.1f}",
+                f"{n_atoms / dt:.0f}",
+            ]
+        )
+    print(
+        table(
+            "screening throughput (same structures, same run)",
+            ["model", "device", "structures/s", "atoms/s", "x CHGNet (atoms/s, cpu)"],
+            [
+                r if len(r) == 5 else r + [f"{float(r[3]) / chg_atoms:.1f} (best/best)"]
+                for r in rows
+            ],
+        )
+    )
+    print(
+        f"x CHGNet per round, ensemble: {', '.join(f'{x:.1f}' for x in ratio['plain'])}; "
+        f"with TTA: {', '.join(f'{x:.1f}' for x in ratio['tta'])} (median in the table)"
+    )
 
 
 # -- part 2: learning check ----------------------------------------------------------------
-def learn(per_system: int, held_out_fraction: float, epochs: int, threads: int, seed: int = 0,
-          args_hidden: int = 32):
+def learn(
+    per_system: int,
+    held_out_fraction: float,
+    epochs: int,
+    threads: int,
+    seed: int = 0,
+    args_hidden: int = 32,
+):
     rng = np.random.default_rng(seed)
     systems = chemical_systems()
     order = rng.permutation(len(systems))
     n_test = int(round(held_out_fraction * len(systems)))
     test_sys = {systems[i][0] for i in order[:n_test]}
-    print(f"\n{len(systems)} chemical systems ({len(test_sys)} held out: {', '.join(sorted(test_sys))}), "
-          f"{per_system} structures each")
+    print(
+        f"\n{len(systems)} chemical systems ({len(test_sys)} held out: "
+        f"{', '.join(sorted(test_sys))}), "
+        f"{per_system} structures each"
+    )
     structures, systems_of = [], []
     for chemsys, recipes in systems:
         for s in generate(recipes, per_system, rng):
@@ -275,45 +385,83 @@ def learn(per_system: int, held_out_fraction: float, epochs: int, threads: int, 
     t0 = time.perf_counter()
     energies = chgnet_energies(model, structures)
     t_label = time.perf_counter() - t0
-    samples = [Sample.from_structure(f"s{i}", s, e) for i, (s, e) in enumerate(zip(structures, energies, strict=True))]
+    samples = [
+        Sample.from_structure(f"s{i}", s, e)
+        for i, (s, e) in enumerate(zip(structures, energies, strict=True))
+    ]
     train = [s for s, cs in zip(samples, systems_of, strict=True) if cs not in test_sys]
     test = [s for s, cs in zip(samples, systems_of, strict=True) if cs in test_sys]
-    print(f"labelled {len(samples)} structures with CHGNet static energies in {t_label:.0f} s "
-          f"(energy per atom spans {energies.min():.2f} to {energies.max():.2f} eV)")
+    print(
+        f"labelled {len(samples)} structures with CHGNet static energies in {t_label:.0f} s "
+        f"(energy per atom spans {energies.min():.2f} to {energies.max():.2f} eV)"
+    )
     spec = ModelSpec(hidden=args_hidden, num_layers=3, num_radial=16, cutoff=5.0)
-    config = TrainConfig(ensemble_size=5, seed=seed, max_epochs=epochs, patience=15, batch_size=32,
-                         lr=3e-3, group_by="chemsys", val_fraction=0.2, threads=threads)
+    config = TrainConfig(
+        ensemble_size=5,
+        seed=seed,
+        max_epochs=epochs,
+        patience=15,
+        batch_size=32,
+        lr=3e-3,
+        group_by="chemsys",
+        val_fraction=0.2,
+        threads=threads,
+    )
     t0 = time.perf_counter()
     result = Trainer(spec, config).fit(train)
     t_train = time.perf_counter() - t0
     ens = result.ensemble
     m = result.metrics
-    print(f"trained 5 members in {t_train:.0f} s on {m['n_train']} structures "
-          f"(validation/calibration: {m['n_val']} structures in unseen systems); "
-          f"fitted σ scale {ens.sigma_scale:.2f}; best epochs {[h['best_epoch'] for h in m['members']]}")
+    print(
+        f"trained 5 members in {t_train:.0f} s on {m['n_train']} structures "
+        f"(validation/calibration: {m['n_val']} structures in unseen systems); "
+        f"fitted σ scale {ens.sigma_scale:.2f}; best epochs "
+        f"{[h['best_epoch'] for h in m['members']]}"
+    )
     rows = []
     held = Screener(ens, batch_size=256).predict([s.structure for s in test])
     err = np.array([r.energy_per_atom - s.energy_per_atom for r, s in zip(held, test, strict=True)])
     sig = np.array([r.sigma for r in held])
     raw = calibration_report(err, sig / ens.sigma_scale)
     cal = calibration_report(err, sig)
-    held_tta = Screener(ens, batch_size=256, tta=TTA(aggregate="mean")).predict([s.structure for s in test])
-    err_t = np.array([r.energy_per_atom - s.energy_per_atom for r, s in zip(held_tta, test, strict=True)])
+    held_tta = Screener(ens, batch_size=256, tta=TTA(aggregate="mean")).predict(
+        [s.structure for s in test]
+    )
+    err_t = np.array(
+        [r.energy_per_atom - s.energy_per_atom for r, s in zip(held_tta, test, strict=True)]
+    )
     cal_t = calibration_report(err_t, np.array([r.sigma for r in held_tta]))
     ref = _reference_only(ens, test)
-    for name, r in (("validation systems, calibrated", m["val"]),
-                    ("held-out systems, raw σ", raw),
-                    ("held-out systems, calibrated σ", cal),
-                    ("held-out systems, calibrated, TTA mean", cal_t)):
-        rows.append([name, str(r["n"]), f"{1000 * r['mae']:.0f}", f"{1000 * r['mean_sigma']:.0f}",
-                     f"{r['coverage_1sigma']:.2f}", f"{r['coverage_2sigma']:.2f}",
-                     f"{r['miscalibration_area']:.3f}"])
-    print(table("learning check: CHGNet energies, held-out chemical systems",
-                ["set", "n", "MAE meV/atom", "mean σ meV", "±1σ cover", "±2σ cover", "miscal. area"],
-                rows))
-    print(f"element-reference baseline alone on held-out systems: MAE {1000 * ref:.0f} meV/atom; "
-          f"spread of held-out energies (MAD from mean): "
-          f"{1000 * np.mean(np.abs([s.energy_per_atom for s in test] - np.mean([s.energy_per_atom for s in test]))):.0f} meV/atom")
+    for name, r in (
+        ("validation systems, calibrated", m["val"]),
+        ("held-out systems, raw σ", raw),
+        ("held-out systems, calibrated σ", cal),
+        ("held-out systems, calibrated, TTA mean", cal_t),
+    ):
+        rows.append(
+            [
+                name,
+                str(r["n"]),
+                f"{1000 * r['mae']:.0f}",
+                f"{1000 * r['mean_sigma']:.0f}",
+                f"{r['coverage_1sigma']:.2f}",
+                f"{r['coverage_2sigma']:.2f}",
+                f"{r['miscalibration_area']:.3f}",
+            ]
+        )
+    print(
+        table(
+            "learning check: CHGNet energies, held-out chemical systems",
+            ["set", "n", "MAE meV/atom", "mean σ meV", "±1σ cover", "±2σ cover", "miscal. area"],
+            rows,
+        )
+    )
+    held_out = np.array([s.energy_per_atom for s in test])
+    spread = np.mean(np.abs(held_out - held_out.mean()))
+    print(
+        f"element-reference baseline alone on held-out systems: MAE {1000 * ref:.0f} meV/atom; "
+        f"spread of held-out energies (MAD from mean): {1000 * spread:.0f} meV/atom"
+    )
     return ens
 
 
@@ -329,18 +477,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=["speed", "learn", "all"], default="all")
     parser.add_argument("--structures", type=int, default=400, help="structures timed (speed)")
-    parser.add_argument("--per-system", type=int, default=8, help="structures per chemical system (learn)")
-    parser.add_argument("--held-out", type=float, default=0.2, help="share of chemical systems held out")
+    parser.add_argument(
+        "--per-system", type=int, default=8, help="structures per chemical system (learn)"
+    )
+    parser.add_argument(
+        "--held-out", type=float, default=0.2, help="share of chemical systems held out"
+    )
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--hidden", type=int, default=32, help="width of the learning-check model")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared, busy host)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest on a shared, busy host)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
-    print(f"device: cpu ({torch.get_num_threads()} threads)"
-          + (f"; cuda: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "; no CUDA device"))
+    print(
+        f"device: cpu ({torch.get_num_threads()} threads)"
+        + (
+            f"; cuda: {torch.cuda.get_device_name(0)}"
+            if torch.cuda.is_available()
+            else "; no CUDA device"
+        )
+    )
     if args.part in ("learn", "all"):
         learn(args.per_system, args.held_out, args.epochs, args.threads, args.seed, args.hidden)
     if args.part in ("speed", "all"):

@@ -35,15 +35,42 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 
 # Third-party packages a function may import lazily: each costs a third of a second or more to
 # import (measured with `python -c "import X"` here), or is needed only on some sites.
-HEAVY = frozenset({
-    "torch", "torch_geometric", "sevenn", "chgnet", "matgl", "mace",
-    "prefect", "prefect_dask", "dask", "distributed", "dask_jobqueue",
-    "matplotlib", "plotly", "playwright", "uvicorn", "fastapi",
-    "pyxtal", "smact", "amd", "jobflow", "atomate2", "jobflow_remote", "custodian",
-    "pymongo", "mongomock", "ase",
-    "pymatgen.analysis", "pymatgen.io", "pymatgen.entries", "pymatgen.symmetry",
-    "pymatgen.transformations", "pymatgen.alchemy",
-})
+HEAVY = frozenset(
+    {
+        "torch",
+        "torch_geometric",
+        "sevenn",
+        "chgnet",
+        "matgl",
+        "mace",
+        "prefect",
+        "prefect_dask",
+        "dask",
+        "distributed",
+        "dask_jobqueue",
+        "matplotlib",
+        "plotly",
+        "playwright",
+        "uvicorn",
+        "fastapi",
+        "pyxtal",
+        "smact",
+        "amd",
+        "jobflow",
+        "atomate2",
+        "jobflow_remote",
+        "custodian",
+        "pymongo",
+        "mongomock",
+        "ase",
+        "pymatgen.analysis",
+        "pymatgen.io",
+        "pymatgen.entries",
+        "pymatgen.symmetry",
+        "pymatgen.transformations",
+        "pymatgen.alchemy",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -88,7 +115,9 @@ def imports_of(path: Path, name: str) -> list[Import]:
     in_function: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            in_function.update(id(n) for n in ast.walk(node) if isinstance(n, (ast.Import, ast.ImportFrom)))
+            in_function.update(
+                id(n) for n in ast.walk(node) if isinstance(n, (ast.Import, ast.ImportFrom))
+            )
     out: list[Import] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -99,8 +128,10 @@ def imports_of(path: Path, name: str) -> list[Import]:
                 src = ".".join([*base, node.module] if node.module else base)
             else:
                 src = node.module or ""
-            targets = [f"{src}.{a.name}" if _is_gnomon_module(f"{src}.{a.name}") else src
-                       for a in node.names]
+            targets = [
+                f"{src}.{a.name}" if _is_gnomon_module(f"{src}.{a.name}") else src
+                for a in node.names
+            ]
         else:
             continue
         heavy = any("heavy" in c.lower() for c in _comments_of_block(lines, node))
@@ -114,7 +145,9 @@ def imports_of(path: Path, name: str) -> list[Import]:
 def _comments_of_block(lines: list[str], node: ast.stmt) -> list[str]:
     """The comments on an import's own lines and on the lines above it up to a blank line or a
     block's header: one ``# heavy: ...`` line may head a run of lazy imports."""
-    comments = [ln.partition("#")[2] for ln in lines[node.lineno - 1: node.end_lineno] if "#" in ln]
+    comments = [
+        ln.partition("#")[2] for ln in lines[node.lineno - 1 : node.end_lineno] if "#" in ln
+    ]
     k = node.lineno - 2
     while k >= 0 and lines[k].strip() and not lines[k].rstrip().endswith(":"):
         if lines[k].strip().startswith("#"):
@@ -128,8 +161,10 @@ def graph() -> dict[str, list[Import]]:
 
 
 def edges(g: dict[str, list[Import]]) -> dict[str, set[str]]:
-    return {name: {i.target for i in imps if i.target.startswith("gnomon") and i.target != name}
-            for name, imps in g.items()}
+    return {
+        name: {i.target for i in imps if i.target.startswith("gnomon") and i.target != name}
+        for name, imps in g.items()
+    }
 
 
 def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
@@ -143,7 +178,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(edges[node] & edges.keys()):
             if colour[nxt] == grey:
-                return [*stack[stack.index(nxt):], nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if colour[nxt] == white and (found := visit(nxt)):
                 return found
         stack.pop()
@@ -172,8 +207,11 @@ def is_heavy_package(target: str) -> bool:
 
 def heavy_modules(g: dict[str, list[Import]]) -> set[str]:
     """gnomon modules that import a heavy package at their top, directly or through others."""
-    heavy = {name for name, imps in g.items()
-             if any(not i.in_function and is_heavy_package(i.target) for i in imps)}
+    heavy = {
+        name
+        for name, imps in g.items()
+        if any(not i.in_function and is_heavy_package(i.target) for i in imps)
+    }
     changed = True
     while changed:
         changed = False
@@ -250,8 +288,9 @@ def test_every_spelling_of_an_import_is_caught(tmp_path):
         "    import json\n"
         "import gnomon.storage as s\nfrom gnomon import config\nfrom . import chemsys\n"
     )
-    found = {(i.target, i.in_function, i.commented_heavy)
-             for i in imports_of(src, "gnomon.storage.m")}
+    found = {
+        (i.target, i.in_function, i.commented_heavy) for i in imports_of(src, "gnomon.storage.m")
+    }
     assert found == {
         ("typing", False, False),
         ("gnomon.flows.round", False, False),

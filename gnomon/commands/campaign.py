@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from gnomon.campaign.round_steps import STEPS, with_current_step_names
+from gnomon.campaign.selection import policy_options
 from gnomon.commands.common import DbOption, console, fail, repository, settings
 from gnomon.config import CampaignConfig, ConfigError, load_campaign
+from gnomon.flows.server import ServerError
+from gnomon.pipeline.thermo.known import phase_origins
+from gnomon.pipeline.thermo.phase_query import PhaseQuery
+from gnomon.storage import Campaign
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -25,7 +32,6 @@ def _config(path: Path) -> CampaignConfig:
 
 def _stored_config(name: str, db: str | None) -> CampaignConfig:
     """The configuration a stored campaign was run with."""
-    from gnomon.storage import Campaign
 
     with repository(db) as repo:
         record = repo.get(Campaign, name)
@@ -35,6 +41,7 @@ def _stored_config(name: str, db: str | None) -> CampaignConfig:
 
 
 def _run(cfg: CampaignConfig, db: str | None, rounds: int | None) -> dict:
+    # heavy: prefect
     from gnomon.flows.campaign import CampaignError, campaign_flow, settings_payload
 
     s = settings(db)
@@ -45,6 +52,7 @@ def _run(cfg: CampaignConfig, db: str | None, rounds: int | None) -> dict:
 
 
 def _metrics_table(db: str | None, name: str) -> Table:
+    # heavy: matplotlib
     from gnomon.campaign.reports import METRIC_COLUMNS, format_value, metric_rows
 
     with repository(db) as repo:
@@ -58,6 +66,7 @@ def _metrics_table(db: str | None, name: str) -> Table:
 
 
 def _finish(cfg: CampaignConfig, db: str | None, result: dict) -> None:
+    # heavy: matplotlib
     from gnomon.campaign.reports import write_report
 
     console.print(_metrics_table(db, cfg.name))
@@ -101,9 +110,8 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Campaigns, their rounds and the state of every step."""
+    # heavy: matplotlib
     from gnomon.campaign.reports import campaign_rounds
-    from gnomon.campaign.round_steps import STEPS, with_current_step_names
-    from gnomon.storage import Campaign
 
     with repository(db) as repo:
         campaigns = [repo.get(Campaign, name)] if name else list(repo.query(Campaign))
@@ -128,6 +136,7 @@ def _schedule_lines(c) -> list[str]:
     if c.stop_reason:
         lines.append(f"stopped: {c.stop_reason}")
     if c.schedule:
+        # heavy: prefect
         from gnomon.flows.deploy import next_due
 
         nxt = (
@@ -164,6 +173,7 @@ def report(
     db: DbOption = None,
 ) -> None:
     """Write the campaign report (Markdown + PNG)."""
+    # heavy: matplotlib
     from gnomon.campaign.reports import write_report
 
     cfg = _stored_config(name, db)
@@ -176,12 +186,11 @@ def report(
 @app.command("quickstart")
 def quickstart(db: DbOption = None) -> None:
     """The quickstart campaign (examples/quickstart.yaml) on embedded defaults."""
-    from gnomon.pipeline.thermo.known import phase_origins
-    from gnomon.pipeline.thermo.phase_query import PhaseQuery
 
     cfg = _config(QUICKSTART)
     result = _run(cfg, db, None)
     _finish(cfg, db, result)
+    # heavy: jobflow
     from gnomon.dft.engine import make_engine
 
     scheme = make_engine(cfg.engine.name, settings(db), **cfg.engine.options).scheme
@@ -220,6 +229,7 @@ def schedule(
 ) -> None:
     """Schedule a campaign: each run adds --rounds-per-run rounds until its stopping rules end
     it."""
+    # heavy: prefect
     from gnomon.flows.campaign import CampaignError
     from gnomon.flows.deploy import schedule as make_schedule
 
@@ -267,8 +277,8 @@ def serve(
     Without PREFECT_API_URL this starts the workspace's own Prefect server (scheduler
     included, state in $GNOMON_HOME/prefect, loopback only) and stops it on exit.
     """
+    # heavy: prefect
     from gnomon.flows.deploy import serve as serve_deployments
-    from gnomon.flows.server import ServerError
 
     try:
         serve_deployments(settings(db), names, port=port, ui=ui, poll_s=poll)
@@ -301,9 +311,8 @@ def simulate(
     ] = None,
 ) -> None:
     """Replay the loop on a labelled set to compare selection policies (no engine runs)."""
-    import json
 
-    from gnomon.campaign.selection import policy_options
+    # heavy: pymatgen.analysis
     from gnomon.campaign.simulate import load_labels
     from gnomon.campaign.simulate import simulate as run_simulation
 

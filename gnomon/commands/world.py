@@ -1,4 +1,4 @@
-"""`gnomon world`: build, grow and check a labelled world (oracle-relaxed crystals).
+"""`gnomon world`: build, grow, cover and check a labelled world (oracle-relaxed crystals).
 
 The oracle runs in worker processes and a build or grow takes hours, so both are resumable:
 run the same command again and it picks up where it stopped. See :mod:`gnomon.world`.
@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pymatgen.core import Element  # heavy: pymatgen's periodic table
+from rich.table import Table
 
 from gnomon.commands.common import console, fail
-from gnomon.world.files import WorldFiles, default_world_dir
+from gnomon.world.coverage import COVER_ANIONS, DEFAULT_PER_SYSTEM, Coverage, world_coverage
+from gnomon.world.files import WorldFiles, default_world_dir, load_world
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -88,6 +91,96 @@ def grow(
     check(files.root)  # the shipped files: unchanged by an incomplete grow unless --write-partial
 
 
+def coverage_table(cov: Coverage) -> Table:
+    """Cations down, anions across: structures of each binary; H held out, · none."""
+    table = Table()
+    table.add_column("")
+    for a in cov.anions:
+        table.add_column(a, justify="right")
+    for c in cov.cations:
+        cells = []
+        for a in cov.anions:
+            n = cov.count(c, a)
+            held = "-".join(sorted((c, a))) in cov.held_out
+            cells.append(f"H{n}" if held else (str(n) if n else "·"))
+        table.add_row(c, *cells)
+    return table
+
+
+def _symbols(text: str, what: str) -> tuple[str, ...]:
+    """A comma-separated list of element symbols, each checked."""
+
+    symbols = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+    bad = [x for x in symbols if not Element.is_valid_symbol(x)]
+    if bad:
+        fail(f"not element symbols in --{what}: {', '.join(bad)}")
+    return symbols
+
+
+@app.command()
+def cover(
+    directory: DirArgument = None,
+    anions: Annotated[str, typer.Option(
+        help="Anions, in the order they are covered.")] = ",".join(COVER_ANIONS),
+    elements: Annotated[str, typer.Option(
+        help="Elements beyond the world's own (comma-separated) whose binaries with the "
+        "anions are covered too; their references are planned from ASE's dcdft set.")] = "",
+    cations: Annotated[str, typer.Option(
+        help="Only these cations (comma-separated); default: every element of the world and "
+        "of --elements that is not an anion.")] = "",
+    per_system: Annotated[int, typer.Option(
+        help="Structures each cation–anion binary should reach.")] = DEFAULT_PER_SYSTEM,
+    workers: WorkersOption = 1,
+    until: Annotated[str | None, typer.Option(
+        metavar="HH:MM", help="Local time at which planning and relaxation stop.")] = None,
+    write_partial: Annotated[bool, typer.Option(
+        "--write-partial", help="At --until, write the world with what is relaxed (manifest: "
+        "complete false).")] = False,
+) -> None:
+    """Cover chemistry before depth: add the cation–anion binaries the world lacks.
+
+    Small prototype cells, charge-balanced first, anion by anion (oxides, sulfides, halides
+    first); held-out systems are never planned into. Resumable: run it again to go on.
+    """
+    from gnomon.world.cover import CoverSpec, unknown_elements  # heavy: torch, ase
+    from gnomon.world.cover import cover as cover_world  # heavy: torch, ase
+
+    files = _files(directory)
+    if not files.manifest.is_file():
+        fail(f"no world to cover in {files.root} (gnomon world build first)")
+    extra = _symbols(elements, "elements")
+    missing = unknown_elements(extra)
+    if missing:
+        fail(f"no reference structure for {', '.join(missing)} (ASE's dcdft set lacks them)")
+    spec = CoverSpec(anions=_symbols(anions, "anions"), extra_elements=extra,
+                     per_system=per_system, only_cations=_symbols(cations, "cations"))
+    _log()
+    complete = cover_world(files, spec, workers, _at(until) if until else None,
+                           write_partial=write_partial)
+    console.print(f"cover {'complete' if complete else 'stopped (run again to resume)'}",
+                  highlight=False)
+    check(files.root)
+
+
+@app.command()
+def coverage(
+    directory: DirArgument = None,
+    anions: Annotated[str, typer.Option(help="Anions, the table's columns.")] = ",".join(
+        COVER_ANIONS),
+) -> None:
+    """Which cation–anion pairs the world holds: structures of each binary system."""
+    files = _files(directory)
+    try:
+        rows, held = load_world(files)
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        fail(f"cannot read the world in {files.root}: {exc}")
+        return
+    cov = world_coverage(rows, held, _symbols(anions, "anions"))
+    console.print(coverage_table(cov))
+    console.print(f"{cov.held} of {cov.pairs} cation–anion pairs held (structures of each "
+                  "binary system; H held out, · none)", highlight=False)
+
+
 @app.command()
 def check(directory: DirArgument = None) -> None:
     """Verify a world's files against the hashes and counts of its manifest."""
@@ -110,7 +203,8 @@ def check(directory: DirArgument = None) -> None:
 
 @app.command()
 def status(directory: DirArgument = None) -> None:
-    """How far a build or grow has come: structures planned per wave, relaxed so far."""
+    """How far a build, grow or cover has come: structures planned per wave, relaxed so
+    far."""
     from gnomon.world.manifest import status as world_status  # heavy: torch, ase
 
     for line in world_status(_files(directory)):

@@ -52,8 +52,12 @@ def _sides(items: list[str], idx: list[int]) -> set[str]:
 
 
 @settings(max_examples=100, deadline=None)
-@given(items=systems, fraction=st.floats(0.05, 0.95), seed=st.integers(0, 10_000),
-       stratify=st.booleans())
+@given(
+    items=systems,
+    fraction=st.floats(0.05, 0.95),
+    seed=st.integers(0, 10_000),
+    stratify=st.booleans(),
+)
 def test_chemsys_split_never_puts_a_system_on_both_sides(items, fraction, seed, stratify):
     split = chemsys_split(items, fraction, seed, stratify=stratify)
     train, test = _sides(items, split.train), _sides(items, split.test)
@@ -86,16 +90,20 @@ def test_kfold_test_sets_partition_the_systems_and_never_leak(items, k, seed):
 @given(items=systems, data=st.data())
 def test_fixed_held_out_list_never_leaks(items, data):
     names = sorted({canonical_chemsys(x) for x in items})
-    held = data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=len(names) - 1,
-                              unique=True))
+    held = data.draw(
+        st.lists(st.sampled_from(names), min_size=1, max_size=len(names) - 1, unique=True)
+    )
     split = held_out_split(items, held + ["Xe-Kr"])  # unknown systems are ignored
     assert set(split.test_systems) == set(held)
     assert not _sides(items, split.train) & _sides(items, split.test)
 
 
 def test_split_is_stratified_by_arity_and_seeded():
-    items = [f"A{i}" for i in range(10)] + [f"A{i}-B{i}" for i in range(20)] + \
-        [f"A{i}-B{i}-C{i}" for i in range(10)]
+    items = (
+        [f"A{i}" for i in range(10)]
+        + [f"A{i}-B{i}" for i in range(20)]
+        + [f"A{i}-B{i}-C{i}" for i in range(10)]
+    )
     split = chemsys_split(items, 0.2, seed=3)
     by_arity = {}
     for s in split.test_systems:
@@ -191,15 +199,19 @@ def test_report_holds_every_metric_and_counts_refusals():
 def _entry(formula: str, energy_per_atom: float, tag: str):
     comp = Composition(formula)
     species = [el for el, n in comp.items() for _ in range(int(n))]
-    s = Structure(Lattice.cubic(3.0 * len(species)), species,
-                  [[i / len(species), 0, 0] for i in range(len(species))])
+    s = Structure(
+        Lattice.cubic(3.0 * len(species)),
+        species,
+        [[i / len(species), 0, 0] for i in range(len(species))],
+    )
     return entry_from_structure(s, energy_per_atom * len(species), "toy", source=tag)
 
 
 def test_hull_distances_measure_each_entry_against_the_others():
     entries = [
-        _entry("Li", -2.0, "li"), _entry("Cl", -1.0, "cl"),
-        _entry("LiCl", -2.5, "licl"),    # on the hull, 1.0 below Li + Cl (-1.5)
+        _entry("Li", -2.0, "li"),
+        _entry("Cl", -1.0, "cl"),
+        _entry("LiCl", -2.5, "licl"),  # on the hull, 1.0 below Li + Cl (-1.5)
         _entry("LiCl", -2.4, "licl-b"),  # a polymorph 0.1 above it
         _entry("LiCl3", -1.4, "licl3"),  # hull at LiCl3 (x_Cl = 3/4): LiCl/Cl mix = -1.75
         _entry("Na", -1.0, "na"),
@@ -246,8 +258,7 @@ def test_learning_curve_trains_on_nested_training_systems(tmp_path):
         noise = 1.0 / len(trained)  # error falls as 1/systems: slope -1
         sign = np.where(np.arange(len(test_idx)) % 2 == 0, 1.0, -1.0)
         relaxed = Predictions(energy[test_idx] + sign * noise, np.full(len(test_idx), 1.5 * noise))
-        return {"relaxed": relaxed,
-                "unrelaxed": Predictions(energy[test_idx] + sign * 2 * noise)}
+        return {"relaxed": relaxed, "unrelaxed": Predictions(energy[test_idx] + sign * 2 * noise)}
 
     curve = learning_curve(chemsys, energy, split, fit_predict, e_above_hull_true=hull)
     assert [len(c) for c in calls] == [r["n_systems"] for r in curve.rows[::2]]
@@ -268,9 +279,13 @@ def test_learning_curve_keeps_the_elemental_references_in_every_training_set():
     # two elements with one structure each, 10 binaries with 6 each; sizes count binaries
     chemsys = ["A", "B"] + [f"A-C{i}" for i in range(10) for _ in range(6)]
     energy = np.arange(len(chemsys), dtype=float)
-    split = SystemSplit(kind="fixed", train=list(range(50)), test=list(range(50, 62)),
-                        train_systems=["A", "B"] + [f"A-C{i}" for i in range(8)],
-                        test_systems=["A-C8", "A-C9"])
+    split = SystemSplit(
+        kind="fixed",
+        train=list(range(50)),
+        test=list(range(50, 62)),
+        train_systems=["A", "B"] + [f"A-C{i}" for i in range(8)],
+        test_systems=["A-C8", "A-C9"],
+    )
     calls: list[set[str]] = []
 
     def fit_predict(train_idx, test_idx):
@@ -285,8 +300,11 @@ def test_learning_curve_keeps_the_elemental_references_in_every_training_set():
 
 
 def test_learning_curve_plot_of_a_single_input(tmp_path):
-    curve = LearningCurve([{"input": "relaxed", "n_systems": n, "mae": 1 / n, "f1": 0.5}
-                           for n in (2, 4, 8)], {"relaxed": -1.0}, {"relaxed": 0.0})
+    curve = LearningCurve(
+        [{"input": "relaxed", "n_systems": n, "mae": 1 / n, "f1": 0.5} for n in (2, 4, 8)],
+        {"relaxed": -1.0},
+        {"relaxed": 0.0},
+    )
     assert plot_learning_curve(curve, tmp_path / "a" / "c.png").exists()
 
 
@@ -297,16 +315,34 @@ def _db(url: str, n: int = 40, seed: int = 5) -> str:
 
     repo = open_repository(url)
     structures = toy_structures(n, seed=seed)
-    structures += [Structure(Lattice.cubic(3.0), [el], [[0, 0, 0]])
-                   for el in ("Li", "Na", "K", "Mg", "Cl", "Br", "O")]
-    repo.put([entry_from_structure(s, toy_energy(s) * len(s), "mlip-toy-1", source=f"t{i}")
-              for i, s in enumerate(structures)])
+    structures += [
+        Structure(Lattice.cubic(3.0), [el], [[0, 0, 0]])
+        for el in ("Li", "Na", "K", "Mg", "Cl", "Br", "O")
+    ]
+    repo.put(
+        [
+            entry_from_structure(s, toy_energy(s) * len(s), "mlip-toy-1", source=f"t{i}")
+            for i, s in enumerate(structures)
+        ]
+    )
     repo.close()
     return url
 
 
-TINY = ["--ensemble", "2", "--hidden", "8", "--layers", "1", "--cutoff", "4.0", "--epochs", "2",
-        "--batch-size", "16"]
+TINY = [
+    "--ensemble",
+    "2",
+    "--hidden",
+    "8",
+    "--layers",
+    "1",
+    "--cutoff",
+    "4.0",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "16",
+]
 
 
 def _invoke(*args: str):
@@ -327,8 +363,18 @@ def test_evaluate_trains_fresh_and_reports_both_splits(tmp_path, monkeypatch):
     assert ind["split"] == "random" and ood["split"] == "chemsys"
     assert ind["n"] + ind["n_train"] == data["n_entries"] == 47
     for r in (ind, ood):
-        for key in ("mae", "rmse", "r2", "precision", "recall", "f1", "daf",
-                    "coverage_1sigma", "coverage_2sigma", "miscalibration_area"):
+        for key in (
+            "mae",
+            "rmse",
+            "r2",
+            "precision",
+            "recall",
+            "f1",
+            "daf",
+            "coverage_1sigma",
+            "coverage_2sigma",
+            "miscalibration_area",
+        ):
             assert key in r
     assert ood["n_systems"] == len(ood["test_systems"]) >= 1
     table = _invoke("model", "evaluate", *TINY, "--split", "chemsys", "--db", db)
@@ -349,8 +395,12 @@ def test_evaluate_a_registered_version_on_systems_it_never_saw(tmp_path, monkeyp
     repo = open_repository(db)
     # toy structures always pair a cation with an anion: two anions make systems never trained on
     added = [cscl("Li", "Br", 3.1), cscl("Cl", "O", 3.0), cscl("Br", "O", 3.2)]
-    repo.put([entry_from_structure(s, toy_energy(s) * len(s), "mlip-toy-1", source=f"n{i}")
-              for i, s in enumerate(added)])
+    repo.put(
+        [
+            entry_from_structure(s, toy_energy(s) * len(s), "mlip-toy-1", source=f"n{i}")
+            for i, s in enumerate(added)
+        ]
+    )
     repo.close()
     result = _invoke("model", "evaluate", "--model", "gnn-mlip-toy-1-v1", "--json", "--db", db)
     assert result.exit_code == 0, result.output
@@ -359,8 +409,16 @@ def test_evaluate_a_registered_version_on_systems_it_never_saw(tmp_path, monkeyp
     assert sets["out_of_distribution"]["n_missing"] == 0  # their elements were all seen
     assert "training" not in sets
     total = sum(r["n"] for r in sets.values())
-    everything = _invoke("model", "evaluate", "--model", "gnn-mlip-toy-1-v1", "--include-training",
-                         "--json", "--db", db)
+    everything = _invoke(
+        "model",
+        "evaluate",
+        "--model",
+        "gnn-mlip-toy-1-v1",
+        "--include-training",
+        "--json",
+        "--db",
+        db,
+    )
     full = json.loads(everything.output)["sets"]
     assert full["training"]["n"] > 0
     assert sum(r["n"] for r in full.values()) == total + full["training"]["n"] == 50
@@ -373,17 +431,27 @@ def test_evaluate_names_what_is_missing(tmp_path, monkeypatch):
 
     few = f"sqlite:///{tmp_path / 'few.db'}"
     repo = open_repository(few)
-    repo.put([entry_from_structure(cscl("Li", "Cl", 3.0 + 0.01 * i), -3.0, "toy", source=f"{i}")
-              for i in range(4)])
+    repo.put(
+        [
+            entry_from_structure(cscl("Li", "Cl", 3.0 + 0.01 * i), -3.0, "toy", source=f"{i}")
+            for i in range(4)
+        ]
+    )
     repo.close()
     result = _invoke("model", "evaluate", "--db", few)
     assert result.exit_code == 1 and "4 entries" in result.output and "at least 10" in result.output
 
     narrow = f"sqlite:///{tmp_path / 'narrow.db'}"
     repo = open_repository(narrow)
-    repo.put([entry_from_structure(s, toy_energy(s) * len(s), "toy", source=f"{i}")
-              for i, s in enumerate([cscl("Li", "Cl", 2.8 + 0.05 * i) for i in range(8)]
-                                    + [cscl("Na", "Cl", 2.8 + 0.05 * i) for i in range(4)])])
+    repo.put(
+        [
+            entry_from_structure(s, toy_energy(s) * len(s), "toy", source=f"{i}")
+            for i, s in enumerate(
+                [cscl("Li", "Cl", 2.8 + 0.05 * i) for i in range(8)]
+                + [cscl("Na", "Cl", 2.8 + 0.05 * i) for i in range(4)]
+            )
+        ]
+    )
     repo.close()
     result = _invoke("model", "evaluate", "--split", "chemsys", "--db", narrow)
     assert result.exit_code == 1
@@ -403,13 +471,25 @@ def test_learning_curve_of_the_gnomon_ensemble_with_unrelaxed_inputs():
         unrelaxed.append(Sample.from_structure(s.key, structure, s.energy_per_atom))
     chemsys = [s.chemsys for s in samples]
     split = chemsys_split(chemsys, 0.25, seed=0)
-    fit_predict = trainer_fit_predict(samples, TINY_SPEC, tiny_config(ensemble_size=1, max_epochs=2),
-                                      inputs={"unrelaxed": unrelaxed})
-    curve = learning_curve(chemsys, [s.energy_per_atom for s in samples], split, fit_predict,
-                           sizes=[3, len(split.train_systems)])
+    fit_predict = trainer_fit_predict(
+        samples,
+        TINY_SPEC,
+        tiny_config(ensemble_size=1, max_epochs=2),
+        inputs={"unrelaxed": unrelaxed},
+    )
+    curve = learning_curve(
+        chemsys,
+        [s.energy_per_atom for s in samples],
+        split,
+        fit_predict,
+        sizes=[3, len(split.train_systems)],
+    )
     assert [(r["input"], r["n_systems"]) for r in curve.rows] == [
-        ("relaxed", 3), ("unrelaxed", 3), ("relaxed", len(split.train_systems)),
-        ("unrelaxed", len(split.train_systems))]
+        ("relaxed", 3),
+        ("unrelaxed", 3),
+        ("relaxed", len(split.train_systems)),
+        ("unrelaxed", len(split.train_systems)),
+    ]
     assert all(r["n"] == len(split.test) and np.isfinite(r["mae"]) for r in curve.rows)
     assert curve.rows[0]["mae"] != curve.rows[1]["mae"]  # the inputs differ, so do the errors
     assert set(curve.slopes) == {"relaxed", "unrelaxed"}

@@ -27,8 +27,14 @@ def crystal(seed=0) -> Structure:
 @pytest.fixture(params=["sum", "mean"])
 def model(request):
     torch.manual_seed(1)
-    return GNoMENet(hidden=16, num_layers=2, num_radial=8, cutoff=4.0, avg_num_neighbors=10,
-                    readout=request.param).eval()
+    return GNoMENet(
+        hidden=16,
+        num_layers=2,
+        num_radial=8,
+        cutoff=4.0,
+        avg_num_neighbors=10,
+        readout=request.param,
+    ).eval()
 
 
 def test_permutation_invariance(model):
@@ -41,7 +47,9 @@ def test_permutation_invariance(model):
 def test_translation_invariance(model):
     s = crystal()
     moved = s.copy()
-    moved.translate_sites(list(range(len(s))), [0.31, -0.77, 0.12], frac_coords=True, to_unit_cell=True)
+    moved.translate_sites(
+        list(range(len(s))), [0.31, -0.77, 0.12], frac_coords=True, to_unit_cell=True
+    )
     assert energy(model, [s])[0] == pytest.approx(energy(model, [moved])[0], abs=1e-5)
 
 
@@ -72,8 +80,10 @@ def test_batched_equals_one_at_a_time(model):
 
 def test_energy_is_continuous_across_the_cutoff(model):
     # a neighbour crossing the cutoff switches its message off smoothly
-    e = [energy(model, [Structure(Lattice.cubic(a), ["Na"], [[0, 0, 0]])], cutoff=6.0)[0]
-         for a in (3.999, 4.0, 4.001)]
+    e = [
+        energy(model, [Structure(Lattice.cubic(a), ["Na"], [[0, 0, 0]])], cutoff=6.0)[0]
+        for a in (3.999, 4.0, 4.001)
+    ]
     env = PolynomialEnvelope(4.0)(torch.tensor([3.99, 4.0, 4.5]))
     assert env[1] == 0 and env[2] == 0 and 0 < env[0] < 1e-3
     assert abs(e[0] - e[1]) < 1e-3 and abs(e[2] - e[1]) < 1e-3
@@ -85,7 +95,12 @@ def test_envelope_is_its_polynomial(exponent):
     d = torch.linspace(0.0, 5.5, 401)
     x = d.double() / 5.0
     p = exponent
-    ref = (1 - (p + 1) * (p + 2) / 2 * x**p + p * (p + 2) * x ** (p + 1) - p * (p + 1) / 2 * x ** (p + 2))
+    ref = (
+        1
+        - (p + 1) * (p + 2) / 2 * x**p
+        + p * (p + 2) * x ** (p + 1)
+        - p * (p + 1) / 2 * x ** (p + 2)
+    )
     ref = torch.where(x < 1, ref, torch.zeros_like(ref))
     got = PolynomialEnvelope(5.0, exponent)(d).double()
     assert torch.allclose(got, ref, atol=1e-5)
@@ -121,12 +136,20 @@ def test_in_place_inference_path_equals_the_autograd_path(model):
     assert trained_path.requires_grad
     with torch.inference_mode():
         fast = model(b.z, b.edge_index, b.dist, b.batch, b.num_graphs)
-        shared_basis = model(b.z, b.edge_index, b.dist, b.batch, b.num_graphs,
-                             model.edge_inputs(b.dist, b.edge_index, b.num_nodes))
+        shared_basis = model(
+            b.z,
+            b.edge_index,
+            b.dist,
+            b.batch,
+            b.num_graphs,
+            model.edge_inputs(b.dist, b.edge_index, b.num_nodes),
+        )
     assert torch.allclose(fast, trained_path.detach(), atol=1e-6)
     assert torch.equal(fast, shared_basis)
     # the inputs a caller passes are left untouched by the in-place arithmetic
-    assert torch.equal(b.dist, collate([crystal_graph(crystal(seed), 4.0) for seed in range(3)]).dist)
+    assert torch.equal(
+        b.dist, collate([crystal_graph(crystal(seed), 4.0) for seed in range(3)]).dist
+    )
 
 
 def test_inference_path_without_sorted_edges_equals_the_autograd_path(model):
@@ -149,8 +172,10 @@ def test_inference_path_without_sorted_edges_equals_the_autograd_path(model):
 def test_members_sharing_edge_inputs_do_not_disturb_each_other():
     """An ensemble's members reuse one batch's scratch buffers in turn."""
     torch.manual_seed(3)
-    members = [GNoMENet(hidden=16, num_layers=3, num_radial=8, cutoff=4.0, avg_num_neighbors=10).eval()
-               for _ in range(3)]
+    members = [
+        GNoMENet(hidden=16, num_layers=3, num_radial=8, cutoff=4.0, avg_num_neighbors=10).eval()
+        for _ in range(3)
+    ]
     b = collate([crystal_graph(crystal(seed), 4.0) for seed in range(2)])
     with torch.inference_mode():
         alone = [m(b.z, b.edge_index, b.dist, b.batch, b.num_graphs) for m in members]

@@ -42,7 +42,11 @@ def test_small_cell_sees_its_own_periodic_images():
 def test_dict_and_structure_give_the_same_graph():
     s = Structure(Lattice.cubic(4.2), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     a, b = arrays_from_dict(s.as_dict()), arrays_from_structure(s)
-    assert np.array_equal(a.z, b.z) and np.allclose(a.frac, b.frac) and np.allclose(a.lattice, b.lattice)
+    assert (
+        np.array_equal(a.z, b.z)
+        and np.allclose(a.frac, b.frac)
+        and np.allclose(a.lattice, b.lattice)
+    )
     g1, g2 = crystal_graph(s, 5.0), crystal_graph(s.as_dict(), 5.0)
     assert g1.z.tolist() == [11, 17]
     assert np.allclose(sorted(g1.dist.tolist()), sorted(g2.dist.tolist()))
@@ -55,7 +59,7 @@ def test_collate_offsets_edges_and_assigns_batches():
     b = collate([g1, g2])
     assert b.num_graphs == 2 and b.batch.tolist() == [0, 1, 1]
     assert b.ptr.tolist() == [0, 1, 3]
-    assert b.edge_index[:, g1.edge_index.shape[1]:].min() >= 1
+    assert b.edge_index[:, g1.edge_index.shape[1] :].min() >= 1
     assert b.edge_index.max() == 2
 
 
@@ -75,7 +79,9 @@ def test_rejects_elements_the_model_never_saw():
     s = Structure(Lattice.cubic(4.2), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     allowed = np.zeros(95, dtype=bool)
     allowed[11] = True
-    with pytest.raises(GraphRejected, match="unsupported element Cl: not in the model's training data"):
+    with pytest.raises(
+        GraphRejected, match="unsupported element Cl: not in the model's training data"
+    ):
         crystal_graph(s, 5.0, allowed_z=allowed)
 
 

@@ -26,7 +26,9 @@ def test_screener_matches_one_at_a_time_prediction(tiny_ensemble):
     batched = Screener(tiny_ensemble, batch_size=4).predict(structures)
     single = [Screener(tiny_ensemble, batch_size=1).predict([s])[0] for s in structures]
     assert [r.key for r in batched] == list(range(10))
-    assert np.allclose([r.energy_per_atom for r in batched], [r.energy_per_atom for r in single], atol=1e-5)
+    assert np.allclose(
+        [r.energy_per_atom for r in batched], [r.energy_per_atom for r in single], atol=1e-5
+    )
     assert all(r.sigma >= 0 and r.rejected is None for r in batched)
 
 
@@ -54,7 +56,9 @@ def test_tta_with_the_identity_scaling_changes_nothing(tiny_ensemble):
     structures = toy_structures(6, seed=14)
     plain = Screener(tiny_ensemble).predict(structures)
     ident = Screener(tiny_ensemble, tta=TTA(volume_scales=(1.0,))).predict(structures)
-    assert np.allclose([r.energy_per_atom for r in plain], [r.energy_per_atom for r in ident], atol=1e-5)
+    assert np.allclose(
+        [r.energy_per_atom for r in plain], [r.energy_per_atom for r in ident], atol=1e-5
+    )
 
 
 def test_tta_min_is_below_mean_and_matches_rebuilt_graphs(tiny_ensemble):
@@ -89,12 +93,20 @@ def test_threads_worker_processes_and_inline_give_the_same_batches(tiny_ensemble
     threaded = list(prefetch(feat, items, 4))
     pooled = list(prefetch(feat, items, 4, workers=1))
     inline = list(prefetch(feat, items, 4, depth=0))
-    assert [b.keys for b in prefetch(feat, items, 4, depth=0, workers=1)] == [b.keys for b in threaded]
-    assert ([b.keys for b in threaded] == [b.keys for b in pooled] == [b.keys for b in inline]
-            == [[0, 1, 2, 3], [4, 5, 6, 7], [8]])
+    assert [b.keys for b in prefetch(feat, items, 4, depth=0, workers=1)] == [
+        b.keys for b in threaded
+    ]
+    assert (
+        [b.keys for b in threaded]
+        == [b.keys for b in pooled]
+        == [b.keys for b in inline]
+        == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
+    )
     for other in (pooled, inline):
-        assert all(np.array_equal(a.batch.dist.numpy(), b.batch.dist.numpy())
-                   for a, b in zip(threaded, other, strict=True))
+        assert all(
+            np.array_equal(a.batch.dist.numpy(), b.batch.dist.numpy())
+            for a, b in zip(threaded, other, strict=True)
+        )
 
 
 def _featurizing_threads(before: Collection[threading.Thread] = ()) -> list[threading.Thread]:
@@ -135,11 +147,15 @@ def test_screen_candidates_writes_predictions_with_hull_distance(tiny_ensemble, 
     engine = HullEngine(repo)
     refs = [Structure(Lattice.cubic(3.0), [el], [[0, 0, 0]]) for el in ("Li", "Na", "Cl")]
     compounds = [cscl("Li", "Cl", 3.1), cscl("Na", "Cl", 3.2)]
-    engine.ingest([entry_from_structure(s, toy_energy(s) * len(s), SCHEME) for s in refs + compounds])
+    engine.ingest(
+        [entry_from_structure(s, toy_energy(s) * len(s), SCHEME) for s in refs + compounds]
+    )
     structures = toy_structures(4, seed=17) + [cscl("Li", "Cl", 3.0), cscl("Na", "Cl", 3.3)]
     structures += [Structure(Lattice.cubic(15), ["Na"], [[0, 0, 0]])]
     candidates = [candidate_from_structure(s, "test", round=1) for s in structures]
-    stats = screen_candidates(repo, candidates, tiny_ensemble, "gnn-toy-v1", SCHEME, batch_size=3, round=1)
+    stats = screen_candidates(
+        repo, candidates, tiny_ensemble, "gnn-toy-v1", SCHEME, batch_size=3, round=1
+    )
     assert stats.screened == 6 and stats.rejected == 1 and stats.written == 6
     assert any("no neighbour" in reason for reason in stats.reasons)
     preds = repo.predictions_for([c.id for c in candidates], "gnn-toy-v1")

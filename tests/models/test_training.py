@@ -27,9 +27,15 @@ from tests.models.conftest import REFS, TINY_SPEC, tiny_config, toy_samples
 def test_split_by_composition_keeps_formulas_apart():
     samples = toy_samples(80, seed=3)
     split = split_by_group(samples, 0.2, 0.2, "composition", seed=0)
-    formulas = [{samples[i].reduced_formula for i in part} for part in (split.train, split.val, split.test)]
+    formulas = [
+        {samples[i].reduced_formula for i in part} for part in (split.train, split.val, split.test)
+    ]
     assert all(formulas)
-    assert not (formulas[0] & formulas[1]) and not (formulas[0] & formulas[2]) and not (formulas[1] & formulas[2])
+    assert (
+        not (formulas[0] & formulas[1])
+        and not (formulas[0] & formulas[2])
+        and not (formulas[1] & formulas[2])
+    )
     assert sorted(split.train + split.val + split.test) == list(range(80))
 
 
@@ -43,8 +49,10 @@ def test_split_by_chemsys_keeps_systems_apart():
 def test_split_always_trains_on_elemental_structures():
     from pymatgen.core import Lattice, Structure
 
-    elements = [Sample.from_structure(f"el-{el}", Structure(Lattice.cubic(3.0), [el], [[0, 0, 0]]), -3.0)
-                for el in ("Na", "Cl", "Cu")]
+    elements = [
+        Sample.from_structure(f"el-{el}", Structure(Lattice.cubic(3.0), [el], [[0, 0, 0]]), -3.0)
+        for el in ("Na", "Cl", "Cu")
+    ]
     samples = toy_samples(60, seed=4) + elements
     for by in ("composition", "chemsys"):
         for seed in range(6):  # any draw: the elements never land in validation or test
@@ -58,8 +66,11 @@ def test_split_of_a_first_round_with_few_compounds_draws_elements_too():
     from pymatgen.core import Lattice, Structure
 
     def one(key, species, energy):
-        return Sample.from_structure(key, Structure(Lattice.cubic(3.0), species,
-                                                    [[0, 0, 0], [0.5, 0.5, 0.5]][:len(species)]), energy)
+        return Sample.from_structure(
+            key,
+            Structure(Lattice.cubic(3.0), species, [[0, 0, 0], [0.5, 0.5, 0.5]][: len(species)]),
+            energy,
+        )
 
     samples = [one("Li", ["Li"], -1.9), one("O", ["O"], -4.9), one("LiO", ["Li", "O"], -3.0)]
     split = split_by_group(samples, 0.15, 0.0, "composition", seed=0)
@@ -75,8 +86,10 @@ def test_split_refuses_too_few_groups():
 
 def test_element_references_recover_a_linear_energy():
     rng = np.random.default_rng(0)
-    comps = [{el: float(rng.integers(1, 4)) for el in rng.choice(list(REFS), 2, replace=False)}
-             for _ in range(60)]
+    comps = [
+        {el: float(rng.integers(1, 4)) for el in rng.choice(list(REFS), 2, replace=False)}
+        for _ in range(60)
+    ]
     energies = np.array([sum(REFS[el] * n for el, n in c.items()) / sum(c.values()) for c in comps])
     refs, seen = fit_element_references(comps, energies)
     from gnomon.models.graphs import ATOMIC_NUMBER
@@ -112,7 +125,9 @@ def test_training_learns_the_volume_dependence():
     # the reference fit alone cannot see volume; the network must
     samples = toy_samples(120, seed=7)
     spec = ModelSpec(hidden=16, num_layers=2, num_radial=8, cutoff=4.0)
-    result = Trainer(spec, tiny_config(ensemble_size=1, max_epochs=25, patience=25, lr=5e-3)).fit(samples)
+    result = Trainer(spec, tiny_config(ensemble_size=1, max_epochs=25, patience=25, lr=5e-3)).fit(
+        samples
+    )
     assert result.metrics["val"]["mae"] < 0.6 * result.metrics["reference_mae_val"]
 
 
@@ -143,15 +158,22 @@ def test_members_write_best_and_last_checkpoints(tiny_result, tmp_path):
     cfg = tiny_config(max_epochs=1, checkpoint_dir=str(tmp_path / "ckpt"), bootstrap=True)
     child = Trainer(TINY_SPEC, cfg).fit(samples, parent=tiny_result.ensemble)
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
-        "member0-best.pt", "member0-last.pt", "member1-best.pt", "member1-last.pt"]
+        "member0-best.pt",
+        "member0-last.pt",
+        "member1-best.pt",
+        "member1-last.pt",
+    ]
     best = torch.load(tmp_path / "ckpt" / "member1-best.pt", weights_only=True)
     assert all(torch.equal(best[k], v) for k, v in child.ensemble.members[1].state_dict().items())
 
 
 def test_without_a_validation_split_the_training_loss_picks_the_epoch():
     seen: list[tuple[str, float]] = []
-    trainer = Trainer(TINY_SPEC, tiny_config(ensemble_size=1, val_fraction=0.0, max_epochs=3),
-                      progress=lambda name, epoch, total, monitor, value: seen.append((monitor, value)))
+    trainer = Trainer(
+        TINY_SPEC,
+        tiny_config(ensemble_size=1, val_fraction=0.0, max_epochs=3),
+        progress=lambda name, epoch, total, monitor, value: seen.append((monitor, value)),
+    )
     result = trainer.fit(toy_samples(24))
     m = result.metrics
     history = m["members"][0]
@@ -178,8 +200,11 @@ def test_early_stopping_reads_histories_stored_before_the_monitor_was():
 
 def test_training_threads_are_given_back_to_the_caller():
     during: list[int] = []
-    trainer = Trainer(TINY_SPEC, tiny_config(ensemble_size=1, max_epochs=1, threads=1),
-                      progress=lambda *_: during.append(torch.get_num_threads()))
+    trainer = Trainer(
+        TINY_SPEC,
+        tiny_config(ensemble_size=1, max_epochs=1, threads=1),
+        progress=lambda *_: during.append(torch.get_num_threads()),
+    )
     caller = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -203,8 +228,9 @@ def test_refactored_recipe_gives_the_weights_of_fit():
         data = trainer.prepare(samples)
         torch.manual_seed(cfg.seed)
         model = build_member(data.kind, data.hparams)
-        model, history = trainer.train_member(data, model, index=0, seed=cfg.seed, lr=cfg.lr,
-                                              device=torch.device("cpu"))
+        model, history = trainer.train_member(
+            data, model, index=0, seed=cfg.seed, lr=cfg.lr, device=torch.device("cpu")
+        )
     assert _same_weights(model, fitted.ensemble.members[0])
     assert history == fitted.metrics["members"][0]
 
@@ -227,7 +253,8 @@ def test_composition_kind_trains():
     from gnomon.models.screening import Screener
 
     by_formula, by_structure, unseen = Screener(result.ensemble).predict(
-        ["LiCl", toy_samples(1)[0].structure, "FeS"])
+        ["LiCl", toy_samples(1)[0].structure, "FeS"]
+    )
     assert by_formula.rejected is None and by_structure.rejected is None
     assert unseen.rejected == "unsupported element Fe, S: not in the model's training data"
 
@@ -243,19 +270,36 @@ def test_settings_and_cli_take_their_model_defaults_from_the_dataclasses():
 
     spec, train, campaign = ModelSpec(), TrainConfig(), ModelConfig()
     assert (campaign.hidden, campaign.layers, campaign.cutoff) == (
-        spec.hidden, spec.num_layers, spec.cutoff)
+        spec.hidden,
+        spec.num_layers,
+        spec.cutoff,
+    )
     assert (campaign.ensemble_size, campaign.max_epochs, campaign.patience) == (
-        train.ensemble_size, train.max_epochs, train.patience)
+        train.ensemble_size,
+        train.max_epochs,
+        train.patience,
+    )
     cli = {name: p.default for name, p in inspect.signature(train_command).parameters.items()}
     assert (cli["hidden"], cli["layers"], cli["cutoff"], cli["readout"]) == (
-        spec.hidden, spec.num_layers, spec.cutoff, spec.readout)
+        spec.hidden,
+        spec.num_layers,
+        spec.cutoff,
+        spec.readout,
+    )
     assert (cli["ensemble"], cli["epochs"], cli["patience"], cli["lr"], cli["val_fraction"]) == (
-        train.ensemble_size, train.max_epochs, train.patience, train.lr, train.val_fraction)
+        train.ensemble_size,
+        train.max_epochs,
+        train.patience,
+        train.lr,
+        train.val_fraction,
+    )
 
 
 def test_reading_the_defaults_does_not_load_torch():
     """Every `gnomon` command reads the settings; only those that run a network need torch."""
-    code = ("import sys, gnomon.config, gnomon.commands.model, gnomon.models; "
-            "print(sorted(m for m in ('torch', 'torch_geometric') if m in sys.modules))")
+    code = (
+        "import sys, gnomon.config, gnomon.commands.model, gnomon.models; "
+        "print(sorted(m for m in ('torch', 'torch_geometric') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
