@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -286,29 +286,38 @@ def serve(
         fail(str(exc))
 
 
+SimulateConfigOption = Annotated[
+    Path, typer.Argument(help="Campaign YAML file (selection and model settings).")
+]
+SimulateLabelsOption = Annotated[
+    Path, typer.Option(help="Labelled structures: JSON entries or extxyz with energies.")
+]
+SimulatePoliciesOption = Annotated[str, typer.Option(help="Comma-separated policies to compare.")]
+SimulateRoundsOption = Annotated[int | None, typer.Option(help="Rounds (default: the config's).")]
+SimulateInitialOption = Annotated[
+    int, typer.Option(help="Labelled compounds known before round 0.")
+]
+SimulateJsonOutOption = Annotated[
+    Path | None, typer.Option("--json", help="Write the results as JSON.")
+]
+SimulateModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Ensemble file to start from: it screens round 0 and is fine-tuned each round "
+        "(default: a fresh ensemble each round; round 0 random when --initial is 0)."
+    ),
+]
+
+
 @app.command("simulate")
 def simulate(
-    config: Annotated[
-        Path, typer.Argument(help="Campaign YAML file (selection and model settings).")
-    ],
-    labels: Annotated[
-        Path, typer.Option(help="Labelled structures: JSON entries or extxyz with energies.")
-    ],
-    policies: Annotated[
-        str, typer.Option(help="Comma-separated policies to compare.")
-    ] = "random,greedy,uncertainty",
-    rounds: Annotated[int | None, typer.Option(help="Rounds (default: the config's).")] = None,
-    initial: Annotated[int, typer.Option(help="Labelled compounds known before round 0.")] = 20,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the results as JSON.")
-    ] = None,
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            help="Ensemble file to start from: it screens round 0 and is fine-tuned each round "
-            "(default: a fresh ensemble each round; round 0 random when --initial is 0)."
-        ),
-    ] = None,
+    config: SimulateConfigOption,
+    labels: SimulateLabelsOption,
+    policies: SimulatePoliciesOption = "random,greedy,uncertainty",
+    rounds: SimulateRoundsOption = None,
+    initial: SimulateInitialOption = 20,
+    json_out: SimulateJsonOutOption = None,
+    model: SimulateModelOption = None,
 ) -> None:
     """Replay the loop on a labelled set to compare selection policies (no engine runs)."""
 
@@ -346,8 +355,15 @@ def simulate(
             )
         except ValueError as exc:
             fail(str(exc))
+    console.print(_simulation_table(labels, len(items), results))
+    if json_out:
+        json_out.write_text(json.dumps([r.as_dict() for r in results], indent=1))
+
+
+def _simulation_table(labels: Path, n_items: int, results: list[Any]) -> Table:
+    """One row per policy: what it evaluated, what it found, its hit rate round by round."""
     table = Table(
-        title=f"simulation on {labels} ({len(items)} labelled, "
+        title=f"simulation on {labels} ({n_items} labelled, "
         f"{results[0].n_stable_total if results else 0} stable)"
     )
     for h in ("policy", "evaluations", "stable found", "stable per 100", "hit rate per round"):
@@ -361,6 +377,4 @@ def simulate(
             f"{r.per_100:.1f}",
             hits,
         )
-    console.print(table)
-    if json_out:
-        json_out.write_text(json.dumps([r.as_dict() for r in results], indent=1))
+    return table

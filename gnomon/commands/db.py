@@ -39,50 +39,60 @@ class EnergyPer(StrEnum):
     cell = "cell"
 
 
+ImportFilesOption = Annotated[
+    list[str],
+    typer.Argument(
+        help="JSON (pymatgen entries), extxyz, CIF files; "
+        "CSV files are energy tables for the CIFs; or one "
+        "OPTIMADE base URL (https://...)."
+    ),
+]
+ImportSchemeOption = Annotated[
+    str,
+    typer.Option(
+        help="Energy scheme of these energies (records may name their own in data.scheme)."
+    ),
+]
+ImportSkipInvalidOption = Annotated[
+    bool,
+    typer.Option("--skip-invalid", help="Store the valid records and list each rejected one."),
+]
+ImportFilterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--filter", help='OPTIMADE filter for a URL import, e.g. \'elements HAS ALL "Li","O"\'.'
+    ),
+]
+ImportEnergyFieldOption = Annotated[
+    str,
+    typer.Option(help="Provider field holding the energy (eV, uncorrected) for a URL import."),
+]
+ImportEnergyPerOption = Annotated[
+    EnergyPer, typer.Option(help="Whether --energy-field is per atom or per cell.")
+]
+ImportMaxRecordsOption = Annotated[
+    int | None, typer.Option(help="Stop after this many structures (URL import).", min=1)
+]
+ImportTemplatesOutOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Also write the structures without "
+        "energies to this candidate file (.json), for "
+        "`gnomon generate saps --templates`."
+    ),
+]
+
+
 @app.command("import")
 def import_(
-    files: Annotated[
-        list[str],
-        typer.Argument(
-            help="JSON (pymatgen entries), extxyz, CIF files; "
-            "CSV files are energy tables for the CIFs; or one "
-            "OPTIMADE base URL (https://...)."
-        ),
-    ],
-    scheme: Annotated[
-        str,
-        typer.Option(
-            help="Energy scheme of these energies (records may name their own in data.scheme)."
-        ),
-    ] = IMPORTED,
-    skip_invalid: Annotated[
-        bool,
-        typer.Option("--skip-invalid", help="Store the valid records and list each rejected one."),
-    ] = False,
-    filter_: Annotated[
-        str | None,
-        typer.Option(
-            "--filter", help='OPTIMADE filter for a URL import, e.g. \'elements HAS ALL "Li","O"\'.'
-        ),
-    ] = None,
-    energy_field: Annotated[
-        str,
-        typer.Option(help="Provider field holding the energy (eV, uncorrected) for a URL import."),
-    ] = DEFAULT_ENERGY_FIELD,
-    energy_per: Annotated[
-        EnergyPer, typer.Option(help="Whether --energy-field is per atom or per cell.")
-    ] = EnergyPer.atom,
-    max_records: Annotated[
-        int | None, typer.Option(help="Stop after this many structures (URL import).", min=1)
-    ] = None,
-    templates_out: Annotated[
-        Path | None,
-        typer.Option(
-            help="Also write the structures without "
-            "energies to this candidate file (.json), for "
-            "`gnomon generate saps --templates`."
-        ),
-    ] = None,
+    files: ImportFilesOption,
+    scheme: ImportSchemeOption = IMPORTED,
+    skip_invalid: ImportSkipInvalidOption = False,
+    filter_: ImportFilterOption = None,
+    energy_field: ImportEnergyFieldOption = DEFAULT_ENERGY_FIELD,
+    energy_per: ImportEnergyPerOption = EnergyPer.atom,
+    max_records: ImportMaxRecordsOption = None,
+    templates_out: ImportTemplatesOutOption = None,
     db: DbOption = None,
 ) -> None:
     """Import computed entries from files or an OPTIMADE provider; the hulls they touch are

@@ -37,6 +37,7 @@ from gnomon.pipeline.generation.physical import PhysicalCheck
 from gnomon.pipeline.generation.random_search import RandomSearch, RandomSearchError
 from gnomon.pipeline.generation.streaming import chunked
 from gnomon.pipeline.generation.templates import (
+    TemplateResult,
     prototype_templates,
     templates_from_files,
     templates_from_repository,
@@ -244,67 +245,111 @@ def _report_skipped(skipped) -> None:
         )
 
 
+SapsElementsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Substituting elements and the chemical "
+        "space of the outputs, e.g. Li,Mn,O (default: "
+        "any element of the substitution table)."
+    ),
+]
+SapsTemplatesOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--templates",
+        help="Template files or directories (CIF, POSCAR, JSON, extxyz); repeatable.",
+    ),
+]
+SapsPrototypesOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--prototypes/--no-prototypes",
+        help="Use pymatgen's AFLOW prototype library "
+        "(default: on unless --templates or --from-db is given).",
+    ),
+]
+SapsPrototypeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--prototype",
+        help="Only these prototypes (AFLOW label, Strukturbericht, mineral); repeatable.",
+    ),
+]
+SapsFromDbOption = Annotated[
+    bool, typer.Option("--from-db", help="Use the stable phases in the database.")
+]
+SapsSchemeOption = Annotated[
+    str | None, typer.Option(help="With --from-db: phases of this scheme only.")
+]
+SapsMaxCandidatesOption = Annotated[
+    int | None, typer.Option("--max", min=1, help="Stop after N candidates.")
+]
+SapsPartialOption = Annotated[
+    bool,
+    typer.Option(
+        "--partial/--no-partial", help="Also substitute symmetry-distinct subsets of the sites."
+    ),
+]
+SapsPartialModeOption = Annotated[
+    str,
+    typer.Option(help="wyckoff: unions of Wyckoff orbits; sites: every subset up to symmetry."),
+]
+SapsSupercellOption = Annotated[
+    str | None, typer.Option(help="Expand templates first, e.g. 2x2x2.")
+]
+SapsThresholdOption = Annotated[float, typer.Option(help="Minimum ionic substitution probability.")]
+SapsMaxSpeciesOption = Annotated[
+    int, typer.Option(min=1, help="Template elements substituted at once.")
+]
+SapsChargeBalanceOption = Annotated[str, typer.Option(help="strict, relaxed or none (SMACT).")]
+
+
+def _template_sources(
+    templates: list[Path] | None,
+    prototypes: bool | None,
+    prototype: list[str] | None,
+    from_db: bool,
+    scheme: str | None,
+    db: str | None,
+) -> Iterator[TemplateResult]:
+    """SAPS's templates: the database's stable phases, files, then the prototype library
+    (by default only when neither of the others is named). The database is read before the
+    stream starts, so a bad URL or an empty database fails before anything is generated."""
+    use_prototypes = prototypes if prototypes is not None else (not templates and not from_db)
+    if not (from_db or templates or use_prototypes):
+        fail("no templates: give --templates, --from-db or --prototypes")
+    db_templates = []
+    if from_db:
+        with repository(db) as repo:
+            db_templates = list(templates_from_repository(repo, scheme=scheme))
+        if not db_templates:
+            fail("--from-db: the database holds no stable phases with structures")
+
+    def sources() -> Iterator[TemplateResult]:
+        yield from db_templates
+        if templates:
+            yield from templates_from_files(templates)
+        if use_prototypes:
+            yield from prototype_templates(prototype)
+
+    return sources()
+
+
 @app.command("saps")
 def saps(
-    elements: Annotated[
-        str | None,
-        typer.Option(
-            help="Substituting elements and the chemical "
-            "space of the outputs, e.g. Li,Mn,O (default: "
-            "any element of the substitution table)."
-        ),
-    ] = None,
-    templates: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--templates",
-            help="Template files or directories (CIF, POSCAR, JSON, extxyz); repeatable.",
-        ),
-    ] = None,
-    prototypes: Annotated[
-        bool | None,
-        typer.Option(
-            "--prototypes/--no-prototypes",
-            help="Use pymatgen's AFLOW prototype library "
-            "(default: on unless --templates or --from-db is given).",
-        ),
-    ] = None,
-    prototype: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--prototype",
-            help="Only these prototypes (AFLOW label, Strukturbericht, mineral); repeatable.",
-        ),
-    ] = None,
-    from_db: Annotated[
-        bool, typer.Option("--from-db", help="Use the stable phases in the database.")
-    ] = False,
-    scheme: Annotated[
-        str | None, typer.Option(help="With --from-db: phases of this scheme only.")
-    ] = None,
-    max_candidates: Annotated[
-        int | None, typer.Option("--max", min=1, help="Stop after N candidates.")
-    ] = None,
-    partial: Annotated[
-        bool,
-        typer.Option(
-            "--partial/--no-partial", help="Also substitute symmetry-distinct subsets of the sites."
-        ),
-    ] = True,
-    partial_mode: Annotated[
-        str,
-        typer.Option(help="wyckoff: unions of Wyckoff orbits; sites: every subset up to symmetry."),
-    ] = "wyckoff",
-    supercell: Annotated[
-        str | None, typer.Option(help="Expand templates first, e.g. 2x2x2.")
-    ] = None,
-    threshold: Annotated[
-        float, typer.Option(help="Minimum ionic substitution probability.")
-    ] = 0.01,
-    max_species: Annotated[
-        int, typer.Option(min=1, help="Template elements substituted at once.")
-    ] = 2,
-    charge_balance: Annotated[str, typer.Option(help="strict, relaxed or none (SMACT).")] = "none",
+    elements: SapsElementsOption = None,
+    templates: SapsTemplatesOption = None,
+    prototypes: SapsPrototypesOption = None,
+    prototype: SapsPrototypeOption = None,
+    from_db: SapsFromDbOption = False,
+    scheme: SapsSchemeOption = None,
+    max_candidates: SapsMaxCandidatesOption = None,
+    partial: SapsPartialOption = True,
+    partial_mode: SapsPartialModeOption = "wyckoff",
+    supercell: SapsSupercellOption = None,
+    threshold: SapsThresholdOption = 0.01,
+    max_species: SapsMaxSpeciesOption = 2,
+    charge_balance: SapsChargeBalanceOption = "none",
     dedup: DedupOption = True,
     physical: PhysicalOption = True,
     seed: SeedOption = 0,
@@ -341,51 +386,44 @@ def saps(
         campaign=campaign,
         round=round_,
     )
-    use_prototypes = prototypes if prototypes is not None else (not templates and not from_db)
-    if not (from_db or templates or use_prototypes):
-        fail("no templates: give --templates, --from-db or --prototypes")
-    db_templates = []
-    if from_db:
-        with repository(db) as repo:
-            db_templates = list(templates_from_repository(repo, scheme=scheme))
-        if not db_templates:
-            fail("--from-db: the database holds no stable phases with structures")
-
-    def sources():
-        yield from db_templates
-        if templates:
-            yield from templates_from_files(templates)
-        if use_prototypes:
-            yield from prototype_templates(prototype)
-
+    sources = _template_sources(templates, prototypes, prototype, from_db, scheme, db)
     stream = generator.generate(
-        sources(), limit=max_candidates, processes=processes, shard_of=_parse_shard(shard_)
+        sources, limit=max_candidates, processes=processes, shard_of=_parse_shard(shard_)
     )
     _emit(stream, out, to_db, db, dedup, "SAPS", limit=max_candidates, physical=physical)
     _report_skipped(generator.skipped)
 
 
+RandomCompositionOption = Annotated[
+    list[str], typer.Option("--composition", "-c", help="Formula, e.g. Li2MnO3; repeatable.")
+]
+RandomNOption = Annotated[int, typer.Option("--n", min=1, help="Structures per composition.")]
+RandomBackendOption = Annotated[
+    str, typer.Option(help="pyxtal (default) or airss (buildcell on PATH).")
+]
+RandomVolumePerAtomOption = Annotated[
+    float | None,
+    typer.Option(help="Target volume per atom, Å^3 (default: an atomic-radius estimate)."),
+]
+RandomMinSepOption = Annotated[
+    str | None,
+    typer.Option(
+        "--min-sep", help="Minimum separation in Å: one value, or pairs like Li-O=1.8,O-O=2.2."
+    ),
+]
+RandomMaxAtomsOption = Annotated[int, typer.Option(min=1, help="Most atoms per cell.")]
+RandomBuildcellTimeoutOption = Annotated[float, typer.Option(help="Seconds per buildcell call.")]
+
+
 @app.command("random")
 def random_(
-    composition: Annotated[
-        list[str], typer.Option("--composition", "-c", help="Formula, e.g. Li2MnO3; repeatable.")
-    ],
-    n: Annotated[int, typer.Option("--n", min=1, help="Structures per composition.")] = 100,
-    backend: Annotated[
-        str, typer.Option(help="pyxtal (default) or airss (buildcell on PATH).")
-    ] = "pyxtal",
-    volume_per_atom: Annotated[
-        float | None,
-        typer.Option(help="Target volume per atom, Å^3 (default: an atomic-radius estimate)."),
-    ] = None,
-    min_sep: Annotated[
-        str | None,
-        typer.Option(
-            "--min-sep", help="Minimum separation in Å: one value, or pairs like Li-O=1.8,O-O=2.2."
-        ),
-    ] = None,
-    max_atoms: Annotated[int, typer.Option(min=1, help="Most atoms per cell.")] = 20,
-    buildcell_timeout: Annotated[float, typer.Option(help="Seconds per buildcell call.")] = 60.0,
+    composition: RandomCompositionOption,
+    n: RandomNOption = 100,
+    backend: RandomBackendOption = "pyxtal",
+    volume_per_atom: RandomVolumePerAtomOption = None,
+    min_sep: RandomMinSepOption = None,
+    max_atoms: RandomMaxAtomsOption = 20,
+    buildcell_timeout: RandomBuildcellTimeoutOption = 60.0,
     dedup: DedupOption = True,
     physical: PhysicalOption = True,
     seed: SeedOption = 0,

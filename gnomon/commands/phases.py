@@ -7,7 +7,7 @@ import io
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pymatgen.core import Structure
@@ -38,36 +38,42 @@ def _fmt(value) -> str:
     return str(value)
 
 
+PhasesChemsysOption = Annotated[
+    str | None, typer.Option(help="Chemical space, e.g. Li-Mn-O (all its subsystems).")
+]
+PhasesElementsOption = Annotated[
+    str | None, typer.Option(help="Phases containing all of these, e.g. Li,O.")
+]
+PhasesStableOption = Annotated[bool, typer.Option("--stable", help="Only phases on the hull.")]
+PhasesFormatOption = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
+PhasesLimitOption = Annotated[int | None, typer.Option(help="At most this many rows.")]
+PhasesNoveltyOption = Annotated[
+    bool,
+    typer.Option(
+        "--novelty",
+        help="Check each discovery against the known phases: new, known, or an ordering "
+        "of a known disordered phase, with the AMD distance to the nearest known phase.",
+    ),
+]
+PhasesKnownOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--known",
+        help="More known phases for --novelty (CIF, disorder kept; or Structure JSON); repeatable.",
+    ),
+]
+
+
 def phases(
-    chemsys: Annotated[
-        str | None, typer.Option(help="Chemical space, e.g. Li-Mn-O (all its subsystems).")
-    ] = None,
-    elements: Annotated[
-        str | None, typer.Option(help="Phases containing all of these, e.g. Li,O.")
-    ] = None,
+    chemsys: PhasesChemsysOption = None,
+    elements: PhasesElementsOption = None,
     scheme: Annotated[str | None, typer.Option(help="Energy scheme.")] = None,
-    stable: Annotated[bool, typer.Option("--stable", help="Only phases on the hull.")] = False,
+    stable: PhasesStableOption = False,
     max_e_above_hull: Annotated[float | None, typer.Option(help="eV/atom.")] = None,
-    format: Annotated[
-        OutputFormat, typer.Option("--format", help="Output format.")
-    ] = OutputFormat.table,
-    limit: Annotated[int | None, typer.Option(help="At most this many rows.")] = None,
-    novelty: Annotated[
-        bool,
-        typer.Option(
-            "--novelty",
-            help="Check each discovery against the known phases: new, known, or an ordering "
-            "of a known disordered phase, with the AMD distance to the nearest known phase.",
-        ),
-    ] = False,
-    known: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--known",
-            help="More known phases for --novelty (CIF, disorder kept; or Structure JSON);"
-            " repeatable.",
-        ),
-    ] = None,
+    format: PhasesFormatOption = OutputFormat.table,
+    limit: PhasesLimitOption = None,
+    novelty: PhasesNoveltyOption = False,
+    known: PhasesKnownOption = None,
     db: DbOption = None,
 ) -> None:
     """List phases with their place on the hull."""
@@ -88,6 +94,25 @@ def phases(
         if novelty or known:
             rows = _with_novelty(repo, rows, known or [])
             fields = (*ROW_FIELDS, *NOVELTY_FIELDS)
+    _print_phases(rows, fields, format)
+
+
+_TABLE_COLUMNS = (
+    ("formula", "formula"),
+    ("chemsys", "chemsys"),
+    ("scheme", "scheme"),
+    ("energy_per_atom", "E (eV/at)"),
+    ("formation_energy_per_atom", "E_f (eV/at)"),
+    ("e_above_hull", "E_hull (eV/at)"),
+    ("decomposition_energy", "E_decomp (eV/at)"),
+    ("is_stable", "stable"),
+)
+
+
+def _print_phases(
+    rows: list[dict[str, Any]], fields: tuple[str, ...], format: OutputFormat
+) -> None:
+    """The rows in the format asked for: JSON, CSV and CIF for programs, a table for people."""
     if format is OutputFormat.json:
         print(json.dumps([{k: r[k] for k in fields} for r in rows], indent=1))
     elif format is OutputFormat.csv:
@@ -98,46 +123,35 @@ def phases(
             writer.writerow({**r, "decomposes_to": " ".join(r["decomposes_to"])})
         print(buf.getvalue(), end="")
     elif format is OutputFormat.cif:
-        # heavy: pymatgen.io
-        from pymatgen.io.cif import CifWriter
-
-        for r in rows:
-            if "_structure" not in r:
-                continue
-            text = str(CifWriter(Structure.from_dict(r["_structure"])))
-            print(text.replace("data_", f"data_{r['id']}_", 1))
+        _print_cifs(rows)
     else:
-        table = Table(title=f"{len(rows)} phases")
-        cols = (
-            "formula",
-            "chemsys",
-            "scheme",
-            "energy_per_atom",
-            "formation_energy_per_atom",
-            "e_above_hull",
-            "decomposition_energy",
-            "is_stable",
-            "id",
-        )
-        heads = (
-            "formula",
-            "chemsys",
-            "scheme",
-            "E (eV/at)",
-            "E_f (eV/at)",
-            "E_hull (eV/at)",
-            "E_decomp (eV/at)",
-            "stable",
-            "id",
-        )
-        if "novelty" in fields:
-            cols, heads = (*cols[:-1], "novelty_text", "id"), (*heads[:-1], "novelty", "id")
-        for h in heads:
-            table.add_column(h, justify="right" if h.startswith("E") else "left")
-        for r in rows:
-            style = "bold green" if r["is_stable"] else None
-            table.add_row(*(_fmt(r[c]) for c in cols), style=style)
-        console.print(table)
+        console.print(_phase_table(rows, with_novelty="novelty" in fields))
+
+
+def _print_cifs(rows: list[dict[str, Any]]) -> None:
+    # heavy: pymatgen.io
+    from pymatgen.io.cif import CifWriter
+
+    for r in rows:
+        if "_structure" not in r:
+            continue
+        text = str(CifWriter(Structure.from_dict(r["_structure"])))
+        print(text.replace("data_", f"data_{r['id']}_", 1))
+
+
+def _phase_table(rows: list[dict[str, Any]], with_novelty: bool) -> Table:
+    columns = [
+        *_TABLE_COLUMNS,
+        *((("novelty_text", "novelty"),) if with_novelty else ()),
+        ("id", "id"),
+    ]
+    table = Table(title=f"{len(rows)} phases")
+    for _, head in columns:
+        table.add_column(head, justify="right" if head.startswith("E") else "left")
+    for r in rows:
+        style = "bold green" if r["is_stable"] else None
+        table.add_row(*(_fmt(r[key]) for key, _ in columns), style=style)
+    return table
 
 
 NOVELTY_FIELDS = (
