@@ -164,54 +164,66 @@ def map_chunks(
     is still in flight. Waiting longer than ``no_worker_timeout`` with no worker left raises
     :class:`ChunkLost`.
     """
-    from distributed import KilledWorker  # heavy: dask
-    from distributed.client import FutureCancelledError  # heavy: dask
-
     limit = max_in_flight or 2 * max(1, sum(client.nthreads().values()))
-    run = uuid.uuid4().hex[:8]
-    counter = iter(range(1 << 62))
+    waiter = _Waiter(client, name, max_retries, no_worker_timeout)
+    pending: deque[tuple[T, Any]] = deque()
+    try:
+        for chunk in chunks:
+            pending.append((chunk, waiter.submit(fn, chunk)))
+            if len(pending) >= limit:
+                yield waiter.result(fn, *pending.popleft())
+        while pending:
+            yield waiter.result(fn, *pending.popleft())
+    finally:
+        for _, future in pending:
+            future.cancel()
 
-    def submit(chunk: T) -> Any:
-        return client.submit(fn, chunk, pure=False, key=f"{name}-{run}-{next(counter)}")
 
-    def result(chunk: T, future: Any) -> U:
+class _Waiter:
+    """Submits chunks under unique keys and waits for one, resubmitting it when its worker
+    died, and giving up when no worker is left for ``no_worker_timeout`` seconds."""
+
+    def __init__(self, client: Any, name: str, max_retries: int, no_worker_timeout: float):
+        self.client = client
+        self.name = name
+        self.max_retries = max_retries
+        self.no_worker_timeout = no_worker_timeout
+        self.run = uuid.uuid4().hex[:8]
+        self.counter = iter(range(1 << 62))
+
+    def submit(self, fn: Callable[[T], U], chunk: T) -> Any:
+        key = f"{self.name}-{self.run}-{next(self.counter)}"
+        return self.client.submit(fn, chunk, pure=False, key=key)
+
+    def result(self, fn: Callable[[T], U], chunk: T, future: Any) -> U:
+        from distributed import KilledWorker  # heavy: dask
+        from distributed.client import FutureCancelledError  # heavy: dask
+
         tries = 0
         alone_since: float | None = None
         while True:
             try:
                 return future.result(timeout=5)
             except TimeoutError:
-                if client.scheduler_info(n_workers=-1).get("workers"):
+                if self.client.scheduler_info(n_workers=-1).get("workers"):
                     alone_since = None
                     continue
                 alone_since = alone_since or time.monotonic()
-                if time.monotonic() - alone_since > no_worker_timeout:
+                if time.monotonic() - alone_since > self.no_worker_timeout:
                     raise ChunkLost(
-                        f"{name}: no Dask worker left for {no_worker_timeout:.0f} s"
+                        f"{self.name}: no Dask worker left for {self.no_worker_timeout:.0f} s"
                     ) from None
             except (KilledWorker, FutureCancelledError) as exc:
-                if tries >= max_retries:
+                if tries >= self.max_retries:
                     raise ChunkLost(
-                        f"{name}: lost {tries + 1} times with its workers ({exc})"
+                        f"{self.name}: lost {tries + 1} times with its workers ({exc})"
                     ) from exc
                 tries += 1
                 log.warning(
                     "dask: %s lost with its worker (%s); resubmitted (%d/%d)",
-                    name,
+                    self.name,
                     exc,
                     tries,
-                    max_retries,
+                    self.max_retries,
                 )
-                future = submit(chunk)
-
-    pending: deque[tuple[T, Any]] = deque()
-    try:
-        for chunk in chunks:
-            pending.append((chunk, submit(chunk)))
-            if len(pending) >= limit:
-                yield result(*pending.popleft())
-        while pending:
-            yield result(*pending.popleft())
-    finally:
-        for _, future in pending:
-            future.cancel()
+                future = self.submit(fn, chunk)

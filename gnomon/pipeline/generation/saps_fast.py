@@ -330,33 +330,61 @@ def expand_fast(gen: SAPSGenerator, template: Template) -> Iterator[Candidate]:
                 cid = structure_hash(Structure.from_dict(doc))
             else:
                 cid = _decoration_id(sym, codes, mapping, sites_by_element, matrix)
-            yield Candidate(
-                id=cid,
-                structure=doc,
-                formula=cell_formula,
-                reduced_formula=formula,
-                chemsys=chemsys,
-                nsites=len(new_symbols),
-                generator=GENERATOR,
-                generator_version=gen.version,
-                template_id=template.id,
-                substitution=dict(mapping),
-                replaced_fraction=fraction,
-                seed=gen.seed,
-                campaign=gen.campaign,
-                round=gen.round,
-                fingerprint=formula,
-                extra={
-                    "replaced_sites": sorted(i for ix in sites_by_element.values() for i in ix),
-                    "probability": prob,
-                    "template_spacegroup": sym.spacegroup,
-                    "supercell": list(gen.supercell) if gen.supercell else None,
-                    "partial_mode": gen.partial_mode if fraction < 1 else None,
-                },
+            yield _candidate(
+                gen,
+                template,
+                sym,
+                cid,
+                doc,
+                mapping,
+                prob,
+                sites_by_element,
+                fraction,
+                (cell_formula, formula, chemsys),
             )
             n_out += 1
             if gen.max_per_template is not None and n_out >= gen.max_per_template:
                 return
+
+
+def _candidate(
+    gen: SAPSGenerator,
+    template: Template,
+    sym: TemplateSymmetry,
+    cid: str,
+    doc: dict[str, Any],
+    mapping: dict[str, str],
+    prob: float,
+    sites_by_element: dict[str, tuple[int, ...]],
+    fraction: float,
+    names: tuple[str, str, str],
+) -> Candidate:
+    """The outcome as a Candidate, with the provenance the reference path records."""
+    cell_formula, formula, chemsys = names
+    return Candidate(
+        id=cid,
+        structure=doc,
+        formula=cell_formula,
+        reduced_formula=formula,
+        chemsys=chemsys,
+        nsites=len(doc["sites"]),
+        generator=GENERATOR,
+        generator_version=gen.version,
+        template_id=template.id,
+        substitution=dict(mapping),
+        replaced_fraction=fraction,
+        seed=gen.seed,
+        campaign=gen.campaign,
+        round=gen.round,
+        fingerprint=formula,
+        extra={
+            "replaced_sites": sorted(i for ix in sites_by_element.values() for i in ix),
+            "probability": prob,
+            "template_spacegroup": sym.spacegroup,
+            "supercell": list(gen.supercell) if gen.supercell else None,
+            "partial_mode": gen.partial_mode if fraction < 1 else None,
+        },
+    )
 
 
 def _decorate(

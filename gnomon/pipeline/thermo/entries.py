@@ -82,6 +82,30 @@ def _entry_id(
     )
 
 
+def _checked_composition(
+    composition: Composition | str, structure: Structure | None, record: str
+) -> Composition:
+    """The entry's element composition (oxidation states are not part of an energy's
+    identity), or an error naming the record and what is wrong with it."""
+    try:
+        comp = Composition(composition) if structure is None else structure.composition
+    except (ValueError, KeyError) as exc:
+        raise EntryValidationError(record, f"composition {composition!r}: {exc}") from None
+    unknown = [
+        str(el)
+        for el in comp.elements
+        if not Element.is_valid_symbol(getattr(el, "symbol", str(el)))
+    ]
+    if unknown:
+        raise EntryValidationError(
+            record, f"composition {comp.formula!r} has unknown elements {unknown}"
+        )
+    comp = comp.element_composition
+    if comp.num_atoms <= 0:
+        raise EntryValidationError(record, "composition has no atoms")
+    return comp
+
+
 def make_entry(
     composition: Composition | str,
     energy: float,
@@ -100,22 +124,7 @@ def make_entry(
     """
     scheme = check_scheme(scheme)
     energy = check_energy(energy, record)
-    try:
-        comp = Composition(composition) if structure is None else structure.composition
-    except (ValueError, KeyError) as exc:
-        raise EntryValidationError(record, f"composition {composition!r}: {exc}") from None
-    unknown = [
-        str(el)
-        for el in comp.elements
-        if not Element.is_valid_symbol(getattr(el, "symbol", str(el)))
-    ]
-    if unknown:
-        raise EntryValidationError(
-            record, f"composition {comp.formula!r} has unknown elements {unknown}"
-        )
-    comp = comp.element_composition  # oxidation states are not part of an energy's identity
-    if comp.num_atoms <= 0:
-        raise EntryValidationError(record, "composition has no atoms")
+    comp = _checked_composition(composition, structure, record)
     if structure is not None:
         check_structure(structure, record)
     parameters = dict(parameters or {})

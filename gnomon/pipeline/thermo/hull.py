@@ -143,19 +143,7 @@ def phases_of(
     separations = separations if separations is not None else Separations()
     if not rows:
         return []
-    now = utcnow()  # one timestamp per system, not a clock read per phase
-    base = [
-        dict(
-            id=pool[r]["id"],
-            scheme=scheme,
-            chemsys=chemsys,
-            reduced_formula=pool[r]["reduced_formula"],
-            energy_per_atom=pool[r]["energy_per_atom"],
-            stable_at_ingest=at_ingest.get(pool[r]["id"]),
-            updated_at=now,
-        )
-        for r in rows
-    ]
+    base = _phase_bases(pool, rows, scheme, chemsys, at_ingest)
     if hull is None:
         present = {d["elements"][0] for d in pool if len(d["elements"]) == 1}
         missing = ", ".join(sorted(set(chemsys.split("-")) - present)) or "some element"
@@ -174,13 +162,7 @@ def phases_of(
     product_rows = hull.products_of(facets, weights)
     for k, (r, b) in enumerate(zip(rows, base, strict=True)):
         stable = r in hull.stable
-        if stable:
-            e_hull, products = 0.0, []
-        elif facets[k] < 0:
-            e_hull, products = _pymatgen_e_above(hull, pool[r]), []
-        else:
-            e_hull = above[k]
-            products = sorted({pool[j]["reduced_formula"] for j in product_rows[k]})
+        e_hull, products = _place(hull, pool, r, int(facets[k]), above[k], product_rows[k])
         formula = b["reduced_formula"]
         phase = Phase(
             **b,
@@ -198,6 +180,46 @@ def phases_of(
     if own:
         separations.flush()
     return phases
+
+
+def _phase_bases(
+    pool: Sequence[dict[str, Any]],
+    rows: Sequence[int],
+    scheme: str,
+    chemsys: str,
+    at_ingest: dict[str, bool | None],
+) -> list[dict[str, Any]]:
+    """What every phase of the system carries whatever the hull says."""
+    now = utcnow()  # one timestamp per system, not a clock read per phase
+    return [
+        dict(
+            id=pool[r]["id"],
+            scheme=scheme,
+            chemsys=chemsys,
+            reduced_formula=pool[r]["reduced_formula"],
+            energy_per_atom=pool[r]["energy_per_atom"],
+            stable_at_ingest=at_ingest.get(pool[r]["id"]),
+            updated_at=now,
+        )
+        for r in rows
+    ]
+
+
+def _place(
+    hull: ArrayHull,
+    pool: Sequence[dict[str, Any]],
+    r: int,
+    facet: int,
+    above: float,
+    products: Sequence[int],
+) -> tuple[float, list[str]]:
+    """e_above_hull and decomposition products of row ``r``: 0 on the hull; pymatgen's own
+    answer where no facet lies below the point (the array hull's rare miss)."""
+    if r in hull.stable:
+        return 0.0, []
+    if facet < 0:
+        return _pymatgen_e_above(hull, pool[r]), []
+    return above, sorted({pool[j]["reduced_formula"] for j in products})
 
 
 class Separations:
