@@ -274,11 +274,23 @@ class StoppingConfig(_Section):
     )
 
 
+class PhysicalConfig(_Section):
+    """Only physical candidates reach the screen (``gnomon.pipeline.generation.physical``):
+    every generated structure is brought to its predicted volume, and one with a pair nearer
+    than ``min_pair_fraction`` of its covalent bond length is refused and counted by reason in
+    the round's record."""
+
+    enabled: bool = True
+    rescale: bool = Field(True, description="Rescale every candidate to its predicted volume.")
+    min_pair_fraction: float = Field(
+        0.6, gt=0, lt=1, description="Refuse a pair nearer than this of its covalent bond length."
+    )
+
+
 class FunnelConfig(_Section):
     """The streaming funnel of a round (``gnomon.campaign.steps.funnel``): generate -> exact
     dedup -> screen in chunks through bounded memory, storing only the candidates that pass the
-    screen
-    (with their predictions) and counting the rest. Off by default: a round then stores every
+    screen (with their predictions) and counting the rest. Off by default: a round then stores every
     unique candidate of ``saps.max_candidates`` and ``random_search`` and screens them after."""
 
     enabled: bool = False
@@ -316,6 +328,7 @@ class CampaignConfig(_Section):
     dispatch: DispatchConfig = Field(default_factory=DispatchConfig)
     stopping: StoppingConfig = Field(default_factory=StoppingConfig)
     funnel: FunnelConfig = Field(default_factory=FunnelConfig)
+    physical: PhysicalConfig = Field(default_factory=PhysicalConfig)
     max_arity: int | None = Field(
         None,
         ge=2,
@@ -345,6 +358,22 @@ class CampaignConfig(_Section):
     )
     mlip_e_above_hull: float = Field(
         0.1, ge=0, description="eV/atom on the mlip scheme's hull: who goes on to the dft stage."
+    )
+    mlip_calibrate: bool = Field(
+        False,
+        description="Gate the mlip stage on calibrated energies: per-element references (and a "
+        "slope where it helps) fitted on entries both schemes know tie the potential's "
+        "energies to the campaign's scheme, and `mlip_e_above_hull` is then read on the "
+        "campaign's own hull (gnomon.pipeline.thermo.calibration).",
+    )
+    mlip_calibration: Path | None = Field(
+        None,
+        description="A stored calibration (JSON of Calibration.as_dict) to use; unset: fitted "
+        "each round on the campaign's own pairs (mlip entry -> the dft entry started from it).",
+    )
+    mlip_calibration_exclude: list[str] = Field(
+        default_factory=list,
+        description="Chemical systems whose pairs never enter the fit (held-out systems).",
     )
     known_phases: bool = Field(
         True,

@@ -8,17 +8,23 @@ screened by the pretrained model shipped with gnomon."""
 from __future__ import annotations
 
 import itertools
+import json
 from functools import cached_property
+from pathlib import Path
 
 import pytest
+from pymatgen.core import Structure
 
 from gnomon.campaign.screens import HullScreen
 from gnomon.campaign.steps import STEP_FUNCTIONS, RoundContext, run_step, screening_model
 from gnomon.campaign.steps import funnel as funnel_step
+from gnomon.campaign.steps.generators import physical_check
 from gnomon.config import CampaignConfig, Settings
 from gnomon.models.registry import ModelRegistry
 from gnomon.models.screening import Screener, hull_function
 from gnomon.pipeline.generation.dedup import Deduplicator
+from gnomon.pipeline.generation.physical import close_pair
+from gnomon.pipeline.generation.random_search import estimate_volume_per_atom
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.storage import Candidate, Prediction, StepState
@@ -70,8 +76,9 @@ def _through(ctx: RoundContext, steps=THROUGH_SELECT) -> None:
 
 def _independent_bounds(ctx: RoundContext) -> tuple[dict[str, float], int]:
     """The optimistic bound (predicted e_above_hull - sigma) of each unique candidate of the
-    round's stream, by the deduplicator and the screener called directly; and how many unique."""
-    stream, _ = funnel_step.funnel_sources(ctx)
+    round's stream (through the round's physical check), by the deduplicator and the screener
+    called directly; and how many unique."""
+    stream, _ = funnel_step.funnel_sources(ctx, physical_check(ctx))
     unique = list(Deduplicator().stream(itertools.islice(stream, ctx.config.funnel.max_generated)))
     ensemble = ModelRegistry(ctx.repo, ctx.settings.models_dir).load(screening_model(ctx))
     ehull = hull_function(ctx.repo, SCHEME)
@@ -225,5 +232,27 @@ def test_a_round_without_a_model_yet_stores_its_candidates_the_usual_way(tmp_pat
         _through(ctx, THROUGH_SELECT[:3])
         out = ctx.round().outputs
         assert "funnel" not in out["dedup"] and out["generate"]["saps"]["file"]
+    finally:
+        ctx.close()
+
+
+def test_every_stored_candidate_passed_the_physical_check_and_the_round_counts_it(tmp_path):
+    """Generated cells reach the database at their predicted volume, none with a pair inside
+    another; the round's record says how many were rescaled and refused, by reason."""
+    cfg = _config()
+    cfg.model.start_from = "scratch"
+    ctx = _context(tmp_path, "home", cfg)
+    try:
+        _through(ctx, THROUGH_SELECT[:2])
+        saps = ctx.round().outputs["generate"]["saps"]
+        assert set(saps["physical"]) == {"refused", "rescaled"}
+        assert saps["physical"]["rescaled"] > 0
+        stored = json.loads(Path(saps["file"]).read_text())
+        assert len(stored) == saps["count"] > 0
+        for doc in stored:
+            s = Structure.from_dict(doc["structure"])
+            predicted = estimate_volume_per_atom(s.composition) * len(s)
+            assert abs(s.volume / predicted - 1) < 0.011
+            assert close_pair(s) is None
     finally:
         ctx.close()

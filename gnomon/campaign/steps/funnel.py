@@ -30,27 +30,30 @@ from typing import Any
 
 from gnomon.campaign.screens import HullScreen
 from gnomon.campaign.steps.context import RoundContext, round_candidate_ids
-from gnomon.campaign.steps.generators import random_source, saps_source
+from gnomon.campaign.steps.generators import physical_check, random_source, saps_source
 from gnomon.models.ensemble import TTA
 from gnomon.models.registry import ModelRegistry
 from gnomon.pipeline.generation.dedup import Deduplicator, SQLiteSeenStore
 from gnomon.pipeline.generation.funnel import Funnel, FunnelCounts
+from gnomon.pipeline.generation.physical import PhysicalCheck
 from gnomon.storage import Candidate, ModelVersion
 
 log = logging.getLogger(__name__)
 
 
-def funnel_sources(ctx: RoundContext) -> tuple[Iterator[Candidate], dict[str, Any]]:
+def funnel_sources(ctx: RoundContext, check: PhysicalCheck | None = None
+                   ) -> tuple[Iterator[Candidate], dict[str, Any]]:
     """The round's generators chained into one lazy stream (SAPS first, then random search),
-    and a dict that fills with what each reports (skipped templates, failures) as it is read."""
+    each through the physical ``check`` when given, and a dict that fills with what each
+    reports (skipped templates, failures) as it is read."""
     info: dict[str, Any] = {"compositions": []}
     streams: list[Iterable[Candidate]] = []
     if ctx.config.saps.enabled and ctx.config.saps.max_candidates:
-        compounds, generator = saps_source(ctx)
+        compounds, generator = saps_source(ctx, check)
         streams.append(_then(compounds, lambda: info.__setitem__("skipped_templates",
                                                                  len(generator.skipped))))
     if ctx.config.random_search.enabled and ctx.config.random_search.max_compositions:
-        candidates, search, formulas = random_source(ctx)
+        candidates, search, formulas = random_source(ctx, check)
         info["compositions"] = formulas
         streams.append(_then(candidates, lambda: info.__setitem__("random_failures",
                                                                   len(search.failures))))
@@ -82,7 +85,8 @@ def run_funnel(ctx: RoundContext, record: ModelVersion) -> dict[str, Any]:
                         round=ctx.index)
     funnel = Funnel(Deduplicator(repository=ctx.repo, seen=seen, record_duplicates=False),
                     screen=screen, store=screen.store, chunk_size=cfg.chunk_size)
-    stream, info = funnel_sources(ctx)
+    check = physical_check(ctx)
+    stream, info = funnel_sources(ctx, check)
     resumed = 0
 
     def fresh(candidates: Iterable[Candidate]) -> Iterator[Candidate]:
@@ -100,6 +104,8 @@ def run_funnel(ctx: RoundContext, record: ModelVersion) -> dict[str, Any]:
         counts = funnel.run(fresh(itertools.islice(stream, cfg.max_generated)))
     finally:
         seen.close()
+    if check is not None:
+        info["physical"] = check.counts()
     unique = sorted(round_candidate_ids(ctx))
     log.info("round %d funnel: %d generated, %d duplicates, %d screened, %d passed "
              "(e_above_hull - sigma <= %.3f), %d unscreenable; %d stored in all", ctx.index,

@@ -21,12 +21,26 @@ from gnomon.pipeline.generation.compositions import (
     CompositionGenerator,
     known_formulas,
 )
+from gnomon.pipeline.generation.physical import PhysicalCheck
 from gnomon.pipeline.generation.random_search import RandomSearch
 from gnomon.pipeline.generation.saps import SAPSGenerator
 from gnomon.pipeline.generation.streaming import chunked
 from gnomon.pipeline.generation.templates import Template, make_template, prototype_templates
 from gnomon.storage import Candidate, Round
 from gnomon.storage.chemsys import arity
+
+
+def physical(stream: Iterator[Candidate], check: PhysicalCheck | None) -> Iterator[Candidate]:
+    """``stream`` through the round's physical check (config ``physical``), if it is on."""
+    return stream if check is None else check.candidates(stream)
+
+
+def physical_check(ctx: RoundContext) -> PhysicalCheck | None:
+    """A fresh check for one step's streams (its counts go into that step's record)."""
+    cfg = ctx.config.physical
+    if not cfg.enabled:
+        return None
+    return PhysicalCheck(rescale=cfg.rescale, min_pair_fraction=cfg.min_pair_fraction)
 
 
 def _new_only(ctx: RoundContext, candidates: Iterator[Candidate], limit: int,
@@ -63,7 +77,8 @@ def saps_templates(ctx: RoundContext, max_arity: int) -> Iterator[Template]:
         yield from prototype_templates(max_sites=cfg.max_template_sites, max_species=max_arity)
 
 
-def saps_source(ctx: RoundContext) -> tuple[Iterator[Candidate], SAPSGenerator]:
+def saps_source(ctx: RoundContext, check: PhysicalCheck | None = None
+                ) -> tuple[Iterator[Candidate], SAPSGenerator]:
     """The round's SAPS compounds as a lazy stream, and the generator (its ``skipped``
     templates fill as the stream is read). Templates come from every system of the scheme in
     the database; in a campaign over many systems (max_arity) only those an outcome of at most
@@ -79,7 +94,8 @@ def saps_source(ctx: RoundContext) -> tuple[Iterator[Candidate], SAPSGenerator]:
     # substituting every site of a template by one element gives an elemental polymorph; the
     # references already cover the elements, so a compound campaign spends no budget there
     outcomes = ctx.fan_out.saps(generator, saps_templates(ctx, max_arity))
-    return (c for c in outcomes if 1 < arity(c.chemsys) <= max_arity), generator
+    compounds = (c for c in outcomes if 1 < arity(c.chemsys) <= max_arity)
+    return physical(compounds, check), generator
 
 
 def _writes_nothing(ctx: RoundContext, enabled: bool) -> dict[str, Any] | None:
@@ -97,14 +113,20 @@ def generate_saps(ctx: RoundContext) -> dict[str, Any]:
     path = ctx.run_dir / "saps.json"
     if (idle := _writes_nothing(ctx, cfg.enabled and cfg.max_candidates > 0)) is not None:
         return idle
-    compounds, generator = saps_source(ctx)
+    check = physical_check(ctx)
+    compounds, generator = saps_source(ctx, check)
     if ctx.config.max_arity is None:
         kept = _new_only(ctx, compounds, cfg.max_candidates)
     else:  # many systems: each its fair share of the round's candidates
         kept = fair_take(_new_only(ctx, compounds, 1 << 62), cfg.max_candidates,
                          len(ctx.config.systems), system=lambda c: c.chemsys)
     n = write_candidates(path, kept)
-    return {"file": str(path), "count": n, "skipped_templates": len(generator.skipped)}
+    return {"file": str(path), "count": n, "skipped_templates": len(generator.skipped),
+            **_physical_counts(check)}
+
+
+def _physical_counts(check: PhysicalCheck | None) -> dict[str, Any]:
+    return {} if check is None else {"physical": check.counts()}
 
 
 def searched_compositions(ctx: RoundContext) -> set[str]:
@@ -119,7 +141,8 @@ def searched_compositions(ctx: RoundContext) -> set[str]:
     return searched
 
 
-def random_source(ctx: RoundContext) -> tuple[Iterator[Candidate], RandomSearch, list[str]]:
+def random_source(ctx: RoundContext, check: PhysicalCheck | None = None
+                  ) -> tuple[Iterator[Candidate], RandomSearch, list[str]]:
     """The round's random-search candidates as a lazy stream, the search (its ``failures``
     fill as the stream is read) and the compositions searched: those no stored phase and no
     earlier round of the campaign has covered."""
@@ -141,7 +164,7 @@ def random_source(ctx: RoundContext) -> tuple[Iterator[Candidate], RandomSearch,
     search = RandomSearch(n_per_composition=cfg.n_per_composition, backend=cfg.backend,
                           max_atoms=cfg.max_atoms, seed=ctx.seed("random"),
                           campaign=ctx.campaign, round=ctx.index)
-    return ctx.fan_out.random(search, formulas), search, formulas
+    return physical(ctx.fan_out.random(search, formulas), check), search, formulas
 
 
 def generate_random(ctx: RoundContext) -> dict[str, Any]:
@@ -149,10 +172,11 @@ def generate_random(ctx: RoundContext) -> dict[str, Any]:
     path = ctx.run_dir / "random.json"
     if (idle := _writes_nothing(ctx, cfg.enabled and cfg.max_compositions > 0)) is not None:
         return idle
-    candidates, search, formulas = random_source(ctx)
+    check = physical_check(ctx)
+    candidates, search, formulas = random_source(ctx, check)
     n = write_candidates(path, candidates)
     return {"file": str(path), "count": n, "compositions": formulas,
-            "failures": len(search.failures)}
+            "failures": len(search.failures), **_physical_counts(check)}
 
 
 GENERATORS: dict[str, Step] = {"saps": generate_saps, "random": generate_random}
