@@ -1,6 +1,6 @@
 """Campaigns start from the pretrained model: round 0 is screened by it (or by its transfer to the
 campaign's scheme), the round's retrain fine-tunes it, and the report says so. Steps run with
-the instant fake engine; the pretrained model is a tiny one bench/pretrain.py trains on a toy
+the instant fake engine; the pretrained model is a tiny one `gnomon model pretrain` trains on a toy
 world, put where the package data would be."""
 
 from __future__ import annotations
