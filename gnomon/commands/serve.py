@@ -39,12 +39,16 @@ def serve(
 ) -> None:
     """Serve the database read-only: OPTIMADE v1.2 under /v1 (structures with _gnomon_ fields),
     the explorer at /. Stop with Ctrl-C."""
-    # heavy: uvicorn
+    # heavy: matplotlib, uvicorn
+    import matplotlib
     import uvicorn
 
     # heavy: fastapi
     from gnomon.serve.app import create_app
 
+    # the server draws its figures off the main thread, with no display: the program chooses
+    # its backend here, once; the library modules leave the choice to whoever imports them
+    matplotlib.use("Agg")
     url = settings(db).db_url
     try:
         app = create_app(url, base_url=base_url, refresh_s=refresh)

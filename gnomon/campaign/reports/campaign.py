@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gnomon.campaign.reports.figures import hull_diagram, learning_curves
+from gnomon.campaign.reports.figures import learning_curves
 from gnomon.campaign.reports.stages import stage_section
 from gnomon.campaign.reports.systems import system_section
 from gnomon.campaign.reports.tables import (
@@ -21,6 +21,7 @@ from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.pipeline.thermo.known import phase_origins
 from gnomon.pipeline.thermo.novelty import novelty_of_rows, novelty_text
 from gnomon.pipeline.thermo.phase_query import PhaseQuery
+from gnomon.pipeline.thermo.plots import plot_hull
 from gnomon.storage import ModelVersion, Repository
 
 STABLE_HEADERS = ("formula", "chemsys", "E_f (eV/atom)", "decomposition energy (eV/atom)",
@@ -118,6 +119,6 @@ def hull_section(repo: Repository, config: CampaignConfig, scheme: str, out: Pat
     pd = HullEngine(repo).phase_diagram(scheme, config.chemsys)
     if pd is None:
         return []
-    hull_diagram(pd, out / "hull.png")
+    plot_hull(pd, out / "hull.png")
     return ["## Hull", "", f"![hull of {config.chemsys}](hull.png)", ""]
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
-from pymatgen.analysis.phase_diagram import PhaseDiagram
 
 
 def _series(rows: list[dict[str, Any]], key: str) -> list[float]:
@@ -37,12 +36,3 @@ def learning_curves(rows: list[dict[str, Any]], path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
-
-
-def hull_diagram(pd: PhaseDiagram, path: Path) -> Path:
-    """The hull diagram of a 2- to 4-element system (``gnomon hull --plot``'s drawing)."""
-    # heavy: matplotlib.pyplot, through pymatgen's PDPlotter; importing gnomon's hull plot
-    # selects the Agg backend, so only a report that draws a hull does so
-    from gnomon.pipeline.thermo.plots import plot_hull
-
-    return plot_hull(pd, path)

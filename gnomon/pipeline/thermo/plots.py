@@ -1,19 +1,20 @@
-"""Hull diagrams as PNG files, through pymatgen's PDPlotter (matplotlib backend)."""
+"""Hull diagrams as PNG or SVG files, through pymatgen's PDPlotter (matplotlib backend).
+
+PDPlotter draws with pyplot, so the figure is made on whatever backend the program chose;
+this module chooses none (importing it must not change a notebook's backend). Headless,
+matplotlib picks Agg itself; ``gnomon serve`` sets it before it draws off the main thread.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-from pymatgen.analysis.phase_diagram import PDPlotter, PhaseDiagram  # noqa: E402
+import matplotlib.pyplot as plt
+from pymatgen.analysis.phase_diagram import PDPlotter, PhaseDiagram
 
 
 def plot_hull(pd: PhaseDiagram, path: Path | str) -> Path:
-    # heavy: matplotlib
-    import matplotlib.pyplot as plt
+    """The hull of ``pd`` written to ``path`` (format from its suffix)."""
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

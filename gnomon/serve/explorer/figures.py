@@ -16,12 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-from matplotlib.figure import Figure  # noqa: E402
-
-from gnomon.pipeline.thermo.plots import plot_hull  # noqa: E402
+from gnomon.pipeline.thermo.plots import plot_hull
 
 _DRAWING = threading.Lock()
 _STYLE = {"svg.fonttype": "none", "svg.hashsalt": "gnomon"}  # text stays text; stable ids
