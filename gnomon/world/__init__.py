@@ -2,7 +2,9 @@
 
     gnomon world build [--workers 2]      # resumable; an hour or two on 2 cores
     gnomon world grow --per-system 85     # one more wave on the shipped world; resumable
-    gnomon world status                   # how far a build or grow has come
+    gnomon world cover --per-system 8     # the cation–anion binaries it lacks; resumable
+    gnomon world coverage                 # which cation–anion pairs the world holds
+    gnomon world status                   # how far a build, grow or cover has come
     gnomon world check                    # verify the shipped files' hashes
     gnomon model pretrain                 # the shipped screening model, trained on the world
 
@@ -22,6 +24,10 @@ made the way a campaign makes its candidates and labelled the way a campaign lab
   never sees them.
 * **Waves 3, 4, ...** (:mod:`~gnomon.world.grow`, :mod:`~gnomon.world.plan_grow`): more of
   the same for every system, nothing the world already holds.
+* **Cover** (:mod:`~gnomon.world.cover`, :mod:`~gnomon.world.plan_cover`,
+  :mod:`~gnomon.world.coverage`): chemistry before depth, every cation–anion binary of the
+  element set the world lacks (wave 0), a few small prototype cells each; held-out systems
+  are never planned into. The manifest records the coverage table.
 
 Each module imports only what it needs; this package imports none of them, so that
 ``import gnomon.world`` stays cheap.

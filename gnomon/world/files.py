@@ -2,7 +2,8 @@
 
 A world folder holds what ships (``world.jsonl.gz``, ``heldout.json``, ``manifest.json``), a
 ``work/`` folder for a build in progress (not shipped) and a ``grow/`` folder for the waves
-a grow adds (committed as it goes, so that a grow stopped in one session resumes in the next).
+a grow adds and a ``cover/`` folder for the binaries a cover adds (both committed as they go,
+so that a grow or cover stopped in one session resumes in the next).
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ class WorldFiles:
     def grow(self) -> Path:
         """A grow's plans and oracle results (committed, so that a grow resumes)."""
         return self.root / "grow"
+
+    @property
+    def cover(self) -> Path:
+        """A cover's plans and oracle results (committed, so that a cover resumes)."""
+        return self.root / "cover"
 
     @property
     def waves(self) -> Path:

@@ -14,10 +14,12 @@ import logging
 import time
 from typing import Any
 
+from gnomon.world.cover import cover_part, cover_record
 from gnomon.world.files import WorldFiles, cached_plan, load_world, read_jsonl_gz, write_jsonl_gz
 from gnomon.world.label import judged, label, rows_as_plan
 from gnomon.world.manifest import Tally, write_manifest
 from gnomon.world.oracle import relax_all, results_done
+from gnomon.world.plan_cover import COVER_WAVE
 from gnomon.world.plan_grow import plan_grow
 from gnomon.world.systems import world_systems
 
@@ -30,7 +32,13 @@ def _grow_base(files: WorldFiles) -> tuple[list[dict[str, Any]], dict[str, Any]]
     if base.exists():
         return list(read_jsonl_gz(base)), json.loads(base_manifest.read_text())
     rows, _ = load_world(files)
+    rows = [r for r in rows if r.get("wave") != COVER_WAVE]  # the cover's come from cover/
     manifest = json.loads(files.manifest.read_text())
+    cover = manifest.pop("cover", None)
+    if cover:  # the base's counts without the cover's, which the grown world adds again
+        for key, name in (("planned", "planned"), ("attempted", "attempted"),
+                          ("oracle_failures", "failed")):
+            manifest["counts"][key] -= cover["tally"][name]
     write_jsonl_gz(base, rows)
     base_manifest.write_text(json.dumps(manifest, indent=1) + "\n")
     return rows, manifest
@@ -106,17 +114,24 @@ def _write_grown_world(files: WorldFiles, base_rows: list[dict[str, Any]],
                        base_manifest: dict[str, Any], plan: list[dict[str, Any]],
                        results: dict[str, dict[str, Any]], held: set[str],
                        waves: list[int]) -> None:
-    """Label the base world and every grown wave together (one hull per system over all)."""
+    """Label the base world, every grown wave and a cover's binaries together (one hull per
+    system over all)."""
     plan0, results0 = rows_as_plan(base_rows)
     results0, results = judged(results0), judged(results)
     collapsed0 = sum(1 for r in results0.values() if "error" in r)  # base rows failed since
-    rows = label(plan0 + plan, {**results0, **results}, files.grow / "world.db")
+    cover_plan, cover_results = cover_part(files)
+    rows = label(plan0 + plan + cover_plan, {**results0, **results, **cover_results},
+                 files.grow / "world.db")
     (files.grow / "world.db").unlink(missing_ok=True)
     write_jsonl_gz(files.world, rows)
     c = base_manifest["counts"]
     attempted = [p for p in plan if p["id"] in results]
     failed = sum(1 for p in attempted if "error" in results[p["id"]])
-    tally = Tally(c["planned"] + len(plan), c["attempted"] + len(attempted),
-                  c["oracle_failures"] + collapsed0 + failed)
-    write_manifest(files, rows, world_systems(), sorted(held), tally, grown_waves=waves)
+    record = cover_record(files, cover_plan, cover_results, held)
+    extra = record["tally"] if record else {"planned": 0, "attempted": 0, "failed": 0}
+    tally = Tally(c["planned"] + len(plan) + extra["planned"],
+                  c["attempted"] + len(attempted) + extra["attempted"],
+                  c["oracle_failures"] + collapsed0 + failed + extra["failed"])
+    write_manifest(files, rows, world_systems(), sorted(held), tally, grown_waves=waves,
+                   cover=record)
     log.info("grow: the world now holds %d structures (waves %s)", len(rows), waves)

@@ -91,7 +91,7 @@ def rows_as_plan(
     for r in rows:
         plan.append({"id": r["id"], "chemsys": r["planned_chemsys"], "generator": r["generator"],
                      "template": r["template"], "structure": r["unrelaxed"],
-                     "wave": r.get("wave") or first_build_wave(r)})
+                     "wave": r["wave"] if r.get("wave") is not None else first_build_wave(r)})
         results[r["id"]] = {"id": r["id"], "structure": r["relaxed"], "energy": r["energy"],
                             "initial_energy": r["unrelaxed_energy_per_atom"] * r["nsites"],
                             "steps": r["steps"], "converged": r["converged"],

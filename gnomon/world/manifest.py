@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gnomon.world.coverage import COVER_ANIONS, world_coverage
 from gnomon.world.files import WorldFiles, read_jsonl_gz, sha256
 from gnomon.world.oracle import oracle_description, results_done
 
@@ -38,8 +40,11 @@ def _counts(rows: list[dict[str, Any]], systems: list[str], held: list[str],
 
 
 def write_manifest(files: WorldFiles, rows: list[dict[str, Any]], systems: list[str],
-                   held: list[str], tally: Tally, grown_waves: list[int] | None = None) -> None:
-    """The manifest of the world just written to ``files`` (its hashes included)."""
+                   held: list[str], tally: Tally, grown_waves: list[int] | None = None,
+                   cover: dict[str, Any] | None = None,
+                   anions: Sequence[str] = COVER_ANIONS) -> None:
+    """The manifest of the world just written to ``files`` (its hashes included), with its
+    cation–anion coverage and, when a cover grew it, the cover's record."""
     per_system: dict[str, Counter] = defaultdict(Counter)
     for r in rows:
         per_system[r["chemsys"]][r["generator"]] += 1
@@ -51,6 +56,8 @@ def write_manifest(files: WorldFiles, rows: list[dict[str, Any]], systems: list[
         "counts": _counts(rows, systems, held, tally),
         "per_system": {s: dict(c) for s, c in sorted(per_system.items())},
         **({"grown_waves": grown_waves} if grown_waves else {}),
+        **({"cover": cover} if cover else {}),
+        "coverage": world_coverage(rows, held, anions).as_dict(),
         "files": {p.name: sha256(p) for p in (files.world, files.heldout)},
     }
     files.manifest.write_text(json.dumps(manifest, indent=1) + "\n")
@@ -96,14 +103,21 @@ def check(files: WorldFiles) -> CheckReport:
 
 
 def status(files: WorldFiles) -> list[str]:
-    """How far a build or grow has come: structures planned per wave, relaxed per folder."""
+    """How far a build, grow or cover has come: structures planned per wave, relaxed per
+    folder."""
     grown = sorted(files.grow.glob("wave*.jsonl.gz"),
                    key=lambda p: int(p.name[4:].split(".")[0]))
     lines = []
     for path in [files.work / "wave1.jsonl.gz", files.work / "wave2.jsonl.gz", *grown]:
         n = sum(1 for _ in read_jsonl_gz(path)) if path.exists() else 0
         lines.append(f"{path.parent.name}/{path.name.split('.')[0]}: {n} planned")
-    for folder in (files.work, files.grow):
+    cover_plan = files.cover / "plan.jsonl"
+    if cover_plan.exists():
+        with cover_plan.open() as fh:
+            lines.append(f"cover/plan: {sum(1 for _ in fh)} planned")
+    for folder in (files.work, files.grow, files.cover):
+        if folder == files.cover and not folder.exists():
+            continue
         done = results_done(folder) if folder.exists() else {}
         failed = sum("error" in r for r in done.values())
         lines.append(f"{folder.name}: relaxed {len(done)} ({failed} failed)")

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import random
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,9 +75,10 @@ def sample_distinct(structures: list[Drawn], k: int, seed: int) -> list[Drawn]:
     return [structures[i] for i in keep][:k]
 
 
-def plan_elements() -> list[Planned]:
+def plan_elements(elements: Sequence[str] = tuple(ELEMENTS)) -> list[Planned]:
+    """Every element's reference: ASE's dcdft structure (KeyError for one it lacks)."""
     planned_ = []
-    for el in ELEMENTS:
+    for el in elements:
         s = AseAtomsAdaptor.get_structure(dcdft[el])
         planned_.append(Planned(f"el-{el}", el, "element", "ase:dcdft", plain(s)))
     return planned_

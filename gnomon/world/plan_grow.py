@@ -82,7 +82,7 @@ def _saps_pool(system: str, templates: list[Template], need: int, seed: int) -> 
     return pool
 
 
-def _balanced_formulas(elements: list[str]) -> list[str]:
+def balanced_formulas(elements: list[str]) -> list[str]:
     """Compositions of exactly ``elements``: SMACT-balanced, else with relaxed balance."""
     for mode in (BalanceMode.strict, BalanceMode.relaxed):
         try:
@@ -98,7 +98,7 @@ def _balanced_formulas(elements: list[str]) -> list[str]:
 def _random_fill(elements: list[str], short: int, rng: random.Random,
                  seed: int) -> list[Drawn]:
     """Random-search structures for ``short`` missing ones (twice as many, to dedup from)."""
-    formulas = _balanced_formulas(elements)
+    formulas = balanced_formulas(elements)
     if not formulas:
         return []
     formulas = rng.sample(formulas, min(len(formulas), max(1, short // 3)))
