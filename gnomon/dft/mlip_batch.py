@@ -7,7 +7,8 @@ in flight, evaluates all of them with one ``predict_graph`` call, then lets each
 ASE optimiser step: the dynamics of every structure are exactly those of the engine (the same
 calculator object, FIRE on a FrechetCellFilter with ASE's defaults, the engine's ``fmax``
 and ``steps``, ASE's ``irun`` order of check-then-step); only the scheduling differs.
-Finished relaxations leave the batch and new ones join it, so the batch stays full.
+Finished relaxations leave the batch and new ones join it, so the batch stays full. Each keeps
+a few frames of its trajectory (:mod:`gnomon.dft.frames`): the geometries a screen meets.
 
 Used where throughput matters more than per-calculation records: building the labelled
 world (:mod:`gnomon.world`) and simulation. Campaign relaxations go through the engine and
@@ -30,6 +31,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from gnomon.dft.collapse import collapsed_pair
 from gnomon.dft.forcefield import CHGNetEngine, ForceFieldEngine
+from gnomon.dft.frames import DEFAULT_MAX_FRAMES, Frame, FrameRecorder
 from gnomon.dft.potentials import CHGNET
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ class BatchResult:
     initial_energy: float  # eV, at the input structure
     steps: int
     converged: bool
+    frames: list[Frame] = field(default_factory=list)  # first, some intermediate, last
 
 
 @dataclass
@@ -69,6 +72,7 @@ class _Run:
     steps: int = 0
     initial_energy: float | None = None
     energy: float = float("nan")
+    recorder: FrameRecorder = field(default_factory=FrameRecorder)
 
 
 @dataclass
@@ -89,6 +93,7 @@ class BatchRelaxer:
     engine: ForceFieldEngine = field(default_factory=CHGNetEngine)
     batch_size: int = 32
     min_volume_ratio: float = 0.33  # of the input volume; and at most its inverse
+    max_frames: int = DEFAULT_MAX_FRAMES  # trajectory frames kept per relaxation (0: none)
     _calculator: Any = field(default=None, init=False, repr=False)
 
     @property
@@ -123,7 +128,8 @@ class BatchRelaxer:
                 atoms.calc = calc
                 optimizer = FIRE(FrechetCellFilter(atoms), logfile=None)
                 optimizer.fmax = self.engine.fmax  # what Optimizer.run(fmax=...) sets
-                active.append(_Run(key, atoms, optimizer, calc, atoms.get_volume()))
+                active.append(_Run(key, atoms, optimizer, calc, atoms.get_volume(),
+                                   recorder=FrameRecorder(self.max_frames)))
             if not active:
                 break
             failed = self._evaluate(active)
@@ -179,6 +185,7 @@ class BatchRelaxer:
             run.energy = energy
             if run.initial_energy is None:
                 run.initial_energy = energy
+            run.recorder.offer(run.steps, energy, *_geometry(run.atoms))
         return failed
 
     def diverged(self, run: _Run) -> str | None:
@@ -198,6 +205,12 @@ class BatchRelaxer:
     @staticmethod
     def _result(run: _Run, converged: bool) -> BatchResult:
         structure = AseAtomsAdaptor.get_structure(run.atoms)
+        frames = run.recorder.finish(run.steps, run.energy, *_geometry(run.atoms))
         return BatchResult(structure=structure, energy=run.energy,
                            initial_energy=float(run.initial_energy), steps=run.steps,
-                           converged=converged)
+                           converged=converged, frames=frames)
+
+
+def _geometry(atoms: Any) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Cell, species and fractional coordinates of ASE atoms, for a frame."""
+    return atoms.cell.array, atoms.get_chemical_symbols(), atoms.get_scaled_positions(wrap=False)

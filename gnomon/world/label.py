@@ -47,6 +47,8 @@ def _row(p: dict[str, Any], r: dict[str, Any], relaxed: Structure) -> dict[str, 
         "energy": r["energy"], "energy_per_atom": r["energy"] / len(relaxed),
         "unrelaxed_energy_per_atom": r.get("initial_energy", 0.0) / len(relaxed),
         "steps": r["steps"], "converged": r["converged"],
+        # a few trajectory frames (gnomon.dft.frames), for results relaxed since they are kept
+        **({"frames": r["frames"]} if r.get("frames") else {}),
     }
 
 
@@ -95,7 +97,7 @@ def rows_as_plan(
         results[r["id"]] = {"id": r["id"], "structure": r["relaxed"], "energy": r["energy"],
                             "initial_energy": r["unrelaxed_energy_per_atom"] * r["nsites"],
                             "steps": r["steps"], "converged": r["converged"],
-                            "input": r["unrelaxed"]}
+                            "input": r["unrelaxed"], "frames": r.get("frames", [])}
     return plan, results
 
 

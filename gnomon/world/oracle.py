@@ -55,7 +55,8 @@ def _record(key: str, result: BatchResult | str) -> dict[str, Any]:
     if isinstance(result, BatchResult):
         rec = {"id": key, "structure": result.structure.as_dict(), "energy": result.energy,
                "initial_energy": result.initial_energy, "steps": result.steps,
-               "converged": result.converged}
+               "converged": result.converged,
+               "frames": [frame.to_doc() for frame in result.frames]}
     else:
         rec = {"id": key, "error": result}
     rec["input_rule"] = INPUT_RULE

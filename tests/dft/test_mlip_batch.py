@@ -83,3 +83,33 @@ def test_a_collapsing_cell_is_given_up_with_its_reason():
     assert "diverged after 7 steps: volume x0.34" in relaxer.diverged(run)
     atoms.set_cell(atoms.cell / 0.7 * 1.3, scale_atoms=True)  # 2.2 times the volume
     assert "volume x2.20" in relaxer.diverged(run)
+
+
+@pytest.mark.slow
+def test_each_relaxation_keeps_its_first_some_intermediate_and_last_frames():
+    """Frames are geometries the relaxation passed through, with their energies: the first is
+    the input at the initial energy, the last the result at the final energy."""
+    structures = _rattled(5)[:2]
+    results = dict(BatchRelaxer(CHGNetEngine(fmax=0.05, steps=40), max_frames=4)
+                   .relax(enumerate(structures)))
+    for i, structure in enumerate(structures):
+        result = results[i]
+        assert isinstance(result, BatchResult)
+        frames = result.frames
+        assert 2 <= len(frames) <= 4
+        assert [f.step for f in frames] == sorted({f.step for f in frames})
+        first, last = frames[0], frames[-1]
+        n = len(structure)
+        assert first.step == 0 and first.energy_per_atom == pytest.approx(result.initial_energy / n,
+                                                                          abs=1e-6)
+        assert np.allclose(first.as_structure().frac_coords % 1, structure.frac_coords % 1,
+                           atol=1e-4)
+        assert last.step == result.steps
+        assert last.energy_per_atom == pytest.approx(result.energy / n, abs=1e-6)
+        assert np.allclose(last.as_structure().lattice.matrix, result.structure.lattice.matrix,
+                           atol=1e-4)
+        assert [s.specie.symbol for s in last.as_structure()] == [
+            s.specie.symbol for s in structure]
+    none = dict(BatchRelaxer(CHGNetEngine(fmax=0.05, steps=5), max_frames=0)
+                .relax(enumerate(structures[:1])))
+    assert none[0].frames == []
