@@ -13,6 +13,7 @@ coordinates rounded to 1e-5), readable by ``Structure.from_dict``: about a tenth
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +43,11 @@ class Frame:
     structure: dict[str, Any]
 
     def to_doc(self) -> dict[str, Any]:
-        return {"step": self.step, "energy_per_atom": round(self.energy_per_atom, 6),
-                "structure": self.structure}
+        return {
+            "step": self.step,
+            "energy_per_atom": round(self.energy_per_atom, 6),
+            "structure": self.structure,
+        }
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Frame:
@@ -66,20 +70,24 @@ class FrameRecorder:
     max_frames: int = DEFAULT_MAX_FRAMES
     frames: list[Frame] = field(default_factory=list)
 
-    def offer(self, step: int, energy: float, lattice: np.ndarray, species: list[str],
-              frac: np.ndarray) -> None:
+    def offer(
+        self, step: int, energy: float, lattice: np.ndarray, species: list[str], frac: np.ndarray
+    ) -> None:
         if self.max_frames > 0 and _on_clock(step):
-            self.frames.append(Frame(step, energy / len(species),
-                                     compact_structure(lattice, species, frac)))
+            self.frames.append(
+                Frame(step, energy / len(species), compact_structure(lattice, species, frac))
+            )
 
-    def finish(self, step: int, energy: float, lattice: np.ndarray, species: list[str],
-               frac: np.ndarray) -> list[Frame]:
+    def finish(
+        self, step: int, energy: float, lattice: np.ndarray, species: list[str], frac: np.ndarray
+    ) -> list[Frame]:
         """The kept frames, the final geometry (at ``step``) last."""
         if self.max_frames <= 0:
             return []
         if not self.frames or self.frames[-1].step != step:
-            self.frames.append(Frame(step, energy / len(species),
-                                     compact_structure(lattice, species, frac)))
+            self.frames.append(
+                Frame(step, energy / len(species), compact_structure(lattice, species, frac))
+            )
         return thin(self.frames, self.max_frames)
 
 
@@ -91,3 +99,39 @@ def thin(frames: list[Frame], max_frames: int) -> list[Frame]:
         return [frames[-1]]
     picks = np.linspace(0, len(frames) - 1, max_frames).round().astype(int)
     return [frames[i] for i in sorted(set(picks.tolist()))]
+
+
+def frames_from_steps(steps: Sequence[Any], max_frames: int = DEFAULT_MAX_FRAMES) -> list[Frame]:
+    """The frames of a finished trajectory given as ionic steps that carry a ``structure`` and
+    an ``energy`` (atomate2's ``IonicStep``): the same clock and thinning as a running one."""
+    recorder = FrameRecorder(max_frames)
+    usable = [
+        (k, s)
+        for k, s in enumerate(steps)
+        if getattr(s, "structure", None) is not None and getattr(s, "energy", None) is not None
+    ]
+    for k, step in usable[:-1]:
+        _offer_structure(recorder, k, step.energy, step.structure)
+    if not usable:
+        return []
+    k, last = usable[-1]
+    structure = last.structure
+    return recorder.finish(
+        k,
+        float(last.energy),
+        structure.lattice.matrix,
+        [site.specie.symbol for site in structure],
+        structure.frac_coords,
+    )
+
+
+def _offer_structure(
+    recorder: FrameRecorder, step: int, energy: float, structure: Structure
+) -> None:
+    recorder.offer(
+        step,
+        float(energy),
+        structure.lattice.matrix,
+        [site.specie.symbol for site in structure],
+        structure.frac_coords,
+    )

@@ -17,6 +17,7 @@ from pymatgen.core import Structure
 
 from gnomon.dft.collapse import collapsed_pair
 from gnomon.dft.errors import RelaxationError
+from gnomon.dft.frames import frames_from_steps
 from gnomon.dft.task import TaskDocument
 from gnomon.pipeline.thermo.entries import entry_from_structure
 from gnomon.storage.documents import Entry
@@ -78,6 +79,7 @@ def task_from_forcefield(
         dir_name=dir_name,
         native={"forcefield_name": str(doc.forcefield_name),
                 "forcefield_version": package_version or doc.forcefield_version},
+        frames=[f.to_doc() for f in frames_from_steps(getattr(out, "ionic_steps", None) or [])],
     )
 
 
@@ -154,5 +156,6 @@ def entry_from_task(
             "max_force": doc.max_force,
             "n_ionic_steps": doc.n_ionic_steps,
             "corrections": doc.corrections,
+            **({"frames": doc.frames} if doc.frames else {}),
         },
     )

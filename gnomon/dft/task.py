@@ -41,6 +41,10 @@ class TaskDocument(BaseModel):
     )
     dir_name: str | None = None
     native: dict[str, Any] = Field(default_factory=dict)
+    frames: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="A few trajectory frames (gnomon.dft.frames): first, some intermediate, last.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from dft_helpers import rocksalt, si_diamond
 from jobflow import Maker, job
@@ -15,6 +16,7 @@ from gnomon.config import Settings
 from gnomon.dft.engine import engine_from_spec, make_engine
 from gnomon.dft.errors import InputError, RelaxationError
 from gnomon.dft.forcefield import CHGNetEngine
+from gnomon.dft.frames import Frame
 from gnomon.dft.parsing import entry_from_task, task_from_vasp
 from gnomon.dft.qe import QEEngine
 from gnomon.dft.registry import DISPATCHERS, ENGINES
@@ -170,3 +172,20 @@ def test_chgnet_relaxation_makes_an_entry(tmp_path):
     assert entry.scheme == "mlip-chgnet-0.3.0" and entry.inputs_hash == engine.inputs_hash(si)
     assert "chgnet" in entry.code_version and "0.3.0" in entry.code_version
     assert entry.energy_per_atom == pytest.approx(-5.3, abs=0.2)
+
+
+@pytest.mark.slow
+def test_a_campaign_relaxation_keeps_its_trajectory_frames(tmp_path):
+    """The engine's task document and its entry carry a few frames: the input at step 0, the
+    relaxed cell at the last step, each with its energy."""
+    engine = CHGNetEngine(steps=60)
+    si = si_diamond(5.8)
+    doc = engine.relax(si, tmp_path)
+    frames = [Frame.from_doc(f) for f in doc.frames]
+    assert 2 <= len(frames) <= 4 and frames[0].step == 0
+    assert np.allclose(frames[0].as_structure().lattice.matrix, si.lattice.matrix, atol=1e-4)
+    last = frames[-1].as_structure()
+    assert np.allclose(last.lattice.matrix, doc.final_structure.lattice.matrix, atol=1e-4)
+    assert frames[-1].energy_per_atom == pytest.approx(doc.energy / len(si), abs=1e-5)
+    assert frames[0].energy_per_atom > frames[-1].energy_per_atom  # it went down hill
+    assert entry_from_task(doc, candidate_id="c").data["frames"] == doc.frames
