@@ -277,6 +277,8 @@ def _show_card(version: str, card: dict[str, Any]) -> None:
                   f"structures; {split.get('validation', '')}); {len(held)} held-out systems "
                   f"never seen ({split.get('n_heldout', '-')} structures)")
     table.add_row("held-out systems", ", ".join(held))
+    recipe = card.get("recipe") or {"name": "relaxed (v1-v3: relaxed structures only)"}
+    table.add_row("learnt from", json.dumps(recipe))
     table.add_row("hyperparameters", json.dumps(card.get("hyperparameters", {})))
     table.add_row("training", json.dumps(card.get("training", {})))
     table.add_row("date", str(card.get("date", "-")))
@@ -585,6 +587,10 @@ def pretrain(
         help="Torch threads (default: torch's).")] = None,
     device: Annotated[str | None, typer.Option(
         help="cpu, cuda (default: CUDA when present).")] = None,
+    recipe: Annotated[str | None, typer.Option(
+        help="What it learns from: relaxed, relaxed+unrelaxed, unrelaxed-heavy, unrelaxed "
+        "(gnomon.world.pretrain.RECIPES); default: the shipped model's.",
+        show_default=False)] = None,
 ) -> None:
     """Train the pretrained model that ships with gnomon, on a world's training systems.
 
@@ -592,12 +598,15 @@ def pretrain(
     on them. Writes <version>.pt and card.json (data hashes, split, metrics, hyperparameters,
     and this command). The options exist for other hardware or a quick trial, not to search.
     """
-    from gnomon.world.pretrain import DEFAULT_OUT, PretrainOptions  # heavy: torch
+    # heavy: torch
+    from gnomon.world.pretrain import DEFAULT_OUT, RECIPES, SHIPPED_RECIPE, PretrainOptions
 
+    if recipe is not None and recipe not in RECIPES:
+        fail(f"unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
     options = PretrainOptions(
         version=version, members=members, epochs=epochs, patience=patience, width=width,
         layers=layers, cutoff=cutoff, batch_size=batch_size, lr=lr, val_fraction=val_fraction,
-        seed=seed, threads=threads, device=device)
+        seed=seed, threads=threads, device=device, recipe=recipe or SHIPPED_RECIPE)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     _pretrain(world or default_world_dir(), out or DEFAULT_OUT, options,
               options.command(world, out))
@@ -638,6 +647,9 @@ def _pretrain(world: Path, out: Path, options, command: str) -> None:
     console.print(f"\nHeld-out systems ({len(split.test_systems)} systems, {len(split.test)} "
                   "structures), energies eV/atom:", highlight=False)
     console.print("\n".join(_metrics_markdown(scores["heldout"])), highlight=False)
+    console.print(f"\nValidation systems (drawn from the training systems; recipe "
+                  f"{options.recipe}), energies eV/atom:", highlight=False)
+    console.print("\n".join(_metrics_markdown(scores["validation_systems"])), highlight=False)
     try:
         weights = write_weights(result.ensemble, out, options.version)
     except PretrainError as exc:

@@ -100,6 +100,7 @@ class TrainConfig:
     threads: int | None = None
     checkpoint_dir: str | None = None
     fine_tune_lr_factor: float = 0.3
+    val_kinds: tuple[str, ...] = ()  # validate on these sample kinds only (): all
 
     def __post_init__(self) -> None:
         if self.group_by not in ("composition", "chemsys"):

@@ -15,6 +15,12 @@ The recipe, in order:
 5. The ensemble's σ is calibrated on the validation split (a fitted scale, see
    :mod:`gnomon.models.calibration`); test-split metrics are reported with that scale.
 
+Samples carry a ``kind`` (``relaxed`` by default; ``unrelaxed`` or ``frame`` for inputs paired
+with the relaxed energy, see :mod:`gnomon.world.pretrain`) and a ``weight``: the loss is the
+weighted mean of the per-sample Huber losses, so a mix of kinds is learnt in the proportions
+asked for. ``TrainConfig.val_kinds`` restricts validation (early stopping, σ calibration) to
+some kinds, so that a model which screens unrelaxed inputs is judged on unrelaxed inputs.
+
 Retraining either fine-tunes a previous ensemble (its weights as the starting point) or starts
 from scratch; choosing the parent and registering the new version is
 :func:`gnomon.models.retrain.train_scheme`.
@@ -65,6 +71,8 @@ class Sample:
     structure: dict[str, Any] | None = None
     reduced_formula: str = ""
     chemsys: str = ""
+    kind: str = "relaxed"  # what the structure is: relaxed, unrelaxed input, trajectory frame
+    weight: float = 1.0  # its share of the training loss (relative to the other samples)
 
     @classmethod
     def from_entry(cls, entry: Entry) -> Sample:
@@ -253,6 +261,7 @@ class Prepared:
     baseline: np.ndarray
     norm: Normalization
     targets: torch.Tensor
+    weights: torch.Tensor | None = None  # per-sample loss weights; None: all equal
 
     @property
     def monitor(self) -> str:
@@ -395,7 +404,8 @@ class Trainer:
                 [kept[i].composition for i in split.train], energies[split.train], cfg.ridge
             )
         # Held-out samples with elements the training split never saw cannot be judged.
-        split.val = [i for i in split.val if self._all_seen(kept[i], seen)]
+        split.val = [i for i in self._validation_kinds(kept, split.val)
+                     if self._all_seen(kept[i], seen)]
         split.test = [i for i in split.test if self._all_seen(kept[i], seen)]
         baseline = self._reference_energies(kept, refs)
         residual = energies - baseline
@@ -424,7 +434,23 @@ class Trainer:
             baseline=baseline,
             norm=Normalization(refs, seen, shift, scale),
             targets=torch.tensor((residual - shift) / scale, dtype=torch.float32),
+            weights=self._loss_weights(kept),
         )
+
+    def _validation_kinds(self, samples: Sequence[Sample], val: list[int]) -> list[int]:
+        """The validation samples of the kinds ``val_kinds`` names (all when it names none, or
+        when none of the validation samples is of those kinds)."""
+        kinds = set(self.config.val_kinds)
+        chosen = [i for i in val if samples[i].kind in kinds]
+        return chosen if kinds and chosen else val
+
+    @staticmethod
+    def _loss_weights(samples: Sequence[Sample]) -> torch.Tensor | None:
+        """Per-sample loss weights; None when all are equal (the plain mean then)."""
+        w = np.array([s.weight for s in samples], dtype=np.float64)
+        if np.any(w < 0) or not np.all(np.isfinite(w)):
+            raise ValueError("sample weights must be finite and non-negative")
+        return None if np.all(w == w[0]) else torch.tensor(w, dtype=torch.float32)
 
     def calibrate(self, ensemble: Ensemble, data: Prepared) -> dict[str, Any]:
         """Fit the ensemble's σ scale on the validation split and report held-out metrics.
@@ -536,7 +562,7 @@ class Trainer:
             y = data.targets[sel].to(device)
             with autocast(device, cfg.amp):
                 pred = self._forward(model, batch, featurizer.kind)
-            loss = F.huber_loss(pred.float(), y, delta=cfg.huber_delta)
+            loss = self._loss(pred.float(), y, data.weights, sel, device)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -545,6 +571,16 @@ class Trainer:
             scaler.update()
             total += float(loss.detach()) * len(sel)
         return total / max(len(order), 1)
+
+    def _loss(self, pred: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None,
+              sel: np.ndarray, device: torch.device) -> torch.Tensor:
+        """Huber loss on the standardised residual, weighted by the samples' weights."""
+        delta = self.config.huber_delta
+        if weights is None:
+            return F.huber_loss(pred, y, delta=delta)
+        w = weights[sel].to(device)
+        per = F.huber_loss(pred, y, delta=delta, reduction="none")
+        return (w * per).sum() / w.sum().clamp_min(1e-12)
 
     @staticmethod
     def _forward(model: torch.nn.Module, batch: Any, kind: str) -> torch.Tensor:
