@@ -283,7 +283,7 @@ class PhysicalConfig(_Section):
     enabled: bool = True
     rescale: bool = Field(True, description="Rescale every candidate to its predicted volume.")
     min_pair_fraction: float = Field(
-        0.6, gt=0, lt=1, description="Refuse a pair nearer than this of its covalent bond length."
+        0.7, gt=0, lt=1, description="Refuse a pair nearer than this of its covalent bond length."
     )
 
 

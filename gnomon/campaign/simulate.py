@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,13 @@ from gnomon.pipeline.thermo.importing import read_files
 log = logging.getLogger(__name__)
 
 HIT_TOLERANCE = 1e-8  # eV/atom: "e_above_hull <= 0" up to the hull's floating-point noise
+
+#: A stage between the screen and the oracle (an mlip stage, or the oracle's own ranking for a
+#: ceiling): given what is known before the round, the round's candidates, their screen scores
+#: (None when no model ranked them) and the round, the scores it hands on to the policy; a
+#: candidate it leaves out is not picked this round.
+Stage = Callable[[Sequence["Labelled"], Sequence["Labelled"], "list[Scored] | None", int],
+                 "list[Scored]"]
 
 
 @dataclass
@@ -196,6 +203,7 @@ class _Retrainer:
     patience: int
     seed: int
     fine_tune: bool
+    frozen: bool = False  # the initial model screens every round, never retrained
 
     def train(self, known: Sequence[Labelled], model: Ensemble | None, r: int) -> Ensemble:
         config = TrainConfig(
@@ -222,8 +230,10 @@ def _retrainer(
     model: Ensemble | None, model_options: dict[str, Any] | None, seed: int
 ) -> _Retrainer:
     """The retrainer ``model_options`` ask for (ensemble_size, hidden, layers, max_epochs,
-    patience); an initial ``model`` is fine-tuned and gives the default ensemble size."""
+    patience, frozen); an initial ``model`` is fine-tuned (unless frozen) and gives the default
+    ensemble size."""
     mopts = dict(model_options or {})
+    frozen = bool(mopts.pop("frozen", False)) and model is not None
     spec = ModelSpec(hidden=mopts.pop("hidden", 32), num_layers=mopts.pop("layers", 2))
     return _Retrainer(
         spec,
@@ -232,6 +242,7 @@ def _retrainer(
         mopts.get("patience", 20),
         seed,
         fine_tune=model is not None,
+        frozen=frozen,
     )
 
 
@@ -243,9 +254,17 @@ def _ranked(
     budget: int,
     seed: int,
     policy_options: dict[str, Any] | None,
+    memo: dict[str, Any] | None = None,
 ) -> tuple[SelectionPolicy, list[Scored]]:
-    """``policy`` and the candidates as ``model`` scores them against the hull of ``known``."""
-    preds = Screener(model).predict([it.candidate for it in candidates])
+    """``policy`` and the candidates as ``model`` scores them against the hull of ``known``.
+    ``memo`` (a frozen model's predictions by key) spares screening a candidate twice."""
+    if memo is None:
+        preds = Screener(model).predict([it.candidate for it in candidates])
+    else:
+        new = [it for it in candidates if it.key not in memo]
+        memo.update(zip([it.key for it in new],
+                        Screener(model).predict([it.candidate for it in new]), strict=True))
+        preds = [memo[it.key] for it in candidates]
     means = [p.energy_per_atom if p.energy_per_atom is not None else np.inf for p in preds]
     e_hull = e_above_known(known, candidates, means)
     scored = [
@@ -314,6 +333,8 @@ def simulate(
     reference: Sequence[Labelled] = (),
     initial_model: Ensemble | str | Path | None = None,
     stable: Collection[str] | None = None,
+    stage: Stage | None = None,
+    screen: bool = True,
 ) -> SimulationResult:
     """Run ``rounds`` rounds of train → screen → select → reveal with one policy.
 
@@ -326,7 +347,9 @@ def simulate(
     trains a fresh ensemble, and round 0 is random when there is nothing to train on yet.
     ``stable`` are the keys on the hull of the whole labelled world (default: the hull of
     ``labels`` and ``reference``). ``model_options``: ensemble_size, hidden, layers,
-    max_epochs, patience.
+    max_epochs, patience, and ``frozen`` (the initial model screens every round unchanged).
+    ``stage`` (:data:`Stage`) re-scores what the screen ranked before the policy picks;
+    ``screen=False`` runs no model at all (the stage alone ranks: a ceiling).
     """
     known, pool, stable = _starting_point(labels, reference, initial, seed, stable)
     model = _load_model(initial_model)
@@ -334,19 +357,23 @@ def simulate(
         policy, n_stable_total=len(stable), start="scratch" if model is None else "model"
     )
     retrainer = _retrainer(model, model_options, seed)
+    memo: dict[str, Any] | None = {} if retrainer.frozen else None
     evaluated: set[str] = set()
     for r in range(rounds):
         if not pool:
             break
         candidates = list(pool.values())
-        guided = policy != "random" and (model is not None or initial > 0 or r > 0)
-        if guided and (r > 0 or model is None):
+        guided = screen and policy != "random" and (model is not None or initial > 0 or r > 0)
+        if guided and (r > 0 or model is None) and not retrainer.frozen:
             model = retrainer.train(known, model, r)
         chooser, scored = (
-            _ranked(model, known, candidates, policy, budget, seed, policy_options)
+            _ranked(model, known, candidates, policy, budget, seed, policy_options, memo)
             if guided
             else _uniform(candidates, budget, seed, policy_options)
         )
+        if stage is not None:
+            scored = stage(known, candidates, scored if guided else None, r)
+            chooser = make_policy(policy, budget=budget, seed=seed, **(policy_options or {}))
         picked = [pool.pop(c.candidate_id) for c in chooser.select(scored, round_index=r)]
         _reveal(result, known, picked, evaluated, stable, guided)
         log.info("simulate %s (%s) round %d: %d evaluated, hit rate %s, %d stable found",

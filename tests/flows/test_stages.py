@@ -6,10 +6,12 @@ relaxation twice."""
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
 
 import pytest
+from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
@@ -25,6 +27,7 @@ from gnomon.campaign.steps import (
 )
 from gnomon.config import CampaignConfig, Settings, mlip_engine_name
 from gnomon.pipeline.generation.identity import candidate_from_structure
+from gnomon.pipeline.thermo.calibration import Calibration
 from gnomon.pipeline.thermo.entries import make_entry
 from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.storage import CalcState, Calculation, Candidate, Entry, Phase, Round, StepState
@@ -345,3 +348,114 @@ def test_the_relaxation_budget_of_a_staged_campaign_counts_its_dft_relaxations(t
     with open_repository(settings.db_url) as repo:
         repo.insert_new("calculations", [calc(1, "qe-pbe-pslibrary")])
     assert "relaxation budget reached (2 >= 2)" in should_stop(settings, config, 1)
+
+
+def _calibration_file(path: Path, shift: float) -> Path:
+    """A stored calibration of the mlip scheme into the dft scheme: every element's reference
+    ``shift`` eV/atom up, no slope."""
+    fit = Calibration(MLIP_SCHEME, DFT_SCHEME, mu={"Li": shift, "O": shift}, n_entries=12,
+                      systems=["Li-O"], excluded=["Li-S"])
+    path.write_text(json.dumps(fit.as_dict()))
+    return path
+
+
+@pytest.mark.slow
+def test_a_calibrated_gate_reads_the_calibrated_energies_on_the_campaigns_hull(
+    tmp_path, engines
+):
+    """The mlip hull holds LiO and Li2O back (0.3 and 0.133 eV/atom above it); calibrated into
+    the dft scheme (-1.2 + 0.25 eV/atom, on a dft hull of Li and O at -1 eV/atom and nothing
+    between) every candidate lies 0.05 above the campaign's hull, and all three go on. With
+    references 0.35 up they lie 0.15 above it, and none does, Li3O included, which the mlip
+    hull would have passed."""
+    home = tmp_path / "home"
+    ctx = _context(home, engines, mlip_calibrate=True,
+                   mlip_calibration=_calibration_file(tmp_path / "near.json", 0.25))
+    try:
+        candidates = _through_select(ctx)
+        for step in THROUGH_MLIP:
+            run_step(ctx, step, STEP_FUNCTIONS[step])
+        gate = ctx.outputs("mlip_gate")
+        assert gate["held_back"] == {} and len(gate["passed"]) == 3
+        assert gate["calibration"]["fit"]["mu"] == {"Li": 0.25, "O": 0.25}
+        # the mlip scheme's own figures are still recorded beside the calibrated ones
+        assert sorted(gate["calibration"]["mlip_e_above_hull"].values()) == pytest.approx(
+            [0.05, 0.2 / 1.5, 0.3])
+        dft_hull = PhaseDiagram([PDEntry("Li", -1.0), PDEntry("O", -1.0)])
+        for cid in gate["passed"]:
+            child = ctx.repo.get(Candidate, cid)
+            cell = Structure.from_dict(child.structure).composition
+            expected = dft_hull.get_e_above_hull(PDEntry(cell, -0.95 * cell.num_atoms),
+                                                 allow_negative=True)
+            assert child.extra["e_above_hull"] == pytest.approx(expected) == pytest.approx(0.05)
+        assert {ctx.repo.get(Candidate, c).parent_candidate_id for c in gate["passed"]} == {
+            c.id for c in candidates.values()}
+    finally:
+        ctx.close()
+    far = _context(home, engines, mlip_calibrate=True,
+                   mlip_calibration=_calibration_file(tmp_path / "far.json", 0.35))
+    try:
+        gate = mlip_gate(far)
+        assert gate["passed"] == []
+        assert sorted(gate["held_back"].values()) == pytest.approx([0.15] * 3)
+    finally:
+        far.close()
+
+
+def test_a_calibrated_gate_without_enough_pairs_falls_back_to_the_mlip_hull_and_says_so(
+    tmp_path, engines
+):
+    from gnomon.campaign.steps.stages import gate_values
+
+    ctx = _context(tmp_path / "home", engines, mlip_calibrate=True)
+    try:
+        values, record = gate_values(ctx, [], {})
+        assert values == {} and record["fit"] is None and "too few" in record["why"]
+    finally:
+        ctx.close()
+
+
+# -- the replay's stage hook (gnomon.campaign.simulate): what bench/funnel.py's arms use ------
+def _labelled(key: str, formula: str, energy_per_atom: float):
+    from pymatgen.core import Composition
+
+    from gnomon.campaign.simulate import Labelled
+
+    comp = Composition(formula)
+    species = [str(el) for el in comp for _ in range(int(comp[el]))]
+    coords = [[i / len(species)] * 3 for i in range(len(species))]
+    s = Structure(Lattice.cubic(3.0 * len(species)), species, coords)
+    return Labelled(key, s, energy_per_atom, comp.reduced_formula, comp.chemical_system)
+
+
+def _replay_pool() -> list:
+    """Li and O at -1 eV/atom; four LiO candidates, two of them below the Li-O tie-line."""
+    return [_labelled("Li", "Li", -1.0), _labelled("O", "O", -1.0),
+            _labelled("deep", "LiO", -1.4), _labelled("low", "LiO", -1.2),
+            _labelled("flat", "LiO", -1.0), _labelled("high", "LiO", -0.8)]
+
+
+def test_a_stage_alone_ranks_the_replay_and_what_it_leaves_out_is_never_picked():
+    from gnomon.campaign.selection import Scored
+    from gnomon.campaign.simulate import simulate
+
+    truth = {it.key: it.energy_per_atom for it in _replay_pool()}
+    seen = []
+
+    def ceiling(known, candidates, scored, r):
+        seen.append((r, scored, sorted(k.key for k in known)))
+        return [Scored(it.key, truth[it.key], 0.0, it.reduced_formula) for it in candidates]
+
+    r = simulate(_replay_pool(), "greedy", rounds=2, budget=1, initial=0, stage=ceiling,
+                 screen=False)
+    assert r.picked == [["deep"], ["low"]] and r.stable_found == [1, 1]
+    # no model ranked anything; the stage saw the hull before each round
+    assert [s for _, s, _ in seen] == [None, None] and "deep" in seen[1][2]
+
+    def gate(known, candidates, scored, r):  # hands on only what lies below -1.1 eV/atom
+        return [Scored(it.key, truth[it.key], 0.0, it.reduced_formula) for it in candidates
+                if truth[it.key] < -1.1]
+
+    gated = simulate(_replay_pool(), "greedy", rounds=3, budget=3, initial=0, stage=gate,
+                     screen=False)
+    assert gated.picked[0] == ["deep", "low"] and gated.evaluations[-1] == 2

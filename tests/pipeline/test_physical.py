@@ -58,10 +58,20 @@ def test_a_real_crystal_has_no_close_pair():
     assert close_pair(rock_salt(5.64, "Na", "Cl")) is None
 
 
-def test_elements_keep_their_volume():
-    """An elemental cell is the reference the world measured; only the pair check applies."""
-    fcc = Structure(
-        Lattice.cubic(4.05), ["Al"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
-    )
+def test_an_element_from_a_generator_is_brought_to_its_volume_too():
+    """A SAPS outcome that substituted every site is an elemental cell at its template's
+    density: it is rescaled like any other."""
+    fcc = Structure(Lattice.cubic(4.05 * 0.6), ["Al"] * 4,
+                    [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
     out, reason = PhysicalCheck().structure(fcc)
-    assert reason is None and out is fcc
+    assert reason is None and out is not None
+    predicted = estimate_volume_per_atom(fcc.composition)
+    assert abs(out.volume / 4 - predicted) < 1e-6 * predicted
+
+
+def test_an_input_pair_at_an_o2_bond_passes_and_one_far_shorter_does_not():
+    for d, refused in ((1.21, False), (0.85, True)):
+        cell = Structure(Lattice.cubic(8.0), ["O", "O", "Li", "Li"],
+                         [[0, 0, 0], [d / 8.0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0.5]])
+        out, reason = PhysicalCheck(rescale=False).structure(cell)
+        assert (out is None) is refused, reason

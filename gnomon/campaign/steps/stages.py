@@ -3,22 +3,32 @@
 
 With ``[screen, mlip, dft]`` the selected candidates are relaxed by the universal potential,
 ingested into its own scheme's hull, and only those within ``mlip_e_above_hull`` of that hull
-go on, as new candidates holding the ML-relaxed structure, to the campaign's engine (the
-``relax`` and ``ingest`` steps). With the default ``[screen, dft]`` these steps do nothing. A
+(with ``mlip_calibrate``: of the campaign's own hull, the mlip energies calibrated into the
+campaign's scheme, :mod:`gnomon.pipeline.thermo.calibration`) go on, as new candidates
+holding the ML-relaxed structure, to the campaign's engine (the ``relax`` and ``ingest``
+steps). With the default ``[screen, dft]`` these steps do nothing. A
 crash between stages resumes like a crash between any two steps.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
-from pymatgen.core import Structure
+from pymatgen.core import Composition, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from gnomon.campaign.steps.context import RoundContext
 from gnomon.campaign.steps.relaxation import ingest_calculations, relax_with
 from gnomon.pipeline.generation.identity import candidate_from_structure
+from gnomon.pipeline.thermo.calibration import (
+    Calibration,
+    CalibrationError,
+    Pair,
+    fit_calibration,
+)
+from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.storage import Candidate, Entry, Phase
 
 log = logging.getLogger(__name__)
@@ -61,10 +71,10 @@ def mlip_gate(ctx: RoundContext) -> dict[str, Any]:
     phases = {p.id: p for p in ctx.repo.query(Phase, {"id": [e.id for e in entries]})}
     parent_ids = [e.candidate_id for e in entries if e.candidate_id]
     parents = {c.id: c for c in ctx.repo.query(Candidate, {"id": parent_ids})}
+    gated, calibration = gate_values(ctx, entries, phases)
     passed, paths, held_back = [], [], {}
     for e in sorted(entries, key=lambda e: e.id):
-        phase = phases.get(e.id)
-        e_hull = phase.e_above_hull if phase is not None else None
+        e_hull = gated.get(e.id)
         if e_hull is None or e_hull > limit or e.structure is None:
             held_back[e.id] = e_hull
             continue
@@ -74,8 +84,54 @@ def mlip_gate(ctx: RoundContext) -> dict[str, Any]:
         paths.append({"candidate": e.candidate_id, "mlip_entry": e.id, "dft_candidate": child.id})
     passed = list(dict.fromkeys(passed))
     log.info("round %d: %d of %d mlip entries within %.3f eV/atom of the %s hull go on to dft",
-             ctx.index, len(passed), len(entries), limit, ctx.mlip_engine.scheme)
-    return {"threshold": limit, "passed": passed, "held_back": held_back, "paths": paths}
+             ctx.index, len(passed), len(entries), limit,
+             ctx.scheme if calibration.get("fit") else ctx.mlip_engine.scheme)
+    return {"threshold": limit, "passed": passed, "held_back": held_back, "paths": paths,
+            **({"calibration": calibration} if calibration else {})}
+
+
+def gate_values(ctx: RoundContext, entries: list[Entry],
+                phases: dict[str, Phase]) -> tuple[dict[str, float | None], dict[str, Any]]:
+    """The e_above_hull each mlip entry is gated on, and the record of the calibration used.
+
+    Without ``mlip_calibrate``: its place on the mlip scheme's own hull. With it: its energy
+    calibrated into the campaign's scheme, on the campaign's hull (None where the calibration
+    lacks an element or that hull an elemental reference). Where no calibration can be had
+    (too few pairs yet), the mlip hull's figure, and the record says why."""
+    own = {e.id: (phases[e.id].e_above_hull if e.id in phases else None) for e in entries}
+    if not ctx.config.mlip_calibrate:
+        return own, {}
+    try:
+        calibration = stage_calibration(ctx)
+    except CalibrationError as exc:
+        log.warning("round %d: mlip gate uncalibrated: %s", ctx.index, exc)
+        return own, {"fit": None, "why": str(exc)}
+    hull = HullEngine(ctx.repo)
+    values = {
+        e.id: (hull.e_above_hull(ctx.scheme, e.reduced_formula,
+                                 calibration.energy_per_atom(e.reduced_formula,
+                                                             e.energy_per_atom))
+               if calibration.covers(e.reduced_formula) else None)
+        for e in entries
+    }
+    return values, {"fit": calibration.as_dict(), "mlip_e_above_hull": own}
+
+
+def stage_calibration(ctx: RoundContext) -> Calibration:
+    """The calibration of the mlip scheme into the campaign's: the stored one the config
+    names, else a fit on the campaign's own pairs (each dft entry and the mlip entry it
+    started from), the config's excluded systems left out. CalibrationError when too few."""
+    path = ctx.config.mlip_calibration
+    if path is not None:
+        return Calibration.from_dict(json.loads(path.read_text()))
+    dft = [e for e in ctx.repo.query(Entry, {"scheme": ctx.scheme, "campaign": ctx.campaign})
+           if e.parent_entry_id]
+    parents = {e.id: e for e in ctx.repo.query(Entry, {"id": [d.parent_entry_id for d in dft]})}
+    pairs = [Pair(d.id, Composition(d.reduced_formula),
+                  parents[d.parent_entry_id].energy_per_atom, d.energy_per_atom)
+             for d in dft if d.parent_entry_id in parents]
+    return fit_calibration(pairs, source_scheme=ctx.mlip_engine.scheme, target_scheme=ctx.scheme,
+                           exclude=ctx.config.mlip_calibration_exclude)
 
 
 def dft_candidate(ctx: RoundContext, e: Entry, parent: Candidate | None,

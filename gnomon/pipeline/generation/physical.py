@@ -10,7 +10,10 @@ estimate_volume_per_atom`: atomic spheres times a packing factor), applied by an
 scaling, so the cell's shape and fractional coordinates are kept. A pair nearer than
 ``min_pair_fraction`` of its covalent bond length (Cordero et al. 2008, as
 ``ase.data.covalent_radii``) after that is no crystal to screen: real bonds stay above about
-0.75 of it.
+0.75 of it (N≡N, the shortest, at 0.77). Inputs get 0.7, a stricter line than the 0.6 a
+relaxation's result is judged collapsed by (:mod:`gnomon.dft.collapse`, drawn where the
+world's collapsed results and its shortest real ones parted): an input is nobody's result, and
+one this close (an O-O pair at 0.85 Å) only spends a relaxation.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from pymatgen.core import Structure
 from gnomon.pipeline.generation.random_search import estimate_volume_per_atom
 from gnomon.storage import Candidate
 
-TOO_CLOSE_FRACTION = 0.6
-"""Of a pair's covalent radii sum: nearer than this, two atoms sit inside one another."""
+TOO_CLOSE_FRACTION = 0.7
+"""Of a pair's covalent radii sum: an input pair nearer than this is refused."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ class PhysicalCheck:
     def structure(self, structure: Structure) -> tuple[Structure | None, str | None]:
         """The structure at its predicted volume, or None and why it is refused."""
         out = structure
-        if self.rescale and len(structure.composition) > 1:
+        if self.rescale:
             target = estimate_volume_per_atom(structure.composition) * len(structure)
             if abs(structure.volume / target - 1.0) > 0.01:
                 out = structure.copy()
