@@ -54,6 +54,7 @@ from gnomon.models.screening import Featurizer
 from gnomon.models.spec import ModelSpec, TrainConfig
 from gnomon.models.training import Sample, Trainer, predict_graphs
 from gnomon.storage import Entry
+from gnomon.storage.chemsys import arity, canonical_chemsys
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +63,6 @@ STABILITY_THRESHOLD = 0.0
 
 
 # -- splits ---------------------------------------------------------------------------------
-def canonical_chemsys(chemsys: str) -> str:
-    """``"O-Li"`` -> ``"Li-O"``: elements sorted, so one system has one name."""
-    return "-".join(sorted(el for el in chemsys.split("-") if el))
-
-
-def arity(chemsys: str) -> int:
-    """Number of elements of a chemical system (1 unary, 2 binary, ...)."""
-    return len(canonical_chemsys(chemsys).split("-"))
-
-
 @dataclass(frozen=True)
 class SystemSplit:
     """Positions of items in training and test, and the chemical systems on each side.

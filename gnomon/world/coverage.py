@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gnomon.world.systems import ANIONS, ELEMENTS, chemsys
+from gnomon.storage.chemsys import chemsys_of
+from gnomon.world.systems import ANIONS, ELEMENTS
 
 COVER_ANIONS = ("O", "S", "F", "Cl", "Br", "I", "Se", "Te", "N", "P")
 """The common anions in the order a cover grows them: oxides, sulfides and halides first."""
@@ -29,7 +30,7 @@ def cations_of(elements: Iterable[str], anions: Sequence[str]) -> list[str]:
 
 def binaries(cations: Sequence[str], anions: Sequence[str]) -> list[str]:
     """Every cation–anion binary system, anion by anion in the given order (the cover's)."""
-    return [chemsys([c, a]) for a in anions for c in cations]
+    return [chemsys_of([c, a]) for a in anions for c in cations]
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Coverage:
     larger: Counter = field(default_factory=Counter)  # "Mg-O": structures of Mg-O-... systems
 
     def count(self, cation: str, anion: str) -> int:
-        return self.binary[chemsys([cation, anion])]
+        return self.binary[chemsys_of([cation, anion])]
 
     @property
     def pairs(self) -> int:
@@ -69,17 +70,17 @@ class Coverage:
 def coverage(rows: Iterable[dict[str, Any]], held_out: Iterable[str],
              cations: Sequence[str], anions: Sequence[str]) -> Coverage:
     """Count the world's ``rows`` per cation–anion binary of ``cations`` × ``anions``."""
-    cov = Coverage(list(cations), list(anions), {chemsys(s.split("-")) for s in held_out})
+    cov = Coverage(list(cations), list(anions), {chemsys_of(s.split("-")) for s in held_out})
     wanted = set(binaries(cations, anions))
     for r in rows:
         els = r["chemsys"].split("-")
         if len(els) == 2:
-            if chemsys(els) in wanted:
-                cov.binary[chemsys(els)] += 1
+            if chemsys_of(els) in wanted:
+                cov.binary[chemsys_of(els)] += 1
             continue
         for c in (e for e in els if e in cov.cations):
             for a in (e for e in els if e in cov.anions):
-                cov.larger[chemsys([c, a])] += 1
+                cov.larger[chemsys_of([c, a])] += 1
     return cov
 
 

@@ -65,7 +65,6 @@ from pymatgen.core import Structure
 from gnomon.models.ensemble import TTA, Ensemble
 from gnomon.models.evaluation import (
     SystemSplit,
-    canonical_chemsys,
     evaluation_report,
     held_out_split,
     hull_distances,
@@ -77,6 +76,7 @@ from gnomon.models.spec import ModelSpec, TrainConfig
 from gnomon.models.training import Sample, Trainer, TrainResult
 from gnomon.pipeline.thermo.entries import entry_from_structure
 from gnomon.storage import Entry
+from gnomon.storage.chemsys import canonical_chemsys
 from gnomon.world.files import WorldFiles, load_world, sha256
 from gnomon.world.oracle import SCHEME
 

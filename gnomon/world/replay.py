@@ -14,13 +14,10 @@ from typing import Any
 from pymatgen.core import Structure
 
 from gnomon.campaign.simulate import HIT_TOLERANCE, Labelled
+from gnomon.storage.chemsys import canonical_chemsys
 from gnomon.world.files import WorldFiles, load_world
 
 KNOWN_AT_START = ("elements", "first-build")
-
-
-def canonical(chemsys: str) -> str:
-    return "-".join(sorted(chemsys.split("-")))
 
 
 def _labelled(r: dict[str, Any]) -> Labelled:
@@ -48,13 +45,13 @@ def campaign_data(world_dir: Path, max_systems: int | None = None,
     build (waves 1 and 2) as known, as a campaign starts from the phases Materials Project
     already holds; the pool is then what the later waves made, substituted into compounds."""
     rows, held_out = load_world(WorldFiles(world_dir))
-    present = {canonical(r["chemsys"]) for r in rows}
-    held = [s for s in sorted(canonical(s) for s in held_out) if s in present][:max_systems]
+    present = {canonical_chemsys(r["chemsys"]) for r in rows}
+    held = [s for s in sorted(canonical_chemsys(s) for s in held_out) if s in present][:max_systems]
     held_set = set(held)
     spaces = [set(s.split("-")) for s in held]
     elements, pool, reference, stable = [], [], [], set()
     for r in rows:
-        chemsys = canonical(r["chemsys"])
+        chemsys = canonical_chemsys(r["chemsys"])
         if not any(set(chemsys.split("-")) <= space for space in spaces):
             continue
         if "-" not in chemsys:

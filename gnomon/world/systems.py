@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterable
+
+from gnomon.storage.chemsys import chemsys_of
 
 SEED = 2026
 HELDOUT_FRACTION = 0.2
@@ -23,20 +24,16 @@ ANIONS = ["O", "S", "Se", "Te", "N", "P", "F", "Cl", "Br", "I"]
 ELEMENTS = ALKALI + ALKALINE + TRANSITION + POST + ANIONS
 
 
-def chemsys(elements: Iterable[str]) -> str:
-    return "-".join(sorted(set(elements)))
-
-
 def _binaries(rng: random.Random, n_binary: int) -> list[str]:
     """Every cation once with a random anion, every anion at least twice, then random pairs."""
     cations = ALKALI + ALKALINE + TRANSITION + POST
-    binaries: list[str] = [chemsys([c, rng.choice(ANIONS)]) for c in cations]
+    binaries: list[str] = [chemsys_of([c, rng.choice(ANIONS)]) for c in cations]
     for a in ANIONS:
         for c in rng.sample(cations, 2):
-            binaries.append(chemsys([c, a]))
+            binaries.append(chemsys_of([c, a]))
     binaries = sorted(set(binaries))
     while len(binaries) < n_binary:
-        binaries = sorted(set(binaries) | {chemsys([rng.choice(cations), rng.choice(ANIONS)])})
+        binaries = sorted(set(binaries) | {chemsys_of([rng.choice(cations), rng.choice(ANIONS)])})
     return binaries[:n_binary] if len(binaries) > n_binary else binaries
 
 
@@ -48,14 +45,14 @@ def world_systems(n_binary: int = 46, n_ternary: int = 36, n_quaternary: int = 1
     while len(ternaries) < n_ternary:
         a = rng.choice(ALKALI + ALKALINE)
         b = rng.choice(TRANSITION + POST)
-        ternaries.add(chemsys([a, b, rng.choice(ANIONS)]))
+        ternaries.add(chemsys_of([a, b, rng.choice(ANIONS)]))
     quaternaries: set[str] = set()
     while len(quaternaries) < n_quaternary:
         a = rng.choice(ALKALI + ALKALINE)
         b = rng.choice(TRANSITION + POST)
         x, y = rng.sample(ANIONS, 2) if rng.random() < 0.5 else (rng.choice(ANIONS), None)
         fourth = y or rng.choice([e for e in TRANSITION + POST + ALKALINE if e not in (a, b)])
-        quaternaries.add(chemsys([a, b, x, fourth]))
+        quaternaries.add(chemsys_of([a, b, x, fourth]))
     return sorted(binaries) + sorted(ternaries) + sorted(quaternaries)
 
 

@@ -18,7 +18,7 @@ from pymatgen.core import Structure
 from typer.testing import CliRunner
 
 from gnomon.cli import app
-from gnomon.models.evaluation import canonical_chemsys
+from gnomon.storage.chemsys import canonical_chemsys
 from gnomon.world.files import WorldFiles, load_world
 from gnomon.world.pretrain import (
     RECIPES,

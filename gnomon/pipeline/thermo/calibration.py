@@ -31,6 +31,8 @@ import numpy as np
 from pymatgen.analysis.phase_diagram import PhaseDiagram
 from pymatgen.core import Composition, Element
 
+from gnomon.storage.chemsys import chemsys_of
+
 #: Below this many entries per fitted coefficient a fit is refused: a handful of pairs would
 #: give each element an offset that only memorises them.
 MIN_ENTRIES_PER_COEFFICIENT = 2.0
@@ -64,8 +66,8 @@ class Pair:
 def canonical_chemsys(composition: Composition | str) -> str:
     """``"A-B"`` with elements sorted, for a composition or a chemsys string."""
     if isinstance(composition, str) and "-" in composition:
-        return "-".join(sorted(composition.split("-")))
-    return "-".join(sorted(str(el) for el in Composition(composition).elements))
+        return chemsys_of(composition.split("-"))
+    return chemsys_of(str(el) for el in Composition(composition).elements)
 
 
 @dataclass(frozen=True)
