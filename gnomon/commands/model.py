@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pymatgen.core import Structure
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from gnomon.commands.common import DbOption, console, err_console, fail, repository, settings
 from gnomon.models.errors import ModelNotFound
 from gnomon.models.spec import ModelSpec, TrainConfig
+from gnomon.pipeline.generation.candidate_io import CandidateFileError, read_structures
 from gnomon.storage import Candidate
 from gnomon.world.files import default_world_dir
 
@@ -305,21 +305,6 @@ def _show_card(version: str, card: dict[str, Any]) -> None:
     console.print(metrics)
 
 
-def read_structures(path: Path) -> list[tuple[str, Any]]:
-    """(label, Structure) pairs from a CIF, POSCAR, or JSON (a Structure dict or a list)."""
-    if path.suffix.lower() == ".json":
-        data = json.loads(path.read_text())
-        items = data if isinstance(data, list) else [data]
-        out = []
-        for k, item in enumerate(items):
-            if isinstance(item, dict) and "structure" in item and "lattice" not in item:
-                item = item["structure"]
-            out.append((f"{path.name}[{k}]" if len(items) > 1 else path.name,
-                        Structure.from_dict(item)))
-        return out
-    return [(path.name, Structure.from_file(path))]
-
-
 @app.command()
 def predict(
     files: Annotated[list[Path] | None, typer.Argument(
@@ -374,7 +359,9 @@ def _predict_files(repo, record, ens, files: list[Path], augment,
     for path in files:
         try:
             structures.extend(read_structures(path))
-        except (OSError, ValueError, KeyError) as exc:
+        except CandidateFileError as exc:  # names the file and the record
+            fail(str(exc))
+        except OSError as exc:
             fail(f"cannot read {path}: {exc}")
     ehull = hull_function(repo, record.scheme)
     results = Screener(ens, batch_size=batch_size, tta=augment).predict(

@@ -18,6 +18,7 @@ from gnomon.campaign.reports import METRIC_COLUMNS, metric_rows
 from gnomon.pipeline.thermo.hull import subsystems
 from gnomon.pipeline.thermo.phase_query import PhaseQuery, normalise_chemsys
 from gnomon.storage import Campaign, Entry, Phase, Repository
+from gnomon.storage.chemsys import chemsys_of
 
 NEAR_STABLE = 0.2  # eV/atom listed by default on a system page; the hull plot shows as much
 MAX_ROWS = 5000  # a system page lists at most this many phases
@@ -51,7 +52,7 @@ class HomeView:
 
 def campaign_chemsys(campaign: Campaign) -> str | None:
     elements = campaign.config.get("elements") or []
-    return "-".join(sorted(set(elements))) or None
+    return chemsys_of(elements) or None
 
 
 def home_view(repo: Repository) -> HomeView:
