@@ -462,6 +462,12 @@ def bench_cache(n_points: int, seed: int, model: Path | None, order: str = "scre
 
 # -- (d) cost-aware campaigns: random, screen, screen + calibrated SevenNet stage, ceiling ---------
 RANDOM, SCREEN, STAGED, CEILING = "random", "screen", "screen+mlip", "perfect"
+SCREEN_FT, DISTILLED = "screen+fine-tune", "distilled screen"  # levers 4 and 3
+ARMS = (RANDOM, SCREEN, SCREEN_FT, DISTILLED, STAGED, CEILING)
+#: each round's fine-tuning (lever 4) on everything the campaign knows (its first build, the
+#: systems inside its spaces, the picks revealed so far: relaxed structures and their unrelaxed
+#: inputs), as a campaign's retrain step does; few epochs, as fine-tuning converges in 2-4
+FINE_TUNE = {"train_on": "all", "max_epochs": 8, "patience": 3}
 
 
 def calibration_pairs(records: list[dict], held: set[str], kind: str = "points") -> list:
@@ -615,11 +621,14 @@ def run_arm(arm: str, data: dict, seed: int, opts: dict, stage=None) -> dict:
     from gnomon.campaign.simulate import simulate
 
     t0 = time.process_time()
+    model = opts["distilled"] if arm == DISTILLED else opts["model"]
     result = simulate(
         data["labels"], RANDOM if arm == RANDOM else "greedy", rounds=opts["rounds"],
         budget=opts["budget"], initial=0, seed=seed, reference=data["reference"],
-        stable=data["stable"], initial_model=opts["model"] if arm in (SCREEN, STAGED) else None,
-        model_options={"frozen": True}, stage=stage, screen=arm != CEILING,
+        stable=data["stable"],
+        initial_model=model if arm in (SCREEN, SCREEN_FT, DISTILLED, STAGED) else None,
+        model_options=FINE_TUNE if arm == SCREEN_FT else {"frozen": True}, stage=stage,
+        screen=arm != CEILING,
     )
     cpu = time.process_time() - t0
     out = result.as_dict()
@@ -627,10 +636,12 @@ def run_arm(arm: str, data: dict, seed: int, opts: dict, stage=None) -> dict:
     mlip = sum((stage.spent or {}).values()) if isinstance(stage, MlipStage) else 0.0
     own = stage.own_cpu - stage.miss_cpu if isinstance(stage, MlipStage) else 0.0
     miss = stage.miss_cpu if isinstance(stage, MlipStage) else 0.0
+    teacher = opts["distill_cost"] if arm == DISTILLED else {"cpu": 0.0, "relaxations": 0}
     out.update(arm=arm, seed=seed, cpu={
-        "screen": cpu - own - miss, "mlip": mlip + own,
+        "screen": cpu - own - miss, "mlip": mlip + own + teacher["cpu"],
         "oracle": sum(opts["steps"][k] for k in picked) * opts["per_step"],
-        "mlip_relaxations": len((stage.spent or {}) if isinstance(stage, MlipStage) else {}),
+        "mlip_relaxations": len((stage.spent or {}) if isinstance(stage, MlipStage) else {})
+        + teacher["relaxations"],
     })
     log.info("%s seed %d: %s stable in %s calls; cpu %s", arm, seed, out["stable_found"],
              out["evaluations"], {k: round(v) for k, v in out["cpu"].items()})
@@ -679,7 +690,7 @@ def stage_alone(data: dict, relaxed: dict, rows: dict, maps: dict, seed: int) ->
 def summarise_arms(runs: list[dict], rounds: int) -> dict:
     """Per arm: mean ± std over seeds of per-round hit rate, stable per 100 calls, CPU."""
     out: dict = {}
-    for arm in (RANDOM, SCREEN, STAGED, CEILING):
+    for arm in ARMS:
         rs = [r for r in runs if r["arm"] == arm]
         if not rs:
             continue
@@ -689,7 +700,11 @@ def summarise_arms(runs: list[dict], rounds: int) -> dict:
         cpu = {k: float(np.mean([r["cpu"][k] for r in rs])) for k in rs[0]["cpu"]}
         total_h = (cpu["screen"] + cpu["mlip"] + cpu["oracle"]) / 3600.0
         found = float(np.mean([r["stable_found"][-1] for r in rs]))
+        maes = np.array([[np.nan if v is None else v for v in r.get("round_mae") or []]
+                         + [np.nan] * (rounds - len(r.get("round_mae") or [])) for r in rs],
+                        dtype=float)
         out[arm] = {"seeds": len(rs), "hit_mean": np.nanmean(hits, 0).tolist(),
+                    "mae_mean": np.nanmean(maes, 0).tolist(),
                     "hit_std": np.nanstd(hits, 0).tolist(), "per100": float(np.mean(per100)),
                     "per100_std": float(np.std(per100)), "found": found,
                     "calls": float(np.mean([r["evaluations"][-1] for r in rs])), "cpu": cpu,
@@ -729,6 +744,44 @@ def arms_table(summary: dict, rounds: int) -> list[str]:
                          f"{'met' if rising else 'not met'} "
                          f"({', '.join(f'{v:.2f}' for v in h[1:5])})")
     return lines
+
+
+def learning_table(summary: dict, rounds: int) -> list[str]:
+    """The screen's MAE on each round's picks, against what the oracle then revealed."""
+    lines = ["| arm | " + " | ".join(f"MAE r{j}" for j in range(rounds)) + " | falls r1 to r4 |",
+             "|" + "---|" * (rounds + 2)]
+    for arm, a in summary.items():
+        m = a.get("mae_mean") or []
+        if not any(np.isfinite(v) for v in m):
+            continue
+        falls = (all(m[j + 1] <= m[j] for j in range(1, min(4, len(m) - 1)))
+                 if len(m) > 4 else None)
+        lines.append(f"| {arm} | " + " | ".join("–" if not np.isfinite(v) else f"{v:.3f}"
+                                                for v in m)
+                     + f" | {'–' if falls is None else 'yes' if falls else 'no'} |")
+    return lines
+
+
+def distilled_model(opts: dict, relaxed: dict, cal, pool: list, args) -> None:
+    """Lever 3: the screen fine-tuned, before round 0, on SevenNet-0's calibrated relaxed
+    energies of the pool's candidates the teacher relaxed (the relaxation cache: the screen's
+    best first, then a seeded random order), their unrelaxed inputs labelled. Its cost (the
+    teacher's relaxations and the fine-tuning) is the distilled arm's."""
+    from gnomon.campaign.distill import TeacherLabel, distill, teacher_samples
+    from gnomon.models.ensemble import Ensemble
+    from gnomon.models.spec import TrainConfig
+
+    labels = [TeacherLabel(it.key, it.candidate, relaxed[it.key]["energy_per_atom"],
+                           structure_from(relaxed[it.key]["structure"]),
+                           relaxed[it.key]["cpu_s"]) for it in pool if it.key in relaxed]
+    t0 = time.process_time()
+    samples = teacher_samples(labels, cal)
+    parent = Ensemble.load(opts["model"])
+    opts["distilled"] = distill(parent, samples, TrainConfig(
+        ensemble_size=parent.size, seed=args.seed, max_epochs=30, patience=6, threads=1))
+    opts["distill_cost"] = {"cpu": sum(lb.cpu_s for lb in labels) + time.process_time() - t0,
+                            "relaxations": len(labels), "samples": len(samples)}
+    log.info("distilled on %d teacher labels (%d samples)", len(labels), len(samples))
 
 
 def alone_table(alone: dict) -> list[str]:
@@ -787,9 +840,11 @@ def bench_campaigns(args: argparse.Namespace) -> None:
             "steps": {k: int(r.get("steps") or 0) for k, r in rows.items()},
             "per_step": oracle_cpu_per_step(pool)}
     world_e_hull = {it.key: rows[it.key]["e_above_hull"] for it in pool}
+    if DISTILLED in args.arms:
+        distilled_model(opts, relaxed, cal, pool, args)
     runs = []
     for seed in range(args.seeds):
-        for arm in (RANDOM, SCREEN, STAGED, CEILING):
+        for arm in args.arms:
             stage = (MlipStage(cal, relaxed, args.width * args.budget, args.gate)
                      if arm == STAGED else ceiling_stage(world_e_hull) if arm == CEILING
                      else None)
@@ -819,6 +874,13 @@ def write_report(args, data, cal, opts, summary, alone, runs) -> None:
             f"row's steps. mlip stage: the screen's best {args.width}x budget per round relaxed "
             f"(cached), gate {args.gate} eV/atom calibrated e_above_hull.", "",
             *arms_table(summary, args.rounds), "", "![funnel](funnel-campaigns.png)", "",
+            "## A screen that keeps learning: its error on each round's picks", "",
+            f"`{SCREEN_FT}` fine-tunes the screen every round ({FINE_TUNE}); the frozen arms "
+            "screen with the same model throughout. MAE in eV/atom of the screen's energy per "
+            "atom on the round's picks against what the oracle revealed.", "",
+            *learning_table(summary, args.rounds), "",
+            f"`{DISTILLED}`: {opts.get('distill_cost', {})} (teacher: SevenNet-0 relaxations "
+            "from the relaxation cache, calibrated into the oracle's scheme).", "",
             "## The calibrated stage alone (unrelaxed held-out inputs, SevenNet-0 relaxed)", "",
             *alone_table(alone), ""]
     (docs / "funnel-campaigns.md").write_text("\n".join(text))
@@ -861,6 +923,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fmax", type=float, default=0.1)
     parser.add_argument("--gate", type=float, default=0.1, help="world: mlip_e_above_hull, eV/atom")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS),
+                        help="campaigns: the arms to run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     print(f"bench/funnel.py {' '.join(argv or sys.argv[1:])}  ({time.strftime('%Y-%m-%d')})")

@@ -84,6 +84,10 @@ class SimulationResult:
         default_factory=list
     )  # per round: ranked by a model's predictions
     picked: list[list[str]] = field(default_factory=list)  # per round: keys revealed, in pick order
+    # per round: MAE (eV/atom) of the screen's prediction for the round's picks against what the
+    # oracle then revealed, the figure that says whether a screen that keeps learning improves
+    # on the chemistry it is now seeing (None: no model screened the round)
+    round_mae: list[float | None] = field(default_factory=list)
 
     @property
     def per_100(self) -> float:
@@ -104,6 +108,7 @@ class SimulationResult:
             "stable_per_100": self.per_100,
             "model_guided": self.model_guided,
             "picked": self.picked,
+            "round_mae": self.round_mae,
         }
 
 
@@ -204,8 +209,13 @@ class _Retrainer:
     seed: int
     fine_tune: bool
     frozen: bool = False  # the initial model screens every round, never retrained
+    # "all": everything known, as a campaign's retraining learns from every entry of its
+    # scheme; "revealed": the elements and the picks revealed so far only, leaving out the
+    # reference entries the initial model was already trained on (cheap, for long replays)
+    train_on: str = "all"
 
-    def train(self, known: Sequence[Labelled], model: Ensemble | None, r: int) -> Ensemble:
+    def train(self, known: Sequence[Labelled], model: Ensemble | None, r: int,
+              reference: Collection[str] = ()) -> Ensemble:
         config = TrainConfig(
             ensemble_size=self.ensemble_size,
             seed=self.seed + r,
@@ -214,7 +224,9 @@ class _Retrainer:
             threads=1,
         )
         parent = model if self.fine_tune else None
-        samples = [Sample.from_structure(it.key, it.structure, it.energy_per_atom) for it in known]
+        if self.train_on == "revealed":
+            known = [it for it in known if it.key not in reference]
+        samples = training_samples(known)
         return (
             Trainer(self.spec, config)
             .fit(
@@ -226,12 +238,25 @@ class _Retrainer:
         )
 
 
+def training_samples(known: Sequence[Labelled]) -> list[Sample]:
+    """Each revealed structure, and the unrelaxed input it came from paired with the same
+    relaxed energy: the screen judges unrelaxed inputs, so it keeps learning from them (the
+    shipped model's recipe), not only from relaxed geometry."""
+    samples = []
+    for it in known:
+        relaxed = Sample.from_structure(it.key, it.structure, it.energy_per_atom)
+        samples.append(relaxed)
+        if it.unrelaxed is not None:
+            samples.append(relaxed.paired(it.unrelaxed.as_dict(), "unrelaxed"))
+    return samples
+
+
 def _retrainer(
     model: Ensemble | None, model_options: dict[str, Any] | None, seed: int
 ) -> _Retrainer:
     """The retrainer ``model_options`` ask for (ensemble_size, hidden, layers, max_epochs,
-    patience, frozen); an initial ``model`` is fine-tuned (unless frozen) and gives the default
-    ensemble size."""
+    patience, frozen, train_on); an initial ``model`` is fine-tuned (unless frozen) and gives
+    the default ensemble size."""
     mopts = dict(model_options or {})
     frozen = bool(mopts.pop("frozen", False)) and model is not None
     spec = ModelSpec(hidden=mopts.pop("hidden", 32), num_layers=mopts.pop("layers", 2))
@@ -243,6 +268,7 @@ def _retrainer(
         seed,
         fine_tune=model is not None,
         frozen=frozen,
+        train_on=mopts.get("train_on", "all"),
     )
 
 
@@ -255,9 +281,11 @@ def _ranked(
     seed: int,
     policy_options: dict[str, Any] | None,
     memo: dict[str, Any] | None = None,
+    predicted: dict[str, float] | None = None,
 ) -> tuple[SelectionPolicy, list[Scored]]:
     """``policy`` and the candidates as ``model`` scores them against the hull of ``known``.
-    ``memo`` (a frozen model's predictions by key) spares screening a candidate twice."""
+    ``memo`` (a frozen model's predictions by key) spares screening a candidate twice;
+    ``predicted`` collects each candidate's predicted energy per atom."""
     if memo is None:
         preds = Screener(model).predict([it.candidate for it in candidates])
     else:
@@ -266,6 +294,8 @@ def _ranked(
                         Screener(model).predict([it.candidate for it in new]), strict=True))
         preds = [memo[it.key] for it in candidates]
     means = [p.energy_per_atom if p.energy_per_atom is not None else np.inf for p in preds]
+    if predicted is not None:
+        predicted.update((it.key, m) for it, m in zip(candidates, means, strict=True))
     e_hull = e_above_known(known, candidates, means)
     scored = [
         Scored(
@@ -308,6 +338,7 @@ def _reveal(
     evaluated: set[str],
     stable: set[str],
     guided: bool,
+    predicted: dict[str, float],
 ) -> None:
     """A round's picks revealed: judged against the hull before them (``known``), then known,
     and the round's figures recorded on ``result``."""
@@ -315,6 +346,9 @@ def _reveal(
     known.extend(picked)
     evaluated.update(it.key for it in picked)
     result.picked.append([it.key for it in picked])
+    errors = [abs(predicted[it.key] - it.energy_per_atom) for it in picked
+              if np.isfinite(predicted.get(it.key, np.inf))]
+    result.round_mae.append(float(np.mean(errors)) if guided and errors else None)
     result.model_guided.append(guided)
     result.evaluations.append(len(evaluated))
     result.stable_found.append(len(evaluated & stable))
@@ -347,7 +381,10 @@ def simulate(
     trains a fresh ensemble, and round 0 is random when there is nothing to train on yet.
     ``stable`` are the keys on the hull of the whole labelled world (default: the hull of
     ``labels`` and ``reference``). ``model_options``: ensemble_size, hidden, layers,
-    max_epochs, patience, and ``frozen`` (the initial model screens every round unchanged).
+    max_epochs, patience, ``frozen`` (the initial model screens every round unchanged) and
+    ``train_on`` ("all", or "revealed": fine-tune on the elements and the picks only).
+    Each round's ``round_mae`` is the screen's error on the round's picks: whether a screen
+    that keeps learning does better round after round on the chemistry it now sees.
     ``stage`` (:data:`Stage`) re-scores what the screen ranked before the policy picks;
     ``screen=False`` runs no model at all (the stage alone ranks: a ceiling).
     """
@@ -357,6 +394,7 @@ def simulate(
         policy, n_stable_total=len(stable), start="scratch" if model is None else "model"
     )
     retrainer = _retrainer(model, model_options, seed)
+    reference_keys = {it.key for it in reference}
     memo: dict[str, Any] | None = {} if retrainer.frozen else None
     evaluated: set[str] = set()
     for r in range(rounds):
@@ -365,9 +403,11 @@ def simulate(
         candidates = list(pool.values())
         guided = screen and policy != "random" and (model is not None or initial > 0 or r > 0)
         if guided and (r > 0 or model is None) and not retrainer.frozen:
-            model = retrainer.train(known, model, r)
+            model = retrainer.train(known, model, r, reference_keys)
+        predicted: dict[str, float] = {}
         chooser, scored = (
-            _ranked(model, known, candidates, policy, budget, seed, policy_options, memo)
+            _ranked(model, known, candidates, policy, budget, seed, policy_options, memo,
+                    predicted)
             if guided
             else _uniform(candidates, budget, seed, policy_options)
         )
@@ -375,7 +415,7 @@ def simulate(
             scored = stage(known, candidates, scored if guided else None, r)
             chooser = make_policy(policy, budget=budget, seed=seed, **(policy_options or {}))
         picked = [pool.pop(c.candidate_id) for c in chooser.select(scored, round_index=r)]
-        _reveal(result, known, picked, evaluated, stable, guided)
+        _reveal(result, known, picked, evaluated, stable, guided, predicted)
         log.info("simulate %s (%s) round %d: %d evaluated, hit rate %s, %d stable found",
                  policy, result.start, r, result.evaluations[-1], result.hits[-1],
                  result.stable_found[-1])

@@ -15,7 +15,7 @@ from gnomon.models.registry import ModelRegistry
 from gnomon.models.spec import ModelSpec, TrainConfig
 from gnomon.models.training import ProgressCallback, Sample, Trainer, TrainResult
 from gnomon.models.transfer import fine_tune_normalization
-from gnomon.storage import ModelVersion, Repository
+from gnomon.storage import Candidate, Entry, ModelVersion, Repository
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,27 @@ def _fine_tune_start(
     return ensemble, normalization, lineage, None
 
 
+def scheme_samples(repo: Repository, entries: list[Entry]) -> list[Sample]:
+    """Every entry, and the unrelaxed candidate it was relaxed from, labelled with the entry's
+    relaxed energy: the screen judges unrelaxed candidates, so each round teaches it the
+    answer for what it saw (the shipped model's recipe), not only relaxed geometry. A DFT
+    entry started from an ML-relaxed structure is paired with the candidate the screen saw."""
+    samples = [Sample.from_entry(e) for e in entries]
+    ids = [e.candidate_id for e in entries if e.candidate_id]
+    candidates = {c.id: c for c in repo.query(Candidate, {"id": ids})} if ids else {}
+    parents = [c.parent_candidate_id for c in candidates.values() if c.parent_candidate_id]
+    if parents:
+        candidates.update({c.id: c for c in repo.query(Candidate, {"id": parents})})
+    inputs = []
+    for entry, sample in zip(entries, samples, strict=True):
+        candidate = candidates.get(entry.candidate_id or "")
+        while candidate is not None and candidate.parent_candidate_id in candidates:
+            candidate = candidates[candidate.parent_candidate_id]
+        if candidate is not None and candidate.structure:
+            inputs.append(sample.paired(candidate.structure, "unrelaxed"))
+    return samples + inputs
+
+
 def train_scheme(
     repo: Repository,
     models_dir: str | Path,
@@ -65,7 +86,8 @@ def train_scheme(
     progress: ProgressCallback | None = None,
     parent: str | None = None,
 ) -> tuple[ModelVersion, TrainResult]:
-    """Train on every entry of ``scheme`` in ``repo`` and register the new version.
+    """Train on every entry of ``scheme`` in ``repo`` (and the unrelaxed candidates they came
+    from, :func:`scheme_samples`) and register the new version.
 
     ``retrain="fine-tune"`` starts from ``parent`` (a version, or ``"pretrained"``) when given,
     else from the latest version of the same kind and scheme when there is one; ``"scratch"``
@@ -82,7 +104,7 @@ def train_scheme(
     if not entries:
         raise ValueError(f"no entries of scheme {scheme!r} to train on")
     parent_record = _parent_record(registry, scheme, spec.kind, retrain, parent)
-    samples = [Sample.from_entry(e) for e in entries]
+    samples = scheme_samples(repo, entries)
     parent_ens, normalization, lineage, refused = _fine_tune_start(
         registry, parent_record, samples, scheme)
     if refused:

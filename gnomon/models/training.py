@@ -34,7 +34,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,13 @@ class Sample:
             entry.reduced_formula,
             entry.chemsys,
         )
+
+    def paired(self, structure: dict[str, Any], kind: str, suffix: str | None = None) -> Sample:
+        """Another geometry of the same calculation (its unrelaxed input, a trajectory frame)
+        labelled with this sample's relaxed energy: what screening sees, taught the answer the
+        relaxation gives (the IS2RE pairing)."""
+        return replace(self, structure=structure, kind=kind,
+                       key=f"{self.key}:{suffix or kind}")
 
     @classmethod
     def from_structure(cls, key: str, structure, energy_per_atom: float) -> Sample:

@@ -141,6 +141,11 @@ SHIPPED_RECIPE = "unrelaxed"
 """The recipe ``gnomon model pretrain`` uses by default: the ablation's best on validation."""
 
 
+#: The `gnomon model pretrain` option of each field whose name differs (the CLI spells an
+#: ensemble's size and width as `model train` does).
+OPTION_NAMES = {"members": "ensemble", "width": "hidden"}
+
+
 @dataclass
 class PretrainOptions:
     """The shipped model's recipe; the defaults are the shipped model's."""
@@ -175,7 +180,7 @@ class PretrainOptions:
         for f in fields(self):
             value = getattr(self, f.name)
             if value != f.default or f.name == "recipe":  # the recipe: always said
-                parts.append(f"--{f.name.replace('_', '-')} {value}")
+                parts.append(f"--{OPTION_NAMES.get(f.name, f.name).replace('_', '-')} {value}")
         return " ".join(parts)
 
     def spec(self) -> ModelSpec:
@@ -214,21 +219,14 @@ class WorldData:
         return sum(len(f) for f in self.frames)
 
 
-def paired(entry: Entry, structure: dict[str, Any], kind: str, key: str) -> Sample:
-    """A sample of ``structure`` labelled with ``entry``'s (relaxed) energy per atom."""
-    sample = Sample.from_entry(entry)
-    sample.structure, sample.key, sample.kind = structure, f"{entry.id}:{key}", kind
-    return sample
-
-
 def row_samples(row: dict[str, Any]) -> tuple[Entry, Sample, Sample, list[Sample]]:
     """One world row's entry and its relaxed, unrelaxed and frame samples (same label)."""
     entry = entry_from_structure(Structure.from_dict(row["relaxed"]), row["energy"], SCHEME,
                                  source=row["generator"])
-    frames = [paired(entry, f["structure"], "frame", f"frame{f.get('step', n)}")
+    relaxed = Sample.from_entry(entry)
+    frames = [relaxed.paired(f["structure"], "frame", f"frame{f.get('step', n)}")
               for n, f in enumerate(row.get("frames") or [])]
-    return (entry, Sample.from_entry(entry), paired(entry, row["unrelaxed"], "unrelaxed",
-                                                    "unrelaxed"), frames)
+    return entry, relaxed, relaxed.paired(row["unrelaxed"], "unrelaxed"), frames
 
 
 def world_data(rows: list[dict[str, Any]], held: set[str]) -> WorldData:

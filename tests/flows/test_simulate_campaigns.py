@@ -327,3 +327,41 @@ def test_campaign_simulate_cli_starts_from_a_model_file(tmp_path, labels, model_
     assert result.exit_code == 0, result.output
     [row] = json.loads(out.read_text())
     assert row["start"] == "scratch" and row["model_guided"] == [False]
+
+
+def test_a_screen_that_keeps_learning_reports_its_error_on_each_rounds_picks(
+        labels, model_file, monkeypatch):
+    import gnomon.campaign.simulate as sim
+
+    seen: list[list] = []
+    fit = sim.Trainer.fit
+
+    def spy(self, samples, *args, **kwargs):
+        seen.append(list(samples))
+        return fit(self, samples, *args, **kwargs)
+
+    monkeypatch.setattr(sim.Trainer, "fit", spy)
+    reference = [it for it in labels if it.chemsys == "Cl-Li"][:4]
+    pool = [it for it in labels if it not in reference]
+    r = simulate(pool, "greedy", rounds=3, budget=3, initial=0, seed=1, reference=reference,
+                 initial_model=model_file, model_options={**TINY, "train_on": "revealed"})
+    # one figure per round, every round screened, each the mean |error| of the round's picks
+    assert len(r.round_mae) == 3 and all(m is not None and m >= 0 for m in r.round_mae)
+    assert r.as_dict()["round_mae"] == r.round_mae
+    # rounds 1 and 2 fine-tuned on what was revealed, leaving the reference out as asked
+    assert len(seen) == 2
+    keys = {s.key.split(":")[0] for samples in seen for s in samples}
+    assert not keys & {it.key for it in reference}
+    assert set(r.picked[0]) <= keys
+    # each pick taught twice: its relaxed structure and its unrelaxed input, one label
+    by_key = {it.key: it for it in pool}
+    for s in seen[-1]:
+        item = by_key[s.key.split(":")[0]]
+        assert s.energy_per_atom == pytest.approx(item.energy_per_atom)
+        if s.kind == "unrelaxed":
+            assert s.key.endswith(":unrelaxed") and item.unrelaxed is not None
+            assert Structure.from_dict(s.structure).volume == pytest.approx(item.unrelaxed.volume)
+    assert any(s.kind == "unrelaxed" for s in seen[-1])
+    # a frozen screen and a random draw report no learning figure where no model screened
+    rand = simulate(pool, "random", rounds=2, budget=3, initial=0, seed=1)
+    assert rand.round_mae == [None, None]
