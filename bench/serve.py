@@ -4,6 +4,7 @@ the peer a user would otherwise run (optimade's own reference server, over mongo
     nice -n 10 .venv/bin/python bench/serve.py                  # 10^5 phases
     nice -n 10 .venv/bin/python bench/serve.py --phases 20000   # quicker
     nice -n 10 .venv/bin/python bench/serve.py --no-peer        # gnomon only
+    nice -n 10 .venv/bin/python bench/serve.py --explorer-only  # the explorer's pages only
 
 The database is synthesised directly (entries with small ordered structures and their phases,
 written in bulk through the repository, no hull computed: e_above_hull is drawn, 10% on the
@@ -24,6 +25,13 @@ The peer is optimade-python-tools' reference server (``optimade.server.create_ap
 same structure documents inserted into its mongomock backend, which is what its docs start a
 provider with; it gets fewer requests (it is slow). Goals (issue #17): p95 <= 100 ms and
 >= 200 requests/s with zero errors. Results also go to ``bench/results/serve.json``.
+
+The explorer part (issue #29) opens system pages (a binary, a ternary and a quaternary
+space) in Debian's chromium through Playwright, against ``gnomon serve`` in a fresh process:
+the first byte and the full load (load event, interactive hull drawn, novelty column filled),
+cold (the server's first request for the system, an empty browser cache) and warm, beside the
+peer the page used to show, the static hull.svg drawn by matplotlib. Goals: first byte
+<= 200 ms, full load <= 1 s. Results go to ``bench/results/serve-explorer.json``.
 """
 
 from __future__ import annotations
@@ -131,9 +139,15 @@ def _structure(counts: dict[str, int]) -> dict:
 
 
 def synthesise(path: Path, n: int, seed: int) -> None:
-    """``n`` entries with structures and their phases, written in bulk (no hull computed)."""
+    """``n`` entries with structures and their phases, written in bulk (no hull computed).
+    Each entry carries its space group in ``data``, as gnomon's ingest stores it."""
+    from pymatgen.core import Structure
+
+    from gnomon.pipeline.spacegroup import spacegroup_of
     from gnomon.storage import Entry, Phase, open_repository
     from gnomon.storage.documents import stable_hash
+
+    groups: dict[tuple, str | None] = {}  # a structure here depends only on its counts
 
     rng = random.Random(seed)
     repo = open_repository(f"sqlite:///{path}")
@@ -159,6 +173,9 @@ def synthesise(path: Path, n: int, seed: int) -> None:
         reduced = "".join(f"{el}{'' if n_ == 1 else n_}" for el, n_ in counts.items())
         eid = stable_hash({"bench": i, "seed": seed})
         e_hull = 0.0 if rng.random() < 0.1 else rng.expovariate(1 / 0.15)
+        key = tuple(counts.items())
+        if key not in groups:
+            groups[key] = spacegroup_of(Structure.from_dict(_structure(counts)))
         entry = Entry(
             id=eid,
             scheme=SCHEME,
@@ -172,6 +189,7 @@ def synthesise(path: Path, n: int, seed: int) -> None:
             uncorrected_energy=energy_pa * total,
             energy_per_atom=energy_pa,
             structure=_structure(counts),
+            data={"spacegroup": groups[key]},
             source="bench",
             campaign="bench",
             round=i % 10,
@@ -202,7 +220,7 @@ def synthesise(path: Path, n: int, seed: int) -> None:
 def database(n: int, seed: int, rebuild: bool) -> Path:
     cache = RESULTS / "serve-db"
     cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"phases-{n}-{seed}.sqlite"
+    path = cache / f"phases-{n}-{seed}-v2.sqlite"  # v2: entries carry their space group
     if rebuild or not path.exists():
         for p in cache.glob(f"{path.name}*"):
             p.unlink()
@@ -362,6 +380,116 @@ def load(base: str, total: int, concurrency: int, pid: int | None = None) -> dic
     }
 
 
+# -- the explorer's system pages (issue #29) -------------------------------------------------
+EXPLORER_SYSTEMS = ("Fe-O", "Li-Mn-O", "Fe-Li-Mn-O")  # a binary, a ternary, a quaternary
+# drawn and filled in: the interactive hull, and the novelty column (where not sent yet)
+PAGE_READY = """() => {
+  const hull = document.querySelector('#hull-plot');
+  const table = document.querySelector('#phases');
+  const drawn = !hull || hull.dataset.ready === '1';
+  const filled = !table || !table.dataset.factsSrc || table.dataset.facts === 'ready';
+  return drawn && filled;
+}"""
+
+
+def first_byte_ms(client: httpx.Client, url: str) -> float:
+    """Milliseconds until the answer's status line and headers arrived."""
+    t0 = time.perf_counter()
+    with client.stream("GET", url) as r:
+        r.raise_for_status()
+        return (time.perf_counter() - t0) * 1000
+
+
+def browser_load(context, url: str) -> dict:
+    """Open ``url`` in a browser tab: the browser's first byte and the time until the page is
+    loaded, its hull drawn and its table filled (ms)."""
+    page = context.new_page()
+    t0 = time.perf_counter()
+    page.goto(url, wait_until="load")
+    page.wait_for_function(PAGE_READY, timeout=120_000, polling=20)
+    full = (time.perf_counter() - t0) * 1000
+    timing = page.evaluate("() => { const n = performance.getEntriesByType('navigation')[0];"
+                           " return [n.responseStart, n.loadEventEnd]; }")
+    rows = page.locator("#phases tbody tr").count()
+    page.close()
+    return {"first_byte_ms": timing[0], "load_event_ms": timing[1], "full_ms": full,
+            "rows": rows}
+
+
+def explorer_system(base: str, chemsys: str, browser, repeats: int) -> dict:
+    """One system page, cold (the server's first request for it, an empty browser cache)
+    and warm; the static hull figure (hull.svg, what the page showed before) beside it."""
+    url = f"{base}/systems/{chemsys}"
+    cold_ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    cold = browser_load(cold_ctx, url)
+    warm = browser_load(cold_ctx, url)
+    cold_ctx.close()
+    with httpx.Client(timeout=120) as client:
+        ttfb = sorted(first_byte_ms(client, url) for _ in range(repeats))
+        t0 = time.perf_counter()
+        svg = client.get(f"{url}/hull.svg", params={"scheme": SCHEME})
+        svg_ms = (time.perf_counter() - t0) * 1000 if svg.status_code == 200 else None
+    return {"system": chemsys, "rows": cold["rows"], "cold": cold, "warm": warm,
+            "first_byte_p50_ms": statistics.median(ttfb),
+            "first_byte_max_ms": ttfb[-1], "static_svg_first_ms": svg_ms}
+
+
+def explorer_part(db: Path, repeats: int = 10) -> list[dict]:
+    """The explorer's system pages in Debian's chromium (Playwright), against gnomon serve in
+    its own process; [] with a note where chromium is not installed."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        console.print("explorer part skipped: no /usr/bin/chromium (apt-get install chromium)")
+        return []
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    proc, _ = start([sys.executable, "-m", "gnomon.cli", "serve", "--db", f"sqlite:///{db}",
+                     "--port", str(port)], port, timeout=900)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
+            try:
+                return [explorer_system(f"http://127.0.0.1:{port}", chemsys, browser, repeats)
+                        for chemsys in EXPLORER_SYSTEMS]
+            finally:
+                browser.close()
+    finally:
+        stop(proc)
+
+
+def explorer_table(rows: list[dict], phases: int) -> Table:
+    table = Table(title=f"explorer system pages over {phases} phases "
+                        "(goals: first byte <= 200 ms, full load <= 1 s)")
+    for col in ("system", "phases listed", "cold first byte ms", "cold full load ms",
+                "warm first byte ms", "warm full load ms", "first byte p50 / max ms",
+                "peer: static hull.svg, first draw ms"):
+        table.add_column(col, justify="left" if col == "system" else "right")
+    for r in rows:
+        table.add_row(r["system"], str(r["rows"]), f"{r['cold']['first_byte_ms']:.0f}",
+                      f"{r['cold']['full_ms']:.0f}", f"{r['warm']['first_byte_ms']:.0f}",
+                      f"{r['warm']['full_ms']:.0f}",
+                      f"{r['first_byte_p50_ms']:.0f} / {r['first_byte_max_ms']:.0f}",
+                      "–" if r["static_svg_first_ms"] is None
+                      else f"{r['static_svg_first_ms']:.0f}")
+    return table
+
+
+def run_explorer_part(db: Path, phases: int) -> None:
+    rows = explorer_part(db)
+    if not rows:
+        return
+    Console(width=220).print(explorer_table(rows, phases))
+    console.print("cold: the server's first request for the system and an empty browser cache "
+                  "(plotly.js fetched and parsed); warm: the same tab's second visit. Full "
+                  "load: until the load event, the interactive hull drawn and the novelty "
+                  "column filled.", highlight=False)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "serve-explorer.json").write_text(json.dumps(
+        {"date": datetime.now(UTC).isoformat(timespec="seconds"), "phases": phases,
+         "cpus": os.cpu_count(), "loadavg": os.getloadavg(), "rows": rows}, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -374,6 +502,9 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--peer-requests", type=int, default=10)
+    ap.add_argument("--no-explorer", action="store_true", help="skip the explorer's pages")
+    ap.add_argument("--explorer-only", action="store_true",
+                    help="only the explorer's system pages (no OPTIMADE latency, load or peer)")
     ap.add_argument("--peer-server", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -388,6 +519,9 @@ def main() -> None:
         f"database {db.relative_to(ROOT)} ready in {time.perf_counter() - t0:.0f} s",
         highlight=False,
     )
+    if args.explorer_only:
+        run_explorer_part(db, args.phases)
+        return
     rows = []
     port = free_port()
     proc, startup = start(
@@ -498,6 +632,8 @@ def main() -> None:
             indent=2,
         )
     )
+    if not args.no_explorer:
+        run_explorer_part(db, args.phases)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,9 @@ def mask_url(url: str) -> str:
                 [(k, MASK if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe="*"
             )
     if netloc == parts.netloc and query == parts.query:
-        return url
+        # nothing found where a well-formed URL keeps its password; one with an unescaped '/'
+        # in it ("user:pa/ss@host") splits elsewhere, so mask what looks like user info
+        return mask_secrets(url)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

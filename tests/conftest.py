@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 
 import pytest
@@ -88,3 +89,23 @@ def pytest_runtest_makereport(item, call):
     ):
         report.outcome = "failed"
         report.longrepr = f"integration test skipped in CI: {report.longrepr}"
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 24 MB tmpfs mounted for the test: a real filesystem to fill (the disk-full tests).
+
+    Mounting needs root, which CI has; elsewhere the test skips, but in CI (CI=true) a mount
+    that fails is a failure."""
+    mount = tmp_path / "small-fs"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = f"cannot mount a small tmpfs here: {done.stderr.strip()}"
+        in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+        if os.geteuid() != 0 and not in_ci:
+            pytest.skip(reason)
+        pytest.fail(reason)
+    yield mount
+    subprocess.run(["umount", "--lazy", str(mount)], capture_output=True)

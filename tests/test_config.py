@@ -44,3 +44,28 @@ def test_bad_settings_are_named(tmp_path, monkeypatch):
     cfg.write_text("unknown_key: 1\n")
     with pytest.raises(ConfigError, match="unknown_key"):
         load_settings()
+
+
+def test_a_settings_typo_is_one_line_with_did_you_mean_and_no_link(tmp_path, monkeypatch):
+    cfg = tmp_path / "gnomon.yaml"
+    cfg.write_text("qe:\n  ecutwfc: lots\nlog_levle: DEBUG\ndask:\n  worker: 3\n")
+    monkeypatch.setenv("GNOMON_CONFIG", str(cfg))
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    lines = str(caught.value).splitlines()
+    assert sorted(lines) == [
+        "dask.worker: unknown key (did you mean 'workers'?)",
+        "log_levle: unknown key (did you mean 'log_level'?)",
+        "qe.ecutwfc: input should be a valid number, unable to parse string as a number, "
+        "got 'lots'",
+    ]
+    assert "http" not in str(caught.value)
+
+
+def test_a_broken_settings_file_names_its_line(tmp_path, monkeypatch):
+    cfg = tmp_path / "gnomon.yaml"
+    cfg.write_text("qe:\n  ecutwfc: 40\n   pseudo_dir: /pp\n")
+    monkeypatch.setenv("GNOMON_CONFIG", str(cfg))
+    with pytest.raises(ConfigError, match=r"gnomon\.yaml:3:\d+: not valid YAML") as caught:
+        load_settings()
+    assert "\n" not in str(caught.value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gnomon.config import CampaignConfig
 from gnomon.storage import Round, StepState
 
 #: The steps of a round, in the order they run.
@@ -22,6 +23,13 @@ LEGACY_STEP_NAMES = {"hull": "metrics"}
 # Steps added with the fidelity stages: a round stored before them has none and is finished
 # without them (they would have done nothing in its single-stage campaign).
 STAGE_STEPS = ("mlip_relax", "mlip_ingest", "mlip_gate")
+
+
+def steps_that_apply(config: CampaignConfig) -> tuple[str, ...]:
+    """The steps that do work in a round of ``config``: the fidelity stages only where it has
+    an mlip stage. The others are still recorded done (so a round reads the same whatever its
+    campaign), but are neither run as a task nor counted or shown as progress."""
+    return tuple(s for s in STEPS if config.staged or s not in STAGE_STEPS)
 
 
 def step_states(record: Round) -> dict[str, str]:

@@ -19,6 +19,7 @@ from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColum
 from rich.table import Table
 
 from gnomon.commands.common import DbOption, console, err_console, fail, repository
+from gnomon.commands.help_format import Command, Group
 from gnomon.credentials import mask_url
 from gnomon.pipeline.generation.candidate_io import (
     CandidateFileError,
@@ -50,18 +51,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(cls=Group, no_args_is_help=True, help="Generate candidate structures.")
+#: The top-level commands of this module (`gnomon dedup`).
+commands = typer.Typer()
 
 CHUNK = 500
 
 OutOption = Annotated[
     Path | None,
-    typer.Option("--out", "-o", help="Write candidates to FILE (.json, .jsonl or .extxyz)."),
+    typer.Option(
+        "--out", "-o", metavar="FILE", help="Write candidates to FILE (.json, .jsonl or .extxyz)."
+    ),
 ]
 ToDbOption = Annotated[bool, typer.Option("--to-db", help="Store candidates in the database.")]
 SeedOption = Annotated[int, typer.Option(help="Seed: the same seed gives the same candidates.")]
-ProcessesOption = Annotated[int, typer.Option("--processes", "-j", min=1, help="Worker processes.")]
-CampaignOption = Annotated[str | None, typer.Option(help="Campaign to record on the candidates.")]
+ProcessesOption = Annotated[int, typer.Option("--workers", "-j", min=1, help="Worker processes.")]
+CampaignOption = Annotated[
+    str | None, typer.Option(metavar="NAME", help="Campaign to record on the candidates.")
+]
 RoundOption = Annotated[
     int | None, typer.Option("--round", help="Round to record on the candidates.")
 ]
@@ -69,6 +76,7 @@ ShardOption = Annotated[
     str | None,
     typer.Option(
         "--shard",
+        metavar="I/N",
         help="I/N: do the I-th of N equal shares of the work (I from 0), for N batch jobs.",
     ),
 ]
@@ -257,6 +265,7 @@ SapsTemplatesOption = Annotated[
     list[Path] | None,
     typer.Option(
         "--templates",
+        metavar="PATH",
         help="Template files or directories (CIF, POSCAR, JSON, extxyz); repeatable.",
     ),
 ]
@@ -272,6 +281,7 @@ SapsPrototypeOption = Annotated[
     list[str] | None,
     typer.Option(
         "--prototype",
+        metavar="NAME",
         help="Only these prototypes (AFLOW label, Strukturbericht, mineral); repeatable.",
     ),
 ]
@@ -282,7 +292,7 @@ SapsSchemeOption = Annotated[
     str | None, typer.Option(help="With --from-db: phases of this scheme only.")
 ]
 SapsMaxCandidatesOption = Annotated[
-    int | None, typer.Option("--max", min=1, help="Stop after N candidates.")
+    int | None, typer.Option("--limit", min=1, help="Stop after N candidates.")
 ]
 SapsPartialOption = Annotated[
     bool,
@@ -292,16 +302,25 @@ SapsPartialOption = Annotated[
 ]
 SapsPartialModeOption = Annotated[
     str,
-    typer.Option(help="wyckoff: unions of Wyckoff orbits; sites: every subset up to symmetry."),
+    typer.Option(
+        metavar="wyckoff|sites",
+        help="wyckoff: unions of Wyckoff orbits; sites: every subset up to symmetry.",
+    ),
 ]
 SapsSupercellOption = Annotated[
-    str | None, typer.Option(help="Expand templates first, e.g. 2x2x2.")
+    str | None, typer.Option(metavar="AxBxC", help="Expand templates first, e.g. 2x2x2.")
 ]
 SapsThresholdOption = Annotated[float, typer.Option(help="Minimum ionic substitution probability.")]
 SapsMaxSpeciesOption = Annotated[
     int, typer.Option(min=1, help="Template elements substituted at once.")
 ]
-SapsChargeBalanceOption = Annotated[str, typer.Option(help="strict, relaxed or none (SMACT).")]
+SapsChargeBalanceOption = Annotated[
+    str,
+    typer.Option(
+        metavar="RULE",
+        help="strict or relaxed: keep only what SMACT can charge balance by that rule; none: all.",
+    ),
+]
 
 
 def _template_sources(
@@ -335,7 +354,11 @@ def _template_sources(
     return sources()
 
 
-@app.command("saps")
+@app.command(
+    "saps",
+    cls=Command,
+    epilog="Example: gnomon generate saps --elements Li,Mn,O --limit 500 --out saps.json",
+)
 def saps(
     elements: SapsElementsOption = None,
     templates: SapsTemplatesOption = None,
@@ -395,27 +418,41 @@ def saps(
 
 
 RandomCompositionOption = Annotated[
-    list[str], typer.Option("--composition", "-c", help="Formula, e.g. Li2MnO3; repeatable.")
+    list[str],
+    typer.Option(
+        "--composition", "-c", metavar="FORMULA", help="Formula, e.g. Li2MnO3; repeatable."
+    ),
 ]
 RandomNOption = Annotated[int, typer.Option("--n", min=1, help="Structures per composition.")]
 RandomBackendOption = Annotated[
-    str, typer.Option(help="pyxtal (default) or airss (buildcell on PATH).")
+    str,
+    typer.Option(metavar="pyxtal|airss", help="pyxtal (default) or airss (buildcell on PATH)."),
 ]
 RandomVolumePerAtomOption = Annotated[
     float | None,
-    typer.Option(help="Target volume per atom, Å^3 (default: an atomic-radius estimate)."),
+    typer.Option(
+        metavar="VOLUME", help="Target volume per atom, Å^3 (default: an atomic-radius estimate)."
+    ),
 ]
 RandomMinSepOption = Annotated[
     str | None,
     typer.Option(
-        "--min-sep", help="Minimum separation in Å: one value, or pairs like Li-O=1.8,O-O=2.2."
+        "--min-sep",
+        metavar="DISTANCES",
+        help="Minimum separation in Å: one value, or pairs like Li-O=1.8,O-O=2.2."
     ),
 ]
 RandomMaxAtomsOption = Annotated[int, typer.Option(min=1, help="Most atoms per cell.")]
-RandomBuildcellTimeoutOption = Annotated[float, typer.Option(help="Seconds per buildcell call.")]
+RandomBuildcellTimeoutOption = Annotated[
+    float, typer.Option(metavar="SECONDS", help="Seconds per buildcell call.")
+]
 
 
-@app.command("random")
+@app.command(
+    "random",
+    cls=Command,
+    epilog="Example: gnomon generate random --composition Li2MnO3 --n 100 --out random.json",
+)
 def random_(
     composition: RandomCompositionOption,
     n: RandomNOption = 100,
@@ -469,7 +506,11 @@ def random_(
         err_console.print(f"[yellow]failed[/] {escape(failure)}", highlight=False)
 
 
-@app.command("compositions")
+@app.command(
+    "compositions",
+    cls=Command,
+    epilog="Example: gnomon generate compositions --elements Li,Mn,O --max-atoms 8",
+)
 def compositions(
     elements: Annotated[str, typer.Option(help="Element set, e.g. Li,Mn,O.")],
     max_atoms: Annotated[int, typer.Option(min=1, help="Most atoms in a reduced formula.")] = 12,
@@ -488,7 +529,8 @@ def compositions(
         typer.Option("--skip-known/--keep-known", help="Skip formulas already in the database."),
     ] = True,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Write the formulas, one per line.")
+        Path | None,
+        typer.Option("--out", "-o", metavar="FILE", help="Write the formulas, one per line."),
     ] = None,
     db: DbOption = None,
 ) -> None:
@@ -522,13 +564,17 @@ def compositions(
     console.print(table)
 
 
+@commands.command("dedup", cls=Command, epilog="Example: gnomon dedup saps.json --against-db")
 def dedup(
-    file: Annotated[Path, typer.Argument(help="Candidate file (.json, .jsonl, .extxyz).")],
+    file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="Candidate file (.json, .jsonl, .extxyz).")
+    ],
     out: Annotated[
         Path | None,
         typer.Option(
             "--out",
             "-o",
+            metavar="FILE",
             help="Where the unique candidates go (default: FILE with .unique before the suffix).",
         ),
     ] = None,

@@ -7,11 +7,14 @@ from typing import Annotated
 import typer
 
 from gnomon.commands.common import DbOption, console, err_console, fail, repository, settings
+from gnomon.commands.help_format import Command, Group
 from gnomon.commands.relax import _wait, service_for, show_calculations
 from gnomon.dft.errors import DispatchError
 from gnomon.storage.documents import CalcState
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(
+    cls=Group, no_args_is_help=True, help="Track relaxations submitted to a dispatcher."
+)
 
 
 def _resolve(repo, ids: list[str]) -> list[str]:
@@ -36,16 +39,26 @@ def _service(repo, s, names):
     return service_for(repo, s, sorted(n for n in names if n))
 
 
-@app.command("status")
+@app.command("status", cls=Command, epilog="Example: gnomon jobs status --wait --timeout 3600")
 def status(
-    state: Annotated[str | None, typer.Option(help="Only calculations in this state.")] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            metavar="STATE",
+            help="Only calculations in this state: queued, submitted, running, done, failed, "
+            "cancelled.",
+        ),
+    ] = None,
     refresh: Annotated[
         bool, typer.Option(help="Poll the dispatchers and collect results first.")
     ] = True,
     wait: Annotated[bool, typer.Option(help="Track until nothing is queued or running.")] = False,
-    poll: Annotated[float, typer.Option(help="Seconds between polls with --wait.")] = 5.0,
+    poll: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds between polls with --wait.")
+    ] = 5.0,
     timeout: Annotated[
-        float | None, typer.Option(help="Give up waiting after this many seconds.")
+        float | None,
+        typer.Option(metavar="SECONDS", help="Give up waiting after this many seconds."),
     ] = None,
     db: DbOption = None,
 ) -> None:
@@ -81,10 +94,11 @@ def status(
         console.print("  ".join(f"{k}: {v}" for k, v in counts.items() if v))
 
 
-@app.command("cancel")
+@app.command("cancel", cls=Command, epilog="Example: gnomon jobs cancel 3f2a9c1e:81b0d4")
 def cancel(
     ids: Annotated[
-        list[str] | None, typer.Argument(help="Calculation ids (or unique prefixes).")
+        list[str] | None,
+        typer.Argument(metavar="ID...", help="Calculation ids (or unique prefixes)."),
     ] = None,
     all_: Annotated[
         bool, typer.Option("--all", help="Cancel every queued, submitted or running one.")
@@ -116,10 +130,11 @@ def cancel(
         console.print(f"cancelled {len(done)} of {len(ids)} calculation(s)")
 
 
-@app.command("retry")
+@app.command("retry", cls=Command, epilog="Example: gnomon jobs retry --failed")
 def retry(
     ids: Annotated[
-        list[str] | None, typer.Argument(help="Calculation ids (or unique prefixes).")
+        list[str] | None,
+        typer.Argument(metavar="ID...", help="Calculation ids (or unique prefixes)."),
     ] = None,
     failed: Annotated[
         bool, typer.Option("--failed", help="Retry every failed calculation.")

@@ -13,18 +13,31 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gnomon.commands.common import DbOption, console, err_console, fail, repository, settings
+from gnomon.commands.common import (
+    DbOption,
+    console,
+    err_console,
+    existing_repository,
+    fail,
+    repository,
+    require,
+    settings,
+)
+from gnomon.commands.help_format import Command, Group
+from gnomon.credentials import mask_url
 from gnomon.models.errors import ModelNotFound
 from gnomon.models.spec import ModelSpec, TrainConfig
 from gnomon.pipeline.generation.candidate_io import CandidateFileError, read_structures
 from gnomon.storage import Candidate
 from gnomon.world.files import default_world_dir
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(cls=Group, no_args_is_help=True, help="Train, list and run the GNN ensembles.")
 
-KindOption = Annotated[str, typer.Option("--kind", help="gnn (structures) or composition.")]
+KindOption = Annotated[str, typer.Option(
+    "--kind", metavar="gnn|composition", help="gnn (structures) or composition.")]
 ModelOption = Annotated[
-    str | None, typer.Option("--model", "-m", help="Model version (default: the latest).")
+    str | None,
+    typer.Option("--model", "-m", metavar="VERSION", help="Model version (default: the latest)."),
 ]
 SchemeOption = Annotated[str | None, typer.Option("--scheme", help="Energy scheme.")]
 
@@ -61,8 +74,11 @@ def _pick_scheme(repo, scheme: str | None) -> str:
 
 
 def _resolve(registry, model: str | None, scheme: str | None, kind: str | None):
+    """The model to predict with, and its ensemble; the shipped model is not registered (what
+    only reads must not make it the latest model)."""
     try:
-        record = registry.get(model) if model else registry.latest(scheme=scheme, kind=kind)
+        record = (registry.get(model, register=False) if model
+                  else registry.latest(scheme=scheme, kind=kind))
         return record, registry.load(record)
     except ModelNotFound as exc:
         fail(str(exc))
@@ -90,7 +106,11 @@ def _metrics_table(title: str, reports: dict[str, dict[str, Any]]) -> Table:
     return table
 
 
-@app.command()
+@app.command(
+    "train",
+    cls=Command,
+    epilog="Example: gnomon model train --scheme mlip-chgnet-0.3.0 --epochs 100",
+)
 def train(
     scheme: SchemeOption = None,
     kind: KindOption = "gnn",
@@ -99,6 +119,7 @@ def train(
     layers: Annotated[int, typer.Option(help="Message-passing layers.")] = ModelSpec.num_layers,
     cutoff: Annotated[float, typer.Option(help="Neighbour cutoff (Å).")] = ModelSpec.cutoff,
     readout: Annotated[str, typer.Option(
+        metavar="sum|mean",
         help="sum (atomic energies) or mean (pooled features).")] = ModelSpec.readout,
     epochs: Annotated[int, typer.Option(help="Most epochs per member.")] = TrainConfig.max_epochs,
     patience: Annotated[int, typer.Option(
@@ -106,6 +127,7 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Structures per batch.")] = TrainConfig.batch_size,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = TrainConfig.lr,
     group_by: Annotated[str, typer.Option(
+        metavar="composition|chemsys",
         help="Split by composition or chemsys.")] = TrainConfig.group_by,
     val_fraction: Annotated[float, typer.Option(
         help="Share of groups for validation/calibration; 0: the best epoch is the one with the "
@@ -117,9 +139,10 @@ def train(
     seed: Annotated[int, typer.Option(
         help="Base seed (member k uses seed + 1000k).")] = TrainConfig.seed,
     retrain: Annotated[str, typer.Option(
+        metavar="fine-tune|scratch",
         help="fine-tune the latest version, or scratch.")] = "fine-tune",
     device: Annotated[str | None, typer.Option(
-        help="cpu, cuda, cuda:1 (default: CUDA if present).")] = None,
+        metavar="DEVICE", help="cpu, cuda, cuda:1 (default: CUDA if present).")] = None,
     checkpoints: Annotated[bool, typer.Option(help="Write per-member checkpoints.")] = True,
     db: DbOption = None,
 ) -> None:
@@ -137,7 +160,7 @@ def train(
         )
     except ValueError as exc:
         fail(str(exc))
-    with repository(db) as repo:
+    with repository(db, create=False) as repo:
         scheme = _pick_scheme(repo, scheme)
         record, result = _train_with_progress(repo, s.models_dir, scheme, spec, config, retrain)
     _print_trained(record, result, config)
@@ -188,14 +211,15 @@ def _print_trained(record, result, config: TrainConfig) -> None:
     ))
 
 
-@app.command("list")
-def list_(scheme: SchemeOption = None, kind: Annotated[str | None, typer.Option()] = None,
+@app.command("list", cls=Command, epilog="Example: gnomon model list --scheme mlip-chgnet-0.3.0")
+def list_(scheme: SchemeOption = None, kind: Annotated[str | None, typer.Option(
+              metavar="gnn|composition", help="Only models of this kind.")] = None,
           db: DbOption = None) -> None:
     """Model versions, oldest first."""
     from gnomon.models.registry import ModelRegistry  # heavy: torch
 
     s = settings(db)
-    with repository(db) as repo:
+    with repository(db, read_only=True) as repo:
         versions = ModelRegistry(repo, s.models_dir).versions(scheme=scheme, kind=kind)
     if not versions:
         console.print("no models yet (gnomon model train)")
@@ -214,20 +238,26 @@ def list_(scheme: SchemeOption = None, kind: Annotated[str | None, typer.Option(
     console.print(table)
 
 
-@app.command()
+@app.command("show", cls=Command, epilog="Example: gnomon model show pretrained --json")
 def show(
-    version: Annotated[str, typer.Argument(help="Model version, or 'pretrained' (the model "
+    version: Annotated[str, typer.Argument(metavar="VERSION", help="Model version, or "
+                                           "'pretrained' (the model "
                                            "shipped with gnomon: its card).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     db: DbOption = None,
 ) -> None:
     """Everything recorded about one version; for the pretrained model, its card."""
-    from gnomon.models.registry import ModelRegistry, _jsonable  # heavy: torch
+    with err_console.status("loading the model registry (torch)"):  # seconds on a cold start
+        from gnomon.models import pretrained  # heavy: torch
+        from gnomon.models.registry import ModelRegistry, _jsonable  # heavy: torch
 
     s = settings(db)
-    with repository(db) as repo:
+    with existing_repository(db) as repo:  # the shipped model's card needs no database
         try:
-            v = ModelRegistry(repo, s.models_dir).get(version)
+            if repo is None and pretrained.names_shipped(version):
+                v = pretrained.record()
+            else:
+                v = ModelRegistry(require(repo, db), s.models_dir).get(version, register=False)
         except ModelNotFound as exc:
             fail(str(exc))
     card = v.config.get("card")
@@ -305,19 +335,22 @@ def _show_card(version: str, card: dict[str, Any]) -> None:
     console.print(metrics)
 
 
-@app.command()
+@app.command("predict", cls=Command, epilog="Example: gnomon model predict POSCAR Li2O.cif --json")
 def predict(
     files: Annotated[list[Path] | None, typer.Argument(
-        help="CIF, POSCAR or JSON structure files.")] = None,
+        metavar="FILE...", help="CIF, POSCAR or JSON structure files.")] = None,
     model: ModelOption = None,
     scheme: SchemeOption = None,
-    kind: Annotated[str | None, typer.Option(help="Kind of the latest model to use.")] = None,
+    kind: Annotated[str | None, typer.Option(
+        metavar="gnn|composition", help="Kind of the latest model to use.")] = None,
     tta: Annotated[bool, typer.Option(help="Test-time augmentation over volume scalings.")] = False,
-    aggregate: Annotated[str, typer.Option(help="TTA aggregate: min or mean.")] = "min",
+    aggregate: Annotated[str, typer.Option(
+        metavar="min|mean", help="TTA aggregate: min or mean.")] = "min",
     candidates: Annotated[bool, typer.Option("--candidates", help="Screen the stored candidates "
                                              "without a prediction from this model; write "
                                              "Prediction records.")] = False,
-    campaign: Annotated[str | None, typer.Option(help="Only candidates of this campaign.")] = None,
+    campaign: Annotated[str | None, typer.Option(
+        metavar="NAME", help="Only candidates of this campaign.")] = None,
     round_: Annotated[int | None, typer.Option(
         "--round", help="Only candidates of this round.")] = None,
     batch_size: Annotated[int | None, typer.Option(
@@ -326,67 +359,133 @@ def predict(
     db: DbOption = None,
 ) -> None:
     """Energy per atom, calibrated σ and e_above_hull of structure files (or stored candidates)."""
-    from gnomon.models.ensemble import TTA  # heavy: torch
-    from gnomon.models.registry import ModelRegistry  # heavy: torch
-
     if not files and not candidates:
         fail("give structure files, or --candidates to screen the stored candidates")
+    with err_console.status("loading torch and the model code"):  # seconds on a cold start
+        from gnomon.models.ensemble import TTA  # heavy: torch
+        from gnomon.models.registry import ModelRegistry  # heavy: torch
     try:
         augment = TTA(aggregate=aggregate) if tta else None
     except ValueError as exc:
         fail(str(exc))
     s = settings(db)
-    with repository(db) as repo:
-        record, ens = _resolve(ModelRegistry(repo, s.models_dir), model, scheme, kind)
-        if candidates:
+    if candidates:  # writes Prediction records into the database that holds the candidates
+        with repository(db, create=False) as repo:
+            record, ens = _resolve(ModelRegistry(repo, s.models_dir), model, scheme, kind)
             _screen_stored(repo, record, ens, augment, campaign, round_, batch_size)
-            return
-        rows = _predict_files(repo, record, ens, files or [], augment, batch_size)
-    if as_json:
-        console.print_json(json.dumps({"model": record.id, "predictions": rows}))
         return
-    console.print(_predictions_table(record, rows, aggregate if tta else None))
+    structures = _read_inputs(files or [])
+    with existing_repository(db) as repo:  # reads only; the shipped model needs no database
+        with err_console.status("loading the model"):
+            record, ens = _predicting_model(repo, db, s.models_dir, model, scheme, kind)
+        with err_console.status(f"predicting {len(structures)} structure(s) with {record.id}"):
+            rows = _predict_files(repo, s.db_url, record, ens, structures, augment, batch_size)
+    if as_json:
+        console.print_json(json.dumps(_predictions_json(record, rows, aggregate if tta else None)))
+    else:
+        console.print(_predictions_table(record, rows, aggregate if tta else None))
     if any(r["rejected"] for r in rows):
         raise typer.Exit(2)
 
 
-def _predict_files(repo, record, ens, files: list[Path], augment,
-                   batch_size: int | None) -> list[dict[str, Any]]:
-    """One row per structure in ``files``: energy, σ and e_above_hull, or why it was rejected."""
-    from gnomon.models.screening import Screener, hull_function  # heavy: torch
+def _predicting_model(repo, db: str | None, models_dir: Path, model: str | None,
+                      scheme: str | None, kind: str | None):
+    """The record and ensemble ``model predict`` uses; without a database only the shipped
+    model (``--model pretrained``)."""
+    from gnomon.models import pretrained  # heavy: torch
+    from gnomon.models.registry import ModelRegistry  # heavy: torch
 
-    structures: list[tuple[str, Any]] = []
+    if repo is None and model is not None and pretrained.names_shipped(model):
+        try:
+            record = pretrained.record()
+            return record, pretrained.load_weights(record.config["package_data"])
+        except ModelNotFound as exc:
+            fail(str(exc))
+    return _resolve(ModelRegistry(require(repo, db), models_dir), model, scheme, kind)
+
+
+def _read_inputs(files: list[Path]) -> list[tuple[Path, str, Any]]:
+    """``(file, label, structure)`` of every input, each through the check ``db import``
+    makes (gnomon.pipeline.generation.structure_checks); one line naming the first bad one."""
+    structures: list[tuple[Path, str, Any]] = []
     for path in files:
         try:
-            structures.extend(read_structures(path))
+            structures.extend((path, label, st) for label, st in read_structures(path))
         except CandidateFileError as exc:  # names the file and the record
-            fail(str(exc))
+            fail(f"{exc}; nothing was predicted")
         except OSError as exc:
             fail(f"cannot read {path}: {exc}")
-    ehull = hull_function(repo, record.scheme)
+    return structures
+
+
+def _predict_files(repo, db_url: str, record, ens, structures: list[tuple[Path, str, Any]],
+                   augment, batch_size: int | None) -> list[dict[str, Any]]:
+    """One row per input structure: energy, σ and e_above_hull (with why there is none), or
+    why the model rejected it."""
+    from gnomon.models.screening import Screener, hull_function  # heavy: torch
+
+    ehull = hull_function(repo, record.scheme) if repo is not None else None
     results = Screener(ens, batch_size=batch_size, tta=augment).predict(
-        [st for _, st in structures]
+        [st for _, _, st in structures]
     )
     rows = []
-    for (label, st), r in zip(structures, results, strict=True):
-        formula = st.composition.reduced_formula
-        e_hull = ehull(st.composition.formula, r.energy_per_atom) if r.rejected is None else None
-        rows.append({"file": label, "formula": formula, "energy_per_atom": r.energy_per_atom,
-                     "sigma": r.sigma, "e_above_hull": e_hull, "rejected": r.rejected})
+    for (path, label, st), r in zip(structures, results, strict=True):
+        e_hull, why = None, None
+        if r.rejected is None:
+            e_hull = ehull(st.composition.formula, r.energy_per_atom) if ehull else None
+            if e_hull is None:
+                why = _no_hull_reason(repo, db_url, record.scheme, st.composition)
+        rows.append({"file": str(path.resolve()), "structure": label,
+                     "formula": st.composition.reduced_formula,
+                     "energy_per_atom": r.energy_per_atom, "sigma": r.sigma,
+                     "e_above_hull": e_hull, "e_above_hull_missing": why,
+                     "rejected": r.rejected})
     return rows
+
+
+def _no_hull_reason(repo, db_url: str, scheme: str, composition) -> str:
+    """Why a prediction has no e_above_hull: no database, or which elements lack a reference
+    entry in the model's scheme."""
+    system = "-".join(sorted(str(el) for el in composition.elements))
+    if repo is None:
+        return f"no database at {mask_url(db_url)} to hold the {scheme} hull of {system}"
+    elements = system.split("-")
+    have = set(repo.distinct("entries", "chemsys", {"scheme": scheme, "chemsys": elements}))
+    missing = [el for el in elements if el not in have]
+    if missing:
+        return (f"no hull of {system} in {scheme}: the database holds no {scheme} entry of "
+                f"{', '.join(missing)} (a hull needs one per element)")
+    return f"no hull of {system} in {scheme}"
+
+
+UNITS = {"energy_per_atom": "eV/atom", "sigma": "eV/atom", "e_above_hull": "eV/atom"}
+"""The units of ``model predict``'s numbers, stated in its table and its JSON."""
+
+
+def _predictions_json(record, rows: list[dict[str, Any]], aggregate: str | None) -> dict:
+    """What ``--json`` prints: the model, its scheme, the units, and one row per structure
+    with the input file's full path."""
+    return {"model": record.id, "scheme": record.scheme, "units": UNITS,
+            "sigma": "calibrated ensemble standard deviation of energy_per_atom",
+            "tta": aggregate, "predictions": rows}
 
 
 def _predictions_table(record, rows: list[dict[str, Any]], aggregate: str | None) -> Table:
     tta = f" with TTA {aggregate}" if aggregate else ""
     table = Table(title=f"{record.id} ({record.scheme}){tta}")
-    for col in ("structure", "formula", "E eV/atom", "σ", "E above hull"):
+    table.caption = ("E: predicted energy per atom in the model's scheme; σ: calibrated ensemble "
+                     "standard deviation; E above hull against the stored hull of that scheme")
+    for col in ("structure", "formula", "E (eV/atom)", "σ (eV/atom)", "E above hull (eV/atom)"):
         table.add_column(col)
     for r in rows:
         if r["rejected"]:
-            table.add_row(r["file"], r["formula"], f"[red]rejected: {r['rejected']}[/]", "", "")
+            table.add_row(r["structure"], r["formula"], f"[red]rejected: {r['rejected']}[/]", "",
+                          "")
         else:
-            table.add_row(r["file"], r["formula"], _fmt(r["energy_per_atom"]), _fmt(r["sigma"]),
-                          _fmt(r["e_above_hull"]))
+            hull = (_fmt(r["e_above_hull"]) if r["e_above_hull"] is not None
+                    else f"- ({r['e_above_hull_missing']})")
+            table.add_row(r["structure"], r["formula"], _fmt(r["energy_per_atom"]),
+                          _fmt(r["sigma"]), hull)
     return table
 
 
@@ -414,18 +513,25 @@ def _screen_stored(repo, record, ens, augment, campaign, round_, batch_size) -> 
         console.print(f"  {n} x {reason}", highlight=False)
 
 
-@app.command()
+@app.command(
+    "evaluate",
+    cls=Command,
+    epilog="Example: gnomon model evaluate --scheme mlip-chgnet-0.3.0 --split chemsys",
+)
 def evaluate(
     model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="Evaluate this registered version (default: train a fresh ensemble "
+        "--model", "-m", metavar="VERSION",
+        help="Evaluate this registered version (default: train a fresh ensemble "
         "per split).")] = None,
     scheme: SchemeOption = None,
-    split: Annotated[str, typer.Option(help="random (in-distribution), chemsys (held-out "
+    split: Annotated[str, typer.Option(metavar="random|chemsys|both",
+                                       help="random (in-distribution), chemsys (held-out "
                                        "systems) or both, side by side.")] = "both",
     test_fraction: Annotated[float, typer.Option(help="Share of entries (random) or of chemical "
                                                  "systems (chemsys) held out.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the splits and of the fresh ensemble.")] = 0,
-    kind: Annotated[str, typer.Option(help="Fresh ensemble: gnn or composition.")] = "gnn",
+    kind: Annotated[str, typer.Option(
+        metavar="gnn|composition", help="Fresh ensemble: gnn or composition.")] = "gnn",
     ensemble: Annotated[int, typer.Option(help="Fresh ensemble: members K.")] = 3,
     hidden: Annotated[int, typer.Option(help="Fresh ensemble: feature width.")] = 32,
     layers: Annotated[int, typer.Option(help="Fresh ensemble: message-passing layers.")] = 2,
@@ -434,7 +540,7 @@ def evaluate(
     patience: Annotated[int, typer.Option(help="Fresh ensemble: early-stopping patience.")] = 15,
     batch_size: Annotated[int, typer.Option(help="Fresh ensemble: structures per batch.")] = 32,
     chemsys: Annotated[list[str] | None, typer.Option(
-        help="Only entries of these chemical systems.")] = None,
+        metavar="CHEMSYS", help="Only entries of these chemical systems.")] = None,
     include_training: Annotated[bool, typer.Option(help="With --model: also score the entries "
                                                    "it was trained on.")] = False,
     tta: Annotated[bool, typer.Option(help="Test-time augmentation over volume scalings.")] = False,
@@ -456,7 +562,7 @@ def evaluate(
     splits = _splits(split)
     augment = TTA() if tta else None
     s = settings(db)
-    with repository(db) as repo:
+    with repository(db, read_only=True) as repo:
         try:
             if model:
                 result = _evaluate_version(repo, s.models_dir, model, scheme, chemsys,
@@ -550,19 +656,24 @@ def _evaluation_table(result: dict[str, Any], include_training: bool) -> Table:
     return table
 
 
-@app.command()
+@app.command(
+    "pretrain",
+    cls=Command,
+    epilog="Example: gnomon model pretrain --world bench/world --out /tmp/pt --epochs 20",
+)
 def pretrain(
     world: Annotated[Path | None, typer.Option(
+        metavar="DIR",
         help="World folder (world.jsonl.gz, heldout.json, manifest.json); default: the shipped "
         "world, bench/world of the checkout.", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(
-        help="Where the weights and card.json go; default: gnomon/data/pretrained.",
+        metavar="DIR", help="Where the weights and card.json go; default: gnomon/data/pretrained.",
         show_default=False)] = None,
     version: Annotated[int, typer.Option(help="N of pretrained-<scheme>-vN.")] = 1,
-    members: Annotated[int, typer.Option(help="Members K.")] = 5,
+    members: Annotated[int, typer.Option("--ensemble", help="Members K.")] = 5,
     epochs: Annotated[int, typer.Option(help="Most epochs per member.")] = 200,
     patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).")] = 25,
-    width: Annotated[int, typer.Option(help="Feature width (hidden).")] = 48,
+    width: Annotated[int, typer.Option("--hidden", help="Feature width.")] = 48,
     layers: Annotated[int, typer.Option(help="Message-passing layers.")] = 3,
     cutoff: Annotated[float, typer.Option(help="Neighbour cutoff (Å).")] = 5.0,
     batch_size: Annotated[int, typer.Option(help="Structures per batch.")] = 32,
@@ -573,8 +684,9 @@ def pretrain(
     threads: Annotated[int | None, typer.Option(
         help="Torch threads (default: torch's).")] = None,
     device: Annotated[str | None, typer.Option(
-        help="cpu, cuda (default: CUDA when present).")] = None,
+        metavar="DEVICE", help="cpu, cuda (default: CUDA when present).")] = None,
     recipe: Annotated[str | None, typer.Option(
+        metavar="RECIPE",
         help="What it learns from: relaxed, relaxed+unrelaxed, unrelaxed-heavy, unrelaxed "
         "(gnomon.world.pretrain.RECIPES); default: the shipped model's.",
         show_default=False)] = None,

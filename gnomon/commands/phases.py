@@ -13,11 +13,19 @@ import typer
 from pymatgen.core import Structure
 from rich.table import Table
 
-from gnomon.commands.common import DbOption, console, fail, repository
-from gnomon.pipeline.thermo.hull import HullEngine
+from gnomon.commands.common import DbOption, console, err_console, fail, repository
+from gnomon.commands.help_format import Command
 from gnomon.pipeline.thermo.known import phase_origins
 from gnomon.pipeline.thermo.novelty import novelty_of_rows, novelty_text, references_from_files
 from gnomon.pipeline.thermo.phase_query import ROW_FIELDS, PhaseQuery, normalise_chemsys
+from gnomon.pipeline.thermo.units import (
+    MEANINGS,
+    UNITS,
+    resolution_note,
+    rounded_row,
+    shown,
+    yes_no,
+)
 from gnomon.storage.chemsys import subsystems
 
 
@@ -28,11 +36,15 @@ class OutputFormat(StrEnum):
     cif = "cif"
 
 
-def _fmt(value) -> str:
+def _cell(key: str, value: Any) -> str:
+    """A table cell: numbers at their unit's resolution (gnomon.pipeline.thermo.units),
+    yes/no fields as ``yes``/``no``, lists joined."""
+    if key in UNITS:
+        return shown(value, UNITS[key])
+    if isinstance(value, bool) or key.startswith("is_"):
+        return yes_no(value)
     if value is None:
         return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}"
     if isinstance(value, list):
         return ", ".join(map(str, value))
     return str(value)
@@ -59,24 +71,35 @@ PhasesKnownOption = Annotated[
     list[Path] | None,
     typer.Option(
         "--known",
+        metavar="FILE",
         help="More known phases for --novelty (CIF, disorder kept; or Structure JSON); repeatable.",
     ),
 ]
 
+commands = typer.Typer()
 
+
+@commands.command(
+    "phases",
+    cls=Command,
+    epilog="Example: gnomon phases --chemsys Li-Mn-O --stable --format json",
+)
 def phases(
     chemsys: PhasesChemsysOption = None,
     elements: PhasesElementsOption = None,
     scheme: Annotated[str | None, typer.Option(help="Energy scheme.")] = None,
     stable: PhasesStableOption = False,
-    max_e_above_hull: Annotated[float | None, typer.Option(help="eV/atom.")] = None,
+    max_e_above_hull: Annotated[
+        float | None,
+        typer.Option(metavar="EV", help="Only phases at most this far above the hull, eV/atom."),
+    ] = None,
     format: PhasesFormatOption = OutputFormat.table,
     limit: PhasesLimitOption = None,
     novelty: PhasesNoveltyOption = False,
     known: PhasesKnownOption = None,
     db: DbOption = None,
 ) -> None:
-    """List phases with their place on the hull."""
+    """List the phases found, with their place on the hull."""
     query = PhaseQuery(
         chemsys=chemsys,
         elements=elements.split(",") if elements else None,
@@ -85,7 +108,7 @@ def phases(
         max_e_above_hull=max_e_above_hull,
         limit=limit,
     )
-    with repository(db) as repo:
+    with repository(db, read_only=True) as repo:
         try:
             rows = query.run(repo)
         except ValueError as exc:
@@ -94,38 +117,63 @@ def phases(
         if novelty or known:
             rows = _with_novelty(repo, rows, known or [])
             fields = (*ROW_FIELDS, *NOVELTY_FIELDS)
-    _print_phases(rows, fields, format)
+    about: dict[str, Any] = {"schemes": sorted({r["scheme"] for r in rows})}
+    if known:
+        about["known_files"] = [str(p.resolve()) for p in known]
+    if format is OutputFormat.table:
+        console.print(_phase_table(rows, fields, about["schemes"]))
+    else:
+        write_rows(rows, fields, format, about)
 
 
+def _header(key: str, words: str) -> str:
+    """A column header that names its unit: ``E above hull (eV/atom)``."""
+    return f"{words} ({UNITS[key]})" if key in UNITS else words
+
+
+# what each energy column of a table is: corrected means with the scheme's corrections
+# (MP2020 for vasp-pbe-mp2020; the same number as uncorrected in every other scheme)
 _TABLE_COLUMNS = (
     ("formula", "formula"),
+    ("spacegroup", "space group"),
     ("chemsys", "chemsys"),
     ("scheme", "scheme"),
-    ("energy_per_atom", "E (eV/at)"),
-    ("formation_energy_per_atom", "E_f (eV/at)"),
-    ("e_above_hull", "E_hull (eV/at)"),
-    ("decomposition_energy", "E_decomp (eV/at)"),
-    ("is_stable", "stable"),
+    ("energy_per_atom", _header("energy_per_atom", "E corrected")),
+    ("uncorrected_energy_per_atom", _header("uncorrected_energy_per_atom", "E uncorrected")),
+    ("formation_energy_per_atom", _header("formation_energy_per_atom", "E_f corrected")),
+    ("e_above_hull", _header("e_above_hull", "E above hull")),
+    ("decomposition_energy", _header("decomposition_energy", "E_decomp")),
+    ("is_stable", "on hull"),
 )
 
 
-def _print_phases(
-    rows: list[dict[str, Any]], fields: tuple[str, ...], format: OutputFormat
+def write_rows(
+    rows: list[dict[str, Any]],
+    fields: tuple[str, ...],
+    format: OutputFormat,
+    about: dict[str, Any],
 ) -> None:
-    """The rows in the format asked for: JSON, CSV and CIF for programs, a table for people."""
+    """Rows for programs: JSON (``about``, the units and the rounding rule beside the rows),
+    CSV or CIF. Numbers are rounded to what the method resolves (gnomon.pipeline.thermo.units)."""
     if format is OutputFormat.json:
-        print(json.dumps([{k: r[k] for k in fields} for r in rows], indent=1))
+        units = {k: UNITS[k] for k in fields if k in UNITS}
+        document = {
+            **about,
+            "units": units,
+            "resolution": resolution_note(fields),
+            "meanings": {k: MEANINGS[k] for k in units},
+            "phases": [rounded_row({k: r.get(k) for k in fields}) for r in rows],
+        }
+        print(json.dumps(document, indent=1, ensure_ascii=False))
     elif format is OutputFormat.csv:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for r in rows:
-            writer.writerow({**r, "decomposes_to": " ".join(r["decomposes_to"])})
+            writer.writerow({**rounded_row(r), "decomposes_to": " ".join(r["decomposes_to"])})
         print(buf.getvalue(), end="")
     elif format is OutputFormat.cif:
         _print_cifs(rows)
-    else:
-        console.print(_phase_table(rows, with_novelty="novelty" in fields))
 
 
 def _print_cifs(rows: list[dict[str, Any]]) -> None:
@@ -139,18 +187,20 @@ def _print_cifs(rows: list[dict[str, Any]]) -> None:
         print(text.replace("data_", f"data_{r['id']}_", 1))
 
 
-def _phase_table(rows: list[dict[str, Any]], with_novelty: bool) -> Table:
+def _phase_table(rows: list[dict[str, Any]], fields: tuple[str, ...], schemes: list[str]) -> Table:
+    """The rows for people; with one scheme it is named in the title, not on every row."""
     columns = [
-        *_TABLE_COLUMNS,
-        *((("novelty_text", "novelty"),) if with_novelty else ()),
+        *(c for c in _TABLE_COLUMNS if not (c[0] == "scheme" and len(schemes) == 1)),
+        *((("novelty_text", "novelty"),) if "novelty" in fields else ()),
         ("id", "id"),
     ]
-    table = Table(title=f"{len(rows)} phases")
-    for _, head in columns:
-        table.add_column(head, justify="right" if head.startswith("E") else "left")
+    title = f"{len(rows)} phases" + (f", scheme {schemes[0]}" if len(schemes) == 1 else "")
+    table = Table(title=title, caption=resolution_note(fields))
+    for key, head in columns:
+        table.add_column(head, justify="right" if key in UNITS else "left")
     for r in rows:
         style = "bold green" if r["is_stable"] else None
-        table.add_row(*(_fmt(r[key]) for key, _ in columns), style=style)
+        table.add_row(*(_cell(key, r.get(key)) for key, _ in columns), style=style)
     return table
 
 
@@ -181,14 +231,37 @@ def _with_novelty(repo, rows: list[dict], known: list[Path]) -> list[dict]:
     return out
 
 
+HullPlotOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Also draw the hull to FILE (.png, .svg or .pdf; 2 to 4 elements): every phase, "
+        "the unstable ones coloured and labelled by their energy above the hull.",
+        metavar="FILE",
+    ),
+]
+HullFormatOption = Annotated[
+    OutputFormat, typer.Option("--format", help="table for people; json, csv or cif for programs.")
+]
+
+_HULL_COLUMNS = (
+    ("formula", "formula"),
+    ("spacegroup", "space group"),
+    ("formation_energy_per_atom", _header("formation_energy_per_atom", "E_f corrected")),
+    ("e_above_hull", _header("e_above_hull", "E above hull")),
+    ("decomposition_energy", _header("decomposition_energy", "E_decomp")),
+    ("is_stable", "on hull"),
+    ("decomposes_to", "decomposes to"),
+)
+
+
+@commands.command("hull", cls=Command, epilog="Example: gnomon hull Li-O --plot hull.png")
 def hull(
     chemsys: Annotated[str, typer.Argument(help="Chemical system, e.g. Li-Mn-O.")],
     scheme: Annotated[
         str | None, typer.Option(help="Energy scheme (required when several exist).")
     ] = None,
-    plot: Annotated[
-        Path | None, typer.Option(help="Write a hull diagram PNG (2 to 4 elements).")
-    ] = None,
+    plot: HullPlotOption = None,
+    format: HullFormatOption = OutputFormat.table,
     db: DbOption = None,
 ) -> None:
     """The convex hull of a chemical system in one energy scheme."""
@@ -196,47 +269,61 @@ def hull(
         chemsys = normalise_chemsys(chemsys)
     except ValueError as exc:
         fail(str(exc))
-    with repository(db) as repo:
-        present = sorted(
-            {s for s in repo.distinct("entries", "scheme", {"chemsys": subsystems(chemsys)})}
-        )
-        if scheme is None:
-            if not present:
-                fail(f"no entries in {chemsys}")
-            if len(present) > 1:
-                fail(
-                    f"{chemsys} has entries in several energy schemes ({', '.join(present)}); "
-                    "hulls never mix schemes: pass --scheme"
-                )
-            scheme = present[0]
+    if plot is not None and not 2 <= len(chemsys.split("-")) <= 4:
+        fail(f"hull plots need 2 to 4 elements; {chemsys} has {len(chemsys.split('-'))}")
+    # heavy: pymatgen.analysis (the hull engine; `gnomon phases` never waits for it)
+    from gnomon.pipeline.thermo.hull import HullEngine
+
+    with repository(db, read_only=True) as repo:
+        scheme = _hull_scheme(repo, chemsys, scheme)
         pd = HullEngine(repo).phase_diagram(scheme, chemsys)
         if pd is None:
             fail(f"no hull for {chemsys} in scheme {scheme}: an element has no reference entry")
         rows = PhaseQuery(chemsys=chemsys, scheme=scheme).run(repo)
-    table = Table(
-        title=(
-            f"hull of {chemsys} ({scheme}): "
-            f"{len(pd.stable_entries)} stable of {len(pd.all_entries)}"
-        )
-    )
-    for h in ("formula", "E_f (eV/at)", "E_hull (eV/at)", "stable", "decomposes to"):
-        table.add_column(h)
-    for r in rows:
-        table.add_row(
-            r["reduced_formula"],
-            _fmt(r["formation_energy_per_atom"]),
-            _fmt(r["e_above_hull"]),
-            "yes" if r["is_stable"] else "",
-            _fmt(r["decomposes_to"]),
-            style="bold green" if r["is_stable"] else None,
-        )
-    console.print(table)
+    if format is OutputFormat.table:
+        console.print(_hull_table(rows, chemsys, scheme, len(pd.stable_entries)))
+    else:
+        about = {"chemsys": chemsys, "scheme": scheme, "n_stable": len(pd.stable_entries)}
+        if plot is not None:
+            about["plot"] = str(plot.resolve())
+        write_rows(rows, ROW_FIELDS, format, about)
     if plot is not None:
-        n = len(chemsys.split("-"))
-        if not 2 <= n <= 4:
-            # heavy: matplotlib
-            fail(f"hull plots need 2 to 4 elements; {chemsys} has {n}")
+        # heavy: matplotlib
         from gnomon.pipeline.thermo.plots import plot_hull
 
-        plot_hull(pd, plot)
-        console.print(f"hull diagram written to {plot}")
+        try:
+            plot_hull(pd, plot, scheme=scheme)
+        except (OSError, ValueError) as exc:  # an unwritable folder, a suffix with no format
+            reason = getattr(exc, "strerror", None) or exc
+            fail(f"cannot write the hull diagram to {plot}: {reason}")
+        err_console.print(f"hull diagram written to {plot.resolve()}", soft_wrap=True)
+
+
+def _hull_scheme(repo, chemsys: str, scheme: str | None) -> str:
+    """``scheme``, or the only scheme with entries in ``chemsys``: hulls never mix schemes."""
+    if scheme is not None:
+        return scheme
+    present = sorted(set(repo.distinct("entries", "scheme", {"chemsys": subsystems(chemsys)})))
+    if not present:
+        fail(f"no entries in {chemsys}")
+    if len(present) > 1:
+        fail(
+            f"{chemsys} has entries in several energy schemes ({', '.join(present)}); "
+            "hulls never mix schemes: pass --scheme"
+        )
+    return present[0]
+
+
+def _hull_table(rows: list[dict[str, Any]], chemsys: str, scheme: str, n_stable: int) -> Table:
+    table = Table(
+        title=f"hull of {chemsys} ({scheme}): {n_stable} stable of {len(rows)}",
+        caption=resolution_note(ROW_FIELDS),
+    )
+    for key, head in _HULL_COLUMNS:
+        table.add_column(head, justify="right" if key in UNITS else "left")
+    for r in rows:
+        table.add_row(
+            *(_cell(key, r.get(key)) for key, _ in _HULL_COLUMNS),
+            style="bold green" if r["is_stable"] else None,
+        )
+    return table

@@ -11,6 +11,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from gnomon.commands.common import DbOption, console, fail, repository, settings
+from gnomon.commands.help_format import Command
+from gnomon.config import engine_name
 from gnomon.dft.dispatcher import DISPATCHERS, make_dispatcher
 from gnomon.dft.errors import DispatchError, InputError
 from gnomon.pipeline.generation import candidate_io
@@ -43,19 +45,36 @@ def service_for(
         {name: make_dispatcher(name, s, workers=workers) for name in dispatchers},
         max_retries=s.slurm.max_retries,
         pack=pack or s.slurm.pack,
+        limits=s.relax_limits,
     )
 
+commands = typer.Typer()
 
+
+@commands.command(
+    "relax",
+    cls=Command,
+    epilog="Example: gnomon relax candidates.json --engine qe --dispatch slurm --wait",
+)
 def relax(
     files: Annotated[
-        list[Path], typer.Argument(help="Structure files: CIF, POSCAR, JSON, extxyz.")
+        list[Path],
+        typer.Argument(metavar="FILE...", help="Structure files: CIF, POSCAR, JSON, extxyz."),
     ],
     engine: Annotated[
         str,
-        typer.Option("--engine", "-e", help="mlip (CHGNet), sevennet (SevenNet-0), qe or vasp."),
+        typer.Option(
+            "--engine",
+            "-e",
+            metavar="ENGINE",
+            help="mlip (CHGNet; also spelt chgnet), sevennet (SevenNet-0), qe or vasp.",
+        ),
     ] = "mlip",
     dispatch: Annotated[
-        str, typer.Option("--dispatch", "-d", help="local, slurm or jobflow-remote.")
+        str,
+        typer.Option(
+            "--dispatch", "-d", metavar="DISPATCHER", help="local, slurm or jobflow-remote."
+        ),
     ] = "local",
     wait: Annotated[
         bool, typer.Option("--wait", help="Track until every relaxation ended.")
@@ -64,19 +83,26 @@ def relax(
     pack: Annotated[
         int | None, typer.Option(help="Relaxations per batch job (default slurm.pack).")
     ] = None,
-    poll: Annotated[float, typer.Option(help="Seconds between polls with --wait.")] = 5.0,
+    poll: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds between polls with --wait.")
+    ] = 5.0,
     timeout: Annotated[
-        float | None, typer.Option(help="Give up waiting after this many seconds.")
+        float | None,
+        typer.Option(metavar="SECONDS", help="Give up waiting after this many seconds."),
     ] = None,
     campaign: Annotated[
-        str | None, typer.Option(help="Campaign the calculations belong to.")
+        str | None, typer.Option(metavar="NAME", help="Campaign the calculations belong to.")
     ] = None,
     db: DbOption = None,
 ) -> None:
-    """Relax structures: every input is checked first, then queued and submitted once."""
+    """Relax structures with an engine through a dispatcher.
+
+    Every input is checked first, then queued and submitted once.
+    """
     # heavy: jobflow
     from gnomon.dft.engine import ENGINES, make_engine
 
+    engine = engine_name(engine)  # chgnet is the engine mlip, as in a campaign file
     if engine not in ENGINES:
         fail(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
     if dispatch not in DISPATCHERS:
@@ -130,6 +156,15 @@ def short_id(calc_id: str) -> str:
     return f"{cand[:8]}:{settings_hash[:6]}"
 
 
+def submitted_formulas(repo, calcs: list[Calculation]) -> dict[str, str]:
+    """The reduced formula of each calculation's candidate: what a job is, from submission on
+    (the relaxed entry's formula is the same, but it exists only once the job is done)."""
+    ids = sorted({c.candidate_id for c in calcs})
+    if not ids:
+        return {}
+    return {d["id"]: d["reduced_formula"] for d in repo.find("candidates", {"id": ids})}
+
+
 def show_calculations(repo, ids: list[str] | None = None, state: str | None = None) -> None:
 
     if ids is not None:
@@ -150,6 +185,7 @@ def show_calculations(repo, ids: list[str] | None = None, state: str | None = No
         if calcs
         else {}
     )
+    formulas = submitted_formulas(repo, calcs)
     for c in sorted(calcs, key=lambda c: c.created_at):
         e = entries.get(c.entry_id or "")
         color = {"done": "green", "failed": "red", "cancelled": "yellow"}.get(c.state.value, "cyan")
@@ -162,7 +198,7 @@ def show_calculations(repo, ids: list[str] | None = None, state: str | None = No
             )
         table.add_row(
             short_id(c.id),
-            e.reduced_formula if e else "",
+            e.reduced_formula if e else formulas.get(c.candidate_id, ""),
             c.scheme,
             f"[{color}]{c.state.value}[/]",
             batch,

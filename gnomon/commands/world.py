@@ -16,12 +16,18 @@ from pymatgen.core import Element  # heavy: pymatgen's periodic table
 from rich.table import Table
 
 from gnomon.commands.common import console, fail
+from gnomon.commands.help_format import Command, Group
 from gnomon.world.coverage import COVER_ANIONS, DEFAULT_PER_SYSTEM, Coverage, world_coverage
 from gnomon.world.files import WorldFiles, default_world_dir, load_world
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(
+    cls=Group,
+    no_args_is_help=True,
+    help="Build, grow and check a labelled world (ML oracle).",
+)
 
 DirArgument = Annotated[Path | None, typer.Argument(
+    metavar="DIR",
     help="World folder (world.jsonl.gz, heldout.json, manifest.json); default: the shipped "
     "world, bench/world of the checkout.", show_default=False)]
 WorkersOption = Annotated[int, typer.Option(help="Oracle (and planning) worker processes.")]
@@ -47,7 +53,7 @@ def _log() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
 
-@app.command()
+@app.command("build", cls=Command, epilog="Example: gnomon world build bench/world --workers 4")
 def build(
     directory: DirArgument = None,
     workers: WorkersOption = 2,
@@ -68,7 +74,11 @@ def build(
     check(files.root)
 
 
-@app.command()
+@app.command(
+    "grow",
+    cls=Command,
+    epilog="Example: gnomon world grow bench/world --per-system 80 --until 07:00",
+)
 def grow(
     directory: DirArgument = None,
     workers: WorkersOption = 2,
@@ -117,15 +127,22 @@ def _symbols(text: str, what: str) -> tuple[str, ...]:
     return symbols
 
 
-@app.command()
+@app.command(
+    "cover",
+    cls=Command,
+    epilog="Example: gnomon world cover bench/world --anions O,S --per-system 8",
+)
 def cover(
     directory: DirArgument = None,
     anions: Annotated[str, typer.Option(
+        metavar="ELEMENTS",
         help="Anions, in the order they are covered.")] = ",".join(COVER_ANIONS),
     elements: Annotated[str, typer.Option(
+        metavar="ELEMENTS",
         help="Elements beyond the world's own (comma-separated) whose binaries with the "
         "anions are covered too; their references are planned from ASE's dcdft set.")] = "",
     cations: Annotated[str, typer.Option(
+        metavar="ELEMENTS",
         help="Only these cations (comma-separated); default: every element of the world and "
         "of --elements that is not an anion.")] = "",
     per_system: Annotated[int, typer.Option(
@@ -162,10 +179,15 @@ def cover(
     check(files.root)
 
 
-@app.command()
+@app.command(
+    "coverage",
+    cls=Command,
+    epilog="Example: gnomon world coverage bench/world --anions O,S,F",
+)
 def coverage(
     directory: DirArgument = None,
-    anions: Annotated[str, typer.Option(help="Anions, the table's columns.")] = ",".join(
+    anions: Annotated[str, typer.Option(
+        metavar="ELEMENTS", help="Anions, the table's columns.")] = ",".join(
         COVER_ANIONS),
 ) -> None:
     """Which cation–anion pairs the world holds: structures of each binary system."""
@@ -181,7 +203,7 @@ def coverage(
                   "binary system; H held out, · none)", highlight=False)
 
 
-@app.command()
+@app.command("check", cls=Command, epilog="Example: gnomon world check bench/world")
 def check(directory: DirArgument = None) -> None:
     """Verify a world's files against the hashes and counts of its manifest."""
     from gnomon.world.manifest import check as check_world  # heavy: torch, ase
@@ -201,10 +223,10 @@ def check(directory: DirArgument = None) -> None:
         fail(f"the world in {files.root} fails its check: {'; '.join(report.problems)}")
 
 
-@app.command()
+@app.command("status", cls=Command, epilog="Example: gnomon world status bench/world")
 def status(directory: DirArgument = None) -> None:
-    """How far a build, grow or cover has come: structures planned per wave, relaxed so
-    far."""
+    """How far a build, grow or cover has come: structures planned per wave, relaxed so far.
+    """
     from gnomon.world.manifest import status as world_status  # heavy: torch, ase
 
     for line in world_status(_files(directory)):

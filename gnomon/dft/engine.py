@@ -44,6 +44,9 @@ class RelaxEngine(ABC):
     """A relaxation engine: a jobflow Maker plus what gnomon records about it."""
 
     name: ClassVar[str]
+    #: seconds one relaxation may run before the worker stops it, unless the site's
+    #: ``relax_limits.wall_time_s`` says otherwise (None: no limit of gnomon's own)
+    wall_time_s: ClassVar[float | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass that names itself is an engine: it joins the registry under that name."""

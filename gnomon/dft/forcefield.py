@@ -54,6 +54,9 @@ class ForceFieldEngine(RelaxEngine):
     """
 
     potential: ClassVar[Potential]
+    #: a force-field relaxation takes seconds to minutes: one still going after an hour is
+    #: running away (an absurdly dense cell), not converging
+    wall_time_s: ClassVar[float | None] = 3600.0
 
     model: str | None = None
     fmax: float = 0.05

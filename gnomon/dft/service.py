@@ -38,6 +38,7 @@ from gnomon.dft import worker as files
 from gnomon.dft.dispatcher import BatchState, BatchStatus, Dispatcher
 from gnomon.dft.engine import RelaxEngine
 from gnomon.dft.errors import DispatchError
+from gnomon.dft.limits import RelaxLimits
 from gnomon.dft.parsing import entry_from_task
 from gnomon.pipeline.generation.identity import candidate_from_structure
 from gnomon.pipeline.thermo.entries import EntryValidationError
@@ -83,6 +84,8 @@ class Relaxations:
     dispatchers: dict[str, Dispatcher]
     max_retries: int = 2
     pack: int = 1
+    #: what each relaxation may use (written into its job.json; the worker enforces them)
+    limits: RelaxLimits | None = None
 
     def __post_init__(self) -> None:
         self.runs_dir = Path(self.runs_dir).resolve()
@@ -121,7 +124,8 @@ class Relaxations:
         for cid, (calc, structure) in calcs.items():
             if cid in existing:
                 continue
-            files.write_job(Path(calc.workdir), cid, engine.spec(), structure.as_dict())
+            files.write_job(Path(calc.workdir), cid, engine.spec(), structure.as_dict(),
+                            self.limits)
         report.new = self.repo.insert_new(
             "calculations", [c for cid, (c, _) in calcs.items() if cid not in existing]
         )
@@ -438,8 +442,9 @@ class Relaxations:
                     f"{cid} ran on dispatcher {c.dispatcher!r}, which is not configured here"
                 )
             files.clear_outcome(Path(c.workdir))
+            # the reason belongs to the try that failed; `failures` keeps every one of them
             if self.repo.set_calculation_state(cid, CalcState.queued, expect_state=c.state,
-                                               batch_id=None, attempts=0):
+                                               batch_id=None, attempts=0, failure_reason=None):
                 retried.append(cid)
         if dispatch and retried:
             self.dispatch()

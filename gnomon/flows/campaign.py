@@ -23,15 +23,17 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from gnomon.campaign import runs
 from gnomon.campaign.round_steps import round_finished
-from gnomon.config import CampaignConfig, Settings
+from gnomon.config import CampaignConfig, Settings, differs_from_stored
 from gnomon.dft import engine as dft_engine
 from gnomon.flows.connections import held_repository
 from gnomon.flows.database import settings_from_payload, settings_payload
+from gnomon.flows.logs import follow_parent_console
 from gnomon.flows.round import round_flow
 from gnomon.storage import Campaign, Repository, Round
 from gnomon.storage.documents import utcnow
 
 log = logging.getLogger(__name__)
+follow_parent_console()  # a flow run that serve started logs as quietly as serve
 
 
 class CampaignError(RuntimeError):
@@ -53,8 +55,7 @@ def register(repo: Repository, config: CampaignConfig) -> Campaign:
         record = Campaign(id=config.name, name=config.name, config=doc, status="running")
         repo.insert_new("campaigns", [record])
         return record
-    stored = {k: v for k, v in _current_form(existing.config).items() if k != "rounds"}
-    if stored != {k: v for k, v in doc.items() if k != "rounds"}:
+    if differs_from_stored(existing.config, config):
         raise CampaignError(
             f"campaign {config.name!r} exists with a different configuration; resume it with "
             f"`gnomon campaign resume {config.name}` or give the new one another name"
@@ -62,15 +63,6 @@ def register(repo: Repository, config: CampaignConfig) -> Campaign:
     repo.update_fields("campaigns", config.name, {"config": doc, "status": "running",
                                                   "updated_at": utcnow().isoformat()})
     return repo.get(Campaign, config.name)
-
-
-def _current_form(stored: dict[str, Any]) -> dict[str, Any]:
-    """A stored config as today's CampaignConfig writes it: an option added since (with its
-    default) does not make an old campaign look different from the same YAML run again."""
-    try:
-        return CampaignConfig.model_validate(stored).model_dump(mode="json")
-    except ValueError:
-        return stored
 
 
 def round_done(settings: Settings, campaign: str, index: int) -> bool:

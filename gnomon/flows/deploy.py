@@ -43,6 +43,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.client.schemas.sorting import FlowRunSort
+from prefect.logging.handlers import APILogWorker
 from prefect.runner import Runner
 from prefect.schedules import Cron, Interval
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
@@ -51,8 +52,10 @@ from prefect.states import Cancelled, Crashed
 from gnomon.campaign import runs
 from gnomon.config import CampaignConfig, Settings
 from gnomon.flows.campaign import campaign_flow, register_campaign, settings_payload
+from gnomon.flows.run_watch import RunWatch
 from gnomon.flows.server import LocalPrefectServer, running_server
-from gnomon.storage import Campaign, open_repository
+from gnomon.plural import counted
+from gnomon.storage import Campaign, StorageError, open_repository
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +117,7 @@ def _deployment(config: CampaignConfig, settings: Settings, schedule: str, round
             "rounds_per_run": rounds_per_run,
         },
         description=f"gnomon discovery campaign {config.name} in {config.chemsys}: "
-        f"{rounds_per_run} round(s) per run until its stopping rules end it",
+        f"{counted(rounds_per_run, 'round')} per run until its stopping rules end it",
         tags=["gnomon", config.chemsys],
         paused=False,
     )
@@ -241,9 +244,8 @@ def serve(
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     url = configured_api_url()
     if url:
-        log.info(
-            "serving %s with the Prefect server at %s", ", ".join(c.name for c in campaigns), url
-        )
+        log.info("using the Prefect server of PREFECT_API_URL: API %s, UI %s", url,
+                 get_current_settings().ui_url or "unknown")
         _serve(settings, campaigns, own_server=False, poll_s=poll_s)
         return
     server = LocalPrefectServer(
@@ -251,15 +253,19 @@ def serve(
     )
     with server:
         with prefect_api(server.api_url):
-            log.info(
-                "serving %s with the workspace's Prefect server at %s",
-                ", ".join(c.name for c in campaigns),
-                server.api_url,
-            )
             _serve(settings, campaigns, own_server=True, poll_s=poll_s)
 
 
+def next_run(campaign: Campaign) -> str:
+    """When a served campaign runs next, as serve's log says it."""
+    if campaign.stop_reason:
+        return f"no next run: stopped ({campaign.stop_reason}), its schedule paused"
+    return f"next run due {next_due(campaign.schedule).isoformat(timespec='seconds')}"
+
+
 def _serve(settings: Settings, campaigns: list[Campaign], own_server: bool, poll_s: float) -> None:
+    """Register the campaigns' deployments with a runner, catch up, say what is served and
+    when, then run until stopped, telling the log of every run as it starts and ends."""
     runner = Runner(
         name=f"gnomon-serve-{socket.gethostname()}-{os.getpid()}",
         query_seconds=poll_s,
@@ -273,27 +279,62 @@ def _serve(settings: Settings, campaigns: list[Campaign], own_server: bool, poll
         )
         ids[c.name] = runner.add_deployment(deployment)
     catch_up(settings, ids, own_server)
+    log.info("serving %s: %s", counted(len(campaigns), "campaign"),
+             ", ".join(c.name for c in campaigns))
     for c in campaigns:
-        log.info(
-            "campaign %s: %s, %d round(s) per run, next due %s",
-            c.name,
-            c.schedule,
-            c.rounds_per_run,
-            next_due(c.schedule).isoformat(timespec="seconds"),
-        )
+        log.info("campaign %s: schedule %s, %s per run; %s", c.name, c.schedule,
+                 counted(c.rounds_per_run, "round"), next_run(c))
+    repo = open_repository(settings.db_url)
     try:
-        asyncio.run(_run_until_stopped(runner))
+        watch = RunWatch(repo, [c.name for c in campaigns], next_run)
+        watch.prime()
+        asyncio.run(_run_until_stopped(runner, watch, poll_s))
     except KeyboardInterrupt:
         log.info("interrupted: serve stops")
+    finally:
+        repo.close()
+        # the runner's last log lines go to the server while it still runs: left queued,
+        # they hold the exit while Prefect retries a server that has stopped
+        APILogWorker.drain_all(timeout=10)
 
 
-async def _run_until_stopped(runner: Any) -> None:
-    """Run Prefect's runner; on SIGTERM stop it the way Ctrl-C does: runs in progress are
-    cancelled (their rounds resume in the next run) and the call returns.
+async def _tell_runs(watch: RunWatch, poll_s: float) -> None:
+    """Every ``poll_s``: a log line for each run that started, finished a round or ended."""
+    while True:
+        await asyncio.sleep(poll_s)
+        _log_runs(await asyncio.to_thread(_poll_quietly, watch))
+
+
+def _poll_quietly(watch: RunWatch) -> list[str]:
+    try:
+        return watch.poll()
+    except (StorageError, OSError) as exc:  # the next poll tries again
+        log.warning("could not read the campaigns' run logs: %s", exc)
+        return []
+
+
+def _log_runs(lines: list[str]) -> None:
+    for line in lines:
+        log.info("%s", line)
+
+
+async def _run_until_stopped(runner: Any, watch: RunWatch, poll_s: float) -> None:
+    """Run Prefect's runner, telling the log of the runs (:class:`RunWatch`); on SIGTERM stop
+    it the way Ctrl-C does: runs in progress are cancelled (their rounds resume in the next
+    run) and the call returns, after a last look at the run logs.
 
     Prefect 3.8's own SIGTERM handler calls the runner's stop from inside its event loop,
     where it is never awaited, and exits with the runs' processes still going.
     """
+    teller = asyncio.ensure_future(_tell_runs(watch, poll_s))
+    try:
+        await _runner_until_stopped(runner)
+    finally:
+        teller.cancel()
+        _log_runs(_poll_quietly(watch))
+
+
+async def _runner_until_stopped(runner: Any) -> None:
     loop = asyncio.get_running_loop()
     main = asyncio.ensure_future(runner.start())
     await asyncio.sleep(0)  # start() installs Prefect's handler before its first await; replace it

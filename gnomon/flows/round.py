@@ -18,6 +18,7 @@ from prefect import flow, task
 from prefect.tasks import exponential_backoff
 
 from gnomon.campaign import steps
+from gnomon.campaign.round_steps import steps_that_apply
 from gnomon.config import CampaignConfig
 from gnomon.flows.connections import held_repository, process_repository
 from gnomon.flows.database import settings_from_payload
@@ -84,11 +85,17 @@ def round_flow(settings: dict[str, Any], config: dict[str, Any], index: int) -> 
     """The steps of ``steps.STEPS`` in order, the generators side by side; returns the metrics.
 
     The flow holds the database open for its run (unless its campaign flow already does), so
-    the tasks that run in this process share one repository."""
+    the tasks that run in this process share one repository. A step that does not apply to
+    the campaign (the fidelity stages without an mlip stage) is recorded here, not run as a
+    task: nothing in Prefect's log or UI says it ran."""
     outputs: dict[str, dict[str, Any]] = {}
+    applies = steps_that_apply(CampaignConfig.model_validate(config))
     with held_repository(settings_from_payload(settings).db_url):
         for step in steps.STEPS:
-            if step == "generate":
+            if step not in applies:
+                ctx = context(settings, config, index)
+                outputs[step] = steps.run_step(ctx, step, steps.STEP_FUNCTIONS[step])
+            elif step == "generate":
                 futures = {g: generate_task.submit(g, settings, config, index)
                            for g in steps.GENERATORS}
                 outputs[step] = record_generate({g: f.result() for g, f in futures.items()},

@@ -101,6 +101,11 @@ class LocalPrefectServer:
         return f"http://{self.host}:{self.port}/api"
 
     @property
+    def ui_url(self) -> str | None:
+        """Prefect's web UI, served with the API when ``ui``."""
+        return f"http://{self.host}:{self.port}" if self.ui else None
+
+    @property
     def log_path(self) -> Path:
         return self.home / "server.log"
 
@@ -153,7 +158,8 @@ class LocalPrefectServer:
         (self.home / "server.json").write_text(
             json.dumps({"api_url": self.api_url, "pid": self.proc.pid})
         )
-        log.info("Prefect server ready on %s", self.api_url)
+        log.info("Prefect server ready: API %s, UI %s", self.api_url,
+                 self.ui_url or "off (--no-ui)")
         return self.api_url
 
     def _wait_healthy(self) -> None:

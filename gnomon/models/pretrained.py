@@ -8,8 +8,11 @@ hyperparameters, date, code version and the command that made it. ``gnomon model
 (:mod:`gnomon.world.pretrain`) writes both.
 
 Registered on first use, no download: :func:`ensure_registered` puts a ModelVersion for it into
-a database the first time anything asks for it (``"pretrained"`` is its alias in
-:meth:`ModelRegistry.get`). The record points at the package data, read through
+a database the first time something that writes needs it (a campaign that starts from it, a
+model fine-tuned from it; ``"pretrained"`` is its alias in :meth:`ModelRegistry.get`). What
+only reads (``gnomon model show|predict|evaluate``) gets the same record from :func:`record`,
+stored nowhere: showing the card must not register a model that ``model predict`` would then
+pick as the latest. The record points at the package data, read through
 :mod:`importlib.resources`; nothing is copied. Its ``config["train_systems"]`` lets
 ``gnomon model evaluate --model pretrained`` tell systems it has seen from systems it has not.
 
@@ -80,6 +83,13 @@ def available() -> bool:
     return True
 
 
+def names_shipped(version: str) -> bool:
+    """Whether ``version`` names the shipped model: its alias, or its version id."""
+    if version == ALIAS:
+        return True
+    return version.startswith("pretrained-") and available() and read_card()["version"] == version
+
+
 def load_weights(file_name: str, device: str | None = "cpu") -> Ensemble:
     """The ensemble in package data file ``file_name``."""
     source = package_dir() / file_name
@@ -104,22 +114,20 @@ def _card_date(card: dict[str, Any]) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def ensure_registered(repo: Repository) -> ModelVersion:
-    """The shipped model's ModelVersion in ``repo``, registered on first use (idempotent).
+def record() -> ModelVersion:
+    """The shipped model's ModelVersion, as :func:`ensure_registered` would store it, stored
+    nowhere (for commands that only read).
 
-    The record points at the package data (``config["package_data"]``); its
+    It points at the package data (``config["package_data"]``); its
     ``config["train_systems"]`` are the systems it was trained on and ``config["card"]`` is
-    the whole card. A record already there with the same weights is returned unchanged.
+    the whole card.
     """
     card = read_card()
-    existing = repo.get(ModelVersion, card["version"])
-    if existing is not None and existing.config.get("weights_sha256") == card.get("weights_sha256"):
-        return existing
     ens = load_weights(card["weights"])
     with as_file(package_dir() / card["weights"]) as path:
         weights_path = str(path)
     split = card.get("split", {})
-    record = ModelVersion(
+    return ModelVersion(
         id=card["version"],
         kind=ens.kind,
         scheme=card["scheme"],
@@ -142,6 +150,16 @@ def ensure_registered(repo: Repository) -> ModelVersion:
         metrics=card.get("metrics", {}),
         created_at=_card_date(card),
     )
-    repo.put([record])
-    log.info("registered the shipped pretrained model %s (%s)", record.id, record.scheme)
-    return repo.get(ModelVersion, record.id)
+
+
+def ensure_registered(repo: Repository) -> ModelVersion:
+    """The shipped model's ModelVersion in ``repo``, registered on first use (idempotent): a
+    record already there with the same weights is returned unchanged."""
+    card = read_card()
+    existing = repo.get(ModelVersion, card["version"])
+    if existing is not None and existing.config.get("weights_sha256") == card.get("weights_sha256"):
+        return existing
+    shipped = record()
+    repo.put([shipped])
+    log.info("registered the shipped pretrained model %s (%s)", shipped.id, shipped.scheme)
+    return repo.get(ModelVersion, shipped.id)

@@ -94,15 +94,18 @@ class ModelRegistry:
                  weights)
         return record
 
-    def get(self, version: str) -> ModelVersion:
+    def get(self, version: str, register: bool = True) -> ModelVersion:
         """The version's record; ``"pretrained"`` (or the shipped model's version id) is the
-        model shipped with gnomon, registered here on first use (gnomon.models.pretrained)."""
+        model shipped with gnomon, registered here on first use (gnomon.models.pretrained).
+
+        ``register=False`` for what only reads: the shipped model's record is returned as
+        stored, or built from its card and stored nowhere."""
+        shipped = pretrained.ensure_registered if register else _stored_or_shipped
         if version == pretrained.ALIAS:
-            return pretrained.ensure_registered(self.repo)
+            return shipped(self.repo)
         record = self.repo.get(ModelVersion, version)
-        if record is None and version.startswith("pretrained-") and pretrained.available():
-            if pretrained.read_card()["version"] == version:
-                return pretrained.ensure_registered(self.repo)
+        if record is None and pretrained.names_shipped(version):
+            return shipped(self.repo)
         if record is None:
             raise ModelNotFound(f"no model version {version!r} in {mask_url(self.repo.url)}")
         return record
@@ -135,6 +138,16 @@ class ModelRegistry:
         if not path.exists():
             raise ModelNotFound(f"weights of {record.id} are missing: {path}")
         return Ensemble.load(path, device=device)
+
+
+def _stored_or_shipped(repo: Repository) -> ModelVersion:
+    """The shipped model's record: the one ``repo`` holds for these weights, else built from
+    its card (what ``ensure_registered`` would store)."""
+    card = pretrained.read_card()
+    stored = repo.get(ModelVersion, card["version"])
+    if stored is not None and stored.config.get("weights_sha256") == card.get("weights_sha256"):
+        return stored
+    return pretrained.record()
 
 
 def _jsonable(value: Any) -> Any:

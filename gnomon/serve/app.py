@@ -7,6 +7,10 @@ documents, middleware and response models), configured for gnomon: provider pref
 (found in the registry, :mod:`gnomon.storage.backends`; each backend keeps its view beside its
 repository). Links and references are empty collections in memory. Nothing writes to the
 database.
+
+Around it: error documents without Python in them (:mod:`.errors`), bounds on each request
+(:mod:`.limits`, and a time limit on its queries), security headers on every answer and an
+optional bearer token (:mod:`.security`).
 """
 
 from __future__ import annotations
@@ -19,20 +23,20 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from optimade.exceptions import BadRequest
 from optimade.server.config import ServerConfig
 from optimade.server.create_app import create_app as optimade_app
-from optimade.server.exception_handlers import general_exception
 from optimade.server.query_params import EntryListingQueryParams
 from optimade.server.routers.utils import BASE_URL_PREFIXES, get_entries
 from pydantic import BaseModel
 
 from gnomon import __version__
+from gnomon.serve.errors import error_document, install_error_handlers
 from gnomon.serve.explorer import mount_explorer
 from gnomon.serve.limits import RequestSizeLimit
 from gnomon.serve.quiet import quiet_optimade_logger
+from gnomon.serve.security import BearerToken, SecurityHeaders
 from gnomon.storage.backends import backend_for
-from gnomon.storage.optimade.limits import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT
+from gnomon.storage.optimade.limits import DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, QUERY_TIME_LIMIT_S
 from gnomon.storage.optimade.resources import PROVIDER_FIELDS, PROVIDER_PREFIX
 
 log = logging.getLogger(__name__)
@@ -106,16 +110,19 @@ def _bad_query_parameter(request: Request, exc: RequestValidationError):
         f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', 'invalid')}"
         for e in exc.errors()
     )
-    return general_exception(request, BadRequest(detail=problems or "invalid query parameters"))
+    return error_document(request, 400, problems or "invalid query parameters")
 
 
 def create_app(db_url: str, *, base_url: str | None = None, refresh_s: float = 30.0,
-               explorer: bool = True) -> FastAPI:
+               explorer: bool = True, token: str | None = None,
+               query_time_s: float = QUERY_TIME_LIMIT_S) -> FastAPI:
     """The FastAPI app serving ``db_url``'s structures as OPTIMADE (and the explorer at ``/``).
 
     ``base_url`` is the public URL clients reach it by (links in responses use it; default:
     the URL of each request). ``refresh_s``: how often the view checks the database for new
-    data (see the view modules). Raises StorageError for a database that cannot be served.
+    data (see the view modules). ``token``: if given, every request must carry it as a bearer
+    token. ``query_time_s``: how long one request's queries may run (then 503). Raises
+    StorageError for a database that cannot be served.
     """
     quiet_optimade_logger()
     view = backend_for(db_url).open_view(db_url, refresh_s)
@@ -131,11 +138,15 @@ def create_app(db_url: str, *, base_url: str | None = None, refresh_s: float = 3
     app = optimade_app(config)
     logging.getLogger("optimade").setLevel(logging.WARNING)
     app.router.lifespan_context = lifespan
-    app.state.entry_collections["structures"] = view.collection(config)
+    app.state.entry_collections["structures"] = view.collection(config, query_time_s)
     app.state.gnomon_view = view
     _serve_structures_lean(app)
+    install_error_handlers(app)
     app.add_exception_handler(RequestValidationError, _bad_query_parameter)
     app.add_middleware(RequestSizeLimit)
+    if token is not None:
+        app.add_middleware(BearerToken, token=token)
+    app.add_middleware(SecurityHeaders)  # added last: outermost, on every answer
     if explorer:
         mount_explorer(app, db_url)
     return app

@@ -20,13 +20,17 @@ from gnomon.storage.documents import (
     Round,
     StepState,
 )
-from gnomon.storage.repository import Repository, StorageError
+from gnomon.storage.repository import DatabaseMissing, Repository, StorageError
 
 
-def open_repository(url: str) -> Repository:
+def open_repository(url: str, read_only: bool = False) -> Repository:
     """The repository behind a database URL: ``sqlite:///path``, ``mongodb://...``,
-    ``mongomock://name`` (in-memory, for tests). Errors show the URL with its password masked."""
-    return backend_for(url).open_repository(url)
+    ``mongomock://name`` (in-memory, for tests). Errors show the URL with its password masked.
+
+    ``read_only``: for commands that only read. Nothing is created (a missing SQLite file is
+    :class:`DatabaseMissing`; no schema, no index) and any write raises StorageError.
+    """
+    return backend_for(url).open_repository(url, read_only=read_only)
 
 
 __all__ = [
@@ -34,6 +38,7 @@ __all__ = [
     "CalcState",
     "Campaign",
     "Candidate",
+    "DatabaseMissing",
     "Entry",
     "ModelVersion",
     "Phase",

@@ -35,7 +35,7 @@ class Backend:
     prefixes: tuple[str, ...]
     example: str
     repository: str
-    """``"module:function"``: ``function(url) -> Repository``."""
+    """``"module:function"``: ``function(url, read_only=False) -> Repository``."""
     reader: str
     """``"module:function"``: ``function(url) -> PhaseReader``, what its view reads through."""
     view: str
@@ -45,8 +45,8 @@ class Backend:
         """Whether ``url`` is one of this backend's, with something after the prefix."""
         return any(url.startswith(p) and len(url) > len(p) for p in self.prefixes)
 
-    def open_repository(self, url: str) -> Repository:
-        return _load(self.repository)(url)
+    def open_repository(self, url: str, read_only: bool = False) -> Repository:
+        return _load(self.repository)(url, read_only=read_only)
 
     def open_reader(self, url: str) -> PhaseReader:
         return _load(self.reader)(url)

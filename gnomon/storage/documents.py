@@ -254,6 +254,16 @@ class ModelVersion(Record):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class Scheme(Record):
+    """An energy scheme a person registered by name (``gnomon db import --new-scheme``), with
+    what it means: which code, settings and corrections its energies come from. The id is the
+    scheme's name; the schemes gnomon's own engines produce need no record
+    (:data:`gnomon.pipeline.thermo.schemes.BUILTIN_SCHEMES`)."""
+
+    description: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 RECORD_TYPES: dict[str, type[Record]] = {
     "candidates": Candidate,
     "predictions": Prediction,
@@ -263,6 +273,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
     "rounds": Round,
     "campaigns": Campaign,
     "models": ModelVersion,
+    "schemes": Scheme,
 }
 
 # Fields each collection is indexed (and queryable) by, besides ``id``.
@@ -275,6 +286,7 @@ INDEXED_FIELDS: dict[str, tuple[str, ...]] = {
     "rounds": ("campaign",),
     "campaigns": ("name",),
     "models": ("scheme", "kind", "campaign"),
+    "schemes": (),
 }
 
 # Compound indexes: the hull engine reads entries and phases by scheme and chemical system

@@ -35,6 +35,10 @@ class StorageError(RuntimeError):
     """A backend could not do what was asked; nothing of the failed call was kept."""
 
 
+class DatabaseMissing(StorageError):
+    """A command that only reads named a database that does not exist (and must not make it)."""
+
+
 def collection_of(record_type: type[Record]) -> str:
     for name, rtype in RECORD_TYPES.items():
         if rtype is record_type:

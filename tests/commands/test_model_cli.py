@@ -75,7 +75,9 @@ def test_train_list_show(trained):
 
 def test_train_without_entries_fails_cleanly(tmp_path):
     result = runner.invoke(app, ["model", "train", "--db", f"sqlite:///{tmp_path / 'empty.db'}"])
-    assert result.exit_code == 1 and "no entries" in result.output
+    # no database at all: one line naming it, and none created on the way
+    assert result.exit_code == 1 and "no gnomon database" in result.output
+    assert "empty.db" in result.output and not (tmp_path / "empty.db").exists()
 
 
 def test_show_unknown_version_fails(trained):
@@ -94,7 +96,10 @@ def test_predict_structure_files(trained, tmp_path):
     out = json.loads(result.output)
     assert out["model"] == "gnn-mlip-toy-1-v1"
     rows = out["predictions"]
-    assert [r["file"] for r in rows] == ["LiCl.cif", "POSCAR", "many.json[0]", "many.json[1]"]
+    assert [r["structure"] for r in rows] == ["LiCl.cif", "POSCAR", "many.json[0]",
+                                             "many.json[1]"]
+    assert [r["file"] for r in rows] == [str(tmp_path / n) for n in
+                                         ("LiCl.cif", "POSCAR", "many.json", "many.json")]
     assert rows[0]["energy_per_atom"] == pytest.approx(rows[1]["energy_per_atom"], abs=1e-5)
     assert rows[0]["energy_per_atom"] == pytest.approx(rows[2]["energy_per_atom"], abs=1e-5)
     assert all(r["sigma"] >= 0 and r["e_above_hull"] is not None for r in rows)

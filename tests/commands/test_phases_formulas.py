@@ -38,7 +38,8 @@ def db(tmp_path) -> str:
     ]
     path = tmp_path / "entries.json"
     path.write_text(json.dumps([e.as_dict() for e in entries]))
-    invoke("db", "import", str(path), "--scheme", "test-scheme", "--db", url)
+    invoke("db", "import", str(path), "--new-scheme", "test-scheme", "--description",
+           "formulas of a test", "--db", url)
     return url
 
 
@@ -47,7 +48,7 @@ def _words(text: str) -> set[str]:
 
 
 def test_phases_json_and_csv_show_reduced_formulas_and_keep_the_cell(db):
-    rows = json.loads(invoke("phases", "--format", "json", "--db", db).stdout)
+    rows = json.loads(invoke("phases", "--format", "json", "--db", db).stdout)["phases"]
     assert {r["formula"] for r in rows} == SHOWN
     assert all(r["formula"] == r["reduced_formula"] for r in rows)
     cells = {r["formula"]: r["cell_formula"] for r in rows}

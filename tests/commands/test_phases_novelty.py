@@ -102,7 +102,9 @@ def test_phases_novelty_flags_and_distances(db, tmp_path):
 
     rows = {
         r["candidate_id"] or r["formula"]: r
-        for r in json.loads(invoke("phases", "--novelty", "--format", "json", "--db", db).stdout)
+        for r in json.loads(
+            invoke("phases", "--novelty", "--format", "json", "--db", db).stdout
+        )["phases"]
     }
     assert rows["twin"]["novelty"] == "known" and rows["twin"]["nearest_known_source"] == "imported"
     assert rows["twin"]["nearest_known_amd"] < 0.05
@@ -122,7 +124,7 @@ def test_phases_novelty_flags_and_distances(db, tmp_path):
         r["candidate_id"]: r
         for r in json.loads(
             invoke("phases", "--known", str(cif), "--format", "json", "--db", db).stdout
-        )
+        )["phases"]
     }
     assert rows["ordering"]["novelty"] == "ordering-of-disordered"
     assert rows["ordering"]["nearest_known_id"] == "rocksalt-LiMnO2.cif"

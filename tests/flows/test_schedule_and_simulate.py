@@ -42,7 +42,7 @@ def test_schedule_is_recorded_for_serve_and_rejects_bad_schedules(tmp_path, pref
     assert out.returncode == 0, out.stdout + out.stderr
     status = gnomon("status", "nightly")
     assert status.returncode == 0, status.stdout + status.stderr
-    assert "schedule: 0 2 * * *, 2 round(s) per run; next run: " in status.stdout
+    assert "schedule: 0 2 * * *, 2 rounds per run; next run: " in status.stdout
     assert "T02:00:00+00:00" in status.stdout
     bad = gnomon("schedule", str(config), "--cron", "every day")
     assert bad.returncode != 0 and "cron" in (bad.stdout + bad.stderr)
@@ -178,7 +178,7 @@ def test_simulate_cli_reads_labels_and_rejects_bad_ones(tmp_path):
             "4",
             "--policies",
             "random,greedy",
-            "--json",
+            "--out",
             str(out),
         ],
     )

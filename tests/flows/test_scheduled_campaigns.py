@@ -284,7 +284,7 @@ def test_scheduled_runs_each_add_a_round_and_never_overlap(workspace):
 
     status = ws.gnomon("campaign", "status", ws.name)
     assert status.returncode == 0, status.stdout + status.stderr
-    assert "schedule: every 30s, 1 round(s) per run; next run: " in status.stdout
+    assert "schedule: every 30s, 1 round per run; next run: " in status.stdout
     assert "last run: " in status.stdout
 
 

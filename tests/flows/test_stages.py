@@ -294,7 +294,7 @@ def test_stage_config_is_validated():
     assert (
         staged.staged
         and staged.mlip_e_above_hull == 0.1
-        and mlip_engine_name(staged.mlip_engine) == "mlip"
+        and mlip_engine_name(staged.mlip_engine.name) == "mlip"
     )
     for bad in (
         {"stages": ["mlip", "dft"]},

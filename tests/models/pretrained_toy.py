@@ -44,8 +44,8 @@ def write_toy_world(folder: Path, n: int = 90, seed: int = 5) -> Path:
 
 def run_pretrain(world: Path, out: Path, *extra: str) -> Path:
     """`gnomon model pretrain` on ``world``, writing the model and card to ``out``."""
-    args = ["--world", str(world), "--out", str(out), "--members", "2", "--epochs", "3",
-            "--patience", "3", "--width", "8", "--layers", "1", "--cutoff", "4.0",
+    args = ["--world", str(world), "--out", str(out), "--ensemble", "2", "--epochs", "3",
+            "--patience", "3", "--hidden", "8", "--layers", "1", "--cutoff", "4.0",
             "--batch-size", "16", "--val-fraction", "0.3", "--threads", "1", "--device", "cpu"]
     run = CliRunner().invoke(app, ["model", "pretrain", *args, *extra])
     assert run.exit_code == 0, run.output

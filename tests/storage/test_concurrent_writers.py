@@ -43,7 +43,8 @@ def test_two_processes_import_at_once(tmp_path):
         "import sys; from typer.testing import CliRunner; from gnomon.cli import app\n"
         "r = CliRunner()\n"
         "for f in sys.argv[2:]:\n"
-        "    res = r.invoke(app, ['db', 'import', f, '--scheme', 't', '--db', sys.argv[1]])\n"
+        "    res = r.invoke(app, ['db', 'import', f, '--scheme', 'mlip-emt',\n"
+        "                         '--db', sys.argv[1]])\n"
         "    assert res.exit_code == 0, res.output\n"
     )
     procs = [

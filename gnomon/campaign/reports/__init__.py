@@ -7,6 +7,7 @@ their own, and only drawing a hull diagram brings in pyplot.
 """
 
 from gnomon.campaign.reports.campaign import write_report
+from gnomon.campaign.reports.counts import CampaignCounts, campaign_counts
 from gnomon.campaign.reports.tables import (
     METRIC_COLUMNS,
     campaign_rounds,
@@ -17,6 +18,8 @@ from gnomon.campaign.reports.tables import (
 
 __all__ = [
     "METRIC_COLUMNS",
+    "CampaignCounts",
+    "campaign_counts",
     "campaign_rounds",
     "format_value",
     "markdown_table",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gnomon.campaign.reports.counts import campaign_counts
 from gnomon.campaign.reports.figures import learning_curves
 from gnomon.campaign.reports.stages import stage_section
 from gnomon.campaign.reports.systems import system_section
@@ -22,6 +23,7 @@ from gnomon.pipeline.thermo.known import phase_origins
 from gnomon.pipeline.thermo.novelty import novelty_of_rows, novelty_text
 from gnomon.pipeline.thermo.phase_query import PhaseQuery
 from gnomon.pipeline.thermo.plots import plot_hull
+from gnomon.plural import counted
 from gnomon.storage import ModelVersion, Repository
 
 STABLE_HEADERS = ("formula", "chemsys", "E_f (eV/atom)", "decomposition energy (eV/atom)",
@@ -42,9 +44,9 @@ def write_report(repo: Repository, settings: Settings, config: CampaignConfig,
     rows = metric_rows(repo, config.name)
     lines = [f"# Campaign {config.name}", "",
              f"Chemical space **{config.chemsys}**, energy scheme `{scheme}`, "
-             f"policy `{config.selection.policy}`, budget {config.selection.budget} relaxations "
-             "per round.", ""]
-    lines += round_section(repo, rows, out)
+             f"policy `{config.selection.policy}`, budget "
+             f"{counted(config.selection.budget, 'relaxation')} per round.", ""]
+    lines += round_section(repo, rows, out, config.name)
     lines += system_section(repo, config, scheme)
     found, stable_lines = stable_section(repo, config, scheme)
     lines += stable_lines
@@ -55,10 +57,15 @@ def write_report(repo: Repository, settings: Settings, config: CampaignConfig,
     return path
 
 
-def round_section(repo: Repository, rows: list[dict[str, Any]], out: Path) -> list[str]:
-    """The per-round table, the models that screened, and the learning curves (``out``)."""
+def round_section(repo: Repository, rows: list[dict[str, Any]], out: Path,
+                  campaign: str) -> list[str]:
+    """The per-round table, what the campaign's relaxations were for (the counts a run's
+    summary prints), the models that screened, and the learning curves (``out``)."""
     table = [[r.get(k) for k, _ in METRIC_COLUMNS] for r in rows]
-    lines = ["## Rounds", "", *markdown_table([h for _, h in METRIC_COLUMNS], table), ""]
+    counts = campaign_counts(repo, campaign)
+    lines = ["## Rounds", "", *markdown_table([h for _, h in METRIC_COLUMNS], table), "",
+             f"{counted(counts.rounds_done, 'round')} done; "
+             f"{counts.relaxations_sentence()}.", ""]
     if rows:
         lines += ["Screening models:", "", *screening_lines(repo, rows), ""]
         learning_curves(rows, out / "metrics.png")
@@ -106,8 +113,9 @@ def stable_section(repo: Repository, config: CampaignConfig,
     table = [[r["formula"], r["chemsys"], r["formation_energy_per_atom"],
               r["decomposition_energy"], novelty_text(novelty.get(r["id"]), origin), r["id"]]
              for r, origin in zip(stable, origins, strict=True)]
-    lines = ["## Stable phases", "", f"{len(stable)} phases on the hull of {config.chemsys}; "
-             f"{len(found)} compounds found by this campaign.", "",
+    lines = ["## Stable phases", "",
+             f"{counted(len(stable), 'phase')} on the hull of {config.chemsys}; "
+             f"{counted(len(found), 'compound')} found by this campaign.", "",
              *markdown_table(STABLE_HEADERS, table), ""]
     return [r["id"] for r in found], lines
 
@@ -119,6 +127,6 @@ def hull_section(repo: Repository, config: CampaignConfig, scheme: str, out: Pat
     pd = HullEngine(repo).phase_diagram(scheme, config.chemsys)
     if pd is None:
         return []
-    plot_hull(pd, out / "hull.png")
+    plot_hull(pd, out / "hull.png", scheme=scheme)
     return ["## Hull", "", f"![hull of {config.chemsys}](hull.png)", ""]
 

@@ -72,7 +72,7 @@ def stage_section(repo: Repository, config: CampaignConfig, rounds: list[Round],
     named = ", ".join(f"`{s}`" for s in sorted(filter(None, schemes)))
     table = [[row.get(k) for k, _ in STAGE_COLUMNS] for row in stage_rows(rounds)]
     lines = ["## Stages", "",
-             f"screen → mlip (`{config.mlip_engine}`, scheme {named}) "
+             f"screen → mlip (`{config.mlip_engine.name}`, scheme {named}) "
              f"→ dft (`{config.engine.name}`); only mlip results within "
              f"{config.mlip_e_above_hull} eV/atom of the mlip hull go on, each from its "
              "ML-relaxed structure. Hit rates are against each scheme's own hull before the "

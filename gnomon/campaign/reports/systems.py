@@ -13,6 +13,7 @@ from gnomon.campaign.reports.tables import markdown_table
 from gnomon.config import CampaignConfig
 from gnomon.pipeline.thermo.known import phase_origins
 from gnomon.pipeline.thermo.phase_query import PhaseQuery
+from gnomon.plural import counted
 from gnomon.storage import Repository, Round
 
 COLUMNS = ("candidates", "selected", "relaxed", "hits", "new_stable", "stable_found")
@@ -45,5 +46,6 @@ def system_section(repo: Repository, config: CampaignConfig, scheme: str) -> lis
              if config.max_arity else ".")
     table = [[system, *(row[k] for k in COLUMNS)] for system, row in rows.items()]
     return ["## Chemical systems", "",
-            f"{touched} of the {explored} systems explored had candidates{scope}", "",
+            f"{touched} of the {counted(explored, 'system')} explored "
+            f"{'has' if touched == 1 else 'have'} candidates{scope}", "",
             *markdown_table(HEADERS, table), ""]

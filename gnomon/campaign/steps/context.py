@@ -22,7 +22,7 @@ from gnomon.campaign.round_steps import (
     step_states,
     with_current_step_names,
 )
-from gnomon.config import CampaignConfig, Settings, mlip_engine_name
+from gnomon.config import CampaignConfig, Settings
 from gnomon.dft import engine as dft_engine
 from gnomon.dft.dispatcher import make_dispatcher
 from gnomon.dft.engine import RelaxEngine
@@ -93,8 +93,8 @@ class RoundContext:
     @cached_property
     def mlip_engine(self) -> RelaxEngine:
         """The universal potential of the mlip stage (config ``mlip_engine``)."""
-        return dft_engine.make_engine(mlip_engine_name(self.config.mlip_engine), self.settings,
-                                      **self.config.mlip_options)
+        return dft_engine.make_engine(self.config.mlip_engine.name, self.settings,
+                                      **self.config.mlip_engine.options)
 
     def stage_engines(self) -> dict[str, Any]:
         """The engine of each relaxing stage, in order: ``{"mlip": ..., "dft": ...}`` or
@@ -102,7 +102,7 @@ class RoundContext:
         if not self.config.staged:
             return {"dft": self.engine}
         if self.mlip_engine.scheme == self.engine.scheme:
-            raise StepError(f"stages: mlip_engine {self.config.mlip_engine!r} and engine "
+            raise StepError(f"stages: mlip_engine {self.config.mlip_engine.name!r} and engine "
                             f"{self.config.engine.name!r} share the scheme {self.engine.scheme}; "
                             "each stage needs a hull of its own")
         return {"mlip": self.mlip_engine, "dft": self.engine}
@@ -140,7 +140,8 @@ class RoundContext:
         dispatcher = make_dispatcher(dispatch.name, self.settings, workers=dispatch.workers)
         return Relaxations(self.repo, self.settings.runs_dir / self.campaign,
                            {dispatch.name: dispatcher},
-                           max_retries=self.settings.slurm.max_retries, pack=dispatch.pack)
+                           max_retries=self.settings.slurm.max_retries, pack=dispatch.pack,
+                           limits=self.settings.relax_limits)
 
     def close(self) -> None:
         """Close the repository this context opened itself (never one handed in)."""

@@ -11,7 +11,10 @@ Reading also accepts plain structure files: anything pymatgen reads (CIF, POSCAR
 Structure dict, a list of them or of ``{"structure": ...}`` records in JSON, and ASE
 trajectories (``.traj``); those become candidates with generator ``file``.
 :func:`read_structures` is the one reader every command that takes structures uses, so every
-format is accepted everywhere and a bad file gives the same one-line error.
+format is accepted everywhere and a bad file gives the same one-line error; every structure it
+yields has passed :func:`gnomon.pipeline.generation.structure_checks.check_structure` (and a
+CIF the strict reading of :func:`~gnomon.pipeline.generation.structure_checks.cif_blocks`),
+the check ``db import`` makes too.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ from pydantic import ValidationError
 from pymatgen.core import Structure
 
 from gnomon.pipeline.generation.identity import candidate_from_structure
+from gnomon.pipeline.generation.structure_checks import (
+    StructureInputError,
+    check_structure,
+    read_structure_file,
+)
 from gnomon.storage import Candidate
 
 logger = logging.getLogger(__name__)
@@ -150,39 +158,50 @@ def read_structures(path: str | Path) -> Iterator[tuple[str, Structure]]:
     """``(label, structure)`` pairs from any file gnomon reads structures from.
 
     A candidate is labelled by its id; a structure by the file's name, with ``[k]`` appended
-    where the file holds several. Every problem is a :class:`CandidateFileError` naming the
-    file and, where there is one, the record.
+    where the file holds several. Every problem, in the file or in one of its structures
+    (:func:`~gnomon.pipeline.generation.structure_checks.check_structure`), is a
+    :class:`CandidateFileError` naming the file and, where there is one, the record.
     """
     path = Path(path)
     if not path.exists():
         raise CandidateFileError(f"{path}: no such file")
+    try:
+        for label, structure, where in _structures(path):
+            yield label, check_structure(structure, where)
+    except StructureInputError as exc:
+        raise CandidateFileError(str(exc)) from None
+
+
+def _structures(path: Path) -> Iterator[tuple[str, Structure, str]]:
+    """``(label, structure, where)``, unchecked; ``where`` names the record in a message."""
     fmt = file_format(path)
     if fmt in ("json", "jsonl"):
         items = list(_json_items(path))
         for k, (where, item) in enumerate(items):
+            at = f"{path} {where}" if len(items) > 1 else str(path)
             if isinstance(item, dict) and "generator" in item and "structure" in item:
-                yield (
-                    str(item.get("id") or f"{path.name}[{k}]"),
-                    _structure(item["structure"], f"{path} {where}"),
-                )
+                label = str(item.get("id") or f"{path.name}[{k}]")
+                yield label, _structure(item["structure"], f"{path} {where}"), at
                 continue
             label = f"{path.name}[{k}]" if len(items) > 1 else path.name
-            yield label, _structure(_structure_doc(item, f"{path} {where}"), f"{path} {where}")
+            doc = _structure_doc(item, f"{path} {where}")
+            yield label, _structure(doc, f"{path} {where}"), at
         return
     if fmt == "extxyz":
-        for c in read_candidates(path):
-            yield c.id, Structure.from_dict(c.structure)
+        for k, c in enumerate(read_candidates(path)):
+            yield c.id, Structure.from_dict(c.structure), f"{path}[frame {k}]"
         return
     if fmt == "ase":
         frames = _read_ase(path)
         for k, structure in enumerate(frames):
-            yield (f"{path.name}[{k}]" if len(frames) > 1 else path.name), structure
+            several = len(frames) > 1
+            yield (
+                f"{path.name}[{k}]" if several else path.name,
+                structure,
+                f"{path}[frame {k}]" if several else str(path),
+            )
         return
-    try:
-        structure = Structure.from_file(path)
-    except Exception as exc:  # noqa: BLE001 - pymatgen's parsers raise anything; report it per file
-        raise CandidateFileError(f"{path}: not a structure file pymatgen can read ({exc})") from exc
-    yield path.name, structure
+    yield from read_structure_file(path)
 
 
 def _structure_doc(item: Any, where: str) -> dict[str, Any]:

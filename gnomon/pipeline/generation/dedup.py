@@ -4,31 +4,35 @@
 (``ltol``, ``stol``, ``angle_tol``; ``primitive_cell=True``, ``scale=True``,
 ``attempt_supercell=False``): the candidates kept are exactly the representatives
 ``StructureMatcher.group_structures`` would pick from the stored records followed by the stream
-(the first of each group, each later structure compared with the representatives in order).
+(the first of each group, each later structure compared with the representatives in order; a
+structure is a representative exactly when no earlier representative fits it, so the order in
+which one candidate's bucket is searched changes only which match is reported).
 
-Sieves, cheapest first:
+Sieves, cheapest first; each either proves a pair is not a match, proves it is one, or leaves
+it to ``StructureMatcher.fit``:
 
 1. identity: a candidate whose id (its structure hash) is already kept or stored is a
    duplicate; one indexed ``existing_ids`` lookup per chunk.
 2. bucket: the key of :mod:`gnomon.pipeline.generation.fingerprint` (the reduced formula) names
-   the only
-   records that can match; stored candidates and entries are found through the indexed
-   ``reduced_formula`` column, one query per chunk. The module docstring there proves that
-   StructureMatcher never matches structures with different keys. A candidate whose bucket is
-   empty is kept without reading its structure.
-3. site count: within a bucket, the matcher's own reduced (primitive, Niggli) cells must hold
-   the same number of sites; each structure is reduced once (``skip_structure_reduction``
-   then skips the matcher's repeat of that work) and pairs with different counts are skipped.
-4. lattice lengths: ``fit(ref, new)`` scales both reduced cells to a common volume and looks
-   for a basis ``v`` of ref's lattice with ``|v_i| < (1 + ltol) l_i``, ``l`` the lengths of
-   new's cell (``Lattice.find_all_mappings``); without one it returns False. The sorted
-   lengths of any basis bound the lattice's successive minima from above, so a match needs
-   ``lambda_k(ref) < (1 + ltol) l_(k)`` for k = 1, 2, 3, in units of each cell's V^(1/3)
-   (the common scaling). ``lambda`` are the lengths of ref's reduced cell, which the matcher's
-   reduction leaves Niggli-reduced (a Buerger cell, whose lengths are the successive minima in
-   3D); pairs failing the bound by more than 0.1 % (a margin for the reduction's own
-   tolerance) are skipped.
-5. match: ``StructureMatcher.fit(representative, candidate)``, as group_structures calls it.
+   the only records that can match; stored candidates and entries are found through the
+   indexed ``reduced_formula`` column, one query per chunk. The module docstring there proves
+   that StructureMatcher never matches structures with different keys. A candidate whose
+   bucket is empty is kept without reading its structure.
+3. site count: the matcher's reduced (primitive) cells must hold the same number of sites
+   (``_strict_match`` returns None when the species mask is not square). For most candidates
+   the count is known without reducing anything (:mod:`gnomon.pipeline.generation.reduced_cells`:
+   when the species' site counts have a gcd of 1 the primitive search returns its input).
+4. scaled copy: two such cells with the same species at the same fractional coordinates, one
+   lattice a multiple of the other, match (proof in
+   :mod:`~gnomon.pipeline.generation.reduced_cells`); no reduction, no matcher call.
+5. lattice: :func:`gnomon.pipeline.generation.lattice_sieve.may_match` proves ``fit`` False when
+   ref's lattice has no basis within the matcher's length and angle windows of new's reduced
+   basis (spglib's Niggli reduction, widened windows; proof there).
+6. match: ``StructureMatcher.fit(representative, candidate)`` on the matcher's own reduced
+   cells, as group_structures calls it. Each structure is reduced at most once in a process
+   (:func:`~gnomon.pipeline.generation.reduced_cells.matcher_reduction`, pymatgen's code), and a
+   kept candidate carries its reduced cell into the database (``extra["matcher_cell"]``), so a
+   stored candidate is reduced once in its life.
 
 Cost per candidate depends on the chunk and on the sizes of its buckets, never on how many
 records the database holds. Memory: the kept candidates of the stream are remembered in a
@@ -47,37 +51,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import orjson
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
 from gnomon.pipeline.generation.fingerprint import dedup_key
+from gnomon.pipeline.generation.lattice_sieve import LatticeInvariants, may_match
+from gnomon.pipeline.generation.reduced_cells import (
+    CELL_KEY,
+    RawCell,
+    cell_doc,
+    cell_from_doc,
+    matcher_reduction,
+    raw_cell,
+    raw_invariants,
+    reduced_invariants,
+    scaled_copy,
+)
 from gnomon.pipeline.generation.streaming import chunked
 from gnomon.storage import Candidate, Repository
 
 logger = logging.getLogger(__name__)
 
 _STORED_CACHE = 50_000
-_LATTICE_MARGIN = 1.001
-
-
-def _lattice_bounds(known: Known) -> None:
-    """Set the volume-normalised successive minima and cell lengths of a reduced structure.
-
-    The matcher's reduction ends with a Niggli reduction (``get_primitive_structure`` returns
-    ``get_reduced_structure()`` of the primitive cell, or a copy of the Niggli cell it started
-    from when there is none smaller), so the reduced cell's sorted lengths are the successive
-    minima of its lattice; no second reduction is needed."""
-    lattice = known.reduced.lattice  # type: ignore[union-attr]
-    known.lengths = np.sort(lattice.abc) / lattice.volume ** (1 / 3)
-    known.minima = known.lengths
 
 
 @dataclass
 class DedupStats:
     """What a deduplicator saw: candidates in, duplicates by kind, candidates kept, and the
-    work done (reductions, pairs skipped by site count, matcher calls)."""
+    work done (reductions, pairs ruled out by site count or lattice, scaled copies matched
+    without the matcher, matcher calls)."""
 
     seen: int = 0
     kept: int = 0
@@ -86,6 +89,7 @@ class DedupStats:
     comparisons: int = 0
     skipped_by_sites: int = 0
     skipped_by_lattice: int = 0
+    scaled_copies: int = 0
     reductions: int = 0
     duplicate_of: dict[str, str] = field(default_factory=dict)
 
@@ -96,15 +100,30 @@ class DedupStats:
 
 @dataclass
 class Known:
-    """A structure in a bucket: its id, its structure dict, and (once needed) the matcher's
-    reduced cell and its number of sites."""
+    """A structure in a bucket: its id, its structure dict, and what the sieves read of it,
+    each computed once, when first needed: the plain cell (``raw``), the lattice invariants
+    (``inv``) and the matcher's reduced cell (``reduced``)."""
 
     id: str
     structure: dict[str, Any]
     reduced: Structure | None = None
-    nsites: int | None = None
-    minima: np.ndarray | None = None  # successive minima of the reduced lattice / V^(1/3)
-    lengths: np.ndarray | None = None  # the reduced cell's sorted lengths / V^(1/3)
+    raw: RawCell | None = None
+    inv: LatticeInvariants | None = None
+    parsed: bool = False  # raw was looked for (it stays None for a dict that is not plain)
+    sieved: bool = False  # inv was looked for
+
+    @property
+    def nsites(self) -> int | None:
+        """Sites in the matcher's reduced cell, where known."""
+        if self.inv is not None:
+            return self.inv.nsites
+        return len(self.reduced) if self.reduced is not None else None
+
+    def cell(self) -> RawCell | None:
+        if not self.parsed:
+            self.raw = raw_cell(self.structure) if self.structure else None
+            self.parsed = True
+        return self.raw
 
 
 class SeenStore(Protocol):
@@ -175,13 +194,9 @@ class SQLiteSeenStore:
         for (cid,) in rows:
             known = self._cache.get(cid)
             if known is None:
-                nsites, reduced, doc = self._conn.execute(
-                    "SELECT nsites, reduced, doc FROM seen WHERE id=?", (cid,)
-                ).fetchone()
+                (doc,) = self._conn.execute("SELECT doc FROM seen WHERE id=?", (cid,)).fetchone()
                 d = orjson.loads(doc)
-                known = Known(cid, d, Structure.from_dict(d) if reduced else None, nsites)
-                if reduced:
-                    _lattice_bounds(known)
+                known = Known(cid, d["structure"], cell_from_doc(d.get("cell")))
                 self._remember(known)
             else:
                 self._cache.move_to_end(cid)
@@ -193,12 +208,15 @@ class SQLiteSeenStore:
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
 
+    @staticmethod
+    def _doc(known: Known) -> bytes:
+        cell = cell_doc(known.reduced) if known.reduced is not None else None
+        return orjson.dumps({"structure": known.structure, "cell": cell})
+
     def add(self, key: str, known: Known) -> None:
-        reduced = known.reduced is not None
-        doc = known.reduced.as_dict() if reduced else known.structure  # type: ignore[union-attr]
         self._conn.execute(
             "INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?, ?)",
-            (known.id, key, known.nsites, int(reduced), orjson.dumps(doc)),
+            (known.id, key, known.nsites, int(known.reduced is not None), self._doc(known)),
         )
         self._remember(known)
         self._n += 1
@@ -207,7 +225,7 @@ class SQLiteSeenStore:
         assert known.reduced is not None
         self._conn.execute(
             "UPDATE seen SET nsites=?, reduced=1, doc=? WHERE id=?",
-            (known.nsites, orjson.dumps(known.reduced.as_dict()), known.id),
+            (known.nsites, self._doc(known), known.id),
         )
 
     def clear(self) -> None:
@@ -275,7 +293,10 @@ class Deduplicator:
         return key
 
     def unique(self, candidates: Iterable[Candidate]) -> list[Candidate]:
-        """The candidates of one chunk that duplicate nothing seen before or stored."""
+        """The candidates of one chunk that duplicate nothing seen before or stored.
+
+        A kept candidate whose reduced cell was computed carries it in
+        ``extra["matcher_cell"]``, so that it is not reduced again once stored."""
         chunk = list(candidates)
         if not chunk:
             return []
@@ -293,14 +314,18 @@ class Deduplicator:
                 self._note_duplicate(c.id, c.id)
                 continue
             key = keys[c.id]
-            me = Known(c.id, c.structure)
-            match = self._match(me, stored.get(key, ()), key, None)
+            me = Known(c.id, c.structure, cell_from_doc(c.extra.get(CELL_KEY)))
+            match = self._match(me, stored.get(key, ()), None, key)
             if match is None:
-                match = self._match(me, self.seen.bucket(key), key, self.seen)
+                match = self._match(me, self.seen.bucket(key), self.seen, key)
             if match is not None:
                 self.stats.matched += 1
                 self._note_duplicate(c.id, match)
                 continue
+            if me.reduced is not None and CELL_KEY not in c.extra:
+                doc = cell_doc(me.reduced)
+                if doc is not None:
+                    c.extra = {**c.extra, CELL_KEY: doc}
             kept.append(c)
             self.stats.kept += 1
             self.seen.add(key, me)
@@ -332,34 +357,52 @@ class Deduplicator:
         if self.record_duplicates:
             self.stats.duplicate_of[dup] = original
 
-    def _reduce(self, known: Known) -> Known:
-        """The matcher's own reduction (primitive cell, then Niggli), done once per structure."""
+    def _reduce(self, known: Known, store: Any = None, key: str = "") -> Structure:
+        """The matcher's reduced cell (primitive, then Niggli), computed once per structure."""
         if known.reduced is None:
             try:
                 structure = Structure.from_dict(known.structure)
             except (KeyError, ValueError, TypeError) as exc:
                 raise ValueError(f"candidate {known.id}: unreadable structure ({exc})") from exc
-            known.reduced = self.matcher._get_reduced_structure(structure, True, niggli=True)
-            known.nsites = len(known.reduced)
-            _lattice_bounds(known)
+            raw = known.cell()
+            known.reduced = matcher_reduction(structure, raw.plain if raw else None)
             self.stats.reductions += 1
-        return known
+            if store is not None:
+                store.reduced(key, known)
+        return known.reduced
 
-    def _match(self, me: Known, bucket: Iterable[Known], key: str, store: Any) -> str | None:
+    def _invariants(self, known: Known, store: Any, key: str) -> LatticeInvariants | None:
+        """The lattice sieve's view of ``known``: read off a plain cell, else off its reduced
+        cell (reducing it if need be)."""
+        if not known.sieved:
+            raw = known.cell() if known.reduced is None else None
+            if raw is not None and raw.plain:
+                known.inv = raw_invariants(raw)
+            else:
+                known.inv = reduced_invariants(self._reduce(known, store, key))
+            known.sieved = True
+        return known.inv
+
+    def _match(self, me: Known, bucket: Iterable[Known], store: Any, key: str) -> str | None:
+        """The first of ``bucket`` that ``me`` duplicates, or None."""
         for ref in bucket:
-            if ref.reduced is None:
-                self._reduce(ref)
-                if store is not None:
-                    store.reduced(key, ref)
-            self._reduce(me)
-            if ref.nsites != me.nsites:
-                self.stats.skipped_by_sites += 1
-                continue
-            if np.any(ref.minima >= (1 + self.ltol) * me.lengths * _LATTICE_MARGIN):
-                self.stats.skipped_by_lattice += 1
-                continue
+            a = self._invariants(ref, store, key)
+            b = self._invariants(me, None, key)
+            if a is not None and b is not None:
+                if a.nsites != b.nsites:
+                    self.stats.skipped_by_sites += 1
+                    continue
+                ca, cb = ref.cell(), me.cell()
+                if ca is not None and cb is not None and scaled_copy(ca, cb):
+                    self.stats.scaled_copies += 1
+                    return ref.id
+                if not may_match(a, b, self.ltol, self.angle_tol):
+                    self.stats.skipped_by_lattice += 1
+                    continue
+            reduced_ref = self._reduce(ref, store, key)
+            reduced_me = self._reduce(me)
             self.stats.comparisons += 1
-            if self.matcher.fit(ref.reduced, me.reduced, skip_structure_reduction=True):
+            if self.matcher.fit(reduced_ref, reduced_me, skip_structure_reduction=True):
                 return ref.id
         return None
 
@@ -368,11 +411,14 @@ class Deduplicator:
             return set()
         return self.repository.existing_ids("candidates", ids)
 
-    def _stored(self, cache_key: str, rid: str, structure: dict[str, Any]) -> Known:
-        """A stored record as a bucket member, its reduced cell cached across chunks."""
+    def _stored(
+        self, cache_key: str, rid: str, structure: dict[str, Any], cell: Any = None
+    ) -> Known:
+        """A stored record as a bucket member, its reduced cell cached across chunks (and
+        read from the record where it was stored with it)."""
         known = self._stored_cache.get(cache_key)
         if known is None:
-            known = Known(rid, structure)
+            known = Known(rid, structure, cell_from_doc(cell))
             self._stored_cache[cache_key] = known
             if len(self._stored_cache) > _STORED_CACHE:
                 self._stored_cache.popitem(last=False)
@@ -387,8 +433,9 @@ class Deduplicator:
             return buckets
         wanted = sorted(keys)
         for doc in self.repository.find("candidates", {"reduced_formula": wanted}):
+            cell = (doc.get("extra") or {}).get(CELL_KEY)
             buckets[doc["reduced_formula"]].append(
-                self._stored(doc["id"], doc["id"], doc["structure"])
+                self._stored(doc["id"], doc["id"], doc["structure"], cell)
             )
         if self.against_entries:
             for doc in self.repository.find("entries", {"reduced_formula": wanted}):
@@ -419,12 +466,9 @@ def dedup_structures(
     dedup = Deduplicator(ltol=ltol, stol=stol, angle_tol=angle_tol, record_duplicates=False)
     keep: list[int] = []
     for i, s in enumerate(structures):
-        me = Known(str(i), {}, None, None)
-        me.reduced = dedup.matcher._get_reduced_structure(s, True, niggli=True)
-        me.nsites = len(me.reduced)
-        _lattice_bounds(me)
+        me = Known(str(i), {}, matcher_reduction(s), parsed=True)
         key = dedup_key(s)
-        if dedup._match(me, dedup.seen.bucket(key), key, None) is None:
+        if dedup._match(me, dedup.seen.bucket(key), None, key) is None:
             dedup.seen.add(key, me)
             keep.append(i)
     return keep

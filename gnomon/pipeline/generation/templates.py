@@ -20,16 +20,15 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
-from pymatgen.core import DummySpecies, Structure
+from pymatgen.core import Structure
 
 from gnomon.pipeline.generation.candidate_io import CandidateFileError, read_structures
+from gnomon.pipeline.generation.structure_checks import structure_problem
 from gnomon.storage import Entry, Repository
 
 logger = logging.getLogger(__name__)
 
-MIN_TEMPLATE_DISTANCE = 0.5  # Å; closer sites mean a broken or disordered-as-ordered file
 STRUCTURE_SUFFIXES = {".cif", ".vasp", ".poscar", ".cssr", ".xsf", ".res", ".mcif"}
 STRUCTURE_NAMES = ("POSCAR", "CONTCAR")
 
@@ -56,33 +55,9 @@ TemplateResult = Template | SkippedTemplate
 
 
 def template_problem(structure: Structure) -> str | None:
-    """Why ``structure`` cannot be a substitution template, or None when it can."""
-    if len(structure) == 0:
-        return "it has no sites"
-    if not structure.is_ordered:
-        disordered = sorted({s.species_string for s in structure if not s.is_ordered})
-        return (
-            f"it is disordered (partial occupancies on {', '.join(disordered[:3])}); "
-            "order it first, e.g. with pymatgen's OrderDisorderedStructureTransformation"
-        )
-    dummies = sorted({str(sp) for sp in structure.composition if isinstance(sp, DummySpecies)})
-    if dummies:
-        return f"it holds dummy species {dummies}"
-    if structure.volume <= 1e-6:
-        return "its cell has no volume"
-    if len(structure) > 1:
-        dmin = _min_distance(structure)
-        if dmin < MIN_TEMPLATE_DISTANCE:
-            return f"two sites are {dmin:.2f} Å apart (less than {MIN_TEMPLATE_DISTANCE} Å)"
-    return None
-
-
-def _min_distance(structure: Structure) -> float:
-    dm = structure.distance_matrix
-    np.fill_diagonal(dm, np.inf)
-    dmin = float(dm.min())
-    # one-site-per-cell images: the shortest lattice vector
-    return min(dmin, min(structure.lattice.abc))
+    """Why ``structure`` cannot be a substitution template, or None when it can: the check
+    every structure input makes (:mod:`gnomon.pipeline.generation.structure_checks`)."""
+    return structure_problem(structure)
 
 
 def make_template(

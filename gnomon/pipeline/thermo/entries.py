@@ -11,15 +11,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 from pymatgen.core import Composition, Element, Structure
 from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 
 from gnomon.pipeline.generation.identity import structure_hash
+from gnomon.pipeline.generation.structure_checks import structure_problem
 from gnomon.pipeline.thermo.schemes import apply_corrections, check_scheme
 from gnomon.storage.documents import Entry, stable_hash
-
-MIN_DISTANCE = 0.5  # Angstrom; closer pairs are overlapping atoms, not a crystal
 
 
 class EntryValidationError(ValueError):
@@ -44,29 +42,11 @@ def check_energy(energy: Any, record: str) -> float:
 
 
 def check_structure(structure: Structure, record: str) -> None:
-    """Raise for a cell a relaxation or hull must not see."""
-    if not structure.is_ordered:
-        raise EntryValidationError(
-            record, "structure has partial occupancies; a single ordered structure is required"
-        )
-    if len(structure) == 0:
-        raise EntryValidationError(record, "structure has no sites")
-    volume = structure.lattice.volume
-    if not np.isfinite(volume) or np.linalg.det(structure.lattice.matrix) <= 1e-8:
-        raise EntryValidationError(record, f"cell volume is {volume:.4g} A^3 (must be positive)")
-    centers, neighbors, images, dists = structure.get_neighbor_list(
-        MIN_DISTANCE, exclude_self=False
-    )
-    itself = (centers == neighbors) & np.all(images == 0, axis=1)
-    centers, neighbors, dists = centers[~itself], neighbors[~itself], dists[~itself]
-    if len(dists):
-        i = int(np.argmin(dists))
-        c, n, d = int(centers[i]), int(neighbors[i]), float(dists[i])
-        raise EntryValidationError(
-            record,
-            f"overlapping atoms: sites {c} ({structure[c].species_string}) and {n} "
-            f"({structure[n].species_string}) are {d:.3f} A apart (< {MIN_DISTANCE} A)",
-        )
+    """Raise for a cell a relaxation or hull must not see: the one check every structure
+    input makes (:func:`gnomon.pipeline.generation.structure_checks.structure_problem`)."""
+    problem = structure_problem(structure)
+    if problem is not None:
+        raise EntryValidationError(record, problem)
 
 
 def _entry_id(

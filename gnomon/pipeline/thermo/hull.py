@@ -22,6 +22,7 @@ from pymatgen.analysis.phase_diagram import PhaseDiagram
 from pymatgen.core import Composition, Element
 from pymatgen.entries.computed_entries import ComputedEntry
 
+from gnomon.pipeline.spacegroup import with_spacegroup
 from gnomon.pipeline.thermo.array_hull import ArrayHull, SeparationLP, fractions
 from gnomon.storage.chemsys import canonical_chemsys, chemsys_of, subsystems
 from gnomon.storage.documents import Entry, Phase, utcnow
@@ -449,6 +450,8 @@ class HullEngine:
         """
         report = IngestReport()
         self._pd_cache.clear()
+        known = self.repo.existing_ids("entries", [e.id for e in entries])
+        entries = [e if e.id in known else with_spacegroup(e) for e in entries]
         with collector_paused(), self.repo.transaction():
             new_ids = set(self.repo.insert_new("entries", list(entries)))
             report.new_entry_ids = [e.id for e in entries if e.id in new_ids]

@@ -23,6 +23,7 @@ from typing import Any
 from pymatgen.core import Structure
 from pymatgen.entries.computed_entries import ComputedEntry, ComputedStructureEntry
 
+from gnomon.pipeline.generation.structure_checks import StructureInputError, cif_blocks
 from gnomon.pipeline.thermo.entries import EntryValidationError, entry_from_computed, make_entry
 from gnomon.storage.documents import Entry
 
@@ -194,33 +195,12 @@ def read_energy_table(path: Path) -> dict[tuple[str, str | None], dict[str, str]
 
 
 def _cif_structures(path: Path) -> Iterator[tuple[str, Structure | Exception]]:
-    # heavy: pymatgen.io
-    from pymatgen.io.cif import CifParser
-
+    """Every block of a CIF, read strictly (a declared formula that disagrees with the sites,
+    or a corrupting parse warning, makes that block an error: structure_checks.cif_blocks)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parser = CifParser(str(path), occupancy_tolerance=1.0)
-    # pymatgen's CIF reader raises whatever its parsing hits (ZeroDivisionError included) on
-    # a malformed file; at this boundary any such error means "this file is not a CIF"
-    except Exception as exc:  # noqa: BLE001
-        raise ImportFormatError(f"{path}: malformed CIF: {exc}") from None
-    blocks = list(parser._cif.data.keys())
-    if not blocks:
-        raise ImportFormatError(f"{path}: malformed CIF: no data blocks")
-    for block in blocks:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                structure = parser._get_structure(
-                    parser._cif.data[block], primitive=False, symmetrized=False
-                )
-            if structure is None:
-                raise ValueError("no structure could be read from this block")
-        except Exception as exc:  # noqa: BLE001 - see above: a malformed block, named by the caller
-            yield block, exc
-            continue
-        yield block, structure
+        yield from cif_blocks(path)
+    except StructureInputError as exc:
+        raise ImportFormatError(str(exc)) from None
 
 
 def read_cif(
@@ -234,8 +214,8 @@ def read_cif(
         label = f"{path}[{block}]"
 
         def build(block=block, structure=structure, label=label) -> Entry:
-            if isinstance(structure, Exception):
-                raise EntryValidationError(label, f"unreadable structure: {structure}")
+            if isinstance(structure, StructureInputError):
+                raise EntryValidationError(label, structure.problem)
             row = None
             if table is not None:
                 row = table.get((path.name, block)) or table.get((path.name, None))

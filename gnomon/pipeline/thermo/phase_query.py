@@ -8,6 +8,7 @@ from typing import Any
 
 from pymatgen.core import Element
 
+from gnomon.pipeline.spacegroup import stored_spacegroup
 from gnomon.storage.chemsys import chemsys_of, subsystems
 from gnomon.storage.documents import Entry, Phase
 from gnomon.storage.repository import Repository
@@ -19,7 +20,9 @@ ROW_FIELDS = (
     "cell_formula",
     "chemsys",
     "scheme",
+    "spacegroup",
     "energy_per_atom",
+    "uncorrected_energy_per_atom",
     "formation_energy_per_atom",
     "e_above_hull",
     "decomposition_energy",
@@ -101,7 +104,8 @@ class PhaseQuery:
 
 def phase_row(phase: Phase, entry: Entry | None) -> dict[str, Any]:
     """A phase as people read it: ``formula`` is pymatgen's reduced formula (``Li3MnO3``,
-    ``Li``), ``cell_formula`` the computed cell's (``Li6Mn2O6``; None without its entry)."""
+    ``Li``), ``cell_formula`` the computed cell's (``Li6Mn2O6``; None without its entry);
+    ``spacegroup`` tells polymorphs apart (None for an entry without a structure)."""
     row = {
         "id": phase.id,
         "formula": phase.reduced_formula,
@@ -109,7 +113,11 @@ def phase_row(phase: Phase, entry: Entry | None) -> dict[str, Any]:
         "cell_formula": entry.formula if entry else None,
         "chemsys": phase.chemsys,
         "scheme": phase.scheme,
+        "spacegroup": stored_spacegroup(entry.data, entry.structure) if entry else None,
         "energy_per_atom": phase.energy_per_atom,
+        "uncorrected_energy_per_atom": (
+            entry.uncorrected_energy / sum(entry.composition.values()) if entry else None
+        ),
         "formation_energy_per_atom": phase.formation_energy_per_atom,
         "e_above_hull": phase.e_above_hull,
         "decomposition_energy": phase.decomposition_energy,

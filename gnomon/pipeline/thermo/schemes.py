@@ -5,18 +5,43 @@ groups by it. Names follow ``<code>-<functional or model>-<qualifier>``:
 ``vasp-pbe-mp2020`` (MP-compatible GGA/GGA+U, MaterialsProject2020Compatibility applied),
 ``vasp-r2scan``, ``qe-pbe-<pseudopotential family>``, ``mlip-<model>-<version>``
 (``mlip-chgnet-0.3.0``, ``mlip-sevennet-0``).
+
+A scheme name is checked against the registered ones before anything is stored under it: a
+typo (``vasp_pbe``) would otherwise open a scheme of its own, silently without the MP2020
+corrections, with a hull of its own. Registered are the schemes gnomon's engines produce
+(:data:`BUILTIN_SCHEMES`), those a person added with a description (``gnomon db import
+--new-scheme NAME --description TEXT``, a :class:`~gnomon.storage.documents.Scheme` record),
+and any that already holds entries in the database.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 
 from pymatgen.entries.computed_entries import ComputedEntry
 
+from gnomon.storage import Repository
+from gnomon.storage.documents import Scheme
+
 VASP_MP2020 = "vasp-pbe-mp2020"
 VASP_R2SCAN = "vasp-r2scan"
-IMPORTED = "imported"
+
+BUILTIN_SCHEMES: dict[str, str] = {
+    VASP_MP2020: "VASP PBE/PBE+U with Materials Project inputs; MaterialsProject2020"
+    "Compatibility corrections applied, so every entry needs its run parameters (run_type, "
+    "hubbards, potcar_spec): energies from files without them are refused",
+    VASP_R2SCAN: "VASP r2SCAN; no corrections",
+    "qe-pbe-pslibrary": "Quantum ESPRESSO, PBE, PSlibrary pseudopotentials (gnomon's qe "
+    "engine with its default settings); no corrections",
+    "mlip-chgnet-0.3.0": "CHGNet 0.3.0 relaxations (gnomon's mlip engine; the pretrained "
+    "screening model's scheme)",
+    "mlip-sevennet-0": "SevenNet-0 relaxations (gnomon's sevennet engine)",
+    "mlip-emt": "ASE's EMT potential (tests and demonstrations only)",
+}
+"""The schemes gnomon's own engines produce with their default settings, and what they mean
+(another QE pseudopotential family or potential model is a scheme of its own)."""
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._+-]*$")
 
@@ -34,6 +59,54 @@ def check_scheme(name: str) -> str:
             "'.', '_', '+', '-' (e.g. vasp-pbe-mp2020, qe-pbe-pslibrary, mlip-chgnet-0.3.0)"
         )
     return name
+
+
+def registered_schemes(repo: Repository) -> dict[str, str]:
+    """Every scheme ``repo`` knows, with its description: the built-in ones, those registered
+    with a description, and those that hold entries (however they got there)."""
+    known = dict(BUILTIN_SCHEMES)
+    known.update({s.id: s.description for s in repo.query(Scheme)})
+    for name in repo.schemes():
+        known.setdefault(name, "holds entries in this database (registered before schemes "
+                         "needed a description)")
+    return known
+
+
+def unknown_scheme(name: str, registered: Sequence[str]) -> SchemeError:
+    """The error for a scheme nobody registered: the closest registered names, all of them,
+    and how to add a new one."""
+    close = difflib.get_close_matches(name.replace("_", "-"), list(registered), n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return SchemeError(
+        f"unknown energy scheme {name!r}: {hint}registered: {', '.join(sorted(registered))}; "
+        "a new one needs --new-scheme NAME --description TEXT"
+    )
+
+
+def known_scheme(name: str, registered: Sequence[str]) -> str:
+    """``name`` as stored, if registered; else :func:`unknown_scheme`'s error."""
+    checked = check_scheme(name)
+    if checked not in registered:
+        raise unknown_scheme(name, registered)
+    return checked
+
+
+def register_scheme(repo: Repository, name: str, description: str) -> Scheme:
+    """Record a new scheme and what it means; refuses a name already registered (use it with
+    ``--scheme``) and an empty description (a scheme nobody can interpret later is how
+    hulls that should not mix end up mixed)."""
+    name = check_scheme(name)
+    registered = registered_schemes(repo)
+    if name in registered:
+        raise SchemeError(f"energy scheme {name!r} is registered already: use --scheme {name}")
+    if not description.strip():
+        raise SchemeError(
+            f"a new energy scheme needs a description of what produced its energies: "
+            f"--new-scheme {name} --description 'code, functional, settings, corrections'"
+        )
+    record = Scheme(id=name, description=" ".join(description.split()))
+    repo.put([record])
+    return record
 
 
 def mlip_scheme(model: str, version: str) -> str:

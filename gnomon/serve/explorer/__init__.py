@@ -4,20 +4,47 @@
 human pages share one process and one database URL. Pages:
 
 - ``/``: campaigns with their per-round metrics (table and charts) and the chemical systems;
-- ``/systems/{chemsys}``: the hull diagram and the stable and near-stable phases of one
-  energy scheme (``?scheme=``; hulls never mix schemes), sortable and filterable by
-  e_above_hull in the page;
-- ``/phases/{id}``: a phase's numbers and relaxed structure, with CIF, POSCAR and JSON
-  downloads (``/phases/{id}/download/{cif|poscar|json}``).
+  ``/campaigns/{name}``: what each round found; ``/campaigns/compare?a=&b=``: two campaigns'
+  hit rates and stable phases per oracle call;
+- ``/systems/{chemsys}``: the interactive hull and the stable and near-stable phases of one
+  energy scheme (``?scheme=``; hulls never mix schemes), sortable and filterable in the page,
+  downloadable as a zip of CIFs and energies;
+- ``/phases/{id}``: a phase's numbers, novelty and lineage, its structure in 3D, its XRD
+  pattern, and CIF, POSCAR and JSON downloads;
+- ``/search``: phases by formula, elements, energy, campaign, scheme and novelty, through the
+  OPTIMADE filter it shows.
 
-Everything the pages need (script, stylesheet, figures) is served by the explorer itself.
+Everything the pages need (scripts, plotly.js from the plotly wheel, stylesheet, figures) is
+served by the explorer itself.
 """
 
 from __future__ import annotations
 
 import fastapi
+from optimade.server.middleware import AddWarnings
+from starlette.middleware import Middleware
 
 from gnomon.serve.explorer.routes import make_router
+
+#: where the explorer's pages and files live (everything else is the OPTIMADE API)
+PREFIXES = ("/campaigns", "/systems", "/phases", "/search", "/explorer/")
+
+
+def is_explorer_path(path: str) -> bool:
+    return path == "/" or path.startswith(PREFIXES)
+
+
+class ApiWarnings(AddWarnings):
+    """optimade's middleware that adds warnings to API documents, for the API's answers only.
+
+    optimade's own reads every answer's body as UTF-8 text to put warnings in it, which breaks
+    a binary answer (the explorer's zip downloads) and copies every page it passes on."""
+
+    async def dispatch(self, request, call_next):
+        path = request.url.path.removeprefix(request.scope.get("root_path", "").rstrip("/"))
+        if is_explorer_path(path):
+            return await call_next(request)
+        return await super().dispatch(request, call_next)
 
 
 def mount_explorer(app: fastapi.FastAPI, db_url: str) -> None:
@@ -25,11 +52,14 @@ def mount_explorer(app: fastapi.FastAPI, db_url: str) -> None:
 
     The explorer's routes go first, so they answer their paths even where the app already
     had a route there (optimade's own landing page at ``/``): the explorer is gnomon's ``/``.
+    optimade's warnings middleware, where the app has it, is kept to the API's paths.
     """
     before = list(app.router.routes)
     app.include_router(make_router(db_url))
     added = [r for r in app.router.routes if not any(r is b for b in before)]
     app.router.routes[:] = added + before
+    app.user_middleware[:] = [Middleware(ApiWarnings) if m.cls is AddWarnings else m
+                              for m in app.user_middleware]
 
 
 __all__ = ["mount_explorer"]

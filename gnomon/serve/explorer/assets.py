@@ -50,6 +50,44 @@ dl.props dd { margin: 0; }
 .legend span { margin-right: .8rem; }
 .legend i { display: inline-block; width: .8rem; height: .8rem; border-radius: 50%;
             margin-right: .25rem; vertical-align: -1px; }
+.skip { position: absolute; left: -999px; top: 0; background: #fff; padding: .4rem .8rem; }
+.skip:focus { left: .5rem; z-index: 10; }
+a:focus-visible, button:focus-visible, input:focus-visible, select:focus-visible,
+.plot:focus-visible, summary:focus-visible { outline: 3px solid #f0a030; outline-offset: 2px; }
+figure { margin: .6rem 0 1rem; }
+figcaption { color: var(--muted); font-size: 14px; max-width: 70rem; }
+.plot { width: 100%; min-height: 320px; }
+#hull-plot { max-width: 900px; min-height: 480px; }
+.viewer { flex: 1 1 420px; min-width: 0; }
+#structure-plot { min-height: 460px; border: 1px solid var(--line); }
+#xrd-plot { max-width: 900px; }
+.toggle button { padding: .3rem .7rem; border: 1px solid var(--line); background: #f4f6f8;
+                 cursor: pointer; font: inherit; }
+.toggle button[aria-pressed="true"] { background: var(--accent); color: #fff; }
+.static-figure summary { cursor: pointer; color: var(--accent); }
+.static-figure img { max-width: min(100%, 560px); }
+.table-wrap { overflow-x: auto; max-width: 100%; }
+ol.lineage { padding-left: 1.4rem; }
+ol.lineage h3 { font-size: 1rem; margin: .8rem 0 .3rem; }
+form.search { display: flex; flex-wrap: wrap; gap: .8rem; align-items: flex-end; }
+form.search fieldset { border: 1px solid var(--line); display: flex; flex-wrap: wrap;
+                       gap: .5rem 1rem; }
+form.search label.wide input { width: min(40rem, 80vw); }
+section.api code { background: #f4f6f8; padding: .1rem .3rem; word-break: break-all; }
+nav.pages { display: flex; gap: 1rem; margin: .6rem 0; }
+form.compare { margin: 1rem 0; }
+@media (max-width: 640px) {
+  body { font-size: 15px; }
+  header { gap: .6rem; padding: .5rem .8rem; }
+  header form { margin-left: 0; }
+  main { padding: .6rem .7rem 2rem; }
+  .systems { columns: 3 6rem; }
+  dl.props { grid-template-columns: 1fr; }
+  dl.props dd { margin-bottom: .3rem; }
+  #hull-plot { min-height: 380px; }
+  #structure-plot { min-height: 360px; }
+  .cell-view { display: block; }
+}
 """
 
 JS = """

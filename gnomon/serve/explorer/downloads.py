@@ -44,9 +44,15 @@ FORMATS: dict[str, Format] = {
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+def safe_stem(text: str, default: str = "structure") -> str:
+    """``text`` with only characters every file system and header accepts, never starting
+    with a dot (no ``..``, no hidden file, no path)."""
+    return _UNSAFE.sub("_", text).strip("._") or default
+
+
 def filename(formula: str, phase_id: str, fmt: str) -> str:
     """``LiMnO2_<id>.cif``: only characters every file system and header accepts."""
-    stem = _UNSAFE.sub("_", f"{formula}_{phase_id}").strip("._") or "structure"
+    stem = safe_stem(f"{formula}_{phase_id}")
     if fmt == "poscar":
         return f"POSCAR_{stem}.vasp"
     return f"{stem}.{FORMATS[fmt].extension}"

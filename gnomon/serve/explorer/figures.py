@@ -1,24 +1,23 @@
 """The explorer's figures as SVG, drawn on the server with matplotlib.
 
-The hull diagram is gnomon's own (`gnomon hull --plot`, pymatgen's PDPlotter), written as SVG
-instead of PNG; the per-round curves show what `gnomon campaign report` tabulates. Pages embed
-them as ``<img>``, so nothing in a figure can run in the page. pyplot keeps global state, so
-drawing is serialised.
+The hull diagram is the one `gnomon hull --plot` draws (gnomon.pipeline.thermo.plots: every
+phase, the unstable ones coloured and labelled by their energy above the hull, no label over
+another), written as SVG; the per-round curves show what `gnomon campaign report` tabulates.
+Pages embed them as ``<img>``, so nothing in a figure can run in the page. Drawing is
+serialised: matplotlib's text and font caches are shared by every thread.
 """
 
 from __future__ import annotations
 
 import io
-import tempfile
 import threading
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure
 
-from gnomon.pipeline.thermo.plots import plot_hull
+from gnomon.pipeline.thermo.plots import hull_figure
 
 _DRAWING = threading.Lock()
 _STYLE = {"svg.fonttype": "none", "svg.hashsalt": "gnomon"}  # text stays text; stable ids
@@ -27,11 +26,12 @@ COUNT_KEYS = (("generated", "generated"), ("unique", "unique"), ("screened", "sc
               ("selected", "selected"), ("relaxed", "relaxed"), ("new_stable", "new stable"))
 
 
-def hull_svg(pd) -> str:
-    """The hull diagram of a PhaseDiagram (2 to 4 elements) as SVG text."""
-    with _DRAWING, matplotlib.rc_context(_STYLE), tempfile.TemporaryDirectory() as tmp:
-        path = plot_hull(pd, Path(tmp) / "hull.svg")
-        return path.read_text()
+def hull_svg(pd, scheme: str | None = None) -> str:
+    """The hull diagram of a PhaseDiagram (2 to 4 elements) in ``scheme`` as SVG text."""
+    with _DRAWING, matplotlib.rc_context(_STYLE):
+        buf = io.StringIO()
+        hull_figure(pd, scheme).savefig(buf, format="svg", bbox_inches="tight")
+        return buf.getvalue()
 
 
 def _series(rows: list[dict[str, Any]], key: str) -> list[float]:

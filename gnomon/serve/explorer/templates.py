@@ -14,6 +14,8 @@ from urllib.parse import quote, urlencode
 from jinja2 import DictLoader, Environment, StrictUndefined
 
 from gnomon.serve.explorer.assets import PALETTE
+from gnomon.serve.explorer.facts import novelty_line, spacegroup_number
+from gnomon.serve.explorer.page_templates import CAMPAIGN, COMPARE, SEARCH
 
 BASE = """<!doctype html>
 <html lang="en">
@@ -24,17 +26,20 @@ BASE = """<!doctype html>
 <link rel="icon" href="data:,">
 <link rel="stylesheet" href="{{ root }}/explorer/assets/explorer.css">
 <script src="{{ root }}/explorer/assets/explorer.js" defer></script>
+{% block scripts %}{% endblock %}
 </head>
 <body>
+<a class="skip" href="#main">Skip to the content</a>
 <header>
   <a href="{{ root }}/">gnomon explorer</a>
+  <a href="{{ root }}/search">search</a>
   {% if optimade %}<a href="{{ root }}/v1/info">OPTIMADE API</a>{% endif %}
   <form action="{{ root }}/systems" method="get" role="search">
     <label>chemical system <input name="chemsys" placeholder="Li-Mn-O" required></label>
     <button type="submit">show</button>
   </form>
 </header>
-<main>
+<main id="main" tabindex="-1">
 {% block content %}{% endblock %}
 </main>
 </body>
@@ -51,7 +56,7 @@ a campaign).</p>
 {% endif %}
 {% for c in home.campaigns %}
 <section class="campaign" id="campaign-{{ c.name }}">
-<h2>{{ c.name }}</h2>
+<h2><a href="{{ root }}/campaigns/{{ c.name | urlpart }}">{{ c.name }}</a></h2>
 <p>Status <b>{{ c.status }}</b>, {{ c.rounds_done }} round{{ "" if c.rounds_done == 1 else "s" }}
 done{% if c.stop_reason %}, stopped: {{ c.stop_reason }}{% endif %}.
 {% if c.chemsys %}Chemical space:
@@ -72,6 +77,14 @@ done{% if c.stop_reason %}, stopped: {{ c.stop_reason }}{% endif %}.
 {% endif %}
 </section>
 {% endfor %}
+{% if home.campaigns | length > 1 %}
+<form class="compare" action="{{ root }}/campaigns/compare" method="get">
+<h2>Compare two campaigns</h2>
+<label>campaign <select name="a">{% for c in home.campaigns %}<option{% if loop.first %} selected{% endif %}>{{ c.name }}</option>{% endfor %}</select></label>
+<label>with <select name="b">{% for c in home.campaigns %}<option{% if loop.index == 2 %} selected{% endif %}>{{ c.name }}</option>{% endfor %}</select></label>
+<button type="submit">compare</button>
+</form>
+{% endif %}
 <h2>Chemical systems</h2>
 {% if home.systems %}
 <p class="muted">{{ home.systems_total }} chemical system{{ "" if home.systems_total == 1 else "s" }}
@@ -89,6 +102,9 @@ the first {{ home.systems | length }} are listed, find others with the box above
 
 SYSTEM = """{% extends "base.html" %}
 {% block title %}{{ v.chemsys }}{% endblock %}
+{% block scripts %}{% if v.plottable and has_hull %}<script src="{{ root }}/explorer/assets/{{ plotly_js }}" defer></script>
+<script src="{{ root }}/explorer/assets/plots.js" defer></script>{% endif %}
+<script src="{{ root }}/explorer/assets/facts.js" defer></script>{% endblock %}
 {% block content %}
 <h1>{{ v.chemsys }}</h1>
 <p class="schemes">Energy scheme:
@@ -96,34 +112,44 @@ SYSTEM = """{% extends "base.html" %}
 {% endfor %}</p>
 <p class="muted">Entries of different energy schemes never share a hull: this page shows the hull
 of <b>{{ v.scheme }}</b> only{% if v.schemes | length > 1 %}; the links above show the others{% endif %}.</p>
-<div class="figure" id="hull">
+<figure class="figure" id="hull">
 {% if not v.plottable %}
 <p class="muted">Hull diagrams are drawn for 2 to 4 elements; {{ v.chemsys }} has {{ v.n_elements }}.</p>
 {% elif not has_hull %}
 <p class="muted">No hull for {{ v.chemsys }} in {{ v.scheme }}: {{ missing | join(", ") }} ha{{ "s" if missing | length == 1 else "ve" }} no reference entry in this scheme.</p>
 {% else %}
+<div id="hull-plot" class="plot" data-links="1" role="img" tabindex="0"
+  data-figure="{{ root }}/systems/{{ v.chemsys | urlpart }}/hull.json?{{ {"scheme": v.scheme, "within": within_param} | query }}"
+  aria-label="Interactive hull of {{ v.chemsys }} in {{ v.scheme }}: the {{ v.rows | length }} phases of the table below, stable ones as stars, coloured by energy above the hull"></div>
+<figcaption>Every phase within {{ "any energy" if v.within == inf else (v.within | fmt(3)) ~ " eV/atom" }} of the hull, coloured by its energy above the hull (stars: on the hull). Point at a phase for its formula, space group, energy, source and campaign; click it to open its page. The table below lists the same phases.
+Static figure: <a href="{{ root }}/systems/{{ v.chemsys | urlpart }}/hull.svg?{{ {"scheme": v.scheme} | query }}" download>SVG</a>.</figcaption>
+<details class="static-figure"><summary>Static figure</summary>
 <img src="{{ root }}/systems/{{ v.chemsys | urlpart }}/hull.svg?{{ {"scheme": v.scheme} | query }}"
-  alt="hull diagram of {{ v.chemsys }} in {{ v.scheme }}">
+  alt="hull diagram of {{ v.chemsys }} in {{ v.scheme }}: the stable phases joined by tie lines">
+</details>
 {% endif %}
-</div>
+</figure>
 <h2>Stable and near-stable phases</h2>
 <p>{{ v.n_stable }} stable of {{ v.n_phases }} phases in this space ({{ v.scheme }});
 {{ v.rows | length }} listed{% if v.within != inf %}, those within {{ v.within | fmt(3) }} eV/atom
 of the hull (<a href="{{ system_url(v.chemsys, v.scheme, inf) }}">list all</a>){% endif %}{% if v.truncated %};
 only the first {{ v.rows | length }} are shown{% endif %}.</p>
+<p class="downloads"><a href="{{ root }}/systems/{{ v.chemsys | urlpart }}/phases.zip?{{ {"scheme": v.scheme, "within": within_param} | query }}" download>Download the {{ v.rows | length }} listed phases: CIFs and a CSV of their energies (zip)</a></p>
 <div class="filter">
   <label for="max-e-above-hull">Show phases with E above hull ≤</label>
   <input id="max-e-above-hull" type="number" min="0" step="0.005" placeholder="any"> eV/atom
   <span id="shown-count" class="muted" aria-live="polite"></span>
 </div>
-<table id="phases" class="sortable">
+<div class="table-wrap">
+<table id="phases" class="sortable"{% if facts_src %} data-facts-src="{{ facts_src }}"{% endif %}>
 <thead><tr>
 {% for key, head, kind in columns %}<th data-key="{{ key }}" data-type="{{ kind }}"{% if kind == "number" %} class="num"{% endif %}><button type="button">{{ head }}</button></th>
 {% endfor %}</tr></thead>
 <tbody>
-{% for r in v.rows %}<tr data-id="{{ r.id }}" data-e-above-hull="{{ r.e_above_hull | raw }}"{% if r.is_stable %} class="stable"{% endif %}>
+{% for r in v.rows %}{% set nov = novelty.get(r.id) %}<tr data-id="{{ r.id }}" data-e-above-hull="{{ r.e_above_hull | raw }}"{% if r.is_stable %} class="stable"{% endif %}>
 <td data-value="{{ r.formula }}"><a href="{{ root }}/phases/{{ r.id | urlpart }}">{{ r.formula }}</a></td>
 <td>{{ r.chemsys }}</td>
+<td data-value="{{ r.spacegroup | sg_number }}">{{ r.spacegroup | fmt }}</td>
 <td class="num" data-value="{{ r.e_above_hull | raw }}">{{ r.e_above_hull | fmt(4) }}</td>
 <td class="num" data-value="{{ r.formation_energy_per_atom | raw }}">{{ r.formation_energy_per_atom | fmt(4) }}</td>
 <td class="num" data-value="{{ r.decomposition_energy | raw }}">{{ r.decomposition_energy | fmt(4) }}</td>
@@ -131,31 +157,58 @@ only the first {{ v.rows | length }} are shown{% endif %}.</p>
 <td>{{ "yes" if r.is_stable else "" }}</td>
 <td>{{ r.decomposes_to | join(" + ") }}</td>
 <td class="num" data-value="{{ r.nsites | raw }}">{{ r.nsites | fmt }}</td>
+<td data-fact="novelty" data-value="{{ nov.flag if nov else "" }}">{{ nov.text if nov else "…" }}</td>
 <td>{{ r.scheme }}</td>
 <td>{{ r.source | fmt }}</td>
 </tr>
 {% endfor %}</tbody>
 </table>
+</div>
 {% endblock %}
 """  # noqa: E501 (markup: a line break inside it would be output)
 
 PHASE = """{% extends "base.html" %}
 {% block title %}{{ p.phase.reduced_formula }} {{ p.phase.id }}{% endblock %}
+{% block scripts %}{% if p.structure is not none %}<script src="{{ root }}/explorer/assets/{{ plotly_js }}" defer></script>
+<script src="{{ root }}/explorer/assets/plots.js" defer></script>
+<script src="{{ root }}/explorer/assets/facts.js" defer></script>{% endif %}{% endblock %}
 {% block content %}
+{% set base = root ~ "/phases/" ~ (p.phase.id | urlpart) %}
 <h1>{{ p.phase.reduced_formula }} <span class="muted">{{ p.phase.id }}</span></h1>
 <p>In <a href="{{ system_url(p.phase.chemsys, p.phase.scheme, inf) }}">{{ p.phase.chemsys }}</a>,
-energy scheme {{ p.phase.scheme }}.</p>
+energy scheme {{ p.phase.scheme }}{% if p.spacegroup %}, space group {{ p.spacegroup }}{% endif %}.</p>
 <dl class="props">
 {% for label, value in props %}<dt>{{ label }}</dt><dd>{{ value }}</dd>
 {% endfor %}</dl>
+<h2 id="novelty">Novelty</h2>
+{% if p.structure is none %}
+<p class="muted">Not checked: {{ p.phase.reduced_formula }} has no stored structure to compare.</p>
+{% else %}
+<dl class="props" id="novelty-facts"{% if novelty is none %} data-novelty-src="{{ base }}/novelty.json" aria-busy="true"{% endif %}>
+<dt>verdict</dt><dd data-novelty="verdict">{% if novelty is none %}checking…{% else %}{{ novelty_line(novelty) }}{% endif %}</dd>
+<dt>AMD to the nearest known phase (Å)</dt><dd data-novelty="amd">{{ "…" if novelty is none else (novelty.amd | fmt(3)) }}</dd>
+<dt>nearest known phase</dt><dd data-novelty="nearest">{% if novelty is not none and novelty.nearest_id %}{% if nearest_url %}<a href="{{ nearest_url }}">{{ novelty.nearest_formula }} {{ novelty.nearest_id }}</a>{% else %}{{ novelty.nearest_formula }} {{ novelty.nearest_id }}{% endif %}{% else %}{{ "…" if novelty is none else "–" }}{% endif %}</dd>
+</dl>
+<p class="muted">new: no known phase of this composition matches it (pymatgen's StructureMatcher); known: one does; ordering-of-disordered: it matches a known disordered phase only as an ordering of it. AMD is the average-minimum-distance between the two crystals at the known phase's density: 0 for the same geometry.</p>
+{% endif %}
+<h2 id="lineage">Lineage</h2>
+{% if not lineage %}
+<p class="muted">No candidate or calculation is recorded for this entry: its energy was imported.</p>
+{% else %}
+<ol class="lineage">
+{% for step in lineage %}<li class="step-{{ step.kind }}"><h3>{{ step.title }}</h3>
+<dl class="props">{% for f in step.facts %}<dt>{{ f.label }}</dt><dd>{% if f.phase %}<a href="{{ root }}/phases/{{ f.phase | urlpart }}">{{ f.value }}</a>{% else %}{{ f.value }}{% endif %}</dd>
+{% endfor %}</dl></li>
+{% endfor %}</ol>
+{% endif %}
 {% if p.structure is none %}
 <p class="muted">No structure is stored for this phase: its entry is an energy only.</p>
 {% else %}
 <h2>Downloads</h2>
 <p class="downloads">
-{% for fmt, label in downloads %}<a href="{{ root }}/phases/{{ p.phase.id | urlpart }}/download/{{ fmt }}" download>{{ label }}</a>
+{% for fmt, label in downloads %}<a href="{{ base }}/download/{{ fmt }}" download>{{ label }}</a>
 {% endfor %}</p>
-<h2>Structure</h2>
+<h2 id="structure">Structure</h2>
 <div class="cell-view">
 <div>
 <dl class="props">
@@ -172,19 +225,18 @@ energy scheme {{ p.phase.scheme }}.</p>
 <tbody>{% for row in p.lattice.matrix %}<tr><th>{{ "abc"[loop.index0] }}</th>{% for x in row %}<td class="num">{{ x | fmt(5) }}</td>{% endfor %}</tr>
 {% endfor %}</tbody></table>
 </div>
-<figure>
-<svg width="{{ p.projection.size }}" height="{{ p.projection.size }}" role="img"
-  aria-label="the cell seen along c">
-<polygon points="{% for x, y in p.projection.cell %}{{ x }},{{ y }} {% endfor %}" fill="none" stroke="#777"/>
-{% for atom in p.projection.atoms %}<circle cx="{{ atom.x }}" cy="{{ atom.y }}" r="6" fill="{{ color(atom.color) }}" stroke="#222" stroke-width="0.6"><title>{{ atom.element }}</title></circle>
-{% endfor %}</svg>
-<figcaption class="legend">seen along c:
-{% for el in p.projection.elements %}<span><i style="background: {{ color(loop.index0) }}"></i>{{ el }}</span>{% endfor %}
-</figcaption>
+<figure class="viewer">
+<div role="group" aria-label="cell shown" class="toggle">
+{% for cell in cells %}<button type="button" data-figure-target="structure-plot" data-figure-src="{{ base }}/structure.json?cell={{ cell }}" aria-pressed="{{ "true" if loop.first else "false" }}">{{ cell }} cell</button>
+{% endfor %}</div>
+<div id="structure-plot" class="plot" role="img" tabindex="0" data-figure="{{ base }}/structure.json?cell={{ cells[0] }}"
+  aria-label="3D view of the {{ p.phase.reduced_formula }} crystal structure: atoms coloured and sized by element, bonds and the unit cell; drag to rotate, scroll to zoom"></div>
+<figcaption>Drag to rotate, scroll to zoom; atoms in Jmol colours, sized by atomic radius; bonds join atoms nearer than 1.2 × the sum of their covalent radii. Click an element in the legend to hide it.</figcaption>
 </figure>
 </div>
+<div class="table-wrap">
 <table id="sites" class="sortable">
-<caption>sites{% if p.n_sites > p.sites | length %} (the first {{ p.sites | length }} of {{ p.n_sites }}){% endif %}</caption>
+<caption>sites of the stored cell{% if p.n_sites > p.sites | length %} (the first {{ p.sites | length }} of {{ p.n_sites }}){% endif %}</caption>
 <thead><tr>
 <th data-type="number" class="num"><button type="button">#</button></th>
 <th data-type="text"><button type="button">species</button></th>
@@ -193,6 +245,23 @@ energy scheme {{ p.phase.scheme }}.</p>
 <tbody>
 {% for s in p.sites %}<tr><td class="num">{{ s.index }}</td><td>{{ s.species }}</td>
 {% for x in s.frac %}<td class="num">{{ x | fmt(5) }}</td>{% endfor %}{% for x in s.cart %}<td class="num">{{ x | fmt(4) }}</td>{% endfor %}</tr>
+{% endfor %}</tbody>
+</table>
+</div>
+<h2 id="xrd">Powder X-ray diffraction</h2>
+{% if xrd_error %}<p class="error">{{ xrd_error }}</p>{% endif %}
+<form class="xrd" method="get" action="{{ base }}#xrd">
+<label>wavelength <select name="wavelength">{% for name, value in wavelengths %}<option value="{{ name }}"{% if name == radiation.value %} selected{% endif %}>{{ name }} ({{ value | fmt(5) }} Å)</option>{% endfor %}
+{% if radiation.value not in wavelength_names %}<option value="{{ radiation.value }}" selected>{{ radiation.label }}</option>{% endif %}</select></label>
+<button type="submit">show</button>
+</form>
+<div id="xrd-plot" class="plot" role="img" tabindex="0" data-figure="{{ base }}/xrd.json?{{ {"wavelength": radiation.value} | query }}"
+  aria-label="powder X-ray diffraction pattern of {{ p.phase.reduced_formula }} for {{ radiation.label }}; its strongest peaks are tabled below"></div>
+<table id="xrd-peaks">
+<caption>the {{ strongest | length }} strongest peaks, {{ radiation.label }} ({{ radiation.wavelength | fmt(5) }} Å), pymatgen's XRDCalculator
+(<a href="{{ base }}/xrd.csv?{{ {"wavelength": radiation.value} | query }}" download>all {{ n_peaks }} peaks as CSV</a>)</caption>
+<thead><tr><th class="num">2θ (°)</th><th class="num">intensity</th><th class="num">d (Å)</th><th>hkl</th><th class="num">multiplicity</th></tr></thead>
+<tbody>{% for pk in strongest %}<tr><td class="num">{{ pk.two_theta | fmt(3) }}</td><td class="num">{{ pk.intensity | fmt(1) }}</td><td class="num">{{ pk.d | fmt(4) }}</td><td>{{ pk.hkl }}</td><td class="num">{{ pk.multiplicity }}</td></tr>
 {% endfor %}</tbody>
 </table>
 {% endif %}
@@ -212,6 +281,7 @@ ERROR = """{% extends "base.html" %}
 PHASE_COLUMNS = (
     ("formula", "formula", "text"),
     ("chemsys", "chemsys", "text"),
+    ("spacegroup", "space group", "number"),
     ("e_above_hull", "E above hull (eV/atom)", "number"),
     ("formation_energy_per_atom", "formation energy (eV/atom)", "number"),
     ("decomposition_energy", "decomposition energy (eV/atom)", "number"),
@@ -219,6 +289,7 @@ PHASE_COLUMNS = (
     ("is_stable", "stable", "text"),
     ("decomposes_to", "decomposes to", "text"),
     ("nsites", "sites", "number"),
+    ("novelty", "novelty", "text"),
     ("scheme", "scheme", "text"),
     ("source", "source", "text"),
 )
@@ -233,8 +304,15 @@ def fmt(value: Any, digits: int | None = None) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "–"
-        return f"{value:.{digits}f}" if digits is not None else f"{value:g}"
+        return unsigned_zero(f"{value:.{digits}f}" if digits is not None else f"{value:g}")
     return str(value)
+
+
+def unsigned_zero(text: str) -> str:
+    """``-0.00000`` as ``0.00000``: a coordinate that rounds to zero has no sign to show."""
+    if text.startswith("-") and text.lstrip("-").replace(".", "").strip("0") == "":
+        return text[1:]
+    return text
 
 
 def raw(value: Any) -> str:
@@ -242,6 +320,12 @@ def raw(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def sg_number(text: str | None) -> str:
+    """A space group's number, for sorting a table by it ('' for none)."""
+    number = spacegroup_number(text)
+    return "" if number is None else str(number)
 
 
 def urlpart(value: Any) -> str:
@@ -255,11 +339,14 @@ def query(params: dict[str, Any]) -> str:
 def make_environment(root: str = "") -> Environment:
     env = Environment(
         loader=DictLoader({"base.html": BASE, "home.html": HOME, "system.html": SYSTEM,
-                           "phase.html": PHASE, "error.html": ERROR}),
+                           "phase.html": PHASE, "error.html": ERROR, "search.html": SEARCH,
+                           "campaign.html": CAMPAIGN, "compare.html": COMPARE}),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=False,
     )
-    env.filters.update(fmt=fmt, raw=raw, urlpart=urlpart, query=query)
-    env.globals.update(inf=math.inf, color=lambda i: PALETTE[i % len(PALETTE)])
+    env.filters.update(fmt=fmt, raw=raw, urlpart=urlpart, query=query, sg_number=sg_number,
+                       fmt_blank=lambda v: "" if v is None else v)
+    env.globals.update(inf=math.inf, color=lambda i: PALETTE[i % len(PALETTE)],
+                       novelty_line=novelty_line)
     return env

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pymatgen.core import Structure
-from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from gnomon.campaign.reports import METRIC_COLUMNS, metric_rows
+from gnomon.pipeline.spacegroup import stored_spacegroup
 from gnomon.pipeline.thermo.hull import subsystems
-from gnomon.pipeline.thermo.phase_query import PhaseQuery, normalise_chemsys
+from gnomon.pipeline.thermo.phase_query import PhaseQuery, normalise_chemsys, phase_row
 from gnomon.storage import Campaign, Entry, Phase, Repository
 from gnomon.storage.chemsys import chemsys_of
 
@@ -137,7 +137,11 @@ class PhaseView:
     sites: list[dict[str, Any]]
     n_sites: int
     spacegroup: str | None
-    projection: dict[str, Any] | None
+
+    @property
+    def row(self) -> dict[str, Any]:
+        """The phase as a PhaseQuery row (what the facts and novelty checks read)."""
+        return phase_row(self.phase, self.entry)
 
 
 def phase_view(repo: Repository, phase_id: str) -> PhaseView:
@@ -146,19 +150,18 @@ def phase_view(repo: Repository, phase_id: str) -> PhaseView:
         raise NotFound(f"no phase {phase_id!r}")
     entry = repo.get(Entry, phase_id)
     structure = structure_of(entry)
-    lattice = sites = projection = spacegroup = None
+    lattice = sites = spacegroup = None
     if structure is not None:
         lat = structure.lattice
         lattice = {"abc": lat.abc, "angles": lat.angles, "volume": lat.volume,
                    "matrix": lat.matrix.tolist(), "density": float(structure.density)}
         sites = [{"index": i, "species": site.species_string, "frac": site.frac_coords.tolist(),
                   "cart": site.coords.tolist()} for i, site in enumerate(structure[:MAX_SITES])]
-        spacegroup = spacegroup_of(structure)
-        projection = project_ab(structure)
+        spacegroup = stored_spacegroup(entry.data, entry.structure)
     return PhaseView(phase=phase, entry=entry, structure=structure, lattice=lattice,
                      sites=sites or [],
                      n_sites=len(structure) if structure is not None else 0,
-                     spacegroup=spacegroup, projection=projection)
+                     spacegroup=spacegroup)
 
 
 def structure_of(entry: Entry | None):
@@ -178,39 +181,10 @@ def phase_structure(repo: Repository, phase_id: str):
     return entry, structure
 
 
-def spacegroup_of(structure) -> str | None:
-    """International symbol and number, or None where spglib finds no symmetry cell."""
-    try:
-        sga = SpacegroupAnalyzer(structure, symprec=0.1)
-        return f"{sga.get_space_group_symbol()} ({sga.get_space_group_number()})"
-    except (ValueError, TypeError, RuntimeError):
-        return None
-
-
-def project_ab(structure, size: float = 260.0, margin: float = 14.0) -> dict[str, Any]:
-    """The cell and its atoms seen along c (onto the a-b plane), in SVG pixel coordinates.
-
-    A flat view is enough to see how many atoms there are and how they sit in the cell; the
-    downloads give the full structure to a real viewer.
-    """
-    a, b, _ = structure.lattice.abc
-    gamma = math.radians(structure.lattice.angles[2])
-    a2 = (a, 0.0)
-    b2 = (b * math.cos(gamma), b * math.sin(gamma))
-    corners = [(0.0, 0.0), a2, (a2[0] + b2[0], a2[1] + b2[1]), b2]
-    xs, ys = [c[0] for c in corners], [c[1] for c in corners]
-    span = max(max(xs) - min(xs), max(ys) - min(ys)) or 1.0
-    scale = (size - 2 * margin) / span
-
-    def px(x: float, y: float) -> tuple[float, float]:
-        return (round(margin + (x - min(xs)) * scale, 2),
-                round(size - margin - (y - min(ys)) * scale, 2))
-
-    elements = sorted({sp.symbol for sp in structure.composition.elements})
-    atoms = []
-    for site in sorted(structure[:MAX_SITES], key=lambda s: s.frac_coords[2] % 1.0):
-        fa, fb, _ = (f % 1.0 for f in site.frac_coords)
-        x, y = px(fa * a2[0] + fb * b2[0], fa * a2[1] + fb * b2[1])
-        symbol = site.specie.symbol if site.is_ordered else site.species.elements[0].symbol
-        atoms.append({"x": x, "y": y, "element": symbol, "color": elements.index(symbol)})
-    return {"size": size, "cell": [px(*c) for c in corners], "atoms": atoms, "elements": elements}
+def rows_by_id(repo: Repository, ids: list[str]) -> list[dict[str, Any]]:
+    """PhaseQuery rows of the phases ``ids``, in that order (ids without a phase left out)."""
+    if not ids:
+        return []
+    phases = {p.id: p for p in repo.query(Phase, {"id": ids})}
+    entries = {e.id: e for e in repo.query(Entry, {"id": ids})}
+    return [phase_row(phases[i], entries.get(i)) for i in ids if i in phases]

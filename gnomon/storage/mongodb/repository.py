@@ -7,24 +7,38 @@ keeps other gnomon writers out, and an undo log restores every document the bloc
 it raises. ``mongomock://host/db`` URLs give an in-memory server for tests: one per host name
 and process, so every repository opened on the same URL sees the same data, as with a real
 server. A URL's password is never shown: errors name it through ``gnomon.credentials``.
+
+Every problem with the URL is one line naming the (masked) URL: one pymongo cannot parse
+(an unescaped ``@`` or ``/`` in the password, a port that is no number, an unknown option),
+and a server that does not answer within :data:`REACH_TIMEOUT_S`, named by host with the
+socket's own reason, instead of pymongo's topology description. Opened ``read_only``, the
+repository creates no index and refuses every write.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import mongomock
+import pymongo
 from mongomock.store import ServerStore
 from pymongo import ASCENDING, MongoClient, ReplaceOne
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import (
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 
-from gnomon.credentials import mask_url
+from gnomon.credentials import mask_secrets, mask_url
 from gnomon.storage.documents import (
     COMPOUND_INDEXES,
     INDEXED_FIELDS,
@@ -42,6 +56,12 @@ from gnomon.storage.repository import (
 )
 
 _LOCK_LEASE_S = 600.0
+
+REACH_TIMEOUT_S = 3.0
+"""Seconds the first contact with the server may take before the command says it cannot
+reach it (a running server answers in milliseconds; later operations keep pymongo's own
+selection timeout, which rides out a replica set's election)."""
+_SELECTION_TIMEOUT_MS = 5000
 
 #: the in-memory servers behind ``mongomock://`` URLs, by host name (credentials ignored)
 _MOCK_SERVERS: dict[str, Any] = {}
@@ -65,22 +85,74 @@ def _mongo_filter(filters: Filters) -> dict[str, Any]:
     return query
 
 
-def open_mongodb(url: str) -> MongoRepository:
+def open_mongodb(url: str, read_only: bool = False) -> MongoRepository:
     """The repository at a ``mongodb://``, ``mongodb+srv://`` or ``mongomock://`` URL (the
     registry's opener)."""
-    return MongoRepository(url)
+    return MongoRepository(url, read_only=read_only)
+
+
+def _shown(url: str) -> str:
+    """``url`` with every credential masked, even in a URL too malformed to parse."""
+    return mask_secrets(mask_url(url))
+
+
+def _secret_pieces(url: str) -> list[str]:
+    """The pieces of the password in ``url`` long enough to recognise in a message."""
+    match = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:(?P<pw>.*)@", url)
+    if not match:
+        return []
+    return [p for p in re.split(r"[/@:?#&=%]", match["pw"]) if len(p) >= 3]
+
+
+def _reason(url: str, exc: BaseException | str) -> str:
+    """pymongo's explanation on one line, or a generic one where it quotes part of the URL's
+    password (``Bad database name "ss@host/db"`` for an unescaped ``/`` in it)."""
+    text = " ".join(str(exc).split())
+    text = text.split(" (configured timeouts")[0].split(", Timeout:")[0]
+    text = text.split(", full error:")[0].split(" Refer to docstring")[0]
+    if any(piece in text for piece in _secret_pieces(url)):
+        return "it does not parse; escape the user name and password with urllib.parse.quote_plus"
+    return mask_secrets(text)
+
+
+def _client(url: str) -> MongoClient:
+    """A client for ``url``, or StorageError saying in one line why the URL is unusable."""
+    options: dict[str, Any] = {"tz_aware": True}
+    if "serverselectiontimeoutms=" not in url.lower():
+        options["serverSelectionTimeoutMS"] = _SELECTION_TIMEOUT_MS
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            client = MongoClient(url, **options)
+        except (PyMongoError, ValueError, TypeError) as exc:
+            raise StorageError(
+                f"malformed MongoDB URL {_shown(url)}: {_reason(url, exc)}"
+            ) from None
+    problems = [
+        str(w.message)
+        for w in caught
+        if issubclass(w.category, UserWarning) and "pymongo" in (w.filename or "")
+    ]
+    if problems:
+        client.close()
+        raise StorageError(f"malformed MongoDB URL {_shown(url)}: {_reason(url, problems[0])}")
+    return client
 
 
 class MongoRepository(Repository):
     """Repository in a MongoDB database (``mongodb://host:port/dbname``)."""
 
-    def __init__(self, url: str, client: Any | None = None, database: str | None = None):
+    def __init__(
+        self,
+        url: str,
+        client: Any | None = None,
+        database: str | None = None,
+        read_only: bool = False,
+    ):
         self.url = url
+        self.read_only = read_only
         if client is None:
-            if url.startswith("mongomock://"):
-                client = _mock_client(url)
-            else:
-                client = MongoClient(url, serverSelectionTimeoutMS=5000, tz_aware=True)
+            client = _mock_client(url) if url.startswith("mongomock://") else _client(url)
         self.client = client
         self._mock = type(client).__module__.startswith("mongomock")
         path = url.rsplit("/", 1)[-1].split("?")[0] if "/" in url[12:] else ""
@@ -89,10 +161,40 @@ class MongoRepository(Repository):
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._undo: list[tuple[str, str, dict | None]] | None = None
         self._depth = 0
-        self._ensure_indexes()
+        self._reach()
+        if not read_only:
+            self._ensure_indexes()
 
     def __repr__(self) -> str:
         return f"MongoRepository({mask_url(self.url)!r})"
+
+    def _reach(self) -> None:
+        """Ping the server within REACH_TIMEOUT_S; one line naming the hosts if it does not
+        answer, or what it answered if it refused (authentication, permissions)."""
+        if self._mock:
+            return
+        try:
+            with pymongo.timeout(REACH_TIMEOUT_S):
+                self.client.admin.command("ping")
+        except ServerSelectionTimeoutError as exc:
+            hosts = ", ".join(f"{h}:{p}" for h, p in sorted(self.client.topology_description
+                                                               .server_descriptions()))
+            self.client.close()
+            raise StorageError(
+                f"cannot reach MongoDB at {_shown(self.url)}: no answer from {hosts or 'its host'} "
+                f"within {REACH_TIMEOUT_S:g} s ({_reason(self.url, exc)})"
+            ) from None
+        except OperationFailure as exc:
+            self.client.close()
+            detail = (exc.details or {}).get("errmsg") or str(exc)
+            raise StorageError(
+                f"MongoDB at {_shown(self.url)} refused gnomon: {_reason(self.url, detail)}"
+            ) from None
+        except PyMongoError as exc:
+            self.client.close()
+            raise StorageError(
+                f"cannot use MongoDB at {_shown(self.url)}: {_reason(self.url, exc)}"
+            ) from None
 
     def _ensure_indexes(self) -> None:
         try:
@@ -102,7 +204,9 @@ class MongoRepository(Repository):
                 for compound in COMPOUND_INDEXES.get(name, ()):
                     self.db[name].create_index([(f, ASCENDING) for f in compound])
         except PyMongoError as exc:
-            raise StorageError(f"cannot reach MongoDB at {mask_url(self.url)}: {exc}") from exc
+            raise StorageError(
+                f"cannot reach MongoDB at {_shown(self.url)}: {_reason(self.url, exc)}"
+            ) from None
 
     # -- the undo log behind transaction() ------------------------------------------------
     def _remember(self, collection: str, ids: list[str]) -> None:
@@ -135,6 +239,9 @@ class MongoRepository(Repository):
             locks.delete_one({"_id": "write", "owner": self._owner})
 
     def transaction(self):
+        if self.read_only:
+            raise StorageError(f"{_shown(self.url)} is open read-only: this command must not write")
+
         @contextmanager
         def _tx():
             if self._depth:

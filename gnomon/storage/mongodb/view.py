@@ -1,7 +1,7 @@
 """OPTIMADE structures over a gnomon MongoDB database: the MongoDB backend's serve view.
 
-Filters become MongoDB queries through ``optimade``'s own MongoTransformer (the one its
-reference server uses), run against a *view collection*, ``optimade_structures``, in the same
+Filters become MongoDB queries through gnomon's predicate (:mod:`.filter`; the same meaning
+the SQLite view compiles), run against a *view collection*, ``optimade_structures``, in the same
 database: one document per structure
 (:func:`gnomon.storage.optimade.resources.structure_row`), indexed for the common filters.
 gnomon's own collections are only read, through :class:`~.reader.MongoPhaseReader`; the view
@@ -18,19 +18,24 @@ thread rebuilds it the same way while the old view keeps answering.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from optimade.filtertransformers.mongo import MongoTransformer, recursive_postprocessing
 from optimade.models import StructureResource
 from optimade.server.config import ServerConfig
 from optimade.server.mappers import StructureMapper
 from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
+from pymongo.errors import ExecutionTimeout
 
+from gnomon.storage.mongodb.filter import MongoFilterTransformer
 from gnomon.storage.mongodb.reader import MongoPhaseReader, open_reader
 from gnomon.storage.optimade.collection import ReadOnlyCollection
+from gnomon.storage.optimade.limits import QUERY_TIME_LIMIT_S
 from gnomon.storage.optimade.refresh import RefreshingView
 from gnomon.storage.optimade.resources import served_rows
 
@@ -41,33 +46,6 @@ _BATCH = 1000
 _INDEXED = ("nelements", "nsites", "chemical_formula_reduced", "chemical_formula_anonymous",
             "e_above_hull", "formation_energy_per_atom", "is_stable", "scheme", "campaign",
             "round", "last_modified")
-
-
-class GnomonMongoTransformer(MongoTransformer):
-    """optimade's MongoTransformer, plus gnomon's boolean field: the filter grammar has no
-    booleans, so ``_gnomon_is_stable=1`` (or ``="true"``) means true and ``=0`` false."""
-
-    BOOLEAN_FIELDS = ("is_stable",)
-
-    def postprocess(self, query: dict[str, Any]) -> dict[str, Any]:
-        def is_boolean(prop: str, expr: Any) -> bool:
-            return prop in self.BOOLEAN_FIELDS and isinstance(expr, dict)
-
-        def as_bool(subdict: dict[str, Any], prop: str, expr: dict[str, Any]) -> dict[str, Any]:
-            subdict[prop] = {op: _as_bool(v) if op != "#known" else v for op, v in expr.items()}
-            return subdict
-
-        return super().postprocess(recursive_postprocessing(query, is_boolean, as_bool))
-
-
-def _as_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    return value  # a value no boolean equals: matches nothing, as on SQLite
 
 
 class MongoView(RefreshingView):
@@ -85,8 +63,9 @@ class MongoView(RefreshingView):
         """The view collection the queries run against."""
         return self.db[VIEW]
 
-    def collection(self, config: ServerConfig) -> MongoStructureCollection:
-        return MongoStructureCollection(self, config)
+    def collection(self, config: ServerConfig,
+                   time_limit_s: float = QUERY_TIME_LIMIT_S) -> MongoStructureCollection:
+        return MongoStructureCollection(self, config, time_limit_s)
 
     def _build(self) -> int:
         start = time.perf_counter()
@@ -130,18 +109,41 @@ def open_view(url: str, refresh_s: float) -> MongoView:
 
 
 class MongoStructureCollection(ReadOnlyCollection):
-    """``/structures`` over a :class:`MongoView`."""
+    """``/structures`` over a :class:`MongoView`; each query carries the request's remaining
+    time as ``maxTimeMS``, so the server stops it there."""
 
-    def __init__(self, view: MongoView, config: ServerConfig):
+    def __init__(self, view: MongoView, config: ServerConfig,
+                 time_limit_s: float = QUERY_TIME_LIMIT_S):
         mapper = StructureMapper(config)
-        super().__init__(StructureResource, mapper, GnomonMongoTransformer(mapper=mapper), config)
+        super().__init__(StructureResource, mapper, MongoFilterTransformer(mapper=mapper), config,
+                         time_limit_s)
         self.view = view
+        self._local = threading.local()
 
     def __len__(self) -> int:
         return self.view.size
 
+    @contextmanager
+    def time_limited(self, deadline: float) -> Iterator[None]:
+        self._local.deadline = deadline
+        try:
+            yield
+        except ExecutionTimeout:
+            raise self.over_time() from None
+        finally:
+            self._local.deadline = None
+
+    def _max_time_ms(self) -> int:
+        deadline = getattr(self._local, "deadline", None) or self.deadline()
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        if left_ms <= 0:
+            raise self.over_time()
+        return left_ms
+
     def count(self, **kwargs: Any) -> int:
-        return self.view.structures.count_documents(kwargs.get("filter") or {})
+        with self.time_limited(self.deadline()):
+            return self.view.structures.count_documents(kwargs.get("filter") or {},
+                                                        maxTimeMS=self._max_time_ms())
 
     def _run_db_query(self, criteria: dict[str, Any], single_entry: bool = False):
         self.view.maybe_refresh()
@@ -150,11 +152,11 @@ class MongoStructureCollection(ReadOnlyCollection):
         skip = int(criteria.get("skip", 0) or 0)
         cursor = self.view.structures.find(query, {"_id": False}).sort(
             [(f, ASCENDING if d > 0 else DESCENDING) for f, d in self.order(criteria)]
-        ).skip(skip)
+        ).skip(skip).max_time_ms(self._max_time_ms())
         if limit:
             cursor = cursor.limit(limit)
         results = [self.public(doc) for doc in cursor] if limit else []
         if single_entry:
             return results, len(results), False
-        total = self.view.structures.count_documents(query)
+        total = self.view.structures.count_documents(query, maxTimeMS=self._max_time_ms())
         return results, total, skip + len(results) < total

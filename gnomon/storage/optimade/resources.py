@@ -80,6 +80,14 @@ LIST_FIELDS: tuple[str, ...] = (
     "elements", "species_at_sites", "structure_features", "dimension_types"
 )
 
+#: list fields every row holds whose members filters cannot reach (IS KNOWN is always true)
+OPAQUE_LIST_FIELDS: tuple[str, ...] = (
+    "elements_ratios", "lattice_vectors", "cartesian_site_positions", "species"
+)
+
+#: fields whose value is the same in every row, answered without asking a backend
+CONSTANT_FIELDS: dict[str, str] = {"type": "structures"}
+
 #: the scalar field that holds a list field's LENGTH
 LENGTH_FIELDS: dict[str, str] = {
     "elements": "nelements",

@@ -3,7 +3,8 @@
 One table per collection: the record as JSON plus a column per indexed field. WAL mode lets
 readers run beside a writer; writers take the database lock with ``BEGIN IMMEDIATE`` and wait
 (``busy_timeout``) rather than fail, so several local processes can import at once. Each
-thread gets its own connection.
+thread gets its own connection. A write the filesystem has no room for is rolled back whole
+and raised as :class:`~gnomon.storage.disk.DiskFull`, naming the file.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from gnomon.storage.disk import DiskFull, is_disk_full
 from gnomon.storage.documents import (
     COMPOUND_INDEXES,
     FIXED_BY_ID,
@@ -26,6 +28,7 @@ from gnomon.storage.documents import (
     single_field_indexes,
 )
 from gnomon.storage.repository import (
+    DatabaseMissing,
     Filters,
     Repository,
     StorageError,
@@ -56,27 +59,55 @@ def sqlite_path(url: str) -> Path:
     return Path(url[len(PREFIX) :])
 
 
-def open_sqlite(url: str) -> SQLiteRepository:
+def open_sqlite(url: str, read_only: bool = False) -> SQLiteRepository:
     """The repository at a ``sqlite:///path`` URL (the registry's opener)."""
-    return SQLiteRepository(sqlite_path(url))
+    return SQLiteRepository(sqlite_path(url), read_only=read_only)
 
 
 class SQLiteRepository(Repository):
     """Repository in a SQLite file (``sqlite:///path/to/gnomon.db``)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, read_only: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
         self.url = f"sqlite:///{self.path.as_posix()}"
         self._local = threading.local()
         self.checkpointer = Checkpointer(self.path, _BUSY_TIMEOUT_MS / 1000)
+        self._tables: set[str] | None = None
+        if read_only:
+            self._tables = self._existing_tables()
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._create_schema()
+
+    def _existing_tables(self) -> set[str]:
+        """The tables of an existing database file (read-only opening), or why there are none."""
+        if not self.path.is_file():
+            what = "a directory" if self.path.is_dir() else "no such file"
+            raise DatabaseMissing(f"no gnomon database at {self.path} ({what})")
+        try:
+            rows = self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            return {r[0] for r in rows.fetchall()}
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise StorageError(f"{self.path} is not a SQLite database ({exc})") from None
 
     # -- connections ----------------------------------------------------------------------
     @property
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
-        if conn is None:
+        if conn is None and self.read_only:
+            # mode=rw: never creates the file (and SQLite falls back to reading only where
+            # the file is write-protected); query_only refuses every write
+            conn = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=rw", uri=True,
+                timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False,
+            )
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            self._local.depth = 0
+        elif conn is None:
             conn = sqlite3.connect(
                 self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                 check_same_thread=False,
@@ -112,6 +143,8 @@ class SQLiteRepository(Repository):
     @contextmanager
     def _write(self):
         """A write transaction, or a part of the one already open on this thread."""
+        if self.read_only:
+            raise StorageError(f"{self.path} is open read-only: this command must not write")
         conn = self._conn
         if self._local.depth > 0:
             self._local.depth += 1
@@ -125,11 +158,16 @@ class SQLiteRepository(Repository):
         before = conn.total_changes
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite may have rolled back already (SQLITE_FULL does); a COMMIT that failed
+            # leaves the transaction open, and it must not stay so for the next writer
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if is_disk_full(exc):
+                raise DiskFull(self.path) from exc
             raise
         else:
-            conn.execute("COMMIT")
             self.checkpointer.changed(conn.total_changes - before)
         finally:
             self._local.depth = 0
@@ -245,8 +283,15 @@ class SQLiteRepository(Repository):
             )
         return " AND ".join(clauses) or "1", params, big
 
+    def _absent(self, collection: str) -> bool:
+        """Whether a read-only database lacks this collection's table (made by an older
+        gnomon): it reads as empty."""
+        return self._tables is not None and collection not in self._tables
+
     def find(self, collection, filters=None, limit=None) -> Iterator[dict[str, Any]]:
         where, params, big = self._where(collection, filters)
+        if self._absent(collection):
+            return
         lim = f" LIMIT {int(limit)}" if limit is not None else ""
         if not big:
             sql = f"SELECT doc FROM {collection} WHERE {where} ORDER BY id{lim}"
@@ -270,6 +315,8 @@ class SQLiteRepository(Repository):
 
     def count(self, collection, filters=None) -> int:
         where, params, big = self._where(collection, filters)
+        if self._absent(collection):
+            return 0
         if big:
             return sum(1 for _ in self.find(collection, filters))
         sql = f"SELECT COUNT(*) FROM {collection} WHERE {where}"
@@ -278,6 +325,8 @@ class SQLiteRepository(Repository):
     def distinct(self, collection, field, filters=None) -> list[Any]:
         check_distinct_field(collection, field)
         where, params, big = self._where(collection, filters)
+        if self._absent(collection):
+            return []
         if big:
             return sorted({d.get(field) for d in self.find(collection, filters)} - {None})
         rows = self._conn.execute(
@@ -288,6 +337,8 @@ class SQLiteRepository(Repository):
 
     def existing_ids(self, collection, ids) -> set[str]:
         check_collection(collection)
+        if self._absent(collection):
+            return set()
         ids = list(ids)
         found: set[str] = set()
         for start in range(0, len(ids), _CHUNK):

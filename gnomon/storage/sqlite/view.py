@@ -27,6 +27,8 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,9 @@ from optimade.models import StructureResource
 from optimade.server.config import ServerConfig
 from optimade.server.mappers import StructureMapper
 
+from gnomon.storage.disk import DiskFull, is_disk_full
 from gnomon.storage.optimade.collection import ReadOnlyCollection
+from gnomon.storage.optimade.limits import QUERY_TIME_LIMIT_S
 from gnomon.storage.optimade.refresh import RefreshingView
 from gnomon.storage.optimade.resources import LIST_FIELDS, served_rows
 from gnomon.storage.reader import PhaseReader
@@ -51,6 +55,8 @@ from gnomon.storage.sqlite.reader import SQLitePhaseReader, open_reader
 log = logging.getLogger(__name__)
 
 _BATCH = 2000
+#: SQLite virtual-machine steps between two looks at the request's deadline (~1 ms of work)
+_PROGRESS_STEPS = 10_000
 _COUNTS_KEPT = 1024
 _INDEXED = ("id", "last_modified", "nelements", "nsites", "chemical_formula_reduced",
             "chemical_formula_anonymous", "e_above_hull", "formation_energy_per_atom",
@@ -156,40 +162,82 @@ class SQLiteView(RefreshingView):
         self._dir = Path(tempfile.mkdtemp(prefix="gnomon-serve-"))
         self._local = threading.local()
         self._generation = 0
+        self._previous: Path | None = None
         self._start_watching(refresh_s)
-        self.path, self.size = self._build()
+        try:
+            self._current: tuple[Path, int] = self._build()
+        except BaseException:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            raise
 
-    def collection(self, config: ServerConfig) -> SQLiteStructureCollection:
-        return SQLiteStructureCollection(self, config)
+    def collection(self, config: ServerConfig,
+                   time_limit_s: float = QUERY_TIME_LIMIT_S) -> SQLiteStructureCollection:
+        return SQLiteStructureCollection(self, config, time_limit_s)
+
+    @property
+    def path(self) -> Path:
+        return self._current[0]
+
+    @property
+    def size(self) -> int:
+        return self._current[1]
 
     def _build(self) -> tuple[Path, int]:
+        """A new view file, complete, or nothing (a failed build leaves no file behind); a
+        full disk is raised as DiskFull naming the view's file."""
         self._generation += 1
         target = self._dir / f"view-{self._generation}.sqlite"
         start = time.perf_counter()
-        size = build_view(self.reader, target)
+        try:
+            size = build_view(self.reader, target)
+        except BaseException as exc:
+            target.unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise DiskFull(target) from exc
+            raise
         log.info("OPTIMADE view of %s: %d structures in %.1f s", self.source, size,
                  time.perf_counter() - start)
         return target, size
 
     def _rebuild(self) -> None:
-        try:
-            old = self.path
-            self.path, self.size = self._build()
-            old.unlink(missing_ok=True)  # open readers keep their file until they reconnect
-        except sqlite3.Error as exc:
-            log.error("could not rebuild the OPTIMADE view of %s (serving the previous one): %s",
-                      self.source, exc)
+        """Build a new view and switch to it in one assignment (path and size together). The
+        file before the previous one is deleted: a request that read the previous path just
+        before the switch may still be opening it."""
+        built = self._build()
+        older, self._previous, self._current = self._previous, self._current[0], built
+        if older is not None:
+            older.unlink(missing_ok=True)  # connections still open keep their file
 
     def connection(self) -> sqlite3.Connection:
         """This thread's read-only connection to the current view."""
+        return self.connected()[0]
+
+    def connected(self) -> tuple[sqlite3.Connection, Path]:
+        """This thread's read-only connection to the current view, and that view's file: one
+        request asks everything of the one view, even if a rebuild switches views meanwhile."""
         path = self.path
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.path != path:
             if conn is not None:
                 conn.close()
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            conn.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
             self._local.conn, self._local.path = conn, path
-        return conn
+        return conn, path
+
+    @contextmanager
+    def deadline(self, when: float) -> Iterator[None]:
+        """Stop this thread's queries (SQLite raises "interrupted") once ``time.monotonic()``
+        passes ``when``, within the block."""
+        self._local.deadline = when
+        try:
+            yield
+        finally:
+            self._local.deadline = None
+
+    def _past_deadline(self) -> int:
+        deadline = getattr(self._local, "deadline", None)
+        return int(deadline is not None and time.monotonic() > deadline)
 
     def close(self) -> None:
         self.reader.close()
@@ -199,9 +247,11 @@ class SQLiteView(RefreshingView):
 class SQLiteStructureCollection(ReadOnlyCollection):
     """``/structures`` over a :class:`SQLiteView`."""
 
-    def __init__(self, view: SQLiteView, config: ServerConfig):
+    def __init__(self, view: SQLiteView, config: ServerConfig,
+                 time_limit_s: float = QUERY_TIME_LIMIT_S):
         mapper = StructureMapper(config)
-        super().__init__(StructureResource, mapper, SQLiteTransformer(mapper=mapper), config)
+        super().__init__(StructureResource, mapper, SQLiteTransformer(mapper=mapper), config,
+                         time_limit_s)
         self.view = view
         self._counts: OrderedDict[tuple, int] = OrderedDict()
         self._counts_lock = threading.Lock()
@@ -210,19 +260,31 @@ class SQLiteStructureCollection(ReadOnlyCollection):
         return self.view.size
 
     def count(self, **kwargs: Any) -> int:
-        return self._count(kwargs.get("filter") or Sql("1"))
+        with self.time_limited(self.deadline()):
+            return self._count(kwargs.get("filter") or Sql("1"))
 
-    def _count(self, where: Sql) -> int:
+    @contextmanager
+    def time_limited(self, deadline: float) -> Iterator[None]:
+        with self.view.deadline(deadline):
+            try:
+                yield
+            except sqlite3.OperationalError as exc:
+                if "interrupted" in str(exc):
+                    raise self.over_time() from None
+                raise
+
+    def _count(self, where: Sql,
+               connected: tuple[sqlite3.Connection, Path] | None = None) -> int:
         """How many structures match: a scan of the view (~10-30 ms at 10^5), so remembered
         per view file (a view never changes; a rebuilt one is a new file) for the last
         :data:`_COUNTS_KEPT` filters, which is what paging through a result re-asks."""
-        path = self.view.path
+        conn, path = connected or self.view.connected()
         key = (str(path), where.text, where.params)
         with self._counts_lock:
             if key in self._counts:
                 self._counts.move_to_end(key)
                 return self._counts[key]
-        n = self.view.connection().execute(
+        n = conn.execute(
             f"SELECT COUNT(*) FROM structures WHERE {where.text}", where.params).fetchone()[0]
         with self._counts_lock:
             self._counts[key] = n
@@ -238,7 +300,7 @@ class SQLiteStructureCollection(ReadOnlyCollection):
                           for f, d in self.order(criteria))
         limit = int(criteria.get("limit", self.config.page_limit))
         skip = int(criteria.get("skip", 0) or 0)
-        conn = self.view.connection()
+        conn, path = self.view.connected()
         sids = [sid for (sid,) in conn.execute(
             f"SELECT sid FROM structures WHERE {where.text} ORDER BY {order} LIMIT ? OFFSET ?",
             (*where.params, limit, skip),
@@ -249,5 +311,5 @@ class SQLiteStructureCollection(ReadOnlyCollection):
         results = [self.public(orjson.loads(docs[sid])) for sid in sids]
         if single_entry:
             return results, len(results), False
-        total = self._count(where)
+        total = self._count(where, (conn, path))
         return results, total, skip + len(results) < total
