@@ -3,13 +3,18 @@ stored phases, and `gnomon model predict` of one CIF.
 
     .venv/bin/python bench/cli.py                  # 5 runs of each
     .venv/bin/python bench/cli.py --runs 3 --no-predict
+    .venv/bin/python bench/cli.py --all-rows      # also every phase as JSON and as a table
 
 Cold is a fresh process per run (the console script, as a person starts it): the interpreter,
-the imports and the work. Warm is the same command run again inside one process (typer's
-CliRunner) once a first run has paid the imports: what the work itself costs. The table gives
-the median of the runs beside the goal. Peers in the same run: ``python -c pass`` (the
-interpreter's own start) and a bare typer app's ``--help`` (the floor any typer CLI with a rich
-help page pays); the load average says how busy the machine was.
+the imports and the work. It is given as wall time and as the process's CPU time (user +
+system): on a shared, busy machine the wall time is mostly waiting for a core, and the CPU
+time is close to what an idle machine's wall time would be. Warm is the same command run again
+inside one process (typer's CliRunner) once a first run has paid the imports: what the work
+itself costs. The table gives the median of the runs beside the goal. Peers in the same run:
+``python -c pass`` (the interpreter's own start) and a bare typer app's ``--help`` (the floor
+any typer CLI with a rich help page pays). The cold runs of all commands are interleaved, run
+by run, so that a change in the machine's load falls on all of them alike; the load average is
+printed with the table.
 
 The database is built once with gnomon's own repository and hull engine (synthetic entries
 over many chemical systems, as bench/hull.py makes them, every one a stored phase) in
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -95,16 +101,22 @@ def one_cif(folder: Path) -> Path:
     return path
 
 
-def cold(argv: list[str], runs: int, env: dict[str, str]) -> float:
-    """Median wall time of ``argv`` in a fresh process per run (output discarded)."""
-    times = []
+def cold(commands: dict[str, list[str]], runs: int, env: dict[str, str]) -> dict:
+    """Median wall and CPU seconds of each command in a fresh process per run (output
+    discarded), the commands taking turns run by run."""
+    wall: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
-        t0 = time.perf_counter()
-        done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        times.append(time.perf_counter() - t0)
-        if done.returncode not in (0, 2):  # predict exits 2 when an input is rejected
-            raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.decode()[-500:]}")
-    return statistics.median(times)
+        for name, argv in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            wall[name].append(time.perf_counter() - t0)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[name].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+            if done.returncode not in (0, 2):  # predict exits 2 when an input is rejected
+                raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.decode()[-500:]}")
+    return {n: (statistics.median(wall[n]), statistics.median(cpu[n])) for n in commands}
 
 
 def warm(args: list[str], runs: int) -> float:
@@ -126,61 +138,56 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="runs of each command (median)")
     ap.add_argument("--phases", type=int, default=100_000, help="stored phases")
     ap.add_argument("--no-predict", action="store_true", help="skip `model predict`")
+    ap.add_argument(
+        "--all-rows", action="store_true", help="also every phase as JSON and as a table (slow)"
+    )
     args = ap.parse_args()
     db = f"sqlite:///{phases_database(args.phases)}"
+    goals = {"gnomon --help": "≤ 0.3 s cold"}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        env = {**os.environ, "GNOMON_HOME": str(folder / "home"), "COLUMNS": "100"}
-        env.pop("GNOMON_DB", None)
-        os.environ.update({"GNOMON_HOME": env["GNOMON_HOME"], "COLUMNS": "100"})
+        home = {"GNOMON_HOME": str(folder / "home"), "COLUMNS": "100"}
+        os.environ.update(home)  # the warm runs, in this process, see what the cold ones see
         os.environ.pop("GNOMON_DB", None)
+        env = dict(os.environ)
         (folder / "bare.py").write_text(BARE_TYPER)
         gnomon = [str(GNOMON)] if GNOMON.exists() else [sys.executable, "-m", "gnomon.cli"]
-        load = os.getloadavg()[0]
-        rows: list[tuple[str, float, float | None, str]] = [
-            (
-                "python -c pass (peer)",
-                cold([sys.executable, "-c", "pass"], args.runs, env),
-                None,
-                "-",
-            ),
-            (
-                "bare typer app --help (peer)",
-                cold([sys.executable, str(folder / "bare.py"), "--help"], args.runs, env),
-                None,
-                "-",
-            ),
-            (
-                "gnomon --help",
-                cold([*gnomon, "--help"], args.runs, env),
-                warm(["--help"], args.runs),
-                "≤ 0.3 s cold",
-            ),
-        ]
-        for query, goal in (
-            (["--chemsys", "Li-Mn-O"], "≤ 1.5 s cold"),
-            (["--stable", "--limit", "20"], "≤ 1.5 s cold"),
-            (["--format", "json"], "-"),
-        ):
-            argv = ["phases", *query, "--db", db]
-            rows.append(
-                (f"gnomon phases {' '.join(query)}", cold([*gnomon, *argv], args.runs, env),
-                 warm(argv, args.runs), goal)
-            )
+        peers = {
+            "python -c pass (peer)": [sys.executable, "-c", "pass"],
+            "bare typer app --help (peer)": [sys.executable, str(folder / "bare.py"), "--help"],
+        }
+        commands = {"gnomon --help": ["--help"]}
+        queries = [["--chemsys", "Li-Mn-O"], ["--stable", "--limit", "20"], ["--stable"]]
+        queries += [["--format", "json"], []] if args.all_rows else []
+        for query in queries:
+            name = " ".join(["gnomon phases", *query])
+            commands[name] = ["phases", *query, "--db", db]
+            goals[name] = "≤ 1.5 s cold"
         if not args.no_predict:
-            argv = ["model", "predict", str(one_cif(folder)), "--model", "pretrained"]
-            rows.append(
-                ("gnomon model predict Li2O.cif", cold([*gnomon, *argv], args.runs, env),
-                 warm(argv, args.runs), "≤ 3 s cold")
-            )
+            name = "gnomon model predict Li2O.cif"
+            commands[name] = ["model", "predict", str(one_cif(folder)), "--model", "pretrained"]
+            goals[name] = "≤ 3 s cold"
+        load = os.getloadavg()[0]
+        timed = cold(
+            {**peers, **{n: [*gnomon, *argv] for n, argv in commands.items()}}, args.runs, env
+        )
+        warm_s = {name: warm(argv, args.runs) for name, argv in commands.items()}
     table = Table(
-        title=f"gnomon CLI, median of {args.runs} runs ({args.phases:,} stored phases; "
-        f"load average {load:.1f} on {os.cpu_count()} cores at the start)"
+        title=f"gnomon CLI, median of {args.runs} runs ({args.phases:,} stored phases; load "
+        f"average {load:.1f} on {os.cpu_count()} cores at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end)"
     )
-    for head in ("command", "cold (s)", "warm (s)", "goal"):
+    for head in ("command", "cold wall (s)", "cold CPU (s)", "warm (s)", "goal"):
         table.add_column(head, justify="left" if head in ("command", "goal") else "right")
-    for name, c, w, goal in rows:
-        table.add_row(name, f"{c:.2f}", "-" if w is None else f"{w:.3f}", goal)
+    for name, (wall, cpu) in timed.items():
+        w = warm_s.get(name)
+        table.add_row(
+            name,
+            f"{wall:.2f}",
+            f"{cpu:.2f}",
+            "-" if w is None else f"{w:.3f}",
+            goals.get(name, "-"),
+        )
     Console(width=120).print(table)
 
 

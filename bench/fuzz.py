@@ -42,20 +42,26 @@ from serve_helpers import fill, new_url  # noqa: E402
 STATUSES = ("200", "400", "403", "501", "other")
 
 
+BATCH = 500
+
+
 def draw_filters(n: int, seed_: int) -> list[tuple[str, str]]:
-    """``n`` (kind, filter) pairs, alternately a sentence and a broken one, from ``seed_``."""
+    """``n`` (kind, filter) pairs, each a sentence or a broken one, from ``seed_``; drawn in
+    batches of :data:`BATCH` (hypothesis keeps every example of a run in memory: 10,000 in one
+    run grew past 2 GB)."""
     drawn: list[tuple[str, str]] = []
     kinds = st.sampled_from(("sentence", "broken")).flatmap(
         lambda kind: (sentences if kind == "sentence" else broken()).map(lambda f: (kind, f)))
+    for batch in range(0, n, BATCH):
 
-    @seed(seed_)
-    @settings(max_examples=n, phases=[Phase.generate], database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
-    @given(kinds)
-    def collect(pair):
-        drawn.append(pair)
+        @seed(seed_ * 1_000_003 + batch)
+        @settings(max_examples=min(BATCH, n - batch), phases=[Phase.generate], database=None,
+                  deadline=None, suppress_health_check=list(HealthCheck))
+        @given(kinds)
+        def collect(pair):
+            drawn.append(pair)
 
-    collect()
+        collect()
     return drawn
 
 

@@ -138,9 +138,51 @@ def _structure(counts: dict[str, int]) -> dict:
     }
 
 
+def synthetic_phase(eid: str, counts: dict[str, int], energy_pa: float, e_hull: float,
+                    formation: float, round_: int, spacegroup: str | None):
+    """(Entry, Phase) of one synthetic structure (``_structure(counts)``)."""
+    from gnomon.storage import Entry, Phase
+
+    total = sum(counts.values())
+    elements = sorted(counts)
+    chemsys = "-".join(elements)
+    reduced = "".join(f"{el}{'' if n_ == 1 else n_}" for el, n_ in counts.items())
+    entry = Entry(
+        id=eid,
+        scheme=SCHEME,
+        formula=reduced,
+        reduced_formula=reduced,
+        chemsys=chemsys,
+        elements=elements,
+        nsites=total,
+        composition={el: float(c) for el, c in counts.items()},
+        energy=energy_pa * total,
+        uncorrected_energy=energy_pa * total,
+        energy_per_atom=energy_pa,
+        structure=_structure(counts),
+        data={"spacegroup": spacegroup},
+        source="bench",
+        campaign="bench",
+        round=round_,
+    )
+    phase = Phase(
+        id=eid,
+        scheme=SCHEME,
+        chemsys=chemsys,
+        reduced_formula=reduced,
+        energy_per_atom=energy_pa,
+        formation_energy_per_atom=formation,
+        e_above_hull=e_hull,
+        decomposition_energy=-0.05 if e_hull == 0 else e_hull,
+        is_stable=e_hull == 0,
+    )
+    return entry, phase
+
+
 def synthesise(path: Path, n: int, seed: int) -> None:
-    """``n`` entries with structures and their phases, written in bulk (no hull computed).
-    Each entry carries its space group in ``data``, as gnomon's ingest stores it."""
+    """``n`` entries with structures and their phases, written in bulk (no hull computed),
+    and an elemental reference of each element (oxygen too), as every hull needs. Each entry
+    carries its space group in ``data``, as gnomon's ingest stores it."""
     from pymatgen.core import Structure
 
     from gnomon.pipeline.spacegroup import spacegroup_of
@@ -148,6 +190,12 @@ def synthesise(path: Path, n: int, seed: int) -> None:
     from gnomon.storage.documents import stable_hash
 
     groups: dict[tuple, str | None] = {}  # a structure here depends only on its counts
+
+    def spacegroup(counts: dict[str, int]) -> str | None:
+        key = tuple(counts.items())
+        if key not in groups:
+            groups[key] = spacegroup_of(Structure.from_dict(_structure(counts)))
+        return groups[key]
 
     rng = random.Random(seed)
     repo = open_repository(f"sqlite:///{path}")
@@ -166,61 +214,29 @@ def synthesise(path: Path, n: int, seed: int) -> None:
         if k > 1 and rng.random() < 0.45:  # oxides are common, as in the databases people query
             chosen = set(rng.sample(sorted(chosen), k - 1)) | {"O"}
         counts = {el: rng.randint(1, 3) for el in sorted(chosen)}
-        total = sum(counts.values())
-        elements = sorted(counts)
-        chemsys = "-".join(elements)
         energy_pa = rng.uniform(-8.0, -2.0)
-        reduced = "".join(f"{el}{'' if n_ == 1 else n_}" for el, n_ in counts.items())
         eid = stable_hash({"bench": i, "seed": seed})
         e_hull = 0.0 if rng.random() < 0.1 else rng.expovariate(1 / 0.15)
-        key = tuple(counts.items())
-        if key not in groups:
-            groups[key] = spacegroup_of(Structure.from_dict(_structure(counts)))
-        entry = Entry(
-            id=eid,
-            scheme=SCHEME,
-            formula=reduced,
-            reduced_formula=reduced,
-            chemsys=chemsys,
-            elements=elements,
-            nsites=total,
-            composition={el: float(c) for el, c in counts.items()},
-            energy=energy_pa * total,
-            uncorrected_energy=energy_pa * total,
-            energy_per_atom=energy_pa,
-            structure=_structure(counts),
-            data={"spacegroup": groups[key]},
-            source="bench",
-            campaign="bench",
-            round=i % 10,
-        )
-        phase = Phase(
-            id=eid,
-            scheme=SCHEME,
-            chemsys=chemsys,
-            reduced_formula=reduced,
-            energy_per_atom=energy_pa,
-            formation_energy_per_atom=rng.uniform(-3.0, 0.5),
-            e_above_hull=e_hull,
-            decomposition_energy=-0.05 if e_hull == 0 else e_hull,
-            is_stable=e_hull == 0,
-        )
-        chunk.append((entry, phase))
+        chunk.append(synthetic_phase(eid, counts, energy_pa, e_hull, rng.uniform(-3.0, 0.5),
+                                     i % 10, spacegroup(counts)))
         if len(chunk) >= 5000:
             flush()
             console.print(
                 f"  synthesised {i + 1} phases ({time.perf_counter() - start:.0f} s)",
                 highlight=False,
             )
-    if chunk:
-        flush()
+    for el in [*ELEMENTS, "O"]:  # references: above every synthetic energy per atom
+        eid = stable_hash({"bench-reference": el, "seed": seed})
+        chunk.append(synthetic_phase(eid, {el: 1}, -1.0, 0.0, 0.0, 0, spacegroup({el: 1})))
+    flush()
     repo.close()
 
 
 def database(n: int, seed: int, rebuild: bool) -> Path:
     cache = RESULTS / "serve-db"
     cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"phases-{n}-{seed}-v2.sqlite"  # v2: entries carry their space group
+    # v2: entries carry their space group, and every element has a reference
+    path = cache / f"phases-{n}-{seed}-v2.sqlite"
     if rebuild or not path.exists():
         for p in cache.glob(f"{path.name}*"):
             p.unlink()
@@ -411,27 +427,39 @@ def browser_load(context, url: str) -> dict:
     timing = page.evaluate("() => { const n = performance.getEntriesByType('navigation')[0];"
                            " return [n.responseStart, n.loadEventEnd]; }")
     rows = page.locator("#phases tbody tr").count()
+    window = page.evaluate("() => { const h = document.querySelector('#hull-plot');"
+                           " return h && h.data ? h.data.filter(t => t.customdata)"
+                           ".reduce((n, t) => n + t.customdata.length, 0) : null; }")
     page.close()
     return {"first_byte_ms": timing[0], "load_event_ms": timing[1], "full_ms": full,
-            "rows": rows}
+            "rows": rows, "window": window}
 
 
-def explorer_system(base: str, chemsys: str, browser, repeats: int) -> dict:
+def explorer_system(base: str, chemsys: str, browser, repeats: int, pid: int) -> dict:
     """One system page, cold (the server's first request for it, an empty browser cache)
-    and warm; the static hull figure (hull.svg, what the page showed before) beside it."""
+    and warm, with the server's CPU time for each; first the peer, the static hull figure
+    the page showed before (hull.svg, matplotlib), drawn for the first time."""
     url = f"{base}/systems/{chemsys}"
-    cold_ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    cold = browser_load(cold_ctx, url)
-    warm = browser_load(cold_ctx, url)
-    cold_ctx.close()
-    with httpx.Client(timeout=120) as client:
-        ttfb = sorted(first_byte_ms(client, url) for _ in range(repeats))
-        t0 = time.perf_counter()
+    with httpx.Client(timeout=300) as client:
+        cpu0, t0 = cpu_seconds(pid), time.perf_counter()
         svg = client.get(f"{url}/hull.svg", params={"scheme": SCHEME})
         svg_ms = (time.perf_counter() - t0) * 1000 if svg.status_code == 200 else None
-    return {"system": chemsys, "rows": cold["rows"], "cold": cold, "warm": warm,
-            "first_byte_p50_ms": statistics.median(ttfb),
-            "first_byte_max_ms": ttfb[-1], "static_svg_first_ms": svg_ms}
+        svg_cpu = (cpu_seconds(pid) - cpu0) * 1000
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    cpu0 = cpu_seconds(pid)
+    cold = browser_load(context, url)
+    cpu1 = cpu_seconds(pid)
+    warm = browser_load(context, url)
+    cpu2 = cpu_seconds(pid)
+    context.close()
+    with httpx.Client(timeout=120) as client:
+        ttfb = sorted(first_byte_ms(client, url) for _ in range(repeats))
+    return {"system": chemsys, "rows": cold["rows"], "window": cold["window"],
+            "cold": cold, "warm": warm,
+            "cold_server_cpu_ms": (cpu1 - cpu0) * 1000,
+            "warm_server_cpu_ms": (cpu2 - cpu1) * 1000,
+            "first_byte_p50_ms": statistics.median(ttfb), "first_byte_max_ms": ttfb[-1],
+            "static_svg_first_ms": svg_ms, "static_svg_server_cpu_ms": svg_cpu}
 
 
 def explorer_part(db: Path, repeats: int = 10) -> list[dict]:
@@ -450,8 +478,8 @@ def explorer_part(db: Path, repeats: int = 10) -> list[dict]:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
             try:
-                return [explorer_system(f"http://127.0.0.1:{port}", chemsys, browser, repeats)
-                        for chemsys in EXPLORER_SYSTEMS]
+                return [explorer_system(f"http://127.0.0.1:{port}", chemsys, browser, repeats,
+                                        proc.pid) for chemsys in EXPLORER_SYSTEMS]
             finally:
                 browser.close()
     finally:
@@ -461,17 +489,20 @@ def explorer_part(db: Path, repeats: int = 10) -> list[dict]:
 def explorer_table(rows: list[dict], phases: int) -> Table:
     table = Table(title=f"explorer system pages over {phases} phases "
                         "(goals: first byte <= 200 ms, full load <= 1 s)")
-    for col in ("system", "phases listed", "cold first byte ms", "cold full load ms",
-                "warm first byte ms", "warm full load ms", "first byte p50 / max ms",
-                "peer: static hull.svg, first draw ms"):
+    for col in ("system", "phases in window (listed)", "cold first byte ms",
+                "cold full load ms", "cold server CPU ms", "warm first byte ms",
+                "warm full load ms", "warm server CPU ms", "first byte p50 / max ms",
+                "peer: static hull.svg first draw ms (server CPU ms)"):
         table.add_column(col, justify="left" if col == "system" else "right")
     for r in rows:
-        table.add_row(r["system"], str(r["rows"]), f"{r['cold']['first_byte_ms']:.0f}",
-                      f"{r['cold']['full_ms']:.0f}", f"{r['warm']['first_byte_ms']:.0f}",
-                      f"{r['warm']['full_ms']:.0f}",
-                      f"{r['first_byte_p50_ms']:.0f} / {r['first_byte_max_ms']:.0f}",
-                      "–" if r["static_svg_first_ms"] is None
-                      else f"{r['static_svg_first_ms']:.0f}")
+        svg = r["static_svg_first_ms"]
+        table.add_row(
+            r["system"], f"{r['window']} ({r['rows']})", f"{r['cold']['first_byte_ms']:.0f}",
+            f"{r['cold']['full_ms']:.0f}", f"{r['cold_server_cpu_ms']:.0f}",
+            f"{r['warm']['first_byte_ms']:.0f}", f"{r['warm']['full_ms']:.0f}",
+            f"{r['warm_server_cpu_ms']:.0f}",
+            f"{r['first_byte_p50_ms']:.0f} / {r['first_byte_max_ms']:.0f}",
+            "–" if svg is None else f"{svg:.0f} ({r['static_svg_server_cpu_ms']:.0f})")
     return table
 
 
@@ -483,7 +514,10 @@ def run_explorer_part(db: Path, phases: int) -> None:
     console.print("cold: the server's first request for the system and an empty browser cache "
                   "(plotly.js fetched and parsed); warm: the same tab's second visit. Full "
                   "load: until the load event, the interactive hull drawn and the novelty "
-                  "column filled.", highlight=False)
+                  "column filled. Server CPU: what the server process spent on the page and "
+                  f"everything it fetched (what other load cannot inflate). Load average "
+                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end.",
+                  highlight=False)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve-explorer.json").write_text(json.dumps(
         {"date": datetime.now(UTC).isoformat(timespec="seconds"), "phases": phases,

@@ -638,12 +638,17 @@ def campaign_data(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_campaign(path: str | Path) -> CampaignConfig:
-    """A campaign config from YAML, with every problem named: one line each, file and key."""
-    data = campaign_data(path)
+def campaign_config(data: dict[str, Any], source: str) -> CampaignConfig:
+    """``data`` as a campaign config, or every problem named: one line each, ``source`` (the
+    file, or the stored campaign) and the key."""
     try:
         return CampaignConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
-            "\n".join(f"{path}: {line}" for line in problems(exc, CampaignConfig))
+            "\n".join(f"{source}: {line}" for line in problems(exc, CampaignConfig))
         ) from None
+
+
+def load_campaign(path: str | Path) -> CampaignConfig:
+    """A campaign config from YAML, with every problem named: one line each, file and key."""
+    return campaign_config(campaign_data(path), str(path))

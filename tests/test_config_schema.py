@@ -125,6 +125,21 @@ def test_validate_refuses_a_different_config_under_a_stored_name(workspace, sqli
     assert Path(sqlite_repo.path).read_bytes() == before
 
 
+def test_a_stored_campaign_that_no_longer_validates_is_named_not_a_traceback(
+    workspace, sqlite_repo
+):
+    from gnomon.storage import Campaign
+
+    old = {"name": "old", "elements": ["Li", "O"], "selection": {"budgte": 3}}
+    sqlite_repo.insert_new("campaigns", [Campaign(id="old", name="old", config=old)])
+    result = CliRunner().invoke(app, ["campaign", "resume", "old", "--db", sqlite_repo.url])
+    assert result.exit_code == 1
+    assert "stored campaign old: selection.budgte: unknown key (did you mean 'budget'?)" in (
+        " ".join(result.output.split())
+    )
+    assert "Traceback" not in result.output and "http" not in result.output
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

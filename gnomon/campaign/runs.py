@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from gnomon.storage import Campaign, Repository, open_repository
+from gnomon.storage import Campaign, Repository, StorageError, open_repository
 from gnomon.storage.documents import utcnow
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,13 @@ class Renewer:
         repo = open_repository(self.db_url)
         try:
             while not self._stop.wait(self.every_s):
-                if not renew(repo, self.campaign, self.holder):
+                try:
+                    renewed = renew(repo, self.campaign, self.holder)
+                except StorageError as exc:  # a full disk: the run itself stops on it
+                    log.warning("campaign %s: lease not renewed (%s); trying again in %.0f s",
+                                self.campaign, exc, self.every_s)
+                    continue
+                if not renewed:
                     log.error(
                         "campaign %s: run %s lost its lease to another run",
                         self.campaign,

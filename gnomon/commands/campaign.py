@@ -20,6 +20,7 @@ from gnomon.commands.progress import CampaignProgress
 from gnomon.config import (
     CampaignConfig,
     ConfigError,
+    campaign_config,
     campaign_data,
     load_campaign,
     old_spellings,
@@ -52,7 +53,10 @@ def _stored_config(name: str, db: str | None) -> CampaignConfig:
         record = repo.get(Campaign, name)
     if record is None:
         fail(f"no campaign named {name!r} in this database")
-    return CampaignConfig.model_validate(record.config)
+    try:
+        return campaign_config(record.config, f"stored campaign {name}")
+    except ConfigError as exc:
+        fail(str(exc))
 
 
 VerboseOption = Annotated[

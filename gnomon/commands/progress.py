@@ -125,8 +125,10 @@ class CampaignProgress:
         progress.update(tasks["rounds"], description=f"campaign {self.name}: rounds",
                         completed=now.rounds_done, total=now.rounds_total)
         if now.round is None:
-            progress.update(tasks["steps"], description="all rounds done",
-                            completed=now.steps_total, total=now.steps_total or 1)
+            steps = len(self.reader.steps)
+            progress.update(tasks["steps"], description="all rounds done", completed=steps,
+                            total=steps)
+            progress.update(tasks["relaxations"], visible=False)
             return
         step = now.step or ("starting" if not now.steps_done else "between steps")
         progress.update(tasks["steps"], description=f"round {now.round}: {step}",

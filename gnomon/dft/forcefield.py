@@ -153,7 +153,10 @@ class ForceFieldEngine(RelaxEngine):
             calculator_meta=self.potential.loader,
             relax_cell=self.relax_cell,
             steps=self.steps,
-            relax_kwargs={"fmax": self.fmax},
+            # atomate2 would also write the final cell to final_atoms_object.xyz, which gnomon
+            # never reads (the task document holds it): on a full disk that write alone would
+            # lose a finished relaxation, which the worker otherwise waits to record
+            relax_kwargs={"fmax": self.fmax, "final_atoms_object_file": None},
             optimizer_kwargs={"optimizer": self.optimizer},
             calculator_kwargs=self.calculator_kwargs_for_atomate2(),
         )

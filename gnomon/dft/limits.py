@@ -9,7 +9,8 @@ may be the campaign itself. So the worker runs each relaxation in a child proces
 - memory: ``RLIMIT_DATA`` (the process's private writable memory: heap and anonymous maps,
   which is where tensors and arrays live). An allocation past it fails in the relaxation, as
   ``MemoryError`` or torch's "can't allocate memory", and is recorded as the reason. Unlike
-  ``RLIMIT_AS`` it leaves alone the large reservations of address space a GPU runtime makes.
+  ``RLIMIT_AS`` it does not count address space reserved but not writable, which GPU runtimes
+  reserve by the gigabyte (not tried on a GPU here: the limit is tested on CPU relaxations).
   The child also raises its ``oom_score_adj`` to the maximum, so that should the machine run
   out of memory anyway, the kernel takes a relaxation rather than the campaign.
 - wall time: the worker waits at most this long, then kills the child and whatever it started

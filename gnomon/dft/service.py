@@ -43,6 +43,7 @@ from gnomon.dft.parsing import entry_from_task
 from gnomon.pipeline.generation.identity import candidate_from_structure
 from gnomon.pipeline.thermo.entries import EntryValidationError
 from gnomon.pipeline.thermo.hull import HullEngine
+from gnomon.storage.disk import check_room
 from gnomon.storage.documents import CalcState, Calculation, Candidate, stable_hash
 from gnomon.storage.repository import Repository
 
@@ -405,7 +406,16 @@ class Relaxations:
                 return total
             if timeout_s is not None and time.monotonic() - start > timeout_s:
                 raise TimeoutError(f"relaxations still unfinished after {timeout_s:.0f} s")
+            self._check_room()
             time.sleep(poll_s)
+
+    def _check_room(self) -> None:
+        """Stop waiting, with DiskFull, once the disk under the runs (or a SQLite database)
+        has filled: the workers wait there for room to write their results (gnomon.dft.worker),
+        so nothing would change until someone frees space; the resumed campaign collects
+        them."""
+        database = getattr(self.repo, "path", None)  # a SQLite repository's file
+        check_room(self.runs_dir, *([database] if database is not None else []))
 
     def cancel(self, calc_ids: Iterable[str]) -> list[str]:
         """Cancel calculations; an active batch is stopped, and other members of a packed

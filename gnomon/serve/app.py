@@ -30,7 +30,7 @@ from optimade.server.routers.utils import BASE_URL_PREFIXES, get_entries
 from pydantic import BaseModel
 
 from gnomon import __version__
-from gnomon.serve.errors import error_document, install_error_handlers
+from gnomon.serve.errors import MiddlewareErrors, error_document, install_error_handlers
 from gnomon.serve.explorer import mount_explorer
 from gnomon.serve.limits import RequestSizeLimit
 from gnomon.serve.quiet import quiet_optimade_logger
@@ -143,6 +143,7 @@ def create_app(db_url: str, *, base_url: str | None = None, refresh_s: float = 3
     _serve_structures_lean(app)
     install_error_handlers(app)
     app.add_exception_handler(RequestValidationError, _bad_query_parameter)
+    app.add_middleware(MiddlewareErrors)  # around optimade's middleware
     app.add_middleware(RequestSizeLimit)
     if token is not None:
         app.add_middleware(BearerToken, token=token)

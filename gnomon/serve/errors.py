@@ -22,7 +22,7 @@ from optimade.exceptions import BadRequest, OptimadeHTTPException
 from optimade.models import OptimadeError
 from optimade.server.exception_handlers import general_exception
 from pydantic import ValidationError
-from starlette.types import Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,8 @@ def _filter_error(request: Request, exc: VisitError):
 
 
 def _server_error(request: Request, exc: BaseException):
+    if isinstance(exc, OptimadeHTTPException):
+        return _optimade_error(request, exc)
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return error_document(request, 500, "the server failed to answer this request; the "
                                          "failure is in its log")
@@ -80,6 +82,34 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotImplementedError, _not_implemented)
     app.add_exception_handler(ValidationError, _server_error)
     app.add_exception_handler(Exception, _server_error)
+
+
+class MiddlewareErrors:
+    """ASGI middleware around optimade's own middleware, which refuses some requests by
+    raising (a ``/v2`` URL: 553): answered here as error documents. Raised that far out, they
+    would reach Starlette's outermost handler, which logs a traceback for each."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except (OptimadeHTTPException, StarletteHTTPException) as exc:
+            if started:
+                raise
+            handler = _optimade_error if isinstance(exc, OptimadeHTTPException) else _http_error
+            await handler(Request(scope), exc)(scope, receive, send)
 
 
 async def send_error(send: Send, status: int, detail: str,

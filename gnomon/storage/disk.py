@@ -20,16 +20,34 @@ _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _SQLITE_FULL = 13  # SQLITE_FULL; extended codes keep it in their low byte
 
 
-class DiskFull(StorageError):
-    """A write failed because the filesystem holding ``path`` is full (or over its quota)."""
+MIN_ROOM_BYTES = 1 << 20
+"""Below this much free space a process that waits on others' writes (a campaign waiting for
+its relaxations) stops: the writes it waits for cannot happen."""
 
-    def __init__(self, path: str | Path, action: str = "write"):
+
+class DiskFull(StorageError):
+    """A write failed because the filesystem holding ``path`` is full (or over its quota), or
+    a check found it (nearly) full before the next write."""
+
+    def __init__(self, path: str | Path, checked: bool = False):
         self.path = Path(path)
         free = free_bytes(self.path)
         left = f"{_human(free)} free there" if free is not None else "its filesystem is full"
-        super().__init__(
-            f"disk full: could not {action} {self.path} ({left}); nothing of this write was kept"
-        )
+        if checked:
+            message = f"disk full: {left}, under {self.path}; stopped before its next write"
+        else:
+            message = f"disk full: could not write {self.path} ({left}); nothing of this write " \
+                      "was kept"
+        super().__init__(message)
+
+
+def check_room(*paths: str | Path, min_bytes: int = MIN_ROOM_BYTES) -> None:
+    """Raise DiskFull naming the first of ``paths`` whose filesystem has less than
+    ``min_bytes`` free."""
+    for path in paths:
+        free = free_bytes(path)
+        if free is not None and free < min_bytes:
+            raise DiskFull(path, checked=True)
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -139,16 +139,19 @@ def undisturbed(tmp_path_factory, prefect_home) -> dict:
 
 
 def _fill(directory: Path) -> Path:
-    """Write a file in ``directory`` until its filesystem has no room left."""
+    """Write a file in ``directory`` until its filesystem has no room left (unbuffered: a
+    buffered file would fail again when closed)."""
     filler = directory / "filler"
-    with filler.open("wb") as fh:
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
         for chunk in (1 << 20, 1 << 12, 1):
             try:
                 while True:
-                    fh.write(b"\0" * chunk)
-                    fh.flush()
+                    os.write(fd, b"\0" * chunk)
             except OSError as exc:
                 assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
     return filler
 
 
@@ -164,8 +167,9 @@ def test_disk_full_stops_in_one_line_and_resume_loses_nothing(tmp_path, small_fi
 
     assert code == 1, err[-3000:]
     lines = [line for line in err.splitlines() if line.strip()]
-    assert lines[-1].startswith(f"error: campaign {NAME} stopped: disk full: could not write "
-                                f"{small_filesystem}/"), lines[-1]
+    # named: the file it could not write, or the directory it found full while waiting
+    assert lines[-1].startswith(f"error: campaign {NAME} stopped: disk full: "), lines[-1]
+    assert f"{small_filesystem}/home/" in lines[-1], lines[-1]
     assert f"`gnomon campaign resume {NAME}`" in lines[-1]
     assert "Traceback" not in err
     # full as it is, the database holds only whole transactions

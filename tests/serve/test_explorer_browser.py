@@ -100,6 +100,8 @@ def test_pages_load_and_link_to_each_other(page, served):
     page.wait_for_url(f"**/systems/Li-O?scheme={SCHEME}")
     page.wait_for_load_state("load")
     assert page.locator("h1").inner_text() == "Li-O"
+    page.locator("#hull summary").click()  # the static figure loads when opened
+    page.wait_for_function("() => document.querySelector('#hull img').complete")
     assert _loaded(page, "#hull img")
     page.locator("#phases tbody tr.stable a", has_text="Li2O").first.click()
     page.wait_for_load_state("load")

@@ -21,7 +21,7 @@ from pymatgen.core import Structure
 from pymatgen.io.cif import CifParser
 
 from gnomon.serve.app import create_app
-from gnomon.serve.explorer import search
+from gnomon.serve.explorer import search, views
 from gnomon.serve.explorer.labels import label_box, place_labels, text_size
 from gnomon.serve.explorer.structure_plot import jmol_colours
 from gnomon.serve.explorer.templates import fmt
@@ -427,3 +427,40 @@ def test_no_query_a_client_sends_gets_a_500(client, phases, path, params):
     url = path.format(nacl=_phase(phases, "NaCl").id)
     r = client.get(url, params=params)
     assert r.status_code < 500, (url, params, r.text[:300])
+
+
+def test_a_long_window_lists_the_phases_nearest_the_hull_and_offers_the_rest(
+        db_url, phases, monkeypatch):
+    monkeypatch.setattr(views, "PAGE_ROWS", 3)
+    window = sorted((p for p in phases if p.scheme == SCHEME
+                     and set(p.chemsys.split("-")) <= {"Li", "Mn", "O"}),
+                    key=lambda p: (p.e_above_hull, p.chemsys.count("-"), p.reduced_formula))
+    with TestClient(create_app(db_url)) as c:
+        page = c.get("/systems/Li-Mn-O", params={"scheme": SCHEME, "within": "inf"}).text
+        assert _ids(page) == [p.id for p in window[:3]]
+        assert f"show all {len(window)}</a>" in page
+        every = c.get("/systems/Li-Mn-O", params={"scheme": SCHEME, "within": "inf",
+                                                  "rows": "all"}).text
+        assert set(_ids(every)) == {p.id for p in window}
+        z = _zip(c.get("/systems/Li-Mn-O/phases.zip", params={"scheme": SCHEME,
+                                                              "within": "inf"}))
+        listed = {r["id"] for r in csv.DictReader(io.StringIO(z.read("energies.csv").decode()))}
+        assert listed == {p.id for p in window}
+
+
+@pytest.mark.parametrize(("chemsys", "axes"), [("Li-O", "xy"), ("Li-Mn-O", "abc")])
+def test_stable_markers_sit_on_the_hull_lines_pymatgen_drew(client, chemsys, axes):
+    figure = client.get(f"/systems/{chemsys}/hull.json", params={"scheme": SCHEME}).json()
+    lines = next(t for t in figure["data"] if t.get("mode") == "lines" and not t.get("name"))
+    stars = next(t for t in figure["data"] if t.get("name") == "on the hull")
+
+    def norm(values: tuple) -> tuple:
+        if axes == "xy":
+            return tuple(round(v, 6) for v in values)
+        total = sum(values)
+        return tuple(round(v / total, 6) for v in values)
+
+    vertices = {norm(p) for p in zip(*(lines[a] for a in axes), strict=True)
+                if None not in p}
+    points = {norm(p) for p in zip(*(stars[a] for a in axes), strict=True)}
+    assert points == vertices  # every stable phase is a vertex, and every vertex a phase

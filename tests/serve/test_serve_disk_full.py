@@ -24,16 +24,22 @@ from gnomon.storage import open_repository
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-def _fill(directory: Path) -> Path:
+def _fill(directory: Path, leave: int = 0) -> Path:
+    """Write a file in ``directory`` until its filesystem has no room left, then give back
+    ``leave`` bytes (unbuffered: a buffered file would fail again when closed)."""
     filler = directory / "filler"
-    with filler.open("wb") as fh:
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
         for chunk in (1 << 20, 1 << 12, 1):
             try:
                 while True:
-                    fh.write(b"\0" * chunk)
-                    fh.flush()
+                    os.write(fd, b"\0" * chunk)
             except OSError as exc:
                 assert exc.errno == errno.ENOSPC
+        if leave:
+            os.ftruncate(fd, os.fstat(fd).st_size - leave)
+    finally:
+        os.close(fd)
     return filler
 
 
@@ -76,7 +82,9 @@ def test_serve_cannot_build_its_view_on_a_full_disk_and_says_so(tmp_path, small_
     repo = open_repository(url)
     HullEngine(repo).ingest(_entries(("Li", "O"), "a"))
     repo.close()
-    _fill(small_filesystem)
+    # room for Python to accept the directory as TMPDIR (it tries a small file there, and
+    # silently takes /tmp instead when that fails), not for a view
+    _fill(small_filesystem, leave=16 * 1024)
     log = tmp_path / "serve.log"
     proc = _serve(url, free_port(), small_filesystem, log)
     assert proc.wait(timeout=300) == 1
@@ -101,8 +109,9 @@ def test_a_rebuild_on_a_full_disk_keeps_the_old_view_and_retries_once_freed(
         first = _until(lambda: _count(base), 300, "the server to answer")
         filler = _fill(small_filesystem)
         HullEngine(repo).ingest(_entries(("Na", "Cl"), "b"))  # the database is elsewhere
-        _until(lambda: "could not rebuild the OPTIMADE view" in log.read_text(), 120,
-               "the failed rebuild to be logged")
+        # requests drive the refresh checks: each may start a rebuild in the background
+        _until(lambda: _count(base) == first and "could not rebuild the OPTIMADE view"
+               in log.read_text(), 120, "the failed rebuild to be logged")
         failed = [line for line in log.read_text().splitlines() if "could not rebuild" in line]
         assert "disk full: could not write" in failed[0] and str(small_filesystem) in failed[0]
         for _ in range(10):  # meanwhile every answer comes from the view it had

@@ -28,7 +28,10 @@ it to ``StructureMatcher.fit``:
 5. lattice: :func:`gnomon.pipeline.generation.lattice_sieve.may_match` proves ``fit`` False when
    ref's lattice has no basis within the matcher's length and angle windows of new's reduced
    basis (spglib's Niggli reduction, widened windows; proof there).
-6. match: ``StructureMatcher.fit(representative, candidate)`` on the matcher's own reduced
+6. positions: :func:`gnomon.pipeline.generation.site_sieve.may_fit` proves ``fit`` False when no
+   lattice mapping and translation the matcher would try puts every site near a site of its
+   species (the matcher's own first test, run on arrays for all of them at once; proof there).
+7. match: ``StructureMatcher.fit(representative, candidate)`` on the matcher's own reduced
    cells, as group_structures calls it. Each structure is reduced at most once in a process
    (:func:`~gnomon.pipeline.generation.reduced_cells.matcher_reduction`, pymatgen's code), and a
    kept candidate carries its reduced cell into the database (``extra["matcher_cell"]``), so a
@@ -68,6 +71,7 @@ from gnomon.pipeline.generation.reduced_cells import (
     reduced_invariants,
     scaled_copy,
 )
+from gnomon.pipeline.generation.site_sieve import SiteView, may_fit
 from gnomon.pipeline.generation.streaming import chunked
 from gnomon.storage import Candidate, Repository
 
@@ -79,8 +83,8 @@ _STORED_CACHE = 50_000
 @dataclass
 class DedupStats:
     """What a deduplicator saw: candidates in, duplicates by kind, candidates kept, and the
-    work done (reductions, pairs ruled out by site count or lattice, scaled copies matched
-    without the matcher, matcher calls)."""
+    work done (reductions, pairs ruled out by site count, lattice or positions, scaled copies
+    matched without the matcher, matcher calls)."""
 
     seen: int = 0
     kept: int = 0
@@ -89,6 +93,7 @@ class DedupStats:
     comparisons: int = 0
     skipped_by_sites: int = 0
     skipped_by_lattice: int = 0
+    skipped_by_positions: int = 0
     scaled_copies: int = 0
     reductions: int = 0
     duplicate_of: dict[str, str] = field(default_factory=dict)
@@ -102,13 +107,14 @@ class DedupStats:
 class Known:
     """A structure in a bucket: its id, its structure dict, and what the sieves read of it,
     each computed once, when first needed: the plain cell (``raw``), the lattice invariants
-    (``inv``) and the matcher's reduced cell (``reduced``)."""
+    (``inv``), the matcher's reduced cell (``reduced``) and the site sieve's view of it."""
 
     id: str
     structure: dict[str, Any]
     reduced: Structure | None = None
     raw: RawCell | None = None
     inv: LatticeInvariants | None = None
+    view: SiteView | None = None
     parsed: bool = False  # raw was looked for (it stays None for a dict that is not plain)
     sieved: bool = False  # inv was looked for
 
@@ -118,6 +124,12 @@ class Known:
         if self.inv is not None:
             return self.inv.nsites
         return len(self.reduced) if self.reduced is not None else None
+
+    def sites(self) -> SiteView:
+        assert self.reduced is not None
+        if self.view is None:
+            self.view = SiteView.of(self.reduced)
+        return self.view
 
     def cell(self) -> RawCell | None:
         if not self.parsed:
@@ -401,6 +413,9 @@ class Deduplicator:
                     continue
             reduced_ref = self._reduce(ref, store, key)
             reduced_me = self._reduce(me)
+            if not may_fit(ref.sites(), me.sites(), self.ltol, self.stol, self.angle_tol):
+                self.stats.skipped_by_positions += 1
+                continue
             self.stats.comparisons += 1
             if self.matcher.fit(reduced_ref, reduced_me, skip_structure_reduction=True):
                 return ref.id

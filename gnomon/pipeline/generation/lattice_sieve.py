@@ -43,9 +43,10 @@ vectors), the test answers "may match" and StructureMatcher decides.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
-from functools import reduce
+from functools import lru_cache, reduce
 
 import numpy as np
 import spglib
@@ -82,17 +83,11 @@ class LatticeInvariants:
         when there would be too many to search. Computed once per lattice, at a radius with
         room for the next caller."""
         if self._points is None or self._points[0] < radius:
-            recip = np.linalg.inv(self.basis).T  # rows: b*_i, with n_i = v . b*_i
             r = 1.25 * radius
-            bounds = np.floor(r * np.linalg.norm(recip, axis=1)).astype(int) + 1
-            if np.prod(2 * bounds + 1) > _MAX_POINTS:
+            try:
+                self._points = (r, *lattice_points(self.basis, r))
+            except ValueError:
                 return None
-            axes = [np.arange(-b, b + 1) for b in bounds]
-            ints = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-            cart = ints @ self.basis
-            norms = np.sqrt(np.einsum("ij,ij->i", cart, cart))
-            keep = (norms <= r) & (norms > 0)
-            self._points = (r, ints[keep], cart[keep], norms[keep])
         return self._points[1:]
 
 
@@ -108,7 +103,7 @@ def lattice_invariants(matrix: np.ndarray, nsites: int) -> LatticeInvariants | N
         return None
     basis = np.asarray(reduced) / volume ** (1 / 3)
     lengths = np.linalg.norm(basis, axis=1)
-    angles = np.array([_angle(basis[j], basis[k]) for j, k in ((1, 2), (0, 2), (0, 1))])
+    angles = basis_angles(basis)
     slack = LENGTH_SLACK * (1 + 1e-5 * volume ** (1 / 3))
     return LatticeInvariants(nsites, slack, basis, lengths, angles, np.sort(lengths))
 
@@ -141,26 +136,60 @@ def may_match(ref: LatticeInvariants, new: LatticeInvariants, ltol: float, atol:
     found = ref.points(float(new.lengths.max()) * hi)
     if found is None:
         return True
-    ints, cart, norms = found
-    a, b, c = (np.nonzero((norms < hi * ln) & (norms * hi > ln))[0] for ln in new.lengths)
+    bases = mapping_bases(found, new.lengths, new.angles, hi, atol + ANGLE_SLACK, first=True)
+    return bases is None or len(bases) > 0
+
+
+def mapping_bases(
+    points: tuple[np.ndarray, np.ndarray, np.ndarray],
+    lengths: np.ndarray,
+    angles: np.ndarray,
+    hi: float,
+    atol: float,
+    first: bool = False,
+) -> np.ndarray | None:
+    """The integer matrices (rows: the integer coordinates of three lattice vectors among
+    ``points``) of every unimodular triple whose lengths lie within a factor ``hi`` of
+    ``lengths`` and whose angles lie within ``atol`` degrees of ``angles`` (alpha between the
+    second and third, beta the first and third, gamma the first and second): the lattices
+    ``Lattice.find_all_mappings`` yields with ``|det| = 1``, when ``hi`` and ``atol`` are its
+    ``1 + ltol`` and ``angle_tol``. None when the search would be too large; with ``first``,
+    at most one."""
+    ints, cart, norms = points
+    a, b, c = (np.nonzero((norms < hi * ln) & (norms * hi > ln))[0] for ln in lengths)
+    empty = np.zeros((0, 3, 3), dtype=np.int64)
     if len(a) == 0 or len(b) == 0 or len(c) == 0:
-        return False
+        return empty
     if len(a) * len(b) * len(c) > _MAX_TRIPLES:
-        return True
-    tol = atol + ANGLE_SLACK
-    alpha, beta, gamma = new.angles
-    ok_ab = _within(cart, norms, a, b, gamma, tol)
+        return None
+    alpha, beta, gamma = angles
+    ok_ab = _within(cart, norms, a, b, gamma, atol)
     if not ok_ab.any():
-        return False
-    ok_bc = _within(cart, norms, b, c, alpha, tol)
+        return empty
+    ok_bc = _within(cart, norms, b, c, alpha, atol)
     if not ok_bc.any():
-        return False
-    ok_ac = _within(cart, norms, a, c, beta, tol)
+        return empty
+    ok_ac = _within(cart, norms, a, c, beta, atol)
     i, j, k = np.nonzero(ok_ab[:, :, None] & ok_bc[None, :, :] & ok_ac[:, None, :])
-    if len(i) == 0:
-        return False
-    dets = _int_det(ints[a[i]], ints[b[j]], ints[c[k]])
-    return bool(np.any(np.abs(dets) == 1))
+    mats = np.stack([ints[a[i]], ints[b[j]], ints[c[k]]], axis=1).astype(np.int64)
+    mats = mats[np.abs(_int_det(mats[:, 0], mats[:, 1], mats[:, 2])) == 1]
+    return mats[:1] if first else mats
+
+
+def lattice_points(basis: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer coordinates, Cartesian vectors and lengths of every nonzero vector of the
+    lattice with row vectors ``basis`` no longer than ``radius`` (none missed: ``|n_i| <=
+    radius |b*_i|``); empty where there would be more than ``_MAX_POINTS`` to search."""
+    recip = np.linalg.inv(basis).T  # rows: b*_i, with n_i = v . b*_i
+    bounds = np.floor(radius * np.linalg.norm(recip, axis=1)).astype(int) + 1
+    if np.prod(2 * bounds + 1) > _MAX_POINTS:
+        raise ValueError("too many lattice points")
+    axes = [np.arange(-b, b + 1) for b in bounds]
+    ints = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    cart = ints @ basis
+    norms = np.sqrt(np.einsum("ij,ij->i", cart, cart))
+    keep = (norms <= radius) & (norms > 0)
+    return ints[keep], cart[keep], norms[keep]
 
 
 def _within(
@@ -172,6 +201,17 @@ def _within(
     up = math.cos(math.radians(max(angle - tol, 0.0)))
     cos = (cart[u] @ cart[v].T) / np.outer(norms[u], norms[v])
     return (cos >= lo - 1e-12) & (cos <= up + 1e-12)
+
+
+@lru_cache(maxsize=256)
+def offset_grid(b0: int, b1: int, b2: int) -> np.ndarray:
+    """Every integer vector with ``|n_k| <= b_k``, as floats."""
+    return np.array(list(itertools.product(*(range(-b, b + 1) for b in (b0, b1, b2)))), float)
+
+
+def basis_angles(basis: np.ndarray) -> np.ndarray:
+    """alpha, beta, gamma (degrees) of the rows of ``basis``."""
+    return np.array([_angle(basis[j], basis[k]) for j, k in ((1, 2), (0, 2), (0, 1))])
 
 
 def _angle(u: np.ndarray, v: np.ndarray) -> float:

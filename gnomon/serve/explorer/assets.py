@@ -34,7 +34,9 @@ th button:focus-visible { outline: 2px solid var(--accent); }
 th[aria-sort="ascending"] button::after { content: " \\25B2"; }
 th[aria-sort="descending"] button::after { content: " \\25BC"; }
 tr.stable td { background: var(--stable); }
-#phases td { white-space: nowrap; }
+#phases td, #results td { white-space: nowrap; }
+#results th[aria-sort="ascending"] a::after { content: " \\25B2"; }
+#results th[aria-sort="descending"] a::after { content: " \\25BC"; }
 .schemes a { margin-right: .8rem; }
 .schemes a.current { font-weight: 700; text-decoration: none; color: var(--fg); }
 .figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }

@@ -1,13 +1,16 @@
 """The interactive hull of a system page: pymatgen's plotly figure, with every phase on it.
 
 ``PDPlotter(backend="plotly")`` draws the hull from its stable entries: tie lines, facets, axes
-and the elements at the corners. Its own markers show only the lowest polymorph of each
-unstable formula and link nowhere, so they are replaced by two traces of every phase in the
-page's window (stable ones as stars), coloured by E above hull on one colour bar, each point
-carrying its phase's address, formula, space group, energy, source and campaign
-(``customdata``) for the hover and for the click that opens its page (static/hull.js). Stable
-compounds are labelled where a label overlaps nothing (:mod:`.labels`); the rest name
-themselves on hover. The figure is JSON for plotly.js; nothing in it runs.
+and the elements at the corners. It is given the hull's vertices only (the stored stable
+phases: a hull is its vertices, and pymatgen builds a PhaseDiagram of thousands of entries
+slowly). Its own markers show only the lowest polymorph of each unstable formula and link
+nowhere, so they are replaced by two traces of every phase in the page's window (stable ones
+as stars), placed where PDPlotter places an entry, coloured by the stored E above hull on one
+colour bar, each point carrying its phase's address, formula, space group, energy, source and
+campaign (``customdata``) for the hover and for the click that opens its page
+(static/plots.js). Stable compounds are labelled where a label overlaps nothing
+(:mod:`.labels`); the rest name themselves on hover. The figure is JSON for plotly.js;
+nothing in it runs.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from __future__ import annotations
 import html
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pymatgen.analysis.phase_diagram import PDPlotter, PhaseDiagram, tet_coord
+from pymatgen.core import Composition
 from pymatgen.util.string import htmlify
 
 from gnomon.serve.explorer.labels import place_labels
@@ -45,6 +49,8 @@ class HullPoint:
     stable: bool
     source: str | None
     campaign: str | None
+    composition: Composition
+    formation_energy: float | None  # eV/atom: the height of a binary's point
 
     def customdata(self, polymorphs: int = 1) -> list[str]:
         """[page, formula, space group, E above hull, source, campaign, note, id]: what the
@@ -59,21 +65,18 @@ class HullPoint:
         return [self.url, htmlify(esc[0]), *esc[1:], note, self.id]
 
 
-def _fractions(pd: PhaseDiagram, entry) -> list[float]:
-    comp = entry.composition
-    return [comp.get_atomic_fraction(el) for el in pd.elements]
-
-
-def coordinates(pd: PhaseDiagram, entry) -> tuple[float, ...]:
-    """Where PDPlotter's plotly figure puts ``entry``: (fraction of the second element,
+def coordinates(pd: PhaseDiagram, point: HullPoint) -> tuple[float, ...]:
+    """Where PDPlotter's plotly figure puts a phase: (fraction of the second element,
     formation energy) for two elements, (a, b, c) fractions on the ternary axes for three,
     the point in the composition tetrahedron for four."""
+    comp = point.composition
+    fractions = [comp.get_atomic_fraction(el) for el in pd.elements]
     dim = len(pd.elements)
     if dim == 2:
-        return _fractions(pd, entry)[1], float(pd.get_form_energy_per_atom(entry))
+        return fractions[1], float(point.formation_energy or 0.0)
     if dim == 3:
-        return tuple(_fractions(pd, entry))
-    return tuple(float(v) for v in tet_coord(pd.pd_coords(entry.composition)))
+        return tuple(fractions)
+    return tuple(float(v) for v in tet_coord(pd.pd_coords(comp)))
 
 
 def _pixels(dim: int, coords: list[tuple[float, ...]], camera_eye=(1.25, 1.25, 1.25)):
@@ -97,10 +100,9 @@ def _pixels(dim: int, coords: list[tuple[float, ...]], camera_eye=(1.25, 1.25, 1
 
 
 def _base_figure(pd: PhaseDiagram):
-    """PDPlotter's figure of the hull alone (stable entries: the lines, the quaternary's
-    facets), without its markers, labels and the ternary's arbitrarily coloured facets."""
-    hull = PhaseDiagram(list(pd.stable_entries), elements=pd.elements)
-    fig = PDPlotter(hull, backend="plotly", show_unstable=0).get_plot(label_stable=True)
+    """PDPlotter's figure of the hull alone (the lines, the quaternary's facets), without its
+    markers, labels and the ternary's arbitrarily coloured facets."""
+    fig = PDPlotter(pd, backend="plotly", show_unstable=0).get_plot(label_stable=True)
     drop = {"Stable", "Above Hull", "Labels (stable)"}
     fig.data = [t for t in fig.data if t.name not in drop
                 and not (t.type == "scatterternary" and getattr(t, "fill", None) == "toself")]
@@ -160,28 +162,26 @@ def _is_compound(formula: str) -> bool:
     return sum(ch.isupper() for ch in formula) > 1
 
 
-def hull_figure(pd: PhaseDiagram, points: Mapping[str, HullPoint]) -> dict[str, Any]:
-    """The plotly figure (as JSON-ready dict) of ``pd`` with a marker for each entry of
-    ``pd`` whose id ``points`` has (the phases of the page's window)."""
+def hull_figure(pd: PhaseDiagram, points: Sequence[HullPoint]) -> dict[str, Any]:
+    """The plotly figure (a JSON-ready dict) of the hull ``pd`` (its stable entries suffice)
+    with a marker for each of ``points`` (the phases of the page's window)."""
     dim = len(pd.elements)
     if not 2 <= dim <= 4:
         raise ValueError(f"hull figures need 2 to 4 elements, not {dim}")
     fig = _base_figure(pd)
-    shown = [(e, points[e.entry_id]) for e in pd.all_entries if e.entry_id in points]
-    cmax = max(max((p.e_above_hull or 0.0 for _, p in shown), default=0.0), 0.05)
+    cmax = max(max((p.e_above_hull or 0.0 for p in points), default=0.0), 0.05)
     data = [t.to_plotly_json() for t in fig.data]
-    unstable = [(e, p) for e, p in shown if not p.stable]
-    stable = [(e, p) for e, p in shown if p.stable]
-    below = [coordinates(pd, e) for e, _ in unstable]
-    polymorphs = Counter(p.formula for _, p in shown)
+    unstable = [p for p in points if not p.stable]
+    stable = [p for p in points if p.stable]
+    below = [coordinates(pd, p) for p in unstable]
+    polymorphs = Counter(p.formula for p in points)
     if unstable:
-        data.append(_marker_trace(dim, "above the hull", below, [p for _, p in unstable],
-                                  False, cmax, polymorphs))
+        data.append(_marker_trace(dim, "above the hull", below, unstable, False, cmax,
+                                  polymorphs))
     if stable:
-        coords = [coordinates(pd, e) for e, _ in stable]
-        trace = _marker_trace(dim, "on the hull", coords, [p for _, p in stable], True, cmax,
-                              polymorphs)
-        _label(trace, dim, coords, [p for _, p in stable], below)
+        coords = [coordinates(pd, p) for p in stable]
+        trace = _marker_trace(dim, "on the hull", coords, stable, True, cmax, polymorphs)
+        _label(trace, dim, coords, stable, below)
         data.append(trace)
     layout = fig.layout.to_plotly_json()
     layout.pop("coloraxis", None)

@@ -48,29 +48,47 @@ def label_box(x: float, y: float, size: tuple[float, float], position: str,
     return Box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
 
 
+class _Grid:
+    """Boxes filed by the grid cells they touch, so a new box is compared only with its
+    neighbours (a hull of a thousand phases would otherwise take a million comparisons)."""
+
+    def __init__(self, cell: float = 48.0):
+        self.cell = cell
+        self.cells: dict[tuple[int, int], list[tuple[int, Box]]] = {}
+
+    def _keys(self, box: Box):
+        c = self.cell
+        for i in range(int(box.x0 // c), int(box.x1 // c) + 1):
+            for j in range(int(box.y0 // c), int(box.y1 // c) + 1):
+                yield i, j
+
+    def add(self, box: Box, owner: int = -1) -> None:
+        for key in self._keys(box):
+            self.cells.setdefault(key, []).append((owner, box))
+
+    def hits(self, box: Box, ignore: int = -2) -> bool:
+        return any(owner != ignore and box.overlaps(other)
+                   for key in self._keys(box) for owner, other in self.cells.get(key, ()))
+
+
 def place_labels(points: Sequence[tuple[float, float]], texts: Sequence[str | None],
                  font_px: float = 12.0, marker_px: float = 6.0,
                  obstacles: Sequence[tuple[float, float]] = ()) -> list[str | None]:
     """A plotly ``textposition`` for each point (pixel coordinates), in order of priority,
     or None where its label is left off (``texts[i]`` None: no label wanted)."""
-    marks = [Box(x - marker_px, y - marker_px, x + marker_px, y + marker_px)
-             for x, y in [*points, *obstacles]]
-    placed: list[Box] = []
+    marks, labels = _Grid(), _Grid()
+    for j, (x, y) in enumerate([*points, *obstacles]):
+        marks.add(Box(x - marker_px, y - marker_px, x + marker_px, y + marker_px), j)
     out: list[str | None] = []
     for i, ((x, y), text) in enumerate(zip(points, texts, strict=True)):
-        if not text:
-            out.append(None)
-            continue
-        size = text_size(text, font_px)
         choice = None
-        for position in POSITIONS:
-            box = label_box(x, y, size, position, marker_px)
-            if any(box.overlaps(b) for b in placed):
-                continue
-            if any(box.overlaps(m) for j, m in enumerate(marks) if j != i):
-                continue
-            choice = position
-            placed.append(box)
-            break
+        if text:
+            size = text_size(text, font_px)
+            for position in POSITIONS:
+                box = label_box(x, y, size, position, marker_px)
+                if not labels.hits(box) and not marks.hits(box, ignore=i):
+                    choice = position
+                    labels.add(box)
+                    break
         out.append(choice)
     return out

@@ -96,8 +96,10 @@ class ExplorerPages:
         within: Annotated[
             float, Query(ge=0, description="eV/atom; inf lists every phase")
         ] = views.NEAR_STABLE,
+        rows: str | None = None,
     ) -> Response:
-        """``/systems/{chemsys}``: one chemical system's hull and phases."""
+        """``/systems/{chemsys}``: one chemical system's hull and phases (``rows=all``: every
+        phase of the window in the table, not only the nearest :data:`views.PAGE_ROWS`)."""
         try:
             canonical = normalise_chemsys(chemsys)
         except ValueError as exc:
@@ -107,7 +109,7 @@ class ExplorerPages:
             return RedirectResponse(url, status_code=308)
         db = self.repo()
         try:
-            view = views.system_view(db, chemsys, scheme, within)
+            view = self.shared.system_view(chemsys, scheme, within, every_row=rows == "all")
         except views.NotFound as exc:
             return error(request, 404, f"Nothing in {chemsys}", str(exc))
         elements = chemsys.split("-")
@@ -116,12 +118,15 @@ class ExplorerPages:
         )
         missing = [el for el in elements if el not in present]
         novelty = self.shared.novelty.peek(db, [r["id"] for r in view.rows])
-        params = query({"scheme": view.scheme, "within": within_param(view.within)})
+        params = query({"scheme": view.scheme, "within": within_param(view.within),
+                        "rows": "all" if rows == "all" else None})
         facts_src = (None if len(novelty) == len(view.rows) else
                      f"{root_of(request)}/systems/{urlpart(chemsys)}/novelty.json?{params}")
+        hull_src = (f"{root_of(request)}/systems/{urlpart(chemsys)}/hull.json?"
+                    + query({"scheme": view.scheme, "within": within_param(view.within)}))
         return page(request, "system.html", v=view, columns=PHASE_COLUMNS, has_hull=not missing,
                     missing=missing, novelty=novelty, facts_src=facts_src,
-                    within_param=within_param(view.within))
+                    within_param=within_param(view.within), hull_src=hull_src)
 
     def hull_diagram(self, chemsys: str, scheme: str) -> Response:
         """``/systems/{chemsys}/hull.svg``: the hull of 2 to 4 elements in one scheme."""

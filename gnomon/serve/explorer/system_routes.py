@@ -15,11 +15,11 @@ from urllib.parse import quote
 
 from fastapi import Query, Request
 from fastapi.responses import Response
-from pymatgen.core import Composition
-from pymatgen.entries.computed_entries import ComputedEntry
+from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+from pymatgen.core import Composition, Element
 
 from gnomon.pipeline.spacegroup import stored_spacegroup
-from gnomon.pipeline.thermo.hull import phase_diagram, subsystems
+from gnomon.pipeline.thermo.hull import subsystems
 from gnomon.pipeline.thermo.phase_query import normalise_chemsys
 from gnomon.serve.explorer import archive, hull_plot, views
 from gnomon.serve.explorer.web import Shared, attachment, figure_json, json_text, root_of, text
@@ -29,28 +29,41 @@ Within = Annotated[float, Query(ge=0, description="eV/atom; inf lists every phas
 
 
 def hull_points(repo: Repository, chemsys: str, scheme: str, within: float, root: str):
-    """(PhaseDiagram, {id: HullPoint}) of the system's entries in ``scheme``, the points those
-    within ``within`` eV/atom of the hull; (None, {}) where an element has no reference."""
-    docs = list(repo.find("entries", {"scheme": scheme, "chemsys": subsystems(chemsys)}))
-    pd = phase_diagram([ComputedEntry(Composition(d["composition"]), d["energy"],
-                                      entry_id=d["id"]) for d in docs], chemsys)
-    if pd is None:
-        return None, {}
-    phases = {p["id"]: p for p in repo.find("phases", {"scheme": scheme,
-                                                       "chemsys": subsystems(chemsys)})}
+    """(the hull, the points of the phases within ``within`` eV/atom of it) of ``chemsys`` in
+    ``scheme``, from the stored phases: the hull is a PhaseDiagram of the stable ones (its
+    vertices), each point a phase with its entry's space group, source and campaign.
+    (None, []) where an element has no reference (no stable phase of its own)."""
+    systems = subsystems(chemsys)
+    phases = list(repo.find("phases", {"scheme": scheme, "chemsys": systems}))
+    compositions: dict[str, Composition] = {}  # formulas repeat: parse each once
+
+    def composition(formula: str) -> Composition:
+        if formula not in compositions:
+            compositions[formula] = Composition(formula)
+        return compositions[formula]
+
+    stable = [p for p in phases if p.get("is_stable")]
+    elements = chemsys.split("-")
+    if not {p["chemsys"] for p in stable} >= set(elements):
+        return None, []
+    pd = PhaseDiagram([PDEntry(composition(p["reduced_formula"]), p["energy_per_atom"]
+                               * composition(p["reduced_formula"]).num_atoms)
+                       for p in stable], elements=[Element(el) for el in elements])
     limit = math.inf if math.isinf(within) else within + 1e-12
-    points = {}
-    for d in docs:
-        ph = phases.get(d["id"])
-        e_hull = ph.get("e_above_hull") if ph else None
-        if e_hull is None or e_hull > limit:
-            continue
-        points[d["id"]] = hull_plot.HullPoint(
-            id=d["id"], url=f"{root}/phases/{quote(d['id'], safe='')}",
-            formula=d["reduced_formula"],
+    shown = [p for p in phases if p.get("e_above_hull") is not None
+             and p["e_above_hull"] <= limit]
+    entries = {d["id"]: d for d in repo.find("entries", {"id": [p["id"] for p in shown]})}
+    points = []
+    for p in shown:
+        d = entries.get(p["id"], {})
+        points.append(hull_plot.HullPoint(
+            id=p["id"], url=f"{root}/phases/{quote(p['id'], safe='')}",
+            formula=p["reduced_formula"],
             spacegroup=stored_spacegroup(d.get("data"), d.get("structure")),
-            e_above_hull=e_hull, stable=bool(ph.get("is_stable")), source=d.get("source"),
-            campaign=d.get("campaign"))
+            e_above_hull=p["e_above_hull"], stable=bool(p.get("is_stable")),
+            source=d.get("source"), campaign=d.get("campaign"),
+            composition=composition(p["reduced_formula"]),
+            formation_energy=p.get("formation_energy_per_atom")))
     return pd, points
 
 
@@ -60,11 +73,11 @@ class SystemExtras:
     def __init__(self, shared: Shared):
         self.shared = shared
 
-    def _check(self, chemsys: str, scheme: str | None, within: float):
+    def _check(self, chemsys: str, scheme: str | None, within: float, every_row: bool = False):
         """(canonical chemsys, the page's view) or a text answer saying what is wrong."""
         try:
             chemsys = normalise_chemsys(chemsys)
-            return chemsys, views.system_view(self.shared.repo(), chemsys, scheme, within)
+            return chemsys, self.shared.system_view(chemsys, scheme, within, every_row)
         except views.NotFound as exc:
             return None, text(str(exc), 404)
         except ValueError as exc:
@@ -94,9 +107,9 @@ class SystemExtras:
         return json_text(body)
 
     def novelty_json(self, chemsys: str, scheme: str | None = None,
-                     within: Within = views.NEAR_STABLE) -> Response:
+                     within: Within = views.NEAR_STABLE, rows: str | None = None) -> Response:
         """``/systems/{chemsys}/novelty.json``: the novelty of each listed phase, by id."""
-        chemsys, view = self._check(chemsys, scheme, within)
+        chemsys, view = self._check(chemsys, scheme, within, rows == "all")
         if chemsys is None:
             return view
         facts = self.shared.novelty.get(self.shared.repo(), view.rows)
@@ -110,8 +123,8 @@ class SystemExtras:
             return view
         window = "every phase" if math.isinf(within) else f"phases within {within:g} eV/atom"
         note = (f"{chemsys}, energy scheme {view.scheme}: {window} of the hull "
-                f"({len(view.rows)} phases), from gnomon serve.\n"
+                f"({len(view.window)} phases), from gnomon serve.\n"
                 "energies.csv: one row a phase (eV/atom); cif/: the relaxed structures.")
-        body = archive.phases_zip(self.shared.repo(), [r["id"] for r in view.rows], note)
+        body = archive.phases_zip(self.shared.repo(), view.window, note)
         return attachment(body, "application/zip",
                           archive.archive_name(f"{chemsys}_{view.scheme}"))

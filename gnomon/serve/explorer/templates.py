@@ -102,7 +102,8 @@ the first {{ home.systems | length }} are listed, find others with the box above
 
 SYSTEM = """{% extends "base.html" %}
 {% block title %}{{ v.chemsys }}{% endblock %}
-{% block scripts %}{% if v.plottable and has_hull %}<script src="{{ root }}/explorer/assets/{{ plotly_js }}" defer></script>
+{% block scripts %}{% if v.plottable and has_hull %}<link rel="preload" as="fetch" crossorigin="anonymous" href="{{ hull_src }}">
+<script src="{{ root }}/explorer/assets/{{ plotly_js }}" defer></script>
 <script src="{{ root }}/explorer/assets/plots.js" defer></script>{% endif %}
 <script src="{{ root }}/explorer/assets/facts.js" defer></script>{% endblock %}
 {% block content %}
@@ -119,22 +120,22 @@ of <b>{{ v.scheme }}</b> only{% if v.schemes | length > 1 %}; the links above sh
 <p class="muted">No hull for {{ v.chemsys }} in {{ v.scheme }}: {{ missing | join(", ") }} ha{{ "s" if missing | length == 1 else "ve" }} no reference entry in this scheme.</p>
 {% else %}
 <div id="hull-plot" class="plot" data-links="1" role="img" tabindex="0"
-  data-figure="{{ root }}/systems/{{ v.chemsys | urlpart }}/hull.json?{{ {"scheme": v.scheme, "within": within_param} | query }}"
-  aria-label="Interactive hull of {{ v.chemsys }} in {{ v.scheme }}: the {{ v.rows | length }} phases of the table below, stable ones as stars, coloured by energy above the hull"></div>
+  data-figure="{{ hull_src }}"
+  aria-label="Interactive hull of {{ v.chemsys }} in {{ v.scheme }}: the {{ v.window | length }} phases of the window, stable ones as stars, coloured by energy above the hull; the table below lists them"></div>
 <figcaption>Every phase within {{ "any energy" if v.within == inf else (v.within | fmt(3)) ~ " eV/atom" }} of the hull, coloured by its energy above the hull (stars: on the hull). Point at a phase for its formula, space group, energy, source and campaign; click it to open its page. The table below lists the same phases.
 Static figure: <a href="{{ root }}/systems/{{ v.chemsys | urlpart }}/hull.svg?{{ {"scheme": v.scheme} | query }}" download>SVG</a>.</figcaption>
 <details class="static-figure"><summary>Static figure</summary>
-<img src="{{ root }}/systems/{{ v.chemsys | urlpart }}/hull.svg?{{ {"scheme": v.scheme} | query }}"
+<img loading="lazy" src="{{ root }}/systems/{{ v.chemsys | urlpart }}/hull.svg?{{ {"scheme": v.scheme} | query }}"
   alt="hull diagram of {{ v.chemsys }} in {{ v.scheme }}: the stable phases joined by tie lines">
 </details>
 {% endif %}
 </figure>
 <h2>Stable and near-stable phases</h2>
 <p>{{ v.n_stable }} stable of {{ v.n_phases }} phases in this space ({{ v.scheme }});
-{{ v.rows | length }} listed{% if v.within != inf %}, those within {{ v.within | fmt(3) }} eV/atom
-of the hull (<a href="{{ system_url(v.chemsys, v.scheme, inf) }}">list all</a>){% endif %}{% if v.truncated %};
-only the first {{ v.rows | length }} are shown{% endif %}.</p>
-<p class="downloads"><a href="{{ root }}/systems/{{ v.chemsys | urlpart }}/phases.zip?{{ {"scheme": v.scheme, "within": within_param} | query }}" download>Download the {{ v.rows | length }} listed phases: CIFs and a CSV of their energies (zip)</a></p>
+{{ v.window | length }} {% if v.within != inf %}within {{ v.within | fmt(3) }} eV/atom
+of the hull (<a href="{{ system_url(v.chemsys, v.scheme, inf) }}">list all</a>){% else %}listed{% endif %}{% if v.truncated %};
+the table shows the {{ v.rows | length }} nearest the hull (<a href="{{ root }}/systems/{{ v.chemsys | urlpart }}?{{ {"scheme": v.scheme, "within": within_param, "rows": "all"} | query }}">show all {{ v.window | length }}</a>){% endif %}.</p>
+<p class="downloads"><a href="{{ root }}/systems/{{ v.chemsys | urlpart }}/phases.zip?{{ {"scheme": v.scheme, "within": within_param} | query }}" download>Download the {{ v.window | length }} phases: CIFs and a CSV of their energies (zip)</a></p>
 <div class="filter">
   <label for="max-e-above-hull">Show phases with E above hull ≤</label>
   <input id="max-e-above-hull" type="number" min="0" step="0.005" placeholder="any"> eV/atom
@@ -169,7 +170,8 @@ only the first {{ v.rows | length }} are shown{% endif %}.</p>
 
 PHASE = """{% extends "base.html" %}
 {% block title %}{{ p.phase.reduced_formula }} {{ p.phase.id }}{% endblock %}
-{% block scripts %}{% if p.structure is not none %}<script src="{{ root }}/explorer/assets/{{ plotly_js }}" defer></script>
+{% block scripts %}{% if p.structure is not none %}{% set base = root ~ "/phases/" ~ (p.phase.id | urlpart) %}<link rel="preload" as="fetch" crossorigin="anonymous" href="{{ base }}/structure.json?cell={{ cells[0] }}">
+<script src="{{ root }}/explorer/assets/{{ plotly_js }}" defer></script>
 <script src="{{ root }}/explorer/assets/plots.js" defer></script>
 <script src="{{ root }}/explorer/assets/facts.js" defer></script>{% endif %}{% endblock %}
 {% block content %}

@@ -16,12 +16,13 @@ from pymatgen.core import Structure
 from gnomon.campaign.reports import METRIC_COLUMNS, metric_rows
 from gnomon.pipeline.spacegroup import stored_spacegroup
 from gnomon.pipeline.thermo.hull import subsystems
-from gnomon.pipeline.thermo.phase_query import PhaseQuery, normalise_chemsys, phase_row
+from gnomon.pipeline.thermo.phase_query import normalise_chemsys, phase_row
 from gnomon.storage import Campaign, Entry, Phase, Repository
 from gnomon.storage.chemsys import chemsys_of
 
 NEAR_STABLE = 0.2  # eV/atom listed by default on a system page; the hull plot shows as much
-MAX_ROWS = 5000  # a system page lists at most this many phases
+PAGE_ROWS = 200  # a system page lists this many phases, nearest the hull first, unless asked
+MAX_ROWS = 5000  # ... and at most this many when asked for all
 MAX_SITES = 500  # a phase page tabulates at most this many sites
 MAX_SYSTEMS = 400  # the campaigns page links at most this many chemical systems
 
@@ -81,10 +82,10 @@ class SystemView:
     schemes: list[str]
     scheme: str
     within: float  # phases up to this e_above_hull (eV/atom) are listed; inf for all
-    rows: list[dict[str, Any]]
+    rows: list[dict[str, Any]]  # the listed phases, nearest the hull first
+    window: list[str]  # the ids of every phase within the window (rows lists the first ones)
     n_phases: int  # phases of this scheme in the whole space, listed or not
     n_stable: int
-    truncated: bool = False
     plottable: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -94,37 +95,56 @@ class SystemView:
     def n_elements(self) -> int:
         return len(self.chemsys.split("-"))
 
+    @property
+    def truncated(self) -> bool:
+        return len(self.rows) < len(self.window)
+
 
 def schemes_in(repo: Repository, chemsys: str) -> list[str]:
     return sorted(repo.distinct("entries", "scheme", {"chemsys": subsystems(chemsys)}))
 
 
-def system_view(
-    repo: Repository, chemsys: str, scheme: str | None, within: float = NEAR_STABLE
-) -> SystemView:
-    """The phases of one energy scheme in a chemical space; hulls never mix schemes, so a
-    page shows one scheme at a time (the first by name unless one is asked for)."""
-    chemsys = normalise_chemsys(chemsys)
+def pick_scheme(repo: Repository, chemsys: str, scheme: str | None) -> tuple[list[str], str]:
+    """(the schemes of the space, the one a page shows): the asked-for one, else the first by
+    name; NotFound where the space has none, or not that one."""
     schemes = schemes_in(repo, chemsys)
     if not schemes:
         raise NotFound(f"no entries in {chemsys}")
     if scheme is None:
-        scheme = schemes[0]
-    elif scheme not in schemes:
+        return schemes, schemes[0]
+    if scheme not in schemes:
         raise NotFound(f"no entries of scheme {scheme!r} in {chemsys} "
                        f"(schemes here: {', '.join(schemes)})")
+    return schemes, scheme
+
+
+def system_view(
+    repo: Repository, chemsys: str, scheme: str | None, within: float = NEAR_STABLE,
+    max_rows: int = PAGE_ROWS,
+) -> SystemView:
+    """The phases of one energy scheme in a chemical space, within ``within`` eV/atom of the
+    hull, nearest first; hulls never mix schemes, so a page shows one scheme at a time (the
+    first by name unless one is asked for). Only the first ``max_rows`` are read whole (their
+    entries, with structures): a space of 10^5 phases' database holds thousands."""
+    chemsys = normalise_chemsys(chemsys)
+    schemes, scheme = pick_scheme(repo, chemsys, scheme)
     if math.isnan(within) or within < 0:
         raise ValueError(f"within must be a non-negative number of eV/atom, not {within}")
-    limit = None if math.isinf(within) else within
-    query = PhaseQuery(chemsys=chemsys, scheme=scheme, max_e_above_hull=limit,
-                       limit=MAX_ROWS + 1)
-    rows = query.run(repo)
-    systems = subsystems(chemsys)
+    # raw documents: only the listed phases become records (thousands would cost seconds)
+    phases = list(repo.find("phases", {"scheme": scheme, "chemsys": subsystems(chemsys)}))
+    limit = math.inf if math.isinf(within) else within + 1e-12
+    window = sorted((p for p in phases if math.isinf(limit)
+                     or (p.get("e_above_hull") is not None and p["e_above_hull"] <= limit)),
+                    key=lambda p: (p.get("e_above_hull") is None, p.get("e_above_hull") or 0.0,
+                                   p["chemsys"].count("-"), p["reduced_formula"]))
+    shown = [Phase.from_doc(p) for p in window[:min(max_rows, MAX_ROWS)]]
+    entries = {e.id: e for e in repo.query(Entry, {"id": [p.id for p in shown]})} \
+        if shown else {}
     return SystemView(
-        chemsys=chemsys, schemes=schemes, scheme=scheme, within=within, rows=rows[:MAX_ROWS],
-        truncated=len(rows) > MAX_ROWS,
-        n_phases=repo.count("phases", {"scheme": scheme, "chemsys": systems}),
-        n_stable=repo.count("phases", {"scheme": scheme, "chemsys": systems, "is_stable": True}),
+        chemsys=chemsys, schemes=schemes, scheme=scheme, within=within,
+        rows=[phase_row(p, entries.get(p.id)) for p in shown],
+        window=[p["id"] for p in window], n_phases=len(phases),
+        n_stable=sum(1 for p in phases if p.get("is_stable")),
     )
 
 

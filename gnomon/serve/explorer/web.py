@@ -15,11 +15,13 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.routing import Match
 
+from gnomon.pipeline.thermo.phase_query import normalise_chemsys
 from gnomon.serve.explorer import views
 from gnomon.serve.explorer.facts import NoveltyCache
 from gnomon.serve.explorer.static_files import plotly_name
 from gnomon.serve.explorer.templates import make_environment
 from gnomon.storage import Repository, open_repository
+from gnomon.storage.chemsys import subsystems
 
 _TEMPLATES = make_environment()
 
@@ -74,6 +76,21 @@ class Shared:
         self.repo = LazyRepository(db_url)
         self.novelty = NoveltyCache()
         self.cache = LruCache()
+        self.views = LruCache(16)  # system views hold their rows' structures: keep a few
+
+    def system_view(self, chemsys: str, scheme: str | None, within: float,
+                    every_row: bool = False) -> views.SystemView:
+        """A system page's phases (:func:`views.system_view`; ``every_row``: all of the
+        window, not only the first :data:`views.PAGE_ROWS`), remembered until the space holds
+        a different number of entries of the scheme (entries are only ever added)."""
+        repo = self.repo()
+        chemsys = normalise_chemsys(chemsys)
+        _, scheme = views.pick_scheme(repo, chemsys, scheme)
+        count = repo.count("entries", {"scheme": scheme, "chemsys": subsystems(chemsys)})
+        rows = views.MAX_ROWS if every_row else views.PAGE_ROWS
+        return self.views.get_or_make(
+            (chemsys, scheme, within, rows, count),
+            lambda: views.system_view(repo, chemsys, scheme, within, rows))
 
 
 def root_of(request: Request) -> str:

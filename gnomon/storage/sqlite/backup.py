@@ -69,6 +69,7 @@ def backup_sqlite(source: Path, dest: Path) -> dict[str, int]:
         raise StorageError(f"no gnomon database at {source}")
     partial = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         src = _read_only(source)
         dst = sqlite3.connect(partial, isolation_level=None)
         try:
