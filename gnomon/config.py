@@ -275,6 +275,13 @@ class ModelConfig(_Section):
     )
     tta: bool = Field(False, description="Screen with test-time augmentation over volume scalings.")
     min_entries: int = Field(8, ge=2, description="Train once this many entries exist.")
+    distill: int = Field(
+        0, ge=0,
+        description="Before round 0 is screened, the mlip_engine (a teacher that is not the "
+        "oracle) relaxes this many of its unique candidates; their energies, calibrated into "
+        "the campaign's scheme by mlip_calibration, label the unrelaxed inputs and the start "
+        "model is fine-tuned on them (gnomon.campaign.distill). 0: off.",
+    )
 
 
 class SelectionConfig(_Section):
@@ -570,6 +577,13 @@ class CampaignConfig(_Section):
         elif options:
             raise ValueError("give mlip_engine.options only (mlip_options is its old spelling)")
         return data
+
+    @model_validator(mode="after")
+    def _distil_needs_a_calibration(self) -> CampaignConfig:
+        if self.model.distill and self.mlip_calibration is None:
+            raise ValueError("model.distill needs mlip_calibration (a stored calibration of the "
+                             "mlip_engine's scheme into the campaign's)")
+        return self
 
     @field_validator("elements")
     @classmethod

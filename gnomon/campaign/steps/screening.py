@@ -7,6 +7,7 @@ from typing import Any
 
 from gnomon.campaign.round_steps import with_current_step_names
 from gnomon.campaign.steps.context import RoundContext
+from gnomon.campaign.steps.distilling import distilled
 from gnomon.models.pretrained import is_pretrained
 from gnomon.models.transfer import start_model
 from gnomon.storage import Candidate, ModelVersion, Round
@@ -60,6 +61,8 @@ def screen(ctx: RoundContext) -> dict[str, Any]:
     the round's fan-out (in-process, or chunks on a cluster's workers)."""
     record = screening_model(ctx)
     ids = ctx.outputs("dedup").get("unique", [])
+    if record is not None and ctx.index == 0 and ctx.config.model.distill:
+        record = distilled(ctx, record)
     if record is None:
         log.info("round %d: no model for %s yet; selection falls back to exploration",
                  ctx.index, ctx.scheme)
