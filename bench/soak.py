@@ -62,6 +62,7 @@ RESULTS = ROOT / "bench" / "results"
 NAME = "soak"
 WINDOW_S = 30.0
 CAMPAIGN_SETTLE_S = 15.0
+MAX_FAILURES = 5  # exits of the campaign not caused by a kill, before the soak gives up
 CONFIG = {
     "name": NAME,
     "elements": ["Li", "Na", "O"],
@@ -216,6 +217,9 @@ class Soaker:
             self.campaign_done = True
             return False
         self.campaign_failures.append(code)
+        if len(self.campaign_failures) > MAX_FAILURES:
+            raise SystemExit(f"the campaign failed {len(self.campaign_failures)} times by "
+                             f"itself; see {self.work / 'campaign.log'}")
         self.start_campaign(resume=True)
         return True
 
@@ -237,6 +241,17 @@ def _kill_once(soak: Soak, soaker: Soaker, target: str) -> None:
 
 def run_soak(work: Path, config: Path, args: argparse.Namespace, console: Console) -> Soak:
     soaker = Soaker(work, config, args.rounds, _free_port())
+    try:
+        return _soak(soaker, args, console)
+    except BaseException:
+        for proc in (soaker.serve, soaker.campaign):
+            if proc is not None and proc.poll() is None:
+                _kill_group(proc)
+        raise
+
+
+def _soak(soaker: Soaker, args: argparse.Namespace, console: Console) -> Soak:
+    work = soaker.work
     rng = random.Random(args.seed)
     soaker.start_campaign(resume=False)
     db = soaker.home / "gnomon.db"

@@ -397,8 +397,8 @@ def _predicting_model(repo, db: str | None, models_dir: Path, model: str | None,
 
     if repo is None and model is not None and pretrained.names_shipped(model):
         try:
-            record = pretrained.record()
-            return record, pretrained.load_weights(record.config["package_data"])
+            ens = pretrained.load_weights(pretrained.read_card()["weights"])
+            return pretrained.record(ens), ens
         except ModelNotFound as exc:
             fail(str(exc))
     return _resolve(ModelRegistry(require(repo, db), models_dir), model, scheme, kind)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
+import sys
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from gnomon.commands.common import DbOption, console, err_console, fail, repository
 from gnomon.commands.help_format import Command
+from gnomon.pipeline.thermo import phase_query
 from gnomon.pipeline.thermo.known import phase_origins
 from gnomon.pipeline.thermo.novelty import novelty_of_rows, novelty_text, references_from_files
 from gnomon.pipeline.thermo.phase_query import ROW_FIELDS, PhaseQuery, normalise_chemsys
@@ -26,6 +28,7 @@ from gnomon.pipeline.thermo.units import (
     shown,
     yes_no,
 )
+from gnomon.storage import Repository
 from gnomon.storage.chemsys import subsystems
 
 
@@ -34,6 +37,14 @@ class OutputFormat(StrEnum):
     json = "json"
     csv = "csv"
     cif = "cif"
+
+
+#: rows of a `gnomon phases` table unless --limit says otherwise: a screenful, quick on any
+#: database; --limit 0 or a file format gives every row
+TABLE_ROWS = 50
+#: above this many rows a table is plain aligned text, not a rich Table (which takes seconds
+#: per thousand rows to lay out)
+RICH_ROWS = 200
 
 
 def _cell(key: str, value: Any) -> str:
@@ -58,7 +69,14 @@ PhasesElementsOption = Annotated[
 ]
 PhasesStableOption = Annotated[bool, typer.Option("--stable", help="Only phases on the hull.")]
 PhasesFormatOption = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
-PhasesLimitOption = Annotated[int | None, typer.Option(help="At most this many rows.")]
+PhasesLimitOption = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help=f"At most this many rows; 0 for every row (default: {TABLE_ROWS} in a table, every "
+        "row as json, csv or cif).",
+    ),
+]
 PhasesNoveltyOption = Annotated[
     bool,
     typer.Option(
@@ -100,30 +118,81 @@ def phases(
     db: DbOption = None,
 ) -> None:
     """List the phases found, with their place on the hull."""
+    table = format is OutputFormat.table
     query = PhaseQuery(
         chemsys=chemsys,
         elements=elements.split(",") if elements else None,
         scheme=scheme,
         stable=stable,
         max_e_above_hull=max_e_above_hull,
-        limit=limit,
+        limit=(TABLE_ROWS if table else None) if limit is None else (limit or None),
     )
     with repository(db, read_only=True) as repo:
         try:
-            rows = query.run(repo)
+            schemes = query.schemes(repo)
+            if novelty or known:
+                rows = _with_novelty(repo, query.run(repo), known or [])
+                fields = (*ROW_FIELDS, *NOVELTY_FIELDS)
+            else:
+                rows, fields = query.rows(repo), ROW_FIELDS
+            about: dict[str, Any] = {"schemes": schemes}
+            if known:
+                about["known_files"] = [str(p.resolve()) for p in known]
+            if not query.computes_spacegroups(repo):
+                about["spacegroup_note"] = _not_computed()
+            if table:
+                _print_phases(list(rows), fields, schemes, query, repo)
+            else:
+                write_rows(rows, fields, format, about)
         except ValueError as exc:
             fail(str(exc))
-        fields = ROW_FIELDS
-        if novelty or known:
-            rows = _with_novelty(repo, rows, known or [])
-            fields = (*ROW_FIELDS, *NOVELTY_FIELDS)
-    about: dict[str, Any] = {"schemes": sorted({r["scheme"] for r in rows})}
-    if known:
-        about["known_files"] = [str(p.resolve()) for p in known]
-    if format is OutputFormat.table:
-        console.print(_phase_table(rows, fields, about["schemes"]))
+
+
+def _not_computed(n: int | None = None) -> str:
+    """Why ``n`` rows (or some) show no space group: the result is too long to run spglib on
+    each entry stored without one."""
+    who = (
+        "entries stored without a space group show"
+        if n is None
+        else (
+            f"{n:,} entry stored without a space group shows"
+            if n == 1
+            else f"{n:,} entries stored without a space group show"
+        )
+    )
+    return (
+        f"{who} none: it is computed only for results of at most "
+        f"{phase_query.SPACEGROUP_ON_THE_FLY} rows (narrow the query or pass --limit to see it)"
+    )
+
+
+def _print_phases(
+    rows: list[dict[str, Any]],
+    fields: tuple[str, ...],
+    schemes: list[str],
+    query: PhaseQuery,
+    repo: Repository,
+) -> None:
+    """The rows for people, and a line saying how many there are when not all are shown."""
+    total = len(rows)
+    if query.limit is not None and len(rows) >= query.limit:
+        total = query.count(repo)
+    columns = _phase_columns(fields, schemes)
+    title = f"{len(rows):,}" + (f" of {total:,}" if total > len(rows) else "") + " phases"
+    title += f", scheme {schemes[0]}" if len(schemes) == 1 else ""
+    if len(rows) <= RICH_ROWS:
+        console.print(_phase_table(rows, columns, title, resolution_note(fields)))
     else:
-        write_rows(rows, fields, format, about)
+        _print_plain(rows, columns, title, resolution_note(fields))
+    unknown = sum(1 for r in rows if r["spacegroup"] is None and "_structure" in r)
+    if unknown and not query.computes_spacegroups(repo):
+        console.print(_not_computed(unknown), highlight=False)
+    if total > len(rows):
+        console.print(
+            f"showing {len(rows):,} of {total:,} phases; --limit 0 for all, "
+            "--format csv/json for files",
+            highlight=False,
+        )
 
 
 def _header(key: str, words: str) -> str:
@@ -148,30 +217,33 @@ _TABLE_COLUMNS = (
 
 
 def write_rows(
-    rows: list[dict[str, Any]],
+    rows: Iterable[dict[str, Any]],
     fields: tuple[str, ...],
     format: OutputFormat,
     about: dict[str, Any],
 ) -> None:
-    """Rows for programs: JSON (``about``, the units and the rounding rule beside the rows),
-    CSV or CIF. Numbers are rounded to what the method resolves (gnomon.pipeline.thermo.units)."""
+    """Rows for programs, written as they come: JSON (``about``, the units and the rounding
+    rule beside the rows, one row a line), CSV or CIF. Numbers are rounded to what the method
+    resolves (gnomon.pipeline.thermo.units)."""
+    out = sys.stdout
     if format is OutputFormat.json:
         units = {k: UNITS[k] for k in fields if k in UNITS}
-        document = {
+        head = {
             **about,
             "units": units,
             "resolution": resolution_note(fields),
             "meanings": {k: MEANINGS[k] for k in units},
-            "phases": [rounded_row({k: r.get(k) for k in fields}) for r in rows],
         }
-        print(json.dumps(document, indent=1, ensure_ascii=False))
+        out.write(json.dumps(head, indent=1, ensure_ascii=False)[:-2] + ',\n "phases": [')
+        for k, r in enumerate(rows):
+            row = rounded_row({f: r.get(f) for f in fields})
+            out.write(("," if k else "") + "\n  " + json.dumps(row, ensure_ascii=False))
+        out.write("\n ]\n}\n")
     elif format is OutputFormat.csv:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+        writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for r in rows:
             writer.writerow({**rounded_row(r), "decomposes_to": " ".join(r["decomposes_to"])})
-        print(buf.getvalue(), end="")
     elif format is OutputFormat.cif:
         _print_cifs(rows)
 
@@ -187,21 +259,48 @@ def _print_cifs(rows: list[dict[str, Any]]) -> None:
         print(text.replace("data_", f"data_{r['id']}_", 1))
 
 
-def _phase_table(rows: list[dict[str, Any]], fields: tuple[str, ...], schemes: list[str]) -> Table:
-    """The rows for people; with one scheme it is named in the title, not on every row."""
-    columns = [
+def _phase_columns(fields: tuple[str, ...], schemes: list[str]) -> list[tuple[str, str]]:
+    """(field, header) of a phases table; with one scheme it is named in the title, not on
+    every row."""
+    return [
         *(c for c in _TABLE_COLUMNS if not (c[0] == "scheme" and len(schemes) == 1)),
         *((("novelty_text", "novelty"),) if "novelty" in fields else ()),
         ("id", "id"),
     ]
-    title = f"{len(rows)} phases" + (f", scheme {schemes[0]}" if len(schemes) == 1 else "")
-    table = Table(title=title, caption=resolution_note(fields))
+
+
+def _phase_table(
+    rows: list[dict[str, Any]], columns: list[tuple[str, str]], title: str, caption: str
+) -> Table:
+    table = Table(title=title, caption=caption)
     for key, head in columns:
         table.add_column(head, justify="right" if key in UNITS else "left")
     for r in rows:
         style = "bold green" if r["is_stable"] else None
         table.add_row(*(_cell(key, r.get(key)) for key, _ in columns), style=style)
     return table
+
+
+def _print_plain(
+    rows: list[dict[str, Any]], columns: list[tuple[str, str]], title: str, caption: str
+) -> None:
+    """A long table as aligned plain text: the same columns and cells as the rich table, laid
+    out in one pass (numbers right-aligned), written in blocks."""
+    cells = [[_cell(key, r.get(key)) for key, _ in columns] for r in rows]
+    heads = [head for _, head in columns]
+    widths = [max(len(head), *(len(row[k]) for row in cells)) for k, head in enumerate(heads)]
+    right = [key in UNITS for key, _ in columns]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right, strict=True)
+        ).rstrip()
+
+    out = sys.stdout
+    out.write(f"{title}\n{line(heads)}\n{'  '.join('-' * w for w in widths)}\n")
+    for start in range(0, len(cells), 5000):
+        out.write("".join(line(row) + "\n" for row in cells[start : start + 5000]))
+    out.write(f"{caption}\n")
 
 
 NOVELTY_FIELDS = (

@@ -27,14 +27,13 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from ase.calculators.emt import EMT
-from ase.calculators.emt import parameters as emt_parameters
 from pymatgen.core import Element
 
 from gnomon.pipeline.thermo.schemes import check_scheme, mlip_scheme, sevennet_scheme
 
 if TYPE_CHECKING:
     from ase.calculators.calculator import Calculator
+    from ase.calculators.emt import EMT
 
 #: The settings every potential takes: how the relaxation runs, not what computes the energy.
 RELAX_SETTINGS = ("fmax", "steps", "relax_cell", "optimizer")
@@ -162,7 +161,18 @@ SEVENNET = Potential(
 def emt_calculator(model: str | None = None, device: str | None = None, **kwargs: Any) -> EMT:
     """ASE's EMT calculator; it has one parameter set and runs on the CPU, so ``model`` and
     ``device`` are accepted (every loader is given them) and ignored."""
+    # heavy: ase (its calculators; the registry of potentials is read without them)
+    from ase.calculators.emt import EMT
+
     return EMT(**kwargs)
+
+
+def emt_elements(model: str | None = None) -> frozenset[str]:
+    """The elements ASE's EMT has parameters for."""
+    # heavy: ase
+    from ase.calculators.emt import parameters
+
+    return frozenset(parameters)
 
 
 EMT_POTENTIAL = Potential(
@@ -171,7 +181,7 @@ EMT_POTENTIAL = Potential(
     label="EMT",
     package="ase",
     scheme=lambda model: check_scheme("mlip-emt"),
-    elements=lambda model: frozenset(emt_parameters),
+    elements=emt_elements,
     coverage="ASE's EMT has parameters for {n} elements",
     loader=f"{__name__}.emt_calculator",
     code_version="{version} EMT",

@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch_geometric.data import Data
-from torch_geometric.utils import scatter
 
 from gnomon.models.composition import CompositionNet
 from gnomon.models.gnn import GNoMENet
+from gnomon.models.graph_data import Data, scatter
 from gnomon.models.peers import PEERS
 from gnomon.models.spec import ModelSpec as ModelSpec  # re-exported: its old home
 

@@ -26,7 +26,8 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.utils import scatter
+
+from gnomon.models.graph_data import scatter
 
 
 def mlp(sizes: list[int], activate_last: bool = False) -> nn.Sequential:

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from pymatgen.core import Element
 from pymatgen.optimization.neighbors import find_points_in_spheres
-from torch_geometric.data import Data
+
+from gnomon.models.graph_data import Data
 
 MAX_Z = 94
 """Elements H (1) to Pu (94) are supported; anything heavier is rejected."""

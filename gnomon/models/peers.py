@@ -20,6 +20,9 @@ members of one ensemble share per batch.
 - A universal potential as a zero-shot reference, not trained here: SevenNet-0
   (:func:`sevennet_energies`, :func:`elemental_references`, :func:`formation_energies`).
 
+torch-geometric is imported when a peer is built, not with this module: the ensemble that
+loads a GNoME network imports this registry and must not wait for it.
+
 Both trained peers use a hard cutoff: edges at or beyond ``cutoff`` are dropped before any
 message, so a graph built out further (test-time volume augmentation builds one neighbour list
 for the smallest scaling) gives the same energies as one built at the cutoff.
@@ -37,15 +40,14 @@ import torch
 import torch.nn.functional as F
 from pymatgen.core import Structure
 from torch import Tensor, nn
-from torch_geometric.nn import CGConv
-from torch_geometric.nn.models import SchNet
-from torch_geometric.utils import scatter
 
 from gnomon.dft.potentials import SEVENNET_MODEL, sevennet_calculator
+from gnomon.models.graph_data import scatter
 from gnomon.models.graphs import MAX_Z
 from gnomon.models.spec import GAUSSIAN_STEP, num_gaussians_for, peer_hparams
 
 log = logging.getLogger(__name__)
+
 
 class PeerEdges(NamedTuple):
     """A batch's edges as a peer reads them: those kept, their lengths and distance features."""
@@ -110,6 +112,9 @@ class PeriodicSchNet(nn.Module):
         num_gaussians: int | None = None,
         cutoff: float = 5.0,
     ):
+        # heavy: torch_geometric (seconds to import; only a SchNet peer needs it)
+        from torch_geometric.nn.models import SchNet
+
         super().__init__()
         num_filters = int(num_filters or hidden)
         num_gaussians = int(num_gaussians or num_gaussians_for(cutoff))
@@ -211,6 +216,9 @@ class CGCNN(nn.Module):
         gaussian_step: float = GAUSSIAN_STEP,
         num_elements: int = MAX_Z,
     ):
+        # heavy: torch_geometric (seconds to import; only a CGCNN peer needs it)
+        from torch_geometric.nn import CGConv
+
         super().__init__()
         self.hparams: dict[str, Any] = dict(
             hidden=hidden,

@@ -114,16 +114,17 @@ def _card_date(card: dict[str, Any]) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def record() -> ModelVersion:
+def record(ensemble: Ensemble | None = None) -> ModelVersion:
     """The shipped model's ModelVersion, as :func:`ensure_registered` would store it, stored
     nowhere (for commands that only read).
 
     It points at the package data (``config["package_data"]``); its
     ``config["train_systems"]`` are the systems it was trained on and ``config["card"]`` is
-    the whole card.
+    the whole card. ``ensemble`` is the shipped weights where the caller has loaded them
+    already (a prediction need not load them twice).
     """
     card = read_card()
-    ens = load_weights(card["weights"])
+    ens = ensemble if ensemble is not None else load_weights(card["weights"])
     with as_file(package_dir() / card["weights"]) as path:
         weights_path = str(path)
     split = card.get("split", {})

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 from pymatgen.core import Composition
-from torch_geometric.data import Data
 
 from gnomon.models.composition import fraction_matrix
 from gnomon.models.ensemble import TTA, Ensemble
+from gnomon.models.graph_data import Data
 from gnomon.models.graphs import (
     ATOMIC_NUMBER,
     MAX_Z,
@@ -37,7 +37,6 @@ from gnomon.models.graphs import (
     collate,
     crystal_graph,
 )
-from gnomon.pipeline.thermo.hull import HullEngine
 from gnomon.storage import Candidate, Prediction, Repository
 
 log = logging.getLogger(__name__)
@@ -305,6 +304,9 @@ class ScreenStats:
 
 def hull_function(repo: Repository, scheme: str) -> Callable[[str, float], float | None]:
     """e_above_hull(formula, energy_per_atom) against the stored hull of ``scheme``."""
+    # heavy: pymatgen.analysis (the phase diagram; a prediction without a database skips it)
+    from gnomon.pipeline.thermo.hull import HullEngine
+
     engine = HullEngine(repo)
 
     def e_above_hull(formula: str, energy_per_atom: float) -> float | None:

@@ -307,8 +307,9 @@ class Deduplicator:
     def unique(self, candidates: Iterable[Candidate]) -> list[Candidate]:
         """The candidates of one chunk that duplicate nothing seen before or stored.
 
-        A kept candidate whose reduced cell was computed carries it in
-        ``extra["matcher_cell"]``, so that it is not reduced again once stored."""
+        A kept candidate whose reduced cell was computed (for itself or for a later candidate
+        of the chunk) carries it in ``extra["matcher_cell"]``, so that it is not reduced again
+        once stored."""
         chunk = list(candidates)
         if not chunk:
             return []
@@ -319,6 +320,7 @@ class Deduplicator:
         stored = self._stored_buckets(set(keys.values()))
 
         kept: list[Candidate] = []
+        knowns: list[Known] = []
         for c in chunk:
             self.stats.seen += 1
             if c.id in stored_ids or c.id in self.seen:
@@ -334,13 +336,15 @@ class Deduplicator:
                 self.stats.matched += 1
                 self._note_duplicate(c.id, match)
                 continue
+            kept.append(c)
+            knowns.append(me)
+            self.stats.kept += 1
+            self.seen.add(key, me)
+        for c, me in zip(kept, knowns, strict=True):  # reduced now, or later in the chunk
             if me.reduced is not None and CELL_KEY not in c.extra:
                 doc = cell_doc(me.reduced)
                 if doc is not None:
                     c.extra = {**c.extra, CELL_KEY: doc}
-            kept.append(c)
-            self.stats.kept += 1
-            self.seen.add(key, me)
         if not self.remember:
             self.forget()
         return kept

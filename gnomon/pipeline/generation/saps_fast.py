@@ -9,7 +9,9 @@ instead of once per outcome:
   cell's operations as site permutations and its space-group symbol; with the oxidation guess,
   the template check and the per-site radii this is cached per template content
   (:func:`template_symmetry`), so a template reused for another chemical system, another
-  round or another substitution setting costs nothing more.
+  round or another substitution setting costs nothing more. The spglib results are also kept
+  on disk (:mod:`gnomon.pipeline.generation.template_cache`), so a new process (the next
+  round, the next ``gnomon generate``) does not pay for them again.
 * **Outcomes as arrays.** An outcome is the template's species array with some entries
   replaced; its composition, formula, charge balance and chemical-space check are computed
   from counts (cached per count vector), and its structure dict is the template's dict with
@@ -46,6 +48,7 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Element, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+from gnomon.pipeline.generation import template_cache
 from gnomon.pipeline.generation.compositions import BalanceMode, is_balanced
 from gnomon.pipeline.generation.identity import structure_hash
 from gnomon.pipeline.generation.site_symmetry import (
@@ -115,12 +118,13 @@ class TemplateSymmetry:
     choices: dict[tuple, list[tuple[int, ...]]] = field(default_factory=dict)  # site subsets
     maps: dict[tuple, list] = field(default_factory=dict)  # substitution maps per setting
     scaling: tuple = ()  # lattice lengths, versors, geometric factor, ratios, volume
+    content_key: tuple = ()  # where its disk record lives (template_cache)
 
 
 _cache: OrderedDict[tuple, TemplateSymmetry] = OrderedDict()
 # template structure object -> its content key (templates are not modified once made)
 _by_object: dict[tuple, tuple[Structure, tuple]] = {}
-cache_stats = {"hits": 0, "misses": 0}
+cache_stats = {"hits": 0, "misses": 0, "disk": 0}
 
 
 def _content_key(
@@ -153,16 +157,12 @@ def template_symmetry(
         cache_stats["hits"] += 1
         return hit
     cache_stats["misses"] += 1
-    problem = template_problem(template.structure)
     structure = template.structure.copy()
     if supercell is not None:
         structure.make_supercell(supercell)
-    perms, spacegroup = np.arange(len(structure))[None, :], None
-    oxidation: dict[str, float] = {}
-    if problem is None:
-        perms, spacegroup = _symmetry(structure, symprec, permutations_from_ops)
-        oxidation = oxidation_guess(structure)
-    base = structure.as_dict()
+    problem, perms, spacegroup, oxidation, base, fits = _analysed(
+        template, structure, key, symprec
+    )
     digest = hashlib.sha256(
         orjson.dumps(
             [
@@ -188,10 +188,52 @@ def template_symmetry(
     versors = structure.lattice.matrix / abc0
     geo = abs(np.dot(np.cross(versors[0], versors[1]), versors[2]))
     sym.scaling = (abc0, versors, geo, abc0 / abc0[2], structure.volume)
+    sym.content_key = key
+    for first, second, fit in fits:
+        _remember_fit((digest, tuple(first), tuple(second)), bool(fit), None)
     _cache[key] = sym
     if len(_cache) > _SYMMETRY_CACHE:
         _cache.popitem(last=False)
     return sym
+
+
+def _analysed(
+    template: Template, structure: Structure, key: tuple, symprec: float
+) -> tuple[str | None, np.ndarray, str | None, dict[str, float], dict[str, Any], list]:
+    """The template check, site permutations, space-group symbol, oxidation guess, the cell's
+    ``as_dict()`` and the stored verify verdicts: read from the disk cache
+    (:mod:`gnomon.pipeline.generation.template_cache`) when an earlier process computed them,
+    else computed here and written there."""
+    record = template_cache.load(key)
+    if record is not None:
+        perms = np.asarray(record["perms"], dtype=np.int64).reshape(-1, len(structure))
+        cache_stats["disk"] += 1
+        return (
+            record["problem"],
+            perms,
+            record["spacegroup"],
+            record["oxidation"],
+            record["base"],
+            record.get("fits", []),
+        )
+    problem = template_problem(template.structure)
+    perms, spacegroup = np.arange(len(structure))[None, :], None
+    oxidation: dict[str, float] = {}
+    if problem is None:
+        perms, spacegroup = _symmetry(structure, symprec, permutations_from_ops)
+        oxidation = oxidation_guess(structure)
+    base = structure.as_dict()
+    template_cache.store(
+        key,
+        {
+            "problem": problem,
+            "perms": perms.tolist(),
+            "spacegroup": spacegroup,
+            "oxidation": oxidation,
+            "base": base,
+        },
+    )
+    return problem, perms, spacegroup, oxidation, base, []
 
 
 def _symmetry(structure: Structure, symprec: float, to_perms) -> tuple[np.ndarray, str | None]:
@@ -466,7 +508,7 @@ class _Verifier:
             if fit is None:
                 new = new or Structure.from_dict(doc)
                 fit = bool(self.matcher.fit(new, Structure.from_dict(other_doc)))
-                _remember_fit(key, fit)
+                _remember_fit(key, fit, self.sym.content_key)
             if fit:
                 return True
         same.append((doc, symbols))
@@ -501,7 +543,11 @@ def _pair_labels(
     return label(first), label(second)
 
 
-def _remember_fit(key: tuple, fit: bool) -> None:
+def _remember_fit(key: tuple, fit: bool, content_key: tuple | None) -> None:
+    """Cache a verify verdict; a new one (``content_key`` given) goes to the template's disk
+    record too, so later processes find it."""
+    if content_key is not None:
+        template_cache.add_fit(content_key, key[1], key[2], fit)
     _fits[key] = fit
     if len(_fits) > _FIT_CACHE:
         _fits.popitem(last=False)

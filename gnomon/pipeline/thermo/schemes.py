@@ -19,11 +19,13 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Sequence
-
-from pymatgen.entries.computed_entries import ComputedEntry
+from typing import TYPE_CHECKING
 
 from gnomon.storage import Repository
 from gnomon.storage.documents import Scheme
+
+if TYPE_CHECKING:  # pymatgen.entries imports its compatibility module: seconds, for a name
+    from pymatgen.entries.computed_entries import ComputedEntry
 
 VASP_MP2020 = "vasp-pbe-mp2020"
 VASP_R2SCAN = "vasp-r2scan"
@@ -135,8 +137,8 @@ def apply_corrections(scheme: str, entries: Sequence[ComputedEntry]) -> list[Com
     compatibility scheme rejects comes back as None so the caller can name it.
     """
     if not uses_mp2020(scheme):
-        # heavy: pymatgen.entries
         return list(entries)
+    # heavy: pymatgen.entries
     from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
 
     compat = MaterialsProject2020Compatibility(check_potcar=False)

@@ -7,9 +7,6 @@ node with no internet.
 
 from __future__ import annotations
 
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
-           "#7f7f7f", "#bcbd22", "#17becf")
-
 CSS = """
 :root { --fg: #1b1f23; --muted: #5a6370; --line: #d8dde3; --accent: #1f5fa8; --stable: #e7f5ea; }
 * { box-sizing: border-box; }

@@ -13,7 +13,6 @@ from urllib.parse import quote, urlencode
 
 from jinja2 import DictLoader, Environment, StrictUndefined
 
-from gnomon.serve.explorer.assets import PALETTE
 from gnomon.serve.explorer.facts import novelty_line, spacegroup_number
 from gnomon.serve.explorer.page_templates import CAMPAIGN, COMPARE, SEARCH
 
@@ -159,7 +158,6 @@ the table shows the {{ v.rows | length }} nearest the hull (<a href="{{ root }}/
 <td>{{ r.decomposes_to | join(" + ") }}</td>
 <td class="num" data-value="{{ r.nsites | raw }}">{{ r.nsites | fmt }}</td>
 <td data-fact="novelty" data-value="{{ nov.flag if nov else "" }}">{{ nov.text if nov else "…" }}</td>
-<td>{{ r.scheme }}</td>
 <td>{{ r.source | fmt }}</td>
 </tr>
 {% endfor %}</tbody>
@@ -279,7 +277,8 @@ ERROR = """{% extends "base.html" %}
 {% endblock %}
 """
 
-# (key, heading, sort type) of the system page's phase table, in column order
+# (key, heading, sort type) of the system page's phase table, in column order (one scheme a
+# page: the scheme is named above the table, not in every row)
 PHASE_COLUMNS = (
     ("formula", "formula", "text"),
     ("chemsys", "chemsys", "text"),
@@ -292,7 +291,6 @@ PHASE_COLUMNS = (
     ("decomposes_to", "decomposes to", "text"),
     ("nsites", "sites", "number"),
     ("novelty", "novelty", "text"),
-    ("scheme", "scheme", "text"),
     ("source", "source", "text"),
 )
 
@@ -349,6 +347,5 @@ def make_environment(root: str = "") -> Environment:
     )
     env.filters.update(fmt=fmt, raw=raw, urlpart=urlpart, query=query, sg_number=sg_number,
                        fmt_blank=lambda v: "" if v is None else v)
-    env.globals.update(inf=math.inf, color=lambda i: PALETTE[i % len(PALETTE)],
-                       novelty_line=novelty_line)
+    env.globals.update(inf=math.inf, novelty_line=novelty_line)
     return env

@@ -3,8 +3,9 @@ write lock.
 
 A backup is a directory ``DEST/<database>/`` holding, per gnomon collection, ``<name>.bson``
 (the documents, one BSON document after another) and ``<name>.metadata.json`` (its indexes,
-extended JSON): the layout ``mongodump`` writes, so ``mongorestore --dir DEST`` reads it as
-well as ``gnomon db restore DEST``. ``DEST/gnomon-backup.json`` lists what was copied.
+extended JSON): the layout ``mongodump`` writes and ``mongorestore --dir DEST`` reads, as
+``gnomon db restore DEST`` does (tested through gnomon on mongomock; the MongoDB tools have not
+run on it here). ``DEST/gnomon-backup.json`` lists what was copied.
 
 Consistency: the export runs inside ``transaction()``, whose lease keeps every other gnomon
 writer waiting (they wait, they do not fail), so the copy is one state of the database even

@@ -15,6 +15,24 @@
     el.setAttribute("data-ready", "error");
   }
 
+  // A phone-width figure: the labels were placed for a wide one and would overlap, so they go
+  // (each point still names itself on hover), the colour bar moves under the plot, and the
+  // legend of the hull's two marker kinds is left to the caption (stars: on the hull).
+  function fitNarrow(el, figure) {
+    if (el.clientWidth >= 640) return;
+    figure.data.forEach(function (trace) {
+      if (trace.mode === "markers+text") trace.mode = "markers";
+      if (trace.marker && trace.marker.showscale) {
+        trace.marker.colorbar = Object.assign({}, trace.marker.colorbar,
+          { orientation: "h", x: 0.5, xanchor: "center", y: -0.12, yanchor: "top",
+            len: 0.9, thickness: 12 });
+      }
+    });
+    figure.layout.height = Math.max(380, Math.round(el.clientWidth * 1.25));
+    figure.layout.margin = { l: 30, r: 20, t: 30, b: 30 };
+    if (el.hasAttribute("data-links")) figure.layout.showlegend = false;
+  }
+
   function openOnClick(el) {
     if (!el.hasAttribute("data-links") || el.getAttribute("data-linked")) return;
     el.setAttribute("data-linked", "1");
@@ -37,6 +55,7 @@
         return response.json();
       })
       .then(function (figure) {
+        fitNarrow(el, figure);
         return Plotly.react(el, figure.data, figure.layout, CONFIG);
       })
       .then(function () {
