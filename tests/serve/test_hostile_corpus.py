@@ -45,6 +45,9 @@ def corpus(tmp_path_factory):
     for i, source in enumerate(SOURCES):
         entries.append(make_entry(None, -9.0 - i, SCHEME, source=source,
                                   structure=grid_structure(["Li", "Li", "O"])))
+    # hydrogen, which pymatgen also reads from "D" and "T"
+    entries.append(make_entry(None, -6.8, SCHEME, source="hydrogen",
+                              structure=grid_structure(["H", "H"], spacing=1.5)))
     urls = {b: new_url(b, tmp) for b in ("sqlite", "mongomock")}
     clients = {}
     for backend, url in urls.items():
@@ -271,3 +274,17 @@ def test_a_path_id_is_a_value_never_filter(corpus):
                             'a"b', "a\\", "\x00", "é😀", "a" * 4000):
                 r = client.get("/v1/structures/" + quote(hostile, safe=""))
                 assert r.status_code == 200 and r.json()["data"] is None, (hostile, r.text[:300])
+
+
+def test_isotope_symbols_are_not_elements(corpus):
+    """pymatgen reads D and T as hydrogen; no structure lists them, so neither backend may
+    match them as H (SQLite's element masks once did)."""
+    ask, rows, _ = corpus
+    assert ids(ask(filter='elements HAS "H"')) == where(rows, lambda r: "H" in r["elements"])
+    assert ids(ask(filter='elements HAS "H"'))  # there is hydrogen to be mistaken
+    assert ids(ask(filter='elements HAS "D"')) == set()
+    assert ids(ask(filter='elements HAS ALL "Li","T"')) == set()
+    assert ids(ask(filter='elements HAS ANY "D","Na"')) == where(rows, lambda r: "Na" in
+                                                                r["elements"])
+    assert ids(ask(filter='elements HAS ONLY "Li","O","D"')) == where(
+        rows, lambda r: set(r["elements"]) <= {"Li", "O"})

@@ -184,12 +184,14 @@ def _as_boolean(value: Any) -> bool | None:
     return None
 
 
-def compare(field: str, op: str, value: Any) -> Predicate:
-    """``field op value`` on a scalar field, by the field's type."""
+def compare(field: str, op: str, value: Any, name: str | None = None) -> Predicate:
+    """``field op value`` on a scalar field, by the field's type (``name``: the field as the
+    filter spelled it, for messages)."""
     kind = SCALAR_FIELDS[field]
     if kind == "boolean":
         if op not in ("=", "!="):
-            raise BadRequest(detail=f"{field} is a boolean: compare it with = or != (1 or 0)")
+            raise BadRequest(detail=f"{name or field} is a boolean: compare it with = or != "
+                                    "(1 or 0)")
         flag = _as_boolean(value)
         return Mismatch(field) if flag is None else Compare(field, op, flag)
     if kind == "timestamp":
@@ -333,7 +335,7 @@ class PredicateTransformer(BaseTransformer):
             if SCALAR_FIELDS[field] != "string" or not isinstance(value, str):
                 return Mismatch(field)
             return Fuzzy(field, rhs[1], value)
-        return compare(field, rhs[1], rhs[2])
+        return compare(field, rhs[1], rhs[2], quantity.name)
 
     def _on_constant(self, field: str, kind: str, rhs: tuple) -> Predicate:
         constant = CONSTANT_FIELDS[field]
