@@ -81,6 +81,7 @@ def pymatgen_reduced(s: Structure) -> Structure:
     return Structure.from_sites(PYMATGEN_REDUCTION(SiteOrderedIStructure.from_sites(s), True, True))
 
 
+@pytest.mark.slow  # ~20 s of pymatgen reductions
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(crystals())
 def test_the_reduced_cell_is_pymatgens_bit_for_bit(s):
@@ -90,6 +91,7 @@ def test_the_reduced_cell_is_pymatgens_bit_for_bit(s):
     assert np.array_equal(ours.frac_coords, theirs.frac_coords)
 
 
+@pytest.mark.slow  # ~10 s of pymatgen primitive-cell searches
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(crystals())
 def test_a_cell_called_primitive_is_one_the_primitive_search_leaves_alone(s):
@@ -108,7 +110,7 @@ def test_a_supercell_is_never_called_primitive():
     assert not no_smaller_cell(s.lattice.matrix, s.frac_coords, [x.species_string for x in s])
 
 
-@pytest.mark.slow  # ~30 s of StructureMatcher calls
+@pytest.mark.slow  # ~40 s of StructureMatcher calls
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(SPECIES).flatmap(lambda sp: st.tuples(crystals(sp), crystals(sp))))
 def test_the_sieves_only_reject_pairs_the_matcher_rejects(pair):
@@ -142,6 +144,7 @@ def test_the_sieves_reject_what_they_are_for():
     assert may_fit(SiteView.of(rs), SiteView.of(mv), 0.2, 0.3, 5.0)
 
 
+@pytest.mark.slow  # ~8 s
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(crystals(), st.floats(0.7, 1.4))
 def test_a_certified_scaled_copy_is_a_match_both_ways(s, factor):

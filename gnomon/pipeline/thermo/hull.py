@@ -31,6 +31,7 @@ from gnomon.storage.repository import Repository
 log = logging.getLogger(__name__)
 
 STABILITY_TOL = 1e-8  # eV/atom; pymatgen's own tolerance scale for "on the hull"
+REBUILD_BATCH = 500  # systems read, recomputed and written at a time by a rebuild
 
 
 @contextmanager
@@ -309,12 +310,6 @@ class _Pools:
         self._hulls_before: dict[str, ArrayHull | None] = {}
         self._at_ingest: dict[str, dict[str, bool | None]] = {}
 
-    def load_all(self) -> None:
-        """Every entry and phase of the scheme (a rebuild recomputes everything)."""
-        for doc in self.repo.find("entries", {"scheme": self.scheme}):
-            self.own.setdefault(doc["chemsys"], []).append(doc)
-        self.previous = {d["id"]: d for d in self.repo.find("phases", {"scheme": self.scheme})}
-
     def load(self, systems: Iterable[str]) -> set[str]:
         """Read the entries of ``systems`` and the stored vertices of their subsystems.
 
@@ -323,7 +318,7 @@ class _Pools:
         entries are read too, and the caller recomputes them.
         """
         systems = set(systems)
-        self._load_own(systems)
+        self.load_own(systems)
         subs = (
             {x for t in systems for x in subsystems(t)} - set(self.own) - set(self.vertices_before)
         )
@@ -334,7 +329,7 @@ class _Pools:
                 self.scheme,
                 len(stale),
             )
-            self._load_own(stale)
+            self.load_own(stale)
             subs -= stale
             self.stale |= stale
         stable_ids = [
@@ -349,7 +344,15 @@ class _Pools:
             self.vertices_before[doc["chemsys"]].append(doc)
         return stale
 
-    def _load_own(self, systems: set[str]) -> None:
+    def forget(self, systems: Iterable[str]) -> None:
+        """Drop the entries and stored phases of systems already recomputed (a streamed
+        rebuild); their new vertices stay."""
+        for s in systems:
+            for doc in self.own.pop(s, ()):
+                self.previous.pop(doc["id"], None)
+            self.vertices_before.pop(s, None)
+
+    def load_own(self, systems: set[str]) -> None:
         todo = sorted(set(systems) - set(self.own))
         if not todo:
             return
@@ -473,12 +476,46 @@ class HullEngine:
         """Recompute every hull of ``scheme`` (or of all schemes) from the stored entries."""
         report = IngestReport()
         self._pd_cache.clear()
+        def write(phases: list[Phase]) -> None:
+            self.repo.upsert("phases", phases)
+            report.phases_written += len(phases)
+
         with collector_paused(), self.repo.transaction():
             for s in [scheme] if scheme else self.repo.schemes():
-                phases = self._recompute(s, set(), set(), report, progress, everything=True)
-                self.repo.upsert("phases", phases)
-                report.phases_written += len(phases)
+                self._rebuild_scheme(s, report, progress, write)
         return report
+
+    def _rebuild_scheme(
+        self,
+        scheme: str,
+        report: IngestReport,
+        progress: Callable[[int, int], None] | None,
+        write: Callable[[list[Phase]], None],
+    ) -> None:
+        """Every system of ``scheme``, smallest first, streamed: entries are read and phases
+        written ``REBUILD_BATCH`` systems at a time, and only the hull vertices of systems done
+        stay in memory (what the pools of their supersets need), so a rebuild's memory is
+        bounded by a batch, not by the database."""
+        pools = _Pools(self.repo, scheme, set())
+        order = sorted(
+            self.repo.distinct("entries", "chemsys", {"scheme": scheme}),
+            key=lambda t: (t.count("-"), t),
+        )
+        report.recomputed[scheme] = sorted(order)
+        log.info("scheme %s: rebuilding %d chemical systems", scheme, len(order))
+        separations = Separations()
+        for start in range(0, len(order), REBUILD_BATCH):
+            batch = order[start : start + REBUILD_BATCH]
+            pools.load_own(set(batch))
+            phases: list[Phase] = []
+            for i, chemsys in enumerate(batch, start=start):
+                phases.extend(self._system_phases(pools, chemsys, scheme, report, separations))
+                separations.maybe_flush()
+                if progress is not None:
+                    progress(i + 1, len(order))
+            separations.flush()  # fills the decomposition energies before the phases are written
+            write(phases)
+            pools.forget(batch)
 
     def _recompute(
         self,
@@ -487,23 +524,18 @@ class HullEngine:
         fresh: set[str],
         report: IngestReport,
         progress: Callable[[int, int], None] | None,
-        everything: bool = False,
     ) -> list[Phase]:
         pools = _Pools(self.repo, scheme, fresh)
-        if everything:
-            pools.load_all()
-            affected = set(pools.own)
-        else:
-            stored = set(self.repo.distinct("entries", "chemsys", {"scheme": scheme}))
-            # The hull of T restricted to a subsystem S is the hull of S, so new entries that
-            # all sit above the old hull of their own system S leave every larger hull as it
-            # was (and can never enter a decomposition there); only systems holding a new
-            # entry on or below its old hull pass the change on to their supersets.
-            pools.load(changed)
-            moving = {s for s in changed if pools.moves_hull(s)}
-            affected = set(changed) | supersets(stored, moving)
-            affected |= pools.load(affected)
-            affected |= pools.stale
+        stored = set(self.repo.distinct("entries", "chemsys", {"scheme": scheme}))
+        # The hull of T restricted to a subsystem S is the hull of S, so new entries that
+        # all sit above the old hull of their own system S leave every larger hull as it
+        # was (and can never enter a decomposition there); only systems holding a new
+        # entry on or below its old hull pass the change on to their supersets.
+        pools.load(changed)
+        moving = {s for s in changed if pools.moves_hull(s)}
+        affected = set(changed) | supersets(stored, moving)
+        affected |= pools.load(affected)
+        affected |= pools.stale
         order = sorted(affected, key=lambda t: (t.count("-"), t))
         report.recomputed[scheme] = sorted(affected)
         phases: list[Phase] = []
@@ -511,32 +543,39 @@ class HullEngine:
         log.info("scheme %s: recomputing %d chemical systems", scheme, len(order))
         # Smaller systems first: each system's new vertices feed the pools of its supersets.
         for i, chemsys in enumerate(order):
-            elements = chemsys.split("-")
-            pool = pools.pool(chemsys)
-            rows = [r for r, d in enumerate(pool) if d["chemsys"] == chemsys]
-            verdicts = pools.stable_at_ingest(chemsys)
-            report.stable_at_ingest.extend(rid for rid, stable in verdicts.items() if stable)
-            at_ingest: dict[str, bool | None] = dict(verdicts)
-            for r in rows:
-                rid = pool[r]["id"]
-                if rid not in fresh and rid in pools.previous:
-                    at_ingest[rid] = pools.previous[rid].get("stable_at_ingest")
-            hull = _array_hull(elements, pool)
-            pools.vertices[chemsys] = [
-                pool[r] for r in rows if hull is not None and r in hull.stable
-            ]
-            phases.extend(phases_of(hull, pool, rows, scheme, chemsys, at_ingest, separations))
+            phases.extend(self._system_phases(pools, chemsys, scheme, report, separations))
             separations.maybe_flush()
             if progress is not None:
                 progress(i + 1, len(order))
         separations.flush()
-        if everything:
-            return phases
         # A superset recomputed because one face of it moved keeps most of its phases as they
         # were; rewriting those would cost more than computing them.
         kept = [p for p in phases if _differs(p, pools.previous.get(p.id))]
         report.phases_unchanged += len(phases) - len(kept)
         return kept
+
+    @staticmethod
+    def _system_phases(
+        pools: _Pools,
+        chemsys: str,
+        scheme: str,
+        report: IngestReport,
+        separations: Separations,
+    ) -> list[Phase]:
+        """The phases of one system on its hull, built from its pool (its entries and its
+        subsystems' vertices); records the system's vertices for its supersets."""
+        pool = pools.pool(chemsys)
+        rows = [r for r, d in enumerate(pool) if d["chemsys"] == chemsys]
+        verdicts = pools.stable_at_ingest(chemsys)
+        report.stable_at_ingest.extend(rid for rid, stable in verdicts.items() if stable)
+        at_ingest: dict[str, bool | None] = dict(verdicts)
+        for r in rows:
+            rid = pool[r]["id"]
+            if rid not in pools.fresh and rid in pools.previous:
+                at_ingest[rid] = pools.previous[rid].get("stable_at_ingest")
+        hull = _array_hull(chemsys.split("-"), pool)
+        pools.vertices[chemsys] = [pool[r] for r in rows if hull is not None and r in hull.stable]
+        return phases_of(hull, pool, rows, scheme, chemsys, at_ingest, separations)
 
     # -- queries --------------------------------------------------------------------------
     def phase_diagram(self, scheme: str, chemsys: str | Iterable[str]) -> PhaseDiagram | None:
