@@ -7,9 +7,12 @@ Prints one markdown table. What is measured:
 
 1. SAPS, fast (default) vs reference path, on the prototype workload: every AFLOW prototype of
    at most 6 sites, two substituted species at most, into chemical systems (Li-Mn-O first, then
-   more ternaries). "cold" includes each template's one-off symmetry analysis (the template
-   cache is emptied first); "warm" reruns with it cached, as later rounds and systems find it.
-   The fast outcomes are checked to be the reference outcomes, one by one.
+   more ternaries). "first run" includes each template's one-off symmetry analysis (memory
+   caches emptied, a fresh disk cache); "cold process" empties the memory caches again but
+   keeps what the first run wrote to disk (``gnomon.pipeline.generation.template_cache``), as
+   the next round or the next ``gnomon generate`` finds it; "warm" reruns with everything in
+   memory, as later systems of one run find it. The fast outcomes are checked to be the
+   reference outcomes, one by one.
 2. Random search (pyxtal): candidates per second with 1 and 2 worker processes (wall time:
    the work is in the workers).
 3. Exact dedup against SQLite databases of 10^3, 10^5 and 10^6 stored candidates (10^3 and
@@ -19,9 +22,10 @@ Prints one markdown table. What is measured:
    outside Li-Mn-O (other buckets, as a database growing in breadth has). Filler rows are
    written in bulk with sqlite3 into a database the SQLite backend created (the slow part of
    a real insert, building Candidate records, is not what is measured) and cached in
-   ``~/.cache/gnomon-bench``. Exactness: the candidates kept are compared with an exhaustive
-   ``StructureMatcher.group_structures`` over anchors + query. A second query of candidates
-   with formulas no record has measures the index-lookup floor.
+   ``~/.cache/gnomon-bench``. The anchors are stored through the deduplicator, as gnomon stores
+   candidates (so they carry their reduced cells). Exactness: the candidates kept are compared
+   with an exhaustive ``StructureMatcher.group_structures`` over anchors + query. A second
+   query of candidates with formulas no record has measures the index-lookup floor.
 4. The funnel: SAPS (fast) over prototypes x ternary systems -> exact dedup (seen store on
    disk) -> screen (the shipped pretrained 5-model ensemble, 1 torch thread; a candidate passes
    when E - σ is in the lowest ~2 % of a calibration batch) -> store the passing candidates in
@@ -433,7 +437,9 @@ def bench_dedup(rows: Rows, query_saps: list[Candidate], sizes: list[int]) -> No
             path = Path(tmp) / f"db-{size}.db"
             shutil.copyfile(source, path)  # streamed: the 10^6 file is not read into memory
             repo = open_repository(f"sqlite:///{path}")
-            repo.add_candidates(anchors)
+            # stored as gnomon stores candidates: through the deduplicator, which hands each
+            # kept candidate's reduced cell to the database with it
+            repo.add_candidates(Deduplicator(repository=repo).unique(anchors))
             seconds, kept, dd = time_dedup(repo, query)
             per[size] = seconds / len(query)
             misses = kept - expected

@@ -111,7 +111,7 @@ def test_no_credential_in_output_logs_prefect_reports_or_files(
         assert (result.exit_code == 0) is ok, result.output
         return result.output
 
-    cli("campaign", "run", str(config))
+    cli("campaign", "run", str(config), "-v")  # -v: every log line, so the check sees them
     # `schedule` registers the deployment where a Prefect API is in force: the one that ran
     # the campaign (Prefect's temporary server, alive for this process)
     from prefect.client.orchestration import get_client

@@ -208,7 +208,8 @@ class SQLiteSeenStore:
             if known is None:
                 (doc,) = self._conn.execute("SELECT doc FROM seen WHERE id=?", (cid,)).fetchone()
                 d = orjson.loads(doc)
-                known = Known(cid, d["structure"], cell_from_doc(d.get("cell")))
+                structure = d.get("structure", d)  # a store written before cells were kept
+                known = Known(cid, structure, cell_from_doc(d.get("cell"), structure))
                 self._remember(known)
             else:
                 self._cache.move_to_end(cid)
@@ -222,7 +223,7 @@ class SQLiteSeenStore:
 
     @staticmethod
     def _doc(known: Known) -> bytes:
-        cell = cell_doc(known.reduced) if known.reduced is not None else None
+        cell = cell_doc(known.reduced, known.structure) if known.reduced is not None else None
         return orjson.dumps({"structure": known.structure, "cell": cell})
 
     def add(self, key: str, known: Known) -> None:
@@ -328,7 +329,7 @@ class Deduplicator:
                 self._note_duplicate(c.id, c.id)
                 continue
             key = keys[c.id]
-            me = Known(c.id, c.structure, cell_from_doc(c.extra.get(CELL_KEY)))
+            me = Known(c.id, c.structure, cell_from_doc(c.extra.get(CELL_KEY), c.structure))
             match = self._match(me, stored.get(key, ()), None, key)
             if match is None:
                 match = self._match(me, self.seen.bucket(key), self.seen, key)
@@ -342,7 +343,7 @@ class Deduplicator:
             self.seen.add(key, me)
         for c, me in zip(kept, knowns, strict=True):  # reduced now, or later in the chunk
             if me.reduced is not None and CELL_KEY not in c.extra:
-                doc = cell_doc(me.reduced)
+                doc = cell_doc(me.reduced, c.structure)
                 if doc is not None:
                     c.extra = {**c.extra, CELL_KEY: doc}
         if not self.remember:
@@ -437,7 +438,7 @@ class Deduplicator:
         read from the record where it was stored with it)."""
         known = self._stored_cache.get(cache_key)
         if known is None:
-            known = Known(rid, structure, cell_from_doc(cell))
+            known = Known(rid, structure, cell_from_doc(cell, structure))
             self._stored_cache[cache_key] = known
             if len(self._stored_cache) > _STORED_CACHE:
                 self._stored_cache.popitem(last=False)

@@ -20,17 +20,19 @@ structure at most once, here, and keeps the result:
     every cell it could try from the Niggli cell, and where none can pass it again returns its
     input.
 * **Kept at store time.** :func:`cell_doc` writes a reduced cell into the candidate's
-  ``extra["matcher_cell"]`` when the deduplicator keeps it; :func:`cell_from_doc` reads it back
-  bit for bit (the lattice matrix and fractional coordinates are stored as float64 and
-  ``Structure`` keeps fractional coordinates as given), so a stored candidate is reduced once
-  in its life, not once per process that compares with it.
+  ``extra["matcher_cell"]`` when the deduplicator keeps it, with a hash of the structure it
+  was reduced from; :func:`cell_from_doc` reads it back, for that structure only, bit for
+  bit (the lattice matrix and fractional coordinates are stored as float64 and ``Structure``
+  keeps fractional coordinates as given), so a stored candidate is reduced once in its life,
+  not once per process that compares with it.
 * **A scaled copy is a match without the matcher** (:func:`scaled_copy`). If two plain cells
-  (:func:`plain_cell`) list the same species in the same order at the same fractional
+  (:func:`raw_cell`) list the same species in the same order at the same fractional
   coordinates and one lattice is a positive multiple of the other, ``fit`` is True in either
-  order. Why: neither reduction searches for a primitive cell (gcd 1), so each reduced cell
-  is the input re-expressed in a Niggli basis, ``M_a L`` and ``M_b s L`` for integer
-  unimodular ``M``. After the matcher scales both to one volume, the vectors ``M_b L`` of the
-  first lattice have exactly the lengths and angles of the second cell's basis, so
+  order. Why: neither reduction searches for a primitive cell (or the search returns its
+  input), so each reduced cell is the input re-expressed in a Niggli basis, ``M_a L`` and
+  ``M_b s L`` for integer unimodular ``M``. After the matcher scales both to one volume, the
+  vectors ``M_b L`` of the first lattice have exactly the lengths and angles of the second
+  cell's basis, so
   ``find_all_mappings`` yields that basis (ratio 1, angle difference 0, ``|det M_b M_a^-1| =
   1``); in it both structures have identical fractional coordinates, the translation taken
   from the anchor site onto its own copy is zero, every distance is zero (to rounding) and
@@ -40,6 +42,7 @@ structure at most once, here, and keeps the result:
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 from dataclasses import dataclass
@@ -47,6 +50,7 @@ from functools import lru_cache, reduce
 from typing import Any
 
 import numpy as np
+import orjson
 from pymatgen.analysis.structure_matcher import SiteOrderedIStructure
 from pymatgen.core import Lattice, Structure
 
@@ -146,7 +150,6 @@ def _close(frac: np.ndarray, shifts: np.ndarray, matrix: np.ndarray, reach: floa
     return (np.einsum("...x,...x->...", cart, cart) <= reach * reach).any(axis=-1)
 
 
-
 def no_valid_hnf(matrix: np.ndarray, frac: np.ndarray, species: list[str]) -> bool:
     """True only when ``get_primitive_structure(tolerance=0.25)`` provably returns its input
     (the cell with lattice rows ``matrix``: its tolerances depend on this basis, so give it
@@ -244,27 +247,45 @@ def raw_invariants(cell: RawCell) -> LatticeInvariants | None:
     return lattice_invariants(cell.matrix, len(cell.species))
 
 
-def cell_doc(reduced: Structure) -> dict[str, Any] | None:
-    """A reduced cell as stored in a candidate's ``extra`` (None for a disordered one)."""
+def cell_doc(reduced: Structure, structure: dict[str, Any]) -> dict[str, Any] | None:
+    """The reduced cell of ``structure`` as stored in a candidate's ``extra`` (None for a
+    disordered one). It names the structure it was reduced from (:func:`structure_digest`),
+    so a record whose structure was edited afterwards is reduced afresh."""
     if not reduced.is_ordered:
         return None
     return {
         "v": CELL_VERSION,
+        "of": structure_digest(structure),
         "lattice": reduced.lattice.matrix.tolist(),
         "species": [site.species_string for site in reduced],
         "frac": reduced.frac_coords.tolist(),
     }
 
 
-def cell_from_doc(doc: Any) -> Structure | None:
-    """The reduced cell stored by :func:`cell_doc`, bit for bit (None if absent or from
-    another version)."""
+def cell_from_doc(doc: Any, structure: dict[str, Any]) -> Structure | None:
+    """The reduced cell stored by :func:`cell_doc` for this very ``structure``, bit for bit
+    (None if absent, from another version, or reduced from another structure)."""
     if not isinstance(doc, dict) or doc.get("v") != CELL_VERSION:
         return None
     try:
+        if doc["of"] != structure_digest(structure):
+            return None
         return Structure(Lattice(doc["lattice"]), doc["species"], doc["frac"])
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def structure_digest(structure: dict[str, Any]) -> str:
+    """A hash of what the matcher reads of a structure dict: lattice, site species and
+    fractional coordinates."""
+    try:
+        payload = [
+            structure["lattice"]["matrix"],
+            [[site["species"], site["abc"]] for site in structure["sites"]],
+        ]
+    except (KeyError, TypeError):
+        return ""
+    return hashlib.sha1(orjson.dumps(payload)).hexdigest()
 
 
 def scaled_copy(a: RawCell, b: RawCell) -> bool:

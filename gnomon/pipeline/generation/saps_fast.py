@@ -207,13 +207,16 @@ def _analysed(
     record = template_cache.load(key)
     if record is not None:
         perms = np.asarray(record["perms"], dtype=np.int64).reshape(-1, len(structure))
+        base = record["base"]
+        if "pbc" in base.get("lattice", {}):  # as_dict writes a tuple; JSON gave a list
+            base["lattice"]["pbc"] = tuple(base["lattice"]["pbc"])
         cache_stats["disk"] += 1
         return (
             record["problem"],
             perms,
             record["spacegroup"],
             record["oxidation"],
-            record["base"],
+            base,
             record.get("fits", []),
         )
     problem = template_problem(template.structure)

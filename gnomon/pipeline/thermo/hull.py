@@ -476,6 +476,7 @@ class HullEngine:
         """Recompute every hull of ``scheme`` (or of all schemes) from the stored entries."""
         report = IngestReport()
         self._pd_cache.clear()
+
         def write(phases: list[Phase]) -> None:
             self.repo.upsert("phases", phases)
             report.phases_written += len(phases)
