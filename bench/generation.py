@@ -2,6 +2,7 @@
 
     nice -n 10 .venv/bin/python bench/generation.py            # ~15 min on 2 shared cores
     nice -n 10 .venv/bin/python bench/generation.py --quick    # ~4 min: smaller sizes
+    nice -n 10 .venv/bin/python bench/generation.py --parts dedup --stored 1000 1000000
 
 Prints one markdown table. What is measured:
 
@@ -544,20 +545,41 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--quick", action="store_true", help="smaller sizes (~4 min)")
+    ap.add_argument(
+        "--parts",
+        default="saps,random,funnel,dedup",
+        help="comma-separated parts to run (default: all four)",
+    )
+    ap.add_argument(
+        "--stored",
+        type=int,
+        nargs="+",
+        help="database sizes for the dedup part (default 10^3 10^5 10^6; --quick 10^3 10^4)",
+    )
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     logging.basicConfig(level=logging.ERROR)
     rows = Rows()
     t0 = time.perf_counter()
-    query = bench_saps(rows, 3 if args.quick else len(SYSTEMS))
-    # 20 per composition (60 candidates, ~30 s on one process): with 6 (18 candidates) the
-    # 2-process figure was a third process-pool start-up (spawn + imports), not throughput
-    bench_random(rows, 2 if args.quick else 20)
-    bench_funnel(rows, 2_000 if args.quick else 20_000)  # before the dedup part: its RSS is its own
-    bench_dedup(rows, query, [1_000, 10_000] if args.quick else [1_000, 100_000, 1_000_000])
+    if "saps" in parts:
+        query = bench_saps(rows, 3 if args.quick else len(SYSTEMS))
+    else:
+        protos = [t for t in prototype_templates(max_sites=6) if hasattr(t, "structure")]
+        query = list(SAPSGenerator(elements=SYSTEMS[0], max_species=2).generate(protos))
+    if "random" in parts:
+        # 20 per composition (60 candidates, ~30 s on one process): with 6 (18 candidates)
+        # the 2-process figure was a third process-pool start-up, not throughput
+        bench_random(rows, 2 if args.quick else 20)
+    if "funnel" in parts:  # before the dedup part: its RSS is its own
+        bench_funnel(rows, 2_000 if args.quick else 20_000)
+    if "dedup" in parts:
+        sizes = args.stored or ([1_000, 10_000] if args.quick else [1_000, 100_000, 1_000_000])
+        bench_dedup(rows, query, sizes)
     total = time.perf_counter() - t0
     print(
-        f"\ngnomon generation benchmark ({time.strftime('%Y-%m-%d')}, {total:.0f} s wall; "
-        "rates per core in CPU seconds unless marked wall)\n"
+        f"\ngnomon generation benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {total:.0f} s wall, "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end; rates "
+        "per core in CPU seconds unless marked wall)\n"
     )
     print("| what | work | rate |\n|---|---|---|")
     for what, work, rate in rows:

@@ -9,13 +9,14 @@ Everything is on loopback and in a work directory of its own (``--workdir``, def
 temporary one). Three parts, run one after another:
 
 1. the reference: the campaign (a small Li-Na-O campaign, ``--rounds`` rounds, CHGNet
-   relaxations in local worker processes) run undisturbed to the end in its own workspace;
+   relaxations in local worker processes) run undisturbed to the end in its own workspace
+   (``--reference DIR`` reuses one an earlier run kept with ``--workdir``);
 2. the soak, ``--minutes`` long: the same campaign started in a second workspace, `gnomon
    serve` over its database (view refreshed every 2 s), and ``--clients`` threads sending a
    mix of OPTIMADE queries (and the explorer's home page) at about ``--rate`` requests per
-   second in all. At random moments (on average every ``--kill-every`` seconds) the serve
-   process or the campaign (its whole process group: the Prefect server it started too) is
-   killed with SIGKILL and started again at once: `gnomon serve` as before, the campaign with
+   second in all. At random moments (on average every ``--kill-every`` seconds, at least 30 s
+   apart) the serve process and the campaign in turns (the campaign's whole process group: the
+   Prefect server it started too) are killed with SIGKILL and started again at once: `gnomon serve` as before, the campaign with
    `gnomon campaign resume`. A campaign that finishes before the time is up is not started
    again; the load and the serve kills go on. A campaign still running when the time is up is
    waited for (no more kills) before the comparison;
@@ -55,7 +56,15 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from gnomon.storage import Calculation, Candidate, Entry, Phase, Round, open_repository
+from gnomon.storage import (
+    Calculation,
+    Campaign,
+    Candidate,
+    Entry,
+    Phase,
+    Round,
+    open_repository,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -272,11 +281,12 @@ def _soak(soaker: Soaker, args: argparse.Namespace, console: Console) -> Soak:
     console.print(f"soak: {args.minutes} min of load on {soaker.base}, kills on average every "
                   f"{args.kill_every:.0f} s")
     next_kill = rng.uniform(WINDOW_S, WINDOW_S + args.kill_every)
+    turn = rng.randrange(2)  # the targets take turns, the first drawn at random
     while soak.now() < end:
         soaker.campaign_running()
         if soak.now() >= next_kill and soak.now() < end - WINDOW_S:
-            targets = ["serve", "campaign"] if soaker.campaign_running() else ["serve"]
-            target = rng.choice(targets)
+            target = ("serve", "campaign")[turn % 2] if soaker.campaign_running() else "serve"
+            turn += 1
             console.print(f"  {soak.now():7.1f} s: SIGKILL {target}")
             _kill_once(soak, soaker, target)
             next_kill = soak.now() + WINDOW_S + rng.expovariate(1 / args.kill_every)
@@ -307,6 +317,19 @@ def snapshot(home: Path) -> dict[str, list]:
         }
     finally:
         repo.close()
+
+
+def check_reference(home: Path, rounds: int) -> None:
+    """Refuse a reference workspace of another campaign or number of rounds."""
+    repo = open_repository(f"sqlite:///{home / 'gnomon.db'}", read_only=True)
+    try:
+        stored = repo.get(Campaign, NAME)
+        finished = repo.count("rounds", {"campaign": NAME})
+    finally:
+        repo.close()
+    if stored is None or finished != rounds or stored.config.get("seed") != CONFIG["seed"]:
+        raise SystemExit(f"{home} is not an undisturbed run of this campaign over {rounds} "
+                         "rounds")
 
 
 def repeated_relaxations(home: Path) -> dict[str, int]:
@@ -351,13 +374,14 @@ def windows(soak: Soak) -> tuple[list[dict], list[tuple[float, float]]]:
     return rows, down
 
 
-def report(soak: Soak, ref_s: float, same: dict[str, bool], repeated: dict[str, int],
+def report(soak: Soak, ref_s: float | None, same: dict[str, bool], repeated: dict[str, int],
            args: argparse.Namespace, console: Console) -> dict:
     rows, down = windows(soak)
     outside = [x for x in soak.answers if not any(a <= x.t < b for a, b in down)]
     p50, p95 = _pcts([x.ms for x in outside if x.status == 200])
     statuses = Counter("no connection" if x.status == 0 else str(x.status) for x in soak.answers)
     fivexx_outside = sum(1 for x in outside if x.status >= 500)
+    refused_outside = sum(1 for x in outside if x.status == 0)
     table = Table(title=f"soak: {args.minutes} min, {len(soak.kills)} kills")
     for col in ("kill", "at s", "down s", "before n/p50/p95", "during n/p50/p95",
                 "after n/p50/p95", "5xx"):
@@ -376,9 +400,10 @@ def report(soak: Soak, ref_s: float, same: dict[str, bool], repeated: dict[str, 
         summary.add_row(f"answers {status}", str(n))
     summary.add_row("p50 / p95 outside kills (ms)", f"{_fmt(p50)} / {_fmt(p95)}")
     summary.add_row("5xx outside kills", str(fivexx_outside))
+    summary.add_row("no connection outside kills", str(refused_outside))
     summary.add_row("campaign exits not caused by a kill",
                     str(len(soak.campaign_failures)))
-    summary.add_row("reference campaign (s)", f"{ref_s:.0f}")
+    summary.add_row("reference campaign (s)", "earlier run" if ref_s is None else f"{ref_s:.0f}")
     for part, ok in same.items():
         summary.add_row(f"final {part} = undisturbed run", "yes" if ok else "NO")
     summary.add_row("relaxations started more than once", str(len(repeated)))
@@ -392,6 +417,7 @@ def report(soak: Soak, ref_s: float, same: dict[str, bool], repeated: dict[str, 
             "command": " ".join(["bench/soak.py", *sys.argv[1:]]), "minutes": args.minutes,
             "rounds": args.rounds, "requests": len(soak.answers), "statuses": dict(statuses),
             "p50_ms_outside": p50, "p95_ms_outside": p95, "fivexx_outside": fivexx_outside,
+            "no_connection_outside": refused_outside,
             "kills": rows, "same_as_undisturbed": same, "repeated_relaxations": repeated,
             "reference_s": ref_s, "goals": goals, "answers_sample": [asdict(a) for a in
                                                                     soak.answers[:5]]}
@@ -407,6 +433,9 @@ def main() -> None:
                         help="mean seconds between kills")
     parser.add_argument("--seed", type=int, default=28)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="the workspace of an earlier undisturbed run of the same campaign "
+                        "and rounds (WORKDIR/reference of a run with --workdir): not run again")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
     console = Console(width=200)
@@ -415,9 +444,13 @@ def main() -> None:
     config = work / "campaign.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
     try:
-        ref_s = reference_run(work, config, args.rounds, console)
+        if args.reference is None:
+            ref_s, reference = reference_run(work, config, args.rounds, console), work / "reference"
+        else:
+            ref_s, reference = None, args.reference
+            check_reference(reference, args.rounds)
         soak = run_soak(work, config, args, console)
-        ref, got = snapshot(work / "reference"), snapshot(work / "soak")
+        ref, got = snapshot(reference), snapshot(work / "soak")
         same = {part: ref[part] == got[part] for part in ref}
         result = report(soak, ref_s, same, repeated_relaxations(work / "soak"), args, console)
         RESULTS.mkdir(parents=True, exist_ok=True)

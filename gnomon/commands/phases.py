@@ -151,15 +151,12 @@ def phases(
 def _not_computed(n: int | None = None) -> str:
     """Why ``n`` rows (or some) show no space group: the result is too long to run spglib on
     each entry stored without one."""
-    who = (
-        "entries stored without a space group show"
-        if n is None
-        else (
-            f"{n:,} entry stored without a space group shows"
-            if n == 1
-            else f"{n:,} entries stored without a space group show"
-        )
-    )
+    if n is None:
+        who = "entries stored without a space group show"
+    elif n == 1:
+        who = "1 entry stored without a space group shows"
+    else:
+        who = f"{n:,} entries stored without a space group show"
     return (
         f"{who} none: it is computed only for results of at most "
         f"{phase_query.SPACEGROUP_ON_THE_FLY} rows (narrow the query or pass --limit to see it)"
