@@ -16,10 +16,10 @@ temporary one). Three parts, run one after another:
    mix of OPTIMADE queries (and the explorer's home page) at about ``--rate`` requests per
    second in all. At random moments (on average every ``--kill-every`` seconds, at least 30 s
    apart) the serve process and the campaign in turns (the campaign's whole process group: the
-   Prefect server it started too) are killed with SIGKILL and started again at once: `gnomon serve` as before, the campaign with
-   `gnomon campaign resume`. A campaign that finishes before the time is up is not started
-   again; the load and the serve kills go on. A campaign still running when the time is up is
-   waited for (no more kills) before the comparison;
+   Prefect server it started too) are killed with SIGKILL and started again at once: `gnomon
+   serve` as before, the campaign with `gnomon campaign resume`. A campaign that finishes
+   before the time is up is not started again; the load and the serve kills go on. A campaign
+   still running when the time is up is waited for (no more kills) before the comparison;
 3. the comparison: candidates, calculations and their states, entries and energies, phases
    and their e_above_hull, and each round's selection, between the two databases; and every
    relaxation started more than once (its ``attempts.log`` has more than one line).
