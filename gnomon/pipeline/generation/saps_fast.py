@@ -36,8 +36,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-from collections import OrderedDict
-from collections.abc import Iterator
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
@@ -115,7 +115,7 @@ class TemplateSymmetry:
     symbols: list[str]  # element per site
     base: dict[str, Any]  # structure.as_dict()
     key: str  # content hash of the cell
-    choices: dict[tuple, list[tuple[int, ...]]] = field(default_factory=dict)  # site subsets
+    choices: dict[tuple, SubsetTable] = field(default_factory=dict)  # site subsets
     maps: dict[tuple, list] = field(default_factory=dict)  # substitution maps per setting
     scaling: tuple = ()  # lattice lengths, versors, geometric factor, ratios, volume
     content_key: tuple = ()  # where its disk record lives (template_cache)
@@ -283,15 +283,35 @@ def _canonical(species: np.ndarray, perms: np.ndarray) -> list[int]:
     return images[order[0]].tolist()
 
 
-def _subsets(gen: SAPSGenerator, sym: TemplateSymmetry, a: str) -> list[tuple[int, ...]]:
+@dataclass
+class SubsetTable:
+    """The site subsets of one element that ``gen._site_choices`` enumerates, in its order,
+    with their sizes. Wyckoff-orbit unions are kept as orbit combinations and turned into
+    site tuples only when asked for: a large template has millions of unions, and a run over
+    a few elements keeps only the sizes whose composition it can use."""
+
+    sizes: np.ndarray
+    sites: list[tuple[int, ...]] | None = None  # every subset (mode "sites")
+    orbits: list[tuple[int, ...]] | None = None  # or the orbits and their combinations
+    combos: list[tuple[int, ...]] | None = None
+
+    def subset(self, k: int) -> tuple[int, ...]:
+        if self.sites is not None:
+            return self.sites[k]
+        assert self.orbits is not None and self.combos is not None
+        return tuple(sorted(i for o in self.combos[k] for i in self.orbits[o]))
+
+
+def _subsets(gen: SAPSGenerator, sym: TemplateSymmetry, a: str) -> SubsetTable:
     """The site subsets of element ``a`` that ``gen._site_choices`` enumerates, cached on the
     template (they depend on the sites and the group, not on what replaces ``a``)."""
     key = (a, gen.partial_mode, gen.max_enumerated_sites)
-    subsets = sym.choices.get(key)
-    if subsets is None:
+    table = sym.choices.get(key)
+    if table is None:
         a_sites = [i for i, el in enumerate(sym.symbols) if el == a]
         if gen.partial_mode == "sites" and len(a_sites) <= gen.max_enumerated_sites:
-            subsets = list(distinct_subsets(sym.perms, a_sites))
+            sites = list(distinct_subsets(sym.perms, a_sites))
+            table = SubsetTable(np.array([len(x) for x in sites], dtype=np.int64), sites=sites)
         else:
             if gen.partial_mode == "sites":
                 logger.info(
@@ -300,26 +320,42 @@ def _subsets(gen: SAPSGenerator, sym: TemplateSymmetry, a: str) -> list[tuple[in
                     a,
                     gen.max_enumerated_sites,
                 )
-            orbits = site_orbits(sym.perms, a_sites)
-            subsets = [
-                tuple(sorted(i for orbit in chosen for i in orbit))
+            orbits = [tuple(o) for o in site_orbits(sym.perms, a_sites)]
+            combos = [
+                chosen
                 for r in range(1, len(orbits) + 1)
-                for chosen in itertools.combinations(orbits, r)
+                for chosen in itertools.combinations(range(len(orbits)), r)
             ]
-        sym.choices[key] = subsets
-    return subsets
+            lengths = [len(o) for o in orbits]
+            sizes = np.fromiter(
+                (sum(lengths[o] for o in c) for c in combos), dtype=np.int64, count=len(combos)
+            )
+            table = SubsetTable(sizes, orbits=orbits, combos=combos)
+        sym.choices[key] = table
+    return table
 
 
 def _site_choices(
-    gen: SAPSGenerator, sym: TemplateSymmetry, mapping: dict[str, str]
+    gen: SAPSGenerator,
+    sym: TemplateSymmetry,
+    mapping: dict[str, str],
+    usable: Callable[[int], bool] | None = None,
 ) -> Iterator[tuple[dict[str, tuple[int, ...]], float]]:
-    """``gen._site_choices`` on the cached template: the same choices in the same order."""
+    """``gen._site_choices`` on the cached template: the same choices in the same order,
+    less those replacing a number of sites ``usable`` refuses (its verdict depends on the
+    number only: the outcome's composition)."""
     if len(mapping) > 1 or not gen.partial:
         yield {a: tuple(i for i, el in enumerate(sym.symbols) if el == a) for a in mapping}, 1.0
         return
     (a,) = mapping
     n_a = sym.symbols.count(a)
-    for subset in _subsets(gen, sym, a):
+    table = _subsets(gen, sym, a)
+    wanted = range(len(table.sizes))
+    if usable is not None:
+        keep = [int(n) for n in np.unique(table.sizes) if usable(int(n))]
+        wanted = np.nonzero(np.isin(table.sizes, keep))[0].tolist()
+    for k in wanted:
+        subset = table.subset(k)
         yield {a: subset}, len(subset) / n_a
 
 
@@ -353,20 +389,24 @@ def expand_fast(gen: SAPSGenerator, template: Template) -> Iterator[Candidate]:
     frac = np.array([site["abc"] for site in sym.base["sites"]], dtype=float)
     verifier = _Verifier(sym, present)
     n_out = 0
+    template_counts = Counter(sym.symbols)
     for mapping, prob in maps:
         merges = bool(set(mapping.values()) & (present - set(mapping)))
-        for sites_by_element, fraction in _site_choices(gen, sym, mapping):
+
+        def usable(n: int, mapping: dict[str, str] = mapping) -> bool:
+            (a,) = mapping
+            names = _composition(_replaced(template_counts, {a: n}, mapping))
+            return _admitted(gen, names, allowed)
+
+        for sites_by_element, fraction in _site_choices(gen, sym, mapping, usable):
             if merges and fraction == 1.0:
                 continue
+            replaced = {a: len(ix) for a, ix in sites_by_element.items()}
+            names = _composition(_replaced(template_counts, replaced, mapping))
+            if not _admitted(gen, names, allowed):
+                continue
+            cell_formula, formula, chemsys, _ = names
             new_symbols, new_r3 = _decorate(sym, mapping, sites_by_element, old_r3)
-            counts: dict[str, int] = {}
-            for el in new_symbols:
-                counts[el] = counts.get(el, 0) + 1
-            cell_formula, formula, chemsys, elements = _composition(tuple(sorted(counts.items())))
-            if allowed is not None and not elements <= allowed:
-                continue
-            if gen.charge_balance is not None and not is_balanced(formula, gen.charge_balance):
-                continue
             matrix, abc, volume = _scaled_lattice(sym, gen.rescale_volume, old_r3, new_r3)
             doc = _structure_dict(sym.base, matrix, abc, volume, frac, new_symbols, sym.symbols)
             if gen.verify and verifier.seen(formula, doc, new_symbols):
@@ -390,6 +430,26 @@ def expand_fast(gen: SAPSGenerator, template: Template) -> Iterator[Candidate]:
             n_out += 1
             if gen.max_per_template is not None and n_out >= gen.max_per_template:
                 return
+
+
+def _replaced(
+    counts: Counter, replaced: dict[str, int], mapping: dict[str, str]
+) -> tuple[tuple[str, int], ...]:
+    """The site counts of an outcome: ``replaced[a]`` sites of ``a`` become ``mapping[a]``."""
+    out = dict(counts)
+    for a, n in replaced.items():
+        out[a] -= n
+        out[mapping[a]] = out.get(mapping[a], 0) + n
+    return tuple(sorted((el, n) for el, n in out.items() if n > 0))
+
+
+def _admitted(gen: SAPSGenerator, names: tuple, allowed: set[str] | None) -> bool:
+    """Whether an outcome of this composition is kept: inside the chemical space, and
+    charge balanced where the generator asks for it."""
+    formula, elements = names[1], names[3]
+    if allowed is not None and not elements <= allowed:
+        return False
+    return gen.charge_balance is None or is_balanced(formula, gen.charge_balance)
 
 
 def _candidate(
