@@ -444,10 +444,15 @@ def report_ppd(note, stages: list[dict], args) -> None:
         note(
             "pymatgen PatchedPhaseDiagram build",
             "did not finish",
-            f"{where.get('cpu', 0.0):.0f} s at the last stage reached",
-            f"{rss:.2f} GB",
-            f"stopped: {last['why']}; last stage reached: '{where['stage']}' "
-            f"({where.get('n', '')} entries read)",
+            f"> {where.get('cpu', 0.0):.0f} s",
+            f">= {rss:.2f} GB",
+            f"stopped: {last['why']}; last stage reached: '{where['stage']}' at "
+            f"{where.get('cpu', 0.0):.0f} s CPU"
+            + (
+                f" ({where['n']:,} entries), then building the diagram"
+                if where["stage"] == "entries read"
+                else ""
+            ),
         )
 
 
