@@ -20,6 +20,7 @@ from gnomon.commands.progress import CampaignProgress
 from gnomon.config import (
     CampaignConfig,
     ConfigError,
+    Settings,
     campaign_config,
     campaign_data,
     load_campaign,
@@ -49,7 +50,7 @@ def _config(path: Path) -> CampaignConfig:
 def _stored_config(name: str, db: str | None) -> CampaignConfig:
     """The configuration a stored campaign was run with."""
 
-    with repository(db) as repo:
+    with repository(db, read_only=True) as repo:
         record = repo.get(Campaign, name)
     if record is None:
         fail(f"no campaign named {name!r} in this database")
@@ -88,6 +89,7 @@ def _run(cfg: CampaignConfig, db: str | None, rounds: int | None, verbose: bool)
 
     _prefect_log(verbose)
     s = settings(db)
+    _preflight(cfg, s)
     # gnomon's own INFO lines (each step done, each batch submitted) are the progress
     # display's to tell; -v shows them, Prefect's among them
     logging.getLogger("gnomon").setLevel(s.log_level if verbose else logging.WARNING)
@@ -111,11 +113,23 @@ def _run(cfg: CampaignConfig, db: str | None, rounds: int | None, verbose: bool)
              f"`gnomon campaign resume {cfg.name}` goes on from where it stopped")
 
 
+def _preflight(cfg: CampaignConfig, s: Settings) -> None:
+    """The checks ``campaign validate`` makes, before any round: a missing pw.x or a refused
+    option stops the campaign now, not after a round of screening and a queue wait."""
+    # heavy: jobflow, torch (the engines and the shipped model)
+    from gnomon.campaign.preflight import preflight
+
+    stored, _ = _stored_campaign(s.db_url, cfg.name)
+    found = preflight(cfg, s, stored)
+    if found.problems:
+        fail("\n".join(f"campaign {cfg.name}: {problem}" for problem in found.problems))
+
+
 def _metrics_table(db: str | None, name: str) -> Table:
     # heavy: matplotlib
     from gnomon.campaign.reports import METRIC_COLUMNS, format_value, metric_rows
 
-    with repository(db) as repo:
+    with repository(db, read_only=True) as repo:
         rows = metric_rows(repo, name)
     table = Table(title=f"campaign {name}")
     for _, head in METRIC_COLUMNS:
@@ -132,7 +146,7 @@ def _finish(cfg: CampaignConfig, db: str | None, result: dict) -> None:
     from gnomon.campaign.reports import campaign_counts, write_report
 
     console.print(_metrics_table(db, cfg.name))
-    with repository(db) as repo:
+    with repository(db, read_only=True) as repo:
         path = write_report(repo, settings(db), cfg)
         counts = campaign_counts(repo, cfg.name)
     reason = f" ({result['reason']})" if result.get("reason") else ""
@@ -184,7 +198,7 @@ def status(
     # heavy: matplotlib
     from gnomon.campaign.reports import campaign_rounds
 
-    with repository(db) as repo:
+    with repository(db, read_only=True) as repo:
         campaigns = [repo.get(Campaign, name)] if name else list(repo.query(Campaign))
         if name and campaigns[0] is None:
             fail(f"no campaign named {name!r} in this database")
@@ -254,7 +268,7 @@ def report(
     from gnomon.campaign.reports import write_report
 
     cfg = _stored_config(name, db)
-    with repository(db) as repo:
+    with repository(db, read_only=True) as repo:
         path = write_report(repo, settings(db), cfg, out)
     console.print(_metrics_table(db, name))
     console.print(f"report: [bold]{path}[/]")
@@ -271,7 +285,7 @@ def quickstart(db: DbOption = None, verbose: VerboseOption = False) -> None:
     from gnomon.dft.engine import make_engine
 
     scheme = make_engine(cfg.engine.name, settings(db), **cfg.engine.options).scheme
-    with repository(db) as repo:
+    with repository(db, read_only=True) as repo:
         rows = PhaseQuery(chemsys=cfg.chemsys, scheme=scheme, stable=True).run(repo)
         origins = phase_origins(repo, rows)
     table = Table(title=f"stable phases of {cfg.chemsys} ({scheme})")

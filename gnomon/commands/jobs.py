@@ -62,12 +62,14 @@ def status(
     ] = None,
     db: DbOption = None,
 ) -> None:
-    """Show calculations; by default ask the dispatchers first, so the table is the truth."""
+    """Show calculations; by default ask the dispatchers first, so the table is the truth
+    (collecting what finished is the one write; with --no-refresh nothing is written)."""
 
     if state is not None and state not in CalcState.__members__:
         fail(f"unknown state {state!r}: {', '.join(CalcState.__members__)}")
     s = settings(db)
-    with repository(db) as repo:
+    # --no-refresh only reads: it creates nothing and changes no record
+    with repository(db, create=False, read_only=not (refresh or wait)) as repo:
         if refresh or wait:
             open_states = [
                 CalcState.queued.value,

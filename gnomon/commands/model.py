@@ -390,12 +390,13 @@ def predict(
 
 def _predicting_model(repo, db: str | None, models_dir: Path, model: str | None,
                       scheme: str | None, kind: str | None):
-    """The record and ensemble ``model predict`` uses; without a database only the shipped
-    model (``--model pretrained``)."""
+    """The record and ensemble ``model predict`` uses; without a database the shipped model
+    (named or not), since a newcomer's first prediction comes before any database."""
     from gnomon.models import pretrained  # heavy: torch
     from gnomon.models.registry import ModelRegistry  # heavy: torch
 
-    if repo is None and model is not None and pretrained.names_shipped(model):
+    shipped = pretrained.names_shipped(model) if model is not None else kind in (None, "gnn")
+    if repo is None and shipped:
         try:
             ens = pretrained.load_weights(pretrained.read_card()["weights"])
             return pretrained.record(ens), ens

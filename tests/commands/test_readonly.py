@@ -66,6 +66,8 @@ READ_ONLY = [
     ["hull", "Li-O"],
     ["db", "stats"],
     ["model", "list"],
+    ["campaign", "status"],
+    ["jobs", "status", "--no-refresh"],
 ]
 WITH_MODEL = [
     ["model", "show", "pretrained"],
@@ -119,6 +121,16 @@ def test_a_missing_database_is_one_line_naming_it_and_nothing_is_created(workspa
         assert len(lines) == 1 and "Traceback" not in result.output, result.output
         assert str(missing) in lines[0] and "no gnomon database" in lines[0]
     assert not (tmp_path / "nonexistent").exists()
+
+
+@pytest.mark.skipif(not HAS_MODEL, reason="no weights")
+def test_a_first_prediction_without_a_database_uses_the_shipped_model(workspace, tmp_path):
+    missing = tmp_path / "none.db"
+    result = runner.invoke(app, ["model", "predict", str(workspace / "Li2O.cif"), "--json",
+                                 "--db", f"sqlite:///{missing}"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["model"].startswith("pretrained-")
+    assert not missing.exists()
 
 
 @pytest.mark.skipif(not HAS_MODEL, reason="no weights")
