@@ -81,7 +81,11 @@ def test_bad_input_is_refused_before_submitting(tmp_path, db, monkeypatch):
     assert calculations(db) == []
 
 
-def test_jobs_commands_on_an_empty_database(db):
+def test_jobs_commands_on_an_empty_database(db, tmp_path):
+    r = invoke("jobs", "status", "--db", db)  # no database yet: said, and none created
+    assert r.exit_code == 1 and "no gnomon database" in r.output
+    assert not (tmp_path / "g.db").exists()
+    open_repository(db).close()
     r = invoke("jobs", "status", "--db", db)
     assert r.exit_code == 0 and "0 calculation(s)" in r.output
     r = invoke("jobs", "cancel", "--db", db)
