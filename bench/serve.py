@@ -19,7 +19,18 @@ hull), and cached in ``bench/results/serve-db/phases-<n>-<seed>.sqlite``: a reru
   gets); "cold" spells the threshold differently each time (0.050000001, ...), so every
   request is parsed, planned and counted afresh;
 * load: ``--load-requests`` GETs of a mix of filters from ``--concurrency`` threads, bounded
-  in number; requests per second and the number of errors (non-200 or failed requests).
+  in number; requests per second, p95 and the number of errors (non-200 or failed requests).
+  The mix repeats four filters, which the server answers from its kept pages after the first
+  time; "new filters" sends ``--load-new-requests`` filters spelled differently each time,
+  each computed afresh;
+* workers: each measurement for ``gnomon serve`` (one process) and ``gnomon serve --workers
+  2`` (``--workers``), the server's CPU summed over its processes;
+* startup: until the server first answers, with an empty view store (the view is built: the
+  command builds it once, the workers take it), again with the view kept from that start
+  (the database unchanged), and once more after ``--changed`` of the phases moved (the view
+  built from the kept one: only changed rows made again). The servers run on a copy of the
+  database (changed by the last start) with ``TMPDIR`` set to a fresh directory, so the cold
+  start never finds a view kept by an earlier run.
 
 The peer is optimade-python-tools' reference server (``optimade.server.create_app``) with the
 same structure documents inserted into its mongomock backend, which is what its docs start a
@@ -40,11 +51,14 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -233,6 +247,8 @@ def synthesise(path: Path, n: int, seed: int) -> None:
 
 
 def database(n: int, seed: int, rebuild: bool) -> Path:
+    from gnomon.storage import open_repository
+
     cache = RESULTS / "serve-db"
     cache.mkdir(parents=True, exist_ok=True)
     # v2: entries carry their space group, and every element has a reference
@@ -245,6 +261,9 @@ def database(n: int, seed: int, rebuild: bool) -> Path:
         for suffix in ("-wal", "-shm"):
             Path(f"{tmp}{suffix}").unlink(missing_ok=True)
         tmp.rename(path)
+    # opened once by a writer, as a campaign's database is: a database synthesised before
+    # gnomon kept served-content stamps gets one, so servers can keep its view
+    open_repository(f"sqlite:///{path}").close()
     return path
 
 
@@ -255,10 +274,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(cmd: list[str], port: int, timeout: float) -> tuple[subprocess.Popen, float]:
+def start(cmd: list[str], port: int, timeout: float,
+          env: dict[str, str] | None = None) -> tuple[subprocess.Popen, float]:
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, start_new_session=True,
+        env=env,
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -354,43 +375,68 @@ def latency(base: str, filter_: str | None, n: int, warmup: int = 3) -> dict:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) a process has used so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time (user + system) a process and its children (a server's workers) have used so
+    far, from /proc."""
+    def own(p: int) -> float:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                children.append(int(entry.name))
+    return own(pid) + sum(own(c) for c in children)
 
 
-def load(base: str, total: int, concurrency: int, pid: int | None = None) -> dict:
+def load(base: str, total: int, concurrency: int, pid: int | None = None,
+         new_filters: bool = False) -> dict:
+    """``total`` GETs from ``concurrency`` threads: the mix of :data:`LOAD_FILTERS`, or with
+    ``new_filters`` a filter spelled differently each time (:func:`cold_filter`)."""
     errors = 0
     done = 0
+    times: list[float] = []
 
-    def worker(k: int) -> tuple[int, int]:
+    def worker(k: int) -> tuple[int, int, list[float]]:
         ok = bad = 0
+        took = []
         with httpx.Client(timeout=120) as client:
             for j in range(k, total, concurrency):
+                filter_ = cold_filter(10**6 + j) if new_filters else \
+                    LOAD_FILTERS[j % len(LOAD_FILTERS)]
+                t0 = time.perf_counter()
                 try:
-                    r = client.get(
-                        f"{base}/v1/structures",
-                        params={"filter": LOAD_FILTERS[j % len(LOAD_FILTERS)]},
-                    )
+                    r = client.get(f"{base}/v1/structures", params={"filter": filter_})
                     ok, bad = (ok + 1, bad) if r.status_code == 200 else (ok, bad + 1)
                 except httpx.HTTPError:
                     bad += 1
-        return ok, bad
+                took.append((time.perf_counter() - t0) * 1000)
+        return ok, bad, took
 
     cpu0 = cpu_seconds(pid) if pid else None
     t0 = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        for ok, bad in pool.map(worker, range(concurrency)):
+        for ok, bad, took in pool.map(worker, range(concurrency)):
             done += ok
             errors += bad
+            times.extend(took)
     wall = time.perf_counter() - t0
     # the server's own CPU per request: what the machine's other load cannot inflate
     cpu_ms = (cpu_seconds(pid) - cpu0) / total * 1000 if pid else None
+    times.sort()
     return {
         "requests": total,
         "concurrency": concurrency,
         "wall_s": wall,
         "requests_per_s": total / wall,
+        "p95_ms": times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))],
         "errors": errors,
         "server_cpu_ms_per_request": cpu_ms,
     }
@@ -524,6 +570,129 @@ def run_explorer_part(db: Path, phases: int) -> None:
          "cpus": os.cpu_count(), "loadavg": os.getloadavg(), "rows": rows}, indent=2))
 
 
+def copy_database(source: Path, target: Path) -> None:
+    """A copy of the database by SQLite's backup API (the copy holds the source's stamp)."""
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    dst = sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+
+
+def serve_command(db: Path, port: int, workers: int) -> list[str]:
+    return [sys.executable, "-m", "gnomon.cli", "serve", "--db", f"sqlite:///{db}",
+            "--port", str(port), "--workers", str(workers)]
+
+
+def measure(base: str, pid: int, args: argparse.Namespace) -> dict:
+    """Latency (repeated and new filters) and load (the mix and new filters) of one server."""
+    lat = latency(base, FILTER, args.requests)
+    cold = latency(base, None, args.requests)
+    mix = load(base, args.load_requests, args.concurrency, pid=pid)
+    new = load(base, args.load_new_requests, args.concurrency, pid=pid, new_filters=True)
+    return {**lat, **{f"cold_{k}": v for k, v in cold.items()},
+            **{f"load_{k}": v for k, v in mix.items()},
+            **{f"load_new_{k}": v for k, v in new.items()}}
+
+
+def change_phases(db: Path, fraction: float, seed: int) -> int:
+    """Move the e_above_hull of ``fraction`` of the phases by 1 meV/atom through the
+    repository, as a campaign's hull update does; how many moved."""
+    from gnomon.storage import Phase, open_repository
+
+    repo = open_repository(f"sqlite:///{db}")
+    try:
+        docs = list(repo.find("phases"))
+        chosen = random.Random(seed).sample(docs, max(1, int(len(docs) * fraction)))
+        for doc in chosen:
+            doc["e_above_hull"] = (doc.get("e_above_hull") or 0.0) + 0.001
+        repo.upsert("phases", [Phase.from_doc(doc) for doc in chosen])
+    finally:
+        repo.close()
+    return len(chosen)
+
+
+def gnomon_row(db: Path, workers: int, args: argparse.Namespace, store: Path) -> dict:
+    """``gnomon serve --workers N``: started with an empty view store (the view is built),
+    then again with the view kept (measured on that second server), then after
+    ``args.changed`` of the phases moved (``db`` is changed: a copy)."""
+    env = {**os.environ, "TMPDIR": str(store)}
+    for kept in store.iterdir():  # the cold start finds no view
+        shutil.rmtree(kept, ignore_errors=True)
+    port = free_port()
+    proc, cold_start = start(serve_command(db, port, workers), port, timeout=900, env=env)
+    stop(proc)
+    port = free_port()
+    proc, kept_start = start(serve_command(db, port, workers), port, timeout=900, env=env)
+    try:
+        measured = measure(f"http://127.0.0.1:{port}", proc.pid, args)
+    finally:
+        stop(proc)
+    moved = change_phases(db, args.changed, seed=workers)
+    port = free_port()
+    proc, changed_start = start(serve_command(db, port, workers), port, timeout=900, env=env)
+    stop(proc)
+    name = "gnomon serve" if workers == 1 else f"gnomon serve --workers {workers}"
+    return {"server": name, "workers": workers, "startup_cold_s": cold_start,
+            "startup_s": kept_start, "startup_changed_s": changed_start,
+            "phases_changed": moved, **measured}
+
+
+def peer_row(db: Path, args: argparse.Namespace) -> dict:
+    port = free_port()
+    proc, startup = start(
+        [sys.executable, __file__, "--peer-server", "--db", str(db), "--port", str(port)],
+        port,
+        timeout=1800,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        lat = latency(base, FILTER, args.peer_requests, warmup=1)
+        cold = latency(base, None, args.peer_requests, warmup=0)
+        ld = load(base, max(args.peer_requests * 2, 8), min(args.concurrency, 4), pid=proc.pid)
+    finally:
+        stop(proc)
+    return {"server": "optimade reference server (mongomock)", "startup_cold_s": startup,
+            "startup_s": None, **lat, **{f"cold_{k}": v for k, v in cold.items()},
+            **{f"load_{k}": v for k, v in ld.items()}}
+
+
+def serve_table(rows: list[dict], phases: int) -> Table:
+    table = Table(
+        title=f"gnomon serve over {phases} phases: filter {FILTER!r} "
+        f"(goals: p95 <= 100 ms; >= 200 req/s, 0 errors; start <= 5 s unchanged)"
+    )
+    for col in ("server", "start: view built s", "start: view kept s",
+                "start: after a change s", "matches",
+                "repeated p50 / p95 ms", "new filter p50 / p95 ms",
+                "load, 4 filters: req/s (p95 ms)", "load, new filters: req/s (p95 ms)",
+                "errors", "server CPU ms/request (4 filters / new)"):
+        table.add_column(col, justify="left" if col == "server" else "right")
+
+    def num(value: float | None, digits: int = 1) -> str:
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    for r in rows:
+        new = "load_new_requests_per_s" in r
+        table.add_row(
+            r["server"],
+            num(r["startup_cold_s"]),
+            num(r["startup_s"]),
+            num(r.get("startup_changed_s")),
+            str(r["data_returned"]),
+            f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f}",
+            f"{r['cold_p50_ms']:.1f} / {r['cold_p95_ms']:.1f}",
+            f"{r['load_requests_per_s']:.0f} ({r['load_p95_ms']:.0f})",
+            f"{r['load_new_requests_per_s']:.0f} ({r['load_new_p95_ms']:.0f})" if new else "–",
+            str(r["load_errors"] + r.get("load_new_errors", 0)),
+            f"{num(r['load_server_cpu_ms_per_request'])} / "
+            f"{num(r.get('load_new_server_cpu_ms_per_request'))}",
+        )
+    return table
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -533,7 +702,13 @@ def main() -> None:
     ap.add_argument("--rebuild", action="store_true", help="synthesise the database again")
     ap.add_argument("--requests", type=int, default=200, help="sequential requests for latency")
     ap.add_argument("--load-requests", type=int, default=2000)
+    ap.add_argument("--load-new-requests", type=int, default=1000,
+                    help="requests of the load with a new filter each time")
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2,
+                    help="worker processes of the server measured beside the one-process one")
+    ap.add_argument("--changed", type=float, default=0.01,
+                    help="fraction of the phases moved before the start after a change")
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--peer-requests", type=int, default=10)
     ap.add_argument("--no-explorer", action="store_true", help="skip the explorer's pages")
@@ -556,97 +731,26 @@ def main() -> None:
     if args.explorer_only:
         run_explorer_part(db, args.phases)
         return
-    rows = []
-    port = free_port()
-    proc, startup = start(
-        [
-            sys.executable,
-            "-m",
-            "gnomon.cli",
-            "serve",
-            "--db",
-            f"sqlite:///{db}",
-            "--port",
-            str(port),
-        ],
-        port,
-        timeout=900,
-    )
+    store = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    work = db.with_name(f"{db.stem}-work.sqlite")  # the starts after a change change it
     try:
-        base = f"http://127.0.0.1:{port}"
-        lat = latency(base, FILTER, args.requests)
-        cold = latency(base, None, args.requests)
-        ld = load(base, args.load_requests, args.concurrency, pid=proc.pid)
+        copy_database(db, work)
+        rows = [gnomon_row(work, workers, args, store) for workers in (1, args.workers)]
     finally:
-        stop(proc)
-    rows.append(
-        {
-            "server": "gnomon serve (SQLite view)",
-            "startup_s": startup,
-            **lat,
-            **{f"cold_{k}": v for k, v in cold.items()},
-            **{f"load_{k}": v for k, v in ld.items()},
-        }
-    )
+        shutil.rmtree(store, ignore_errors=True)
+        for path in work.parent.glob(f"{work.name}*"):
+            path.unlink()
     if not args.no_peer:
-        port = free_port()
-        proc, startup = start(
-            [sys.executable, __file__, "--peer-server", "--db", str(db), "--port", str(port)],
-            port,
-            timeout=1800,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            lat = latency(base, FILTER, args.peer_requests, warmup=1)
-            cold = latency(base, None, args.peer_requests, warmup=0)
-            ld = load(base, max(args.peer_requests * 2, 8), min(args.concurrency, 4), pid=proc.pid)
-        finally:
-            stop(proc)
-        rows.append(
-            {
-                "server": "optimade reference server (mongomock)",
-                "startup_s": startup,
-                **lat,
-                **{f"cold_{k}": v for k, v in cold.items()},
-                **{f"load_{k}": v for k, v in ld.items()},
-            }
-        )
-
-    table = Table(
-        title=f"gnomon serve over {args.phases} phases: filter {FILTER!r} "
-        f"(goals: p95 <= 100 ms; >= 200 req/s, 0 errors)"
+        rows.append(peer_row(db, args))
+    Console(width=240).print(serve_table(rows, args.phases))
+    console.print(
+        f"start: until the server first answers; view built: an empty view store; view kept: "
+        f"the view that start kept; after a change: {rows[0]['phases_changed']} phases "
+        f"({args.changed:.0%}) moved, the view built from the kept one. Load: "
+        f"{args.load_requests} requests of 4 filters (answered from kept pages after the first) "
+        f"and {args.load_new_requests} of a new filter each, {args.concurrency} threads.",
+        highlight=False,
     )
-    for col in (
-        "server",
-        "startup s",
-        "matches",
-        "requests",
-        "repeated p50 ms",
-        "repeated p95 ms",
-        "cold p50 ms",
-        "cold p95 ms",
-        "load requests (threads)",
-        "req/s",
-        "errors",
-        "server CPU ms/request",
-    ):
-        table.add_column(col, justify="left" if col == "server" else "right")
-    for r in rows:
-        table.add_row(
-            r["server"],
-            f"{r['startup_s']:.1f}",
-            str(r["data_returned"]),
-            str(r["requests"]),
-            f"{r['p50_ms']:.1f}",
-            f"{r['p95_ms']:.1f}",
-            f"{r['cold_p50_ms']:.1f}",
-            f"{r['cold_p95_ms']:.1f}",
-            f"{r['load_requests']} ({r['load_concurrency']})",
-            f"{r['load_requests_per_s']:.0f}",
-            str(r["load_errors"]),
-            f"{r['load_server_cpu_ms_per_request']:.1f}",
-        )
-    Console(width=220).print(table)
     console.print(
         f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end "
         "(other processes share these CPUs; server CPU ms/request is what they cannot inflate)",

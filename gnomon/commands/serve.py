@@ -11,6 +11,7 @@ from gnomon.commands.common import DbOption, err_console, fail, settings
 from gnomon.commands.help_format import Command
 from gnomon.credentials import mask_url
 from gnomon.storage import StorageError
+from gnomon.storage.backends import backend_for
 from gnomon.storage.optimade.limits import QUERY_TIME_LIMIT_S
 
 commands = typer.Typer()
@@ -65,6 +66,15 @@ def serve(
             min=0.1,
         ),
     ] = QUERY_TIME_LIMIT_S,
+    workers: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            help="Server processes answering on the one port, each worth about one core's "
+            "requests; 1 serves from this process.",
+            min=1,
+        ),
+    ] = 1,
     db: DbOption = None,
 ) -> None:
     """Serve the phases as an OPTIMADE API and the web explorer.
@@ -79,11 +89,13 @@ def serve(
     # heavy: fastapi
     from gnomon.serve.app import create_app
     from gnomon.serve.security import TokenFileError, is_loopback, read_token_file
+    from gnomon.serve.workers import ServeSettings, run_workers
 
     # the server draws its figures off the main thread, with no display: the program chooses
     # its backend here, once; the library modules leave the choice to whoever imports them
     matplotlib.use("Agg")
-    url = settings(db).db_url
+    workspace = settings(db)
+    url = workspace.db_url
     token = None
     if token_file is not None:
         try:
@@ -91,8 +103,13 @@ def serve(
         except TokenFileError as exc:
             fail(str(exc))
     try:
-        app = create_app(url, base_url=base_url, refresh_s=refresh, token=token,
-                         query_time_s=query_time_limit)
+        if workers == 1:
+            app = create_app(url, base_url=base_url, refresh_s=refresh, token=token,
+                             query_time_s=query_time_limit)
+            size = app.state.gnomon_view.size
+        else:
+            # built here once, kept in the view store, taken by each worker as it starts
+            size = _view_size(url, refresh)
     except (StorageError, FileNotFoundError) as exc:
         fail(f"cannot serve {mask_url(url)}: {exc}")
     if token is None and not is_loopback(host):
@@ -102,7 +119,26 @@ def serve(
     shown = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     err_console.print(
         f"serving {mask_url(url)}: OPTIMADE at {shown}/v1 "
-        f"({app.state.gnomon_view.size} structures), explorer at {shown}/",
+        f"({size} structures{f', {workers} workers' if workers > 1 else ''}), "
+        f"explorer at {shown}/",
         highlight=False,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+        return
+    run_workers(
+        ServeSettings(db_url=url, base_url=base_url, refresh_s=refresh,
+                      token_file=str(token_file.resolve()) if token_file else None,
+                      query_time_s=query_time_limit, log_level=workspace.log_level),
+        host, port, workers,
+    )
+
+
+def _view_size(url: str, refresh_s: float) -> int:
+    """Structures in the served view of ``url``, which this takes (or builds and keeps for the
+    workers to take)."""
+    view = backend_for(url).open_view(url, refresh_s)
+    try:
+        return view.size
+    finally:
+        view.close()

@@ -10,7 +10,8 @@ database.
 
 Around it: error documents without Python in them (:mod:`.errors`), bounds on each request
 (:mod:`.limits`, and a time limit on its queries), security headers on every answer and an
-optional bearer token (:mod:`.security`).
+optional bearer token (:mod:`.security`), and the answers of repeated ``/structures`` queries
+kept per view (:mod:`.page_cache`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from gnomon import __version__
 from gnomon.serve.errors import MiddlewareErrors, error_document, install_error_handlers
 from gnomon.serve.explorer import mount_explorer
 from gnomon.serve.limits import RequestSizeLimit
+from gnomon.serve.page_cache import MAX_ENTRIES, PageCache
 from gnomon.serve.quiet import quiet_optimade_logger
 from gnomon.serve.security import BearerToken, SecurityHeaders
 from gnomon.storage.backends import backend_for
@@ -115,13 +117,15 @@ def _bad_query_parameter(request: Request, exc: RequestValidationError):
 
 def create_app(db_url: str, *, base_url: str | None = None, refresh_s: float = 30.0,
                explorer: bool = True, token: str | None = None,
-               query_time_s: float = QUERY_TIME_LIMIT_S) -> FastAPI:
+               query_time_s: float = QUERY_TIME_LIMIT_S,
+               kept_pages: int = MAX_ENTRIES) -> FastAPI:
     """The FastAPI app serving ``db_url``'s structures as OPTIMADE (and the explorer at ``/``).
 
     ``base_url`` is the public URL clients reach it by (links in responses use it; default:
     the URL of each request). ``refresh_s``: how often the view checks the database for new
     data (see the view modules). ``token``: if given, every request must carry it as a bearer
-    token. ``query_time_s``: how long one request's queries may run (then 503). Raises
+    token. ``query_time_s``: how long one request's queries may run (then 503).
+    ``kept_pages``: answers of repeated ``/structures`` queries kept (0: none). Raises
     StorageError for a database that cannot be served.
     """
     quiet_optimade_logger()
@@ -144,6 +148,8 @@ def create_app(db_url: str, *, base_url: str | None = None, refresh_s: float = 3
     install_error_handlers(app)
     app.add_exception_handler(RequestValidationError, _bad_query_parameter)
     app.add_middleware(MiddlewareErrors)  # around optimade's middleware
+    # outside optimade's middleware, whose work a kept answer saves; inside the token check
+    app.add_middleware(PageCache, view=view, max_entries=kept_pages)
     app.add_middleware(RequestSizeLimit)
     if token is not None:
         app.add_middleware(BearerToken, token=token)

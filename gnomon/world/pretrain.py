@@ -36,8 +36,8 @@ Data: a world (``gnomon world build``): oracle-relaxed structures in the scheme
   and never tuned on the held-out systems: GNoME-style GNN (``gnomon.models.gnn``), width 48,
   3 message-passing layers, cutoff 5 Å, 5 members, AdamW at 2e-3 with a cosine schedule, up
   to 100 epochs, early-stopping patience 15, batches of 32 (v4-v5: 200 and 25; on the
-  three-times larger relaxed+unrelaxed sample set every member stopped by epoch 47). The options exist to run it on
-  other hardware or for a quick trial, not to search.
+  three-times larger relaxed+unrelaxed sample set every member stopped by epoch 47). The
+  options exist to run it on other hardware or for a quick trial, not to search.
 * **Evaluation** (``gnomon.models.evaluation``) on every structure of the held-out systems:
   MAE, RMSE, R² of energy per atom; precision, recall, F1 and DAF of "e_above_hull <= 0"
   against the world's hull (Matbench Discovery's convention); ±1σ/±2σ coverage and

@@ -57,6 +57,7 @@ class MongoView(RefreshingView):
         self.db = reader.db
         self._start_watching(refresh_s)
         self.size = self._build()
+        self.generation = 1
 
     @property
     def structures(self) -> Collection:
@@ -91,6 +92,7 @@ class MongoView(RefreshingView):
 
     def _rebuild(self) -> None:
         self.size = self._build()
+        self.generation += 1
 
     def close(self) -> None:
         self.reader.close()

@@ -221,16 +221,21 @@ def structure_row(entry: dict[str, Any], phase: dict[str, Any] | None) -> dict[s
 
 
 def served_rows(reader: PhaseReader) -> Iterator[dict[str, Any]]:
-    """The row of every entry ``reader`` yields, as a view keeps it; an entry that cannot be
-    shown (a disordered site) is logged and left out."""
+    """The row of every entry ``reader`` yields, as a view keeps it (see :func:`served_row`)."""
     for entry, phase in reader.entries_with_phases():
-        try:
-            row = structure_row(entry, phase)
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("entry %s is not served: %s", entry.get("id"), exc)
-            continue
+        row = served_row(entry, phase)
         if row is not None:
             yield row
+
+
+def served_row(entry: dict[str, Any], phase: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The row a view keeps of an entry and its phase, or None for one it does not serve: an
+    entry without a structure, or one that cannot be shown (a disordered site: logged)."""
+    try:
+        return structure_row(entry, phase)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("entry %s is not served: %s", entry.get("id"), exc)
+        return None
 
 
 #: fields of a row that are not part of the OPTIMADE resource (bookkeeping for LENGTH queries)

@@ -19,6 +19,10 @@ class StructureView(Protocol):
     size: int
     """Structures in the view now."""
 
+    generation: int
+    """Which view answers now: one more at each rebuild (answers kept by the server are kept
+    per generation)."""
+
     def collection(self, config: ServerConfig) -> EntryCollection:
         """optimade's ``/structures`` collection answering from this view."""
         ...

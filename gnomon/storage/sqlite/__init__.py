@@ -3,7 +3,8 @@
 :mod:`.repository` keeps the records (with :mod:`.checkpoint` flushing its WAL off the
 writer's path); :mod:`.reader` reads entries and phases for ``gnomon serve``, whose view of
 the database is :mod:`.view`, queried through OPTIMADE filters turned into SQL by
-:mod:`.filter`.
+:mod:`.filter`, and kept across restarts by :mod:`.view_store`, keyed on the database's
+served-content stamp (:mod:`.stamp`, which the repository keeps).
 """
 
 from __future__ import annotations

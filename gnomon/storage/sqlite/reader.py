@@ -2,9 +2,12 @@
 
 The :class:`~gnomon.storage.reader.PhaseReader` of the SQLite backend. It opens the file
 read-only (``mode=ro``): a server never writes the database it serves, nor creates one where
-there is none. Its change token is SQLite's ``PRAGMA data_version``, which moves when another
-connection commits, asked on one connection kept for the purpose (the pragma compares commits
-against that connection's own view of the file).
+there is none. Its change token is the database's served-content stamp (:mod:`.stamp`), which
+moves with every change to entries or phases and with nothing else; a database without a stamp
+(never opened for writing by a gnomon that keeps one) falls back to SQLite's
+``PRAGMA data_version``, which moves whenever another connection commits anything. Both are
+asked on one connection kept for the purpose (the pragma compares commits against that
+connection's own view of the file).
 """
 
 from __future__ import annotations
@@ -19,12 +22,18 @@ import orjson
 from gnomon.storage.reader import Document
 from gnomon.storage.repository import StorageError
 from gnomon.storage.sqlite.repository import sqlite_path
+from gnomon.storage.sqlite.stamp import read_stamp
 
 _TIMEOUT_S = 120
 
 
 def _read_only(path: Path, **kwargs: object) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=_TIMEOUT_S, **kwargs)
+
+
+def _as_bytes(doc: bytes | str) -> bytes:
+    """A stored document as bytes: gnomon stores BLOBs, a hand-edited row may hold text."""
+    return doc.encode() if isinstance(doc, str) else doc
 
 
 def open_reader(url: str) -> SQLitePhaseReader:
@@ -43,23 +52,36 @@ class SQLitePhaseReader:
         self._watch_lock = threading.Lock()
 
     def entries_with_phases(self) -> Iterator[tuple[Document, Document | None]]:
-        # entries without a phase (no elemental reference yet) come with None
+        for _, entry_doc, phase_doc in self.stored_rows():
+            entry = orjson.loads(entry_doc)
+            if entry.get("structure"):
+                yield entry, orjson.loads(phase_doc) if phase_doc else None
+
+    def stored_rows(self) -> Iterator[tuple[str, bytes, bytes | None]]:
+        """Every entry's id and stored document with its phase's, as stored (unparsed), in id
+        order; None for an entry without a phase (no elemental reference yet). What a view
+        compares with the rows it was built from, to make only the changed ones again."""
         conn = _read_only(self.path)
         try:
-            cursor = conn.execute(
-                "SELECT e.doc, p.doc FROM entries e LEFT JOIN phases p ON p.id = e.id "
+            for entry_id, entry_doc, phase_doc in conn.execute(
+                "SELECT e.id, e.doc, p.doc FROM entries e LEFT JOIN phases p ON p.id = e.id "
                 "ORDER BY e.id"
-            )
-            for entry_doc, phase_doc in cursor:
-                entry = orjson.loads(entry_doc)
-                if entry.get("structure"):
-                    yield entry, orjson.loads(phase_doc) if phase_doc else None
+            ):
+                yield entry_id, _as_bytes(entry_doc), phase_doc and _as_bytes(phase_doc)
         finally:
             conn.close()
 
-    def change_token(self) -> int:
+    def stamp(self) -> str | None:
+        """The database's served-content stamp now, or None where it keeps none."""
         with self._watch_lock:
-            return self._watch.execute("PRAGMA data_version").fetchone()[0]
+            return read_stamp(self._watch)
+
+    def change_token(self) -> str | tuple[str, int]:
+        with self._watch_lock:
+            stamp = read_stamp(self._watch)
+            if stamp is not None:
+                return stamp
+            return "data_version", self._watch.execute("PRAGMA data_version").fetchone()[0]
 
     def close(self) -> None:
         self._watch.close()

@@ -37,6 +37,7 @@ from gnomon.storage.repository import (
     check_filters,
 )
 from gnomon.storage.sqlite.checkpoint import Checkpointer
+from gnomon.storage.sqlite.stamp import ensure_stamp
 
 _BUSY_TIMEOUT_MS = 120_000
 _CHUNK = 500  # bound on SQL parameters per IN (...) clause
@@ -139,6 +140,7 @@ class SQLiteRepository(Repository):
                         f"CREATE INDEX IF NOT EXISTS ix_{name}_{'_'.join(compound)} "
                         f"ON {name} ({', '.join(compound)})"
                     )
+            ensure_stamp(self._conn)  # what gnomon serve keys its kept views on
 
     @contextmanager
     def _write(self):
