@@ -35,7 +35,8 @@ _CACHED_PATH_END = "/structures"
 
 @dataclass(frozen=True)
 class _Page:
-    status: int
+    """A kept 200 answer."""
+
     headers: list[tuple[bytes, bytes]]
     """Without content-length, which is set for each answer."""
     head: bytes
@@ -135,12 +136,12 @@ def _page(sent: list[Message]) -> _Page | None:
     if end < 0:
         return None
     headers = [(k, v) for k, v in sent[0].get("headers", ()) if k.lower() != b"content-length"]
-    return _Page(200, headers, body[:start], body[end:])
+    return _Page(headers, body[:start], body[end:])
 
 
 async def _replay(page: _Page, send: Send) -> None:
     body = page.head + _time_stamp() + page.tail
     headers = [*page.headers, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": page.status, "headers": headers})
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -212,11 +212,6 @@ def _earlier_rows(dst: sqlite3.Connection,
         return {}
     try:
         dst.execute("ATTACH DATABASE ? AS base", (f"{base.resolve().as_uri()}?mode=ro",))
-    except sqlite3.Error as exc:
-        log.info("building the view from nothing: the earlier view %s cannot be read (%s)",
-                 base, exc)
-        return {}
-    try:
         return {i: (fp, sid) for i, fp, sid in
                 dst.execute("SELECT id, fp, sid FROM base.structure_sources")}
     except sqlite3.Error as exc:
