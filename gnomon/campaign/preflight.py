@@ -17,7 +17,8 @@ from pymatgen.core import Lattice, Structure
 
 from gnomon.config import CampaignConfig, Settings, differs_from_stored
 from gnomon.dft.dispatcher import make_dispatcher
-from gnomon.dft.engine import RelaxEngine, make_engine
+from gnomon.dft import engine as dft_engine
+from gnomon.dft.engine import RelaxEngine
 from gnomon.dft.errors import DispatchError, InputError
 from gnomon.models import pretrained
 
@@ -77,7 +78,7 @@ def _engine(
 ) -> RelaxEngine | None:
     """The engine ``key`` names, or None with the reason recorded."""
     try:
-        engine = make_engine(name, settings, **options)
+        engine = dft_engine.make_engine(name, settings, **options)
     except (TypeError, ValueError) as exc:
         out.problems.append(f"{key}.options: {_first_line(exc)}")
         return None
