@@ -16,8 +16,8 @@ from typing import Any
 from pymatgen.core import Lattice, Structure
 
 from gnomon.config import CampaignConfig, Settings, differs_from_stored
-from gnomon.dft.dispatcher import make_dispatcher
 from gnomon.dft import engine as dft_engine
+from gnomon.dft.dispatcher import make_dispatcher
 from gnomon.dft.engine import RelaxEngine
 from gnomon.dft.errors import DispatchError, InputError
 from gnomon.models import pretrained

@@ -9,12 +9,15 @@ hyperparameters, date, code version and the command that made it. ``gnomon model
 
 Registered on first use, no download: :func:`ensure_registered` puts a ModelVersion for it into
 a database the first time something that writes needs it (a campaign that starts from it, a
-model fine-tuned from it; ``"pretrained"`` is its alias in :meth:`ModelRegistry.get`). What
-only reads (``gnomon model show|predict|evaluate``) gets the same record from :func:`record`,
-stored nowhere: showing the card must not register a model that ``model predict`` would then
-pick as the latest. The record points at the package data, read through
-:mod:`importlib.resources`; nothing is copied. Its ``config["train_systems"]`` lets
-``gnomon model evaluate --model pretrained`` tell systems it has seen from systems it has not.
+model fine-tuned from it; ``"pretrained"`` is its alias in :meth:`ModelRegistry.get`), and
+keeps a copy of its weights in the models folder beside the ones trained there. The copy is
+what the record points at: an upgrade of gnomon ships another model and removes this one from
+the package, and a campaign screened by it must still resume, and its rounds still be
+re-scored, with the weights that chose its candidates. What only reads (``gnomon model
+show|predict|evaluate``) gets the same record from :func:`record`, stored nowhere and pointing
+at the package data: showing the card must not register a model that ``model predict`` would
+then pick as the latest. Its ``config["train_systems"]`` lets ``gnomon model evaluate --model
+pretrained`` tell systems it has seen from systems it has not.
 
 Carrying the model over to another scheme (fine-tuning, transfer) is
 :mod:`gnomon.models.transfer`.
@@ -22,12 +25,15 @@ Carrying the model over to another scheme (fine-tuning, transfer) is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import re
 from datetime import UTC, datetime
 from importlib.resources import as_file, files
 from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any
 
 from gnomon.models.ensemble import Ensemble
@@ -94,7 +100,10 @@ def load_weights(file_name: str, device: str | None = "cpu") -> Ensemble:
     """The ensemble in package data file ``file_name``."""
     source = package_dir() / file_name
     if not source.is_file():
-        raise PretrainedMissing(f"{file_name} is no longer shipped in gnomon/data/pretrained")
+        raise PretrainedMissing(
+            f"{file_name} is no longer shipped in gnomon/data/pretrained: it was registered by "
+            "an earlier gnomon, which kept no copy of it"
+        )
     with as_file(source) as path:
         return Ensemble.load(path, device=device)
 
@@ -114,19 +123,22 @@ def _card_date(card: dict[str, Any]) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def record(ensemble: Ensemble | None = None) -> ModelVersion:
+def record(ensemble: Ensemble | None = None, kept: Path | None = None) -> ModelVersion:
     """The shipped model's ModelVersion, as :func:`ensure_registered` would store it, stored
     nowhere (for commands that only read).
 
-    It points at the package data (``config["package_data"]``); its
-    ``config["train_systems"]`` are the systems it was trained on and ``config["card"]`` is
-    the whole card. ``ensemble`` is the shipped weights where the caller has loaded them
-    already (a prediction need not load them twice).
+    It points at the package data (``config["package_data"]``), or at ``kept``, the copy
+    :func:`ensure_registered` keeps; its ``config["train_systems"]`` are the systems it was
+    trained on and ``config["card"]`` is the whole card. ``ensemble`` is the shipped weights
+    where the caller has loaded them already (a prediction need not load them twice).
     """
     card = read_card()
     ens = ensemble if ensemble is not None else load_weights(card["weights"])
-    with as_file(package_dir() / card["weights"]) as path:
-        weights_path = str(path)
+    if kept is not None:
+        weights_path, source = str(kept), {"shipped_as": card["weights"]}
+    else:
+        with as_file(package_dir() / card["weights"]) as path:
+            weights_path, source = str(path), {"package_data": card["weights"]}
     split = card.get("split", {})
     return ModelVersion(
         id=card["version"],
@@ -138,7 +150,7 @@ def record(ensemble: Ensemble | None = None) -> ModelVersion:
             "ensemble_size": ens.size,
             "train": ens.train_config,
             "pretrained": True,
-            "package_data": card["weights"],
+            **source,
             "weights_sha256": card.get("weights_sha256"),
             "train_systems": split.get("train_systems", []),
             "heldout_systems": split.get("heldout_systems", []),
@@ -153,14 +165,44 @@ def record(ensemble: Ensemble | None = None) -> ModelVersion:
     )
 
 
-def ensure_registered(repo: Repository) -> ModelVersion:
+def ensure_registered(repo: Repository, models_dir: str | Path) -> ModelVersion:
     """The shipped model's ModelVersion in ``repo``, registered on first use (idempotent): a
-    record already there with the same weights is returned unchanged."""
+    record already there with the same weights, kept in the models folder, is returned
+    unchanged; one registered by an earlier gnomon, pointing at the package data, gets its
+    copy now."""
     card = read_card()
     existing = repo.get(ModelVersion, card["version"])
-    if existing is not None and existing.config.get("weights_sha256") == card.get("weights_sha256"):
+    if (
+        existing is not None
+        and existing.config.get("weights_sha256") == card.get("weights_sha256")
+        and not existing.config.get("package_data")
+        and Path(existing.weights_path).is_file()
+    ):
         return existing
-    shipped = record()
+    kept = _keep_copy(card, Path(models_dir))
+    shipped = record(kept=kept)
     repo.put([shipped])
-    log.info("registered the shipped pretrained model %s (%s)", shipped.id, shipped.scheme)
+    log.info("registered the shipped pretrained model %s (%s), its weights kept at %s",
+             shipped.id, shipped.scheme, kept)
     return repo.get(ModelVersion, shipped.id)
+
+
+def _keep_copy(card: dict[str, Any], models_dir: Path) -> Path:
+    """The shipped weights copied to ``models_dir/<version>/ensemble.pt`` (written whole, then
+    renamed: a crash leaves no half file), checked against the card's sha256."""
+    data = (package_dir() / card["weights"]).read_bytes()
+    expected = card.get("weights_sha256")
+    if expected and hashlib.sha256(data).hexdigest() != expected:
+        raise PretrainedMissing(
+            f"gnomon/data/pretrained/{card['weights']} does not match its card's sha256; "
+            "reinstall gnomon"
+        )
+    folder = models_dir / card["version"]
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "ensemble.pt"
+    if target.is_file() and target.read_bytes() == data:
+        return target.resolve()
+    partial = folder / "ensemble.pt.partial"
+    partial.write_bytes(data)
+    os.replace(partial, target)
+    return target.resolve()

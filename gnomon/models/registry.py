@@ -100,12 +100,11 @@ class ModelRegistry:
 
         ``register=False`` for what only reads: the shipped model's record is returned as
         stored, or built from its card and stored nowhere."""
-        shipped = pretrained.ensure_registered if register else _stored_or_shipped
-        if version == pretrained.ALIAS:
-            return shipped(self.repo)
-        record = self.repo.get(ModelVersion, version)
+        record = None if version == pretrained.ALIAS else self.repo.get(ModelVersion, version)
         if record is None and pretrained.names_shipped(version):
-            return shipped(self.repo)
+            if register:
+                return pretrained.ensure_registered(self.repo, self.models_dir)
+            return _stored_or_shipped(self.repo)
         if record is None:
             raise ModelNotFound(f"no model version {version!r} in {mask_url(self.repo.url)}")
         return record
@@ -132,9 +131,10 @@ class ModelRegistry:
 
     def load(self, version: str | ModelVersion, device: str | None = "cpu") -> Ensemble:
         record = self.get(version) if isinstance(version, str) else version
-        if record.config.get("package_data"):  # shipped with gnomon: read from package data
-            return pretrained.load_weights(record.config["package_data"], device=device)
         path = Path(record.weights_path)
+        if record.config.get("package_data") and not path.is_file():
+            # registered by an earlier gnomon, which kept no copy: the package data, if still there
+            return pretrained.load_weights(record.config["package_data"], device=device)
         if not path.exists():
             raise ModelNotFound(f"weights of {record.id} are missing: {path}")
         return Ensemble.load(path, device=device)

@@ -160,7 +160,7 @@ def start_model(
     weights unchanged) registered once per campaign. None, with the reason logged, when no
     model ships or the transfer is impossible."""
     try:
-        base = ensure_registered(repo)
+        base = ensure_registered(repo, models_dir)
     except PretrainedMissing as exc:
         log.warning("%s; the campaign starts without a model", exc)
         return None

@@ -116,7 +116,8 @@ def test_scratch_campaigns_never_screen_with_the_pretrained_model(shipped, tmp_p
     fake_engine.scheme_name = "mlip-chgnet-0.3.0"
     ctx = _context(tmp_path, fake_engine, start_from="scratch")
     try:
-        pretrained.ensure_registered(ctx.repo)  # in the database, but not to be used
+        # in the database, but not to be used
+        pretrained.ensure_registered(ctx.repo, ctx.settings.models_dir)
         _run(ctx, until="select")
         out = ctx.round().outputs
         assert out["screen"]["model_version"] is None and out["select"]["policy"] == "random"

@@ -72,19 +72,62 @@ def test_registered_on_first_use_once(shipped, repo, tmp_path):
     registry = ModelRegistry(repo, tmp_path / "models")
     assert repo.count("models") == 0
     first = registry.get("pretrained")
-    again = pretrained.ensure_registered(repo)
+    again = pretrained.ensure_registered(repo, tmp_path / "models")
     by_name = registry.get(VERSION)
     assert repo.count("models") == 1
     assert first.id == again.id == by_name.id == VERSION
     assert again.created_at == first.created_at and again.config == first.config
     assert first.config["pretrained"] and first.config["train_systems"]
     assert not set(first.config["train_systems"]) & set(HELD_OUT)
-    assert not (tmp_path / "models").exists()  # read from package data, nothing copied
+    kept = Path(first.weights_path)
+    assert kept.parent == (tmp_path / "models" / VERSION).resolve()
+    assert kept.read_bytes() == (shipped / first.config["shipped_as"]).read_bytes()
     loaded = registry.load(first)
-    direct = Ensemble.load(shipped / first.config["package_data"])
+    direct = Ensemble.load(shipped / first.config["shipped_as"])
     s = [Sample.from_structure("x", cscl("Li", "Cl", 3.1), 0.0)]
     assert predict_samples(loaded, s).energy_per_atom == pytest.approx(
         predict_samples(direct, s).energy_per_atom)
+
+
+def test_a_model_registered_before_an_upgrade_still_loads_after_it(
+    shipped, repo, tmp_path, monkeypatch
+):
+    """An upgrade ships another model and removes this one from the package: what a campaign
+    registered before it must still load (its rounds resume and re-score with it)."""
+    registry = ModelRegistry(repo, tmp_path / "models")
+    before = registry.get("pretrained")
+    s = [Sample.from_structure("x", cscl("Li", "Cl", 3.1), 0.0)]
+    expected = predict_samples(registry.load(before), s).energy_per_atom
+    upgraded = tmp_path / "upgraded"
+    upgraded.mkdir()
+    card = json.loads((shipped / "card.json").read_text())
+    card.update(version=VERSION.replace("-v1", "-v2"), weights="other.pt")
+    (upgraded / "card.json").write_text(json.dumps(card))
+    shutil.copy(shipped / before.config["shipped_as"], upgraded / "other.pt")
+    monkeypatch.setattr(pretrained, "package_dir", lambda: upgraded)
+    assert not (upgraded / before.config["shipped_as"]).exists()
+    again = registry.get(VERSION)
+    assert again.id == VERSION and again.weights_path == before.weights_path
+    assert predict_samples(registry.load(again), s).energy_per_atom == pytest.approx(expected)
+
+
+def test_a_record_of_an_earlier_gnomon_gets_its_copy_and_a_clear_error_once_gone(
+    shipped, repo, tmp_path, monkeypatch
+):
+    """Records an earlier gnomon stored point at the package data: registering again keeps a
+    copy; one whose file has already gone says so in one line."""
+    old = pretrained.record()
+    assert old.config["package_data"]
+    repo.put([old])
+    registry = ModelRegistry(repo, tmp_path / "models")
+    kept = registry.get("pretrained")
+    assert "package_data" not in kept.config and Path(kept.weights_path).is_file()
+    gone = old.model_copy(update={"id": "pretrained-mlip-chgnet-0.3.0-v0",
+                                  "weights_path": str(tmp_path / "nowhere.pt")})
+    gone.config["package_data"] = "pretrained-mlip-chgnet-0.3.0-v0.pt"
+    repo.put([gone])
+    with pytest.raises(ModelNotFound, match="no longer shipped.*earlier gnomon"):
+        registry.load(registry.get(gone.id))
 
 
 def _entries(scheme: str, offsets: dict[str, float], parent: Ensemble) -> list:
