@@ -4,6 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
+VENDOR := gnomon/serve/explorer/vendor
+PLOTLY := $(VENDOR)/node_modules/.package-lock.json
 
 .PHONY: install run test test-fast test-deps bench lint clean
 
@@ -14,7 +16,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# the explorer's partial plotly.js bundles (npm ci of vendor/package-lock.json); without npm
+# its pages load the full plotly.js the plotly wheel ships, slower (make test-deps installs npm)
+$(PLOTLY): $(VENDOR)/package.json $(VENDOR)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd $(VENDOR) && npm ci --omit=dev --no-audit --no-fund --loglevel=error >/dev/null && touch node_modules/.package-lock.json; \
+	else echo "no npm: the explorer's pages load the full plotly.js (make test-deps installs npm)"; fi
+
+install: $(STAMP) $(PLOTLY)
 
 run: install
 	$(PY) -m gnomon.cli campaign quickstart
@@ -43,4 +52,4 @@ lint: install
 	$(VENV)/bin/ruff check gnomon tests bench
 
 clean:
-	rm -rf $(VENV) .gnomon .pytest_cache
+	rm -rf $(VENV) .gnomon .pytest_cache $(VENDOR)/node_modules

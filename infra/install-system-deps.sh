@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages the DFT engines, the local SLURM cluster and the browser tests of the web
-# explorer need (Debian/Ubuntu; Playwright drives /usr/bin/chromium and downloads no browser).
+# explorer need (Debian/Ubuntu; Playwright drives /usr/bin/chromium and downloads no browser),
+# and npm, which `make install` runs to install the explorer's partial plotly.js bundles.
 # Idempotent: installs only what is missing. Used by `make test-deps` and .ci/run.
 set -euo pipefail
 
@@ -12,9 +13,13 @@ for pkg in "${PACKAGES[@]}"; do
         missing+=("$pkg")
     fi
 done
+# npm may come with another nodejs package (NodeSource's has it built in): apt's only if none
+if ! command -v npm >/dev/null 2>&1; then
+    missing+=(nodejs npm)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "system deps: all present (${PACKAGES[*]})"
+    echo "system deps: all present (${PACKAGES[*]} npm)"
     exit 0
 fi
 

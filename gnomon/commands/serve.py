@@ -87,7 +87,7 @@ def serve(
     import uvicorn
 
     # heavy: fastapi
-    from gnomon.serve.app import create_app
+    from gnomon.serve.app import create_app, freeze_startup_heap
     from gnomon.serve.security import TokenFileError, is_loopback, read_token_file
     from gnomon.serve.workers import ServeSettings, run_workers
 
@@ -124,6 +124,7 @@ def serve(
         highlight=False,
     )
     if workers == 1:
+        freeze_startup_heap()
         uvicorn.run(app, host=host, port=port, log_level="warning")
         return
     run_workers(

@@ -29,7 +29,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from gnomon.credentials import MaskSecretsFilter, write_private
-from gnomon.serve.app import create_app
+from gnomon.serve.app import create_app, freeze_startup_heap
 from gnomon.serve.security import read_token_file
 from gnomon.storage.optimade.limits import QUERY_TIME_LIMIT_S
 
@@ -70,8 +70,10 @@ def app_from_settings_file() -> FastAPI:
         handler.addFilter(MaskSecretsFilter())
     matplotlib.use("Agg")
     token = read_token_file(Path(settings.token_file)) if settings.token_file else None
-    return create_app(settings.db_url, base_url=settings.base_url, refresh_s=settings.refresh_s,
-                      token=token, query_time_s=settings.query_time_s)
+    app = create_app(settings.db_url, base_url=settings.base_url, refresh_s=settings.refresh_s,
+                     token=token, query_time_s=settings.query_time_s)
+    freeze_startup_heap()
+    return app
 
 
 def run_workers(settings: ServeSettings, host: str, port: int, workers: int) -> None:

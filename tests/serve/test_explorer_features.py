@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 import re
 import zipfile
 from urllib.parse import parse_qs, urlsplit
@@ -15,13 +16,21 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from plotly.offline import get_plotlyjs_version
 from pymatgen.analysis.diffraction.xrd import XRDCalculator
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 from pymatgen.io.cif import CifParser
 
 from gnomon.serve.app import create_app
-from gnomon.serve.explorer import search, views
+from gnomon.serve.explorer import (
+    hull_plot,
+    search,
+    static_files,
+    structure_plot,
+    views,
+    xrd,
+)
 from gnomon.serve.explorer.labels import label_box, place_labels, text_size
 from gnomon.serve.explorer.structure_plot import jmol_colours
 from gnomon.serve.explorer.templates import fmt
@@ -404,6 +413,80 @@ def test_pages_carry_no_inline_script_and_load_only_served_files(client, phases)
     assert "immutable" in plotly.headers["cache-control"]
     assert client.get("/explorer/assets/plotly-0.0.0.min.js").status_code == 404
     assert client.get("/explorer/assets/..%2Fviews.py").status_code == 404
+
+
+# -- the plotly.js each page loads -------------------------------------------------------------
+def _plotly_src(client, path: str) -> str:
+    return re.search(r'src="/explorer/assets/(plotly-[^"]+)"', client.get(path).text).group(1)
+
+
+def _trace_types(client, url: str, **params) -> set[str]:
+    return {t["type"] for t in client.get(url, params=params).json()["data"]}
+
+
+@pytest.fixture
+def bundles_looked_up_again():
+    """static_files.installed() forgets what it found, before and after the test."""
+    static_files.installed.cache_clear()
+    yield
+    static_files.installed.cache_clear()
+
+
+def test_each_figure_declares_its_plotly_trace_types(client, phases):
+    for chemsys in ("Li-O", "Li-Mn-O", "Li-Mn-Na-O"):
+        types = _trace_types(client, f"/systems/{chemsys}/hull.json", scheme=SCHEME)
+        assert types <= hull_plot.TRACE_TYPES[len(chemsys.split("-"))], chemsys
+    nacl = _phase(phases, "NaCl")
+    assert _trace_types(client, f"/phases/{nacl.id}/structure.json") <= structure_plot.TRACE_TYPES
+    assert _trace_types(client, f"/phases/{nacl.id}/xrd.json") <= xrd.TRACE_TYPES
+
+
+def test_the_plotly_bundles_are_pinned_to_the_plotly_wheels_version():
+    vendor = static_files.VENDOR.parent
+    wanted = json.loads((vendor / "package.json").read_text())["dependencies"]
+    lock = json.loads((vendor / "package-lock.json").read_text())["packages"]
+    assert set(wanted) == {b.package for b in static_files.BUNDLES}
+    for package, version in wanted.items():
+        assert version == lock[f"node_modules/{package}"]["version"] == get_plotlyjs_version()
+
+
+@pytest.mark.integration  # the bundles make install puts into vendor/node_modules (npm ci)
+def test_each_page_loads_the_smallest_plotly_bundle_that_draws_its_figures(
+        client, phases, bundles_looked_up_again):
+    if len(static_files.installed()) < len(static_files.BUNDLES):
+        pytest.skip(f"the npm plotly.js bundles are not installed in {static_files.VENDOR}")
+    version = get_plotlyjs_version()
+    nacl = _phase(phases, "NaCl")
+    pages = {"/systems/Li-O": "basic", "/systems/Li-Mn-O": "cartesian",
+             "/systems/Li-Mn-Na-O": "gl3d", f"/phases/{nacl.id}": "gl3d"}
+    for path, kind in pages.items():
+        name = _plotly_src(client, f"{path}?scheme={SCHEME}" if "systems" in path else path)
+        assert name == f"plotly-{kind}-{version}.min.js", path
+        r = client.get(f"/explorer/assets/{name}")
+        assert r.status_code == 200 and "immutable" in r.headers["cache-control"]
+        assert r.content.startswith(f"/**\n* plotly.js ({kind} - minified) v{version}".encode())
+    for bundle in static_files.BUNDLES:  # the trace types a bundle claims are the ones it has
+        found = set(re.findall(r'moduleType:"trace",name:"(\w+)"', bundle.path().read_text()))
+        assert found == bundle.traces, bundle.name
+
+
+def test_without_the_npm_bundles_pages_load_the_full_plotly(client, phases, tmp_path,
+                                                             monkeypatch, bundles_looked_up_again):
+    version = get_plotlyjs_version()
+    stale = tmp_path / "plotly.js-cartesian-dist-min"  # another version than the wheel's
+    stale.mkdir()
+    (stale / "package.json").write_text(json.dumps({"version": "0.0.1"}))
+    (stale / "plotly-cartesian.min.js").write_text("/* plotly.js 0.0.1 */")
+    monkeypatch.setattr(static_files, "VENDOR", tmp_path)
+    nacl = _phase(phases, "NaCl")
+    for path in (f"/systems/Li-O?scheme={SCHEME}", f"/systems/Li-Mn-Na-O?scheme={SCHEME}",
+                 f"/phases/{nacl.id}"):
+        assert _plotly_src(client, path) == f"plotly-{version}.min.js", path
+    r = client.get(f"/explorer/assets/plotly-{version}.min.js")
+    assert r.status_code == 200 and "immutable" in r.headers["cache-control"]
+    assert r.content.startswith(f"/**\n* plotly.js v{version}".encode())
+    for kind in ("basic", "cartesian", "gl3d"):
+        assert client.get(f"/explorer/assets/plotly-{kind}-{version}.min.js").status_code == 404
 
 
 # -- whatever a client sends, no 500 -----------------------------------------------------------

@@ -14,8 +14,10 @@ human pages share one process and one database URL. Pages:
 - ``/search``: phases by formula, elements, energy, campaign, scheme and novelty, through the
   OPTIMADE filter it shows.
 
-Everything the pages need (scripts, plotly.js from the plotly wheel, stylesheet, figures) is
-served by the explorer itself.
+Everything the pages need (scripts, plotly.js, stylesheet, figures) is served by the explorer
+itself: plotly.js as the smallest official partial bundle that draws a page's figures
+(installed by ``make install`` from npm), or the full one the plotly wheel ships where those
+are missing (:mod:`.static_files`).
 """
 
 from __future__ import annotations

@@ -111,10 +111,31 @@ def _base_figure(pd: PhaseDiagram):
 
 _AXES = {2: ("x", "y"), 3: ("a", "b", "c"), 4: ("x", "y", "z")}
 _KIND = {2: "scatter", 3: "scatterternary", 4: "scatter3d"}
+#: the plotly.js trace types of the hull figure of 2, 3 and 4 elements (its page loads the
+#: smallest plotly.js bundle that draws them)
+TRACE_TYPES = {2: frozenset({"scatter"}), 3: frozenset({"scatterternary"}),
+               4: frozenset({"scatter3d", "mesh3d"})}
+
+
+#: the figure's margins (px): as wide as plotly.js makes them for the colour bar (right), the
+#: legend (below) and a binary's energy ticks (left), so that it draws the figure once, not a
+#: second time with its margins widened (a quarter of a binary hull's drawing time)
+MARGIN = {2: {"l": 70, "r": 150, "t": 30, "b": 80}, 3: {"l": 60, "r": 150, "t": 30, "b": 80},
+          4: {"l": 60, "r": 150, "t": 30, "b": 80}}
 
 
 def _size(dim: int, stable: bool) -> int:
     return (16 if stable else 10) if dim != 4 else (9 if stable else 6)
+
+
+def _outline(dim: int, stable: bool) -> float:
+    """The width of a marker's dark outline (px). None on the quaternary's unstable phases:
+    WebGL draws each scatter3d outline as some 25 line segments in each of a frame's three
+    passes (opaque, translucent, picking), which cost a browser without a GPU (software
+    WebGL) about a second of CPU per 1,500 phases at load; their colour tells them apart."""
+    if stable:
+        return 1.2
+    return 0.6 if dim != 4 else 0.0
 
 
 def _marker_trace(dim: int, name: str, coords, points: list[HullPoint], stable: bool,
@@ -127,7 +148,7 @@ def _marker_trace(dim: int, name: str, coords, points: list[HullPoint], stable: 
             "color": [p.e_above_hull or 0.0 for p in points], "colorscale": COLORSCALE,
             "cmin": 0.0, "cmax": cmax, "showscale": not stable, "size": _size(dim, stable),
             "symbol": ("diamond" if dim == 4 else "star") if stable else "circle",
-            "line": {"color": "#222", "width": 1.2 if stable else 0.6},
+            "line": {"color": "#222", "width": _outline(dim, stable)},
             "colorbar": {"title": {"text": "E above hull<br>(eV/atom)"}, "len": 0.75},
         },
     }
@@ -188,6 +209,6 @@ def hull_figure(pd: PhaseDiagram, points: Sequence[HullPoint]) -> dict[str, Any]
     layout.update(
         legend={"orientation": "h", "x": 0, "y": -0.08, "xanchor": "left", "yanchor": "top"},
         hovermode="closest", autosize=True, height=560 if dim != 2 else 480,
-        margin={"l": 60, "r": 30, "t": 30, "b": 60}, font={"size": _FONT_PX},
+        margin=MARGIN[dim], font={"size": _FONT_PX},
     )
     return {"data": data, "layout": layout}

@@ -13,7 +13,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from gnomon.pipeline.thermo.hull import HullEngine, subsystems
 from gnomon.pipeline.thermo.phase_query import normalise_chemsys
-from gnomon.serve.explorer import assets, downloads, figures, static_files, views
+from gnomon.serve.explorer import (
+    assets,
+    downloads,
+    figures,
+    hull_plot,
+    static_files,
+    structure_plot,
+    views,
+    xrd,
+)
 from gnomon.serve.explorer.campaign_routes import CampaignPages
 from gnomon.serve.explorer.phase_routes import PhaseExtras
 from gnomon.serve.explorer.search_routes import SearchPages
@@ -126,7 +135,9 @@ class ExplorerPages:
                     + query({"scheme": view.scheme, "within": within_param(view.within)}))
         return page(request, "system.html", v=view, columns=PHASE_COLUMNS, has_hull=not missing,
                     missing=missing, novelty=novelty, facts_src=facts_src,
-                    within_param=within_param(view.within), hull_src=hull_src)
+                    within_param=within_param(view.within), hull_src=hull_src,
+                    plotly_js=static_files.plotly_script(
+                        hull_plot.TRACE_TYPES.get(view.n_elements, ())))
 
     def hull_diagram(self, chemsys: str, scheme: str) -> Response:
         """``/systems/{chemsys}/hull.svg``: the hull of 2 to 4 elements in one scheme."""
@@ -157,7 +168,7 @@ class ExplorerPages:
         except views.NotFound as exc:
             return error(request, 404, "No such phase", str(exc))
         return page(request, "phase.html", p=view, props=_phase_props(view),
-                    downloads=_DOWNLOADS,
+                    downloads=_DOWNLOADS, plotly_js=_phase_plotly(),
                     **self.extras.context(view, wavelength, root_of(request)))
 
     def download(self, phase_id: str, fmt: str) -> Response:
@@ -177,6 +188,11 @@ class ExplorerPages:
 
 
 _DOWNLOADS = [("cif", "CIF"), ("poscar", "POSCAR"), ("json", "JSON (pymatgen)")]
+
+
+def _phase_plotly() -> str:
+    """The plotly.js of a phase page: its structure in 3D and its XRD pattern."""
+    return static_files.plotly_script(structure_plot.TRACE_TYPES | xrd.TRACE_TYPES)
 
 
 def find_system(request: Request, chemsys: str = "") -> Response:

@@ -28,6 +28,7 @@ CELLS: tuple[Cell, ...] = ("conventional", "primitive", "stored")
 BOND_TOLERANCE = 1.2  # a bond: nearer than this times the sum of covalent radii
 MAX_ATOMS = 400  # atoms drawn (the cell with its boundary images); larger cells: stored only
 _EDGE = 1e-3  # a fractional coordinate this near 0 or 1 sits on the cell's boundary
+TRACE_TYPES = frozenset({"scatter3d"})  # the plotly.js trace types of the figure
 
 
 @cache

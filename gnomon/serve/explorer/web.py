@@ -18,7 +18,6 @@ from starlette.routing import Match
 from gnomon.pipeline.thermo.phase_query import normalise_chemsys
 from gnomon.serve.explorer import views
 from gnomon.serve.explorer.facts import NoveltyCache
-from gnomon.serve.explorer.static_files import plotly_name
 from gnomon.serve.explorer.templates import make_environment
 from gnomon.storage import Repository, open_repository
 from gnomon.storage.chemsys import subsystems
@@ -128,8 +127,7 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     root = root_of(request)
     optimade = answers(request, "/v1/info")
     html = _TEMPLATES.get_template(template).render(
-        root=root, optimade=optimade, system_url=system_url(root), status=status,
-        plotly_js=plotly_name(), **context
+        root=root, optimade=optimade, system_url=system_url(root), status=status, **context
     )
     return HTMLResponse(html, status_code=status)
 

@@ -23,6 +23,7 @@ DEFAULT = "CuKa"
 TWO_THETA_RANGE = (5.0, 90.0)
 MIN_WAVELENGTH, MAX_WAVELENGTH = 0.1, 3.0  # Å accepted as a number
 STRONGEST = 10  # peaks the page tables
+TRACE_TYPES = frozenset({"scatter"})  # the plotly.js trace types of the pattern's figure
 
 
 @dataclass(frozen=True)
