@@ -254,7 +254,10 @@ def test_shipped_model_loads_offline_and_predicts_in_a_fresh_clone(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert Path(out["gnomon"]).is_relative_to(clone), out["gnomon"]
-    assert Path(out["weights"]).is_relative_to(clone), out["weights"]
+    kept = Path(out["weights"])  # the registered copy, beside the models trained there
+    assert kept.is_relative_to(tmp_path / "fresh-home"), kept
+    shipped_file = clone / "gnomon" / "data" / "pretrained" / card["weights"]
+    assert kept.read_bytes() == shipped_file.read_bytes()
     assert out["version"] == card["version"] and out["same"] and out["models"] == 1
     assert out["rejected"] is None
     assert -8.0 < out["e"] < -1.0 and np.isfinite(out["sigma"]) and out["sigma"] >= 0
