@@ -117,11 +117,11 @@ TRACE_TYPES = {2: frozenset({"scatter"}), 3: frozenset({"scatterternary"}),
                4: frozenset({"scatter3d", "mesh3d"})}
 
 
-#: the figure's margins (px): as wide as plotly.js makes them for the colour bar (right), the
-#: legend (below) and a binary's energy ticks (left), so that it draws the figure once, not a
-#: second time with its margins widened (a quarter of a binary hull's drawing time)
-MARGIN = {2: {"l": 70, "r": 150, "t": 30, "b": 80}, 3: {"l": 60, "r": 150, "t": 30, "b": 80},
-          4: {"l": 60, "r": 150, "t": 30, "b": 80}}
+def _margin(dim: int) -> dict[str, int]:
+    """The figure's margins (px): as wide as plotly.js makes them for the colour bar (right),
+    the legend (below) and a binary's energy ticks (left), so that it draws the figure once,
+    not a second time with its margins widened (a quarter of a binary hull's drawing time)."""
+    return {"l": 70 if dim == 2 else 60, "r": 150, "t": 30, "b": 80}
 
 
 def _size(dim: int, stable: bool) -> int:
@@ -209,6 +209,6 @@ def hull_figure(pd: PhaseDiagram, points: Sequence[HullPoint]) -> dict[str, Any]
     layout.update(
         legend={"orientation": "h", "x": 0, "y": -0.08, "xanchor": "left", "yanchor": "top"},
         hovermode="closest", autosize=True, height=560 if dim != 2 else 480,
-        margin=MARGIN[dim], font={"size": _FONT_PX},
+        margin=_margin(dim), font={"size": _FONT_PX},
     )
     return {"data": data, "layout": layout}

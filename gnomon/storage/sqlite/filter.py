@@ -87,7 +87,13 @@ SELECTIVE_COLUMNS = frozenset({"id", "chemical_formula_reduced", "chemical_formu
 #: (3 ms)
 COVERED_COLUMNS = ("last_modified", "nelements", "nsites", "e_above_hull",
                    "formation_energy_per_atom", "decomposition_energy", "energy_per_atom", "round")
-_COVER = frozenset({*MASK_COLUMNS, "nelements"})
+_COVER = (*MASK_COLUMNS, "nelements")
+
+
+def index_keys(column: str) -> tuple[str, ...]:
+    """The keys of the view's index on ``column``: the masks and ``nelements`` after a
+    covered column, which is what lets :func:`covering_column` leave its range unprefixed."""
+    return tuple(dict.fromkeys((column, *_COVER))) if column in COVERED_COLUMNS else (column,)
 
 _SQL_OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
@@ -143,9 +149,8 @@ def covering_column(predicate: Predicate) -> str | None:
     read = _columns_read(predicate)
     if read is None:
         return None
-    candidates = [c for c in COVERED_COLUMNS if read <= _COVER | {c}]
-    ranged = [c for c in candidates if c in read]
-    return (ranged or [None])[0]
+    ranged = [c for c in COVERED_COLUMNS if c in read and read <= set(index_keys(c))]
+    return ranged[0] if ranged else None
 
 
 def _columns_read(predicate: Predicate) -> set[str] | None:

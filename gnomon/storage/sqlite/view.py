@@ -56,11 +56,11 @@ from gnomon.storage.optimade.resources import LIST_FIELDS, served_row
 from gnomon.storage.sqlite import filter as sql_filter
 from gnomon.storage.sqlite.filter import (
     COLUMNS,
-    COVERED_COLUMNS,
     MASK_COLUMNS,
     Sql,
     SQLiteTransformer,
     element_masks,
+    index_keys,
 )
 from gnomon.storage.sqlite.reader import SQLitePhaseReader, open_reader
 from gnomon.storage.sqlite.view_store import ViewRun, ViewStore
@@ -188,10 +188,8 @@ def build_view(reader: SQLitePhaseReader, target: Path, base: Path | None = None
             _copy_rows(dst, copied, columns)
         dst.executemany("INSERT INTO structure_sources VALUES (?, ?, ?)", sources)
         for c in _INDEXED:
-            keys = [c, *MASK_COLUMNS, "nelements"] if c in COVERED_COLUMNS else [c]
             unique = "UNIQUE " if c == "id" else ""
-            dst.execute(f"CREATE {unique}INDEX ix_{c} ON structures "
-                        f"({', '.join(dict.fromkeys(keys))})")
+            dst.execute(f"CREATE {unique}INDEX ix_{c} ON structures ({', '.join(index_keys(c))})")
         dst.execute("CREATE INDEX ix_lists ON structure_lists (field, value, sid)")
         dst.execute("CREATE TABLE view_meta (size INTEGER NOT NULL, source TEXT NOT NULL)")
         dst.execute("INSERT INTO view_meta VALUES (?, ?)", (n, str(reader.path.resolve())))
