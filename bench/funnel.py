@@ -305,6 +305,21 @@ def bench_world(n_systems: int, mlip_steps: int, fmax: float, gate: float, seed:
 
 # -- (c) SevenNet-0 on disk: single points on training rows, relaxations of the pool ------------
 CACHE = HERE / "results" / "sevennet"
+#: The checkpoint ``sevenn`` ships (SevenNet-0); any other stage model is a checkpoint path.
+ZERO_SHOT = "7net-0"
+
+
+def stage_cache(model: str = ZERO_SHOT) -> Path:
+    """The relaxation cache of a stage model: SevenNet-0's is ``results/sevennet``; a
+    fine-tuned checkpoint's is named after its run folder (``results/sevennet-<run>``)."""
+    return CACHE if model == ZERO_SHOT else CACHE.parent / f"sevennet-{Path(model).parent.name}"
+
+
+def stage_calculator(model: str = ZERO_SHOT):
+    """SevenNet's calculator for ``model`` (its shipped name or a checkpoint path)."""
+    from gnomon.dft.potentials import sevennet_calculator
+
+    return sevennet_calculator(model)
 #: The oracle's own relaxation settings (the card of the shipped model): FIRE on positions and
 #: cell, forces below 0.1 eV/Å or 150 steps.
 RELAX_FMAX, RELAX_STEPS = 0.1, 150
@@ -396,14 +411,12 @@ def relax_one(calc, structure) -> dict:
             "structure": AseAtomsAdaptor.get_structure(atoms).as_dict()}
 
 
-def sevennet_relaxations(items: list, path: Path) -> None:
-    """SevenNet-0 relaxations of ``items``' unrelaxed inputs (``Labelled``), cached per id, in
-    the order given; a killed run resumes where it stopped."""
-    from gnomon.dft.potentials import sevennet_calculator
-
+def sevennet_relaxations(items: list, path: Path, model: str = ZERO_SHOT) -> None:
+    """SevenNet relaxations (``model``) of ``items``' unrelaxed inputs (``Labelled``), cached
+    per id, in the order given; a killed run resumes where it stopped."""
     done = read_cache(path)
     todo = [it for it in items if it.key not in done]
-    calc = sevennet_calculator() if todo else None
+    calc = stage_calculator(model) if todo else None
     for k, it in enumerate(todo):
         if it.key in read_cache(path):  # another process (the benchmark) relaxed it meanwhile
             continue
@@ -439,8 +452,11 @@ def relax_order(data: dict, model: Path | None, seed: int, head: int = 100) -> l
     return out
 
 
-def bench_cache(n_points: int, seed: int, model: Path | None, order: str = "screen") -> None:
-    """Fill the SevenNet-0 caches the campaign benchmark reads (resumable, niced by the caller)."""
+def bench_cache(n_points: int, seed: int, model: Path | None, order: str = "screen",
+                stage_model: str = ZERO_SHOT, head: int = 100) -> None:
+    """Fill the SevenNet caches the campaign benchmark reads (resumable, niced by the caller):
+    SevenNet-0's single points (and minima) on training rows for its calibration, and the
+    pool's relaxations by ``stage_model`` (the screen's ``head`` best first)."""
     import torch
 
     from gnomon.world.replay import campaign_data
@@ -456,15 +472,26 @@ def bench_cache(n_points: int, seed: int, model: Path | None, order: str = "scre
         sevennet_minima(rows, CACHE / "minima.jsonl")
         return
     screen = order == "screen"
-    items = relax_order(data, model if screen else None, seed, head=100 if screen else 0)
-    sevennet_relaxations(items, CACHE / "relax.jsonl")
+    items = relax_order(data, model if screen else None, seed, head=head if screen else 0)
+    sevennet_relaxations(items, stage_cache(stage_model) / "relax.jsonl", stage_model)
 
 
 # -- (d) cost-aware campaigns: random, screen, screen + calibrated SevenNet stage, ceiling ---------
 RANDOM, SCREEN, STAGED, CEILING = "random", "screen", "screen+mlip", "perfect"
 SCREEN_FT, DISTILLED = "screen+fine-tune", "distilled screen"  # levers 4 and 3
 STAGED_FT = "screen+fine-tune+mlip"  # levers 4 and 2 together
-ARMS = (RANDOM, SCREEN, SCREEN_FT, DISTILLED, STAGED, STAGED_FT, CEILING)
+#: the stage with SevenNet-0 fine-tuned on the training systems (``--tuned-model``), raw
+#: energies (the map bench/sevennet_finetune.py chose on validation systems); with a gate
+#: that fills the oracle budget (``--fill``); and ranked for it with the screen's
+#: uncertainty (``--kappa``); and with the screen fine-tuned every round too
+TUNED = "screen+tuned mlip"
+TUNED_FILL = "screen+tuned mlip, filling"
+TUNED_LCB = "screen (lcb)+tuned mlip, filling"
+FT_TUNED_FILL = "screen+fine-tune+tuned mlip, filling"
+STAGED_ARMS = (STAGED, STAGED_FT, TUNED, TUNED_FILL, TUNED_LCB, FT_TUNED_FILL)
+ARMS = (RANDOM, SCREEN, SCREEN_FT, DISTILLED, *STAGED_ARMS, CEILING)
+SCREENED_ARMS = (SCREEN, SCREEN_FT, DISTILLED, *STAGED_ARMS)
+FINE_TUNED_ARMS = (SCREEN_FT, STAGED_FT, FT_TUNED_FILL)
 #: each round's fine-tuning (lever 4) on everything the campaign knows (its first build, the
 #: systems inside its spaces, the picks revealed so far: relaxed structures and their unrelaxed
 #: inputs), as a campaign's retrain step does; few epochs, as fine-tuning converges in 2-4
@@ -485,15 +512,26 @@ def calibration_pairs(records: list[dict], held: set[str], kind: str = "points")
 
 @dataclass
 class MlipStage:
-    """The screen's ``width`` best each round relaxed by SevenNet-0 from their unrelaxed
-    inputs (the disk cache first; a miss is relaxed here and cached), calibrated into the
-    oracle's scheme and judged on the hull known before the round; those within ``gate``
-    eV/atom are handed on, best first. Counts the CPU of the relaxations this run needed."""
+    """The screen's ``width`` best each round relaxed by SevenNet (``model``: SevenNet-0, or a
+    fine-tuned checkpoint) from their unrelaxed inputs (the disk cache first; a miss is relaxed
+    here and cached), calibrated into the oracle's scheme and judged on the hull known before
+    the round; those within ``gate`` eV/atom are handed on, best first.
+
+    ``fill``: when fewer than ``need`` (the round's oracle budget) pass, the stage relaxes the
+    screen's next ``width`` too, up to ``fill`` more times, instead of leaving oracle calls
+    unspent once the screen's best are used up. ``kappa``: the screen's list is ranked by
+    e_above_hull - kappa x sigma (its ensemble spread), so a candidate the screen is unsure of
+    reaches the cheaper stage before the oracle. Counts the CPU of the relaxations this run
+    needed."""
 
     calibration: object
     relaxed: dict
     width: int
     gate: float
+    model: str = ZERO_SHOT
+    fill: int = 0
+    need: int = 0
+    kappa: float = 0.0
     calc: object = None
     spent: dict = None  # key -> CPU-seconds of its relaxation, once per run
     own_cpu: float = 0.0
@@ -502,12 +540,10 @@ class MlipStage:
     def relaxation(self, item) -> dict:
         row = self.relaxed.get(item.key)
         if row is None:
-            from gnomon.dft.potentials import sevennet_calculator
-
-            self.calc = self.calc or sevennet_calculator()
+            self.calc = self.calc or stage_calculator(self.model)
             row = {"id": item.key, **relax_one(self.calc, item.candidate)}
             self.miss_cpu += row["cpu_s"]
-            _append(CACHE / "relax.jsonl", row)
+            _append(stage_cache(self.model) / "relax.jsonl", row)
             self.relaxed[item.key] = row
         self.spent = self.spent or {}
         self.spent.setdefault(item.key, row["cpu_s"])
@@ -518,14 +554,38 @@ class MlipStage:
 
         t0 = time.process_time()
         by_key = {it.key: it for it in candidates}
-        best = sorted((s for s in scored or [] if s.e_above_hull is not None),
-                      key=lambda s: s.e_above_hull)[: self.width]
-        items = [by_key[s.candidate_id] for s in best]
-        energies = [self.relaxation(it)["energy_per_atom"] for it in items]
-        e_hull = calibrated_hull(self.calibration, known, items, energies)
+        ranked = sorted((s for s in scored or [] if s.e_above_hull is not None),
+                        key=lambda s: s.e_above_hull - self.kappa * s.sigma)
+        passed: list = []
+        for chunk in range(1 + self.fill):
+            best = ranked[chunk * self.width:(chunk + 1) * self.width]
+            if not best:
+                break
+            items = [by_key[s.candidate_id] for s in best]
+            rows = [self.relaxation(it) for it in items]
+            keep = [k for k, row in enumerate(rows) if not failed_relaxation(row)]
+            items = [items[k] for k in keep]
+            e_hull = calibrated_hull(self.calibration, known, items,
+                                     [rows[k]["energy_per_atom"] for k in keep])
+            passed += [Scored(it.key, e, 0.0, it.reduced_formula)
+                       for it, e in zip(items, e_hull, strict=True)
+                       if e is not None and e <= self.gate]
+            if len(passed) >= self.need:
+                break
         self.own_cpu += time.process_time() - t0
-        return [Scored(it.key, e, 0.0, it.reduced_formula)
-                for it, e in zip(items, e_hull, strict=True) if e is not None and e <= self.gate]
+        return passed
+
+
+def failed_relaxation(row: dict) -> str | None:
+    """Why a stage relaxation is not a result (None: it is): the product's collapse rule
+    (``gnomon.dft.collapse``: a pair nearer than 0.6 of its bond length), which is what an
+    exploded SevenNet relaxation looks like (energies of -10^8 eV/atom would otherwise pass
+    any gate and spend an oracle call)."""
+    from gnomon.dft.collapse import collapsed_pair
+
+    if not np.isfinite(row["energy_per_atom"]):
+        return "energy not finite"
+    return collapsed_pair(structure_from(row["structure"]))
 
 
 def calibrated_hull(calibration, known, items, energies) -> list:
@@ -627,8 +687,8 @@ def run_arm(arm: str, data: dict, seed: int, opts: dict, stage=None) -> dict:
         data["labels"], RANDOM if arm == RANDOM else "greedy", rounds=opts["rounds"],
         budget=opts["budget"], initial=0, seed=seed, reference=data["reference"],
         stable=data["stable"],
-        initial_model=model if arm in (SCREEN, SCREEN_FT, DISTILLED, STAGED, STAGED_FT) else None,
-        model_options=FINE_TUNE if arm in (SCREEN_FT, STAGED_FT) else {"frozen": True},
+        initial_model=model if arm in SCREENED_ARMS else None,
+        model_options=FINE_TUNE if arm in FINE_TUNED_ARMS else {"frozen": True},
         stage=stage,
         screen=arm != CEILING,
     )
@@ -677,14 +737,18 @@ def stage_alone(data: dict, relaxed: dict, rows: dict, maps: dict, seed: int) ->
                                                                if it.key in relaxed]}
     out: dict = {}
     for name, items in sets.items():
-        e_m = [relaxed[it.key]["energy_per_atom"] for it in items]
         truth = [rows[it.key]["e_above_hull"] <= 1e-8 for it in items]
+        ok = [not failed_relaxation(relaxed[it.key]) for it in items]
+        good = [it for it, k in zip(items, ok, strict=True) if k]
+        e_m = [relaxed[it.key]["energy_per_atom"] for it in good]
         for label, cal in maps.items():
-            e_hull = calibrated_hull(cal, known, items, e_m)
+            judged = iter(calibrated_hull(cal, known, good, e_m))
+            e_hull = [next(judged) if k else None for k in ok]  # a failed relaxation: not stable
             err = [abs(cal.energy_per_atom(it.structure.composition, e) - it.energy_per_atom)
-                   for it, e in zip(items, e_m, strict=True)
+                   for it, e in zip(good, e_m, strict=True)
                    if cal.covers(it.structure.composition)]
             out[f"{name} / {label}"] = {**classification(e_hull, truth),
+                                        "failed": len(items) - len(good),
                                         "mae": float(np.mean(err)) if err else float("nan")}
     return out
 
@@ -732,7 +796,7 @@ def arms_table(summary: dict, rounds: int) -> list[str]:
             f"{100 * a['per100'] / ceil:.0f} % | {hits} | {c['screen']:.0f} | "
             f"{c['mlip']:.0f} ({c['mlip_relaxations']:.0f}) | {c['oracle']:.0f} | "
             f"{a['per_cpu_hour']:.1f} |")
-    for name in (STAGED, STAGED_FT):
+    for name in STAGED_ARMS:
         staged = summary.get(name)
         if not (staged and rand and ceil):
             continue
@@ -789,10 +853,12 @@ def distilled_model(opts: dict, relaxed: dict, cal, pool: list, args) -> None:
 
 
 def alone_table(alone: dict) -> list[str]:
-    lines = ["| inputs / energies | n | stable | predicted stable | precision | recall | F1 | "
-             "DAF | MAE eV/atom |", "|" + "---|" * 9]
+    lines = ["| inputs / energies | n | relaxations failed (collapsed) | stable | "
+             "predicted stable | precision | recall | F1 | DAF | MAE eV/atom (failed left out) |",
+             "|" + "---|" * 10]
     for name, m in alone.items():
-        lines.append(f"| {name} | {m['n']} | {m['stable']} | {m['predicted']} | "
+        lines.append(f"| {name} | {m['n']} | {m.get('failed', 0)} | {m['stable']} | "
+                     f"{m['predicted']} | "
                      f"{m['precision']:.2f} | {m['recall']:.2f} | {m['f1']:.2f} | "
                      f"{m['daf']:.2f} | {m['mae']:.3f} |")
     return lines
@@ -846,24 +912,52 @@ def bench_campaigns(args: argparse.Namespace) -> None:
     world_e_hull = {it.key: rows[it.key]["e_above_hull"] for it in pool}
     if DISTILLED in args.arms:
         distilled_model(opts, relaxed, cal, pool, args)
+    tuned = args.tuned_model
+    raw = raw_energies({el for r in records for el in r["chemsys"].split("-")})
+    tuned_relaxed = read_cache(stage_cache(tuned) / "relax.jsonl") if tuned else {}
+
+    def stage_for(arm: str):
+        width = args.width * args.budget
+        if arm in (STAGED, STAGED_FT):
+            return MlipStage(cal, relaxed, width, args.gate)
+        if arm in (TUNED, TUNED_FILL, TUNED_LCB, FT_TUNED_FILL):
+            if not tuned:
+                raise SystemExit(f"arm {arm!r} needs --tuned-model (a fine-tuned checkpoint)")
+            fill = 0 if arm == TUNED else args.fill
+            return MlipStage(raw, tuned_relaxed, width, args.gate, model=tuned, fill=fill,
+                             need=args.budget, kappa=args.kappa if arm == TUNED_LCB else 0.0)
+        return ceiling_stage(world_e_hull) if arm == CEILING else None
+
     runs = []
     for seed in range(args.seeds):
         for arm in args.arms:
-            stage = (MlipStage(cal, relaxed, args.width * args.budget, args.gate)
-                     if arm in (STAGED, STAGED_FT)
-                     else ceiling_stage(world_e_hull) if arm == CEILING else None)
-            runs.append(run_arm(arm, data, seed, opts, stage))
+            runs.append(run_arm(arm, data, seed, opts, stage_for(arm)))
+    if RANDOM in args.arms:  # random's mean is every ratio's denominator: more seeds, no model
+        runs += [run_arm(RANDOM, data, seed, opts) for seed in range(args.seeds,
+                                                                     args.random_seeds)]
     summary = summarise_arms(runs, args.rounds)
     alone = stage_alone(data, read_cache(CACHE / "relax.jsonl"), rows,
-                        {"calibrated": cal, "uncalibrated (elements aligned)":
-                         element_alignment(records, held)}, args.seed)
+                        {"SevenNet-0 calibrated": cal, "SevenNet-0 uncalibrated (elements "
+                         "aligned)": element_alignment(records, held)}, args.seed)
+    if tuned:
+        alone |= stage_alone(data, read_cache(stage_cache(tuned) / "relax.jsonl"), rows,
+                             {"SevenNet fine-tuned, raw": raw}, args.seed)
     write_report(args, data, cal, opts, summary, alone, runs)
+
+
+def raw_energies(elements) -> object:
+    """The identity map: a fine-tuned potential's energies taken as the oracle's, as
+    bench/sevennet_finetune.py chose on validation systems (raw beat calibrated there)."""
+    from gnomon.pipeline.thermo.calibration import Calibration
+
+    return Calibration("mlip-sevennet-ft", "mlip-chgnet-0.3.0",
+                       mu=dict.fromkeys(sorted(elements), 0.0))
 
 
 def write_report(args, data, cal, opts, summary, alone, runs) -> None:
     title = (f"{len(data['held'])} held-out systems, first build known; pool {data['n_pool']} "
              f"({len(data['stable'])} stable); {args.rounds} rounds x {args.budget} calls, "
-             f"{args.seeds} seeds")
+             f"{args.seeds} seeds ({args.random_seeds} for random)")
     docs = HERE.parent / "docs" / "bench"
     plot_arms(summary, args.rounds, docs / "funnel-campaigns.png", title)
     cmd = "nice -n 5 .venv/bin/python bench/funnel.py " + " ".join(sys.argv[1:])
@@ -907,6 +1001,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=int, default=2,
                         help="campaigns: the mlip stage relaxes width x budget per round")
     parser.add_argument("--points", type=int, default=600, help="cache: training rows")
+    parser.add_argument("--stage-model", default=ZERO_SHOT,
+                        help="cache: the SevenNet model whose relaxations to cache (7net-0, or "
+                        "a fine-tuned checkpoint's path)")
+    parser.add_argument("--head", type=int, default=100,
+                        help="cache: how many of the screen's best to relax before the "
+                        "interleaved random order")
     parser.add_argument("--order", choices=("screen", "random", "minima"), default="screen",
                         help="cache: relax the pool (the screen's best first, or the seeded "
                         "random order only), or the training rows from the oracle's minima")
@@ -927,6 +1027,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fmax", type=float, default=0.1)
     parser.add_argument("--gate", type=float, default=0.1, help="world: mlip_e_above_hull, eV/atom")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--random-seeds", type=int, default=20,
+                        help="campaigns: seeds of the random arm (its mean divides every ratio)")
+    parser.add_argument("--tuned-model", default=None,
+                        help="campaigns: a fine-tuned SevenNet checkpoint for the tuned arms")
+    parser.add_argument("--fill", type=int, default=3,
+                        help="campaigns: how many more widths a filling stage may relax")
+    parser.add_argument("--kappa", type=float, default=1.0,
+                        help="campaigns: sigma weight of the lcb arm's ranking")
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS),
                         help="campaigns: the arms to run")
     args = parser.parse_args(argv)
@@ -937,7 +1045,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.part == "cache":
         from campaigns import default_model
 
-        bench_cache(args.points, args.seed, default_model(), args.order)
+        bench_cache(args.points, args.seed, default_model(), args.order, args.stage_model,
+                    args.head)
     if args.part == "campaigns":
         bench_campaigns(args)
     if args.part in ("world", "all"):

@@ -146,7 +146,10 @@ def cover(
         help="Only these cations (comma-separated); default: every element of the world and "
         "of --elements that is not an anion.")] = "",
     per_system: Annotated[int, typer.Option(
-        help="Structures each cation–anion binary should reach.")] = DEFAULT_PER_SYSTEM,
+        help="Structures each binary should reach.")] = DEFAULT_PER_SYSTEM,
+    between_cations: Annotated[bool, typer.Option(
+        "--between-cations", help="Also the cations' binaries with each other (alloys and "
+        "intermetallics), after the anions'.")] = False,
     workers: WorkersOption = 1,
     until: Annotated[str | None, typer.Option(
         metavar="HH:MM", help="Local time at which planning and relaxation stop.")] = None,
@@ -154,7 +157,8 @@ def cover(
         "--write-partial", help="At --until, write the world with what is relaxed (manifest: "
         "complete false).")] = False,
 ) -> None:
-    """Cover chemistry before depth: add the cation–anion binaries the world lacks.
+    """Cover chemistry before depth: add the cation–anion binaries the world lacks, and with
+    --between-cations the cation–cation ones.
 
     Small prototype cells, charge-balanced first, anion by anion (oxides, sulfides, halides
     first); held-out systems are never planned into. Resumable: run it again to go on.
@@ -170,7 +174,8 @@ def cover(
     if missing:
         fail(f"no reference structure for {', '.join(missing)} (ASE's dcdft set lacks them)")
     spec = CoverSpec(anions=_symbols(anions, "anions"), extra_elements=extra,
-                     per_system=per_system, only_cations=_symbols(cations, "cations"))
+                     per_system=per_system, only_cations=_symbols(cations, "cations"),
+                     between_cations=between_cations)
     _log()
     complete = cover_world(files, spec, workers, _at(until) if until else None,
                            write_partial=write_partial)
@@ -200,7 +205,9 @@ def coverage(
     cov = world_coverage(rows, held, _symbols(anions, "anions"))
     console.print(coverage_table(cov))
     console.print(f"{cov.held} of {cov.pairs} cation–anion pairs held (structures of each "
-                  "binary system; H held out, · none)", highlight=False)
+                  "binary system; H held out, · none); "
+                  f"{cov.cation_pairs_held} of {cov.cation_pairs} cation–cation pairs",
+                  highlight=False)
 
 
 @app.command("check", cls=Command, epilog="Example: gnomon world check bench/world")

@@ -1,11 +1,15 @@
-"""Covering a world's chemistry before its depth: the cation–anion binaries it lacks.
+"""Covering a world's chemistry before its depth: the cation–anion binaries it lacks, and
+(``between_cations``) the binaries of its cations with each other.
 
 A screening model must know the binaries its elements form with the common anions, as a
 Materials-Project-trained model does (issue 26, lever 0). A cover adds to a world every
 cation–anion binary system of its element set (optionally extended) that holds fewer than
 ``per_system`` structures: a few small prototype cells each, charge-balanced first
 (:mod:`gnomon.world.plan_cover`). It goes anion by anion in the order given (oxides,
-sulfides and halides of every cation first): plan the anion's systems, relax them, go on.
+sulfides and halides of every cation first): plan the anion's systems, relax them, go on;
+then, with ``between_cations``, cation by cation its alloys and intermetallics with the
+cations after it (``Li-Na`` ... ``Li-Zr``, then ``Na-Mg`` ...), which a screen needs for any
+system with two cations (Li-Mn in Li-Mn-O) and which no anion cover reaches.
 
 * **Hold-out:** held-out systems are never planned into; a covered system that is a
   subsystem of a held-out one trains, and the manifest lists it (it enters the held-out
@@ -32,7 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from gnomon.pipeline.generation.streaming import parallel_map
-from gnomon.world.coverage import COVER_ANIONS, DEFAULT_PER_SYSTEM, binaries, cations_of
+from gnomon.world.coverage import (
+    COVER_ANIONS,
+    DEFAULT_PER_SYSTEM,
+    binaries,
+    cation_pairs,
+    cations_of,
+)
 from gnomon.world.files import WorldFiles, load_world, write_jsonl_gz
 from gnomon.world.label import judged, label, rows_as_plan
 from gnomon.world.manifest import Tally, write_manifest
@@ -47,27 +57,37 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class CoverSpec:
     """What a cover grows: the anions (in the order it grows them), the elements beyond the
-    world's own, the structures each binary system should reach, and optionally only some
-    cations (default: every element that is not an anion)."""
+    world's own, the structures each binary system should reach, optionally only some
+    cations (default: every element that is not an anion), and whether the cations' binaries
+    with each other are grown too (after the anions')."""
 
     anions: tuple[str, ...] = COVER_ANIONS
     extra_elements: tuple[str, ...] = ()
     per_system: int = DEFAULT_PER_SYSTEM
     only_cations: tuple[str, ...] = ()
+    between_cations: bool = False
 
     @property
     def cations(self) -> list[str]:
         every = cations_of(self.extra_elements, self.anions)
         return [c for c in every if c in self.only_cations] if self.only_cations else every
 
+    def groups(self) -> list[tuple[str, list[str]]]:
+        """The binary systems in the order the cover grows them, grouped: each anion's with
+        every cation, then (``between_cations``) each cation's with the cations after it."""
+        out = [(a, binaries(self.cations, [a])) for a in self.anions]
+        return out + (cation_pairs(self.cations) if self.between_cations else [])
 
-def missing_systems(spec: CoverSpec, anions: Sequence[str], world_rows: list[dict[str, Any]],
+    def systems(self) -> list[str]:
+        return [s for _, systems in self.groups() for s in systems]
+
+
+def missing_systems(spec: CoverSpec, systems: Sequence[str], world_rows: list[dict[str, Any]],
                     held: set[str], planned_to: dict[str, int]) -> list[str]:
-    """The binaries of ``spec``'s cations with ``anions`` that the cover should still plan:
-    fewer than ``spec.per_system`` structures in the world, not planned to that many yet,
-    and never a held-out system."""
+    """Those of ``systems`` the cover should still plan: fewer than ``spec.per_system``
+    structures in the world, not planned to that many yet, and never a held-out system."""
     have = Counter(r["chemsys"] for r in world_rows)
-    return [s for s in binaries(spec.cations, anions)
+    return [s for s in systems
             if s not in held and have[s] < spec.per_system
             and planned_to.get(s, 0) < spec.per_system]
 
@@ -169,16 +189,15 @@ def cover(files: WorldFiles, spec: CoverSpec, workers: int, deadline: float | No
     plan = CoverPlan.read(files.cover)
     elements = _plan_new_elements(plan, spec, world_rows, spec.per_system)
     relax_all(plan.of(elements), files.cover, workers, deadline=deadline)
-    for anion in spec.anions:
+    for group, systems in spec.groups():
         if _past(deadline):
             break
-        missing = missing_systems(spec, [anion], world_rows, held, plan.planned_to)
+        missing = missing_systems(spec, systems, world_rows, held, plan.planned_to)
         _plan_systems(plan, missing, spec, world_rows, held, workers, deadline)
-        systems = binaries(spec.cations, [anion])
         todo = plan.of(systems)
-        log.info("cover: %s: %d systems, %d structures planned", anion, len(systems), len(todo))
+        log.info("cover: %s: %d systems, %d structures planned", group, len(systems), len(todo))
         relax_all(todo, files.cover, workers, deadline=deadline)
-    complete = (not missing_systems(spec, spec.anions, world_rows, held, plan.planned_to)
+    complete = (not missing_systems(spec, spec.systems(), world_rows, held, plan.planned_to)
                 and not _missing(plan, files.cover))
     if complete or write_partial:
         write_covered_world(files, spec, complete)
@@ -230,7 +249,8 @@ def _by_anion(plan: list[dict[str, Any]], results: dict[str, dict[str, Any]]) ->
     for p in plan:
         r = results.get(p["id"])
         if r is not None and "error" not in r and "-" in p["chemsys"]:
-            count[next((a for a in COVER_ANIONS if a in p["chemsys"].split("-")), "other")] += 1
+            count[next((a for a in COVER_ANIONS if a in p["chemsys"].split("-")),
+                       "cation-cation")] += 1
     return dict(count)
 
 

@@ -33,6 +33,13 @@ def binaries(cations: Sequence[str], anions: Sequence[str]) -> list[str]:
     return [chemsys_of([c, a]) for a in anions for c in cations]
 
 
+def cation_pairs(cations: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """Every binary of two of ``cations`` (alloys and intermetallics), grouped by the first
+    cation in the given order: each pair once, with the earlier of its two."""
+    return [(c, [chemsys_of([c, d]) for d in cations[i + 1:]])
+            for i, c in enumerate(cations[:-1])]
+
+
 @dataclass
 class Coverage:
     """Structures per cation–anion binary, and the pairs met only inside larger systems."""
@@ -42,6 +49,7 @@ class Coverage:
     held_out: set[str]
     binary: Counter = field(default_factory=Counter)  # "Mg-O": structures of that system
     larger: Counter = field(default_factory=Counter)  # "Mg-O": structures of Mg-O-... systems
+    between: Counter = field(default_factory=Counter)  # "Li-Mg": structures of that binary
 
     def count(self, cation: str, anion: str) -> int:
         return self.binary[chemsys_of([cation, anion])]
@@ -55,10 +63,20 @@ class Coverage:
         """Pairs with at least one structure of their binary system."""
         return sum(1 for s in binaries(self.cations, self.anions) if self.binary[s])
 
+    @property
+    def cation_pairs(self) -> int:
+        return len(self.cations) * (len(self.cations) - 1) // 2
+
+    @property
+    def cation_pairs_held(self) -> int:
+        """Cation–cation binaries with at least one structure."""
+        return sum(1 for n in self.between.values() if n)
+
     def as_dict(self) -> dict[str, Any]:
         """The manifest's record: the pairs held, and the structures of each."""
         return {"cations": self.cations, "anions": self.anions, "pairs": self.pairs,
-                "pairs_held": self.held,
+                "pairs_held": self.held, "cation_pairs": self.cation_pairs,
+                "cation_pairs_held": self.cation_pairs_held,
                 "binary_structures": {s: self.binary[s]
                                       for s in binaries(self.cations, self.anions)
                                       if self.binary[s]},
@@ -77,6 +95,8 @@ def coverage(rows: Iterable[dict[str, Any]], held_out: Iterable[str],
         if len(els) == 2:
             if chemsys_of(els) in wanted:
                 cov.binary[chemsys_of(els)] += 1
+            elif all(e in cov.cations for e in els):
+                cov.between[chemsys_of(els)] += 1
             continue
         for c in (e for e in els if e in cov.cations):
             for a in (e for e in els if e in cov.anions):

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from gnomon.cli import app
 from gnomon.world.cover import CoverPlan, CoverSpec, cover, cover_record, missing_systems
-from gnomon.world.coverage import binaries, cations_of, coverage
+from gnomon.world.coverage import binaries, cation_pairs, cations_of, coverage
 from gnomon.world.files import CHECKOUT_WORLD, WorldFiles, load_world, write_jsonl_gz
 from gnomon.world.manifest import Tally, check, write_manifest
 from gnomon.world.oracle import oracle_input, results_done
@@ -35,6 +35,10 @@ def test_the_coverage_table_counts_binaries_and_pairs_met_in_larger_systems():
     assert cov.count("Mg", "O") == 2 and cov.count("Na", "Cl") == 1
     assert cov.count("Cu", "Cl") == 1 and cov.count("Na", "O") == 0
     assert cov.pairs == 8 and cov.held == 3
+    assert cov.cation_pairs == 6 and cov.cation_pairs_held == 0
+    with_alloy = coverage([*rows, _row("Cu-Mg"), _row("Cu-Mg")], [], ["Mg", "Na", "Ti", "Cu"],
+                          ["O", "Cl"])
+    assert with_alloy.cation_pairs_held == 1 and with_alloy.as_dict()["cation_pairs_held"] == 1
     record = cov.as_dict()
     assert record["binary_structures"] == {"Mg-O": 2, "Cl-Na": 1, "Cl-Cu": 1}
     assert record["only_in_larger_systems"] == ["Na-O", "O-Ti"]
@@ -51,12 +55,35 @@ def test_planning_picks_only_missing_cation_anion_binaries_never_a_held_out_one(
     spec = CoverSpec(anions=("O", "Cl"), per_system=3, only_cations=("Mg", "Na", "Cu"))
     world = [_row("Mg-O")] * 3 + [_row("Cl-Na")] * 2 + [_row("Cl-Mg-Na")] * 5
     held = {"Cl-Cu", "Na-O"}
-    todo = missing_systems(spec, spec.anions, world, held, planned_to={"Cu-O": 3})
+    todo = missing_systems(spec, spec.systems(), world, held, planned_to={"Cu-O": 3})
     # Mg-O has its 3, Cu-O was planned to 3, Na-O and Cl-Cu are held out; Cl-Na has 2 of 3
     assert todo == ["Cl-Na", "Cl-Mg"]  # the world's order of elements: alkali first
-    assert missing_systems(spec, ["O"], world, held, {}) == ["Cu-O"]
-    assert not any(s in held for s in missing_systems(
-        CoverSpec(per_system=100), list(ANIONS), [], held, {}))
+    assert missing_systems(spec, binaries(spec.cations, ["O"]), world, held, {}) == ["Cu-O"]
+    every = CoverSpec(per_system=100, between_cations=True)
+    assert not any(s in held for s in missing_systems(every, every.systems(), [], held, {}))
+
+
+def test_between_cations_the_cover_plans_each_cation_pair_once_after_the_anions():
+    spec = CoverSpec(anions=("O",), per_system=2, only_cations=("Li", "Mg", "Mn"),
+                     between_cations=True)
+    groups = spec.groups()
+    assert [g for g, _ in groups] == ["O", "Li", "Mg"]  # anions first, then cation by cation
+    assert groups[1:] == [("Li", ["Li-Mg", "Li-Mn"]), ("Mg", ["Mg-Mn"])]
+    pairs = [s for _, systems in cation_pairs(cations_of([], ANIONS)) for s in systems]
+    n = len(cations_of([], ANIONS))
+    assert len(pairs) == len(set(pairs)) == n * (n - 1) // 2
+    world = [_row("Li-Mg")] * 2 + [_row("Li-Mn")]
+    assert missing_systems(spec, spec.systems(), world, {"Mg-Mn"}, {}) == [
+        "Li-O", "Mg-O", "Mn-O", "Li-Mn"]
+    assert CoverSpec(anions=("O",), only_cations=("Li", "Mg")).systems() == ["Li-O", "Mg-O"]
+
+
+def test_an_intermetallic_plan_is_small_and_never_refused_by_the_oracle():
+    plan = plan_cover_system("Al-Mg", 4, existing=[], known=[])
+    assert 0 < len(plan) <= 4
+    structures = [Structure.from_dict(p.structure) for p in plan]
+    assert all(len(s) <= 8 and oracle_input(s)[1] is None for s in structures)
+    assert all(set(s.composition.chemical_system.split("-")) == {"Al", "Mg"} for s in structures)
 
 
 def test_a_binary_plan_is_small_balanced_first_and_never_refused_by_the_oracle():
