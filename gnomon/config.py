@@ -529,6 +529,19 @@ class CampaignConfig(_Section):
     mlip_e_above_hull: float = Field(
         0.1, ge=0, description="eV/atom on the mlip scheme's hull: who goes on to the dft stage."
     )
+    mlip_fill: int = Field(
+        0, ge=0,
+        description="When fewer mlip entries pass the gate than the dft stage takes "
+        "(`mlip_dft_budget`, else `selection.budget`), the mlip stage relaxes the screen's next "
+        "`selection.budget` candidates too, up to this many more times: once the screen's best "
+        "are used up, oracle calls are filled from further down its ranking instead of left "
+        "unspent (0: never).",
+    )
+    mlip_dft_budget: int | None = Field(
+        None, ge=1,
+        description="At most this many mlip entries go on to the dft stage per round, the "
+        "nearest the hull first (unset: every one within `mlip_e_above_hull`).",
+    )
     mlip_calibrate: bool = Field(
         False,
         description="Gate the mlip stage on calibrated energies: per-element references (and a "
@@ -583,6 +596,14 @@ class CampaignConfig(_Section):
         if self.model.distill and self.mlip_calibration is None:
             raise ValueError("model.distill needs mlip_calibration (a stored calibration of the "
                              "mlip_engine's scheme into the campaign's)")
+        return self
+
+    @model_validator(mode="after")
+    def _stage_settings_need_the_stage(self) -> CampaignConfig:
+        given = [k for k in ("mlip_fill", "mlip_dft_budget") if getattr(self, k)]
+        if given and not self.staged:
+            raise ValueError(f"{' and '.join(given)} set, but there is no mlip stage: use "
+                             "stages: [screen, mlip, dft]")
         return self
 
     @field_validator("elements")

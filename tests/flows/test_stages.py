@@ -306,6 +306,16 @@ def test_stage_config_is_validated():
             CampaignConfig(**base, **bad)
 
 
+def test_fill_and_dft_budget_without_an_mlip_stage_are_refused_in_one_line():
+    with pytest.raises(ValueError, match="mlip_fill set, but there is no mlip stage"):
+        CampaignConfig(name="x", elements=["Li", "O"], mlip_fill=2)
+    with pytest.raises(ValueError, match="mlip_dft_budget set, but there is no mlip stage"):
+        CampaignConfig(name="x", elements=["Li", "O"], mlip_dft_budget=3)
+    staged = CampaignConfig(name="x", elements=["Li", "O"], stages=["screen", "mlip", "dft"],
+                            mlip_fill=2, mlip_dft_budget=3)
+    assert staged.mlip_fill == 2 and staged.mlip_dft_budget == 3
+
+
 def test_one_scheme_for_both_stages_is_refused(tmp_path, engines):
     from gnomon.campaign.steps import StepError
 
@@ -459,3 +469,99 @@ def test_a_stage_alone_ranks_the_replay_and_what_it_leaves_out_is_never_picked()
     gated = simulate(_replay_pool(), "greedy", rounds=3, budget=3, initial=0, stage=gate,
                      screen=False)
     assert gated.picked[0] == ["deep", "low"] and gated.evaluations[-1] == 2
+
+
+def _select_for_fill(ctx: StagedContext, selected: list[str], reserve: list[str]) -> dict:
+    """References, the deep LiO of the mlip hull and the three candidates, as
+    :func:`_through_select` stores them, but the selection and its reserve named here (by
+    formula)."""
+    run_step(ctx, "references", STEP_FUNCTIONS["references"])
+    HullEngine(ctx.repo).ingest([make_entry("LiO", -1.5 * 2, MLIP_SCHEME, source="imported")])
+    candidates = _candidates()
+    ctx.repo.add_candidates(list(candidates.values()))
+    for step in ("generate", "dedup", "screen"):
+        run_step(ctx, step, lambda _ctx: {})
+    run_step(ctx, "select", lambda _ctx: {
+        "policy": "test", "selected": [candidates[f].id for f in selected],
+        "reserve": [candidates[f].id for f in reserve]})
+    return candidates
+
+
+def _mlip_relaxed(ctx: StagedContext) -> list[str]:
+    return sorted(ctx.repo.get(Candidate, c.candidate_id).reduced_formula
+                  for c in ctx.repo.query(Calculation, {"scheme": MLIP_SCHEME})
+                  if c.candidate_id in {x.id for x in _candidates().values()})
+
+
+def test_a_filling_stage_relaxes_the_reserve_until_the_dft_stage_has_enough_and_no_further(
+    tmp_path, engines
+):
+    # budget 1: LiO (0.3 above the mlip hull) is selected and fails the 0.1 gate; the reserve
+    # holds Li2O (0.133: fails) then Li3O (0.05: passes), so the stage relaxes all three
+    ctx = _context(tmp_path / "a", engines, mlip_fill=2, selection={"budget": 1})
+    try:
+        _select_for_fill(ctx, ["LiO"], ["Li2O", "Li3O"])
+        out = run_step(ctx, "mlip_relax", STEP_FUNCTIONS["mlip_relax"])
+        assert out["filled"]["chunks"] == 3 and out["filled"]["wanted"] == 1
+        assert _mlip_relaxed(ctx) == ["Li2O", "Li2O2", "Li3O"]  # pymatgen's LiO: Li2O2
+        attempts = {c.id: c.attempts for c in ctx.repo.query(Calculation)}
+        assert STEP_FUNCTIONS["mlip_relax"](ctx) == out  # a rerun: the same chunks, re-attached
+        assert {c.id: c.attempts for c in ctx.repo.query(Calculation)} == attempts
+        for step in ("mlip_ingest", "mlip_gate"):
+            run_step(ctx, step, STEP_FUNCTIONS[step])
+        (passed,) = ctx.outputs("mlip_gate")["passed"]
+        assert ctx.repo.get(Candidate, passed).reduced_formula == "Li3O"
+    finally:
+        ctx.close()
+    # the reserve the other way round: Li3O passes at the second chunk, Li2O is never relaxed
+    ctx = _context(tmp_path / "b", engines, mlip_fill=2, selection={"budget": 1})
+    try:
+        _select_for_fill(ctx, ["LiO"], ["Li3O", "Li2O"])
+        out = run_step(ctx, "mlip_relax", STEP_FUNCTIONS["mlip_relax"])
+        assert out["filled"]["chunks"] == 2 and _mlip_relaxed(ctx) == ["Li2O2", "Li3O"]
+    finally:
+        ctx.close()
+    # without mlip_fill the reserve is never touched
+    ctx = _context(tmp_path / "c", engines, selection={"budget": 1})
+    try:
+        _select_for_fill(ctx, ["LiO"], ["Li3O", "Li2O"])
+        out = run_step(ctx, "mlip_relax", STEP_FUNCTIONS["mlip_relax"])
+        assert "filled" not in out and _mlip_relaxed(ctx) == ["Li2O2"]
+    finally:
+        ctx.close()
+
+
+def test_the_dft_budget_takes_the_entries_nearest_the_hull_and_holds_back_the_rest(
+    tmp_path, engines
+):
+    # at 0.2 eV/atom Li3O (0.05) and Li2O (0.133) pass the gate; a dft budget of 1 takes Li3O
+    ctx = _context(tmp_path, engines, mlip_e_above_hull=0.2, mlip_dft_budget=1)
+    try:
+        _select_for_fill(ctx, ["LiO", "Li2O", "Li3O"], [])
+        for step in THROUGH_MLIP:
+            run_step(ctx, step, STEP_FUNCTIONS[step])
+        gate = ctx.outputs("mlip_gate")
+        (passed,) = gate["passed"]
+        assert ctx.repo.get(Candidate, passed).reduced_formula == "Li3O"
+        (over,) = gate["over_dft_budget"]
+        assert ctx.repo.get(Entry, over).reduced_formula == "Li2O"
+        assert gate["held_back"][over] == pytest.approx(0.2 / 1.5)
+    finally:
+        ctx.close()
+
+
+def test_the_reserve_is_the_policys_next_picks_and_leaves_the_selection_as_it_was(
+    tmp_path, engines
+):
+    from gnomon.campaign.selection import Scored, selection_policy
+    from gnomon.campaign.steps.selecting import reserve
+
+    ctx = _context(tmp_path, engines, mlip_fill=2,
+                   selection={"budget": 2, "policy": "greedy", "exploration": 0.0})
+    try:
+        scored = [Scored(f"c{i}", 0.01 * (9 - i), 0.0, f"g{i}") for i in range(10)]
+        chosen = [c.candidate_id for c in selection_policy(ctx.config).select(scored)]
+        assert chosen == ["c9", "c8"]  # the selection: the budget's best
+        assert reserve(ctx, scored, chosen, None) == ["c7", "c6", "c5", "c4"]  # 2 x budget more
+    finally:
+        ctx.close()

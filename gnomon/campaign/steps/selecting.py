@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from gnomon.campaign.selection import Scored, selection_policy
@@ -24,6 +25,23 @@ def select(ctx: RoundContext) -> dict[str, Any]:
         scored.append(Scored(cid, p.e_above_hull if p is not None else None,
                              p.sigma if p is not None else 0.0,
                              group=c.template_id or c.reduced_formula, system=c.chemsys))
-    policy = selection_policy(ctx.config, None if version else "random")
-    chosen = policy.select(scored, round_index=ctx.index)
-    return {"policy": policy.name, "selected": [c.candidate_id for c in chosen]}
+    name = None if version else "random"
+    policy = selection_policy(ctx.config, name)
+    chosen = [c.candidate_id for c in policy.select(scored, round_index=ctx.index)]
+    out: dict[str, Any] = {"policy": policy.name, "selected": chosen}
+    if ctx.config.staged and ctx.config.mlip_fill:
+        out["reserve"] = reserve(ctx, scored, chosen, name)
+    return out
+
+
+def reserve(ctx: RoundContext, scored: list[Scored], chosen: list[str],
+            name: str | None) -> list[str]:
+    """What the mlip stage may relax after ``chosen`` when too few pass its gate
+    (``mlip_fill``): the same policy's picks at ``1 + mlip_fill`` times the budget, ``chosen``
+    left out, in the policy's order. The selection itself is unchanged by it."""
+    fill = ctx.config.mlip_fill
+    wider = replace(selection_policy(ctx.config, name),
+                    budget=ctx.config.selection.budget * (1 + fill))
+    taken = set(chosen)
+    more = [c.candidate_id for c in wider.select(scored, round_index=ctx.index)]
+    return [cid for cid in more if cid not in taken][: ctx.config.selection.budget * fill]

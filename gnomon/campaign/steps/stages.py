@@ -42,12 +42,40 @@ SKIPPED = {"skipped": "no mlip stage"}
 
 
 def mlip_relax(ctx: RoundContext) -> dict[str, Any]:
-    """The mlip stage: the selected candidates relaxed by the universal potential."""
+    """The mlip stage: the selected candidates relaxed by the universal potential.
+
+    With ``mlip_fill``, while fewer of its entries pass the gate than the dft stage takes,
+    the next ``selection.budget`` of the selection's reserve are relaxed too (at most
+    ``mlip_fill`` times). Repeatable: a rerun re-attaches the stored relaxations, judges them
+    the same way and so relaxes the same chunks."""
     if not ctx.config.staged:
         return dict(SKIPPED)
     engine = ctx.stage_engines()["mlip"]
-    selected = ctx.outputs("select").get("selected", [])
-    return {"scheme": engine.scheme, **relax_with(ctx, selected, engine)}
+    chosen = ctx.outputs("select")
+    chunks = [chosen.get("selected", [])]
+    budget = ctx.config.selection.budget
+    more = chosen.get("reserve", []) if ctx.config.mlip_fill else []
+    chunks += [more[i:i + budget] for i in range(0, len(more), budget)]
+    need = ctx.config.mlip_dft_budget or budget
+    calcs: list[str] = []
+    relaxed: list[str] = []
+    done = failed = passing = 0
+    for k, chunk in enumerate(chunks):
+        out = relax_with(ctx, chunk, engine)
+        calcs += out["calculations"]
+        relaxed += chunk
+        done, failed = done + out.get("done", 0), failed + out.get("failed", 0)
+        if k == len(chunks) - 1:
+            break
+        passing = len(gate_passing(ctx, ingest_calculations(ctx, calcs)["entries"]))
+        if passing >= need:
+            break
+        log.info("round %d: %d of %d mlip entries pass the gate, %d wanted: relaxing %d more",
+                 ctx.index, passing, len(relaxed), need, len(chunks[k + 1]))
+    out = {"scheme": engine.scheme, "calculations": calcs, "done": done, "failed": failed}
+    if len(chunks) > 1:
+        out["filled"] = {"relaxed": relaxed, "chunks": k + 1, "wanted": need}
+    return out
 
 
 def mlip_ingest(ctx: RoundContext) -> dict[str, Any]:
@@ -72,10 +100,13 @@ def mlip_gate(ctx: RoundContext) -> dict[str, Any]:
     parent_ids = [e.candidate_id for e in entries if e.candidate_id]
     parents = {c.id: c for c in ctx.repo.query(Candidate, {"id": parent_ids})}
     gated, calibration = gate_values(ctx, entries, phases)
+    going = [e.id for e in within_gate(entries, gated, limit)]
+    over = going[ctx.config.mlip_dft_budget:] if ctx.config.mlip_dft_budget else []
+    going_now = set(going) - set(over)
     passed, paths, held_back = [], [], {}
     for e in sorted(entries, key=lambda e: e.id):
         e_hull = gated.get(e.id)
-        if e_hull is None or e_hull > limit or e.structure is None:
+        if e.id not in going_now:
             held_back[e.id] = e_hull
             continue
         child = dft_candidate(ctx, e, parents.get(e.candidate_id), e_hull)
@@ -87,7 +118,25 @@ def mlip_gate(ctx: RoundContext) -> dict[str, Any]:
              ctx.index, len(passed), len(entries), limit,
              ctx.scheme if calibration.get("fit") else ctx.mlip_engine.scheme)
     return {"threshold": limit, "passed": passed, "held_back": held_back, "paths": paths,
+            **({"over_dft_budget": over} if over else {}),
             **({"calibration": calibration} if calibration else {})}
+
+
+def within_gate(entries: list[Entry], gated: dict[str, float | None],
+                limit: float) -> list[Entry]:
+    """The entries within ``limit`` of the hull they are gated on, the nearest first (ties by
+    id): the order the dft stage's budget takes them in."""
+    return sorted((e for e in entries if e.structure is not None
+                   and gated.get(e.id) is not None and gated[e.id] <= limit),
+                  key=lambda e: (gated[e.id], e.id))
+
+
+def gate_passing(ctx: RoundContext, entry_ids: list[str]) -> list[Entry]:
+    """The mlip entries ``entry_ids`` that the gate would pass now, nearest the hull first."""
+    entries = list(ctx.repo.query(Entry, {"id": entry_ids}))
+    phases = {p.id: p for p in ctx.repo.query(Phase, {"id": [e.id for e in entries]})}
+    gated, _ = gate_values(ctx, entries, phases)
+    return within_gate(entries, gated, ctx.config.mlip_e_above_hull)
 
 
 def gate_values(ctx: RoundContext, entries: list[Entry],
