@@ -27,6 +27,21 @@ single point at the oracle-relaxed structure, a stand-in for SevenNet relaxing i
 minimum; ``--mlip-steps N`` relaxes each unrelaxed candidate in SevenNet (FIRE, cell and
 positions), as the stage would, and costs about N single points per candidate.
 
+**campaigns** (issue #26's cost-aware benchmark): replayed campaigns on the held-out systems,
+first build known, 5 rounds x 3 seeds (random: 20 seeds, since its mean divides every ratio):
+random; the screen; the screen fine-tuned each round; the distilled screen; the screen with a
+SevenNet stage (SevenNet-0 calibrated; or a fine-tuned checkpoint, ``--tuned-model``, raw;
+with a gate that fills the oracle budget, ``--fill``; ranked for the stage by the screen's
+lower confidence bound, ``--kappa``); and perfect knowledge, the ceiling. Stable per 100
+oracle calls, per-round hit rate, share of the ceiling, CPU-seconds of every stage, stable per
+CPU-hour; docs/bench/funnel-campaigns.md and .png. Fill the SevenNet caches first (resumable):
+
+    nice -n 5 .venv/bin/python bench/funnel.py cache --head 1000          # SevenNet-0
+    nice -n 5 .venv/bin/python bench/funnel.py cache --head 1000 --stage-model CHECKPOINT
+    nice -n 5 .venv/bin/python bench/funnel.py cache --order minima       # calibration pairs
+    nice -n 5 .venv/bin/python bench/funnel.py campaigns --budget 10 --pairs minima \
+        --tuned-model CHECKPOINT
+
 Tables, never assertions; timings are what this machine gave on the day.
 """
 
