@@ -27,7 +27,9 @@ approximation, as the oracle's own residual forces are below 0.1 eV/Å but not z
 sevenn trains it from the preset ``sevenn/presets/fine_tune.yaml`` (continue from
 ``SevenNet-0_11July2024``, shipped in the wheel; the preset's Huber loss, optimizer and
 scheduler), with the epochs, batch size and checkpoint interval this CPU allows, through
-``sevenn``'s console script; every epoch's checkpoint is kept, and the one with the lowest
+``sevenn``'s console script (the fine-tune itself is the product's,
+``gnomon.dft.sevennet_finetune``, which ``gnomon mlip finetune`` runs; this script measures it);
+every epoch's checkpoint is kept, and the one with the lowest
 validation loss (``checkpoint_best.pth``) is evaluated. ``--drop-outliers`` drops the rows
 zero-shot SevenNet-0 misjudges by more than the calibration's failure bound (cells it explodes
 on); ``--train-shift-scale`` lets sevenn train the per-element shifts and scales, which the
@@ -50,14 +52,10 @@ bench/results/sevennet-ft/table.md.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
 import random
-import resource
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -72,11 +70,10 @@ sys.path.insert(0, str(HERE))
 
 import funnel  # noqa: E402
 
+from gnomon.dft import sevennet_finetune as product  # noqa: E402
 from gnomon.pipeline.thermo.calibration import OUTLIER  # noqa: E402
 
 OUT = HERE / "results" / "sevennet-ft"
-VENV_BIN = Path(sys.executable).parent
-PRESET = "fine_tune.yaml"
 ZERO_SHOT = "zero-shot"
 
 log = logging.getLogger("sevennet_finetune")
@@ -103,38 +100,13 @@ def split(records: list[dict], held: set[str], seed: int, val_fraction: float) -
 
 def fine_tune_rows(train: list[dict], n: int, seed: int) -> list[dict]:
     """Every element row, then one seeded row per element not yet covered, then seeded rows of
-    the rest up to ``n``."""
-    rng = random.Random(seed)
-    chosen = [r for r in train if "-" not in r["chemsys"]]
-    seen = {r["id"] for r in chosen}
-    compounds = [r for r in train if "-" in r["chemsys"]]
-    rng.shuffle(compounds)
-    covered = {el for r in chosen for el in r["chemsys"].split("-")}
-    for el in sorted({el for r in compounds for el in r["chemsys"].split("-")}):
-        if el not in covered:
-            row = next(r for r in compounds if el in r["chemsys"].split("-"))
-            chosen.append(row)
-            seen.add(row["id"])
-            covered |= set(row["chemsys"].split("-"))
-    chosen += [r for r in compounds if r["id"] not in seen][: max(0, n - len(chosen))]
-    return chosen
+    the rest up to ``n`` (gnomon.dft.sevennet_finetune.training_rows, on world rows)."""
+    by_id = {r["id"]: r for r in train}
+    return [by_id[r.id] for r in product.training_rows([labelled(r) for r in train], n, seed)]
 
 
-def write_extxyz(rows: list[dict], path: Path) -> None:
-    """Oracle total energy, zero forces (relaxed minima), no stress."""
-    from ase.calculators.singlepoint import SinglePointCalculator  # heavy: ase
-    from ase.io import write  # heavy: ase
-    from pymatgen.io.ase import AseAtomsAdaptor  # heavy: pymatgen.io
-
-    frames = []
-    for r in rows:
-        atoms = AseAtomsAdaptor.get_atoms(funnel.structure_from(r["relaxed"]))
-        atoms.calc = SinglePointCalculator(atoms, energy=float(r["energy"]),
-                                           forces=np.zeros((len(atoms), 3)))
-        atoms.info["id"] = r["id"]
-        frames.append(atoms)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write(path, frames, format="extxyz")
+def labelled(row: dict) -> product.Labelled:
+    return product.Labelled.from_world_row(row)
 
 
 def drop_outliers(rows: list[dict], calibration_rows: list[dict], exclude: set[str]) -> list[dict]:
@@ -153,67 +125,14 @@ def drop_outliers(rows: list[dict], calibration_rows: list[dict], exclude: set[s
     return kept
 
 
-# -- the fine-tune through sevenn -------------------------------------------------------------
-def preset_config(train: Path, valid: Path, epochs: int, batch: int, lr: float,
-                  shift_scale: bool = False) -> dict:
-    """sevenn's fine-tune preset, the CPU's epochs and batch, no stress, every epoch kept;
-    ``shift_scale``: the per-element shifts and scales trained too (the preset's
-    ``train_shift_scale``, False there)."""
-    import sevenn  # heavy: sevenn (torch)
-    import yaml
-
-    config = yaml.safe_load((Path(sevenn.__file__).parent / "presets" / PRESET).read_text())
-    config["train"].update(epoch=epochs, per_epoch=1, is_train_stress=False)
-    config["train"]["optim_param"]["lr"] = lr
-    config["model"]["train_shift_scale"] = shift_scale
-    config["train"]["error_record"] = [["Energy", "RMSE"], ["Energy", "MAE"], ["Force", "RMSE"],
-                                       ["TotalLoss", "None"]]
-    config["data"].update(batch_size=batch, load_trainset_path=[str(train)],
-                          load_validset_path=[str(valid)])
-    config["data"].pop("load_testset_path", None)
-    return config
-
-
+# -- the fine-tune through sevenn (the product's: gnomon.dft.sevennet_finetune) ----------------
 def fine_tune(run: Path, rows: list[dict], valid: list[dict], epochs: int, batch: int,
               lr: float, shift_scale: bool = False) -> dict:
-    """sevenn's console script on the preset; CPU-seconds of the child recorded in done.json."""
-    import yaml
-
-    done = run / "done.json"
-    if done.is_file():
-        return json.loads(done.read_text())
-    if run.exists():
-        shutil.rmtree(run)  # a killed fine-tune restarts
-    write_extxyz(rows, run / "train.extxyz")
-    write_extxyz(valid, run / "valid.extxyz")
-    config = preset_config(run / "train.extxyz", run / "valid.extxyz", epochs, batch, lr,
-                           shift_scale)
-    (run / "input.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.time()
-    cmd = [str(VENV_BIN / "sevenn"), "train", "input.yaml", "-w", str(run)]
-    log.info("fine-tune: %s (in %s)", " ".join(cmd), run)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    with (run / "stdout.log").open("w") as fh:
-        subprocess.run(cmd, cwd=run, env=env, stdout=fh, stderr=subprocess.STDOUT, check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    lc = learning_curve(run)
-    best = min(lc, key=lambda e: e["validset_TotalLoss"]) if lc else None
-    out = {"structures": len(rows), "valid": len(valid), "epochs": epochs, "batch": batch,
-           "lr": lr, "train_shift_scale": shift_scale, "cpu_s": cpu, "wall_s": time.time() - t0,
-           "cpu_s_per_structure_epoch": cpu / max(len(rows) * epochs, 1),
-           "best_epoch": int(best["epoch"]) if best else None, "learning_curve": lc}
-    done.write_text(json.dumps(out, indent=1))
-    return out
-
-
-def learning_curve(run: Path) -> list[dict]:
-    path = run / "lc.csv"
-    if not path.is_file():
-        return []
-    with path.open() as fh:
-        return [{k.strip(): float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    """sevenn's console script on the preset (gnomon.dft.sevennet_finetune.fine_tune), every
+    epoch's checkpoint kept, one OMP thread; CPU-seconds of the child recorded in done.json."""
+    return product.fine_tune(run, [labelled(r) for r in rows], [labelled(r) for r in valid],
+                             epochs, batch, lr, shift_scale=shift_scale, keep_epochs=True,
+                             threads=1)
 
 
 # -- SevenNet single points and relaxations, cached -------------------------------------------
@@ -460,7 +379,6 @@ def main(argv: list[str] | None = None) -> None:
                                                args.seed)
     data = campaign_data(funnel.WORLD_FILE.parent, None, "first-build")
     run = OUT / f"ft-{args.structures}x{args.epochs}-b{args.batch}-lr{args.lr:g}"
-    ft = None
     if args.drop_outliers:
         run = run.with_name(run.name + "-clean")
     if args.train_shift_scale:
@@ -469,9 +387,9 @@ def main(argv: list[str] | None = None) -> None:
         train = fine_tune_rows(sets["train"], args.structures, args.seed)
         if args.drop_outliers:
             train = drop_outliers(train, sets["calibration"], held | val)
-        ft = fine_tune(run, train, sets["valid"], args.epochs, args.batch, args.lr,
-                       args.train_shift_scale)
-        log.info("fine-tune: %s", {k: v for k, v in ft.items() if k != "learning_curve"})
+        done = fine_tune(run, train, sets["valid"], args.epochs, args.batch, args.lr,
+                         args.train_shift_scale)
+        log.info("fine-tune: %s", {k: v for k, v in done.items() if k != "learning_curve"})
     if args.phase in ("all", ZERO_SHOT):
         evaluate(ZERO_SHOT, OUT / ZERO_SHOT, sets, data, args.relax, args.seed)
     best = run / "checkpoint_best.pth"

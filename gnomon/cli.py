@@ -62,6 +62,7 @@ COMMANDS: dict[str, Lazy] = {
         "gnomon.commands.serve", "Serve the phases as an OPTIMADE API and the web explorer.", False
     ),
     "world": Lazy("gnomon.commands.world", "Build, grow and check a labelled world (ML oracle)."),
+    "mlip": Lazy("gnomon.commands.mlip", "Fine-tune the universal potential of the mlip stage."),
     "worker": Lazy(
         "gnomon.commands.worker",
         "Run prepared calculation directories (what a batch job executes).",

@@ -83,6 +83,8 @@ class ForceFieldEngine(RelaxEngine):
             )
         if self.model is None:
             self.model = self.potential.default_model
+        if self.model is not None and self.potential.resolve_model is not None:
+            self.model = self.potential.resolve_model(self.model)
         if self.device is None:
             self.device = self.potential.default_device
 
@@ -116,13 +118,23 @@ class ForceFieldEngine(RelaxEngine):
         return {k: getattr(self, _field_name(self.potential, k)) for k in self.potential.settings}
 
     def settings_payload(self) -> dict[str, Any]:
-        return {k: v for k, v in self._settings().items() if k not in UNHASHED}
+        """The settings that change the result; a model file as its content (its sha256),
+        so the same weights elsewhere are the same calculation."""
+        payload = {k: v for k, v in self._settings().items() if k not in UNHASHED}
+        identity = self.potential.model_identity
+        key = self.potential.model_key
+        if identity is not None and key is not None and payload.get(key) is not None:
+            payload[key] = identity(payload[key])
+        return payload
 
     def spec(self) -> dict[str, Any]:
         return {"engine": self.name, "settings": self._settings()}
 
     def check(self, structures: Sequence[Structure]) -> None:
-        known = self.potential.elements(self.model)
+        try:
+            known = self.potential.elements(self.model)
+        except ValueError as exc:  # a model file that is not a checkpoint of this potential
+            raise InputError(str(exc)) from exc
         named = " ".join(filter(None, (self.potential.label, self.model)))
         for structure in structures:
             formula = structure.composition.reduced_formula

@@ -10,7 +10,10 @@ into an engine, the way atomate2's one ``ForceFieldRelaxMaker`` serves every for
   its weights ship in the ``chgnet`` wheel and it runs on a laptop CPU in seconds.
 - ``sevennet``: SevenNet-0 (Park et al., J. Chem. Theory Comput. 20, 4857, 2024; an
   equivariant NequIP-style network trained on MPtrj), so a campaign can pre-relax with one
-  potential and judge with another; its weights ship in the ``sevenn`` wheel.
+  potential and judge with another; its weights ship in the ``sevenn`` wheel. ``model`` may
+  also be a checkpoint file, such as a fine-tune ``gnomon mlip finetune`` wrote
+  (:mod:`gnomon.dft.sevennet_finetune`): its scheme is then ``mlip-sevennet-ft-<sha256
+  prefix>``, named by its weights, not by where the file lies.
 - ``emt``: ASE's effective-medium theory for 11 metals and light elements. No physics a hull
   should trust, but a real calculator that costs milliseconds: it measures what gnomon's
   orchestration costs (``bench/dispatch.py``) without a neural network in the timings.
@@ -25,11 +28,18 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pymatgen.core import Element
 
-from gnomon.pipeline.thermo.schemes import check_scheme, mlip_scheme, sevennet_scheme
+from gnomon.pipeline.thermo.schemes import (
+    check_scheme,
+    checkpoint_sha256,
+    is_checkpoint_path,
+    mlip_scheme,
+    sevennet_scheme,
+)
 
 if TYPE_CHECKING:
     from ase.calculators.calculator import Calculator
@@ -72,6 +82,12 @@ class Potential:
     #: from ``calculator_kwargs`` alone, and records its package's version.
     loader: str | None = None
     code_version: str = "{version} model {model}"  # ``{version}`` of ``package``, ``{model}``
+    #: The model as an engine keeps it (a checkpoint file: its absolute path), ValueError
+    #: naming what is wrong with one that cannot be used; None: any model as given.
+    resolve_model: Callable[[str], str] | None = None
+    #: What the settings hash records of the model (a checkpoint file: its sha256, not where
+    #: it lies); None: the model as given.
+    model_identity: Callable[[str], str] | None = None
 
 
 def installed_version(package: str) -> str:
@@ -128,13 +144,51 @@ def sevennet_calculator(
     return SevenNetCalculator(model, device=device, **kwargs)
 
 
-@functools.lru_cache(maxsize=4)
+def sevennet_model(model: str) -> str:
+    """The model as the SevenNet engine keeps it: a name sevenn knows (``7net-0``) as given; a
+    checkpoint file (``gnomon mlip finetune`` writes one) as its absolute path, since a
+    relaxation runs in a folder of its own. ValueError, one line naming the file, for a file
+    that is missing or cannot be read."""
+    if not is_checkpoint_path(model):
+        return model
+    checkpoint_sha256(model)  # raises SchemeError (a ValueError) naming the file
+    return str(Path(model).expanduser().resolve())
+
+
+def sevennet_model_identity(model: str) -> str:
+    """What a settings hash records of the model: a name as given (so stored calculations of
+    ``7net-0`` keep their hashes); a checkpoint file its sha256, wherever the file lies."""
+    return f"sha256:{checkpoint_sha256(model)}" if is_checkpoint_path(model) else model
+
+
 def sevennet_elements(model: str | None = SEVENNET_MODEL) -> frozenset[str]:
-    """The elements ``model`` was trained on (its checkpoint's type map), read once."""
+    """The elements ``model`` was trained on (its checkpoint's type map), read once per
+    checkpoint: a name as sevenn resolves it, a file by its content. ValueError, one line
+    naming the file, for a file that is not a SevenNet checkpoint."""
+    model = model or SEVENNET_MODEL
+    if is_checkpoint_path(model):
+        return _type_map_elements(sevennet_model(model), checkpoint_sha256(model))
+    return _type_map_elements(model, None)
+
+
+@functools.lru_cache(maxsize=8)
+def _type_map_elements(model: str, sha256: str | None) -> frozenset[str]:
+    """The checkpoint's type map as element symbols (``sha256`` keys a file's version)."""
     import sevenn._keys as keys  # heavy: sevenn (torch)
     from sevenn import util  # heavy: sevenn (torch)
 
-    type_map = util.load_checkpoint(model or SEVENNET_MODEL).config[keys.TYPE_MAP]
+    if sha256 is None:
+        type_map = util.load_checkpoint(model).config[keys.TYPE_MAP]
+    else:
+        try:
+            type_map = util.load_checkpoint(model).config[keys.TYPE_MAP]
+        # torch.load's failures on a file that is not a checkpoint have no common type
+        # (UnpicklingError, RuntimeError, EOFError, KeyError...): re-raised as one line
+        except Exception as exc:  # noqa: BLE001
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(
+                f"SevenNet checkpoint {model}: not a SevenNet checkpoint ({first})"
+            ) from exc
     return frozenset(Element.from_Z(int(z)).symbol for z in type_map)
 
 
@@ -152,6 +206,8 @@ SEVENNET = Potential(
     default_device="cpu",
     atomate2_name="SevenNet",
     loader=f"{__name__}.sevennet_calculator",
+    resolve_model=sevennet_model,
+    model_identity=sevennet_model_identity,
 )
 
 

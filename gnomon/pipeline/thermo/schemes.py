@@ -4,7 +4,8 @@ A hull is only meaningful within one scheme, so every Entry carries one and the 
 groups by it. Names follow ``<code>-<functional or model>-<qualifier>``:
 ``vasp-pbe-mp2020`` (MP-compatible GGA/GGA+U, MaterialsProject2020Compatibility applied),
 ``vasp-r2scan``, ``qe-pbe-<pseudopotential family>``, ``mlip-<model>-<version>``
-(``mlip-chgnet-0.3.0``, ``mlip-sevennet-0``).
+(``mlip-chgnet-0.3.0``, ``mlip-sevennet-0``; a fine-tuned SevenNet checkpoint
+``mlip-sevennet-ft-<sha256 prefix>``).
 
 A scheme name is checked against the registered ones before anything is stored under it: a
 typo (``vasp_pbe``) would otherwise open a scheme of its own, silently without the MP2020
@@ -17,8 +18,11 @@ and any that already holds entries in the database.
 from __future__ import annotations
 
 import difflib
+import functools
+import hashlib
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gnomon.storage import Repository
@@ -115,9 +119,60 @@ def mlip_scheme(model: str, version: str) -> str:
     return check_scheme(f"mlip-{model}-{version}")
 
 
+#: How sevenn's own checkpoint names begin (``7net-0``, ``SevenNet-l3i5``); any other model
+#: is a checkpoint file.
+SEVENNET_NAMES = ("7net-", "sevennet-")
+
+#: Hex digits of a checkpoint's sha256 in its scheme (``mlip-sevennet-ft-<12 hex>``).
+FT_DIGITS = 12
+
+
+def is_checkpoint_path(model: str) -> bool:
+    """Whether a SevenNet ``model`` is a checkpoint file (``runs/ft/sevennet-ft.pth``) rather
+    than a name sevenn resolves itself (``7net-0``, ``7net-l3i5``)."""
+    text = model.strip()
+    return (
+        "/" in text
+        or "\\" in text
+        or text.lower().endswith((".pth", ".pt"))
+        or not text.lower().startswith(SEVENNET_NAMES)
+    )
+
+
+def checkpoint_sha256(path: str | Path) -> str:
+    """The sha256 of a checkpoint file, read once per file version (path, size, mtime).
+
+    Raises SchemeError, one line naming the file, when it is missing or cannot be read."""
+    where = Path(path).expanduser()
+    try:
+        stat = where.stat()
+    except OSError as exc:
+        reason = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror
+        raise SchemeError(f"SevenNet checkpoint {path}: {reason}") from None
+    if not where.is_file():
+        raise SchemeError(f"SevenNet checkpoint {path}: not a file")
+    return _sha256(str(where.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise SchemeError(f"SevenNet checkpoint {path}: cannot be read ({exc.strerror})") from None
+    return digest.hexdigest()
+
+
 def sevennet_scheme(model: str) -> str:
     """SevenNet's scheme: ``7net-0`` (SevenNet-0) is ``mlip-sevennet-0``; another checkpoint
-    name (``7net-l3i5``) gets its own scheme."""
+    name (``7net-l3i5``) gets its own scheme; a checkpoint file (a fine-tune, ``gnomon mlip
+    finetune``) is ``mlip-sevennet-ft-<first 12 hex of its sha256>``: its weights name it, not
+    where the file lies, so two fine-tunes never share a hull and copies of one always do."""
+    if is_checkpoint_path(model):
+        return mlip_scheme("sevennet", f"ft-{checkpoint_sha256(model)[:FT_DIGITS]}")
     return mlip_scheme("sevennet", model.lower().removeprefix("7net-").removeprefix("sevennet-"))
 
 
