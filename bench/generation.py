@@ -26,7 +26,11 @@ Prints one markdown table. What is measured:
    ``~/.cache/gnomon-bench``. The anchors are stored through the deduplicator, as gnomon stores
    candidates (so they carry their reduced cells). Exactness: the candidates kept are compared
    with an exhaustive ``StructureMatcher.group_structures`` over anchors + query. A second
-   query of candidates with formulas no record has measures the index-lookup floor.
+   query of candidates with formulas no record has measures the index-lookup floor. The same
+   query is then deduplicated through the round's Dask fan-out
+   (``gnomon.flows.fanout.DaskFanOut.dedup``: whole buckets decided on LocalCluster workers,
+   the same decisions, checked) with 1 and 2 worker processes (``--dask-workers``), in wall
+   time beside the in-process wall time (cluster start-up not counted).
 4. The funnel: SAPS (fast) over prototypes x ternary systems -> exact dedup (seen store on
    disk) -> screen (the shipped pretrained 5-model ensemble, 1 torch thread; a candidate passes
    when E - σ is in the lowest ~2 % of a calibration batch) -> store the passing candidates in
@@ -56,6 +60,9 @@ from pathlib import Path
 import orjson
 from pymatgen.core import Composition, Structure
 
+from gnomon.config import DaskConfig
+from gnomon.flows.distributed import close_clusters, runtime
+from gnomon.flows.fanout import DaskFanOut
 from gnomon.pipeline.generation import saps_fast
 from gnomon.pipeline.generation.dedup import Deduplicator, SQLiteSeenStore
 from gnomon.pipeline.generation.random_search import RandomSearch
@@ -377,15 +384,51 @@ def scaled_copies(candidates: list[Candidate], factor: float, tag: str) -> list[
     return out
 
 
-def time_dedup(repo, query: list[Candidate], repeats: int = 3) -> tuple[float, int, Deduplicator]:
+def time_dedup(
+    repo, query: list[Candidate], repeats: int = 3, unique=None, timer=clock
+) -> tuple[float, int, Deduplicator]:
+    """Median seconds (``timer``) of deduplicating ``query`` afresh against ``repo``, through
+    ``unique(deduplicator, chunk)`` (default: in-process); the kept count; the last
+    deduplicator."""
     times, kept, dd = [], 0, None
     for _ in range(repeats):
         fresh = [c.model_copy() for c in query]
         dd = Deduplicator(repository=repo, record_duplicates=False)
-        t = clock()
-        kept = len(dd.unique(fresh))
-        times.append(clock() - t)
+        t = timer()
+        kept = len(unique(dd, fresh) if unique else dd.unique(fresh))
+        times.append(timer() - t)
     return statistics.median(times), kept, dd
+
+
+def bench_dedup_dask(rows: Rows, repo, query: list[Candidate], workers: list[int]) -> None:
+    """The query through the Dask fan-out with each number of local workers, in wall time,
+    beside the in-process wall time of the same query; the kept ids are checked equal."""
+    wall, kept, _ = time_dedup(repo, query, timer=time.perf_counter)
+    want = [c.id for c in Deduplicator(repository=repo).unique([c.model_copy() for c in query])]
+    rows.add(
+        "  in-process, wall time (same query)",
+        f"{len(query)} in, {kept} kept; load average {os.getloadavg()[0]:.1f}",
+        f"{len(query) / wall:,.0f} /s",
+    )
+    for n in workers:
+        cfg = DaskConfig(cluster="local", workers=n, cores=1, memory="3GB", start_timeout=300)
+        t = time.perf_counter()
+        runtime(cfg)
+        start = time.perf_counter() - t
+        fan_out = DaskFanOut(cfg)
+        got = [
+            c.id
+            for c in fan_out.dedup(Deduplicator(repository=repo), [c.model_copy() for c in query])
+        ]  # warm-up, check
+        wall, kept, _ = time_dedup(repo, query, unique=fan_out.dedup, timer=time.perf_counter)
+        rows.add(
+            f"  Dask fan-out, {n} local worker process{'es' if n > 1 else ''}, wall time",
+            f"{kept} kept; same kept candidates, in order, as in-process: {got == want}; "
+            f"cluster start {start:.1f} s (not counted); load average "
+            f"{os.getloadavg()[0]:.1f}",
+            f"{len(query) / wall:,.0f} /s",
+        )
+        close_clusters()
 
 
 def exhaustive_new(anchors: list[Candidate], query: list[Candidate]) -> int:
@@ -421,7 +464,9 @@ def novel_query(n: int) -> list[Candidate]:
     return out
 
 
-def bench_dedup(rows: Rows, query_saps: list[Candidate], sizes: list[int]) -> None:
+def bench_dedup(
+    rows: Rows, query_saps: list[Candidate], sizes: list[int], dask_workers: list[int]
+) -> None:
     query = query_saps + scaled_copies(query_saps[::3], 1.07, "copy")
     anchors = scaled_copies(query_saps[1::3], 0.95, "anchor")
     t = clock()
@@ -462,6 +507,8 @@ def bench_dedup(rows: Rows, query_saps: list[Candidate], sizes: list[int]) -> No
                 f"{len(novel)} in, {kept} kept",
                 f"{len(novel) / seconds:,.0f} /s",
             )
+            if dask_workers and size == max(sizes):
+                bench_dedup_dask(rows, repo, query, dask_workers)
             repo.close()
     rows.add("  exhaustive group_structures over anchors + query", f"{t_exh:.1f} s", "")
     rows.add(
@@ -556,6 +603,13 @@ def main() -> None:
         nargs="+",
         help="database sizes for the dedup part (default 10^3 10^5 10^6; --quick 10^3 10^4)",
     )
+    ap.add_argument(
+        "--dask-workers",
+        type=int,
+        nargs="*",
+        default=[1, 2],
+        help="local Dask workers for the dedup fan-out, at the largest size (none: skip)",
+    )
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     logging.basicConfig(level=logging.ERROR)
@@ -574,7 +628,7 @@ def main() -> None:
         bench_funnel(rows, 2_000 if args.quick else 20_000)
     if "dedup" in parts:
         sizes = args.stored or ([1_000, 10_000] if args.quick else [1_000, 100_000, 1_000_000])
-        bench_dedup(rows, query, sizes)
+        bench_dedup(rows, query, sizes, args.dask_workers)
     total = time.perf_counter() - t0
     print(
         f"\ngnomon generation benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {total:.0f} s wall, "

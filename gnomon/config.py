@@ -70,9 +70,10 @@ def _yaml_path() -> Path | None:
 
 
 class DaskConfig(BaseModel):
-    """Where a round's generation and screening chunks run (``gnomon.flows.distributed``):
-    a ``distributed.LocalCluster`` on this machine, or Dask workers started as SLURM batch
-    jobs (``dask_jobqueue.SLURMCluster``), or a running scheduler at ``address``."""
+    """Where a round's generation, exact-dedup and screening chunks run
+    (``gnomon.flows.distributed``): a ``distributed.LocalCluster`` on this machine, or Dask
+    workers started as SLURM batch jobs (``dask_jobqueue.SLURMCluster``), or a running
+    scheduler at ``address``."""
 
     model_config = {"extra": "forbid"}
 
@@ -104,6 +105,9 @@ class DaskConfig(BaseModel):
     log_directory: str | None = Field(None, description="Where SLURM worker jobs write logs.")
     chunk_size: int = Field(8, ge=1, description="Templates or compositions per generation chunk.")
     screen_chunk_size: int = Field(256, ge=1, description="Candidates per screening chunk.")
+    dedup_chunk_size: int = Field(
+        256, ge=1, description="Candidates per exact-dedup chunk (whole buckets, never split)."
+    )
     max_retries: int = Field(3, ge=0, description="Resubmissions of a chunk whose worker died.")
     start_timeout: float = Field(300.0, gt=0, description="Seconds to wait for the first worker.")
 
@@ -513,7 +517,8 @@ class CampaignConfig(_Section):
     dask: DaskConfig | None = Field(
         None,
         description=(
-            "Fan generation and screening chunks out over a Dask cluster (else in-process)."
+            "Fan generation, exact-dedup and screening chunks out over a Dask cluster (else "
+            "in-process)."
         ),
     )
     stages: list[Literal["screen", "mlip", "dft"]] = Field(

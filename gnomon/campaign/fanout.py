@@ -1,9 +1,11 @@
-"""Where a round's heavy, chunkable work runs: SAPS, the random search and the screen.
+"""Where a round's heavy, chunkable work runs: SAPS, the random search, exact dedup and the
+screen.
 
-The steps call a :class:`FanOut` in place of the generators and the screen. The campaign
-layer knows one, :class:`InProcess`, which does the work here, in this process; the flows
-hand a round another (``gnomon.flows.fanout.DaskFanOut``, the work cut into chunks that a
-Dask cluster's workers compute) through :class:`~gnomon.campaign.steps.RoundContext`.
+The steps call a :class:`FanOut` in place of the generators, the deduplicator and the
+screen. The campaign layer knows one, :class:`InProcess`, which does the work here, in this
+process; the flows hand a round another (``gnomon.flows.fanout.DaskFanOut``, the work cut
+into chunks that a Dask cluster's workers compute) through
+:class:`~gnomon.campaign.steps.RoundContext`.
 Either way the results come back in the same order, so what a round stores does not depend
 on where its work ran.
 """
@@ -18,6 +20,7 @@ from typing import Protocol
 from gnomon.models.ensemble import TTA
 from gnomon.models.registry import ModelRegistry
 from gnomon.models.screening import ScreenStats, screen_candidates
+from gnomon.pipeline.generation.dedup import Deduplicator
 from gnomon.pipeline.generation.random_search import RandomSearch
 from gnomon.pipeline.generation.saps import SAPSGenerator
 from gnomon.pipeline.generation.templates import Template
@@ -25,8 +28,9 @@ from gnomon.storage import Candidate, ModelVersion, Repository
 
 
 class FanOut(Protocol):
-    """The three verbs a round fans out; each keeps its generator's side records (SAPS's
-    ``skipped`` templates, the random search's ``failures``) as if it had run in-process."""
+    """The verbs a round fans out; each keeps its generator's side records (SAPS's
+    ``skipped`` templates, the random search's ``failures``, the deduplicator's statistics and
+    memory) as if it had run in-process."""
 
     def saps(self, generator: SAPSGenerator, templates: Iterable[Template]) -> Iterator[Candidate]:
         """``generator.generate(templates)``."""
@@ -34,6 +38,11 @@ class FanOut(Protocol):
 
     def random(self, search: RandomSearch, formulas: Iterable[str]) -> Iterator[Candidate]:
         """``search.generate(formulas)``."""
+        ...
+
+    def dedup(self, deduplicator: Deduplicator, candidates: Iterable[Candidate]
+              ) -> list[Candidate]:
+        """``deduplicator.unique(candidates)``: one chunk's kept candidates, in order."""
         ...
 
     def screen(self, repo: Repository, candidates: Iterable[Candidate], record: ModelVersion,
@@ -53,6 +62,10 @@ class InProcess:
 
     def random(self, search: RandomSearch, formulas: Iterable[str]) -> Iterator[Candidate]:
         yield from search.generate(formulas)
+
+    def dedup(self, deduplicator: Deduplicator, candidates: Iterable[Candidate]
+              ) -> list[Candidate]:
+        return deduplicator.unique(candidates)
 
     def screen(self, repo: Repository, candidates: Iterable[Candidate], record: ModelVersion,
                models_dir: str | Path, scheme: str, *, tta: bool = False,

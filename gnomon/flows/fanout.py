@@ -1,21 +1,23 @@
-"""A round's generation and screening, in chunks, on the campaign's Dask cluster.
+"""A round's generation, exact dedup and screening, in chunks, on the campaign's Dask cluster.
 
 The steps (``gnomon.campaign.steps``) call their round's fan-out
-(:class:`gnomon.campaign.fanout.FanOut`) in place of the generators and the screen; the flow
-hands them :func:`fan_out`'s choice. With no ``dask:`` section that is the campaign layer's
-in-process one; with one it is a :class:`DaskFanOut`: the work is cut into chunks
-(templates for SAPS, compositions for the random search, candidates for the screen) that
-Dask workers compute (:func:`gnomon.flows.distributed.map_chunks`) and that come back in
-chunk order. Every chunk is a pure function of its items (SAPS and the random search seed each
-work item from the campaign's seed, the screen's model is fixed), so a round's stored result
-is the same whichever worker ran a chunk, and whether one died on the way. Storage stays with
-the caller: workers never open the database.
+(:class:`gnomon.campaign.fanout.FanOut`) in place of the generators, the deduplicator and the
+screen; the flow hands them :func:`fan_out`'s choice. With no ``dask:`` section that is the
+campaign layer's in-process one; with one it is a :class:`DaskFanOut`: the work is cut into
+chunks (templates for SAPS, compositions for the random search, whole dedup buckets for exact
+dedup, candidates for the screen) that Dask workers compute
+(:func:`gnomon.flows.distributed.map_chunks`) and that come back in chunk order. Every chunk is
+a pure function of its items (SAPS and the random search seed each work item from the
+campaign's seed, a dedup bucket carries its stored and remembered members, the screen's model
+is fixed), so a round's stored result is the same whichever worker ran a chunk, and whether one
+died on the way. Storage stays with the caller: workers never open the database.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -28,6 +30,7 @@ from gnomon.flows.distributed import map_chunks, runtime
 from gnomon.models.ensemble import TTA, Ensemble
 from gnomon.models.registry import ModelRegistry
 from gnomon.models.screening import Screener, ScreenStats, hull_function
+from gnomon.pipeline.generation.dedup import BucketJob, Deduplicator, decide_buckets
 from gnomon.pipeline.generation.random_search import RandomSearch
 from gnomon.pipeline.generation.saps import SAPSGenerator
 from gnomon.pipeline.generation.streaming import chunked
@@ -85,6 +88,39 @@ def random_candidates(dask: DaskConfig, search: RandomSearch,
     for candidates, failures in _map(dask, partial(_random_chunk, clean), chunks, "random"):
         search.failures.extend(failures)
         yield from candidates
+
+
+# -- exact dedup -------------------------------------------------------------------------------
+def bucket_chunks(jobs: list[BucketJob], size: int) -> Iterator[list[BucketJob]]:
+    """Whole bucket jobs, in order, packed into chunks of about ``size`` candidates (a bucket
+    larger than ``size`` is a chunk of its own: it is never split)."""
+    chunk: list[BucketJob] = []
+    n = 0
+    for job in jobs:
+        chunk.append(job)
+        n += len(job.candidates)
+        if n >= size:
+            yield chunk
+            chunk, n = [], 0
+    if chunk:
+        yield chunk
+
+
+def dedup_on_cluster(dask: DaskConfig, deduplicator: Deduplicator,
+                     candidates: Iterable[Candidate]) -> list[Candidate]:
+    """``deduplicator.unique(candidates)``, its buckets decided on the cluster's workers: the
+    same kept candidates in the same order, the same statistics of duplicates and the same
+    memory of the stream. Chunks are whole buckets, at most ``dask.dedup_chunk_size``
+    candidates unless a bucket is larger, and at least four per worker where the chunk allows;
+    the bucket members they need are read here, from the repository and the stream's memory."""
+    plan = deduplicator.plan(candidates)
+    if not plan.jobs:
+        return []
+    size = min(dask.dedup_chunk_size, math.ceil(len(plan.chunk) / (4 * dask.workers)))
+    fn = partial(decide_buckets, **deduplicator.tolerances)
+    verdicts = [v for chunk in _map(dask, fn, bucket_chunks(plan.jobs, size), "dedup")
+                for v in chunk]
+    return deduplicator.apply(plan, verdicts)
 
 
 # -- screening ---------------------------------------------------------------------------------
@@ -162,7 +198,8 @@ def screen_on_cluster(
 # -- the fan-out a flow hands its round ----------------------------------------------------------
 @dataclass(frozen=True)
 class DaskFanOut:
-    """A round's SAPS, random search and screen in chunks on the cluster of ``dask``."""
+    """A round's SAPS, random search, exact dedup and screen in chunks on the cluster of
+    ``dask``."""
 
     dask: DaskConfig
 
@@ -171,6 +208,10 @@ class DaskFanOut:
 
     def random(self, search: RandomSearch, formulas: Iterable[str]) -> Iterator[Candidate]:
         return random_candidates(self.dask, search, formulas)
+
+    def dedup(self, deduplicator: Deduplicator, candidates: Iterable[Candidate]
+              ) -> list[Candidate]:
+        return dedup_on_cluster(self.dask, deduplicator, candidates)
 
     def screen(self, repo: Repository, candidates: Iterable[Candidate], record: ModelVersion,
                models_dir: str | Path, scheme: str, *, tta: bool = False,

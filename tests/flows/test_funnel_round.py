@@ -173,53 +173,81 @@ def test_max_passed_stops_the_stream_at_the_chunk_that_reaches_it(tmp_path):
         ctx.close()
 
 
-def test_a_crash_mid_funnel_reruns_to_the_same_candidates_without_screening_twice(
-    tmp_path, monkeypatch
+COUNTED = ("generated", "duplicates", "screened", "unscreenable", "passed", "failed", "stored")
+
+
+@pytest.mark.parametrize("crash", ["before the store", "after the store"])
+def test_a_crash_mid_funnel_resumes_at_its_checkpoint_without_screening_anything_twice(
+    tmp_path, monkeypatch, crash
 ):
-    straight = _context(tmp_path, "straight", _config(e_above_hull=10.0))
+    """Killed in its fourth chunk, before that chunk's candidates are stored or after they are
+    but before its checkpoint: the rerun stores the same candidates with the same counts as a
+    run never killed, and screens again only the candidates of the chunk the crash cut short
+    (and not those of it already stored)."""
+    straight = _context(tmp_path, "straight", _config(e_above_hull=0.5))
     try:
         _through(straight, THROUGH_SELECT[:3])
-        expected = set(straight.round().outputs["dedup"]["unique"])
+        expected = straight.round().outputs["dedup"]
     finally:
         straight.close()
-    assert expected
+    assert expected["unique"] and expected["funnel"]["chunks"] > 4
 
-    ctx = _context(tmp_path, "crashed", _config(e_above_hull=10.0))
-    calls = {"n": 0}
-    real_store = HullScreen.store
+    ctx = _context(tmp_path, "crashed", _config(e_above_hull=0.5))
+    screened: list[list[str]] = []
+    real_call, real_store = HullScreen.__call__, HullScreen.store
+    real_checkpoint = funnel_step._write_checkpoint
 
-    def store_then_crash(self, passing):
-        calls["n"] += 1
-        if calls["n"] == 4:
+    def counting(self, chunk):
+        screened.append([c.id for c in chunk])
+        return real_call(self, chunk)
+
+    armed = [True]  # one crash: the rerun goes through
+
+    def crash_if(when: str) -> None:
+        if armed[0] and crash == when and len(screened) == 4:
+            armed[0] = False
             raise RuntimeError("killed mid-round")
+
+    def store(self, passing):
+        crash_if("before the store")
         real_store(self, passing)
 
+    def checkpoint(path, mark):
+        crash_if("after the store")
+        real_checkpoint(path, mark)
+
+    monkeypatch.setattr(HullScreen, "__call__", counting)
+    monkeypatch.setattr(HullScreen, "store", store)
+    monkeypatch.setattr(funnel_step, "_write_checkpoint", checkpoint)
     try:
         _through(ctx, THROUGH_SELECT[:2])
-        monkeypatch.setattr(HullScreen, "store", store_then_crash)
         with pytest.raises(RuntimeError, match="killed mid-round"):
             run_step(ctx, "dedup", STEP_FUNCTIONS["dedup"])
         assert ctx.round().steps["dedup"] is not StepState.done
         first = {c.id for c in ctx.repo.query(Candidate, {"campaign": "funnel-test", "round": 0})}
-        before = len(first)
-        assert 0 < before < len(expected)
+        checkpointed = {cid for chunk in screened[:3] for cid in chunk}
+        cut_short = set(screened[3])
+        assert 0 < len(first) < len(expected["unique"])
+        after_checkpoint = set() if crash == "before the store" else first & cut_short
+        assert first - checkpointed == after_checkpoint
 
-        monkeypatch.setattr(HullScreen, "store", real_store)
-        screened = []
-        real_call = HullScreen.__call__
-
-        def counting(self, chunk):
-            screened.extend(c.id for c in chunk)
-            return real_call(self, chunk)
-
-        monkeypatch.setattr(HullScreen, "__call__", counting)
+        screened.clear()
         run_step(ctx, "dedup", STEP_FUNCTIONS["dedup"])
         out = ctx.round().outputs["dedup"]
-        assert set(out["unique"]) == expected
-        assert out["funnel"]["resumed"] == before
-        assert screened and not first & set(
-            screened
-        )  # what the first run stored was not screened again
+        again = {cid for chunk in screened for cid in chunk}
+        assert out["unique"] == expected["unique"]
+        assert out["generated"] == expected["generated"]
+        assert not again & checkpointed  # nothing of the checkpointed chunks screened again
+        assert cut_short - first <= again  # the cut chunk's unstored candidates were
+        assert not again & first  # and nothing stored before the crash
+        assert out["funnel"]["resumed"] == len(first - checkpointed)
+        got = {k: out["funnel"][k] for k in COUNTED}
+        want = {k: expected["funnel"][k] for k in COUNTED}
+        if crash == "after the store":  # the resumed candidates were screened and stored before
+            for k in ("generated", "screened", "passed", "stored"):
+                want[k] -= out["funnel"]["resumed"]
+        assert got == want
+        assert set(out["funnel"]["wall"]) == {"generate", "dedup", "screen", "store"}
     finally:
         ctx.close()
 

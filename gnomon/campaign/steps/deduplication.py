@@ -1,5 +1,6 @@
 """The ``dedup`` step: the round's unique candidates, stored; or, in a streaming round, the
-funnel that generates, deduplicates and screens in one pass (:mod:`.funnel`)."""
+funnel that generates, deduplicates and screens in one pass (:mod:`.funnel`). Either way the
+deduplicator runs through the round's fan-out (in-process, or its buckets on a cluster)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def dedup(ctx: RoundContext) -> dict[str, Any]:
     for chunk in chunked(_read_all(files), CHUNK):
         seen += len(chunk)
         kept_before = [c.id for c in chunk if c.id in already]  # stored by an interrupted run
-        fresh = deduper.unique([c for c in chunk if c.id not in already])
+        fresh = ctx.fan_out.dedup(deduper, [c for c in chunk if c.id not in already])
         ctx.repo.add_candidates(fresh)
         unique.extend(kept_before + [c.id for c in fresh])
     unique = list(dict.fromkeys(unique))

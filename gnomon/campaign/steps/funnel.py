@@ -14,19 +14,27 @@ Memory is bounded by the chunk: the deduplicator remembers the stream's kept can
 :class:`~gnomon.pipeline.generation.dedup.SQLiteSeenStore` on disk under the round's run folder.
 
 Crash safety: each chunk's passing candidates and predictions are stored before the next chunk
-is pulled. A rerun of the step (after a crash) starts a fresh seen store and runs the same
-seeded stream again; candidates an interrupted run already stored are counted as ``resumed``
-and not screened twice, and the step's ``unique`` are all the funnel candidates stored in this
-round, whichever run stored them.
+is pulled, and then a checkpoint (``funnel-checkpoint.json`` beside the seen store) records how
+far into the stream the round got, how many candidates the seen store held and the counts so
+far. A rerun of the step (after a crash) keeps the seen store up to that mark, regenerates the
+same seeded stream and skips what the checkpoint covers without deduplicating or screening it
+again, and goes on with the counts where they were. Candidates stored after the last checkpoint
+(a crash between a chunk's store and its checkpoint) are counted as ``resumed`` and not
+screened twice. The step's ``unique`` are all the funnel candidates stored in this round,
+whichever run stored them.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from gnomon.campaign.screens import HullScreen
 from gnomon.campaign.steps.context import RoundContext, round_candidate_ids
@@ -73,21 +81,74 @@ def fresh_seen_store(path: Path) -> SQLiteSeenStore:
     return SQLiteSeenStore(path)
 
 
+def _read_checkpoint(path: Path) -> dict[str, Any] | None:
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+def _write_checkpoint(path: Path, mark: dict[str, Any]) -> None:
+    """``mark`` at ``path``, atomically: a crash leaves the old checkpoint or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(orjson.dumps(mark))
+    os.replace(tmp, path)
+
+
+def resumed_seen_store(seen_path: Path, checkpoint: Path
+                       ) -> tuple[SQLiteSeenStore, dict[str, Any] | None]:
+    """The seen store of an interrupted run, cut back to its last checkpoint, and the
+    checkpoint; else an empty store and None."""
+    mark = _read_checkpoint(checkpoint)
+    if mark is None or not seen_path.exists():
+        checkpoint.unlink(missing_ok=True)
+        return fresh_seen_store(seen_path), None
+    seen = SQLiteSeenStore(seen_path)
+    seen.truncate(mark["seen_row"])
+    return seen, mark
+
+
+class _Counted:
+    """An iterator that counts the items it handed out."""
+
+    def __init__(self, items: Iterable[Candidate]) -> None:
+        self._it = iter(items)
+        self.n = 0
+
+    def __iter__(self) -> Iterator[Candidate]:
+        return self
+
+    def __next__(self) -> Candidate:
+        item = next(self._it)
+        self.n += 1
+        return item
+
+
 def run_funnel(ctx: RoundContext, record: ModelVersion) -> dict[str, Any]:
     """The dedup step of a streaming round screened by ``record`` (see the module docstring);
     returns its outputs."""
     cfg = ctx.config.funnel
     ensemble = ModelRegistry(ctx.repo, ctx.settings.models_dir).load(record)
-    stored_before = round_candidate_ids(ctx)
-    seen = fresh_seen_store(ctx.run_dir / "funnel-seen.db")
+    checkpoint = ctx.run_dir / "funnel-checkpoint.json"
+    seen, mark = resumed_seen_store(ctx.run_dir / "funnel-seen.db", checkpoint)
+    position = mark["position"] if mark else 0
+    resumed = mark.get("resumed", 0) if mark else 0
+    # stored by an interrupted run after its last checkpoint (the ones before it are in the
+    # seen store, and the stream up to the checkpoint is not read again)
+    stored_before = {cid for cid in round_candidate_ids(ctx) if cid not in seen}
     screen = HullScreen(ctx.repo, ensemble, record, ctx.scheme, cfg.e_above_hull,
                         tta=TTA() if ctx.config.model.tta else None, campaign=ctx.campaign,
                         round=ctx.index)
-    funnel = Funnel(Deduplicator(repository=ctx.repo, seen=seen, record_duplicates=False),
-                    screen=screen, store=screen.store, chunk_size=cfg.chunk_size)
+    dedup = Deduplicator(repository=ctx.repo, seen=seen, record_duplicates=False)
+    funnel = Funnel(dedup, screen=screen, store=screen.store, chunk_size=cfg.chunk_size,
+                    counts=FunnelCounts.from_dict(mark["counts"]) if mark else FunnelCounts(),
+                    unique=partial(ctx.fan_out.dedup, dedup))
     check = physical_check(ctx)
     stream, info = funnel_sources(ctx, check)
-    resumed = 0
+    source = _Counted(itertools.islice(stream, position, cfg.max_generated))
+    if position:
+        log.info("round %d funnel: resuming after %d candidates of the stream (%d generated "
+                 "before)", ctx.index, position, funnel.counts.generated)
 
     def fresh(candidates: Iterable[Candidate]) -> Iterator[Candidate]:
         nonlocal resumed
@@ -100,8 +161,15 @@ def run_funnel(ctx: RoundContext, record: ModelVersion) -> dict[str, Any]:
                 return
             yield c
 
+    def after_chunk(counts: FunnelCounts) -> None:
+        _write_checkpoint(checkpoint, {"position": position + source.n, "resumed": resumed,
+                                       "seen_row": seen.last_row(), "counts": counts.as_dict()})
+        log.debug("round %d funnel: %d generated, %d duplicates, %d screened, %d passed",
+                  ctx.index, counts.generated, counts.duplicates, counts.screened, counts.passed)
+
+    funnel.after_chunk = after_chunk
     try:
-        counts = funnel.run(fresh(itertools.islice(stream, cfg.max_generated)))
+        counts = funnel.run(fresh(source))
     finally:
         seen.close()
     if check is not None:
@@ -118,5 +186,6 @@ def run_funnel(ctx: RoundContext, record: ModelVersion) -> dict[str, Any]:
 
 def _summary(counts: FunnelCounts) -> dict[str, Any]:
     out = counts.as_dict()
-    out["seconds"] = {k: round(v, 3) for k, v in out["seconds"].items()}
+    for k in ("seconds", "wall"):
+        out[k] = {stage: round(v, 3) for stage, v in out[k].items()}
     return out

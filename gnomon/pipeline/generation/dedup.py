@@ -37,6 +37,14 @@ it to ``StructureMatcher.fit``:
    kept candidate carries its reduced cell into the database (``extra["matcher_cell"]``), so a
    stored candidate is reduced once in its life.
 
+Buckets are independent: no sieve or match ever looks across two keys. So a chunk can also be
+deduplicated bucket by bucket elsewhere (a Dask worker; ``gnomon.flows.fanout``):
+:meth:`Deduplicator.plan` cuts it into :class:`BucketJob` s that carry what each bucket needs
+(its candidates, its stored and remembered members, which ids are already known),
+:func:`decide_buckets` takes the same decisions as :meth:`Deduplicator.unique` on them, in any
+process, and :meth:`Deduplicator.apply` puts the verdicts back in chunk order: the same kept
+candidates, in the same order, with the same duplicate records.
+
 Cost per candidate depends on the chunk and on the sizes of its buckets, never on how many
 records the database holds. Memory: the kept candidates of the stream are remembered in a
 :class:`SeenStore` (in memory, or :class:`SQLiteSeenStore` on disk for streams too long to
@@ -136,6 +144,71 @@ class Known:
             self.raw = raw_cell(self.structure) if self.structure else None
             self.parsed = True
         return self.raw
+
+
+@dataclass(frozen=True)
+class Mate:
+    """A bucket member as it travels to another process: its id, its structure dict and its
+    reduced cell as :func:`~gnomon.pipeline.generation.reduced_cells.cell_doc` stores it (None
+    when not known yet)."""
+
+    id: str
+    structure: dict[str, Any]
+    cell: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, known: Known, cell: dict[str, Any] | None = None) -> Mate:
+        if cell is None and known.reduced is not None:
+            cell = cell_doc(known.reduced, known.structure)
+        return cls(known.id, known.structure, cell)
+
+    def known(self) -> Known:
+        return Known(self.id, self.structure, cell_from_doc(self.cell, self.structure))
+
+
+@dataclass
+class BucketJob:
+    """One bucket's share of a chunk: its candidates in chunk order, the ids among them already
+    stored or remembered, and the bucket's stored and remembered members in the order
+    :meth:`Deduplicator.unique` compares them."""
+
+    key: str
+    candidates: list[Candidate]
+    known_ids: set[str]
+    stored: list[Mate]
+    seen: list[Mate]
+
+
+#: per candidate of a job: "kept", "same_id" or "matched"; the id it duplicates; the reduced
+#: cell doc a kept candidate now carries (None when it was not reduced or already had one)
+Outcome = tuple[str, str | None, dict[str, Any] | None]
+_WORK = (
+    "comparisons",
+    "skipped_by_sites",
+    "skipped_by_lattice",
+    "skipped_by_positions",
+    "scaled_copies",
+    "reductions",
+)
+
+
+@dataclass
+class BucketVerdict:
+    """:func:`decide_buckets`' answer for one :class:`BucketJob`: an outcome per candidate, and
+    the work it took (counters of :class:`DedupStats`)."""
+
+    key: str
+    outcomes: list[Outcome]
+    work: dict[str, int]
+
+
+@dataclass
+class DedupPlan:
+    """A chunk cut into bucket jobs (:meth:`Deduplicator.plan`)."""
+
+    chunk: list[Candidate]
+    keys: list[str]
+    jobs: list[BucketJob]
 
 
 class SeenStore(Protocol):
@@ -245,6 +318,18 @@ class SQLiteSeenStore:
         self._conn.execute("DELETE FROM seen")
         self._cache.clear()
         self._n = 0
+
+    def last_row(self) -> int:
+        """The position of the last candidate added (0 when none): a mark for :meth:`truncate`."""
+        return self._conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM seen").fetchone()[0]
+
+    def truncate(self, row: int) -> int:
+        """Forget the candidates added after the mark ``row`` (:meth:`last_row`), as a resumed
+        stream must: it sees them again. Returns how many were forgotten."""
+        gone = self._conn.execute("DELETE FROM seen WHERE rowid > ?", (row,)).rowcount
+        self._cache.clear()
+        self._n -= gone
+        return gone
 
     def __contains__(self, cid: str) -> bool:
         return self._conn.execute("SELECT 1 FROM seen WHERE id=?", (cid,)).fetchone() is not None
@@ -358,6 +443,62 @@ class Deduplicator:
         for chunk in chunked(candidates, chunk_size):
             yield from self.unique(chunk)
 
+    @property
+    def tolerances(self) -> dict[str, float]:
+        return {"ltol": self.ltol, "stol": self.stol, "angle_tol": self.angle_tol}
+
+    def plan(self, candidates: Iterable[Candidate]) -> DedupPlan:
+        """One chunk as bucket jobs (first-seen key first), for :func:`decide_buckets` to decide
+        anywhere and :meth:`apply` to take back; nothing is remembered or counted yet."""
+        chunk = list(candidates)
+        for c in chunk:
+            _check_structure_dict(c)
+        keys = [self.fingerprint(c) for c in chunk]
+        stored_ids = self._stored_ids([c.id for c in chunk])
+        stored = self._stored_mates(set(keys))
+        jobs: dict[str, BucketJob] = {}
+        for c, key in zip(chunk, keys, strict=True):
+            job = jobs.get(key)
+            if job is None:
+                seen = [Mate.of(k) for k in self.seen.bucket(key)]
+                job = jobs[key] = BucketJob(key, [], set(), stored.get(key, []), seen)
+            job.candidates.append(c)
+            if c.id in stored_ids or c.id in self.seen:
+                job.known_ids.add(c.id)
+        return DedupPlan(chunk, keys, list(jobs.values()))
+
+    def apply(self, plan: DedupPlan, verdicts: Iterable[BucketVerdict]) -> list[Candidate]:
+        """The kept candidates of ``plan``'s chunk, in chunk order, from the verdicts of its
+        jobs (any order); remembered and counted as :meth:`unique` does."""
+        verdicts = list(verdicts)
+        outcomes = {v.key: iter(v.outcomes) for v in verdicts}
+        if set(outcomes) != {j.key for j in plan.jobs}:
+            raise ValueError("the verdicts do not answer the plan's bucket jobs")
+        kept: list[Candidate] = []
+        for c, key in zip(plan.chunk, plan.keys, strict=True):
+            self.stats.seen += 1
+            what, original, cell = next(outcomes[key])
+            if what == "same_id":
+                self.stats.same_id += 1
+                self._note_duplicate(c.id, c.id)
+            elif what == "matched":
+                self.stats.matched += 1
+                self._note_duplicate(c.id, original or "")
+            else:
+                if cell is not None:
+                    c.extra = {**c.extra, CELL_KEY: cell}
+                kept.append(c)
+                self.stats.kept += 1
+                self.seen.add(
+                    key, Known(c.id, c.structure, cell_from_doc(c.extra.get(CELL_KEY), c.structure))
+                )
+        for v in verdicts:
+            for name, n in v.work.items():
+                setattr(self.stats, name, getattr(self.stats, name) + n)
+        if not self.remember:
+            self.forget()
+        return kept
+
     def forget(self) -> None:
         """Drop what this deduplicator remembers of earlier chunks (not the statistics)."""
         self.seen.clear()
@@ -446,6 +587,27 @@ class Deduplicator:
             self._stored_cache.move_to_end(cache_key)
         return known
 
+    def _stored_mates(self, keys: set[str]) -> dict[str, list[Mate]]:
+        """:meth:`_stored_buckets` as plain records, in the same order, cells as stored."""
+        buckets: dict[str, list[Mate]] = defaultdict(list)
+        if self.repository is None or not keys:
+            return buckets
+        wanted = sorted(keys)
+        for doc in self.repository.find("candidates", {"reduced_formula": wanted}):
+            cell = (doc.get("extra") or {}).get(CELL_KEY)
+            known = self._stored_cache.get(doc["id"])
+            buckets[doc["reduced_formula"]].append(
+                Mate.of(known)
+                if known is not None and known.reduced is not None
+                else Mate(doc["id"], doc["structure"], cell)
+            )
+        if self.against_entries:
+            for doc in self.repository.find("entries", {"reduced_formula": wanted}):
+                if doc.get("structure"):
+                    rid = doc.get("candidate_id") or doc["id"]
+                    buckets[doc["reduced_formula"]].append(Mate(rid, doc["structure"]))
+        return buckets
+
     def _stored_buckets(self, keys: set[str]) -> dict[str, list[Known]]:
         """Stored candidates and entries whose reduced formula is one of ``keys``."""
         buckets: dict[str, list[Known]] = defaultdict(list)
@@ -465,6 +627,46 @@ class Deduplicator:
                         self._stored(f"entry:{doc['id']}", rid, doc["structure"])
                     )
         return buckets
+
+
+def decide_buckets(
+    jobs: list[BucketJob], ltol: float = 0.2, stol: float = 0.3, angle_tol: float = 5.0
+) -> list[BucketVerdict]:
+    """The verdicts :meth:`Deduplicator.unique` reaches on the candidates of ``jobs``, bucket by
+    bucket, in this process: a pure function of the jobs (the work a Dask worker does)."""
+    dedup = Deduplicator(ltol=ltol, stol=stol, angle_tol=angle_tol, record_duplicates=False)
+    return [_decide(dedup, job) for job in jobs]
+
+
+def _decide(dedup: Deduplicator, job: BucketJob) -> BucketVerdict:
+    """One bucket, as :meth:`Deduplicator.unique` walks it: identity first, then the stored
+    members, then the remembered ones with this bucket's kept candidates appended in order."""
+    before = {name: getattr(dedup.stats, name) for name in _WORK}
+    stored = [m.known() for m in job.stored]
+    seen = [m.known() for m in job.seen]
+    known_ids = set(job.known_ids)
+    outcomes: list[list[Any]] = []
+    kept: list[tuple[int, Candidate, Known]] = []
+    for c in job.candidates:
+        if c.id in known_ids:
+            outcomes.append(["same_id", c.id, None])
+            continue
+        me = Known(c.id, c.structure, cell_from_doc(c.extra.get(CELL_KEY), c.structure))
+        match = dedup._match(me, stored, None, job.key)
+        if match is None:
+            match = dedup._match(me, seen, None, job.key)
+        if match is not None:
+            outcomes.append(["matched", match, None])
+            continue
+        kept.append((len(outcomes), c, me))
+        outcomes.append(["kept", None, None])
+        seen.append(me)
+        known_ids.add(c.id)
+    for i, c, me in kept:  # reduced now, or later in the bucket
+        if me.reduced is not None and CELL_KEY not in c.extra:
+            outcomes[i][2] = cell_doc(me.reduced, c.structure)
+    work = {name: getattr(dedup.stats, name) - before[name] for name in _WORK}
+    return BucketVerdict(job.key, [(w, o, cell) for w, o, cell in outcomes], work)
 
 
 def _check_structure_dict(candidate: Candidate) -> None:
