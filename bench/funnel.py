@@ -390,15 +390,14 @@ def sevennet_points(rows: list[dict], path: Path) -> None:
             log.info("points: %d of %d", k, len(todo))
 
 
-def sevennet_minima(rows: list[dict], path: Path) -> None:
-    """SevenNet-0 relaxed from each row's oracle-relaxed structure, cached per row: the pair
-    (SevenNet's minimum, the oracle's minimum) is what the stage's relaxations produce, where a
-    single point at the oracle's structure sits above SevenNet's own minimum."""
-    from gnomon.dft.potentials import sevennet_calculator
-
+def sevennet_minima(rows: list[dict], path: Path, model: str = ZERO_SHOT) -> None:
+    """SevenNet (``model``) relaxed from each row's oracle-relaxed structure, cached per row:
+    the pair (SevenNet's minimum, the oracle's minimum) is what the stage's relaxations
+    produce, where a single point at the oracle's structure sits above SevenNet's own
+    minimum."""
     done = read_cache(path)
     todo = [r for r in rows if r["id"] not in done]
-    calc = sevennet_calculator() if todo else None
+    calc = stage_calculator(model) if todo else None
     for k, r in enumerate(todo):
         _append(path, {"id": r["id"], **relax_one(calc, structure_from(r["relaxed"]))})
         log.info("minimum %d of %d", k + 1, len(todo))
@@ -484,7 +483,7 @@ def bench_cache(n_points: int, seed: int, model: Path | None, order: str = "scre
     data = campaign_data(world, None, "first-build")
     if order == "minima":
         rows = training_rows(world_records(), held, n_points, seed)
-        sevennet_minima(rows, CACHE / "minima.jsonl")
+        sevennet_minima(rows, stage_cache(stage_model) / "minima.jsonl", stage_model)
         return
     screen = order == "screen"
     items = relax_order(data, model if screen else None, seed, head=head if screen else 0)
@@ -513,13 +512,15 @@ FINE_TUNED_ARMS = (SCREEN_FT, STAGED_FT, FT_TUNED_FILL)
 FINE_TUNE = {"train_on": "all", "max_epochs": 8, "patience": 3}
 
 
-def calibration_pairs(records: list[dict], held: set[str], kind: str = "points") -> list:
-    """Pairs of the training rows SevenNet computed (points cache): never a held-out row."""
+def calibration_pairs(records: list[dict], held: set[str], kind: str = "points",
+                      cache: Path = CACHE) -> list:
+    """Pairs of the training rows SevenNet computed (``kind``: single points at the oracle's
+    structures, or minima relaxed from them): never a held-out row."""
     from pymatgen.core import Composition
 
     from gnomon.pipeline.thermo.calibration import Pair
 
-    points = read_cache(CACHE / f"{kind}.jsonl")
+    points = read_cache(cache / f"{kind}.jsonl")
     return [Pair(r["id"], Composition(r["formula"]), points[r["id"]]["energy_per_atom"],
                  float(r["energy_per_atom"]))
             for r in records if r["id"] in points]
@@ -665,14 +666,18 @@ def held_systems() -> set[str]:
     return {"-".join(sorted(x.split("-"))) for x in held}
 
 
-def fit_stage_calibration(records: list[dict], held: set[str], kind: str = "points"):
-    """SevenNet-0 -> the oracle's scheme, fitted on training rows only, held-out excluded by
-    name too; stored beside the cache so the gate's decisions can be reproduced."""
+def fit_stage_calibration(records: list[dict], held: set[str], kind: str = "points",
+                          model: str = ZERO_SHOT):
+    """SevenNet (``model``) -> the oracle's scheme, fitted on training rows only, held-out
+    excluded by name too; stored beside the cache so the gate's decisions can be
+    reproduced."""
     from gnomon.pipeline.thermo.calibration import fit_calibration
 
-    cal = fit_calibration(calibration_pairs(records, held, kind), source_scheme="mlip-sevennet-0",
+    cache = stage_cache(model)
+    source = "mlip-sevennet-0" if model == ZERO_SHOT else "mlip-sevennet-ft"
+    cal = fit_calibration(calibration_pairs(records, held, kind, cache), source_scheme=source,
                           target_scheme="mlip-chgnet-0.3.0", exclude=sorted(held))
-    (CACHE / "calibration.json").write_text(json.dumps(cal.as_dict(), indent=1))
+    (cache / f"calibration-{kind}.json").write_text(json.dumps(cal.as_dict(), indent=1))
     return cal
 
 
@@ -930,6 +935,10 @@ def bench_campaigns(args: argparse.Namespace) -> None:
     tuned = args.tuned_model
     raw = raw_energies({el for r in records for el in r["chemsys"].split("-")})
     tuned_relaxed = read_cache(stage_cache(tuned) / "relax.jsonl") if tuned else {}
+    # the stage's energies are minima: a map fitted on the fine-tune's own minima of training
+    # rows where they are cached (--tuned-map minima), else its raw energies
+    tuned_map = (fit_stage_calibration(records, held, "minima", tuned)
+                 if tuned and args.tuned_map == "minima" else raw)
 
     def stage_for(arm: str):
         width = args.width * args.budget
@@ -939,7 +948,7 @@ def bench_campaigns(args: argparse.Namespace) -> None:
             if not tuned:
                 raise SystemExit(f"arm {arm!r} needs --tuned-model (a fine-tuned checkpoint)")
             fill = 0 if arm == TUNED else args.fill
-            return MlipStage(raw, tuned_relaxed, width, args.gate, model=tuned, fill=fill,
+            return MlipStage(tuned_map, tuned_relaxed, width, args.gate, model=tuned, fill=fill,
                              need=args.budget, kappa=args.kappa if arm == TUNED_LCB else 0.0)
         return ceiling_stage(world_e_hull) if arm == CEILING else None
 
@@ -955,8 +964,11 @@ def bench_campaigns(args: argparse.Namespace) -> None:
                         {"SevenNet-0 calibrated": cal, "SevenNet-0 uncalibrated (elements "
                          "aligned)": element_alignment(records, held)}, args.seed)
     if tuned:
-        alone |= stage_alone(data, read_cache(stage_cache(tuned) / "relax.jsonl"), rows,
-                             {"SevenNet fine-tuned, raw": raw}, args.seed)
+        maps = {"SevenNet fine-tuned, raw": raw}
+        if tuned_map is not raw:
+            maps["SevenNet fine-tuned, calibrated on its minima"] = tuned_map
+        alone |= stage_alone(data, read_cache(stage_cache(tuned) / "relax.jsonl"), rows, maps,
+                             args.seed)
     write_report(args, data, cal, opts, summary, alone, runs)
 
 
@@ -1046,6 +1058,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="campaigns: seeds of the random arm (its mean divides every ratio)")
     parser.add_argument("--tuned-model", default=None,
                         help="campaigns: a fine-tuned SevenNet checkpoint for the tuned arms")
+    parser.add_argument("--tuned-map", choices=("minima", "raw"), default="minima",
+                        help="campaigns: the tuned stage's energies calibrated on its own minima "
+                        "of training rows (cache --order minima --stage-model CHECKPOINT), or raw")
     parser.add_argument("--fill", type=int, default=3,
                         help="campaigns: how many more widths a filling stage may relax")
     parser.add_argument("--kappa", type=float, default=1.0,
