@@ -419,8 +419,13 @@ def relax_one(calc, structure) -> dict:
     atoms.calc = calc
     t0 = time.process_time()
     opt = FIRE(FrechetCellFilter(atoms), logfile=None)
-    opt.run(fmax=RELAX_FMAX, steps=RELAX_STEPS)
-    e = float(atoms.get_potential_energy()) / len(atoms)
+    try:
+        opt.run(fmax=RELAX_FMAX, steps=RELAX_STEPS)
+        e = float(atoms.get_potential_energy()) / len(atoms)
+    except (ValueError, FloatingPointError, RuntimeError) as exc:  # an exploding cell (NaN)
+        return {"energy_per_atom": float("nan"), "steps": int(opt.nsteps),
+                "cpu_s": time.process_time() - t0, "structure": structure.as_dict(),
+                "error": f"{type(exc).__name__}: {exc}"}
     return {"energy_per_atom": e, "steps": int(opt.nsteps), "cpu_s": time.process_time() - t0,
             "structure": AseAtomsAdaptor.get_structure(atoms).as_dict()}
 
@@ -523,7 +528,8 @@ def calibration_pairs(records: list[dict], held: set[str], kind: str = "points",
     points = read_cache(cache / f"{kind}.jsonl")
     return [Pair(r["id"], Composition(r["formula"]), points[r["id"]]["energy_per_atom"],
                  float(r["energy_per_atom"]))
-            for r in records if r["id"] in points]
+            for r in records if r["id"] in points
+            and np.isfinite(points[r["id"]]["energy_per_atom"])]
 
 
 @dataclass
