@@ -100,18 +100,7 @@ def _through_select(ctx: StagedContext) -> dict[str, Candidate]:
     """References in both schemes, a deep LiO phase known to the mlip scheme only, and the
     three candidates selected. On the mlip hull (Li -1, LiO -1.5, O -1 eV/atom) the candidates'
     -1.2 eV/atom lies 0.3 (LiO), 0.133 (Li2O) and 0.05 (Li3O) eV/atom above it."""
-    run_step(ctx, "references", STEP_FUNCTIONS["references"])
-    HullEngine(ctx.repo).ingest([make_entry("LiO", -1.5 * 2, MLIP_SCHEME, source="imported")])
-    candidates = _candidates()
-    ctx.repo.add_candidates(list(candidates.values()))
-    for step in ("generate", "dedup", "screen"):
-        run_step(ctx, step, lambda _ctx: {})
-    run_step(
-        ctx,
-        "select",
-        lambda _ctx: {"policy": "test", "selected": [c.id for c in candidates.values()]},
-    )
-    return candidates
+    return _select_for_fill(ctx, ["LiO", "Li2O", "Li3O"], [])
 
 
 @pytest.mark.slow
@@ -472,9 +461,8 @@ def test_a_stage_alone_ranks_the_replay_and_what_it_leaves_out_is_never_picked()
 
 
 def _select_for_fill(ctx: StagedContext, selected: list[str], reserve: list[str]) -> dict:
-    """References, the deep LiO of the mlip hull and the three candidates, as
-    :func:`_through_select` stores them, but the selection and its reserve named here (by
-    formula)."""
+    """References, the deep LiO of the mlip hull and the three candidates (see
+    :func:`_through_select`), the selection and its reserve named here (by formula)."""
     run_step(ctx, "references", STEP_FUNCTIONS["references"])
     HullEngine(ctx.repo).ingest([make_entry("LiO", -1.5 * 2, MLIP_SCHEME, source="imported")])
     candidates = _candidates()
