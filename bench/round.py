@@ -14,7 +14,7 @@ one torch thread) and stores the candidates whose predicted e_above_hull minus o
 most ``--e-above-hull`` with their predictions, chunk by chunk, in a SQLite database in
 ``--home``. The campaign's hull holds only the elemental references (``known_phases`` off:
 relaxing the shipped known phases of a 40-element space would take hours), so e_above_hull is
-the formation energy here, and the default threshold, -3 eV/atom, passes about 4 % of the
+the formation energy here, and the default threshold, -3 eV/atom, passes 1-4 % of the
 screened candidates, the few per cent a hull of known phases passes in GNoME's funnel (with
 0.0, 90 % passed in a 10^4 run). The ``screen`` step then finds them predicted. The round
 stops there: selection and relaxation of the stored candidates is not what this measures
@@ -126,7 +126,7 @@ def main() -> None:
         default=-3.0,
         help="eV/atom: store a candidate when its predicted e_above_hull - sigma is at most this "
         "(default -3.0: the hull holds only the elemental references, so this is a formation "
-        "energy; it keeps about 4 %% of the screened, as a hull of known phases would)",
+        "energy; it keeps 1-4 %% of the screened, as a hull of known phases would)",
     )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -173,8 +173,11 @@ def main() -> None:
 def report(args, home: Path, outputs: dict, what: dict[str, int], run: dict) -> None:
     f = outputs["dedup"]["funnel"]
     runs = [json.loads(line) for line in (home / "round-runs.jsonl").read_text().splitlines()]
+    got = outputs["dedup"]["generated"]
+    short = "" if got >= args.candidates else f" (the stream ran out at {got:,})"
     print(
-        f"\ngnomon round benchmark: {args.candidates:,} generated, one process, 1 torch thread "
+        f"\ngnomon round benchmark: {args.candidates:,} candidates asked for{short}, one "
+        f"process, 1 torch thread "
         f"({run['started']} - {run['ended']}, load average {run['load_start']:.1f} -> "
         f"{run['load_end']:.1f} on {os.cpu_count()} cores; {len(runs)} run(s) of this command "
         f"in {home})\n"
