@@ -507,7 +507,10 @@ TUNED = "screen+tuned mlip"
 TUNED_FILL = "screen+tuned mlip, filling"
 TUNED_LCB = "screen (lcb)+tuned mlip, filling"
 FT_TUNED_FILL = "screen+fine-tune+tuned mlip, filling"
-STAGED_ARMS = (STAGED, STAGED_FT, TUNED, TUNED_FILL, TUNED_LCB, FT_TUNED_FILL)
+#: the filling stage also relaxing, each round, up to a budget of the candidates the screen
+#: refuses (an element it never saw): the product's ``mlip_unscreened``
+TUNED_ROUTED = "screen+tuned mlip, filling, unscreened routed"
+STAGED_ARMS = (STAGED, STAGED_FT, TUNED, TUNED_FILL, TUNED_LCB, FT_TUNED_FILL, TUNED_ROUTED)
 ARMS = (RANDOM, SCREEN, SCREEN_FT, DISTILLED, *STAGED_ARMS, CEILING)
 SCREENED_ARMS = (SCREEN, SCREEN_FT, DISTILLED, *STAGED_ARMS)
 FINE_TUNED_ARMS = (SCREEN_FT, STAGED_FT, FT_TUNED_FILL)
@@ -554,6 +557,9 @@ class MlipStage:
     fill: int = 0
     need: int = 0
     kappa: float = 0.0
+    #: candidates the screen cannot judge (an element it never saw), up to this many relaxed
+    #: each round beside its best (a seeded draw): the potential knows what the screen does not
+    unscreened: int = 0
     calc: object = None
     spent: dict = None  # key -> CPU-seconds of its relaxation, once per run
     own_cpu: float = 0.0
@@ -578,12 +584,16 @@ class MlipStage:
         by_key = {it.key: it for it in candidates}
         ranked = sorted((s for s in scored or [] if s.e_above_hull is not None),
                         key=lambda s: s.e_above_hull - self.kappa * s.sigma)
+        unjudged = sorted(s.candidate_id for s in scored or [] if s.e_above_hull is None)
+        routed = random.Random(f"{r}:unscreened").sample(
+            unjudged, min(len(unjudged), self.unscreened))
         passed: list = []
         for chunk in range(1 + self.fill):
             best = ranked[chunk * self.width:(chunk + 1) * self.width]
-            if not best:
+            keys = [s.candidate_id for s in best] + (routed if chunk == 0 else [])
+            if not keys:
                 break
-            items = [by_key[s.candidate_id] for s in best]
+            items = [by_key[k] for k in keys]
             rows = [self.relaxation(it) for it in items]
             keep = [k for k, row in enumerate(rows) if not failed_relaxation(row)]
             items = [items[k] for k in keep]
@@ -950,12 +960,13 @@ def bench_campaigns(args: argparse.Namespace) -> None:
         width = args.width * args.budget
         if arm in (STAGED, STAGED_FT):
             return MlipStage(cal, relaxed, width, args.gate)
-        if arm in (TUNED, TUNED_FILL, TUNED_LCB, FT_TUNED_FILL):
+        if arm in (TUNED, TUNED_FILL, TUNED_LCB, FT_TUNED_FILL, TUNED_ROUTED):
             if not tuned:
                 raise SystemExit(f"arm {arm!r} needs --tuned-model (a fine-tuned checkpoint)")
             fill = 0 if arm == TUNED else args.fill
             return MlipStage(tuned_map, tuned_relaxed, width, args.gate, model=tuned, fill=fill,
-                             need=args.budget, kappa=args.kappa if arm == TUNED_LCB else 0.0)
+                             need=args.budget, kappa=args.kappa if arm == TUNED_LCB else 0.0,
+                             unscreened=args.budget if arm == TUNED_ROUTED else 0)
         return ceiling_stage(world_e_hull) if arm == CEILING else None
 
     runs = []

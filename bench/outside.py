@@ -479,7 +479,8 @@ def _default_model() -> Path | None:
     return default_model()
 
 
-FUNNEL_ARMS = (funnel.RANDOM, funnel.SCREEN, funnel.TUNED_FILL, funnel.CEILING)
+FUNNEL_ARMS = (funnel.RANDOM, funnel.SCREEN, funnel.TUNED_FILL, funnel.TUNED_ROUTED,
+               funnel.CEILING)
 
 
 def run_funnel(choice: dict[str, Any], rows: list[dict[str, Any]],
@@ -503,10 +504,11 @@ def run_funnel(choice: dict[str, Any], rows: list[dict[str, Any]],
     e_hull = {it.key: by_id[it.key]["e_above_hull"] for it in pool}
 
     def stage_for(arm: str):
-        if arm == funnel.TUNED_FILL:
+        if arm in (funnel.TUNED_FILL, funnel.TUNED_ROUTED):
             return OutsideStage(raw, relaxed, args.width * args.budget, args.gate,
                                 model=str(args.tuned_model), fill=args.fill, need=args.budget,
-                                cache=cache)
+                                cache=cache, unscreened=args.budget
+                                if arm == funnel.TUNED_ROUTED else 0)
         return funnel.ceiling_stage(e_hull) if arm == funnel.CEILING else None
 
     runs = [funnel.run_arm(arm, data, seed, opts, stage_for(arm))

@@ -542,6 +542,13 @@ class CampaignConfig(_Section):
         "are used up, oracle calls are filled from further down its ranking instead of left "
         "unspent (0: never).",
     )
+    mlip_unscreened: int = Field(
+        0, ge=0,
+        description="Candidates the screen could not judge (an element its model never saw, a "
+        "cell it cannot read) that the mlip stage relaxes each round beside the selection, up to "
+        "this many, drawn with the round's seed: the universal potential knows chemistry the "
+        "screen does not (0: never).",
+    )
     mlip_dft_budget: int | None = Field(
         None, ge=1,
         description="At most this many mlip entries go on to the dft stage per round, the "
@@ -605,7 +612,8 @@ class CampaignConfig(_Section):
 
     @model_validator(mode="after")
     def _stage_settings_need_the_stage(self) -> CampaignConfig:
-        given = [k for k in ("mlip_fill", "mlip_dft_budget") if getattr(self, k)]
+        given = [k for k in ("mlip_fill", "mlip_unscreened", "mlip_dft_budget")
+                 if getattr(self, k)]
         if given and not self.staged:
             raise ValueError(f"{' and '.join(given)} set, but there is no mlip stage: use "
                              "stages: [screen, mlip, dft]")

@@ -300,6 +300,8 @@ def test_fill_and_dft_budget_without_an_mlip_stage_are_refused_in_one_line():
         CampaignConfig(name="x", elements=["Li", "O"], mlip_fill=2)
     with pytest.raises(ValueError, match="mlip_dft_budget set, but there is no mlip stage"):
         CampaignConfig(name="x", elements=["Li", "O"], mlip_dft_budget=3)
+    with pytest.raises(ValueError, match="mlip_unscreened set, but there is no mlip stage"):
+        CampaignConfig(name="x", elements=["Li", "O"], mlip_unscreened=5)
     staged = CampaignConfig(name="x", elements=["Li", "O"], stages=["screen", "mlip", "dft"],
                             mlip_fill=2, mlip_dft_budget=3)
     assert staged.mlip_fill == 2 and staged.mlip_dft_budget == 3
@@ -460,9 +462,11 @@ def test_a_stage_alone_ranks_the_replay_and_what_it_leaves_out_is_never_picked()
     assert gated.picked[0] == ["deep", "low"] and gated.evaluations[-1] == 2
 
 
-def _select_for_fill(ctx: StagedContext, selected: list[str], reserve: list[str]) -> dict:
+def _select_for_fill(ctx: StagedContext, selected: list[str], reserve: list[str],
+                     unscreened: tuple[str, ...] = ()) -> dict:
     """References, the deep LiO of the mlip hull and the three candidates (see
-    :func:`_through_select`), the selection and its reserve named here (by formula)."""
+    :func:`_through_select`), the selection, its reserve and the unscreened candidates drawn
+    beside it named here (by formula)."""
     run_step(ctx, "references", STEP_FUNCTIONS["references"])
     HullEngine(ctx.repo).ingest([make_entry("LiO", -1.5 * 2, MLIP_SCHEME, source="imported")])
     candidates = _candidates()
@@ -471,7 +475,8 @@ def _select_for_fill(ctx: StagedContext, selected: list[str], reserve: list[str]
         run_step(ctx, step, lambda _ctx: {})
     run_step(ctx, "select", lambda _ctx: {
         "policy": "test", "selected": [candidates[f].id for f in selected],
-        "reserve": [candidates[f].id for f in reserve]})
+        "reserve": [candidates[f].id for f in reserve],
+        "unscreened": [candidates[f].id for f in unscreened]})
     return candidates
 
 
@@ -551,5 +556,30 @@ def test_the_reserve_is_the_policys_next_picks_and_leaves_the_selection_as_it_wa
         chosen = [c.candidate_id for c in selection_policy(ctx.config).select(scored)]
         assert chosen == ["c9", "c8"]  # the selection: the budget's best
         assert reserve(ctx, scored, chosen, None) == ["c7", "c6", "c5", "c4"]  # 2 x budget more
+    finally:
+        ctx.close()
+
+
+def test_candidates_the_screen_could_not_judge_are_relaxed_beside_the_selection(
+    tmp_path, engines
+):
+    from gnomon.campaign.selection import Scored
+    from gnomon.campaign.steps.selecting import unscreened
+
+    ctx = _context(tmp_path, engines, mlip_unscreened=2)
+    try:
+        scored = [Scored("a", 0.1), Scored("b", None), Scored("c", None), Scored("d", None),
+                  Scored("e", -0.2)]
+        drawn = unscreened(ctx, scored, chosen=["e", "c"])
+        assert len(drawn) == 2 and set(drawn) <= {"b", "d"}  # unjudged, never the selection's
+        assert unscreened(ctx, scored, chosen=["e"]) == unscreened(ctx, scored, chosen=["e"])
+        # the stage relaxes the drawn ones with the selection, and the gate judges them alike:
+        # LiO (0.3 above the mlip hull) is selected, Li3O (0.05) came in unjudged
+        _select_for_fill(ctx, ["LiO"], [], unscreened=("Li3O",))
+        for step in THROUGH_MLIP:
+            run_step(ctx, step, STEP_FUNCTIONS[step])
+        assert _mlip_relaxed(ctx) == ["Li2O2", "Li3O"]
+        (passed,) = ctx.outputs("mlip_gate")["passed"]
+        assert ctx.repo.get(Candidate, passed).reduced_formula == "Li3O"
     finally:
         ctx.close()

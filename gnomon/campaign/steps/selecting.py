@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from typing import Any
 
@@ -31,7 +32,21 @@ def select(ctx: RoundContext) -> dict[str, Any]:
     out: dict[str, Any] = {"policy": policy.name, "selected": chosen}
     if ctx.config.staged and ctx.config.mlip_fill:
         out["reserve"] = reserve(ctx, scored, chosen, name)
+    if ctx.config.staged and ctx.config.mlip_unscreened and version:
+        out["unscreened"] = unscreened(ctx, scored, chosen)
     return out
+
+
+def unscreened(ctx: RoundContext, scored: list[Scored], chosen: list[str]) -> list[str]:
+    """Up to ``mlip_unscreened`` of the candidates the screen could not judge (no predicted
+    e_above_hull: an element its model never saw, a cell it cannot read), drawn with the
+    round's seed. The policy never picks them; the mlip stage relaxes them beside the
+    selection, since its universal potential knows the chemistry the screen does not."""
+    taken = set(chosen)
+    pool = sorted(c.candidate_id for c in scored
+                  if c.e_above_hull is None and c.candidate_id not in taken)
+    rng = random.Random(ctx.seed("unscreened"))
+    return rng.sample(pool, min(len(pool), ctx.config.mlip_unscreened))
 
 
 def reserve(ctx: RoundContext, scored: list[Scored], chosen: list[str],

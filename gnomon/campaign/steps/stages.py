@@ -44,7 +44,9 @@ SKIPPED = {"skipped": "no mlip stage"}
 def mlip_relax(ctx: RoundContext) -> dict[str, Any]:
     """The mlip stage: the selected candidates relaxed by the universal potential.
 
-    With ``mlip_fill``, while fewer of its entries pass the gate than the dft stage takes,
+    With ``mlip_unscreened``, the candidates the screen could not judge that ``select`` drew
+    are relaxed with the selection. With ``mlip_fill``, while fewer of its entries pass the
+    gate than the dft stage takes,
     the next ``selection.budget`` of the selection's reserve are relaxed too (at most
     ``mlip_fill`` times). Repeatable: a rerun re-attaches the stored relaxations, judges them
     the same way and so relaxes the same chunks."""
@@ -52,7 +54,7 @@ def mlip_relax(ctx: RoundContext) -> dict[str, Any]:
         return dict(SKIPPED)
     engine = ctx.stage_engines()["mlip"]
     chosen = ctx.outputs("select")
-    chunks = [chosen.get("selected", [])]
+    chunks = [chosen.get("selected", []) + chosen.get("unscreened", [])]
     budget = ctx.config.selection.budget
     more = chosen.get("reserve", []) if ctx.config.mlip_fill else []
     chunks += [more[i:i + budget] for i in range(0, len(more), budget)]
