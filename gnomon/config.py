@@ -380,7 +380,9 @@ class MlipEngineConfig(_Section):
         "plugin's.",
     )
     options: dict[str, Any] = Field(
-        default_factory=dict, description="The potential's settings (e.g. fmax, steps)."
+        default_factory=dict,
+        description="The potential's settings (e.g. fmax, steps; for sevennet, model: a "
+        "checkpoint name or the file gnomon mlip finetune wrote).",
     )
 
     @model_validator(mode="before")
