@@ -46,10 +46,9 @@ def mlip_relax(ctx: RoundContext) -> dict[str, Any]:
 
     With ``mlip_unscreened``, the candidates the screen could not judge that ``select`` drew
     are relaxed with the selection. With ``mlip_fill``, while fewer of its entries pass the
-    gate than the dft stage takes,
-    the next ``selection.budget`` of the selection's reserve are relaxed too (at most
-    ``mlip_fill`` times). Repeatable: a rerun re-attaches the stored relaxations, judges them
-    the same way and so relaxes the same chunks."""
+    gate than the dft stage takes, the next ``selection.budget`` of the selection's reserve
+    are relaxed too (at most ``mlip_fill`` times). Repeatable: a rerun re-attaches the stored
+    relaxations, judges them the same way and so relaxes the same chunks."""
     if not ctx.config.staged:
         return dict(SKIPPED)
     engine = ctx.stage_engines()["mlip"]
@@ -61,7 +60,7 @@ def mlip_relax(ctx: RoundContext) -> dict[str, Any]:
     need = ctx.config.mlip_dft_budget or budget
     calcs: list[str] = []
     relaxed: list[str] = []
-    done = failed = passing = 0
+    done = failed = 0
     for k, chunk in enumerate(chunks):
         out = relax_with(ctx, chunk, engine)
         calcs += out["calculations"]
