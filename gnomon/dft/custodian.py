@@ -16,7 +16,9 @@
 | for radial FFT: the cell grew or shrank too far)  |                                            |
 | errore in ``bfgs`` (``dE0s is positive``: the     | from the last geometry with a fresh history |
 | line search went uphill, energies and forces      | and trust_radius_ini 0.1 bohr, then 0.02   |
-| disagree after a large step)                      | (pw.x's default is 0.5)                    |
+| disagree after a large step)                      | (pw.x's default is 0.5); then conv_thr     |
+|                                                   | /100 (down to 1e-12 Ry), so the forces     |
+|                                                   | are consistent with the energies           |
 
 Any other errore is not corrected: the run fails with pw.x's own message (not only MPI's
 MPI_ABORT notice from pw.err), so the failure says what went wrong.
@@ -176,6 +178,11 @@ CELL_FACTOR = 4.0  # pw.x's default is 2 for vc-relax
 # uphill, but on a 3-atom MgSi2 cell it had not converged after 100 steps where BFGS took 10,
 # and its convergence lines differ from those the parser reads; so the ladder stays in BFGS.
 BFGS_TRUST_RADII = (0.1, 0.02)
+# Ry. When small steps still go uphill the SCF noise is larger than the step's energy change:
+# forces from a loosely converged density disagree with its energy. A tighter density removes
+# the disagreement at a few more SCF iterations, where a different optimiser would not.
+BFGS_CONV_THR_FACTOR = 0.01
+MIN_CONV_THR = 1e-12
 
 
 def _errore_fix(error: PWError, inp: dict[str, Any]) -> dict[tuple[str, str], Any] | None:
@@ -196,9 +203,13 @@ def _errore_fix(error: PWError, inp: dict[str, Any]) -> dict[tuple[str, str], An
         smaller = [
             r for r in BFGS_TRUST_RADII if r < float(inp["ions"].get("trust_radius_ini", 0.5))
         ]
-        if not smaller:
+        conv_thr = float(inp["electrons"].get("conv_thr", 1e-6))
+        if smaller:
+            fix = {("ions", "trust_radius_ini"): smaller[0]}
+        elif conv_thr > MIN_CONV_THR:
+            fix = {("electrons", "conv_thr"): max(MIN_CONV_THR, conv_thr * BFGS_CONV_THR_FACTOR)}
+        else:
             return None
-        fix = {("ions", "trust_radius_ini"): smaller[0]}
     else:
         return None
     unchanged = all(inp[namelist].get(key) == value for (namelist, key), value in fix.items())
@@ -273,9 +284,11 @@ def run_pw_custodian(
             if (directory / PW_ERR).exists()
             else ""
         )
-        raise RelaxationError(f"pw.x failed under custodian in {directory}: {exc}"
-                              + (f" | pw.x: {error}" if error is not None else "")
-                              + (f" | {err.strip()}" if err.strip() else "")) from exc
+        raise RelaxationError(
+            f"pw.x failed under custodian in {directory}: {exc}"
+            + (f" | pw.x: {error}" if error is not None else "")
+            + (f" | {err.strip()}" if err.strip() else "")
+        ) from exc
     return [_plain(corr) for job_log in run_log or [] for corr in job_log.get("corrections", [])]
 
 

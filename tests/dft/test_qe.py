@@ -13,6 +13,7 @@ from dft_helpers import errore, si_diamond
 from gnomon.dft.custodian import (
     BFGS_TRUST_RADII,
     MAX_DEGAUSS,
+    MIN_CONV_THR,
     QEBfgsHandler,
     QEErroreHandler,
     QEScfHandler,
@@ -55,9 +56,16 @@ exactly when Open MPI kills them.
 def pseudo_dir(tmp_path) -> Path:
     d = tmp_path / "pseudo"
     d.mkdir()
-    for name in ("Si.pbe-nl-rrkjus_psl.1.0.0.UPF", "Si.pbe-rrkj.UPF", "Si.pz-vbc.UPF",
-                 "Fe.pbe-spn-rrkjus_psl.0.2.1.UPF", "Fe.pbesol-spn-kjpaw_psl.1.0.0.UPF",
-                 "O.pbe-n-kjpaw_psl.0.1.UPF", "O.pbe-n-kjpaw_psl.1.0.0.UPF", "Si_r.upf"):
+    for name in (
+        "Si.pbe-nl-rrkjus_psl.1.0.0.UPF",
+        "Si.pbe-rrkj.UPF",
+        "Si.pz-vbc.UPF",
+        "Fe.pbe-spn-rrkjus_psl.0.2.1.UPF",
+        "Fe.pbesol-spn-kjpaw_psl.1.0.0.UPF",
+        "O.pbe-n-kjpaw_psl.0.1.UPF",
+        "O.pbe-n-kjpaw_psl.1.0.0.UPF",
+        "Si_r.upf",
+    ):
         (d / name).write_text('<UPF version="2.0.1">\n<PP_HEADER pseudo_type="US"/>\n')
     return d
 
@@ -87,9 +95,15 @@ def test_input_generation(pseudo_dir, tmp_path):
     assert "nspin" not in inp["system"]
     assert inp["kpoints"] == kpoint_grid(si, 0.5) == [5, 5, 5]
     text = render_input(inp)
-    for needle in ("calculation = 'vc-relax'", "tstress = .true.", "CELL_PARAMETERS angstrom",
-                   "ATOMIC_POSITIONS crystal", "K_POINTS automatic", "5 5 5 0 0 0",
-                   "Si 28.0855 Si.pbe-nl-rrkjus_psl.1.0.0.UPF"):
+    for needle in (
+        "calculation = 'vc-relax'",
+        "tstress = .true.",
+        "CELL_PARAMETERS angstrom",
+        "ATOMIC_POSITIONS crystal",
+        "K_POINTS automatic",
+        "5 5 5 0 0 0",
+        "Si 28.0855 Si.pbe-nl-rrkjus_psl.1.0.0.UPF",
+    ):
         assert needle in text
     write_input(inp, tmp_path)
     assert read_input(tmp_path)["system"] == inp["system"]
@@ -245,26 +259,36 @@ def test_errore_handler_changes_the_input_from_the_last_geometry(
         assert read_input(d)["system"]["degauss"] == pytest.approx(MAX_DEGAUSS)
 
 
-def test_bfgs_line_search_uphill_restarts_with_smaller_first_steps(tmp_path):
-    """pw.x's 'dE0s is positive': seen in CI on a CHGNet-relaxed MgSi2 cell (vc-relax, 16 Ry)."""
+def test_bfgs_line_search_uphill_restarts_with_smaller_first_steps_then_a_tighter_scf(tmp_path):
+    """pw.x's 'dE0s is positive': seen in CI on a CHGNet-relaxed MgSi2 cell (vc-relax, 16 Ry),
+    once even after both smaller first steps; the last rungs tighten the SCF, so forces agree
+    with energies, and then the ladder ends."""
     message = "dE0s is positive which should never happen"
     d = _run_dir(tmp_path, _truncated_fixture(errore("bfgs", 1, message)))
     out = parse_pw_output(d / PW_OUT)
+    conv_thr0 = read_input(d)["electrons"]["conv_thr"]
     h = QEErroreHandler()
     assert (
         h.check(str(d)) and not QEBfgsHandler().check(str(d)) and not QEScfHandler().check(str(d))
     )
-    radii = []
+    radii, thresholds = [], []
     while h.check(str(d)):  # the same error after each correction
         result = h.correct(str(d))
         assert result["errors"] == [f"Error in routine bfgs (1): {message}"]
         inp = read_input(d)
         radii.append(inp["ions"]["trust_radius_ini"])
+        thresholds.append(inp["electrons"]["conv_thr"])
         assert inp["ions"]["ion_dynamics"] == "bfgs"
         assert inp["structure"]["lattice"]["a"] == pytest.approx(out.final_structure.lattice.a)
         assert f"trust_radius_ini = {radii[-1]!r}" in (d / "pw.in").read_text()
-        assert len(radii) <= len(BFGS_TRUST_RADII)
-    assert radii == list(BFGS_TRUST_RADII)  # then nothing left: the run fails with pw.x's message
+        assert len(radii) <= 10
+    n = len(BFGS_TRUST_RADII)
+    assert radii[:n] == list(BFGS_TRUST_RADII) and set(radii[n:]) == {BFGS_TRUST_RADII[-1]}
+    assert thresholds[:n] == [conv_thr0] * n  # steps first, the SCF only once they are exhausted
+    tighter = thresholds[n:]
+    assert tighter and all(b < a for a, b in zip([conv_thr0, *tighter], tighter, strict=False))
+    assert tighter[-1] == pytest.approx(MIN_CONV_THR)  # then nothing left: pw.x's message
+    assert "  conv_thr = 1d-12\n" in (d / "pw.in").read_text()
 
 
 def test_an_errore_no_handler_knows_is_not_corrected(tmp_path):
