@@ -116,10 +116,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--candidates", type=int, default=1_000_000, help="generated (default 10^6)")
-    ap.add_argument("--home", type=Path, help="gnomon home (default ~/.cache/gnomon-bench/round-N)")
+    ap.add_argument(
+        "--home",
+        type=Path,
+        help="gnomon home (default ~/.cache/gnomon-bench/round-N-sS-tT: a space of its own)",
+    )
     ap.add_argument("--chunk-size", type=int, default=1000)
-    ap.add_argument("--template-sites", type=int, default=10)
-    ap.add_argument("--threshold", type=float, default=0.001)
+    # 10 sites at 0.001 ran out at 292,964 candidates over the 40 elements (2026-12-07)
+    ap.add_argument("--template-sites", type=int, default=16)
+    ap.add_argument("--threshold", type=float, default=0.0001)
     ap.add_argument(
         "--e-above-hull",
         type=float,
@@ -130,7 +135,9 @@ def main() -> None:
     )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    home = args.home or Path.home() / ".cache" / "gnomon-bench" / f"round-{args.candidates}"
+    home = args.home or Path.home() / ".cache" / "gnomon-bench" / (
+        f"round-{args.candidates}-s{args.template_sites}-t{args.threshold:g}"
+    )
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     for name in ("gnomon.campaign.steps", "__main__"):
         logging.getLogger(name).setLevel(logging.INFO)
