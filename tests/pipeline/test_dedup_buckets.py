@@ -11,7 +11,10 @@ records, the reduced cells they carry and what is remembered equal ``unique``'s.
 from __future__ import annotations
 
 import pickle
+import sqlite3
 
+import numpy as np
+import orjson
 import pytest
 from pymatgen.core import Structure
 
@@ -99,3 +102,74 @@ def test_a_verdict_that_answers_another_plan_is_refused(repo):
     plan = dedup.plan(query[:4])
     with pytest.raises(ValueError, match="do not answer"):
         dedup.apply(plan, decide_buckets(plan.jobs[1:]))
+
+
+# -- the on-disk seen store: what it keeps of each member changes the work, never a decision.
+# A long funnel reads its buckets back from SQLite; the store rules out members of another site
+# count without reading them, keeps each member's lattice invariants once computed and builds a
+# member's reduced cell only when a pair needs it.
+
+
+def _reopened_run(path, chunks, legacy: bool = False):
+    """Deduplicate chunk by chunk, the store closed and reopened (cold) before each chunk;
+    with ``legacy`` the invariants column is dropped before reopening, as in a store written
+    before it existed."""
+    dedup = Deduplicator(seen=SQLiteSeenStore(path))
+    kept = []
+    for chunk in chunks:
+        dedup.seen.close()
+        if legacy:
+            con = sqlite3.connect(path)
+            con.execute("ALTER TABLE seen DROP COLUMN inv")
+            con.commit()
+            con.close()
+        dedup.seen = SQLiteSeenStore(path)
+        kept.append(dedup.unique(chunk))
+    return dedup, kept
+
+
+@pytest.mark.slow  # StructureMatcher on the corpus, three times
+def test_a_cold_reopened_store_decides_exactly_what_memory_decides(tmp_path):
+    _, query = disguised_corpus()
+    memory = Deduplicator()
+    kept_memory = [memory.unique(chunk) for chunk in chunked(fresh(query), 20)]
+
+    disk, kept_disk = _reopened_run(tmp_path / "seen.db", list(chunked(fresh(query), 20)))
+    assert summary(disk, kept_disk) == summary(memory, kept_memory)
+    # the store did the site-count sieve itself, without reading those members
+    assert disk.seen.sieved_out > 0
+    # (it also counts members past a candidate's first match, which memory never reaches)
+    assert disk.stats.skipped_by_sites >= memory.stats.skipped_by_sites
+    assert disk.stats.reductions <= memory.stats.reductions  # no member reduced twice
+
+    legacy, kept_legacy = _reopened_run(
+        tmp_path / "legacy.db", list(chunked(fresh(query), 20)), legacy=True
+    )
+    assert summary(legacy, kept_legacy) == summary(memory, kept_memory)
+
+
+def test_kept_invariants_come_back_as_the_same_floats(tmp_path):
+    _, query = disguised_corpus(max_sites=2)
+    dedup = Deduplicator(seen=SQLiteSeenStore(tmp_path / "seen.db"))
+    for chunk in chunked(fresh(query), 10):
+        dedup.unique(chunk)
+    computed = {k.id: k.inv for k in dedup.seen._cache.values() if k.sieved and k.inv is not None}
+    assert computed
+    dedup.seen.close()
+
+    con = sqlite3.connect(tmp_path / "seen.db")
+    rows = con.execute("SELECT id, key, nsites, inv FROM seen WHERE inv IS NOT NULL").fetchall()
+    assert {cid for cid, *_ in rows} >= set(computed)
+    for _cid, _, nsites, inv in rows:
+        assert orjson.loads(inv)[0] == nsites
+    con.close()
+
+    store = SQLiteSeenStore(tmp_path / "seen.db")
+    keys = {cid: key for cid, key, *_ in rows}
+    for cid, inv in computed.items():
+        back = next(k for k in store.bucket(keys[cid]) if k.id == cid)
+        assert back.sieved and back.reduced is None  # nothing built yet
+        for name in ("basis", "lengths", "angles", "minima"):
+            assert np.array_equal(getattr(back.inv, name), getattr(inv, name))
+        assert (back.inv.nsites, back.inv.slack) == (inv.nsites, inv.slack)
+    store.close()

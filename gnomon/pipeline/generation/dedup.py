@@ -57,22 +57,28 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
 from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Structure
 
 from gnomon.pipeline.generation.fingerprint import dedup_key
-from gnomon.pipeline.generation.lattice_sieve import LatticeInvariants, may_match
+from gnomon.pipeline.generation.lattice_sieve import (
+    LatticeInvariants,
+    invariants_from_basis,
+    may_match,
+)
 from gnomon.pipeline.generation.reduced_cells import (
     CELL_KEY,
     RawCell,
     cell_doc,
     cell_from_doc,
+    doc_invariants,
     matcher_reduction,
     raw_cell,
     raw_invariants,
@@ -115,7 +121,11 @@ class DedupStats:
 class Known:
     """A structure in a bucket: its id, its structure dict, and what the sieves read of it,
     each computed once, when first needed: the plain cell (``raw``), the lattice invariants
-    (``inv``), the matcher's reduced cell (``reduced``) and the site sieve's view of it."""
+    (``inv``), the matcher's reduced cell (``reduced``) and the site sieve's view of it.
+
+    ``pending`` is a reduced cell as stored (:func:`cell_doc`) and not yet built: a member read
+    back from a :class:`SQLiteSeenStore` becomes a pymatgen Structure only when a pair gets past
+    the site-count and lattice sieves, which rule out most pairs from invariants alone."""
 
     id: str
     structure: dict[str, Any]
@@ -125,13 +135,22 @@ class Known:
     view: SiteView | None = None
     parsed: bool = False  # raw was looked for (it stays None for a dict that is not plain)
     sieved: bool = False  # inv was looked for
+    pending: dict[str, Any] | None = None
 
     @property
     def nsites(self) -> int | None:
         """Sites in the matcher's reduced cell, where known."""
         if self.inv is not None:
             return self.inv.nsites
-        return len(self.reduced) if self.reduced is not None else None
+        if self.reduced is not None:
+            return len(self.reduced)
+        return len(self.pending["species"]) if self.pending is not None else None
+
+    def reduced_doc(self) -> dict[str, Any] | None:
+        """The reduced cell as :func:`cell_doc` stores it, where known."""
+        if self.reduced is not None:
+            return cell_doc(self.reduced, self.structure)
+        return self.pending
 
     def sites(self) -> SiteView:
         assert self.reduced is not None
@@ -158,9 +177,7 @@ class Mate:
 
     @classmethod
     def of(cls, known: Known, cell: dict[str, Any] | None = None) -> Mate:
-        if cell is None and known.reduced is not None:
-            cell = cell_doc(known.reduced, known.structure)
-        return cls(known.id, known.structure, cell)
+        return cls(known.id, known.structure, cell if cell is not None else known.reduced_doc())
 
     def known(self) -> Known:
         return Known(self.id, self.structure, cell_from_doc(self.cell, self.structure))
@@ -212,11 +229,20 @@ class DedupPlan:
 
 
 class SeenStore(Protocol):
-    """Where a deduplicator remembers the candidates it kept, bucket by key."""
+    """Where a deduplicator remembers the candidates it kept, bucket by key.
 
-    def bucket(self, key: str) -> list[Known]: ...
+    ``bucket(key, nsites)`` may leave out members whose reduced cells are known to hold another
+    number of sites than ``nsites()`` (called only for a non-empty bucket; None: unknown), and
+    counts them in ``sieved_out``: no such pair can match (the deduplicator's site-count
+    sieve). ``reduced`` and ``sieved`` say that a member's reduced cell or lattice invariants
+    were just computed, for a store that keeps them."""
+
+    sieved_out: int
+
+    def bucket(self, key: str, nsites: Callable[[], int | None] | None = None) -> list[Known]: ...
     def add(self, key: str, known: Known) -> None: ...
     def reduced(self, key: str, known: Known) -> None: ...
+    def sieved(self, key: str, known: Known) -> None: ...
     def clear(self) -> None: ...
     def __contains__(self, cid: str) -> bool: ...
 
@@ -224,11 +250,13 @@ class SeenStore(Protocol):
 class MemorySeenStore:
     """Kept candidates in a dict of buckets (the default; grows with the stream)."""
 
+    sieved_out = 0  # members are in memory: the deduplicator's own sieve is as cheap
+
     def __init__(self) -> None:
         self._buckets: dict[str, list[Known]] = defaultdict(list)
         self._ids: set[str] = set()
 
-    def bucket(self, key: str) -> list[Known]:
+    def bucket(self, key: str, nsites: Callable[[], int | None] | None = None) -> list[Known]:
         return self._buckets.get(key, [])
 
     def add(self, key: str, known: Known) -> None:
@@ -237,6 +265,9 @@ class MemorySeenStore:
 
     def reduced(self, key: str, known: Known) -> None:
         """Nothing to do: the bucket holds the object that was reduced."""
+
+    def sieved(self, key: str, known: Known) -> None:
+        """Nothing to do: the bucket holds the object that was sieved."""
 
     def clear(self) -> None:
         self._buckets.clear()
@@ -252,40 +283,59 @@ class MemorySeenStore:
 class SQLiteSeenStore:
     """Kept candidates in a scratch SQLite file: memory stays flat however long the stream.
 
-    A bucket is read back when a later candidate has the same key; a reduced cell is written
-    back once computed, so no structure is reduced twice. The ``cache_size`` most recently
-    used bucket members stay parsed in memory (a bound, not a growth).
+    A bucket is read back when a later candidate has the same key, without the members whose
+    site count rules them out (the ``nsites`` column); a reduced cell and a member's lattice
+    invariants are written back once computed, so no structure is reduced or sieved twice and a
+    member read back is a pymatgen Structure only once a pair needs one (``Known.pending``).
+    The ``cache_size`` most recently used bucket members stay parsed in memory (a bound, not a
+    growth).
     """
 
     def __init__(self, path: str | Path, cache_size: int = 20_000) -> None:
         self.path = Path(path)
         self.cache_size = cache_size
+        self.sieved_out = 0
         self._cache: OrderedDict[str, Known] = OrderedDict()  # recently used bucket members
         self._conn = sqlite3.connect(self.path, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=OFF")
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, key TEXT NOT NULL, "
-            "nsites INTEGER, reduced INTEGER NOT NULL, doc BLOB NOT NULL)"
+            "nsites INTEGER, reduced INTEGER NOT NULL, doc BLOB NOT NULL, inv BLOB)"
         )
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(seen)")}
+        if "inv" not in columns:  # a store written before invariants were kept
+            self._conn.execute("ALTER TABLE seen ADD COLUMN inv BLOB")
         self._conn.execute("CREATE INDEX IF NOT EXISTS ix_seen_key ON seen (key)")
         self._n = self._conn.execute("SELECT COUNT(*) FROM seen").fetchone()[0]
 
-    def bucket(self, key: str) -> list[Known]:
-        out = []
+    def bucket(self, key: str, nsites: Callable[[], int | None] | None = None) -> list[Known]:
         rows = self._conn.execute(
-            "SELECT id FROM seen WHERE key=? ORDER BY rowid", (key,)
+            "SELECT id, nsites FROM seen WHERE key=? ORDER BY rowid", (key,)
         ).fetchall()
-        for (cid,) in rows:
-            known = self._cache.get(cid)
+        if rows and nsites is not None and any(n is not None for _, n in rows):
+            mine = nsites()
+            if mine is not None:
+                before = len(rows)
+                rows = [(cid, n) for cid, n in rows if n is None or n == mine]
+                self.sieved_out += before - len(rows)
+        missing = [cid for cid, _ in rows if cid not in self._cache]
+        loaded = {}
+        for part in range(0, len(missing), 500):
+            ids = missing[part : part + 500]
+            marks = ",".join("?" * len(ids))
+            for cid, doc, inv in self._conn.execute(
+                f"SELECT id, doc, inv FROM seen WHERE id IN ({marks})", ids
+            ):
+                loaded[cid] = _known_from_row(cid, doc, inv)
+        out = []
+        for cid, _ in rows:
+            known = loaded.get(cid)
             if known is None:
-                (doc,) = self._conn.execute("SELECT doc FROM seen WHERE id=?", (cid,)).fetchone()
-                d = orjson.loads(doc)
-                structure = d.get("structure", d)  # a store written before cells were kept
-                known = Known(cid, structure, cell_from_doc(d.get("cell"), structure))
-                self._remember(known)
-            else:
+                known = self._cache[cid]
                 self._cache.move_to_end(cid)
+            else:
+                self._remember(known)
             out.append(known)
         return out
 
@@ -296,13 +346,19 @@ class SQLiteSeenStore:
 
     @staticmethod
     def _doc(known: Known) -> bytes:
-        cell = cell_doc(known.reduced, known.structure) if known.reduced is not None else None
-        return orjson.dumps({"structure": known.structure, "cell": cell})
+        return orjson.dumps({"structure": known.structure, "cell": known.reduced_doc()})
 
     def add(self, key: str, known: Known) -> None:
         self._conn.execute(
-            "INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?, ?)",
-            (known.id, key, known.nsites, int(known.reduced is not None), self._doc(known)),
+            "INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                known.id,
+                key,
+                known.nsites,
+                int(known.reduced is not None or known.pending is not None),
+                self._doc(known),
+                _inv_blob(known),
+            ),
         )
         self._remember(known)
         self._n += 1
@@ -312,6 +368,12 @@ class SQLiteSeenStore:
         self._conn.execute(
             "UPDATE seen SET nsites=?, reduced=1, doc=? WHERE id=?",
             (known.nsites, self._doc(known), known.id),
+        )
+
+    def sieved(self, key: str, known: Known) -> None:
+        self._conn.execute(
+            "UPDATE seen SET nsites=?, inv=? WHERE id=?",
+            (known.nsites, _inv_blob(known), known.id),
         )
 
     def clear(self) -> None:
@@ -417,7 +479,7 @@ class Deduplicator:
             me = Known(c.id, c.structure, cell_from_doc(c.extra.get(CELL_KEY), c.structure))
             match = self._match(me, stored.get(key, ()), None, key)
             if match is None:
-                match = self._match(me, self.seen.bucket(key), self.seen, key)
+                match = self._match(me, self._seen_bucket(me, key), self.seen, key)
             if match is not None:
                 self.stats.matched += 1
                 self._note_duplicate(c.id, match)
@@ -427,8 +489,8 @@ class Deduplicator:
             self.stats.kept += 1
             self.seen.add(key, me)
         for c, me in zip(kept, knowns, strict=True):  # reduced now, or later in the chunk
-            if me.reduced is not None and CELL_KEY not in c.extra:
-                doc = cell_doc(me.reduced, c.structure)
+            if (me.reduced is not None or me.pending is not None) and CELL_KEY not in c.extra:
+                doc = me.reduced_doc()
                 if doc is not None:
                     c.extra = {**c.extra, CELL_KEY: doc}
         if not self.remember:
@@ -517,6 +579,9 @@ class Deduplicator:
 
     def _reduce(self, known: Known, store: Any = None, key: str = "") -> Structure:
         """The matcher's reduced cell (primitive, then Niggli), computed once per structure."""
+        if known.reduced is None and known.pending is not None:  # stored, not yet built
+            known.reduced = cell_from_doc(known.pending, known.structure)
+            known.pending = None
         if known.reduced is None:
             try:
                 structure = Structure.from_dict(known.structure)
@@ -533,13 +598,35 @@ class Deduplicator:
         """The lattice sieve's view of ``known``: read off a plain cell, else off its reduced
         cell (reducing it if need be)."""
         if not known.sieved:
-            raw = known.cell() if known.reduced is None else None
-            if raw is not None and raw.plain:
+            unreduced = known.reduced is None and known.pending is None
+            raw = known.cell() if unreduced else None
+            stored = None
+            if known.pending is not None:  # read off the stored cell, not built
+                stored = doc_invariants(known.pending, known.structure)
+            if stored is not None:
+                known.inv = stored
+            elif raw is not None and raw.plain:
                 known.inv = raw_invariants(raw)
             else:
                 known.inv = reduced_invariants(self._reduce(known, store, key))
             known.sieved = True
+            if store is not None:
+                store.sieved(key, known)
         return known.inv
+
+    def _nsites(self, known: Known, key: str) -> int | None:
+        """Sites in ``known``'s reduced cell as the site-count sieve reads them (None when
+        its lattice has no invariants: then no pair is ruled out by site count)."""
+        inv = self._invariants(known, None, key)
+        return inv.nsites if inv is not None else None
+
+    def _seen_bucket(self, me: Known, key: str) -> list[Known]:
+        """The remembered members of ``key``'s bucket ``me`` must be compared with: the store
+        may leave out those of another site count, counted as ruled out by it."""
+        before = self.seen.sieved_out
+        bucket = self.seen.bucket(key, lambda: self._nsites(me, key))
+        self.stats.skipped_by_sites += self.seen.sieved_out - before
+        return bucket
 
     def _match(self, me: Known, bucket: Iterable[Known], store: Any, key: str) -> str | None:
         """The first of ``bucket`` that ``me`` duplicates, or None."""
@@ -667,6 +754,33 @@ def _decide(dedup: Deduplicator, job: BucketJob) -> BucketVerdict:
             outcomes[i][2] = cell_doc(me.reduced, c.structure)
     work = {name: getattr(dedup.stats, name) - before[name] for name in _WORK}
     return BucketVerdict(job.key, [(w, o, cell) for w, o, cell in outcomes], work)
+
+
+def _inv_blob(known: Known) -> bytes | None:
+    """A member's lattice invariants as :class:`SQLiteSeenStore` keeps them (None: not looked
+    for yet; ``null``: looked for, none)."""
+    if not known.sieved:
+        return None
+    inv = known.inv
+    if inv is None:
+        return b"null"
+    return orjson.dumps([inv.nsites, inv.slack, inv.basis.ravel().tolist()])
+
+
+def _known_from_row(cid: str, doc: bytes, inv: bytes | None) -> Known:
+    """A :class:`SQLiteSeenStore` row as a bucket member: its reduced cell pending, its
+    invariants rebuilt from the Niggli basis they were computed from (the same floats)."""
+    d = orjson.loads(doc)
+    structure = d.get("structure", d)  # a store written before cells were kept
+    cell = d.get("cell")
+    known = Known(cid, structure, pending=cell if isinstance(cell, dict) else None)
+    if inv is not None:
+        known.sieved = True
+        values = orjson.loads(inv)
+        if values is not None:
+            nsites, slack, basis = values
+            known.inv = invariants_from_basis(np.array(basis).reshape(3, 3), nsites, slack)
+    return known
 
 
 def _check_structure_dict(candidate: Candidate) -> None:

@@ -102,10 +102,14 @@ def lattice_invariants(matrix: np.ndarray, nsites: int) -> LatticeInvariants | N
     if reduced is None:
         return None
     basis = np.asarray(reduced) / volume ** (1 / 3)
+    return invariants_from_basis(basis, nsites, LENGTH_SLACK * (1 + 1e-5 * volume ** (1 / 3)))
+
+
+def invariants_from_basis(basis: np.ndarray, nsites: int, slack: float) -> LatticeInvariants:
+    """The invariants of a unit-volume Niggli ``basis``: a deduplicator's store keeps only
+    the basis, the site count and the slack, and gets back the very same floats."""
     lengths = np.linalg.norm(basis, axis=1)
-    angles = basis_angles(basis)
-    slack = LENGTH_SLACK * (1 + 1e-5 * volume ** (1 / 3))
-    return LatticeInvariants(nsites, slack, basis, lengths, angles, np.sort(lengths))
+    return LatticeInvariants(nsites, slack, basis, lengths, basis_angles(basis), np.sort(lengths))
 
 
 def cell_is_primitive_for_matcher(species: list[str]) -> bool:

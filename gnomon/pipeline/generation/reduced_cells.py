@@ -241,6 +241,20 @@ def reduced_invariants(reduced: Structure) -> LatticeInvariants | None:
     return lattice_invariants(reduced.lattice.matrix, len(reduced))
 
 
+def doc_invariants(doc: Any, structure: dict[str, Any]) -> LatticeInvariants | None:
+    """The sieve's invariants of the reduced cell :func:`cell_doc` stored for ``structure``,
+    read off the stored lattice without building the cell: the same matrix, bit for bit, as
+    :func:`cell_from_doc`'s ``reduced.lattice.matrix`` (None where that would be None)."""
+    if not isinstance(doc, dict) or doc.get("v") != CELL_VERSION:
+        return None
+    try:
+        if doc["of"] != structure_digest(structure):
+            return None
+        return lattice_invariants(np.array(doc["lattice"], dtype=float), len(doc["species"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def raw_invariants(cell: RawCell) -> LatticeInvariants | None:
     """The sieve's invariants of a plain cell, read from the cell itself (its lattice is the
     lattice of the matcher's reduced cell, whose site count it shares)."""
