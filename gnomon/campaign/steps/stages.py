@@ -96,11 +96,9 @@ def mlip_gate(ctx: RoundContext) -> dict[str, Any]:
     if not ctx.config.staged:
         return dict(SKIPPED)
     limit = ctx.config.mlip_e_above_hull
-    entries = list(ctx.repo.query(Entry, {"id": ctx.outputs("mlip_ingest").get("entries", [])}))
-    phases = {p.id: p for p in ctx.repo.query(Phase, {"id": [e.id for e in entries]})}
+    entries, gated, calibration = gated_entries(ctx, ctx.outputs("mlip_ingest").get("entries", []))
     parent_ids = [e.candidate_id for e in entries if e.candidate_id]
     parents = {c.id: c for c in ctx.repo.query(Candidate, {"id": parent_ids})}
-    gated, calibration = gate_values(ctx, entries, phases)
     going = [e.id for e in within_gate(entries, gated, limit)]
     over = going[ctx.config.mlip_dft_budget:] if ctx.config.mlip_dft_budget else []
     going_now = set(going) - set(over)
@@ -134,10 +132,18 @@ def within_gate(entries: list[Entry], gated: dict[str, float | None],
 
 def gate_passing(ctx: RoundContext, entry_ids: list[str]) -> list[Entry]:
     """The mlip entries ``entry_ids`` that the gate would pass now, nearest the hull first."""
+    entries, gated, _ = gated_entries(ctx, entry_ids)
+    return within_gate(entries, gated, ctx.config.mlip_e_above_hull)
+
+
+def gated_entries(ctx: RoundContext, entry_ids: list[str]
+                  ) -> tuple[list[Entry], dict[str, float | None], dict[str, Any]]:
+    """The stored mlip entries ``entry_ids``, the e_above_hull each is gated on, and the
+    calibration's record (:func:`gate_values`)."""
     entries = list(ctx.repo.query(Entry, {"id": entry_ids}))
     phases = {p.id: p for p in ctx.repo.query(Phase, {"id": [e.id for e in entries]})}
-    gated, _ = gate_values(ctx, entries, phases)
-    return within_gate(entries, gated, ctx.config.mlip_e_above_hull)
+    gated, calibration = gate_values(ctx, entries, phases)
+    return entries, gated, calibration
 
 
 def gate_values(ctx: RoundContext, entries: list[Entry],
