@@ -75,6 +75,7 @@ from gnomon.pipeline.generation.lattice_sieve import (
 )
 from gnomon.pipeline.generation.reduced_cells import (
     CELL_KEY,
+    CELL_VERSION,
     RawCell,
     cell_doc,
     cell_from_doc,
@@ -773,7 +774,8 @@ def _known_from_row(cid: str, doc: bytes, inv: bytes | None) -> Known:
     d = orjson.loads(doc)
     structure = d.get("structure", d)  # a store written before cells were kept
     cell = d.get("cell")
-    known = Known(cid, structure, pending=cell if isinstance(cell, dict) else None)
+    current = isinstance(cell, dict) and cell.get("v") == CELL_VERSION
+    known = Known(cid, structure, pending=cell if current else None)
     if inv is not None:
         known.sieved = True
         values = orjson.loads(inv)
