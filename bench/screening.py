@@ -35,7 +35,7 @@ from pymatgen.core import Lattice, Structure
 from gnomon.models.calibration import calibration_report
 from gnomon.models.ensemble import TTA, Ensemble, ModelSpec, Normalization, pick_device
 from gnomon.models.graphs import MAX_Z, crystal_graph, neighbor_list, numpy_neighbor_list
-from gnomon.models.screening import Screener
+from gnomon.models.screening import Featurizer, Screener, featurize_chunk
 from gnomon.models.training import Sample, TrainConfig, Trainer
 
 RADII = {  # rough ionic radii (Å) for bond-length guesses
@@ -218,6 +218,45 @@ def time_ensemble(
     return best
 
 
+def graphs_vs_network(ens: Ensemble, dicts: list[dict], rounds: int = 5) -> str:
+    """Where the screen's CPU goes: graph building (featurising the stored structure dicts,
+    collated into batches) against the whole screen, CPU seconds, interleaved, median of
+    ``rounds``; the network is the difference."""
+    featurizer = Featurizer.for_ensemble(ens)
+    screener = Screener(ens)
+    items = list(enumerate(dicts))
+    screener.predict(dicts[: screener.batch_size])  # warm-up
+    graphs, total = [], []
+    for _ in range(rounds):
+        t0 = time.process_time()
+        for k in range(0, len(items), screener.batch_size):
+            featurize_chunk(featurizer, items[k : k + screener.batch_size])
+        graphs.append(time.process_time() - t0)
+        t0 = time.process_time()
+        for _ in screener.stream(items):
+            pass
+        total.append(time.process_time() - t0)
+    g, t = statistics.median(graphs), statistics.median(total)
+    per = 1e6 / len(dicts)
+    return table(
+        f"where the screen's CPU goes ({len(dicts)} structures, median of {rounds} rounds)",
+        ["part", "µs CPU/structure", "share"],
+        [
+            [
+                "graph building (structure dict -> collated batch)",
+                f"{g * per:.0f}",
+                f"{100 * g / t:.0f} %",
+            ],
+            [
+                "network (5 members; the rest of the screen)",
+                f"{(t - g) * per:.0f}",
+                f"{100 * (t - g) / t:.0f} %",
+            ],
+            ["screen, end to end", f"{t * per:.0f}", "100 %"],
+        ],
+    )
+
+
 def speed(
     n_structures: int, threads: int, ensemble: Ensemble | None, seed: int = 0, rounds: int = 5
 ) -> None:
@@ -263,6 +302,7 @@ def speed(
     rows = []
     cpu = torch.device("cpu")
     ens = ens.to(cpu)
+    print(graphs_vs_network(ens, dicts))
     tta = TTA()
     model = chgnet_model()
     chgnet_energies(model, structures[:64], batch_size=64)  # warm-up: one full batch
