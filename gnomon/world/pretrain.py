@@ -23,7 +23,7 @@ Data: a world (``gnomon world build``): oracle-relaxed structures in the scheme
   recipe               weights (relaxed, unrelaxed, frames)   validates on     note
   ===================  =====================================  ===============  ===========
   relaxed              1, –, –                                relaxed          v1–v3
-  relaxed+unrelaxed    1, 1, 0.5                              unrelaxed        best (1), v6
+  relaxed+unrelaxed    1, 1, 0.5                              unrelaxed        best (1), v6–v7
   unrelaxed-heavy      1, 3, 1                                unrelaxed
   unrelaxed            –, 1, –                                unrelaxed        v4–v5
   ===================  =====================================  ===============  ===========
