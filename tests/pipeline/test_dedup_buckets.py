@@ -110,7 +110,7 @@ def test_a_verdict_that_answers_another_plan_is_refused(repo):
 # member's reduced cell only when a pair needs it.
 
 
-def _reopened_run(path, chunks, legacy: bool = False):
+def _reopened_run(path, chunks, legacy: bool = False, cache_size: int = 20_000):
     """Deduplicate chunk by chunk, the store closed and reopened (cold) before each chunk;
     with ``legacy`` the invariants column is dropped before reopening, as in a store written
     before it existed."""
@@ -123,7 +123,7 @@ def _reopened_run(path, chunks, legacy: bool = False):
             con.execute("ALTER TABLE seen DROP COLUMN inv")
             con.commit()
             con.close()
-        dedup.seen = SQLiteSeenStore(path)
+        dedup.seen = SQLiteSeenStore(path, cache_size=cache_size)
         kept.append(dedup.unique(chunk))
     return dedup, kept
 
@@ -146,6 +146,12 @@ def test_a_cold_reopened_store_decides_exactly_what_memory_decides(tmp_path):
         tmp_path / "legacy.db", list(chunked(fresh(query), 20)), legacy=True
     )
     assert summary(legacy, kept_legacy) == summary(memory, kept_memory)
+
+    # a cache smaller than a bucket: loading members evicts others of the same bucket
+    small, kept_small = _reopened_run(
+        tmp_path / "small.db", list(chunked(fresh(query), 20)), cache_size=2
+    )
+    assert summary(small, kept_small) == summary(memory, kept_memory)
 
 
 def test_kept_invariants_come_back_as_the_same_floats(tmp_path):

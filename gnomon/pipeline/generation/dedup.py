@@ -320,25 +320,22 @@ class SQLiteSeenStore:
                 before = len(rows)
                 rows = [(cid, n) for cid, n in rows if n is None or n == mine]
                 self.sieved_out += before - len(rows)
-        missing = [cid for cid, _ in rows if cid not in self._cache]
-        loaded = {}
+        found: dict[str, Known] = {}
+        for cid, _ in rows:  # taken before any load can evict them
+            known = self._cache.get(cid)
+            if known is not None:
+                found[cid] = known
+                self._cache.move_to_end(cid)
+        missing = [cid for cid, _ in rows if cid not in found]
         for part in range(0, len(missing), 500):
             ids = missing[part : part + 500]
             marks = ",".join("?" * len(ids))
             for cid, doc, inv in self._conn.execute(
                 f"SELECT id, doc, inv FROM seen WHERE id IN ({marks})", ids
             ):
-                loaded[cid] = _known_from_row(cid, doc, inv)
-        out = []
-        for cid, _ in rows:
-            known = loaded.get(cid)
-            if known is None:
-                known = self._cache[cid]
-                self._cache.move_to_end(cid)
-            else:
+                found[cid] = known = _known_from_row(cid, doc, inv)
                 self._remember(known)
-            out.append(known)
-        return out
+        return [found[cid] for cid, _ in rows]
 
     def _remember(self, known: Known) -> None:
         self._cache[known.id] = known
@@ -445,6 +442,9 @@ class Deduplicator:
         if self.seen is None:
             self.seen = MemorySeenStore()
         self._stored_cache: OrderedDict[str, Known] = OrderedDict()
+        # cells reduced for remembered members during this chunk, by id: a store may hand
+        # back another copy of a member kept earlier in the chunk (its cache evicted it)
+        self._cells_now: dict[str, Structure] = {}
 
     # -- public verbs ---------------------------------------------------------------------
     def fingerprint(self, candidate: Candidate) -> str:
@@ -470,6 +470,7 @@ class Deduplicator:
 
         kept: list[Candidate] = []
         knowns: list[Known] = []
+        self._cells_now = {}
         for c in chunk:
             self.stats.seen += 1
             if c.id in stored_ids or c.id in self.seen:
@@ -490,6 +491,8 @@ class Deduplicator:
             self.stats.kept += 1
             self.seen.add(key, me)
         for c, me in zip(kept, knowns, strict=True):  # reduced now, or later in the chunk
+            if me.reduced is None and me.pending is None:
+                me.reduced = self._cells_now.get(me.id)
             if (me.reduced is not None or me.pending is not None) and CELL_KEY not in c.extra:
                 doc = me.reduced_doc()
                 if doc is not None:
@@ -593,6 +596,7 @@ class Deduplicator:
             self.stats.reductions += 1
             if store is not None:
                 store.reduced(key, known)
+                self._cells_now[known.id] = known.reduced
         return known.reduced
 
     def _invariants(self, known: Known, store: Any, key: str) -> LatticeInvariants | None:
