@@ -252,6 +252,47 @@ def test_a_crash_mid_funnel_resumes_at_its_checkpoint_without_screening_anything
         ctx.close()
 
 
+def test_a_round_resumed_after_another_model_ships_goes_on_with_the_one_it_started_with(
+    tmp_path, monkeypatch
+):
+    """Killed mid-funnel, then gnomon is upgraded (here: another pretrained record is the start
+    model): the rerun screens the rest of the stream, and the round's screen step predicts,
+    with the model the first chunks passed, so one round is judged by one model."""
+    from gnomon.campaign.steps import screening as screening_step
+
+    ctx = _context(tmp_path, "upgraded", _config(e_above_hull=0.5))
+    real_store = HullScreen.store
+    calls = [0]
+
+    def store(self, passing):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise RuntimeError("killed mid-round")
+        real_store(self, passing)
+
+    monkeypatch.setattr(HullScreen, "store", store)
+    try:
+        _through(ctx, THROUGH_SELECT[:2])
+        first = screening_model(ctx)
+        with pytest.raises(RuntimeError, match="killed mid-round"):
+            run_step(ctx, "dedup", STEP_FUNCTIONS["dedup"])
+        newer = first.model_copy(update={"id": first.id + "-upgraded"})
+        ctx.repo.put([newer])
+        monkeypatch.setattr(screening_step, "start_model", lambda *a, **k: newer)
+        assert screening_model(ctx).id == newer.id  # what a fresh round would take now
+
+        for step in ("dedup", "screen"):
+            run_step(ctx, step, STEP_FUNCTIONS[step])
+        out = ctx.round().outputs
+        assert out["dedup"]["funnel"]["model_version"] == first.id
+        assert out["screen"]["model_version"] == first.id
+        ids = out["dedup"]["unique"]
+        assert ids and set(ctx.repo.predictions_for(ids, first.id)) == set(ids)
+        assert not ctx.repo.predictions_for(ids, newer.id)
+    finally:
+        ctx.close()
+
+
 def test_a_round_without_a_model_yet_stores_its_candidates_the_usual_way(tmp_path):
     cfg = _config()
     cfg.model.start_from = "scratch"

@@ -128,9 +128,10 @@ def run_funnel(ctx: RoundContext, record: ModelVersion) -> dict[str, Any]:
     """The dedup step of a streaming round screened by ``record`` (see the module docstring);
     returns its outputs."""
     cfg = ctx.config.funnel
-    ensemble = ModelRegistry(ctx.repo, ctx.settings.models_dir).load(record)
     checkpoint = ctx.run_dir / "funnel-checkpoint.json"
     seen, mark = resumed_seen_store(ctx.run_dir / "funnel-seen.db", checkpoint)
+    record = _model_it_started_with(ctx, record, mark)
+    ensemble = ModelRegistry(ctx.repo, ctx.settings.models_dir).load(record)
     position = mark["position"] if mark else 0
     resumed = mark.get("resumed", 0) if mark else 0
     # stored by an interrupted run after its last checkpoint (the ones before it are in the
@@ -163,7 +164,8 @@ def run_funnel(ctx: RoundContext, record: ModelVersion) -> dict[str, Any]:
 
     def after_chunk(counts: FunnelCounts) -> None:
         _write_checkpoint(checkpoint, {"position": position + source.n, "resumed": resumed,
-                                       "seen_row": seen.last_row(), "counts": counts.as_dict()})
+                                       "seen_row": seen.last_row(), "counts": counts.as_dict(),
+                                       "model_version": record.id})
         log.debug("round %d funnel: %d generated, %d duplicates, %d screened, %d passed",
                   ctx.index, counts.generated, counts.duplicates, counts.screened, counts.passed)
 
@@ -182,6 +184,25 @@ def run_funnel(ctx: RoundContext, record: ModelVersion) -> dict[str, Any]:
     return {"generated": counts.generated + resumed, "unique": unique,
             "funnel": {**_summary(counts), **info, "resumed": resumed, "model_version": record.id,
                        "e_above_hull": cfg.e_above_hull, "chunk_size": cfg.chunk_size}}
+
+
+def _model_it_started_with(ctx: RoundContext, record: ModelVersion,
+                           mark: dict[str, Any] | None) -> ModelVersion:
+    """The model an interrupted run of this step screened with, where it is still registered:
+    a round resumed after gnomon was upgraded (another shipped model) or after a model was
+    registered meanwhile goes on with the screen its first chunks passed, so that one round's
+    candidates are judged by one model."""
+    version = (mark or {}).get("model_version")
+    if not version or version == record.id:
+        return record
+    earlier = ctx.repo.get(ModelVersion, version)
+    if earlier is None:
+        log.warning("round %d funnel: the model it started with (%s) is no longer registered; "
+                    "going on with %s", ctx.index, version, record.id)
+        return record
+    log.info("round %d funnel: going on with the model it started with, %s (not %s)",
+             ctx.index, version, record.id)
+    return earlier
 
 
 def _summary(counts: FunnelCounts) -> dict[str, Any]:

@@ -18,12 +18,18 @@ log = logging.getLogger(__name__)
 def screening_model(ctx: RoundContext) -> ModelVersion | None:
     """The model that screens this round.
 
-    The campaign's newest: retrained in an earlier round, else the one an earlier round
-    screened with. Before the campaign has one, its start (``model.start_from``): the
-    pretrained model shipped with gnomon, carried over to the campaign's scheme when that is
-    another (``gnomon.models.transfer.start_model``); with ``scratch``, or when none ships,
-    the newest model of the scheme trained before the campaign (never the shipped one), if any.
+    The one this round's streaming funnel already screened with (a round is judged by one
+    model, even when resumed after another was registered). Else the campaign's newest:
+    retrained in an earlier round, else the one an earlier round screened with. Before the
+    campaign has one, its start (``model.start_from``): the pretrained model shipped with
+    gnomon, carried over to the campaign's scheme when that is another
+    (``gnomon.models.transfer.start_model``); with ``scratch``, or when none ships, the newest
+    model of the scheme trained before the campaign (never the shipped one), if any.
     """
+    funnel_version = (ctx.outputs("dedup").get("funnel") or {}).get("model_version")
+    record = ctx.repo.get(ModelVersion, funnel_version) if funnel_version else None
+    if record is not None:
+        return record
     for r in reversed(range(ctx.index)):
         earlier = ctx.repo.get(Round, Round.key(ctx.campaign, r))
         out = with_current_step_names(earlier).outputs if earlier is not None else {}
