@@ -6,7 +6,8 @@
 The round is the product's own (``gnomon.campaign.steps``, what ``gnomon campaign run`` and
 the Prefect flow call), with the streaming funnel on (``funnel.enabled``): its ``references``
 step relaxes the elemental references with the campaign's engine (CHGNet), then its ``dedup``
-step pulls SAPS's lazy stream over every chemical system of up to three of the elements
+step pulls SAPS's lazy stream over every chemical system of up to ``--max-arity`` (4) of the
+elements
 (AFLOW prototypes of at most ``--template-sites`` sites, ionic substitution probability at
 least ``--threshold``, no cap per template) through the physical check, exact dedup (seen
 store on disk), the screen (the shipped pretrained 5-model ensemble against the stored hull,
@@ -69,7 +70,7 @@ def config(args: argparse.Namespace) -> CampaignConfig:
     return CampaignConfig(
         name=f"bench-round-{args.candidates}",
         elements=ELEMENTS,
-        max_arity=3,
+        max_arity=args.max_arity,
         known_phases=False,
         seed=args.seed,
         saps={
@@ -119,12 +120,14 @@ def main() -> None:
     ap.add_argument(
         "--home",
         type=Path,
-        help="gnomon home (default ~/.cache/gnomon-bench/round-N-sS-tT: a space of its own)",
+        help="gnomon home (default ~/.cache/gnomon-bench/round-N-sS-tT-aA: a space of its own)",
     )
     ap.add_argument("--chunk-size", type=int, default=1000)
-    # 10 sites at 0.001 ran out at 292,964 candidates over the 40 elements (2026-12-07)
+    # over systems of up to 3 of the 40 elements, 10 sites at 0.001 ran out at 292,964
+    # candidates and 16 sites at 0.0001 at 450,332 (2026-12-07): 10^6 needs quaternaries
     ap.add_argument("--template-sites", type=int, default=16)
     ap.add_argument("--threshold", type=float, default=0.0001)
+    ap.add_argument("--max-arity", type=int, default=4, help="elements per system, at most")
     ap.add_argument(
         "--e-above-hull",
         type=float,
@@ -136,7 +139,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     home = args.home or Path.home() / ".cache" / "gnomon-bench" / (
-        f"round-{args.candidates}-s{args.template_sites}-t{args.threshold:g}"
+        f"round-{args.candidates}-s{args.template_sites}-t{args.threshold:g}-a{args.max_arity}"
     )
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     for name in ("gnomon.campaign.steps", "__main__"):
