@@ -942,7 +942,8 @@ def bench_campaigns(args: argparse.Namespace) -> None:
     cal = fit_stage_calibration(records, held, args.pairs)
     relaxed = read_cache(CACHE / "relax.jsonl")
     pool = [it for it in data["labels"] if "-" in it.chemsys]
-    opts = {"rounds": args.rounds, "budget": args.budget, "model": default_model(),
+    opts = {"rounds": args.rounds, "budget": args.budget,
+            "model": args.screen_model or default_model(),
             "steps": {k: int(r.get("steps") or 0) for k, r in rows.items()},
             "per_step": oracle_cpu_per_step(pool)}
     world_e_hull = {it.key: rows[it.key]["e_above_hull"] for it in pool}
@@ -1003,7 +1004,8 @@ def write_report(args, data, cal, opts, summary, alone, runs) -> None:
              f"({len(data['stable'])} stable); {args.rounds} rounds x {args.budget} calls, "
              f"{args.seeds} seeds ({args.random_seeds} for random)")
     docs = HERE.parent / "docs" / "bench"
-    plot_arms(summary, args.rounds, docs / "funnel-campaigns.png", title)
+    name = "funnel-campaigns" + (f"-{Path(args.screen_model).stem}" if args.screen_model else "")
+    plot_arms(summary, args.rounds, docs / f"{name}.png", title)
     cmd = "nice -n 5 .venv/bin/python bench/funnel.py " + " ".join(sys.argv[1:])
     text = [f"# Cost-aware discovery funnel ({time.strftime('%Y-%m-%d')})", "",
             f"`{cmd}`", "", title + f"; screen: {Path(str(opts['model'])).name} (frozen: "
@@ -1015,7 +1017,7 @@ def write_report(args, data, cal, opts, summary, alone, runs) -> None:
             f"{opts['per_step']:.3f} CPU-s per CHGNet FIRE step (measured here) x the world "
             f"row's steps. mlip stage: the screen's best {args.width}x budget per round relaxed "
             f"(cached), gate {args.gate} eV/atom calibrated e_above_hull.", "",
-            *arms_table(summary, args.rounds), "", "![funnel](funnel-campaigns.png)", "",
+            *arms_table(summary, args.rounds), "", f"![funnel]({name}.png)", "",
             "## A screen that keeps learning: its error on each round's picks", "",
             f"`{SCREEN_FT}` fine-tunes the screen every round ({FINE_TUNE}); the frozen arms "
             "screen with the same model throughout. MAE in eV/atom of the screen's energy per "
@@ -1025,8 +1027,8 @@ def write_report(args, data, cal, opts, summary, alone, runs) -> None:
             "from the relaxation cache, calibrated into the oracle's scheme).", "",
             "## The calibrated stage alone (unrelaxed held-out inputs, SevenNet-0 relaxed)", "",
             *alone_table(alone), ""]
-    (docs / "funnel-campaigns.md").write_text("\n".join(text))
-    (HERE / "results" / "funnel-campaigns.json").write_text(json.dumps(
+    (docs / f"{name}.md").write_text("\n".join(text))
+    (HERE / "results" / f"{name}.json").write_text(json.dumps(
         {"date": time.strftime("%Y-%m-%d"), "command": cmd, "summary": summary,
          "alone": alone, "calibration": cal.as_dict(), "runs": runs}, indent=1, default=str))
     print("\n".join(text))
@@ -1073,6 +1075,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--random-seeds", type=int, default=20,
                         help="campaigns: seeds of the random arm (its mean divides every ratio)")
+    parser.add_argument("--screen-model", type=Path, default=None,
+                        help="campaigns: the screen's ensemble file (default: the shipped model); "
+                        "the report is then named after it")
     parser.add_argument("--tuned-model", default=None,
                         help="campaigns: a fine-tuned SevenNet checkpoint for the tuned arms")
     parser.add_argument("--tuned-map", choices=("minima", "raw"), default="minima",

@@ -22,8 +22,9 @@ world is made** and measures the shipped screen and the funnel on it:
   SAPS reaches only 13-22 structures in most ternaries); for a new element X also its elemental
   reference (:func:`gnomon.world.plan.plan_elements`) and ``--binary-per-system`` (8) X-O
   structures planned as the cover plans a binary
-  (:func:`gnomon.world.plan_cover.plan_cover_system`), so each system's hull is complete up
-  to the cation-cation binaries, which the world does not hold either.
+  (:func:`gnomon.world.plan_cover.plan_cover_system`), so each system's hull holds every
+  binary the world holds (for (a) its cation-cation binary too, since the world's cover of
+  2026-12-07 evening) and, for (b), not the new cation's binary with the world's cation.
 * **The oracle**: :func:`gnomon.world.oracle.relax_all` (CHGNet, the world's settings), into
   ``bench/results/outside/work``, one worker; resumable: a rerun relaxes nothing twice.
 * **Labels**: the new results, judged (:func:`gnomon.world.label.judged`), labelled with
@@ -549,8 +550,9 @@ def write_report(args: argparse.Namespace, choice: dict[str, Any], plan: list[di
             "pymatgen's prototypes and on the world's compounds near their hull, random search "
             "where substitution finds too few), the world's oracle (CHGNet, its relaxation "
             "settings), labelled on one hull per system with the world's rows of their "
-            "subsystems (elements and cation-anion binaries; the world holds no cation-cation "
-            "binary, so neither hull has one).", "",
+            "subsystems (elements and binaries: for (a) its cation-anion and cation-cation "
+            "binaries; for (b) the new cation's binary with the world's cation is not held).",
+            "",
             f"Systems (seed {choice['seed']}): (a) {', '.join(choice['a'])}, drawn from "
             f"{choice['eligible']['O']} A-B-O and {choice['eligible']['S']} A-B-S systems of "
             f"the world's cations; (b) {', '.join(choice['b'])}, with "
