@@ -54,6 +54,7 @@ the substitution probability, the template's space group and the supercell.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import math
@@ -208,8 +209,10 @@ class SAPSGenerator:
 
     def substitution_maps(
         self, structure: Structure, oxidation: dict[str, float]
-    ) -> list[tuple[dict[str, str], float]]:
-        """``({A: B, ...}, probability)`` for every allowed map, most probable first."""
+    ) -> SubstitutionMaps:
+        """``({A: B, ...}, probability)`` for every allowed map, most probable first (ties by
+        the sorted map), as a lazy sequence: a template with four substituted species over 40
+        elements has up to two million maps, of which a stream reads the first few."""
         present = sorted({el.symbol for el in structure.composition.elements})
         pool = list(self.elements) if self.elements is not None else table_elements()
         options: dict[str, list[tuple[str, float]]] = {}
@@ -224,23 +227,16 @@ class SAPSGenerator:
             options[a] = opts
         outside = self.outside(structure)
         if len(outside) > self.max_species:
-            return []  # cannot reach the chemical space
-        maps: list[tuple[dict[str, str], float]] = []
-        for r in range(1, self.max_species + 1):
-            for species in itertools.combinations(present, r):
-                if not outside <= set(species):
-                    continue
-                kept_species = set(present) - set(species)
-                for choice in itertools.product(*(options[a] for a in species)):
-                    targets = [b for b, _ in choice]
-                    merges = len(set(targets)) < len(targets) or bool(kept_species & set(targets))
-                    if merges and not (self.partial and r == 1):
-                        continue  # two elements would merge into one: a different structure type
-                    mapping = {a: b for a, b in zip(species, targets, strict=True)}
-                    prob = math.prod(p for _, p in choice)
-                    maps.append((mapping, prob))
-        maps.sort(key=lambda mp: (-mp[1], sorted(mp[0].items())))
-        return maps
+            return SubstitutionMaps(iter(()))  # cannot reach the chemical space
+        groups = [
+            species
+            for r in range(1, self.max_species + 1)
+            for species in itertools.combinations(present, r)
+            if outside <= set(species)
+        ]
+        return SubstitutionMaps(
+            _maps_by_probability(groups, options, set(present), self.partial)
+        )
 
     def expand(self, template: Template) -> Iterator[Candidate]:
         """Every distinct substitution outcome of one template.
@@ -373,3 +369,73 @@ def _spacegroup_symbol(structure: Structure, symprec: float) -> str | None:
         return SpacegroupAnalyzer(structure, symprec=symprec).get_space_group_symbol()
     except (ValueError, TypeError, RuntimeError):
         return None
+
+
+class SubstitutionMaps:
+    """A lazy, replayable sequence of substitution maps: what has been read is kept, so the
+    template's cache serves every later reader the same maps without listing all of them."""
+
+    def __init__(self, maps: Iterator[tuple[dict[str, str], float]]) -> None:
+        self._source = maps
+        self._read: list[tuple[dict[str, str], float]] = []
+
+    def __iter__(self) -> Iterator[tuple[dict[str, str], float]]:
+        i = 0
+        while True:
+            if i < len(self._read):
+                yield self._read[i]
+            else:
+                item = next(self._source, None)
+                if item is None:
+                    return
+                self._read.append(item)
+                yield item
+            i += 1
+
+    def __bool__(self) -> bool:
+        return next(iter(self), None) is not None
+
+
+def _maps_by_probability(
+    groups: list[tuple[str, ...]],
+    options: dict[str, list[tuple[str, float]]],
+    present: set[str],
+    partial: bool,
+) -> Iterator[tuple[dict[str, str], float]]:
+    """Every map of every group of substituted species, in the order of sorting them all by
+    (-probability, sorted map), without listing them: a best-first walk over each group's
+    option lists (sorted by probability, so a step along one list never raises the product),
+    all groups in one heap; maps of exactly equal probability are gathered and sorted by their
+    items before any is yielded. The probability is ``math.prod`` over the group's species in
+    order, the same float the full sort compares."""
+    ranked = {a: sorted(opts, key=lambda bp: -bp[1]) for a, opts in options.items()}
+    heap: list[tuple[float, int, tuple[int, ...]]] = []
+    seen: set[tuple[int, tuple[int, ...]]] = set()
+
+    def push(g: int, idx: tuple[int, ...]) -> None:
+        if (g, idx) in seen:
+            return
+        seen.add((g, idx))
+        prob = math.prod(ranked[a][i][1] for a, i in zip(groups[g], idx, strict=True))
+        heapq.heappush(heap, (-prob, g, idx))
+
+    for g, species in enumerate(groups):
+        if all(ranked[a] for a in species):
+            push(g, (0,) * len(species))
+    while heap:
+        top = heap[0][0]
+        tied: list[tuple[dict[str, str], float]] = []
+        while heap and heap[0][0] == top:
+            neg, g, idx = heapq.heappop(heap)
+            species = groups[g]
+            for j in range(len(idx)):
+                if idx[j] + 1 < len(ranked[species[j]]):
+                    push(g, idx[:j] + (idx[j] + 1,) + idx[j + 1 :])
+            targets = [ranked[a][i][0] for a, i in zip(species, idx, strict=True)]
+            kept_species = present - set(species)
+            merges = len(set(targets)) < len(targets) or bool(kept_species & set(targets))
+            if merges and not (partial and len(species) == 1):
+                continue  # two elements would merge into one: a different structure type
+            tied.append((dict(zip(species, targets, strict=True)), -neg))
+        tied.sort(key=lambda mp: sorted(mp[0].items()))
+        yield from tied

@@ -37,7 +37,7 @@ import hashlib
 import itertools
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
@@ -359,17 +359,27 @@ def _site_choices(
         yield {a: subset}, len(subset) / n_a
 
 
-def _maps(gen: SAPSGenerator, sym: TemplateSymmetry) -> list[tuple[dict[str, str], float]]:
+def _maps(
+    gen: SAPSGenerator, sym: TemplateSymmetry
+) -> Iterable[tuple[dict[str, str], float]]:
     key = (gen.elements, gen.within_elements, gen.threshold, gen.max_species, gen.partial)
     maps = sym.maps.get(key)
     if maps is None:
         maps = (
             gen.substitution_maps(sym.structure, sym.oxidation)
             if gen.reachable(sym.structure)
-            else []
+            else ()
         )
         sym.maps[key] = maps
     return maps
+
+
+class _AtomicNumbers(dict):
+    """Element symbol -> atomic number, looked up as met (the maps are read lazily)."""
+
+    def __missing__(self, symbol: str) -> int:
+        self[symbol] = z = Element(symbol).Z
+        return z
 
 
 def expand_fast(gen: SAPSGenerator, template: Template) -> Iterator[Candidate]:
@@ -384,7 +394,7 @@ def expand_fast(gen: SAPSGenerator, template: Template) -> Iterator[Candidate]:
     allowed = set(gen.elements) if (gen.within_elements and gen.elements) else None
     # species as atomic numbers: a fixed order, so the canonical decoration (and the id) of an
     # outcome does not depend on which other elements the run could substitute
-    codes = {el: Element(el).Z for el in present | {b for m, _ in maps for b in m.values()}}
+    codes = _AtomicNumbers()
     old_r3 = sum(site_radius(s, sym.oxidation.get(s)) ** 3 for s in sym.symbols)
     frac = np.array([site["abc"] for site in sym.base["sites"]], dtype=float)
     verifier = _Verifier(sym, present)
@@ -532,10 +542,10 @@ def _decoration_id(
 ) -> str:
     """The fast id: the template's key, the decoration made canonical under the template's
     group, and the scaled lattice (module docstring)."""
-    names = {z: el for el, z in codes.items()}
     species = np.array([codes[s] for s in sym.symbols], dtype=np.int64)
     for a, indices in sites_by_element.items():
         species[list(indices)] = codes[mapping[a]]
+    names = {z: el for el, z in codes.items()}  # after the lookups: codes fill as met
     canon = ",".join(names[k] for k in _canonical(species, sym.perms)).encode()
     return hashlib.sha256(
         b"|".join(
