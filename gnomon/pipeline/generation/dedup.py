@@ -491,10 +491,10 @@ class Deduplicator:
             self.stats.kept += 1
             self.seen.add(key, me)
         for c, me in zip(kept, knowns, strict=True):  # reduced now, or later in the chunk
-            if me.reduced is None and me.pending is None:
+            if me.reduced is None:  # reduced through another copy of it (the store's)
                 me.reduced = self._cells_now.get(me.id)
-            if (me.reduced is not None or me.pending is not None) and CELL_KEY not in c.extra:
-                doc = me.reduced_doc()
+            if me.reduced is not None and CELL_KEY not in c.extra:
+                doc = cell_doc(me.reduced, c.structure)
                 if doc is not None:
                     c.extra = {**c.extra, CELL_KEY: doc}
         if not self.remember:

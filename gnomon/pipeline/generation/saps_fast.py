@@ -116,7 +116,7 @@ class TemplateSymmetry:
     base: dict[str, Any]  # structure.as_dict()
     key: str  # content hash of the cell
     choices: dict[tuple, SubsetTable] = field(default_factory=dict)  # site subsets
-    maps: dict[tuple, list] = field(default_factory=dict)  # substitution maps per setting
+    maps: dict[tuple, Iterable] = field(default_factory=dict)  # substitution maps per setting
     scaling: tuple = ()  # lattice lengths, versors, geometric factor, ratios, volume
     content_key: tuple = ()  # where its disk record lives (template_cache)
 
