@@ -127,12 +127,45 @@ def drop_outliers(rows: list[dict], calibration_rows: list[dict], exclude: set[s
 
 # -- the fine-tune through sevenn (the product's: gnomon.dft.sevennet_finetune) ----------------
 def fine_tune(run: Path, rows: list[dict], valid: list[dict], epochs: int, batch: int,
-              lr: float, shift_scale: bool = False) -> dict:
+              lr: float, shift_scale: bool = False, frames: list | None = None) -> dict:
     """sevenn's console script on the preset (gnomon.dft.sevennet_finetune.fine_tune), every
-    epoch's checkpoint kept, one OMP thread; CPU-seconds of the child recorded in done.json."""
-    return product.fine_tune(run, [labelled(r) for r in rows], [labelled(r) for r in valid],
-                             epochs, batch, lr, shift_scale=shift_scale, keep_epochs=True,
-                             threads=1)
+    epoch's checkpoint kept, one OMP thread; CPU-seconds of the child recorded in done.json.
+    ``frames``: labelled relaxation frames trained on beside the rows."""
+    return product.fine_tune(run, [labelled(r) for r in rows] + list(frames or []),
+                             [labelled(r) for r in valid], epochs, batch, lr,
+                             shift_scale=shift_scale, keep_epochs=True, threads=1)
+
+
+def labelled_frames(train: list[dict], n: int, seed: int, run: Path) -> list:
+    """``n`` frames of the training rows' oracle relaxations (the product's choice,
+    gnomon.dft.sevennet_finetune.frames_to_train), each labelled by one single point of the
+    world's oracle (energy and forces); cached as extxyz beside the run, so a restarted
+    fine-tune labels nothing twice."""
+    from ase.io import read
+
+    from gnomon.world.oracle import oracle_engine
+
+    cache = run.with_name(run.name + "-frames.extxyz")
+    geometries = [g for r in train for g in product.Geometry.of_world_row(r)]
+    chosen = product.frames_to_train(geometries, {canon(r["chemsys"]) for r in train}, n, seed)
+    if cache.is_file():
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        by_id = {g.id: g for g in chosen}
+        return [product.Labelled(a.info["id"], by_id[a.info["id"]].chemsys,
+                                 AseAtomsAdaptor.get_structure(a), a.get_potential_energy(),
+                                 a.get_forces()) for a in read(cache, index=":")]
+    import torch
+
+    torch.set_num_threads(1)
+    t0 = time.process_time()
+    out, dropped = product.label_frames(chosen, oracle_engine().calculator())
+    log.info("frames: %d of %d geometries of %d training rows labelled (%d left out) in %.0f "
+             "CPU-s", len(out), len(geometries), len(train), dropped, time.process_time() - t0)
+    tmp = cache.with_suffix(".tmp")
+    product.write_extxyz(out, tmp)
+    os.replace(tmp, cache)
+    return out
 
 
 # -- SevenNet single points and relaxations, cached -------------------------------------------
@@ -358,6 +391,9 @@ def main(argv: list[str] | None = None) -> None:
                         "the calibration's failure bound (run name gets -clean)")
     parser.add_argument("--train-shift-scale", action="store_true",
                         help="train the per-element shifts and scales too (run name: -shift)")
+    parser.add_argument("--frames", type=int, default=0,
+                        help="also train on N frames of the training rows' oracle relaxations, "
+                        "with the oracle's single-point forces (run name: -fN)")
     parser.add_argument("--also", nargs="*", default=[],
                         help="report: other fine-tune runs (their folder names) beside this one")
     parser.add_argument("--seed", type=int, default=0)
@@ -383,12 +419,16 @@ def main(argv: list[str] | None = None) -> None:
         run = run.with_name(run.name + "-clean")
     if args.train_shift_scale:
         run = run.with_name(run.name + "-shift")
+    if args.frames:
+        run = run.with_name(run.name + f"-f{args.frames}")
     if args.phase in ("all", "fine-tune"):
         train = fine_tune_rows(sets["train"], args.structures, args.seed)
         if args.drop_outliers:
             train = drop_outliers(train, sets["calibration"], held | val)
+        frames = (labelled_frames(sets["train"], args.frames, args.seed, run)
+                  if args.frames else None)
         done = fine_tune(run, train, sets["valid"], args.epochs, args.batch, args.lr,
-                         args.train_shift_scale)
+                         args.train_shift_scale, frames)
         log.info("fine-tune: %s", {k: v for k, v in done.items() if k != "learning_curve"})
     if args.phase in ("all", ZERO_SHOT):
         evaluate(ZERO_SHOT, OUT / ZERO_SHOT, sets, data, args.relax, args.seed)

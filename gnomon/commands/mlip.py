@@ -28,6 +28,7 @@ from gnomon.credentials import mask_url
 from gnomon.pipeline.thermo.schemes import SchemeError, known_scheme, registered_schemes
 from gnomon.storage.chemsys import canonical_chemsys
 from gnomon.world.files import WorldFiles, load_world, sha256
+from gnomon.world.oracle import SCHEME, oracle_engine
 
 app = typer.Typer(
     cls=Group,
@@ -63,6 +64,10 @@ def finetune(
     valid: Annotated[int, typer.Option(
         metavar="N", help="Validation structures scored every epoch, from a seeded tenth of "
         "the compound systems that is never trained on.")] = 40,
+    frames: Annotated[int, typer.Option(
+        metavar="N", help="With --world: also train on up to N frames of the oracle's "
+        "relaxations of training systems (unrelaxed inputs, intermediate geometries), each "
+        "labelled by one single point of the world's oracle (energy and forces).")] = 0,
     seed: Annotated[int, typer.Option(metavar="N", help="Seed of the data choices.")] = 0,
     threads: Annotated[int | None, typer.Option(
         metavar="N", help="Threads sevenn's training may use (default: the environment's "
@@ -83,14 +88,18 @@ def finetune(
 
     try:
         tuner = SevenNetFineTuner(structures=structures, epochs=epochs, lr=lr, batch=batch,
-                                  valid=valid, seed=seed, threads=threads)
+                                  valid=valid, seed=seed, threads=threads, frames=frames)
     except ValueError as exc:
         fail(str(exc))
+    if frames and world is None:
+        fail("--frames needs --world: the frames of relaxations are kept in a world's rows")
     excluded = [s.strip() for item in exclude or [] for s in item.split(",") if s.strip()]
-    every, source = _rows(scheme, world, db)
+    every, source, geometries = _rows(scheme, world, db, frames > 0)
     rows = selected(every, excluded)
     if not rows:
         fail("no structure is left to fine-tune on once the excluded systems are removed")
+    drop = {r.chemsys for r in every} - {r.chemsys for r in rows}
+    geometries = [g for g in geometries if g.chemsys not in drop]
     source["excluded"] = sorted(excluded)
     source["excluded_structures"] = len(every) - len(rows)
     console.print(f"fine-tuning SevenNet-0 on {len(rows)} structures of {source['what']} "
@@ -100,12 +109,13 @@ def finetune(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     given = {"--scheme": scheme, "--world": world, "--structures": structures,
              "--epochs": epochs, "--lr": lr, "--batch": batch, "--valid": valid, "--seed": seed,
-             "--threads": threads, "--out": out}
+             "--frames": frames or None, "--threads": threads, "--out": out}
     command = shlex.join(["gnomon", "mlip", "finetune",
                           *(f"--exclude={s}" for s in sorted(excluded)),
                           *(f"{k}={v}" for k, v in given.items() if v is not None)])
     try:
-        card = tuner.run(rows, out, source=source, command=command)
+        card = tuner.run(rows, out, source=source, command=command, geometries=geometries,
+                         calculator=lambda: oracle_engine().calculator())
     except (FineTuneError, OSError) as exc:
         fail(str(exc))
     best = card["best_epoch"]
@@ -119,15 +129,26 @@ def finetune(
         f"{card['campaign_config']}", highlight=False)
 
 
-def _rows(scheme: str | None, world: Path | None, db: str | None) -> tuple[list, dict[str, Any]]:
-    """The labelled structures and where they came from: a database's entries of ``scheme``,
-    or a world's rows outside its held-out systems."""
-    from gnomon.dft.sevennet_finetune import Labelled  # heavy: ase (through the fine-tune)
+def _rows(scheme: str | None, world: Path | None, db: str | None,
+          frames: bool = False) -> tuple[list, dict[str, Any], list]:
+    """The labelled structures, where they came from and (``frames``: a world's) the frames of
+    their relaxations: a database's entries of ``scheme``, or a world's rows outside its
+    held-out systems."""
+    # heavy: ase (through the fine-tune)
+    from gnomon.dft.sevennet_finetune import Geometry, Labelled
 
     if world is not None and scheme is not None:
         fail("give --scheme (a database's entries) or --world (a world's rows), not both")
     if world is not None:
-        return _world_rows(world, Labelled)
+        rows, source, records = _world_rows(world, Labelled)
+        if not frames:
+            return rows, source, []
+        if source["scheme"] != SCHEME:
+            fail(f"the world in {world} was labelled in {source['scheme']}, not by this "
+                 f"oracle ({SCHEME}): its frames cannot be labelled in its scheme")
+        geometries = [g for r in records for g in Geometry.of_world_row(r)]
+        source["frames_available"] = len(geometries)
+        return rows, source, geometries
     if scheme is None:
         fail("what should SevenNet-0 learn? --scheme NAME (that scheme's entries in the "
              "database) or --world DIR (a world's training rows)")
@@ -143,24 +164,26 @@ def _rows(scheme: str | None, world: Path | None, db: str | None) -> tuple[list,
     if not rows:
         fail(f"the database holds no {name} entry with a structure to fine-tune on")
     return rows, {"what": f"the {name} entries", "scheme": name, "db": url,
-                  "entries": len(entries), "without_structure": len(entries) - len(rows)}
+                  "entries": len(entries), "without_structure": len(entries) - len(rows)}, []
 
 
-def _world_rows(world: Path, labelled) -> tuple[list, dict[str, Any]]:
-    """The world's rows outside its held-out systems, and what the card says of them."""
+def _world_rows(world: Path, labelled) -> tuple[list, dict[str, Any], list[dict[str, Any]]]:
+    """The world's rows outside its held-out systems (as ``labelled``, and as they are
+    stored), and what the card says of them."""
     files = WorldFiles(world)
     try:
         records, held = load_world(files)
     except (OSError, KeyError, ValueError) as exc:
         fail(f"cannot read the world in {world}: {exc}")
+    total = len(records)
     held = {canonical_chemsys(s) for s in held}
-    rows = [labelled.from_world_row(r) for r in records
-            if canonical_chemsys(r["chemsys"]) not in held]
+    records = [r for r in records if canonical_chemsys(r["chemsys"]) not in held]
+    rows = [labelled.from_world_row(r) for r in records]
     try:  # the oracle's scheme, as the world's manifest records it
         scheme = json.loads(files.manifest.read_text())["oracle"]["scheme"]
     except (OSError, KeyError, TypeError, ValueError):
         scheme = None
     return rows, {"what": f"the world in {world} (its training systems)", "scheme": scheme,
                   "world": str(world.resolve()), "world_sha256": sha256(files.world),
-                  "heldout_systems": sorted(held), "rows": len(records),
-                  "heldout_rows": len(records) - len(rows)}
+                  "heldout_systems": sorted(held), "rows": total,
+                  "heldout_rows": total - len(rows)}, records

@@ -13,6 +13,12 @@ How, as ``gnomon mlip finetune`` runs it (:class:`SevenNetFineTuner`):
   database's entries of one scheme or a world's training rows (never its held-out systems, nor
   systems the caller excludes). Forces are set to zero (the structures are relaxed minima: an
   approximation, as a relaxation stops at a small residual force, not at none), no stress.
+* **Frames** (optional, ``frames``): a minimum teaches a potential its energy but not the way
+  to it, and the mlip stage relaxes *from* unrelaxed SAPS cells. A world's rows keep a few
+  frames of each oracle relaxation (:mod:`gnomon.dft.frames`: the unrelaxed input, intermediate
+  geometries); up to ``frames`` of them, of training systems only and never a relaxation's last
+  frame (the minimum, already a row), are labelled by the scheme's own calculator (one single
+  point each: energy and forces, :func:`label_frames`) and trained on beside the minima.
 * **Validation**: a seeded tenth of the compound systems (whole systems, as screening meets
   systems it has not seen) is never trained on; up to ``valid`` of their structures are the
   validation set sevenn scores every epoch, and the epoch with the lowest validation loss is
@@ -47,8 +53,8 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -81,12 +87,15 @@ class FineTuneError(RuntimeError):
 
 @dataclass(frozen=True)
 class Labelled:
-    """One relaxed structure and its total energy (eV) in the scheme being learnt."""
+    """One structure and its total energy (eV) in the scheme being learnt: a relaxed minimum
+    (``forces`` None, taken as zero) or a frame of a relaxation with the forces of its single
+    point (eV/Å, one row per site)."""
 
     id: str
     chemsys: str  # canonical (``Li-O``)
     structure: Structure
     energy: float
+    forces: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def elemental(self) -> bool:
@@ -105,6 +114,50 @@ class Labelled:
         """A world row (``gnomon world build``): its oracle-relaxed structure and energy."""
         return cls(str(row["id"]), canonical_chemsys(row["chemsys"]),
                    Structure.from_dict(row["relaxed"]), float(row["energy"]))
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A frame of a training row's relaxation, not yet labelled (its energy and forces come
+    from the scheme's calculator, :func:`label_frames`)."""
+
+    id: str  # ``<row id>:frame<step>``
+    chemsys: str
+    structure: Structure
+
+    @classmethod
+    def of_world_row(cls, row: Mapping[str, Any]) -> list[Geometry]:
+        """A world row's frames but the last (the relaxed minimum, which the row is)."""
+        frames = sorted(row.get("frames") or [], key=lambda f: int(f["step"]))
+        chemsys = canonical_chemsys(row["chemsys"])
+        return [cls(f"{row['id']}:frame{int(f['step'])}", chemsys,
+                    Structure.from_dict(f["structure"])) for f in frames[:-1]]
+
+
+#: a frame whose largest force exceeds this (eV/Å) is not trained on: a cell the oracle's
+#: relaxation started far from any minimum (atoms nearly on top of each other), whose forces
+#: would dominate the loss of every batch it falls in
+MAX_FRAME_FORCE = 50.0
+
+
+def label_frames(geometries: Sequence[Geometry], calculator: Any) -> tuple[list[Labelled], int]:
+    """Each geometry's single point with ``calculator`` (an ASE calculator of the scheme being
+    learnt) as a :class:`Labelled` with forces; and how many were left out (a non-finite
+    energy or force, or a force above :data:`MAX_FRAME_FORCE`)."""
+    from pymatgen.io.ase import AseAtomsAdaptor  # heavy: pymatgen.io (ase)
+
+    out, dropped = [], 0
+    for g in geometries:
+        atoms = AseAtomsAdaptor.get_atoms(g.structure)
+        atoms.calc = calculator
+        energy = float(atoms.get_potential_energy())
+        forces = np.asarray(atoms.get_forces(), dtype=float)
+        if not (math.isfinite(energy) and np.isfinite(forces).all()
+                and np.abs(forces).max(initial=0.0) <= MAX_FRAME_FORCE):
+            dropped += 1
+            continue
+        out.append(Labelled(g.id, g.chemsys, g.structure, energy, forces))
+    return out, dropped
 
 
 # -- the data ------------------------------------------------------------------------------------
@@ -157,7 +210,8 @@ def training_rows(pool: Sequence[Labelled], n: int, seed: int) -> list[Labelled]
 
 
 def write_extxyz(rows: Sequence[Labelled], path: Path) -> None:
-    """``rows`` as sevenn reads them: total energy, zero forces (relaxed minima), no stress."""
+    """``rows`` as sevenn reads them: total energy, forces (zero for relaxed minima), no
+    stress."""
     from ase.calculators.singlepoint import SinglePointCalculator  # heavy: ase
     from ase.io import write  # heavy: ase
     from pymatgen.io.ase import AseAtomsAdaptor  # heavy: pymatgen.io (ase)
@@ -165,12 +219,34 @@ def write_extxyz(rows: Sequence[Labelled], path: Path) -> None:
     frames = []
     for r in rows:
         atoms = AseAtomsAdaptor.get_atoms(r.structure)
-        atoms.calc = SinglePointCalculator(atoms, energy=r.energy,
-                                           forces=np.zeros((len(atoms), 3)))
+        forces = np.zeros((len(atoms), 3)) if r.forces is None else r.forces
+        atoms.calc = SinglePointCalculator(atoms, energy=r.energy, forces=forces)
         atoms.info["id"] = r.id
         frames.append(atoms)
     path.parent.mkdir(parents=True, exist_ok=True)
     write(path, frames, format="extxyz")
+
+
+def frames_to_train(geometries: Sequence[Geometry], systems: set[str], n: int,
+                    seed: int) -> list[Geometry]:
+    """A seeded ``n`` of the geometries of ``systems`` (the training systems), spread over as
+    many relaxations as there are: one frame of each relaxation per pass, relaxations and
+    their frames in seeded order (many relaxations teach more than many frames of one)."""
+    by_row: dict[str, list[Geometry]] = {}
+    for g in geometries:
+        if g.chemsys in systems:
+            by_row.setdefault(g.id.rsplit(":", 1)[0], []).append(g)
+    rng = random.Random(seed)
+    rows = sorted(by_row)
+    rng.shuffle(rows)
+    for key in rows:
+        rng.shuffle(by_row[key])
+    chosen: list[Geometry] = []
+    depth = 0
+    while len(chosen) < n and any(len(by_row[k]) > depth for k in rows):
+        chosen += [by_row[k][depth] for k in rows if len(by_row[k]) > depth]
+        depth += 1
+    return chosen[:n]
 
 
 # -- sevenn ----------------------------------------------------------------------------------------
@@ -277,23 +353,30 @@ class SevenNetFineTuner:
     val_fraction: float = 0.1  # share of the compound systems held from training for that
     seed: int = 0
     threads: int | None = None  # the child's OMP threads (None: as this process has)
+    frames: int = 0  # most relaxation frames (with single-point forces) beside the minima
 
     def __post_init__(self) -> None:
         for name in ("structures", "epochs", "batch", "valid"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.frames < 0:
+            raise ValueError(f"frames must be 0 or more, not {self.frames}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, not {self.lr}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must lie between 0 and 1, not {self.val_fraction}")
 
     def run(self, rows: Sequence[Labelled], out: Path, source: Mapping[str, Any] | None = None,
-            command: str | None = None) -> dict[str, Any]:
+            command: str | None = None, geometries: Sequence[Geometry] = (),
+            calculator: Callable[[], Any] | None = None) -> dict[str, Any]:
         """Fine-tune on ``rows`` into ``out`` and return the card (also ``out/card.json``).
 
         ``source`` says where the rows came from (database and scheme, or world), for the card;
-        ``command`` is the command line that asked for it. A finished fine-tune of the same
-        request in ``out`` is returned as it is; one of another request is refused."""
+        ``command`` is the command line that asked for it. ``geometries``: relaxation frames
+        of the rows, of which up to ``frames`` of training systems are labelled by the ASE
+        calculator ``calculator()`` builds (the scheme's own) and trained on too. A finished
+        fine-tune of the same request in ``out`` is returned as it is; one of another request
+        is refused."""
         out = Path(out)
         pool, valid, val_systems = validation_split(rows, self.val_fraction, self.valid,
                                                     self.seed)
@@ -301,9 +384,15 @@ class SevenNetFineTuner:
         if not train:
             raise FineTuneError("no structure is left to train on once the validation systems "
                                 "are set aside")
+        chosen = frames_to_train(geometries, {r.chemsys for r in pool}, self.frames,
+                                 self.seed)
+        if chosen and calculator is None:
+            raise FineTuneError("frames to train on need the scheme's calculator to label them")
         request = {"settings": asdict(self) | {"threads": None},
                    "train": stable_hash(sorted(r.id for r in train)),
                    "valid": stable_hash(sorted(r.id for r in valid))}
+        if chosen:  # a request without frames keeps the form older fine-tunes recorded
+            request["frames"] = stable_hash(sorted(g.id for g in chosen))
         run = out / RUN_DIR
         self._claim(out, request)
         card_path, model = out / CARD_FILE, out / MODEL_FILE
@@ -312,8 +401,18 @@ class SevenNetFineTuner:
             if card.get("sha256") == checkpoint_sha256(model):
                 log.info("fine-tune: %s is done already", out)
                 return card
-        ft = fine_tune(run, train, valid, self.epochs, self.batch, self.lr,
+        framed: list[Labelled] = []
+        if chosen and not (run / DONE_FILE).is_file():
+            t0 = time.process_time()
+            framed, dropped = label_frames(chosen, calculator())
+            log.info("fine-tune: %d frames labelled by single points in %.0f CPU-s (%d left out)",
+                     len(framed), time.process_time() - t0, dropped)
+        ft = fine_tune(run, train + framed, valid, self.epochs, self.batch, self.lr,
                        keep_epochs=False, threads=self.threads)
+        # what was trained on beyond the minima were frames (as done.json counts it, so a
+        # fine-tune finished before a crash reports them too)
+        ft = ft | {"frames": ft["structures"] - len(train)}
+        ft["frames_dropped"] = len(chosen) - ft["frames"]
         if not (run / BEST).is_file():
             raise FineTuneError(f"sevenn wrote no {BEST} in {run}: the validation loss was never "
                                 f"finite; see {run / 'log.sevenn'}")
@@ -365,7 +464,10 @@ class SevenNetFineTuner:
                 "train_systems": len({r.chemsys for r in train}),
                 "valid": len(valid),
                 "validation_systems": val_systems,
-                "labels": "total energy of the relaxed structure; forces zero; no stress",
+                "frames": ft.get("frames", 0),
+                "frames_left_out": ft.get("frames_dropped", 0),
+                "labels": "total energy of the relaxed structure, forces zero; of a frame, its "
+                          "single point's energy and forces; no stress",
             },
             "elements": elements,
             "base": "SevenNet-0_11July2024 (sevenn preset " + PRESET + ")",

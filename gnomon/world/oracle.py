@@ -63,13 +63,19 @@ def _record(key: str, result: BatchResult | str) -> dict[str, Any]:
     return rec
 
 
+def oracle_engine() -> CHGNetEngine:
+    """The engine the world's labels come from (its scheme is :data:`SCHEME`): what a single
+    point in the world's own scheme is computed with."""
+    return CHGNetEngine(**ORACLE_SETTINGS)
+
+
 def relax_shard(todo: list[dict[str, Any]], out: Path, batch_size: int) -> None:
     """Relax ``todo`` with the CHGNet engine's settings, appending one JSON line per result."""
     import torch  # heavy: torch, only in the oracle's worker processes
 
     warnings.simplefilter("ignore")  # CHGNet's tensor-copy notice, once per process
     torch.set_num_threads(1)
-    relaxer = BatchRelaxer(CHGNetEngine(**ORACLE_SETTINGS), batch_size=batch_size)
+    relaxer = BatchRelaxer(oracle_engine(), batch_size=batch_size)
     inputs = {p["id"]: oracle_input(Structure.from_dict(p["structure"])) for p in todo}
     items = ((key, s) for key, (s, refused) in inputs.items() if refused is None)
     t0, n = time.time(), 0

@@ -12,6 +12,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from dft_helpers import rocksalt, si_diamond
 from pymatgen.core import Lattice, Structure
@@ -228,6 +229,102 @@ def test_finetune_on_a_database_scheme_never_uses_excluded_systems(tmp_path, mon
     result = CliRunner().invoke(app, ["mlip", "finetune", "--db", sqlite_repo.url,
                                       "--scheme", "mlip-chgnet-0.3", "--out", str(out)])
     assert result.exit_code == 1 and "unknown energy scheme" in result.output
+
+
+# -- frames of relaxations, labelled by single points, beside the minima ------------------------
+
+
+def _framed_row(rid: str, chemsys: str, st: Structure, e: float) -> dict:
+    """A world row whose relaxation kept three frames: the input (strained 6 %, its first
+    atom off its site), one on the way, and the last (the relaxed structure itself)."""
+    frames = []
+    for step, strain in ((0, 1.06), (4, 1.02), (17, 1.0)):
+        cell = st.copy()
+        cell.scale_lattice(st.volume * strain**3)
+        if step < 17:
+            cell.translate_sites([0], [0.02 * strain, 0.01, 0.0])
+        frames.append({"step": step, "energy_per_atom": e / len(st),
+                       "structure": cell.as_dict()})
+    return {"id": rid, "chemsys": chemsys, "relaxed": st.as_dict(), "energy": e,
+            "frames": frames}
+
+
+def _lj():
+    from ase.calculators.lj import LennardJones
+
+    return LennardJones(sigma=2.0, epsilon=1.0, rc=6.0)
+
+
+def test_a_rows_frames_but_its_last_are_geometries_to_label_and_forces_come_from_the_calculator():
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    row = _framed_row("LiF-0", "Li-F", rocksalt(4.03, "Li", "F"), -9.6)
+    geometries = ft.Geometry.of_world_row(row)
+    assert [g.id for g in geometries] == ["LiF-0:frame0", "LiF-0:frame4"]
+    assert {g.chemsys for g in geometries} == {"F-Li"}
+    # a cell with two atoms 0.3 Å apart: forces far beyond any relaxation's, left out
+    crushed = ft.Geometry("x:frame0", "F-Li", Structure(Lattice.cubic(6.0), ["Li", "F"],
+                                                        [[0, 0, 0], [0.05, 0, 0]]))
+    labelled, dropped = ft.label_frames([*geometries, crushed], _lj())
+    assert dropped == 1 and [r.id for r in labelled] == ["LiF-0:frame0", "LiF-0:frame4"]
+    for g, r in zip(geometries, labelled, strict=True):
+        atoms = AseAtomsAdaptor.get_atoms(g.structure)
+        atoms.calc = _lj()
+        assert r.energy == pytest.approx(atoms.get_potential_energy())
+        assert r.forces.shape == (len(g.structure), 3)
+        assert r.forces == pytest.approx(atoms.get_forces())
+        assert np.abs(r.forces).max() > 1e-3  # a displaced atom is not at rest
+
+
+def test_frames_of_training_systems_are_trained_on_with_their_forces_never_of_validation_ones(
+        tmp_path, monkeypatch):
+    from ase.io import read
+
+    fake = FakeSevenn()
+    monkeypatch.setattr(ft.subprocess, "run", fake)
+    records = [_framed_row(rid, "-".join(sorted(c.split("-"))), st, e)
+               for rid, c, st, e in _rows()]
+    rows = [ft.Labelled.from_world_row(r) for r in records]
+    geometries = [g for r in records for g in ft.Geometry.of_world_row(r)]
+    labels = []
+
+    def calculator():
+        labels.append(1)
+        return _lj()
+
+    tuner = ft.SevenNetFineTuner(structures=20, epochs=1, batch=2, frames=5)
+    out = tmp_path / "ft"
+    card = tuner.run(rows, out, geometries=geometries, calculator=calculator)
+    assert labels == [1]
+    frames = [a for a in read(out / ft.RUN_DIR / "train.extxyz", index=":")
+              if ":frame" in a.info["id"]]
+    assert card["data"]["frames"] == len(frames) == 5 and card["data"]["frames_left_out"] == 0
+    held = set(card["data"]["validation_systems"])
+    chemsys = {r.id: r.chemsys for r in rows}
+    assert all(chemsys[a.info["id"].split(":")[0]] not in held for a in frames)
+    assert all(np.abs(a.get_forces()).max() > 1e-3 for a in frames)
+    # spread over relaxations: five frames of five different relaxations
+    assert len({a.info["id"].split(":")[0] for a in frames}) == 5
+    minima = [a for a in read(out / ft.RUN_DIR / "train.extxyz", index=":")
+              if ":frame" not in a.info["id"]]
+    assert minima and all(not a.get_forces().any() for a in minima)
+    # the same request again: done, nothing labelled or trained; more frames: another request
+    assert tuner.run(rows, out, geometries=geometries, calculator=calculator) == card
+    assert labels == [1] and len(fake.calls) == 1
+    with pytest.raises(ft.FineTuneError, match="holds a finished fine-tune"):
+        ft.SevenNetFineTuner(structures=20, epochs=1, batch=2, frames=6).run(
+            rows, out, geometries=geometries, calculator=calculator)
+    with pytest.raises(ft.FineTuneError, match="need the scheme's calculator"):
+        tuner.run(rows, tmp_path / "other", geometries=geometries)
+
+
+def test_frames_are_asked_of_a_world_only(tmp_path, sqlite_repo):
+    result = CliRunner().invoke(app, ["mlip", "finetune", "--db", sqlite_repo.url, "--scheme",
+                                      "mlip-chgnet-0.3.0", "--frames", "10",
+                                      "--out", str(tmp_path / "ft")])
+    assert result.exit_code == 1
+    assert "--frames needs --world" in _one_line(result.output)
+    assert "Traceback" not in result.output and not (tmp_path / "ft").exists()
 
 
 # -- a real fine-tune through sevenn ---------------------------------------------------------------
