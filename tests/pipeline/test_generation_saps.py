@@ -212,6 +212,42 @@ def test_limit_and_processes_give_the_same_stream():
     assert shards[0] + shards[1] == serial and shards[0] and shards[1]
 
 
+class FailsMidway(SAPSGenerator):
+    """SAPS whose expansion of template "rs" fails after its first two outcomes."""
+
+    def expand(self, template):
+        for k, candidate in enumerate(super().expand(template)):
+            if template.id == "rs" and k == 2:
+                raise ValueError("no oxidation state for X")
+            yield candidate
+
+
+def test_a_template_streams_its_outcomes_and_a_failure_midway_keeps_those_made_before_it():
+    templates = [make_template("rs", rock_salt(), "test"),
+                 make_template("pv", perovskite(), "test")]
+    elements = ("Na", "K", "Cl", "Sr", "Ti", "Zr", "O")
+    saps = SAPSGenerator(elements=elements, partial_mode="sites")
+    # in this process, the first outcome comes before the template's expansion ends: a
+    # template with millions of outcomes is never listed
+    made = []
+    real = saps.expand
+
+    def expand(template):
+        for candidate in real(template):
+            made.append(candidate.id)
+            yield candidate
+
+    saps.expand = expand
+    first = next(saps.generate(templates))
+    assert made == [first.id]
+    for processes in (1, 2):
+        failing = FailsMidway(elements=elements, partial_mode="sites")
+        out = [c.template_id for c in failing.generate(templates, processes=processes)]
+        assert out[:2] == ["rs", "rs"] and set(out[2:]) == {"pv"}
+        assert [(s.id, s.reason) for s in failing.skipped] == [
+            ("rs", "substitution failed: no oxidation state for X")]
+
+
 def test_distinct_subsets_without_symmetry_enumerates_every_subset():
     perms = np.arange(5)[None, :]
     subsets = list(distinct_subsets(perms, [0, 1, 2, 3, 4]))

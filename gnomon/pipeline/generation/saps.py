@@ -58,7 +58,7 @@ import heapq
 import itertools
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -166,12 +166,19 @@ class SAPSGenerator:
         if shard_of is not None:
             templates = shard(templates, *shard_of)
         usable = self._usable(templates)
-        for batch in parallel_map(self._expand_or_skip, usable, processes):
-            if isinstance(batch, SkippedTemplate):
-                self._skip(batch)
-                continue
-            for candidate in batch:
-                yield candidate
+        # in this process a template's outcomes stream as they are made: one template of four
+        # substituted species over 40 elements has millions, which a list held in gigabytes
+        batches: Iterable[Iterable[Candidate | SkippedTemplate]] = (
+            (self._outcomes(t) for t in usable)
+            if processes <= 1
+            else parallel_map(self._expand_or_skip, usable, processes)
+        )
+        for batch in batches:
+            for item in batch:
+                if isinstance(item, SkippedTemplate):
+                    self._skip(item)
+                    continue
+                yield item
                 n += 1
                 if limit is not None and n >= limit:
                     return
@@ -187,11 +194,17 @@ class SAPSGenerator:
         logger.warning("template %s skipped: %s", skipped.id, skipped.reason)
         self.skipped.append(skipped)
 
-    def _expand_or_skip(self, template: Template) -> list[Candidate] | SkippedTemplate:
+    def _outcomes(self, template: Template) -> Iterator[Candidate | SkippedTemplate]:
+        """A template's outcomes as they are made; a substitution that fails ends them with
+        the template's skip (after the outcomes made before it, in both paths alike)."""
         try:
-            return list(self.expand(template))
+            yield from self.expand(template)
         except (ValueError, KeyError, TypeError, RuntimeError) as exc:
-            return SkippedTemplate(template.id, f"substitution failed: {exc}")
+            yield SkippedTemplate(template.id, f"substitution failed: {exc}")
+
+    def _expand_or_skip(self, template: Template) -> list[Candidate | SkippedTemplate]:
+        """A process pool's unit of work: one template's outcomes (and skip), listed."""
+        return list(self._outcomes(template))
 
     # -- one template -----------------------------------------------------------------
     def outside(self, structure: Structure) -> set[str]:
@@ -227,7 +240,7 @@ class SAPSGenerator:
             options[a] = opts
         outside = self.outside(structure)
         if len(outside) > self.max_species:
-            return SubstitutionMaps(iter(()))  # cannot reach the chemical space
+            return SubstitutionMaps(lambda: iter(()))  # cannot reach the chemical space
         groups = [
             species
             for r in range(1, self.max_species + 1)
@@ -235,7 +248,7 @@ class SAPSGenerator:
             if outside <= set(species)
         ]
         return SubstitutionMaps(
-            _maps_by_probability(groups, options, set(present), self.partial)
+            lambda: _maps_by_probability(groups, options, set(present), self.partial)
         )
 
     def expand(self, template: Template) -> Iterator[Candidate]:
@@ -372,28 +385,21 @@ def _spacegroup_symbol(structure: Structure, symprec: float) -> str | None:
 
 
 class SubstitutionMaps:
-    """A lazy, replayable sequence of substitution maps: what has been read is kept, so the
-    template's cache serves every later reader the same maps without listing all of them."""
+    """A lazy sequence of substitution maps, made afresh on every reading and never kept: a
+    template of four species over 40 elements has up to two million maps, which a stream reads
+    once, in order, and which kept (even lazily, as read) held gigabytes."""
 
-    def __init__(self, maps: Iterator[tuple[dict[str, str], float]]) -> None:
-        self._source = maps
-        self._read: list[tuple[dict[str, str], float]] = []
+    def __init__(self, maps: Callable[[], Iterator[tuple[dict[str, str], float]]]) -> None:
+        self._maps = maps
+        self.read = 0  # maps handed out so far, over every reading
 
     def __iter__(self) -> Iterator[tuple[dict[str, str], float]]:
-        i = 0
-        while True:
-            if i < len(self._read):
-                yield self._read[i]
-            else:
-                item = next(self._source, None)
-                if item is None:
-                    return
-                self._read.append(item)
-                yield item
-            i += 1
+        for item in self._maps():
+            self.read += 1
+            yield item
 
     def __bool__(self) -> bool:
-        return next(iter(self), None) is not None
+        return next(self._maps(), None) is not None
 
 
 def _maps_by_probability(
@@ -410,12 +416,8 @@ def _maps_by_probability(
     order, the same float the full sort compares."""
     ranked = {a: sorted(opts, key=lambda bp: -bp[1]) for a, opts in options.items()}
     heap: list[tuple[float, int, tuple[int, ...]]] = []
-    seen: set[tuple[int, tuple[int, ...]]] = set()
 
     def push(g: int, idx: tuple[int, ...]) -> None:
-        if (g, idx) in seen:
-            return
-        seen.add((g, idx))
         prob = math.prod(ranked[a][i][1] for a, i in zip(groups[g], idx, strict=True))
         heapq.heappush(heap, (-prob, g, idx))
 
@@ -428,7 +430,11 @@ def _maps_by_probability(
         while heap and heap[0][0] == top:
             neg, g, idx = heapq.heappop(heap)
             species = groups[g]
-            for j in range(len(idx)):
+            # each index tuple is pushed once, by its one parent (the tuple with its last
+            # non-zero index lowered by one), so no set of those met is kept: the heap holds
+            # only the frontier, an antichain far smaller than the maps read
+            last = max((j for j, i in enumerate(idx) if i), default=0)
+            for j in range(last, len(idx)):
                 if idx[j] + 1 < len(ranked[species[j]]):
                     push(g, idx[:j] + (idx[j] + 1,) + idx[j + 1 :])
             targets = [ranked[a][i][0] for a, i in zip(species, idx, strict=True)]

@@ -45,7 +45,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 from pymatgen.analysis.structure_matcher import StructureMatcher
-from pymatgen.core import Composition, Element, Structure
+from pymatgen.core import Composition, Element, Lattice, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from gnomon.pipeline.generation import template_cache
@@ -116,7 +116,6 @@ class TemplateSymmetry:
     base: dict[str, Any]  # structure.as_dict()
     key: str  # content hash of the cell
     choices: dict[tuple, SubsetTable] = field(default_factory=dict)  # site subsets
-    maps: dict[tuple, Iterable] = field(default_factory=dict)  # substitution maps per setting
     scaling: tuple = ()  # lattice lengths, versors, geometric factor, ratios, volume
     content_key: tuple = ()  # where its disk record lives (template_cache)
 
@@ -190,7 +189,7 @@ def template_symmetry(
     sym.scaling = (abc0, versors, geo, abc0 / abc0[2], structure.volume)
     sym.content_key = key
     for first, second, fit in fits:
-        _remember_fit((digest, tuple(first), tuple(second)), bool(fit), None)
+        _remember_fit((digest, tuple(first), tuple(second)), bool(fit))
     _cache[key] = sym
     if len(_cache) > _SYMMETRY_CACHE:
         _cache.popitem(last=False)
@@ -362,16 +361,10 @@ def _site_choices(
 def _maps(
     gen: SAPSGenerator, sym: TemplateSymmetry
 ) -> Iterable[tuple[dict[str, str], float]]:
-    key = (gen.elements, gen.within_elements, gen.threshold, gen.max_species, gen.partial)
-    maps = sym.maps.get(key)
-    if maps is None:
-        maps = (
-            gen.substitution_maps(sym.structure, sym.oxidation)
-            if gen.reachable(sym.structure)
-            else ()
-        )
-        sym.maps[key] = maps
-    return maps
+    """The template's substitution maps, made as read (never kept: see SubstitutionMaps)."""
+    if not gen.reachable(sym.structure):
+        return ()
+    return gen.substitution_maps(sym.structure, sym.oxidation)
 
 
 class _AtomicNumbers(dict):
@@ -397,49 +390,52 @@ def expand_fast(gen: SAPSGenerator, template: Template) -> Iterator[Candidate]:
     codes = _AtomicNumbers()
     old_r3 = sum(site_radius(s, sym.oxidation.get(s)) ** 3 for s in sym.symbols)
     frac = np.array([site["abc"] for site in sym.base["sites"]], dtype=float)
-    verifier = _Verifier(sym, present)
+    verifier = _Verifier(sym, present, frac)
     n_out = 0
     template_counts = Counter(sym.symbols)
-    for mapping, prob in maps:
-        merges = bool(set(mapping.values()) & (present - set(mapping)))
+    try:  # the verdicts found reach the disk record however the stream ends
+        for mapping, prob in maps:
+            merges = bool(set(mapping.values()) & (present - set(mapping)))
 
-        def usable(n: int, mapping: dict[str, str] = mapping) -> bool:
-            (a,) = mapping
-            names = _composition(_replaced(template_counts, {a: n}, mapping))
-            return _admitted(gen, names, allowed)
+            def usable(n: int, mapping: dict[str, str] = mapping) -> bool:
+                (a,) = mapping
+                names = _composition(_replaced(template_counts, {a: n}, mapping))
+                return _admitted(gen, names, allowed)
 
-        for sites_by_element, fraction in _site_choices(gen, sym, mapping, usable):
-            if merges and fraction == 1.0:
-                continue
-            replaced = {a: len(ix) for a, ix in sites_by_element.items()}
-            names = _composition(_replaced(template_counts, replaced, mapping))
-            if not _admitted(gen, names, allowed):
-                continue
-            cell_formula, formula, chemsys, _ = names
-            new_symbols, new_r3 = _decorate(sym, mapping, sites_by_element, old_r3)
-            matrix, abc, volume = _scaled_lattice(sym, gen.rescale_volume, old_r3, new_r3)
-            doc = _structure_dict(sym.base, matrix, abc, volume, frac, new_symbols, sym.symbols)
-            if gen.verify and verifier.seen(formula, doc, new_symbols):
-                continue
-            if gen.identity == "structure":
-                cid = structure_hash(Structure.from_dict(doc))
-            else:
-                cid = _decoration_id(sym, codes, mapping, sites_by_element, matrix)
-            yield _candidate(
-                gen,
-                template,
-                sym,
-                cid,
-                doc,
-                mapping,
-                prob,
-                sites_by_element,
-                fraction,
-                (cell_formula, formula, chemsys),
-            )
-            n_out += 1
-            if gen.max_per_template is not None and n_out >= gen.max_per_template:
-                return
+            for sites_by_element, fraction in _site_choices(gen, sym, mapping, usable):
+                if merges and fraction == 1.0:
+                    continue
+                replaced = {a: len(ix) for a, ix in sites_by_element.items()}
+                names = _composition(_replaced(template_counts, replaced, mapping))
+                if not _admitted(gen, names, allowed):
+                    continue
+                cell_formula, formula, chemsys, _ = names
+                new_symbols, new_r3 = _decorate(sym, mapping, sites_by_element, old_r3)
+                matrix, abc, volume = _scaled_lattice(sym, gen.rescale_volume, old_r3, new_r3)
+                if gen.verify and verifier.seen(formula, matrix, new_symbols):
+                    continue
+                doc = _structure_dict(sym.base, matrix, abc, volume, frac, new_symbols, sym.symbols)
+                if gen.identity == "structure":
+                    cid = structure_hash(Structure.from_dict(doc))
+                else:
+                    cid = _decoration_id(sym, codes, mapping, sites_by_element, matrix)
+                yield _candidate(
+                    gen,
+                    template,
+                    sym,
+                    cid,
+                    doc,
+                    mapping,
+                    prob,
+                    sites_by_element,
+                    fraction,
+                    (cell_formula, formula, chemsys),
+                )
+                n_out += 1
+                if gen.max_per_template is not None and n_out >= gen.max_per_template:
+                    return
+    finally:
+        verifier.flush()
 
 
 def _replaced(
@@ -560,18 +556,30 @@ def _decoration_id(
 
 class _Verifier:
     """``verify``: an outcome StructureMatcher finds equal to an earlier one of the same
-    template and formula is dropped; pair verdicts are cached across templates by labels."""
+    template and formula is dropped; pair verdicts are cached across templates by labels.
 
-    def __init__(self, sym: TemplateSymmetry, present: set[str]) -> None:
+    An outcome is kept as its scaled lattice and species only (the template's fractional
+    coordinates are every outcome's): a template of four species may yield millions of
+    outcomes, and a structure dict each held them in gigabytes."""
+
+    def __init__(self, sym: TemplateSymmetry, present: set[str], frac: np.ndarray) -> None:
         self.sym = sym
         self.present = present
+        self.frac = frac
         self.matcher: StructureMatcher | None = None
-        self.kept: dict[str, list[tuple[dict[str, Any], list[str]]]] = {}
+        self.kept: dict[str, list[tuple[np.ndarray, list[str]]]] = {}
+        self.new_fits: list[tuple[tuple, tuple, bool]] = []  # for the template's disk record
 
-    def seen(self, formula: str, doc: dict[str, Any], symbols: list[str]) -> bool:
+    def flush(self) -> None:
+        """The verdicts computed here, to the template's disk record (once per expansion)."""
+        if self.sym.content_key:
+            template_cache.add_fits(self.sym.content_key, self.new_fits)
+        self.new_fits = []
+
+    def seen(self, formula: str, matrix: np.ndarray, symbols: list[str]) -> bool:
         same = self.kept.setdefault(formula, [])
         new = None
-        for other_doc, other_symbols in same:
+        for other_matrix, other_symbols in same:
             if self.matcher is None:
                 self.matcher = StructureMatcher(
                     primitive_cell=True, scale=True, attempt_supercell=False
@@ -579,13 +587,17 @@ class _Verifier:
             key = (self.sym.key, *_pair_labels(symbols, other_symbols, self.present))
             fit = _fits.get(key)
             if fit is None:
-                new = new or Structure.from_dict(doc)
-                fit = bool(self.matcher.fit(new, Structure.from_dict(other_doc)))
-                _remember_fit(key, fit, self.sym.content_key)
+                new = new or self._structure(matrix, symbols)
+                fit = bool(self.matcher.fit(new, self._structure(other_matrix, other_symbols)))
+                _remember_fit(key, fit)
+                self.new_fits.append((key[1], key[2], fit))
             if fit:
                 return True
-        same.append((doc, symbols))
+        same.append((matrix, symbols))
         return False
+
+    def _structure(self, matrix: np.ndarray, symbols: list[str]) -> Structure:
+        return Structure(Lattice(matrix), symbols, self.frac)
 
 
 _fits: OrderedDict[tuple, bool] = OrderedDict()
@@ -616,11 +628,9 @@ def _pair_labels(
     return label(first), label(second)
 
 
-def _remember_fit(key: tuple, fit: bool, content_key: tuple | None) -> None:
-    """Cache a verify verdict; a new one (``content_key`` given) goes to the template's disk
-    record too, so later processes find it."""
-    if content_key is not None:
-        template_cache.add_fit(content_key, key[1], key[2], fit)
+def _remember_fit(key: tuple, fit: bool) -> None:
+    """Cache a verify verdict in memory (new ones reach the template's disk record through
+    :meth:`_Verifier.flush`, so later processes find them)."""
     _fits[key] = fit
     if len(_fits) > _FIT_CACHE:
         _fits.popitem(last=False)

@@ -103,11 +103,15 @@ def store(content_key: tuple, record: dict[str, Any]) -> None:
         logger.debug("template symmetry cache: cannot write %s (%s)", path, exc)
 
 
-def add_fit(content_key: tuple, first: tuple, second: tuple, fit: bool) -> None:
-    """Add one verify verdict to the template's record (read, extend, rewrite atomically; a
-    verdict lost to a concurrent writer is only computed again)."""
+def add_fits(content_key: tuple, fits: list[tuple[tuple, tuple, bool]]) -> None:
+    """Add a template's new verify verdicts ``(first, second, fit)`` to its record in one
+    read, extend and atomic rewrite (a template of four species meets thousands: rewritten
+    once each, the record cost the square of their number; a verdict lost to a concurrent
+    writer is only computed again)."""
+    if not fits:
+        return
     record = load(content_key)
     if record is None:
         return
-    record.setdefault("fits", []).append([list(first), list(second), fit])
+    record.setdefault("fits", []).extend([list(a), list(b), fit] for a, b, fit in fits)
     store(content_key, record)
