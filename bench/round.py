@@ -6,7 +6,7 @@
 The round is the product's own (``gnomon.campaign.steps``, what ``gnomon campaign run`` and
 the Prefect flow call), with the streaming funnel on (``funnel.enabled``): its ``references``
 step relaxes the elemental references with the campaign's engine (CHGNet), then its ``dedup``
-step pulls SAPS's lazy stream over every chemical system of up to ``--max-arity`` (3) of the
+step pulls SAPS's lazy stream over every chemical system of up to ``--max-arity`` (4) of the
 elements (AFLOW prototypes of at most ``--template-sites`` sites, ionic substitution probability at
 least ``--threshold``, no cap per template) through the physical check, exact dedup (seen
 store on disk), the screen (the shipped pretrained 5-model ensemble against the stored hull,
@@ -123,13 +123,12 @@ def main() -> None:
     )
     ap.add_argument("--chunk-size", type=int, default=1000)
     # over systems of up to 3 of the 40 elements, 10 sites at 0.001 ran out at 292,964
-    # candidates and 16 sites at 0.0001 at 450,332 (2026-12-07): 10^6 needs quaternaries, but
-    # with --max-arity 4 SAPS's substitution maps (every product of the 40 elements over a
-    # template's species, listed and sorted up front) grew past 16 GB before the stream's
-    # second chunk: the default stays 3 until they are enumerated lazily
+    # candidates and 16 sites at 0.0001 at 450,332 (2026-12-07): 10^6 needs quaternaries.
+    # With four species SAPS first held every substitution map (16.6 GB), then every outcome
+    # of a template (8 GB after 1,000 candidates); both now stream (2026-12-07)
     ap.add_argument("--template-sites", type=int, default=16)
     ap.add_argument("--threshold", type=float, default=0.0001)
-    ap.add_argument("--max-arity", type=int, default=3, help="elements per system, at most")
+    ap.add_argument("--max-arity", type=int, default=4, help="elements per system, at most")
     ap.add_argument(
         "--e-above-hull",
         type=float,
