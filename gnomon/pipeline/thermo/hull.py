@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -437,9 +437,13 @@ class _Pools:
 class HullEngine:
     """Keeps the stored phases equal to pymatgen's hulls of the stored entries."""
 
+    #: hulls kept per engine for queries, most recently used: a screen of a space of four of
+    #: 40 elements asks for ~100,000 systems, whose phase diagrams kept held gigabytes
+    pd_cache_size: int = 4096
+
     def __init__(self, repo: Repository):
         self.repo = repo
-        self._pd_cache: dict[tuple[str, str], PhaseDiagram | None] = {}
+        self._pd_cache: OrderedDict[tuple[str, str], PhaseDiagram | None] = OrderedDict()
 
     # -- ingest ---------------------------------------------------------------------------
     def ingest(
@@ -583,12 +587,14 @@ class HullEngine:
         """The hull of ``chemsys`` in ``scheme`` from stored entries (cached per engine)."""
         chemsys = canonical_chemsys(chemsys) if isinstance(chemsys, str) else chemsys_of(chemsys)
         key = (scheme, chemsys)
-        if key not in self._pd_cache:
-            docs = list(
-                self.repo.find("entries", {"scheme": scheme, "chemsys": subsystems(chemsys)})
-            )
-            self._pd_cache[key] = phase_diagram([_computed(d) for d in docs], chemsys)
-        return self._pd_cache[key]
+        if key in self._pd_cache:
+            self._pd_cache.move_to_end(key)
+            return self._pd_cache[key]
+        docs = list(self.repo.find("entries", {"scheme": scheme, "chemsys": subsystems(chemsys)}))
+        pd = self._pd_cache[key] = phase_diagram([_computed(d) for d in docs], chemsys)
+        while len(self._pd_cache) > self.pd_cache_size:
+            self._pd_cache.popitem(last=False)
+        return pd
 
     def e_above_hull(
         self, scheme: str, composition: Composition | str, energy_per_atom: float

@@ -191,6 +191,27 @@ def test_schemes_never_share_a_hull(sqlite_repo):
     assert engine.e_above_hull("b", "Li2O", -20 / 3) < -4
 
 
+def test_hulls_kept_for_queries_are_bounded_and_answers_do_not_depend_on_them(sqlite_repo):
+    """A screen over a large space asks for the hull of every system it meets: the engine
+    keeps the most recently used ones only, and a system asked again is rebuilt the same."""
+    refs = {"Li": -2.0, "Na": -1.5, "K": -1.2, "O2": -10.0, "S": -4.0, "F2": -3.0}
+    HullEngine(sqlite_repo).ingest([make_entry(f, e, "a") for f, e in refs.items()]
+                                   + [make_entry("Li2O", -20.0, "a")])
+    formulas = [f"{c}{a}" for c in ("Li", "Na", "K") for a in ("O", "S", "F")]
+    unbounded = HullEngine(sqlite_repo)
+    unbounded.pd_cache_size = 1000
+    want = [unbounded.e_above_hull("a", f, -3.0) for f in formulas]
+    engine = HullEngine(sqlite_repo)
+    engine.pd_cache_size = 3
+    for _ in range(2):
+        assert [engine.e_above_hull("a", f, -3.0) for f in formulas] == want
+        assert len(engine._pd_cache) == 3
+    pd = PhaseDiagram([ComputedEntry(f, e) for f, e in [*refs.items(), ("Li2O", -20.0)]])
+    hull = pd.get_hull_energy_per_atom(Composition("LiO"))  # between Li2O and O2
+    assert want[0] == pytest.approx(-3.0 - hull) and None not in want
+    assert len(unbounded._pd_cache) == len(formulas)
+
+
 def test_missing_reference_gives_phase_without_hull(sqlite_repo):
     engine = HullEngine(sqlite_repo)
     engine.ingest([make_entry("Li", -2.0, "t"), make_entry("Li2O", -14.0, "t")])
