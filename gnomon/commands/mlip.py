@@ -143,6 +143,9 @@ def _rows(scheme: str | None, world: Path | None, db: str | None,
         rows, source, records = _world_rows(world, Labelled)
         if not frames:
             return rows, source, []
+        if source["scheme"] is None:
+            fail(f"the world in {world} records no oracle scheme (its manifest.json): its "
+                 "frames cannot be labelled in its scheme")
         if source["scheme"] != SCHEME:
             fail(f"the world in {world} was labelled in {source['scheme']}, not by this "
                  f"oracle ({SCHEME}): its frames cannot be labelled in its scheme")

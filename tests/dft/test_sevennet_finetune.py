@@ -318,6 +318,47 @@ def test_frames_of_training_systems_are_trained_on_with_their_forces_never_of_va
         tuner.run(rows, tmp_path / "other", geometries=geometries)
 
 
+def test_finetune_on_a_worlds_frames_labels_them_with_the_oracle(tmp_path, monkeypatch):
+    """``--world --frames``: frames of training systems, labelled by the world's oracle
+    (CHGNet single points: its energies and forces), beside the minima; a world that names no
+    oracle scheme, or another, is one line."""
+    from ase.io import read
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from gnomon.world.oracle import SCHEME, oracle_engine
+
+    fake = FakeSevenn()
+    monkeypatch.setattr(ft.subprocess, "run", fake)
+    world = tmp_path / "world"
+    world.mkdir()
+    with gzip.open(world / "world.jsonl.gz", "wt") as fh:
+        for rid, chemsys, st, e in _rows():
+            fh.write(json.dumps(_framed_row(rid, chemsys, st, e)) + "\n")
+    (world / "heldout.json").write_text(json.dumps({"systems": ["K-Cl"]}))
+    args = ["mlip", "finetune", "--world", str(world), "--frames", "3", "--epochs", "1",
+            "--out", str(tmp_path / "ft")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "records no oracle scheme" in _one_line(result.output)
+    (world / "manifest.json").write_text(json.dumps({"oracle": {"scheme": "qe-pbe-sssp"}}))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "labelled in qe-pbe-sssp" in _one_line(result.output)
+    (world / "manifest.json").write_text(json.dumps({"oracle": {"scheme": SCHEME}}))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "ft" / ft.CARD_FILE).read_text())
+    # two frames of each of the 11 rows outside the held-out K-Cl
+    assert card["data"]["frames"] == 3 and card["source"]["frames_available"] == 22
+    assert "--frames=3" in card["command"]
+    frames = [a for a in read(tmp_path / "ft" / ft.RUN_DIR / "train.extxyz", index=":")
+              if ":frame" in a.info["id"]]
+    assert len(frames) == 3 and not any(a.info["id"].startswith("KCl") for a in frames)
+    oracle = AseAtomsAdaptor.get_atoms(AseAtomsAdaptor.get_structure(frames[0]))
+    oracle.calc = oracle_engine().calculator()
+    assert frames[0].get_potential_energy() == pytest.approx(oracle.get_potential_energy(),
+                                                             abs=1e-4)
+    assert frames[0].get_forces() == pytest.approx(oracle.get_forces(), abs=1e-4)
+
+
 def test_frames_are_asked_of_a_world_only(tmp_path, sqlite_repo):
     result = CliRunner().invoke(app, ["mlip", "finetune", "--db", sqlite_repo.url, "--scheme",
                                       "mlip-chgnet-0.3.0", "--frames", "10",
