@@ -98,8 +98,6 @@ def finetune(
     rows = selected(every, excluded)
     if not rows:
         fail("no structure is left to fine-tune on once the excluded systems are removed")
-    drop = {r.chemsys for r in every} - {r.chemsys for r in rows}
-    geometries = [g for g in geometries if g.chemsys not in drop]
     source["excluded"] = sorted(excluded)
     source["excluded_structures"] = len(every) - len(rows)
     console.print(f"fine-tuning SevenNet-0 on {len(rows)} structures of {source['what']} "

@@ -123,15 +123,15 @@ class Geometry:
 
     id: str  # ``<row id>:frame<step>``
     chemsys: str
-    structure: Structure
+    structure: dict[str, Any]  # as stored (a Structure dict): parsed only if it is labelled
 
     @classmethod
     def of_world_row(cls, row: Mapping[str, Any]) -> list[Geometry]:
         """A world row's frames but the last (the relaxed minimum, which the row is)."""
         frames = sorted(row.get("frames") or [], key=lambda f: int(f["step"]))
         chemsys = canonical_chemsys(row["chemsys"])
-        return [cls(f"{row['id']}:frame{int(f['step'])}", chemsys,
-                    Structure.from_dict(f["structure"])) for f in frames[:-1]]
+        return [cls(f"{row['id']}:frame{int(f['step'])}", chemsys, f["structure"])
+                for f in frames[:-1]]
 
 
 #: a frame whose largest force exceeds this (eV/Å) is not trained on: a cell the oracle's
@@ -148,7 +148,8 @@ def label_frames(geometries: Sequence[Geometry], calculator: Any) -> tuple[list[
 
     out, dropped = [], 0
     for g in geometries:
-        atoms = AseAtomsAdaptor.get_atoms(g.structure)
+        structure = Structure.from_dict(g.structure)
+        atoms = AseAtomsAdaptor.get_atoms(structure)
         atoms.calc = calculator
         energy = float(atoms.get_potential_energy())
         forces = np.asarray(atoms.get_forces(), dtype=float)
@@ -156,7 +157,7 @@ def label_frames(geometries: Sequence[Geometry], calculator: Any) -> tuple[list[
                 and np.abs(forces).max(initial=0.0) <= MAX_FRAME_FORCE):
             dropped += 1
             continue
-        out.append(Labelled(g.id, g.chemsys, g.structure, energy, forces))
+        out.append(Labelled(g.id, g.chemsys, structure, energy, forces))
     return out, dropped
 
 

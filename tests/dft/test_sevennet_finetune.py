@@ -264,14 +264,14 @@ def test_a_rows_frames_but_its_last_are_geometries_to_label_and_forces_come_from
     assert {g.chemsys for g in geometries} == {"F-Li"}
     # a cell with two atoms 0.3 Å apart: forces far beyond any relaxation's, left out
     crushed = ft.Geometry("x:frame0", "F-Li", Structure(Lattice.cubic(6.0), ["Li", "F"],
-                                                        [[0, 0, 0], [0.05, 0, 0]]))
+                                                        [[0, 0, 0], [0.05, 0, 0]]).as_dict())
     labelled, dropped = ft.label_frames([*geometries, crushed], _lj())
     assert dropped == 1 and [r.id for r in labelled] == ["LiF-0:frame0", "LiF-0:frame4"]
     for g, r in zip(geometries, labelled, strict=True):
-        atoms = AseAtomsAdaptor.get_atoms(g.structure)
+        atoms = AseAtomsAdaptor.get_atoms(Structure.from_dict(g.structure))
         atoms.calc = _lj()
         assert r.energy == pytest.approx(atoms.get_potential_energy())
-        assert r.forces.shape == (len(g.structure), 3)
+        assert r.forces.shape == (len(Structure.from_dict(g.structure)), 3)
         assert r.forces == pytest.approx(atoms.get_forces())
         assert np.abs(r.forces).max() > 1e-3  # a displaced atom is not at rest
 
