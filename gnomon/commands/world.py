@@ -150,6 +150,9 @@ def cover(
     between_cations: Annotated[bool, typer.Option(
         "--between-cations", help="Also the cations' binaries with each other (alloys and "
         "intermetallics), after the anions'.")] = False,
+    ternaries: Annotated[int, typer.Option(
+        min=0, metavar="K", help="Also A–B–X ternaries, last: each B cation (not alkali or "
+        "alkaline earth) with K of the A cations, for every anion.")] = 0,
     workers: WorkersOption = 1,
     until: Annotated[str | None, typer.Option(
         metavar="HH:MM", help="Local time at which planning and relaxation stop.")] = None,
@@ -157,8 +160,8 @@ def cover(
         "--write-partial", help="At --until, write the world with what is relaxed (manifest: "
         "complete false).")] = False,
 ) -> None:
-    """Cover chemistry before depth: add the cation–anion binaries the world lacks, and with
-    --between-cations the cation–cation ones.
+    """Cover chemistry before depth: add the cation–anion binaries the world lacks, with
+    --between-cations the cation–cation ones, and with --ternaries A–B–X ternaries.
 
     Small prototype cells, charge-balanced first, anion by anion (oxides, sulfides, halides
     first); held-out systems are never planned into. Resumable: run it again to go on.
@@ -175,7 +178,7 @@ def cover(
         fail(f"no reference structure for {', '.join(missing)} (ASE's dcdft set lacks them)")
     spec = CoverSpec(anions=_symbols(anions, "anions"), extra_elements=extra,
                      per_system=per_system, only_cations=_symbols(cations, "cations"),
-                     between_cations=between_cations)
+                     between_cations=between_cations, ternary_partners=ternaries)
     _log()
     complete = cover_world(files, spec, workers, _at(until) if until else None,
                            write_partial=write_partial)
@@ -206,7 +209,9 @@ def coverage(
     console.print(coverage_table(cov))
     console.print(f"{cov.held} of {cov.pairs} cation–anion pairs held (structures of each "
                   "binary system; H held out, · none); "
-                  f"{cov.cation_pairs_held} of {cov.cation_pairs} cation–cation pairs",
+                  f"{cov.cation_pairs_held} of {cov.cation_pairs} cation–cation pairs; "
+                  "cation–cation–anion ternary systems: "
+                  + (", ".join(f"{a} {n}" for a, n in cov.ternary.items()) or "none"),
                   highlight=False)
 
 

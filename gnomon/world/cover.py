@@ -42,6 +42,7 @@ from gnomon.world.coverage import (
     binaries,
     cation_pairs,
     cations_of,
+    ternaries,
 )
 from gnomon.world.files import WorldFiles, load_world, write_jsonl_gz
 from gnomon.world.label import judged, label, rows_as_plan
@@ -58,14 +59,16 @@ log = logging.getLogger(__name__)
 class CoverSpec:
     """What a cover grows: the anions (in the order it grows them), the elements beyond the
     world's own, the structures each binary system should reach, optionally only some
-    cations (default: every element that is not an anion), and whether the cations' binaries
-    with each other are grown too (after the anions')."""
+    cations (default: every element that is not an anion), whether the cations' binaries
+    with each other are grown too (after the anions'), and how many A–B–X ternaries per B
+    cation and anion are grown last (:func:`gnomon.world.coverage.ternaries`; 0: none)."""
 
     anions: tuple[str, ...] = COVER_ANIONS
     extra_elements: tuple[str, ...] = ()
     per_system: int = DEFAULT_PER_SYSTEM
     only_cations: tuple[str, ...] = ()
     between_cations: bool = False
+    ternary_partners: int = 0
 
     @property
     def cations(self) -> list[str]:
@@ -73,10 +76,13 @@ class CoverSpec:
         return [c for c in every if c in self.only_cations] if self.only_cations else every
 
     def groups(self) -> list[tuple[str, list[str]]]:
-        """The binary systems in the order the cover grows them, grouped: each anion's with
-        every cation, then (``between_cations``) each cation's with the cations after it."""
+        """The systems in the order the cover grows them, grouped: each anion's binaries with
+        every cation, then (``between_cations``) each cation's with the cations after it,
+        then (``ternary_partners``) each anion's A–B–X ternaries."""
         out = [(a, binaries(self.cations, [a])) for a in self.anions]
-        return out + (cation_pairs(self.cations) if self.between_cations else [])
+        out += cation_pairs(self.cations) if self.between_cations else []
+        return out + [(f"{a} ternaries", systems) for a, systems in
+                      ternaries(self.cations, self.anions, self.ternary_partners)]
 
     def systems(self) -> list[str]:
         return [s for _, systems in self.groups() for s in systems]
@@ -140,15 +146,17 @@ def _read_lines(path: Path) -> Iterable[dict[str, Any]]:
 
 def _plan_systems(plan: CoverPlan, systems: Sequence[str], spec: CoverSpec,
                   world_rows: list[dict[str, Any]], held: set[str], workers: int,
-                  deadline: float | None) -> None:
+                  deadline: float | None, templates: list[dict[str, Any]]) -> None:
     """Plan ``systems`` (:func:`missing_systems`) up to ``spec.per_system`` structures,
-    counting what the world and the cover's plan hold already."""
+    counting what the world and the cover's plan hold already; ``templates``: the labelled
+    rows whose compounds near their hull are substituted into (an earlier cover's too, so
+    that its binaries template the ternaries)."""
     inputs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in world_rows:
         inputs[r["chemsys"]].append(r["unrelaxed"])
     for p in plan.structures:
         inputs[p["chemsys"]].append(p["structure"])
-    known = cover_templates(world_rows, held)
+    known = cover_templates(templates, held)
     jobs = [(s, spec.per_system - len(inputs[s]), inputs[s], known) for s in systems]
     for system, batch in parallel_map(plan_cover_one, jobs, workers):
         plan.add(system, spec.per_system, (p.as_dict() for p in batch))
@@ -193,7 +201,7 @@ def cover(files: WorldFiles, spec: CoverSpec, workers: int, deadline: float | No
         if _past(deadline):
             break
         missing = missing_systems(spec, systems, world_rows, held, plan.planned_to)
-        _plan_systems(plan, missing, spec, world_rows, held, workers, deadline)
+        _plan_systems(plan, missing, spec, world_rows, held, workers, deadline, rows)
         todo = plan.of(systems)
         log.info("cover: %s: %d systems, %d structures planned", group, len(systems), len(todo))
         relax_all(todo, files.cover, workers, deadline=deadline)

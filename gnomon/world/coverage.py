@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pymatgen.core import Element
+
 from gnomon.storage.chemsys import chemsys_of
 from gnomon.world.systems import ANIONS, ELEMENTS
 
@@ -33,6 +35,31 @@ def binaries(cations: Sequence[str], anions: Sequence[str]) -> list[str]:
     return [chemsys_of([c, a]) for a in anions for c in cations]
 
 
+def ternaries(cations: Sequence[str], anions: Sequence[str],
+              partners: int) -> list[tuple[str, list[str]]]:
+    """A–B–X ternaries, anion by anion: each B cation (not alkali or alkaline earth) with
+    ``partners`` of the A cations (alkali and alkaline earth), chosen cyclically so that the
+    A cations share the B cations evenly and each anion pairs them differently.
+
+    Every A–B–X system of a 38-cation world is 261 per anion; this design reaches every cation
+    in ternary chemistry with every anion at ``partners`` systems per B cation, the way the
+    world's own ternaries (A–B–X, :func:`gnomon.world.systems.world_systems`) are made."""
+    a_site = [c for c in cations if _s_block(c)]
+    b_site = [c for c in cations if not _s_block(c)]
+    if not a_site or not b_site or partners <= 0:
+        return []
+    k = min(partners, len(a_site))
+    return [(anion, list(dict.fromkeys(
+                chemsys_of([a_site[(i * k + j + m) % len(a_site)], b, anion])
+                for i, b in enumerate(b_site) for m in range(k))))
+            for j, anion in enumerate(anions)]
+
+
+def _s_block(symbol: str) -> bool:
+    el = Element(symbol)
+    return el.is_alkali or el.is_alkaline
+
+
 def cation_pairs(cations: Sequence[str]) -> list[tuple[str, list[str]]]:
     """Every binary of two of ``cations`` (alloys and intermetallics), grouped by the first
     cation in the given order: each pair once, with the earlier of its two."""
@@ -50,6 +77,7 @@ class Coverage:
     binary: Counter = field(default_factory=Counter)  # "Mg-O": structures of that system
     larger: Counter = field(default_factory=Counter)  # "Mg-O": structures of Mg-O-... systems
     between: Counter = field(default_factory=Counter)  # "Li-Mg": structures of that binary
+    ternary: Counter = field(default_factory=Counter)  # "O": cation–cation–anion systems held
 
     def count(self, cation: str, anion: str) -> int:
         return self.binary[chemsys_of([cation, anion])]
@@ -77,6 +105,7 @@ class Coverage:
         return {"cations": self.cations, "anions": self.anions, "pairs": self.pairs,
                 "pairs_held": self.held, "cation_pairs": self.cation_pairs,
                 "cation_pairs_held": self.cation_pairs_held,
+                "ternary_systems": {a: self.ternary[a] for a in self.anions if self.ternary[a]},
                 "binary_structures": {s: self.binary[s]
                                       for s in binaries(self.cations, self.anions)
                                       if self.binary[s]},
@@ -90,6 +119,7 @@ def coverage(rows: Iterable[dict[str, Any]], held_out: Iterable[str],
     """Count the world's ``rows`` per cation–anion binary of ``cations`` × ``anions``."""
     cov = Coverage(list(cations), list(anions), {chemsys_of(s.split("-")) for s in held_out})
     wanted = set(binaries(cations, anions))
+    ternary_systems: dict[str, set[str]] = {}
     for r in rows:
         els = r["chemsys"].split("-")
         if len(els) == 2:
@@ -98,9 +128,13 @@ def coverage(rows: Iterable[dict[str, Any]], held_out: Iterable[str],
             elif all(e in cov.cations for e in els):
                 cov.between[chemsys_of(els)] += 1
             continue
+        if len(els) == 3 and (anions_in := [e for e in els if e in cov.anions]) and len(
+                anions_in) == 1 and all(e in cov.cations for e in els if e not in anions_in):
+            ternary_systems.setdefault(anions_in[0], set()).add(chemsys_of(els))
         for c in (e for e in els if e in cov.cations):
             for a in (e for e in els if e in cov.anions):
                 cov.larger[chemsys_of([c, a])] += 1
+    cov.ternary.update({a: len(s) for a, s in ternary_systems.items()})
     return cov
 
 

@@ -1,6 +1,7 @@
-"""Planning a cover: a few small, cheap structures for each cation–anion binary.
+"""Planning a cover: a few small, cheap structures for each system it adds (cation–anion and
+cation–cation binaries, A–B–X ternaries).
 
-Per binary system: SAPS on pymatgen's prototype library and on the world's binary compounds
+Per system: SAPS on pymatgen's prototype library and on the world's binary compounds
 near their hull, random search where substitution finds too few (the grow's planner,
 :func:`gnomon.world.plan_grow.plan_grow_wave`, on cells of at most ``COVER_MAX_SITES``
 sites). Of what it draws, charge-balanced compositions come first and small cells before big
@@ -41,7 +42,7 @@ def _balanced_first(drawn: list[Planned], balanced: set[str], need: int) -> list
 
 def plan_cover_system(system: str, need: int, existing: list[dict[str, Any]],
                       known: list[tuple[str, Structure]]) -> list[Planned]:
-    """Up to ``need`` new structures for the binary ``system``, none matching ``existing``
+    """Up to ``need`` new structures for ``system``, none matching ``existing``
     (structure dicts already in the world or the cover's plan)."""
     if need <= 0:
         return []
@@ -65,9 +66,10 @@ def plan_cover_one(args: CoverJob) -> tuple[str, list[Planned]]:
 
 def cover_templates(rows: list[dict[str, Any]],
                     held_out: set[str]) -> list[tuple[str, dict[str, Any]]]:
-    """The world's small binary compounds near their hull, as templates: none of a held-out
-    system (their structures stay unseen by whatever trains on the cover)."""
+    """The world's small binary and ternary compounds near their hull, as templates (a
+    ternary takes those of at most three elements): none of a held-out system (their
+    structures stay unseen by whatever trains on the cover)."""
     return [(r["id"], r["relaxed"]) for r in rows
-            if r["chemsys"].count("-") == 1 and r["chemsys"] not in held_out
+            if 1 <= r["chemsys"].count("-") <= 2 and r["chemsys"] not in held_out
             and r["e_above_hull"] is not None and r["e_above_hull"] <= GROW_NEAR_HULL
             and r["nsites"] <= COVER_MAX_SITES]

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from gnomon.cli import app
 from gnomon.world.cover import CoverPlan, CoverSpec, cover, cover_record, missing_systems
-from gnomon.world.coverage import binaries, cation_pairs, cations_of, coverage
+from gnomon.world.coverage import binaries, cation_pairs, cations_of, coverage, ternaries
 from gnomon.world.files import CHECKOUT_WORLD, WorldFiles, load_world, write_jsonl_gz
 from gnomon.world.manifest import Tally, check, write_manifest
 from gnomon.world.oracle import oracle_input, results_done
-from gnomon.world.plan_cover import COVER_WAVE, plan_cover_system
+from gnomon.world.plan_cover import COVER_WAVE, cover_templates, plan_cover_system
 from gnomon.world.systems import ANIONS
 
 needs_world = pytest.mark.skipif(not (CHECKOUT_WORLD / "manifest.json").is_file(),
@@ -42,6 +42,7 @@ def test_the_coverage_table_counts_binaries_and_pairs_met_in_larger_systems():
     record = cov.as_dict()
     assert record["binary_structures"] == {"Mg-O": 2, "Cl-Na": 1, "Cl-Cu": 1}
     assert record["only_in_larger_systems"] == ["Na-O", "O-Ti"]
+    assert cov.ternary == {"O": 1} and record["ternary_systems"] == {"O": 1}
 
 
 def test_cations_are_every_element_but_the_anions_and_extra_ones_come_after():
@@ -76,6 +77,61 @@ def test_between_cations_the_cover_plans_each_cation_pair_once_after_the_anions(
     assert missing_systems(spec, spec.systems(), world, {"Mg-Mn"}, {}) == [
         "Li-O", "Mg-O", "Mn-O", "Li-Mn"]
     assert CoverSpec(anions=("O",), only_cations=("Li", "Mg")).systems() == ["Li-O", "Mg-O"]
+
+
+def test_the_ternary_cover_gives_every_b_cation_k_a_partners_per_anion_shared_evenly():
+    cations = cations_of([], ANIONS)
+    groups = ternaries(cations, ["O", "S"], 2)
+    assert [a for a, _ in groups] == ["O", "S"]
+    a_site = {"Li", "Na", "K", "Rb", "Cs", "Mg", "Ca", "Sr", "Ba"}
+    b_site = [c for c in cations if c not in a_site]
+    pairings = []
+    for anion, systems in groups:
+        assert len(systems) == len(set(systems)) == 2 * len(b_site)
+        partners: dict[str, set[str]] = {}
+        uses: dict[str, int] = {}
+        for s in systems:
+            els = set(s.split("-"))
+            assert anion in els and len(els) == 3
+            (a,) = els & a_site
+            (b,) = els - a_site - {anion}
+            partners.setdefault(b, set()).add(a)
+            uses[a] = uses.get(a, 0) + 1
+        assert all(len(p) == 2 for p in partners.values()) and set(partners) == set(b_site)
+        assert set(uses) == a_site and max(uses.values()) - min(uses.values()) <= 1
+        pairings.append({frozenset(set(s.split("-")) - {anion}) for s in systems})
+    assert pairings[0] != pairings[1]  # each anion pairs the cations differently
+    assert ternaries(["Mg", "Ti"], ["O"], 3) == [("O", ["Mg-O-Ti"])]  # k capped at the A's
+    assert ternaries(["Ti", "Zr"], ["O"], 2) == [] and ternaries(cations, ["O"], 0) == []
+
+
+def test_the_ternaries_come_last_and_never_into_a_held_out_system():
+    spec = CoverSpec(anions=("O", "F"), per_system=2, only_cations=("Li", "Mg", "Ti"),
+                     between_cations=True, ternary_partners=1)
+    assert [g for g, _ in spec.groups()] == ["O", "F", "Li", "Mg", "O ternaries",
+                                             "F ternaries"]
+    assert spec.groups()[-2] == ("O ternaries", ["Li-O-Ti"])
+    assert spec.groups()[-1] == ("F ternaries", ["F-Mg-Ti"])
+    todo = missing_systems(spec, spec.systems(), [_row("Li-O-Ti")] * 2, {"F-Mg-Ti"}, {})
+    assert "Li-O-Ti" not in todo and "F-Mg-Ti" not in todo
+
+
+def test_a_ternary_plan_is_small_of_exactly_its_system_and_never_refused_by_the_oracle():
+    plan = plan_cover_system("Li-O-Ti", 4, existing=[], known=[])
+    assert 0 < len(plan) <= 4
+    structures = [Structure.from_dict(p.structure) for p in plan]
+    assert all(len(s) <= 8 and oracle_input(s)[1] is None for s in structures)
+    assert all(s.composition.chemical_system == "Li-O-Ti" for s in structures)
+
+
+def test_ternary_compounds_template_a_cover_but_never_a_held_out_ones():
+    def row(chemsys: str, e_hull: float, nsites: int = 5) -> dict:
+        return {"id": chemsys, "chemsys": chemsys, "relaxed": {}, "e_above_hull": e_hull,
+                "nsites": nsites}
+
+    rows = [row("Mg-O", 0.0), row("Ca-O-Ti", 0.0), row("Ba-O-Ti", 0.0), row("Li-O-Ti", 0.5),
+            row("Li-Mn-O-P", 0.0), row("Mg", 0.0), row("Al-O-Sr", 0.0, nsites=20)]
+    assert [k for k, _ in cover_templates(rows, {"Ba-O-Ti"})] == ["Mg-O", "Ca-O-Ti"]
 
 
 def test_an_intermetallic_plan_is_small_and_never_refused_by_the_oracle():
@@ -134,6 +190,7 @@ def test_the_coverage_command_prints_the_worlds_pairs(tmp_path):
     assert run.exit_code == 0, run.output
     # 38 cations x 2 anions; only Br-K holds rows
     assert "1 of 76 cation–anion pairs held" in run.output
+    assert "ternary systems: none" in run.output
     manifest = json.loads(files.manifest.read_text())
     assert manifest["coverage"]["binary_structures"] == {"Br-K": 3}
 
