@@ -472,6 +472,14 @@ class FunnelConfig(_Section):
         ge=1,
         description="Stop pulling candidates once this many passed (unset: run to max_generated).",
     )
+    first_member_margin: float | None = Field(
+        None,
+        ge=0.0,
+        description="eV/atom: screen as a cascade; a candidate whose e_above_hull by the "
+        "ensemble's first member alone lies more than this above `e_above_hull` fails without "
+        "the other members (unset: every candidate meets the whole ensemble). "
+        "`bench/screening.py --part cascade` measures what a margin costs in missed passes.",
+    )
 
 
 class CampaignConfig(_Section):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,36 +241,42 @@ class Ensemble(nn.Module):
             self.element_refs[batch.z], batch.batch, dim=0, dim_size=batch.num_graphs, reduce="mean"
         )
 
-    def member_outputs(self, batch: Data, length_factor: float = 1.0) -> Tensor:
-        """Normalised outputs of every member, shape (K, G)."""
+    def member_outputs(self, batch: Data, length_factor: float = 1.0,
+                       members: Sequence[int] | None = None) -> Tensor:
+        """Normalised outputs of every member (or of ``members``, by index), shape (K, G)."""
+        chosen = self.members if members is None else [self.members[i] for i in members]
         if self.kind == "composition":
-            return torch.stack([m(batch.fractions) for m in self.members])
+            return torch.stack([m(batch.fractions) for m in chosen])
         dist = batch.dist if length_factor == 1.0 else batch.dist * length_factor
         edges = self.members[0].edge_inputs(dist, batch.edge_index, int(batch.z.shape[0]))
         return torch.stack(
             [m(batch.z, batch.edge_index, dist, batch.batch, batch.num_graphs, edges)
-             for m in self.members]
+             for m in chosen]
         )
 
-    def energies(self, batch: Data, tta: TTA | None = None, amp: bool = True) -> Tensor:
-        """Energy per atom (eV) of each member, shape (K, G), TTA-aggregated when given."""
+    def energies(self, batch: Data, tta: TTA | None = None, amp: bool = True,
+                 members: Sequence[int] | None = None) -> Tensor:
+        """Energy per atom (eV) of each member (or of ``members``), shape (K, G),
+        TTA-aggregated when given."""
         norm = self.normalization
         with autocast(self.device, amp):
             if tta is None or self.kind == "composition":
-                out = self.member_outputs(batch).float()
+                out = self.member_outputs(batch, members=members).float()
             else:
                 per_scale = torch.stack(
-                    [self.member_outputs(batch, f).float() for f in tta.length_factors]
+                    [self.member_outputs(batch, f, members).float() for f in tta.length_factors]
                 )
                 out = per_scale.amin(0) if tta.aggregate == "min" else per_scale.mean(0)
         return self.reference(batch).unsqueeze(0) + norm.shift + norm.scale * out
 
     @torch.inference_mode()
-    def predict(self, batch: Data, tta: TTA | None = None, amp: bool = True) -> EnsembleOutput:
-        """Mean and calibrated σ (eV/atom) over members for a collated batch."""
+    def predict(self, batch: Data, tta: TTA | None = None, amp: bool = True,
+                members: Sequence[int] | None = None) -> EnsembleOutput:
+        """Mean and calibrated σ (eV/atom) over members (or over ``members``; one member has
+        σ 0) for a collated batch."""
         self.eval()
         batch = batch.to(self.device)
-        e = self.energies(batch, tta, amp)
+        e = self.energies(batch, tta, amp, members)
         mean = e.mean(0)
         std = e.std(0, unbiased=False) if e.shape[0] > 1 else torch.zeros_like(mean)
         return EnsembleOutput(

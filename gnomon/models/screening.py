@@ -266,6 +266,7 @@ class Screener:
     workers: int = 0
     depth: int | None = None  # batches built ahead; see default_depth
     amp: bool = True
+    members: tuple[int, ...] | None = None  # only these members (by index); default: all
 
     def __post_init__(self):
         if self.batch_size is None:
@@ -281,7 +282,7 @@ class Screener:
         for fb in prefetch(self.featurizer, items, self.batch_size, self.depth, self.workers):
             results = [ScreenResult(k, rejected=r) for k, r in fb.rejected]
             if fb.batch is not None:
-                out = self.ensemble.predict(fb.batch, self.tta, self.amp)
+                out = self.ensemble.predict(fb.batch, self.tta, self.amp, self.members)
                 results.extend(
                     ScreenResult(k, float(m), float(s))
                     for k, m, s in zip(fb.keys, out.mean, out.sigma, strict=True)

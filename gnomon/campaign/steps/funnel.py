@@ -139,7 +139,7 @@ def run_funnel(ctx: RoundContext, record: ModelVersion) -> dict[str, Any]:
     stored_before = {cid for cid in round_candidate_ids(ctx) if cid not in seen}
     screen = HullScreen(ctx.repo, ensemble, record, ctx.scheme, cfg.e_above_hull,
                         tta=TTA() if ctx.config.model.tta else None, campaign=ctx.campaign,
-                        round=ctx.index)
+                        round=ctx.index, first_member_margin=cfg.first_member_margin)
     dedup = Deduplicator(repository=ctx.repo, seen=seen, record_duplicates=False)
     funnel = Funnel(dedup, screen=screen, store=screen.store, chunk_size=cfg.chunk_size,
                     counts=FunnelCounts.from_dict(mark["counts"]) if mark else FunnelCounts(),
@@ -183,7 +183,10 @@ def run_funnel(ctx: RoundContext, record: ModelVersion) -> dict[str, Any]:
              cfg.e_above_hull, counts.unscreenable, len(unique))
     return {"generated": counts.generated + resumed, "unique": unique,
             "funnel": {**_summary(counts), **info, "resumed": resumed, "model_version": record.id,
-                       "e_above_hull": cfg.e_above_hull, "chunk_size": cfg.chunk_size}}
+                       "e_above_hull": cfg.e_above_hull, "chunk_size": cfg.chunk_size,
+                       "first_member_margin": cfg.first_member_margin,
+                       # this run's (a resumed round counts from its restart)
+                       "first_member_only": screen.first_member_only}}
 
 
 def _model_it_started_with(ctx: RoundContext, record: ModelVersion,
