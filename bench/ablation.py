@@ -88,15 +88,27 @@ def run_recipe(name: str, data, split, args: argparse.Namespace) -> dict[str, An
             "validation_system_names": val_systems, **scores}
 
 
-def shipped_reference(data, split, val_systems: list[str]) -> dict[str, Any]:
-    """The shipped model scored on the same validation and held-out systems."""
+def rows_of(data, split, systems: list[str]) -> list[int]:
+    """The training pool's rows of ``systems``."""
+    wanted = set(systems)
+    return [i for i in split.train if data.entries[i].chemsys in wanted]
+
+
+def shipped_reference(data, split, val_systems: list[str],
+                      unseen: list[str] | None = None) -> dict[str, Any]:
+    """The shipped model scored on the same validation and held-out systems (and, given
+    ``unseen``, on those validation systems neither model trained on)."""
     card = read_card()
     ensemble = load_weights(card["weights"])
-    rows = [i for i in split.train if data.entries[i].chemsys in set(val_systems)]
-    return {"version": card["version"], "command": card.get("command"),
-            "validation_systems_match": _same(card["split"].get("validation_systems"), val_systems),
-            "validation_systems": validation_metrics(ensemble, data, split, rows),
-            "heldout": heldout_metrics(ensemble, data, split.test)}
+    out = {"version": card["version"], "command": card.get("command"),
+           "validation_systems_match": _same(card["split"].get("validation_systems"), val_systems),
+           "validation_systems": validation_metrics(ensemble, data, split,
+                                                    rows_of(data, split, val_systems)),
+           "heldout": heldout_metrics(ensemble, data, split.test)}
+    if unseen is not None:
+        out["validation_unseen_by_both"] = validation_metrics(ensemble, data, split,
+                                                              rows_of(data, split, unseen))
+    return out
 
 
 def _same(listed: list[str] | None, val_systems: list[str]) -> bool | None:
@@ -202,19 +214,14 @@ def versions(args: argparse.Namespace) -> None:
     val_systems = card["split"]["validation_systems"]
     fair = unseen_by_both(val_systems, read_card())
     ensemble = Ensemble.load(args.candidate / card["weights"])
-
-    def rows_of(systems: list[str]) -> list[int]:
-        return [i for i in split.train if data.entries[i].chemsys in set(systems)]
-
     cand = {"version": card["version"], "command": card["command"],
-            "validation_systems": validation_metrics(ensemble, data, split, rows_of(val_systems)),
+            "validation_systems": validation_metrics(ensemble, data, split,
+                                                     rows_of(data, split, val_systems)),
             "validation_unseen_by_both": validation_metrics(ensemble, data, split,
-                                                            rows_of(fair)),
+                                                            rows_of(data, split, fair)),
             "heldout": heldout_metrics(ensemble, data, split.test)}
-    shipped = shipped_reference(data, split, val_systems)
-    shipped["validation_unseen_by_both"] = validation_metrics(
-        load_weights(read_card()["weights"]), data, split, rows_of(fair))
-    report = {"candidate": cand, "shipped": shipped, "unseen_by_both_systems": fair,
+    report = {"candidate": cand, "shipped": shipped_reference(data, split, val_systems, fair),
+              "unseen_by_both_systems": fair,
               "date": datetime.now(UTC).strftime("%Y-%m-%d")}
     runs = {cand["version"]: cand, report["shipped"]["version"]: report["shipped"]}
     fair_runs = {n: {"validation_systems": r["validation_unseen_by_both"]}
