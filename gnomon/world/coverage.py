@@ -128,8 +128,9 @@ def coverage(rows: Iterable[dict[str, Any]], held_out: Iterable[str],
             elif all(e in cov.cations for e in els):
                 cov.between[chemsys_of(els)] += 1
             continue
-        if len(els) == 3 and (anions_in := [e for e in els if e in cov.anions]) and len(
-                anions_in) == 1 and all(e in cov.cations for e in els if e not in anions_in):
+        anions_in = [e for e in els if e in cov.anions]
+        if (len(els) == 3 and len(anions_in) == 1
+                and sum(e in cov.cations for e in els) == 2):  # cation–cation–anion
             ternary_systems.setdefault(anions_in[0], set()).add(chemsys_of(els))
         for c in (e for e in els if e in cov.cations):
             for a in (e for e in els if e in cov.anions):
